@@ -1,0 +1,236 @@
+"""Building blocks shared by the built-in video VAEs: causal 3D convs, frame-wise norms, resnet and
+attention blocks, causal resampling, Haar wavelet patchify and Neighborhood-Aware Feedforward blocks.
+
+Tensors are channels-first video, (B, C, T, H, W). "Causal" means output frame t depends on input
+frames <= t only: temporal padding is on the past side and replicates the first frame, and every
+normalisation is per frame (a GroupNorm over the whole clip would let later frames leak into earlier
+ones through its statistics).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+def num_groups(channels: int, max_groups: int = 32) -> int:
+    """Largest group count <= `max_groups` that divides `channels`."""
+    for g in range(min(max_groups, channels), 0, -1):
+        if channels % g == 0:
+            return g
+    return 1
+
+
+def maybe_checkpoint(fn: Callable[..., torch.Tensor], x: torch.Tensor, enabled: bool) -> torch.Tensor:
+    """Run `fn(x)`, through activation checkpointing when `enabled` and gradients are on."""
+    if enabled and torch.is_grad_enabled() and x.requires_grad:
+        return checkpoint(fn, x, use_reentrant=False)
+    return fn(x)
+
+
+def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(B,C,T,H,W) -> ((B*T),C,H,W), T."""
+    b, c, t, h, w = x.shape
+    return x.transpose(1, 2).reshape(b * t, c, h, w), t
+
+
+def _unframes(x: torch.Tensor, t: int) -> torch.Tensor:
+    """((B*T),C,H,W) -> (B,C,T,H,W)."""
+    bt, c, h, w = x.shape
+    return x.reshape(bt // t, t, c, h, w).transpose(1, 2)
+
+
+class FrameGroupNorm(nn.GroupNorm):
+    """GroupNorm computed on each frame separately (keeps the network causal in time)."""
+
+    def __init__(self, channels: int, max_groups: int = 32, eps: float = 1e-6) -> None:
+        super().__init__(num_groups(channels, max_groups), channels, eps=eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise (B,C,T,H,W) per frame."""
+        if x.dim() != 5:
+            return super().forward(x)
+        y, t = _frames(x)
+        return _unframes(super().forward(y), t)
+
+
+class CausalConv3d(nn.Conv3d):
+    """3D conv, zero padding in space, replicate padding of the first frame on the past side in time."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int, int] = 3,
+        stride: int | tuple[int, int, int] = 1,
+        groups: int = 1,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, groups=groups)
+        kt, kh, kw = self.kernel_size
+        self.causal_pad = (kw // 2, kw // 2, kh // 2, kh // 2, 0, 0)
+        self.time_pad = kt - 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve (B,C,T,H,W) causally in time."""
+        if self.time_pad:
+            x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
+        if any(self.causal_pad):
+            x = F.pad(x, self.causal_pad)
+        return super().forward(x)
+
+
+class FrameConv2d(nn.Conv2d):
+    """2D conv applied to every frame of a (B,C,T,H,W) clip ("half-3D" second conv of CV-VAE blocks)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolve each frame."""
+        y, t = _frames(x)
+        return _unframes(super().forward(y), t)
+
+
+class ResnetBlock3D(nn.Module):
+    """Norm-SiLU-causal 3D conv, norm-SiLU-2D conv, plus a (1x1x1 when widths differ) shortcut."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = FrameGroupNorm(in_channels)
+        self.conv1 = CausalConv3d(in_channels, out_channels, 3)
+        self.norm2 = FrameGroupNorm(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = FrameConv2d(out_channels, out_channels, 3, padding=1)
+        self.shortcut = (
+            nn.Conv3d(in_channels, out_channels, 1) if in_channels != out_channels else nn.Identity()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual update of `x`."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.shortcut(x) + h
+
+
+class SpatialAttention(nn.Module):
+    """Single-head self-attention over the pixels of each frame (SD-VAE mid-block attention)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = FrameGroupNorm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual attention update of `x`."""
+        y, t = _frames(self.norm(x))
+        n, c, h, w = y.shape
+        q, k, v = self.qkv(y).reshape(n, 3, c, h * w).transpose(-1, -2).unbind(1)
+        out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
+        out = self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
+        return x + _unframes(out, t)
+
+
+class Downsample3D(nn.Module):
+    """Stride-2 conv in space, and causally in time too when `time` (T -> 1 + (T-1)/2)."""
+
+    def __init__(self, channels: int, time: bool) -> None:
+        super().__init__()
+        self.time = time
+        self.conv = nn.Conv3d(channels, channels, 3, stride=(2 if time else 1, 2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Halve H and W (and the frame count after the first frame when `time`)."""
+        x = F.pad(x, (0, 1, 0, 1, 0, 0))  # SD-style asymmetric spatial padding
+        x = torch.cat([x[:, :, :1].expand(-1, -1, 2, -1, -1), x], dim=2)  # 2 causal past frames
+        return self.conv(x)
+
+
+class Upsample3D(nn.Module):
+    """Nearest x2 in space then a causal conv; with `time` it also doubles frames after the first.
+
+    Temporal upsampling predicts 2 output frames per input step (channels -> time) and drops the
+    first, so t steps become 2t-1 frames and frame 0 still comes from step 0 alone.
+    """
+
+    def __init__(self, channels: int, time: bool) -> None:
+        super().__init__()
+        self.factor = 2 if time else 1
+        self.conv = CausalConv3d(channels, channels * self.factor, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Double H and W (and the frame count after the first frame when `time`)."""
+        y, t = _frames(x)
+        x = _unframes(F.interpolate(y, scale_factor=2.0, mode="nearest"), t)
+        x = self.conv(x)
+        if self.factor == 1:
+            return x
+        b, c2, t, h, w = x.shape
+        x = x.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
+        return x[:, :, 1:]
+
+
+# --------------------------------------------------------------------------- Haar wavelet patchify
+_S = 1.0 / math.sqrt(2.0)
+
+
+def haar_time(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal Haar over frame pairs: (B,C,2t,H,W) -> (B,2C,t,H,W), [low, high]."""
+    a, b = x[:, :, 0::2], x[:, :, 1::2]
+    return torch.cat([(a + b) * _S, (a - b) * _S], dim=1)
+
+
+def ihaar_time(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `haar_time`."""
+    lo, hi = x.chunk(2, dim=1)
+    a, b = (lo + hi) * _S, (lo - hi) * _S
+    bsz, c, t, h, w = a.shape
+    return torch.stack([a, b], dim=3).reshape(bsz, c, 2 * t, h, w)
+
+
+def haar_space(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal 2D Haar: (B,C,T,2H,2W) -> (B,4C,T,H,W), subbands [LL, LH, HL, HH]."""
+    a, b = x[..., 0::2, 0::2], x[..., 0::2, 1::2]
+    c, d = x[..., 1::2, 0::2], x[..., 1::2, 1::2]
+    return torch.cat([a + b + c + d, a - b + c - d, a + b - c - d, a - b - c + d], dim=1) * 0.5
+
+
+def ihaar_space(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of `haar_space`."""
+    ll, lh, hl, hh = x.chunk(4, dim=1)
+    a = (ll + lh + hl + hh) * 0.5
+    b = (ll - lh + hl - hh) * 0.5
+    c = (ll + lh - hl - hh) * 0.5
+    d = (ll - lh - hl + hh) * 0.5
+    bsz, ch, t, h, w = a.shape
+    top = torch.stack([a, b], dim=-1).reshape(bsz, ch, t, h, 2 * w)
+    bot = torch.stack([c, d], dim=-1).reshape(bsz, ch, t, h, 2 * w)
+    return torch.stack([top, bot], dim=-2).reshape(bsz, ch, t, 2 * h, 2 * w)
+
+
+# ------------------------------------------------------------------ Neighborhood-Aware Feedforward
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channel dim of a channels-first (B,C,...) tensor."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise every position over its channels."""
+        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+
+class NAFBlock(nn.Module):
+    """Neighborhood-Aware Feedforward: causal depthwise 3x3x3 conv mixing neighbours, then a pointwise MLP."""
+
+    def __init__(self, channels: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        hidden = max(1, int(channels * mlp_ratio))
+        self.dwconv = CausalConv3d(channels, channels, 3, groups=channels)
+        self.norm = ChannelLayerNorm(channels)
+        self.fc1 = nn.Conv3d(channels, hidden, 1)
+        self.fc2 = nn.Conv3d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Residual neighbourhood mixing then residual MLP."""
+        x = x + self.dwconv(x)
+        return x + self.fc2(F.gelu(self.fc1(self.norm(x))))

@@ -1,0 +1,74 @@
+"""Configs: packaged names, paths, repeatable files, overrides, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from vvc_lightning.config import find_config, load_config, packaged_configs
+from vvc_lightning.errors import ConfigError, RegistryError
+
+
+def test_packaged_configs_are_found_by_bare_name():
+    assert {"cv_vae.yaml", "lean_vae.yaml", "quickstart.yaml"} <= set(packaged_configs())
+    assert find_config("cv_vae.yaml").name == "cv_vae.yaml"
+    assert find_config("lean_vae").name == "lean_vae.yaml"
+
+
+def test_a_path_wins_over_a_packaged_name(tmp_path, monkeypatch):
+    (tmp_path / "cv_vae.yaml").write_text("seed: 7\n")
+    monkeypatch.chdir(tmp_path)
+    assert load_config(["quickstart.yaml", "cv_vae.yaml"]).seed == 7
+
+
+def test_paper_defaults_in_cv_vae_and_lean_vae_configs():
+    for name, backbone in (("cv_vae.yaml", "cv_vae"), ("lean_vae.yaml", "lean_vae")):
+        cfg = load_config([name])
+        assert cfg.model.backbone.name == backbone
+        assert cfg.model.gop == 9 and cfg.model.backbone.latent_channels == 128
+        assert cfg.model.loss.lmbda == 0.1 and cfg.model.loss.alpha == 1e-3 and cfg.model.loss.beta == 1.0
+        assert cfg.optim.lr == 5e-6 and cfg.data.batch_size == 4
+        assert cfg.data.frame_stride == 3 and cfg.data.crop_size == 256 and cfg.data.name == "openvid"
+        assert [s.name for s in cfg.stages] == ["vae", "codec", "joint"]
+
+
+def test_later_configs_and_overrides_win():
+    cfg = load_config(["cv_vae.yaml", "quickstart.yaml"], ["model.loss.lmbda=0.2", "stages.1.start_step=70"])
+    assert cfg.model.backbone.width == 16 and cfg.model.loss.lmbda == 0.2 and cfg.stages[1].start_step == 70
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.lamda=0.1", "unknown config key 'model.lamda'"),
+        ("model.backbone.widht=8", "unknown config key 'model.backbone.widht' (did you mean 'model.backbone.width'?)"),
+        ("data.crop=64", "unknown config key 'data.crop'"),
+        ("trainer.max_step=3", "did you mean 'trainer.max_steps'"),
+        ("model.gop=8", "model.gop must be 1 + 4k"),
+        ("model.loss.perceptual=vgg", "model.loss.perceptual must be one of"),
+        ("stages.1.loss=mse", "stages.1.loss must be 'vae' (eq. 1) or 'rd' (eq. 2)"),
+        ("stages.1.start_step=0", "stages must start in increasing order"),
+        ("stages.1.start_epoch=3", "exactly one of start_step or start_epoch"),
+        ("nonsense", "must look like key.sub=value"),
+    ],
+)
+def test_bad_keys_and_values_fail_with_the_key_named(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(["quickstart.yaml"], [override])
+    assert message in str(err.value)
+
+
+def test_unknown_backbone_lists_the_known_ones():
+    with pytest.raises(RegistryError, match="Known backbones: .*cv_vae.*lean_vae"):
+        load_config(["quickstart.yaml"], ["model.backbone.name=cv-vae"])
+
+
+def test_missing_config_file_names_the_packaged_ones():
+    with pytest.raises(ConfigError, match="not found .*quickstart.yaml"):
+        load_config(["nope.yaml"])
+
+
+def test_unknown_key_in_a_config_file_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  gopp: 9\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'model.gopp' in .*bad.yaml"):
+        load_config([str(bad)])

@@ -1,0 +1,3 @@
+from vvc_lightning.cli import main
+
+raise SystemExit(main())

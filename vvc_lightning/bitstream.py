@@ -1,0 +1,210 @@
+"""The .vvc container: a versioned, checksummed header, then one length-prefixed record per GoP.
+
+Layout (all integers little-endian):
+
+    offset  size  field
+    0       4     magic b"VVCL"
+    4       2     container version (u16, currently 1)
+    6       4     header body length L (u32)
+    10      L     header body (version 1, see `_BODY`):
+                    width u32, height u32, frames u32, fps f64, gop u16, overlap u16, theta f64,
+                    tile u32 (0 = untiled), tile_overlap u32, matrix u8, range u8, num_gops u32,
+                    latent c u16, t u16, h u32, w u32 (one GoP's latent after padding),
+                    then three u16-length-prefixed UTF-8 strings: model identity, checkpoint path, backbone
+    10+L    4     CRC32 of bytes [0, 10+L)
+    then num_gops records, each: payload length u32, CRC32 of payload u32, payload (the latent codec's
+    byte string of that GoP).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from vvc_lightning.errors import BitstreamError
+
+MAGIC = b"VVCL"
+VERSION = 1
+MATRICES = ("bt709", "bt601")
+RANGES = ("limited", "full")
+
+_PREFIX = struct.Struct("<4sHI")  # magic, version, body length
+_BODY = struct.Struct("<IIIdHHdIIBBIHHII")
+_RECORD = struct.Struct("<II")  # payload length, crc32
+_CRC = struct.Struct("<I")
+_STR = struct.Struct("<H")
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything a decoder needs besides the model weights."""
+
+    width: int
+    height: int
+    frames: int
+    fps: float
+    gop: int
+    overlap: int
+    theta: float
+    num_gops: int
+    latent_shape: tuple[int, int, int, int]
+    identity: str
+    tile: int = 0
+    tile_overlap: int = 0
+    matrix: str = "bt709"
+    range: str = "limited"
+    checkpoint: str = ""
+    backbone: str = ""
+    version: int = field(default=VERSION)
+
+    def __post_init__(self) -> None:
+        if self.matrix not in MATRICES:
+            raise BitstreamError(f"colour matrix '{self.matrix}' cannot be stored; use one of {MATRICES}")
+        if self.range not in RANGES:
+            raise BitstreamError(f"colour range '{self.range}' cannot be stored; use one of {RANGES}")
+
+
+@dataclass(frozen=True)
+class Record:
+    """Where one GoP's payload sits in the file."""
+
+    index: int
+    offset: int  # of the payload
+    length: int
+    crc: int
+
+
+def _pack_str(s: str) -> bytes:
+    raw = s.encode("utf-8")
+    if len(raw) > 0xFFFF:
+        raise BitstreamError(f"header string too long to store ({len(raw)} bytes): {s[:60]}...")
+    return _STR.pack(len(raw)) + raw
+
+
+def pack_header(h: Header) -> bytes:
+    """Serialize a header (prefix, body, CRC32)."""
+    c, t, lh, lw = h.latent_shape
+    try:
+        body = _BODY.pack(
+            h.width, h.height, h.frames, float(h.fps), h.gop, h.overlap, float(h.theta), h.tile,
+            h.tile_overlap, MATRICES.index(h.matrix), RANGES.index(h.range), h.num_gops, c, t, lh, lw,
+        )
+    except struct.error as exc:
+        raise BitstreamError(f"a header field is out of range for the container: {exc}") from exc
+    body += _pack_str(h.identity) + _pack_str(h.checkpoint) + _pack_str(h.backbone)
+    head = _PREFIX.pack(MAGIC, VERSION, len(body)) + body
+    return head + _CRC.pack(zlib.crc32(head))
+
+
+def pack_record(payload: bytes) -> bytes:
+    """One GoP record: length, CRC32, payload."""
+    if len(payload) > 0xFFFFFFFF:
+        raise BitstreamError(f"a GoP payload of {len(payload)} bytes does not fit a record")
+    return _RECORD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def pack(header: Header, payloads: list[bytes]) -> bytes:
+    """A whole container."""
+    if len(payloads) != header.num_gops:
+        raise BitstreamError(f"header announces {header.num_gops} GoPs but {len(payloads)} payloads were given")
+    return pack_header(header) + b"".join(pack_record(p) for p in payloads)
+
+
+def _read_str(data: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
+    if pos + _STR.size > end:
+        raise BitstreamError(f"header is too short to hold the {what}; the file is damaged")
+    (n,) = _STR.unpack_from(data, pos)
+    pos += _STR.size
+    if pos + n > end:
+        raise BitstreamError(f"header is too short to hold the {what}; the file is damaged")
+    try:
+        return data[pos : pos + n].decode("utf-8"), pos + n
+    except UnicodeDecodeError as exc:
+        raise BitstreamError(f"the {what} in the header is not UTF-8; the file is damaged") from exc
+
+
+def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
+    """Parse and verify the header; returns it and the offset of the first record."""
+    if len(data) < _PREFIX.size:
+        raise BitstreamError(f"{label} is {len(data)} bytes, too short to be a vvc-lightning bitstream")
+    magic, version, body_len = _PREFIX.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise BitstreamError(
+            f"{label} is not a vvc-lightning bitstream (starts with {magic!r}, expected {MAGIC!r}); "
+            "pass a file written by `vvc_lightning compress`"
+        )
+    if version > VERSION:
+        raise BitstreamError(
+            f"{label} uses container version {version}, newer than this vvc-lightning reads (up to "
+            f"{VERSION}); upgrade vvc-lightning to decode it"
+        )
+    if version < 1:
+        raise BitstreamError(f"{label} has an invalid container version {version}; the file is damaged")
+    end = _PREFIX.size + body_len
+    if end + _CRC.size > len(data):
+        raise BitstreamError(f"{label} is truncated inside its header ({len(data)} bytes); the file is damaged")
+    (crc,) = _CRC.unpack_from(data, end)
+    if crc != zlib.crc32(data[:end]):
+        raise BitstreamError(f"{label} header fails its CRC32 check; the file is damaged")
+    if body_len < _BODY.size:
+        raise BitstreamError(f"{label} header body is {body_len} bytes, too short; the file is damaged")
+    (w, h, n, fps, gop, ov, theta, tile, tile_ov, mi, ri, ngops, c, t, lh, lw) = _BODY.unpack_from(data, _PREFIX.size)
+    if mi >= len(MATRICES) or ri >= len(RANGES):
+        raise BitstreamError(f"{label} header names an unknown colour matrix/range code ({mi}, {ri})")
+    pos = _PREFIX.size + _BODY.size
+    identity, pos = _read_str(data, pos, end, "model identity")
+    ckpt, pos = _read_str(data, pos, end, "checkpoint path")
+    backbone, pos = _read_str(data, pos, end, "backbone name")
+    header = Header(
+        width=w, height=h, frames=n, fps=fps, gop=gop, overlap=ov, theta=theta, num_gops=ngops,
+        latent_shape=(c, t, lh, lw), identity=identity, tile=tile, tile_overlap=tile_ov,
+        matrix=MATRICES[mi], range=RANGES[ri], checkpoint=ckpt, backbone=backbone, version=version,
+    )
+    return header, end + _CRC.size
+
+
+def index_records(data: bytes, header: Header, start: int, label: str = "bitstream") -> list[Record]:
+    """Walk the record lengths (no CRC check yet); fails on truncation, a missing or an extra record."""
+    records, pos = [], start
+    for i in range(header.num_gops):
+        if pos + _RECORD.size > len(data):
+            raise BitstreamError(
+                f"{label} is truncated: GoP record {i} of {header.num_gops} is missing "
+                f"(file ends at byte {len(data)}); re-create or re-download it"
+            )
+        length, crc = _RECORD.unpack_from(data, pos)
+        pos += _RECORD.size
+        if pos + length > len(data):
+            raise BitstreamError(
+                f"{label} is truncated: GoP record {i} needs bytes up to {pos + length} but the file "
+                f"has {len(data)}; re-create or re-download it"
+            )
+        records.append(Record(i, pos, length, crc))
+        pos += length
+    if pos != len(data):
+        raise BitstreamError(
+            f"{label} has {len(data) - pos} unexpected bytes after its last GoP record; the file is damaged"
+        )
+    return records
+
+
+def read_payload(data: bytes, record: Record, label: str = "bitstream") -> bytes:
+    """The payload of one record, after its CRC32 check."""
+    payload = bytes(data[record.offset : record.offset + record.length])
+    if zlib.crc32(payload) != record.crc:
+        raise BitstreamError(f"{label}: GoP record {record.index} fails its CRC32 check; the file is damaged")
+    return payload
+
+
+def unpack(data: bytes, label: str = "bitstream") -> tuple[Header, list[Record]]:
+    """Header and record index of a whole container (payloads are read and checked on demand)."""
+    header, start = unpack_header(data, label)
+    return header, index_records(data, header, start, label)
+
+
+def iter_payloads(data: bytes, records: list[Record], label: str = "bitstream") -> Iterator[bytes]:
+    """Checked payloads of `records`, in order."""
+    for r in records:
+        yield read_payload(data, r, label)

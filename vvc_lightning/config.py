@@ -1,0 +1,219 @@
+"""Configs: packaged defaults, config files (by path or packaged name), `key.sub=value` overrides, checks."""
+
+from __future__ import annotations
+
+import difflib
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
+
+from vvc_lightning.errors import ConfigError
+
+OPEN_SECTIONS = ("model.backbone", "data", "trainer")  # keys checked against the named constructor
+LOSSES = ("vae", "rd")
+PERCEPTUAL = ("lpips", "stlpips", "ms-ssim")
+
+
+def _package_path(rel: str) -> str:
+    """Absolute path of a file shipped inside the vvc_lightning package (the `pkg:` resolver)."""
+    return str(resources.files("vvc_lightning").joinpath(rel))
+
+
+if not OmegaConf.has_resolver("pkg"):
+    OmegaConf.register_resolver("pkg", _package_path)
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped with the package."""
+    root = resources.files("vvc_lightning.configs")
+    return sorted(p.name for p in root.iterdir() if p.name.endswith(".yaml") and p.name != "defaults.yaml")
+
+
+def find_config(name: str) -> Path:
+    """A config by path first, then among the packaged configs (the .yaml suffix may be left out)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    root = resources.files("vvc_lightning.configs")
+    for candidate in (name, f"{name}.yaml"):
+        packaged = root.joinpath(candidate)
+        if packaged.is_file():
+            return Path(str(packaged))
+    raise ConfigError(
+        f"config '{name}' not found as a file nor among the packaged configs ({', '.join(packaged_configs())})"
+    )
+
+
+def _defaults() -> DictConfig:
+    cfg = OmegaConf.load(str(resources.files("vvc_lightning.configs").joinpath("defaults.yaml")))
+    OmegaConf.set_struct(cfg, True)
+    for key in OPEN_SECTIONS:
+        OmegaConf.set_struct(OmegaConf.select(cfg, key), False)
+    return cfg
+
+
+def _known_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in cfg.items():
+        full = f"{prefix}{k}"
+        keys.append(full)
+        if isinstance(v, DictConfig):
+            keys += _known_keys(v, full + ".")
+    return keys
+
+
+def _reword(exc: OmegaConfBaseException, base: DictConfig, origin: str) -> ConfigError:
+    key = getattr(exc, "full_key", None) or ""
+    msg = str(exc).splitlines()[0]
+    if "not in struct" in msg or "Missing key" in msg or "Key '" in msg:
+        close = difflib.get_close_matches(key, _known_keys(base), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        return ConfigError(f"unknown config key '{key}' in {origin}{hint}")
+    return ConfigError(f"bad config value for '{key}' in {origin}: {msg}")
+
+
+def load_config(configs: list[str] | None = None, overrides: list[str] | None = None) -> DictConfig:
+    """Defaults <- each config file in order <- `key.sub=value` overrides; then validated."""
+    cfg = _defaults()
+    base = cfg.copy()
+    for name in configs or []:
+        path = find_config(name)
+        try:
+            loaded = OmegaConf.load(path)
+        except Exception as exc:
+            raise ConfigError(f"cannot parse config '{path}': {str(exc).splitlines()[0]}") from exc
+        for section in OPEN_SECTIONS[:2]:
+            new_name = OmegaConf.select(loaded, f"{section}.name", default=None)
+            _reset_if_renamed(cfg, section, new_name)
+        try:
+            cfg = OmegaConf.merge(cfg, loaded)
+        except OmegaConfBaseException as exc:
+            raise _reword(exc, base, str(path)) from exc
+    return apply_overrides(cfg, overrides)
+
+
+def apply_overrides(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
+    """Apply `key.sub=value` overrides to a config, then validate it."""
+    base = _defaults()
+    OmegaConf.set_struct(cfg.stages, False)  # stage entries are checked by _validate_stages
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"override '{item}' must look like key.sub=value")
+        key, value = item.split("=", 1)
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"cannot parse the value of override '{item}': {exc}") from exc
+        if key.strip().endswith(".name") and key.strip()[: -len(".name")] in OPEN_SECTIONS[:2]:
+            _reset_if_renamed(cfg, key.strip()[: -len(".name")], parsed)
+        try:
+            OmegaConf.update(cfg, key.strip(), parsed, merge=True)
+        except OmegaConfBaseException as exc:
+            raise _reword(exc, base, f"override '{item}'") from exc
+        except (IndexError, TypeError, ValueError) as exc:
+            raise ConfigError(f"cannot apply override '{item}': {exc}") from exc
+    validate(cfg)
+    return cfg
+
+
+def _reset_if_renamed(cfg: DictConfig, section: str, new_name: Any) -> None:
+    """Switching to another backbone / datamodule drops the old one's arguments."""
+    node = OmegaConf.select(cfg, section)
+    if new_name is not None and node is not None and node.get("name") != new_name:
+        parent, leaf = section.rsplit(".", 1) if "." in section else ("", section)
+        target = OmegaConf.select(cfg, parent) if parent else cfg
+        fresh = OmegaConf.create({"name": new_name})
+        OmegaConf.set_struct(fresh, False)
+        with open_dict(target):
+            target[leaf] = fresh
+        OmegaConf.set_struct(OmegaConf.select(cfg, section), False)
+
+
+def section_kwargs(node: DictConfig) -> dict[str, Any]:
+    """A registry-backed section as constructor kwargs: every key but `name`, resolved."""
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(kwargs, dict)
+    kwargs.pop("name", None)
+    return kwargs
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check names, keys and values; raise ConfigError naming the first problem and the fix."""
+    from vvc_lightning.registry import BACKBONES, DATAMODULES, check_kwargs
+
+    try:
+        OmegaConf.resolve(cfg.copy())
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"cannot resolve config: {str(exc).splitlines()[0]}") from exc
+    gop = cfg.model.gop
+    if not isinstance(gop, int) or gop < 1 or (gop - 1) % 4:
+        raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...), got {gop}")
+    backbone = BACKBONES.get(str(cfg.model.backbone.name))
+    check_kwargs(backbone, section_kwargs(cfg.model.backbone), f"backbone '{cfg.model.backbone.name}'", "model.backbone.")
+    datamodule = DATAMODULES.get(str(cfg.data.name))
+    check_kwargs(datamodule, section_kwargs(cfg.data), f"datamodule '{cfg.data.name}'", "data.")
+    import pytorch_lightning as pl
+
+    check_kwargs(pl.Trainer.__init__, dict(cfg.trainer), "lightning's Trainer", "trainer.")
+    if cfg.model.loss.perceptual not in PERCEPTUAL:
+        raise ConfigError(
+            f"model.loss.perceptual must be one of {', '.join(PERCEPTUAL)}, got '{cfg.model.loss.perceptual}'"
+        )
+    _validate_stages(cfg.stages)
+
+
+def _validate_stages(stages: ListConfig) -> None:
+    allowed = {"name", "train", "start_step", "start_epoch", "lr", "loss"}
+    if not stages:
+        raise ConfigError("stages is empty; give at least one stage (name, train, start_step, loss)")
+    last = (-1, -1)
+    units = set()
+    for i, st in enumerate(stages):
+        where = f"stages.{i}"
+        if not isinstance(st, DictConfig):
+            raise ConfigError(f"{where} must be a mapping with name, train, start_step/start_epoch, lr, loss")
+        bad = [k for k in st if k not in allowed]
+        if bad:
+            raise ConfigError(f"unknown config key '{where}.{bad[0]}'; stage keys: {', '.join(sorted(allowed))}")
+        for k in ("name", "train", "loss"):
+            if st.get(k) is None:
+                raise ConfigError(f"{where} needs '{k}'")
+        if (st.get("start_step") is None) == (st.get("start_epoch") is None):
+            raise ConfigError(f"{where} ('{st.name}') needs exactly one of start_step or start_epoch")
+        if st.loss not in LOSSES:
+            raise ConfigError(f"{where}.loss must be 'vae' (eq. 1) or 'rd' (eq. 2), got '{st.loss}'")
+        if not isinstance(st.train, ListConfig) or not st.train:
+            raise ConfigError(f"{where}.train must be a non-empty list such as [backbone, codec]")
+        unit = "step" if st.get("start_step") is not None else "epoch"
+        units.add(unit)
+        start = st.get(f"start_{unit}")
+        if not isinstance(start, int) or start < 0:
+            raise ConfigError(f"{where}.start_{unit} must be a whole number >= 0, got {start}")
+        key = (start, i)
+        if i == 0 and start != 0:
+            raise ConfigError(f"the first stage must start at 0, '{st.name}' starts at {start}")
+        if start <= last[0] and i > 0:
+            raise ConfigError(f"stages must start in increasing order: {where} ('{st.name}') starts at {start}")
+        last = key
+    if len(units) > 1:
+        raise ConfigError("give every stage a start_step, or every stage a start_epoch, not a mix")
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML text (stored in every checkpoint)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)
+
+
+def from_container(data: dict) -> DictConfig:
+    """Rebuild a validated config from a checkpoint's stored dict (keys unknown today are an error)."""
+    cfg = _defaults()
+    try:
+        cfg = OmegaConf.merge(cfg, OmegaConf.create(data))
+    except OmegaConfBaseException as exc:
+        raise _reword(exc, _defaults(), "the checkpoint's stored config") from exc
+    validate(cfg)
+    return cfg

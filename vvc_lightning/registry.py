@@ -1,0 +1,148 @@
+"""Named registries for everything a config names (backbones, datamodules), with entry-point plugins."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+from vvc_lightning.errors import ConfigError, RegistryError
+
+OWN_DISTRIBUTION = "vvc-lightning"
+
+
+@dataclass
+class Entry:
+    """One registered object and where it came from."""
+
+    name: str
+    obj: Any
+    source: str  # "built-in" or "plugin: <distribution> <version>"
+
+
+class Registry:
+    """Maps short names to classes; third-party ones come from an entry-point group."""
+
+    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = ()) -> None:
+        self.kind = kind
+        self.group = group
+        self.builtin_modules = builtin_modules
+        self._entries: dict[str, Entry] = {}
+        self._scanned = False
+
+    def register(self, name: str) -> Callable[[Any], Any]:
+        """Class decorator registering `obj` under `name`."""
+
+        def deco(obj: Any) -> Any:
+            existing = self._entries.get(name)
+            if existing is not None and _qualname(existing.obj) != _qualname(obj):
+                raise RegistryError(
+                    f"{self.kind} name '{name}' is taken by {_qualname(existing.obj)}; "
+                    f"choose another name for {_qualname(obj)}"
+                )
+            source = "built-in" if obj.__module__.startswith("vvc_lightning.") else f"module {obj.__module__}"
+            if existing is not None:
+                source = existing.source
+            self._entries[name] = Entry(name, obj, source)
+            obj.registry_name = name
+            return obj
+
+        return deco
+
+    def _scan(self) -> None:
+        if self._scanned:
+            return
+        self._scanned = True
+        import importlib
+
+        for mod in self.builtin_modules:
+            importlib.import_module(mod)
+        for ep in metadata.entry_points(group=self.group):
+            dist = getattr(ep, "dist", None)
+            dist_name = dist.metadata["Name"] if dist is not None else "unknown"
+            if dist_name == OWN_DISTRIBUTION and ep.name in self._entries:
+                continue
+            if ep.name in self._entries and self._entries[ep.name].source == "built-in":
+                continue
+            try:
+                obj = ep.load()
+            except Exception as exc:  # a broken plugin must not break the others
+                raise RegistryError(
+                    f"{self.kind} plugin '{ep.name}' from distribution '{dist_name}' failed to load "
+                    f"({ep.value}): {exc}"
+                ) from exc
+            version = dist.version if dist is not None else "?"
+            source = "built-in" if dist_name == OWN_DISTRIBUTION else f"plugin: {dist_name} {version}"
+            self._entries[ep.name] = Entry(ep.name, obj, source)
+            try:
+                obj.registry_name = ep.name
+            except (AttributeError, TypeError):
+                pass
+
+    def names(self) -> list[str]:
+        """All registered names, plugins included, sorted."""
+        self._scan()
+        return sorted(self._entries)
+
+    def entry(self, name: str) -> Entry:
+        """The entry for `name`; an unknown name fails listing the known ones."""
+        self._scan()
+        if name not in self._entries:
+            close = difflib.get_close_matches(name, self._entries, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise RegistryError(
+                f"unknown {self.kind} '{name}'. Known {self.kind}s: {', '.join(self.names())}.{hint}"
+            )
+        return self._entries[name]
+
+    def get(self, name: str) -> Any:
+        """The class registered as `name`."""
+        return self.entry(name).obj
+
+    def create(self, name: str, /, **kwargs: Any) -> Any:
+        """Instantiate `name` with `kwargs`, rejecting unknown keyword arguments by name."""
+        cls = self.get(name)
+        check_kwargs(cls, kwargs, f"{self.kind} '{name}'")
+        return cls(**kwargs)
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', repr(obj))}"
+
+
+def accepted_kwargs(fn: Any) -> set[str] | None:
+    """Keyword names `fn` accepts, or None where it takes **kwargs."""
+    sig = inspect.signature(fn)
+    names = set()
+    for p in sig.parameters.values():
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY):
+            names.add(p.name)
+    names.discard("self")
+    return names
+
+
+def check_kwargs(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") -> None:
+    """Raise ConfigError naming every key of `kwargs` that `fn` does not accept."""
+    allowed = accepted_kwargs(fn)
+    if allowed is None:
+        return
+    bad = [k for k in kwargs if k not in allowed]
+    if bad:
+        parts = []
+        for k in bad:
+            close = difflib.get_close_matches(k, allowed, n=1)
+            parts.append(f"'{prefix}{k}'" + (f" (did you mean '{prefix}{close[0]}'?)" if close else ""))
+        raise ConfigError(
+            f"unknown config key {', '.join(parts)} for {what}; valid keys: {', '.join(sorted(allowed))}"
+        )
+
+
+BACKBONES = Registry("backbone", "vvc_lightning.backbones", ("vvc_lightning.backbones",))
+DATAMODULES = Registry("datamodule", "vvc_lightning.datamodules", ("vvc_lightning.datamodules",))
+register_backbone = BACKBONES.register
+register_datamodule = DATAMODULES.register

@@ -1,0 +1,128 @@
+"""Overlapping spatial tiles on a stride-aligned grid, merged with linear-ramp blend weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from vvc_lightning.errors import VVCError
+
+
+@dataclass(frozen=True)
+class AxisTiles:
+    """Tiles of equal `size` along one axis of `length`, starting at `starts`."""
+
+    length: int
+    size: int
+    starts: tuple[int, ...]
+
+    def scaled(self, factor: int) -> AxisTiles:
+        """The same tiles in units `factor` times coarser (pixels -> latent positions)."""
+        if self.length % factor or self.size % factor or any(s % factor for s in self.starts):
+            raise ValueError(f"tiles {self} are not aligned to {factor}")
+        return AxisTiles(self.length // factor, self.size // factor, tuple(s // factor for s in self.starts))
+
+    def weights(self) -> list[torch.Tensor]:
+        """Per tile, 1-D weights: 1 inside, linear ramps across each overlap with a neighbour."""
+        out = []
+        n = len(self.starts)
+        for i, s in enumerate(self.starts):
+            w = torch.ones(self.size, dtype=torch.float64)
+            k = torch.arange(self.size, dtype=torch.float64)
+            if i > 0:
+                ov = self.starts[i - 1] + self.size - s
+                if ov > 0:
+                    w = torch.minimum(w, (k + 0.5) / ov)
+            if i < n - 1:
+                ov = s + self.size - self.starts[i + 1]
+                if ov > 0:
+                    w = torch.minimum(w, (self.size - k - 0.5) / ov)
+            out.append(w.clamp(max=1.0))
+        return out
+
+
+def axis_tiles(length: int, tile: int, overlap: int, stride: int = 1) -> AxisTiles:
+    """Fewest tiles of at most `tile` (overlapping by at least `overlap`) covering `length`, evenly spread."""
+    if length % stride:
+        raise ValueError(f"length {length} is not a multiple of the stride {stride}; pad first")
+    if length <= tile:
+        return AxisTiles(length, length, (0,))
+    n = -(-(length - overlap) // (tile - overlap))
+    units, ov = length // stride, overlap // stride
+    size = -(-(units + (n - 1) * ov) // n)  # smallest equal tile that still overlaps by `overlap`
+    starts = tuple(((i * (units - size) * 2 + (n - 1)) // (2 * (n - 1))) * stride for i in range(n))
+    return AxisTiles(length, size * stride, starts)
+
+
+def check_tile_options(tile: int, overlap: int, stride: int) -> None:
+    """Reject tile settings the backbone cannot use, saying which values would work."""
+    if tile <= 0 or tile % stride:
+        raise VVCError(f"--tile must be a positive multiple of the backbone stride {stride}, got {tile}")
+    if overlap < 0 or overlap % stride:
+        raise VVCError(f"--tile-overlap must be a multiple of the backbone stride {stride} (e.g. 32), got {overlap}")
+    if 2 * overlap >= tile:
+        raise VVCError(
+            f"--tile-overlap {overlap} must be less than half of --tile {tile}; "
+            f"e.g. --tile {max(tile, 4 * stride)} --tile-overlap {max(tile, 4 * stride) // 4 // stride * stride}"
+        )
+
+
+@dataclass(frozen=True)
+class TileGrid:
+    """A grid of rows x columns of overlapping tiles over an (H, W) plane."""
+
+    ys: AxisTiles
+    xs: AxisTiles
+
+    @property
+    def count(self) -> int:
+        """Number of tiles."""
+        return len(self.ys.starts) * len(self.xs.starts)
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """(height, width) of every tile."""
+        return self.ys.size, self.xs.size
+
+    def scaled(self, factor: int) -> TileGrid:
+        """The grid in units `factor` times coarser."""
+        return TileGrid(self.ys.scaled(factor), self.xs.scaled(factor))
+
+    def boxes(self) -> list[tuple[int, int]]:
+        """Top-left corner (y, x) of every tile, row-major."""
+        return [(y, x) for y in self.ys.starts for x in self.xs.starts]
+
+    def split(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Tiles (...,th,tw) of a tensor (...,H,W), row-major."""
+        th, tw = self.tile_shape
+        return [x[..., y : y + th, xx : xx + tw] for y, xx in self.boxes()]
+
+    def merge(self, tiles: list[torch.Tensor]) -> torch.Tensor:
+        """Blend tiles (...,th,tw) back into (...,H,W) with normalized linear-ramp weights."""
+        if len(tiles) != self.count:
+            raise ValueError(f"expected {self.count} tiles, got {len(tiles)}")
+        if self.count == 1:
+            return tiles[0]
+        th, tw = self.tile_shape
+        lead = tiles[0].shape[:-2]
+        dtype = tiles[0].dtype
+        out = torch.zeros(*lead, self.ys.length, self.xs.length, dtype=dtype, device=tiles[0].device)
+        norm = torch.zeros(self.ys.length, self.xs.length, dtype=torch.float64)
+        wy, wx = self.ys.weights(), self.xs.weights()
+        k = 0
+        for i, y in enumerate(self.ys.starts):
+            for j, x in enumerate(self.xs.starts):
+                w = wy[i][:, None] * wx[j][None, :]
+                norm[y : y + th, x : x + tw] += w
+                out[..., y : y + th, x : x + tw] += tiles[k] * w.to(dtype=dtype, device=out.device)
+                k += 1
+        return out / norm.to(dtype=dtype, device=out.device)
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, stride: int) -> TileGrid:
+    """The tile grid of a stride-aligned (height, width) plane; tile <= 0 means one tile."""
+    if tile <= 0:
+        return TileGrid(AxisTiles(height, height, (0,)), AxisTiles(width, width, (0,)))
+    check_tile_options(tile, overlap, stride)
+    return TileGrid(axis_tiles(height, tile, overlap, stride), axis_tiles(width, tile, overlap, stride))
