@@ -51,7 +51,9 @@ def resolve_paths(spec: str | Path | list | tuple | None, exts: tuple[str, ...],
     if not path.exists():
         raise VVCError(f"{what}: '{spec}' does not exist; give an existing folder, file or glob")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+        files = sorted(
+            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+        )
         if not files:
             raise VVCError(f"{what}: folder '{spec}' holds no {kinds} file")
         return files
@@ -223,6 +225,8 @@ class VideoDataModule(pl.LightningDataModule):
         """(B,3,T,H,W) float clips in [-1,1], random position and crop."""
         if self.train_set is None:
             self.setup("fit")
+        # Map-style training sets draw random clips: give each DDP rank its own random stream.
+        self.train_set.rank = dist_info(getattr(self, "trainer", None))[0]
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
@@ -238,11 +242,13 @@ class VideoDataModule(pl.LightningDataModule):
         sources = self._test_sources()
         if not sources:
             raise ConfigError(f"datamodule '{self._name()}' has no test data: set data.test_dir")
+        workers = min(self.num_workers, 1)  # whole sequences are large: decode one ahead at most
         return DataLoader(
             SequenceDataset(sources, self.test_max_frames),
             batch_size=1,
             shuffle=False,
-            num_workers=min(self.num_workers, 2),
+            num_workers=workers,
+            prefetch_factor=1 if workers else None,
         )
 
     def _test_sources(self) -> list:

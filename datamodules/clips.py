@@ -19,11 +19,12 @@ MAX_TRIES = 20
 
 
 def process_rng(owner: Any, seed: int) -> random.Random:
-    """An RNG private to this process: differs per dataloader worker and epoch, reproducible under seeding."""
+    """An RNG private to this process: differs per DDP rank, dataloader worker and epoch, reproducible."""
     pid = os.getpid()
     if getattr(owner, "_rng_pid", None) != pid:
         info = torch.utils.data.get_worker_info()
-        owner._rng = random.Random(f"{seed}:{torch.initial_seed()}:{info.id if info else -1}")
+        rank = getattr(owner, "rank", 0)
+        owner._rng = random.Random(f"{seed}:{rank}:{torch.initial_seed()}:{info.id if info else -1}")
         owner._rng_pid = pid
     return owner._rng
 

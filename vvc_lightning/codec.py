@@ -163,7 +163,7 @@ class VideoCodec:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - since
 
     def _run_tiles(self, fn: Any, x: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid) -> torch.Tensor:
-        """Apply `fn` to the tiles of x (G,C,T,H,W) in batches of `self.batch` and blend the outputs."""
+        """Apply `fn` to the tiles of x (G,C,T,H,W), `self.batch` GoP-tiles per call, and blend the outputs."""
         tiles = in_grid.split(x)  # per tile (G,C,T,th,tw)
         g = x.shape[0]
         items = torch.cat(tiles) if len(tiles) > 1 else tiles[0]  # tile-major: item = tile * G + gop

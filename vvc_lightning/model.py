@@ -127,9 +127,9 @@ class VideoCompressionModel(pl.LightningModule):
         self._step(self.frames(batch), "val")
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
-        from vvc_lightning.testing import test_sequence
+        from vvc_lightning.testing import run_test_sequence
 
-        test_sequence(self, self.frames(batch), batch_idx)
+        run_test_sequence(self, self.frames(batch), batch_idx)
 
     def on_fit_start(self) -> None:
         self.loss_fn()  # fail early (e.g. missing LPIPS weights) rather than at the first step

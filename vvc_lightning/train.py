@@ -52,14 +52,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
         auto_insert_metric_name=False,
     )
     cbs = [StageSchedule(cfg.stages, cfg.optim.lr, cfg.optim.aux_lr), ckpt_cb, *(callbacks or [])]
-    return pl.Trainer(
-        default_root_dir=str(run_dir),
-        callbacks=cbs,
-        logger=CSVLogger(save_dir=str(run_dir), name="logs"),
-        plugins=[AtomicCheckpointIO()],
-        enable_model_summary=False,
-        **kwargs,
-    )
+    kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name="logs"))
+    kwargs.setdefault("enable_model_summary", False)
+    return pl.Trainer(default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs)
 
 
 def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:

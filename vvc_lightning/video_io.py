@@ -172,6 +172,9 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
         fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
         os.close(fd)
         tmp = Path(name)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
     try:
         yield tmp
         if is_dir and path.exists():
@@ -233,10 +236,14 @@ def write_video(
     frames: np.ndarray,
     fps: float,
     crf: int = 12,
-    matrix: str = "bt709",
+    matrix: str | None = None,
     rng: str = "limited",
 ) -> Path:
-    """Write RGB uint8 frames (N,H,W,3) as .mp4 (H.264), .y4m (4:2:0), .yuv, or a folder of PNGs."""
+    """Write RGB uint8 frames (N,H,W,3) as .mp4 (H.264), .y4m (4:2:0), .yuv, or a folder of PNGs.
+
+    Colour: .y4m carries no matrix tag and FFmpeg reads it as BT.601, so .y4m defaults to BT.601;
+    raw .yuv defaults to BT.709 (as the HEVC/UVG test sets); both limited range unless `rng` says full.
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in ("", ".png") or path.is_dir():
@@ -251,11 +258,11 @@ def write_video(
         if suffix in (".mp4", ".mov", ".mkv"):
             _write_mp4(tmp, frames, fps, crf)
         elif suffix == ".y4m":
-            _write_y4m(tmp, frames, fps, matrix, rng)
+            _write_y4m(tmp, frames, fps, matrix or "bt601", rng)
         elif suffix == ".yuv":
             with open(tmp, "wb") as f:
                 for frame in frames:
-                    for plane in rgb_to_yuv420(frame, matrix, rng):
+                    for plane in rgb_to_yuv420(frame, matrix or "bt709", rng):
                         f.write(plane.tobytes())
         else:
             raise VVCError(f"cannot write '{path}': use .mp4, .mkv, .y4m, .yuv or a folder for PNGs")

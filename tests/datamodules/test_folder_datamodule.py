@@ -26,6 +26,7 @@ def video_dir(tmp_path_factory, index_mp4s):
     (d / "sub").mkdir()
     shutil.copy(index_mp4s[3], d / "sub" / "d.mp4")
     (d / "notes.txt").write_text("not a video")
+    (d / ".e.x1y2.tmp.mp4").write_bytes(b"half-written")  # hidden temp files are never read
     return d
 
 

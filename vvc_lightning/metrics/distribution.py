@@ -95,7 +95,7 @@ def fid_from_features(ref: np.ndarray, rec: np.ndarray) -> float:
     a, b = ref.astype(np.float64), rec.astype(np.float64)
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = scipy.linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = scipy.linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():
         eps = np.eye(s1.shape[0]) * 1e-6
         covmean = scipy.linalg.sqrtm((s1 + eps) @ (s2 + eps))

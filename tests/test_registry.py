@@ -1,0 +1,115 @@
+"""Registry: names, unknown names, and a real third-party plugin found through its entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from vvc_lightning.errors import RegistryError
+from vvc_lightning.registry import BACKBONES, DATAMODULES, Registry
+
+PLUGIN = '''
+"""A third-party backbone: pixel-unshuffle + 3D convolutions, temporal stride 4, spatial stride 8."""
+import torch
+from torch import nn
+from vvc_lightning.backbones.base import VideoBackbone
+
+
+class TinyBackbone(VideoBackbone):
+    def __init__(self, latent_channels: int = 16, weights: str | None = None):
+        super().__init__()
+        self.latent_channels = latent_channels
+        self.enc = nn.Conv3d(3 * 64, latent_channels, 1)
+        self.dec = nn.Conv3d(latent_channels, 3 * 64 * 4, 1)
+
+    def encode(self, x):
+        self.check_input(x)
+        b, c, t, h, w = x.shape
+        first, rest = x[:, :, :1], x[:, :, 1:]
+        if rest.shape[2]:
+            rest = rest.reshape(b, c, -1, 4, h, w).mean(3)
+        x = torch.cat([first, rest], 2)
+        x = nn.functional.pixel_unshuffle(x.transpose(1, 2).reshape(-1, c, h, w), 8)
+        x = x.reshape(b, -1, x.shape[1], h // 8, w // 8).transpose(1, 2)
+        return self.enc(x)
+
+    def decode(self, z):
+        b, _, t, h, w = z.shape
+        y = self.dec(z).reshape(b, 4, 3 * 64, t, h, w)
+        frames = [y[:, 0, :, :1]] + ([y[:, :, :, 1:].permute(0, 2, 3, 1, 4, 5).reshape(b, 3 * 64, -1, h, w)] if t > 1 else [])
+        y = torch.cat(frames, 2)
+        T = y.shape[2]
+        y = nn.functional.pixel_shuffle(y.transpose(1, 2).reshape(-1, 3 * 64, h, w), 8)
+        return y.reshape(b, T, 3, h * 8, w * 8).transpose(1, 2)
+'''
+
+
+def make_plugin_distribution(root: Path) -> Path:
+    """A real installed distribution: a package plus its .dist-info with an entry point."""
+    pkg = root / "tiny_vae_plugin"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(textwrap.dedent(PLUGIN))
+    info = root / "tiny_vae_plugin-0.3.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tiny-vae-plugin\nVersion: 0.3.1\n")
+    (info / "entry_points.txt").write_text("[vvc_lightning.backbones]\ntiny = tiny_vae_plugin:TinyBackbone\n")
+    (info / "RECORD").write_text("")
+    return root
+
+
+def test_unknown_name_lists_known_names_and_suggests():
+    with pytest.raises(RegistryError) as err:
+        BACKBONES.get("lean-vae")
+    assert "Known backbones: cv_vae, lean_vae" in str(err.value) and "Did you mean 'lean_vae'" in str(err.value)
+
+
+def test_builtins_are_registered_with_their_source():
+    assert BACKBONES.entry("cv_vae").source == "built-in"
+    assert {"folder", "openvid", "yuv"} <= set(DATAMODULES.names())
+
+
+def test_two_classes_cannot_take_one_name():
+    reg = Registry("thing", "vvc_lightning.test_things")
+
+    @reg.register("a")
+    class A:
+        pass
+
+    with pytest.raises(RegistryError, match="taken"):
+
+        @reg.register("a")
+        class B:
+            pass
+
+
+def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
+    site = make_plugin_distribution(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
+    listing = subprocess.run(
+        [sys.executable, "-m", "vvc_lightning", "backbones", "--size", "64x64"], capture_output=True, text=True, env=env
+    )
+    assert listing.returncode == 0, listing.stderr
+    row = next(ln for ln in listing.stdout.splitlines() if ln.startswith("tiny "))
+    assert "plugin: tiny-vae-plugin 0.3.1" in row
+    run_dir = tmp_path / "run"
+    fit = subprocess.run(
+        [
+            sys.executable, "-m", "vvc_lightning", "fit", "--config", "quickstart.yaml",
+            "model.backbone.name=tiny", "model.backbone.latent_channels=16", "model.loss.perceptual=ms-ssim",
+            f"run_dir={run_dir}", "trainer.max_steps=2", "stages.1.start_step=1", "stages.2.start_step=2",
+            "data.crop_size=32", "data.batch_size=1", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
+        ],
+        capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert fit.returncode == 0, fit.stderr[-3000:]
+    assert (run_dir / "last.ckpt").is_file()
+    import torch
+
+    state = torch.load(run_dir / "last.ckpt", weights_only=False)
+    assert state["hyper_parameters"]["config"]["model"]["backbone"]["name"] == "tiny"
+    assert state["global_step"] == 2
