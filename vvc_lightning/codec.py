@@ -14,6 +14,7 @@ never depend on the batch size; the backbone runs batched and is batch-size inva
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -26,14 +27,16 @@ import torch.nn.functional as F
 
 from vvc_lightning import bitstream
 from vvc_lightning.bitstream import Header
+from vvc_lightning.determinism import batch_invariant, model_identity
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.video_io import (
     Video,
     frames_to_tensor,
-    read_video,
+    iter_video,
     tensor_to_frames,
+    video_fps,
     write_bytes_atomic,
     write_video,
 )
@@ -52,53 +55,6 @@ def _inference(model: torch.nn.Module) -> Iterator[None]:
     finally:
         if was_training:
             model.train(True)
-
-
-def model_identity(model: Any) -> str:
-    """`model.identity()` once masked convolutions hold their masked weights (as their first forward leaves them)."""
-    from compressai.layers import MaskedConv2d
-
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, MaskedConv2d):
-                module.weight.data = module.weight.data * module.mask
-    return model.identity()
-
-
-# ATen runs a convolution through its native kernel instead of oneDNN when the batch is 1 and
-# N*C*size(2)*size(3) <= 20480 ("use_mkldnn" in aten/src/ATen/native/ConvUtils); the two kernels round
-# differently, so such a lone item is convolved as a pair (itself twice) to keep results batch-invariant.
-_NATIVE_CONV_LIMIT = 20480
-
-
-def _pair_hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
-    x = args[0]
-    if x.shape[0] == 1 and x.dim() >= 4 and x.shape[1] * x.shape[2] * x.shape[3] <= _NATIVE_CONV_LIMIT:
-        module._vvc_paired = True
-        return (torch.cat([x, x]), *args[1:])
-    module._vvc_paired = False
-    return None
-
-
-def _unpair_hook(module: torch.nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
-    return out[:1] if getattr(module, "_vvc_paired", False) else None
-
-
-@contextlib.contextmanager
-def batch_invariant(module: torch.nn.Module) -> Iterator[None]:
-    """Within this block, `module` gives every item the same result whatever the batch size (CPU)."""
-    handles = []
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.conv._ConvNd):
-            handles.append(m.register_forward_pre_hook(_pair_hook))
-            handles.append(m.register_forward_hook(_unpair_hook))
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
-        for m in module.modules():
-            m.__dict__.pop("_vvc_paired", None)
 
 
 class VideoCodec:
@@ -255,6 +211,10 @@ class VideoCodec:
             raise BitstreamError(f"{label} header is inconsistent ({exc}); the file is damaged") from exc
         hp, wp = self._padded(header.height, header.width)
         expected = tuple(int(v) for v in self.backbone.latent_shape(header.gop, hp, wp))
+        try:
+            plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
+        except VVCError as exc:
+            raise BitstreamError(f"{label} header holds unusable tile settings ({exc}); the file is damaged") from exc
         if plan.num_gops != header.num_gops or expected != header.latent_shape or not 0 <= header.theta <= 1:
             raise BitstreamError(f"{label} header is inconsistent with its own sizes; the file is damaged")
         return header, records
@@ -301,15 +261,26 @@ class VideoCodec:
         return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid)
 
     # --------------------------------------------------------------------------------- files
-    def encode_file(self, src: str | os.PathLike, dst: str | os.PathLike, **read_kwargs: Any) -> dict[str, Any]:
-        """Compress a video file to a .vvc file (written atomically); returns its statistics."""
+    def encode_file(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        max_frames: int | None = None,
+        fps: float | None = None,
+        **yuv_kwargs: Any,
+    ) -> dict[str, Any]:
+        """Compress a video file (streamed; .yuv takes width/height/matrix/rng) to a .vvc file, atomically."""
         dst = Path(dst)
         if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
             raise VVCError(f"output folder '{dst.parent}' does not exist; create it first")
-        video = read_video(src, **read_kwargs)
-        data = self.encode(video)
+        rate = fps if fps is not None else video_fps(src)
+        frames: Iterable[np.ndarray] = iter_video(src, **yuv_kwargs)
+        if max_frames is not None:
+            frames = itertools.islice(frames, max_frames)
+        data = self.encode_frames(frames, rate)
+        header, _ = bitstream.unpack_header(data)
         write_bytes_atomic(dst, data)
-        return self._stats(len(data), video.num_frames, video.width, video.height, str(dst))
+        return self._stats(len(data), header.frames, header.width, header.height, str(dst))
 
     def decode_file(
         self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None

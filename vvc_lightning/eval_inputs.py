@@ -153,10 +153,11 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
     """The neural codec: one rate point per checkpoint, coded to real .vvc bytes and decoded back."""
     import time
 
+    from vvc_lightning.checkpoint import read_checkpoint
+
     paths = [Path(p) for p in ckpts]
     for p in paths:
-        if not p.is_file():
-            raise VVCError(f"checkpoint '{p}' does not exist")
+        read_checkpoint(p)  # a missing, foreign or incompatible file fails here, before any work
     labels = {}
     for p in paths:
         labels[_unique(p.stem, set(labels.values()))] = p

@@ -26,9 +26,6 @@ from vvc_lightning.eval_inputs import CodecSpec, Sequence, baseline_spec, load_s
 from vvc_lightning.video_io import atomic_path, write_bytes_atomic
 
 CROP = 256
-ROW_FIELDS = ("codec", "label", "kind", "point", "sequence", "frames", "width", "height", "fps", "bytes", "bpp")
-INFO_FIELDS = ("intra_pictures", "encode_seconds", "decode_seconds", "version", "stream_format", "command",
-               "decode_command", "input_hash", "matrix", "range")
 
 
 @dataclass
@@ -265,7 +262,7 @@ def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
     from vvc_lightning.baselines import ffmpeg_version
 
     return {
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "vvc_lightning": vvc_lightning.__version__, "torch": torch.__version__, "ffmpeg": ffmpeg_version(),
         "colour": {"matrix": opts.matrix, "range": opts.rng, "classic_codec_input":
                    "yuv420p 8-bit from RGB via vvc_lightning.colour (vvenc: the same samples x4 as yuv420p10le, "

@@ -114,8 +114,10 @@ class LatentCodec(nn.Module):
         self.entropy_bottleneck = EntropyBottleneck(c)
         self.gaussian_conditional = GaussianConditional(None)
         self.context = SpaceChannelContext(self.groups, 2 * c, context_hidden or c)
+        self.apply_context_masks()
         self._tables_fresh = False
-        self._cpu_twin: LatentCodec | None = None
+        self._twin: list[LatentCodec] = []  # a CPU copy for coding; a list so it is no submodule
+        self.coding_device = "cpu"  # "cpu": deterministic everywhere; "model": fast, same-hardware only
 
     # ------------------------------------------------------------------------------ parameters
     def aux_parameters(self) -> list[nn.Parameter]:
@@ -130,11 +132,20 @@ class LatentCodec(nn.Module):
         """Quantile-fitting loss of the entropy bottleneck (touches only `aux_parameters`)."""
         return self.entropy_bottleneck.loss()
 
+    @torch.no_grad()
+    def apply_context_masks(self) -> None:
+        """Zero the masked taps of the checkerboard convolutions (their forward does it lazily).
+
+        An optimizer step moves masked taps off zero until the next forward masks them again; masking
+        before hashing or saving keeps a model's identity independent of whether a forward ran."""
+        for conv in self.context.spatial_context:
+            conv.weight.mul_(conv.mask)
+
     # -------------------------------------------------------------------------------- tables
     def train(self, mode: bool = True) -> LatentCodec:
         if mode:
             self._tables_fresh = False
-            self._cpu_twin = None
+            self._twin.clear()
         return super().train(mode)
 
     def update_tables(self, force: bool = False) -> None:
@@ -144,7 +155,7 @@ class LatentCodec(nn.Module):
         self.entropy_bottleneck.update(force=True)
         self.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
         self._tables_fresh = True
-        self._cpu_twin = None
+        self._twin.clear()
 
     def tables_ready(self) -> bool:
         """Whether CDF tables are present (built or loaded)."""
@@ -161,21 +172,24 @@ class LatentCodec(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         loaded = all(f"{prefix}{m}._offset" in state_dict for m in TABLE_BUFFERS)
         self._tables_fresh = loaded and state_dict[f"{prefix}entropy_bottleneck._offset"].numel() > 0
-        self._cpu_twin = None
+        self._twin.clear()
 
     def _coder(self) -> LatentCodec:
         """This module on the CPU in float32 (itself if already there) with fresh tables."""
         if not self.tables_ready() or not self._tables_fresh:
             self.update_tables(force=True)
         p = next(self.parameters())
-        if p.device.type == "cpu" and p.dtype == torch.float32:
+        if self.coding_device == "model" or (p.device.type == "cpu" and p.dtype == torch.float32):
             return self
-        if self._cpu_twin is None:
+        if not self._twin:
             twin = copy.deepcopy(self).to("cpu", torch.float32).eval()
             twin._tables_fresh = True
-            twin._cpu_twin = None
-            self._cpu_twin = twin
-        return self._cpu_twin
+            twin._twin = []
+            self._twin.append(twin)
+        return self._twin[0]
+
+    def _threads(self):  # noqa: ANN202
+        return fixed_threads() if self.coding_device == "cpu" else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------- forward
     def _hyper(self, y: Tensor, training: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -218,8 +232,9 @@ class LatentCodec(nn.Module):
         """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it)."""
         b, _, t = latent.shape[:3]
         coder = self._coder()
-        y = _fold(self.g_a(latent)).to("cpu", torch.float32)
-        with fixed_threads():
+        dev = next(coder.parameters()).device
+        y = _fold(self.g_a(latent)).to(dev, torch.float32)
+        with self._threads():
             coded = [coder._encode(y_i) for y_i in y.chunk(b)]
         y_hat = torch.cat([c[0] for c in coded])
         streams = [c[1] for c in coded]
@@ -233,7 +248,7 @@ class LatentCodec(nn.Module):
         if c != self.channels:
             raise BitstreamError(f"stream holds {c} latent channels but the model codes {self.channels}")
         coder = self._coder()
-        with fixed_threads():
+        with self._threads():
             y_hat = torch.cat([coder._decode(s, t, h, w) for s in strings])
         p = next(self.parameters())
         return self.g_s(_unfold(y_hat.to(p.device, p.dtype), len(strings)))
@@ -266,15 +281,16 @@ class LatentCodec(nn.Module):
         dec.set_stream(bytes(string))
         z_shape = (t, self.channels, -(-h // 4), -(-w // 4))
         z_sym = dec.decode_stream(_flat(_channel_indexes(z_shape)), *_tables(eb))
-        z_hat = torch.tensor(z_sym, dtype=torch.int32).reshape(z_shape).float() + eb._get_medians()
+        medians = eb._get_medians()
+        z_hat = torch.tensor(z_sym, dtype=torch.int32, device=medians.device).reshape(z_shape).float() + medians
         hyper = self.h_s(z_hat)[..., :h, :w]
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
             indexes = gc.build_indexes(scales).int()[..., positions]
-            symbols = torch.zeros(scales.shape, dtype=torch.int32)
+            symbols = torch.zeros(scales.shape, dtype=torch.int32, device=scales.device)
             values = dec.decode_stream(_flat(indexes), *gc_tables)
-            symbols[..., positions] = torch.tensor(values, dtype=torch.int32).reshape(indexes.shape)
+            symbols[..., positions] = torch.tensor(values, dtype=torch.int32, device=scales.device).reshape(indexes.shape)
             return symbols
 
         y_hat, _ = self.context.run(None, hyper, gc, "code", sink)

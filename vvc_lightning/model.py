@@ -62,6 +62,7 @@ class VideoCompressionModel(pl.LightningModule):
     def identity(self) -> str:
         """Hex SHA-256 of the config and every weight and CDF table: what a bitstream is tied to."""
         self.codec.update_tables()
+        self.codec.apply_context_masks()
         h = hashlib.sha256()
         cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
         cfg["backbone"].pop("weights", None)  # where the initial weights came from is not identity
@@ -167,6 +168,7 @@ class VideoCompressionModel(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Store CDF tables that match the weights, so every loader codes with identical integer tables.
         was_training = self.codec.training
+        self.codec.apply_context_masks()
         self.codec.update_tables(force=True)
         state = checkpoint["state_dict"]
         for key, value in self.codec.state_dict(prefix="codec.").items():

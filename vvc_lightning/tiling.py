@@ -24,22 +24,30 @@ class AxisTiles:
         return AxisTiles(self.length // factor, self.size // factor, tuple(s // factor for s in self.starts))
 
     def weights(self) -> list[torch.Tensor]:
-        """Per tile, 1-D weights: 1 inside, linear ramps across each overlap with a neighbour."""
+        """Per tile, 1-D weights: 1 inside; across each overlap 0 for its outer quarter, then a linear ramp.
+
+        The quarter next to a tile's border (where its padding shows) is left to the neighbour; the ramps
+        of two neighbours cross in the middle half of their overlap and sum to one.
+        """
         out = []
         n = len(self.starts)
+        k = torch.arange(self.size, dtype=torch.float64)
         for i, s in enumerate(self.starts):
             w = torch.ones(self.size, dtype=torch.float64)
-            k = torch.arange(self.size, dtype=torch.float64)
             if i > 0:
-                ov = self.starts[i - 1] + self.size - s
-                if ov > 0:
-                    w = torch.minimum(w, (k + 0.5) / ov)
+                w = torch.minimum(w, _ramp(k, self.starts[i - 1] + self.size - s))
             if i < n - 1:
-                ov = s + self.size - self.starts[i + 1]
-                if ov > 0:
-                    w = torch.minimum(w, (self.size - k - 0.5) / ov)
-            out.append(w.clamp(max=1.0))
+                w = torch.minimum(w, _ramp(self.size - 1 - k, s + self.size - self.starts[i + 1]))
+            out.append(w)
         return out
+
+
+def _ramp(k: torch.Tensor, overlap: int) -> torch.Tensor:
+    """0 over the first quarter of an overlap, rising linearly to 1 at its last quarter (k from the border)."""
+    if overlap <= 0:
+        return torch.ones_like(k)
+    margin = overlap // 4
+    return ((k + 0.5 - margin) / (overlap - 2 * margin)).clamp(0.0, 1.0)
 
 
 def axis_tiles(length: int, tile: int, overlap: int, stride: int = 1) -> AxisTiles:

@@ -18,7 +18,14 @@ import torch
 from torch import Tensor
 
 from vvc_lightning.errors import VVCError, WeightsError
-from vvc_lightning.metrics.base import VideoMetric, check_clips, check_sequences, chunks, quantize
+from vvc_lightning.metrics.base import (
+    VideoMetric,
+    check_clips,
+    check_sequences,
+    chunks,
+    flush_denormal,
+    quantize,
+)
 from vvc_lightning.metrics.registry import register_metric
 
 PATCH = 256
@@ -80,27 +87,35 @@ def features(frames: Tensor, device: torch.device | str = "cpu", patch: int = PA
             continue
         p = patches(sel, patch, shifted)
         for i in range(0, p.shape[0], batch):
-            out.append(helper.extract_feats(p[i : i + batch].float(), data_range=(0, 255),
-                                            resize_hw=(INCEPTION_SIZE, INCEPTION_SIZE),
-                                            resample_mode="nv_bilinear_float", quant=False))
+            with torch.jit.optimized_execution(False), flush_denormal():  # no TorchScript profiling runs
+                    out.append(helper.extract_feats(p[i : i + batch].float(), data_range=(0, 255),
+                                                resize_hw=(INCEPTION_SIZE, INCEPTION_SIZE),
+                                                resample_mode="nv_bilinear_float", quant=False))
     return np.concatenate(out).astype(np.float32) if out else np.zeros((0, FEATURE_DIM), np.float32)
 
 
-def fid_from_features(ref: np.ndarray, rec: np.ndarray) -> float:
-    """Fréchet distance between Gaussians fitted to two feature sets (NaN with fewer than 2 each)."""
-    import scipy.linalg
+def _cov_factor(x: np.ndarray) -> np.ndarray:
+    """F (d,k) with F F^T = the sample covariance of rows x (n,d), as small as possible."""
+    c = x - x.mean(0)
+    n, d = x.shape
+    if n <= d:
+        return c.T / np.sqrt(n - 1)
+    vals, vecs = np.linalg.eigh(c.T @ c / (n - 1))
+    return vecs * np.sqrt(np.clip(vals, 0, None))
 
+
+def fid_from_features(ref: np.ndarray, rec: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets (NaN with fewer than 2 each).
+
+    Tr sqrtm(S1 S2) is the nuclear norm of F1^T F2 for any factors S = F F^T, so no d x d sqrtm is needed.
+    """
     if len(ref) < 2 or len(rec) < 2:
         return float("nan")
     a, b = ref.astype(np.float64), rec.astype(np.float64)
-    mu1, mu2 = a.mean(0), b.mean(0)
-    s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        eps = np.eye(s1.shape[0]) * 1e-6
-        covmean = scipy.linalg.sqrtm((s1 + eps) @ (s2 + eps))
-    covmean = np.real(covmean)
-    return float(((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+    f1, f2 = _cov_factor(a), _cov_factor(b)
+    tr_sqrt = np.linalg.svd(f1.T @ f2, compute_uv=False).sum()
+    tr1, tr2 = (f1**2).sum(), (f2**2).sum()
+    return float(((a.mean(0) - b.mean(0)) ** 2).sum() + tr1 + tr2 - 2 * tr_sqrt)
 
 
 def kid_from_features(ref: np.ndarray, rec: np.ndarray, subsets: int = 100, subset_size: int = 1000,

@@ -66,7 +66,7 @@ class PSNRY(VideoMetric):
                 "average": "mean of per-frame PSNR"}
 
     def frame_scores(self, ref: Tensor, rec: Tensor) -> Tensor:
-        return psnr(luma(ref, self.matrix, self.rng), luma(rec, self.matrix, self.rng))
+        return psnr(luma(ref.double(), self.matrix, self.rng), luma(rec.double(), self.matrix, self.rng))
 
 
 def msssim_window(height: int, width: int, preferred: int = 11) -> int:

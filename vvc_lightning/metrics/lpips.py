@@ -53,7 +53,7 @@ class _LPIPSBase(VideoMetric):
         super().__init__(**kwargs)
         self.weights = weights
         self.resolved = resolve_variant(self.variant, weights)
-        self._net = self.hide(perceptual_net(self.resolved, weights))
+        self.hide("_net", perceptual_net(self.resolved, weights))
 
     @property
     def key(self) -> str:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vvc_lightning.metrics.base import VideoMetric, check_sequences, chunks, u8_to_frames
+from vvc_lightning.metrics.base import VideoMetric, check_sequences, chunks, flush_denormal, u8_to_frames
 from vvc_lightning.metrics.lpips import VARIANTS, perceptual_net, resolve_variant, to_unit
 from vvc_lightning.metrics.registry import register_metric
 
@@ -86,7 +86,7 @@ class TLP(VideoMetric):
     def __init__(self, weights: str | os.PathLike | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.resolved = resolve_variant(self.variant, weights)
-        self._net = self.hide(perceptual_net(self.resolved, weights))
+        self.hide("_net", perceptual_net(self.resolved, weights))
 
     @property
     def key(self) -> str:
@@ -99,7 +99,7 @@ class TLP(VideoMetric):
     def _neighbour_distances(self, x: Tensor) -> Tensor:
         """LP(x_{t-1}, x_t) for t = 1..N-1, each frame's features computed once."""
         out, prev = [], None
-        with torch.no_grad():
+        with torch.no_grad(), flush_denormal():
             for s in chunks(x.shape[0]):
                 feats = self._net.features(to_unit(x[s].to(self.device).float()))
                 if prev is not None:

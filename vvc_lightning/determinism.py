@@ -1,0 +1,73 @@
+"""Reproducible coding: a model identity that coding does not change, and batch-size-invariant convolutions."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+
+
+def model_identity(model: Any) -> str:
+    """`model.identity()` once masked convolutions hold their masked weights (as their first forward leaves them).
+
+    Cached on the model until a tensor of its state dict is replaced or changed in place.
+    """
+    from compressai.layers import MaskedConv2d
+
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, MaskedConv2d) and not torch.equal(module.weight, module.weight * module.mask):
+                module.weight.data = module.weight.data * module.mask
+    model.codec.update_tables()
+
+    def key() -> tuple:
+        return tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in model.state_dict().items())
+
+    cached = getattr(model, "_vvc_identity", None)
+    if cached is None or cached[0] != key():
+        identity = model.identity()
+        cached = (key(), identity)
+        model._vvc_identity = cached
+    return cached[1]
+
+
+# ATen runs a convolution through its native kernel instead of oneDNN when the batch is 1 and
+# N*C*size(2)*size(3) <= 20480 ("use_mkldnn" in aten/src/ATen/native/ConvUtils); the two kernels round
+# differently, so such a lone item is convolved as a pair (itself twice) to keep results batch-invariant.
+_NATIVE_CONV_LIMIT = 20480
+
+
+def _pair_hook(module: torch.nn.Module, args: tuple[Any, ...]) -> tuple[Any, ...] | None:
+    x = args[0]
+    if x.shape[0] == 1 and x.dim() >= 4 and x.shape[1] * x.shape[2] * x.shape[3] <= _NATIVE_CONV_LIMIT:
+        module._vvc_paired = True
+        return (torch.cat([x, x]), *args[1:])
+    module._vvc_paired = False
+    return None
+
+
+def _unpair_hook(module: torch.nn.Module, args: tuple[Any, ...], out: torch.Tensor) -> torch.Tensor | None:
+    return out[:1] if getattr(module, "_vvc_paired", False) else None
+
+
+@contextlib.contextmanager
+def batch_invariant(module: torch.nn.Module) -> Iterator[None]:
+    """Within this block, `module` gives every item the same result whatever the batch size (CPU)."""
+    param = next(module.parameters(), None)
+    if param is None or param.device.type != "cpu":
+        yield
+        return
+    handles = []
+    for m in module.modules():
+        if isinstance(m, torch.nn.modules.conv._ConvNd):
+            handles.append(m.register_forward_pre_hook(_pair_hook))
+            handles.append(m.register_forward_hook(_unpair_hook))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+        for m in module.modules():
+            m.__dict__.pop("_vvc_paired", None)
