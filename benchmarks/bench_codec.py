@@ -10,7 +10,8 @@ extrapolated from timing one tile (the codec runs every tile through the same co
 and its batch speed-up is measured at 64x64.
 
     python benchmarks/bench_codec.py                 # ~12 minutes on 2 cores
-    python benchmarks/bench_codec.py --quick         # ~2 minutes, smaller settings
+    python benchmarks/bench_codec.py --quick         # ~4 minutes, smaller settings
+    python benchmarks/bench_codec.py --mem-1080p --out benchmarks/results/bench_codec_1080p.json
 """
 
 from __future__ import annotations
@@ -131,6 +132,33 @@ def case_tile_extrapolated(backbone: str, h: int, w: int, batch: int, tile: int 
     }
 
 
+def case_pass_memory(backbone: str, h: int, w: int, batch: int) -> dict:
+    """Peak RSS of one backbone encode + decode pass of `batch` tiles of the shape the codec uses for h x w."""
+    import torch
+
+    from vvc_lightning.codec import VideoCodec, batch_invariant
+    from vvc_lightning.tiling import plan_tiles
+
+    model = _model(backbone)
+    codec = VideoCodec(model, batch=batch)
+    s = codec.stride_s
+    grid = plan_tiles(-(-h // s) * s, -(-w // s) * s, codec.tile, codec.tile_overlap, s)
+    th, tw = grid.tile_shape
+    idle = _peak_rss_mb()
+    x = torch.rand(batch, 3, T, th, tw) * 2 - 1
+    t0 = time.perf_counter()
+    with torch.no_grad(), batch_invariant(model.backbone):
+        model.backbone.decode(model.backbone.encode(x))
+    return {
+        "measured": f"one encode + decode pass of {batch} tile(s) of {tw}x{th} (T={T}); a {w}x{h} GoP has "
+        f"{grid.count} such tiles, run `batch` at a time",
+        "tiles_per_gop": grid.count,
+        "peak_rss_mb_model_loaded": idle,
+        "peak_rss_mb": _peak_rss_mb(),
+        "seconds": time.perf_counter() - t0,
+    }
+
+
 def case_overlap(backbone: str, h: int, w: int, ns: list[int]) -> dict:
     """Bytes with overlap 1 vs 0 for N*T frames, against the paper's 1/(T-1) - 1/(N*T)."""
     from vvc_lightning.codec import VideoCodec
@@ -184,10 +212,12 @@ def run_case(fn_name: str, threads: int, **kwargs) -> dict:
     queue = ctx.Queue()
     proc = ctx.Process(target=_child, args=(fn_name, kwargs, threads, queue))
     t0 = time.perf_counter()
+    load_before = os.getloadavg()[0]
     proc.start()
     result = queue.get()
     proc.join()
     result["wall_seconds"] = time.perf_counter() - t0
+    result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
     print(f"  {fn_name} {kwargs}: {json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)})[:300]}", flush=True)
     return result
 
@@ -215,12 +245,46 @@ def _hardware() -> dict:
     }
 
 
+def mem_1080p(args: argparse.Namespace) -> None:
+    """Peak memory of coding 1920x1080 with the default tiles."""
+    t0 = time.perf_counter()
+    results = {
+        "lean_vae_gop_batch_4": run_case(
+            "case_roundtrip", args.threads, backbone="lean_vae", n=T, h=1080, w=1920, batch=4, tile=None
+        ),
+        "cv_vae_pass_batch_1": run_case("case_pass_memory", args.threads, backbone="cv_vae", h=1080, w=1920, batch=1),
+        "settings": {
+            "weights": "randomly initialized, default widths", "tile": "default (256 px, overlap 32 px)",
+            "threads": args.threads, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "note": "a backbone pass holds `batch` tiles' activations, so its peak grows linearly with --batch",
+        },
+        "hardware": _hardware(),
+    }
+    _write(args.out, results, t0)
+
+
+def _write(path: str, results: dict, t0: float) -> None:
+    from vvc_lightning.video_io import write_bytes_atomic
+
+    results["total_seconds"] = time.perf_counter() - t0
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(out, json.dumps(results, indent=2).encode())
+    print(f"wrote {out} in {results['total_seconds']:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer frames (~2 minutes)")
     parser.add_argument("--out", default="benchmarks/results/bench_codec.json")
     parser.add_argument("--threads", type=int, default=min(os.cpu_count() or 1, 16))
+    parser.add_argument(
+        "--mem-1080p", action="store_true",
+        help="instead: memory at 1920x1080 (lean_vae: a whole GoP, batch 4; cv_vae: one pass of 1 tile)",
+    )
     args = parser.parse_args()
+    if args.mem_1080p:
+        return mem_1080p(args)
     big, small = ((128, 224), (64, 64)) if args.quick else ((720, 1280), (256, 256))
     gops4 = 1 + 4 * (T - 1)  # 33 frames: 4 GoPs with the one-frame overlap
     th = args.threads
@@ -273,13 +337,7 @@ def main() -> None:
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
     }
     results["hardware"] = _hardware()
-    results["total_seconds"] = time.perf_counter() - t0
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    from vvc_lightning.video_io import write_bytes_atomic
-
-    write_bytes_atomic(out, json.dumps(results, indent=2).encode())
-    print(f"wrote {out} in {results['total_seconds']:.0f} s")
+    _write(args.out, results, t0)
 
 
 if __name__ == "__main__":

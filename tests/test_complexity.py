@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from vvc_lightning.backbones.base import VideoBackbone
 from vvc_lightning.backbones.cv_vae import CVVAE
-
 from vvc_lightning.complexity import count_parameters, human, macs_per_frame
 
 

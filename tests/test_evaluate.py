@@ -80,11 +80,20 @@ def test_a_rerun_reuses_every_finished_row_without_coding_again(first_run, clips
     assert read_csv(again["csv"]) == before
 
 
-def test_a_rerun_with_another_metric_adds_it_to_the_cached_rows(first_run, clips):
-    out, _ = first_run
-    paths = evaluate(options(clips, out, metrics=["psnr", "psnr_y", "ms_ssim"]))
-    rows = read_csv(paths["csv"])
+def test_a_rerun_with_another_metric_computes_only_that_metric(first_run, clips, monkeypatch):
+    from vvc_lightning.metrics.fidelity import PSNR, PSNRY
+
+    out, paths = first_run
+    before = {(r["codec"], r["point"], r["sequence"]): r["psnr"] for r in read_csv(paths["csv"])}
+
+    def no_recompute(*args, **kwargs):
+        raise AssertionError("a cached metric was computed again")
+
+    monkeypatch.setattr(PSNR, "frame_scores", no_recompute)
+    monkeypatch.setattr(PSNRY, "frame_scores", no_recompute)
+    rows = read_csv(evaluate(options(clips, out, metrics=["psnr", "psnr_y", "ms_ssim"]))["csv"])
     assert all(0 < float(r["ms_ssim"]) <= 1 for r in rows)
+    assert {(r["codec"], r["point"], r["sequence"]): r["psnr"] for r in rows} == before
 
 
 def test_max_frames_caps_every_sequence(clips, tmp_path):

@@ -58,7 +58,12 @@ def _inference(model: torch.nn.Module) -> Iterator[None]:
 
 
 class VideoCodec:
-    """Encode a Video to .vvc bytes and back with a VideoCompressionModel already in memory."""
+    """Encode a Video to .vvc bytes and back with a VideoCompressionModel already in memory.
+
+    gop/overlap/theta: GoP size (1+4k), frames shared by neighbouring GoPs and their blend weight; batch:
+    backbone items (GoPs, or GoP tiles) per pass; tile: tile size in pixels for frames larger than it
+    (None: 256, 0: never tile), tile_overlap in pixels. Decoding takes gop/overlap/theta/tiles from the file.
+    """
 
     def __init__(
         self,
@@ -78,6 +83,10 @@ class VideoCodec:
         self.tile = DEFAULT_TILE if tile is None else int(tile)
         self.tile_overlap = int(tile_overlap)
         self.matrix, self.rng = matrix, rng
+        if matrix not in bitstream.MATRICES or rng not in bitstream.RANGES:
+            raise VVCError(
+                f"colour matrix/range '{matrix}'/'{rng}' unknown; use one of {bitstream.MATRICES} / {bitstream.RANGES}"
+            )
         if self.batch < 1:
             raise VVCError(f"--batch must be 1 or more, got {batch}")
         if not 0.0 <= self.theta <= 1.0:
@@ -115,6 +124,14 @@ class VideoCodec:
         s = self.stride_s
         return -(-height // s) * s, -(-width // s) * s
 
+    def _gops_per_pass(self, height: int, width: int, tile: int | None = None, overlap: int | None = None) -> int:
+        """GoPs held in memory at once: enough for `batch` backbone items (GoPs, or GoP tiles when tiled)."""
+        hp, wp = self._padded(height, width)
+        tile = self.tile if tile is None else tile
+        overlap = self.tile_overlap if overlap is None else overlap
+        tiles = plan_tiles(hp, wp, tile if tile and (hp > tile or wp > tile) else 0, overlap, self.stride_s).count
+        return max(1, self.batch // tiles)
+
     def _tick(self, key: str, since: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - since
 
@@ -150,7 +167,7 @@ class VideoCodec:
             counter = _Counter(frames)
             for gop_frames, _ in iter_gops(counter, self.gop, self.overlap):
                 chunk.append(gop_frames)
-                if len(chunk) == self.batch:
+                if len(chunk) >= self._gops_per_pass(*gop_frames.shape[1:3]):
                     payloads += self._encode_chunk(chunk, shape)
                     chunk = []
             if chunk:
@@ -184,8 +201,6 @@ class VideoCodec:
                 grid=plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s),
                 latent=tuple(int(v) for v in self.backbone.latent_shape(self.gop, hp, wp)),
             )
-        elif (h, w) != (shape["height"], shape["width"]):
-            raise VVCError(f"frame size changes from {shape['width']}x{shape['height']} to {w}x{h} inside the video")
         x = torch.stack([frames_to_tensor(c) for c in chunk]).to(self.device)
         x = F.pad(x, (0, shape["wp"] - w, 0, shape["hp"] - h, 0, 0), mode="replicate")
         grid: TileGrid = shape["grid"]
@@ -232,8 +247,9 @@ class VideoCodec:
             grid = plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
             out = np.empty((b - a, header.height, header.width, 3), np.uint8)
             blender = GopBlender(plan, header.theta, gops.start)
-            for i in range(gops.start, gops.stop, self.batch):
-                chunk = [records[g] for g in range(i, min(i + self.batch, gops.stop))]
+            step = self._gops_per_pass(header.height, header.width, header.tile, header.tile_overlap)
+            for i in range(gops.start, gops.stop, step):
+                chunk = [records[g] for g in range(i, min(i + step, gops.stop))]
                 recs = self._decode_chunk(data, chunk, header, grid, label)
                 for rec in recs:
                     for f, frame in blender.push(rec[:, :, : header.height, : header.width]):
@@ -314,13 +330,20 @@ class VideoCodec:
 
 
 class _Counter:
-    """Iterates over frames and counts them."""
+    """Iterates over frames, counts them and checks that they are RGB uint8 of one size."""
 
     def __init__(self, frames: Iterable[np.ndarray]) -> None:
         self.frames, self.count = frames, 0
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        first = None
         for f in self.frames:
+            if first is None:
+                first = f.shape
+                if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+                    raise VVCError(f"frames must be RGB uint8 (H,W,3), got {f.dtype} {f.shape}")
+            elif f.shape != first:
+                raise VVCError(f"frame {self.count} is {f.shape[1]}x{f.shape[0]}, the first was {first[1]}x{first[0]}")
             self.count += 1
             yield f
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from vvc_lightning.errors import ConfigError
 
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 OPEN_SECTIONS = ("model.backbone", "data", "trainer")  # keys checked against the named constructor
 LOSSES = ("vae", "rd")
 PERCEPTUAL = ("lpips", "stlpips", "ms-ssim")
@@ -108,6 +110,8 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"cannot parse the value of override '{item}': {exc}") from exc
+        if isinstance(parsed, str) and NUMBER.fullmatch(parsed.strip()):
+            parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
         if key.strip().endswith(".name") and key.strip()[: -len(".name")] in OPEN_SECTIONS[:2]:
             _reset_if_renamed(cfg, key.strip()[: -len(".name")], parsed)
         try:
@@ -149,6 +153,7 @@ def validate(cfg: DictConfig) -> None:
         OmegaConf.resolve(cfg.copy())
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot resolve config: {str(exc).splitlines()[0]}") from exc
+    _check_types(cfg, _defaults())
     gop = cfg.model.gop
     if not isinstance(gop, int) or gop < 1 or (gop - 1) % 4:
         raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...), got {gop}")
@@ -164,6 +169,27 @@ def validate(cfg: DictConfig) -> None:
             f"model.loss.perceptual must be one of {', '.join(PERCEPTUAL)}, got '{cfg.model.loss.perceptual}'"
         )
     _validate_stages(cfg.stages)
+
+
+def _check_types(cfg: DictConfig, defaults: DictConfig, prefix: str = "") -> None:
+    """Each key with a number / bool / text default must hold a value of that type (ints count as floats)."""
+    for key, default in defaults.items():
+        if key not in cfg or f"{prefix}{key}" in OPEN_SECTIONS:
+            continue
+        value = cfg[key]
+        if isinstance(default, DictConfig) and isinstance(value, DictConfig):
+            _check_types(value, default, f"{prefix}{key}.")
+            continue
+        if default is None or value is None or isinstance(default, (DictConfig, ListConfig)):
+            continue
+        if type(default) is float and isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+            cfg[key] = value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
+        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and type(default) is not bool)):
+            raise ConfigError(
+                f"config key '{prefix}{key}' must be a {type(default).__name__} (like {default!r}), "
+                f"got {value!r}"
+            )
 
 
 def _validate_stages(stages: ListConfig) -> None:

@@ -1,4 +1,4 @@
-"""Reproducible coding: a model identity that coding does not change, and batch-size-invariant convolutions."""
+"""Reproducible coding: a cached model identity, and batch-size-invariant convolutions on the CPU."""
 
 from __future__ import annotations
 
@@ -10,24 +10,19 @@ import torch
 
 
 def model_identity(model: Any) -> str:
-    """`model.identity()` once masked convolutions hold their masked weights (as their first forward leaves them).
+    """`model.identity()`, cached on the model until a tensor of its state dict is replaced or changed in place."""
 
-    Cached on the model until a tensor of its state dict is replaced or changed in place.
-    """
-    from compressai.layers import MaskedConv2d
+    def key() -> tuple | None:
+        try:
+            return tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in model.state_dict().items())
+        except RuntimeError:  # inference tensors (made under torch.inference_mode) have no version counter
+            return None
 
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, MaskedConv2d) and not torch.equal(module.weight, module.weight * module.mask):
-                module.weight.data = module.weight.data * module.mask
     model.codec.update_tables()
-
-    def key() -> tuple:
-        return tuple((k, v.data_ptr(), v._version, tuple(v.shape)) for k, v in model.state_dict().items())
-
     cached = getattr(model, "_vvc_identity", None)
-    if cached is None or cached[0] != key():
-        identity = model.identity()
+    current = key()
+    if cached is None or current is None or cached[0] != current:
+        identity = model.identity()  # masks the context convolutions first, as their forward does
         cached = (key(), identity)
         model._vvc_identity = cached
     return cached[1]

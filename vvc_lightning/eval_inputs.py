@@ -149,7 +149,8 @@ def _file_digest(path: Path) -> str:
 
 
 def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int = 1, theta: float = 0.5,
-                batch: int = 4, tile: int | None = None, device: str = "cpu") -> CodecSpec:
+                batch: int = 4, tile: int | None = None, device: str = "cpu", matrix: str = "bt709",
+                rng: str = "limited") -> CodecSpec:
     """The neural codec: one rate point per checkpoint, coded to real .vvc bytes and decoded back."""
     import time
 
@@ -168,7 +169,7 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
             from vvc_lightning.codec import VideoCodec
 
             codec = VideoCodec.from_checkpoint(labels[label], gop=gop, overlap=overlap, theta=theta, batch=batch,
-                                               tile=tile)
+                                               tile=tile, matrix=matrix, rng=rng)
             codec.model.to(device)
             codecs[label] = codec
         return codecs[label]
@@ -187,7 +188,7 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
         })
 
     identity = {"checkpoints": {k: _file_digest(p) for k, p in labels.items()}, "gop": gop, "overlap": overlap,
-                "theta": theta, "tile": tile}
+                "theta": theta, "tile": tile, "matrix": matrix, "range": rng}
     return CodecSpec(name, f"{name} (neural)", "neural", list(labels), run, identity)
 
 

@@ -82,13 +82,15 @@ class Harness:
         self.info = {**(self.vm.info() if self.vm else {}),
                      **{m.key: {"name": m.name, "higher_is_better": m.higher_is_better, **m.info()}
                         for m in self.set_metrics.values()}}
-        self.metric_sig = _digest({"opts": {k: v for k, v in metric_opts.items() if k != "weights"},
-                                   "lpips": [self.info.get(k, {}).get("network") for k in self.keys], "v": 1})
+        # a cached metric value counts only if it was computed under the same protocol
+        self.protocol = {k: _digest(v) for k, v in self.info.items()}
+        first = next(iter(self.set_metrics.values()), None)
+        self.feat_sig = _digest(first.info()) if first is not None else ""
 
     # -------------------------------------------------------------------------------- cache
     def row_key(self, spec: CodecSpec, point: Any, seq: Sequence) -> str:
         return _digest({"codec": spec.name, "id": spec.identity, "point": str(point), "seq": seq.name,
-                        "input": seq.digest, "metrics": self.metric_sig})
+                        "input": seq.digest, "colour": [self.opts.matrix, self.opts.rng], "v": 1})
 
     def _load(self, key: str) -> dict | None:
         path = self.cache / "rows" / f"{key}.json"
@@ -110,10 +112,10 @@ class Harness:
         return feats
 
     def ref_features(self, seq: Sequence) -> np.ndarray:
-        return self._features(self.cache / "feats" / f"ref-{seq.digest}-{self.metric_sig}.npz", seq.frames)
+        return self._features(self.cache / "feats" / f"ref-{seq.digest}-{self.feat_sig}.npz", seq.frames)
 
     def rec_features(self, key: str) -> np.ndarray | None:
-        path = self.cache / "feats" / f"{key}.npz"
+        path = self.cache / "feats" / f"{key}-{self.feat_sig}.npz"
         return np.load(path)["f"] if path.is_file() else None
 
     # -------------------------------------------------------------------------------- rows
@@ -123,7 +125,8 @@ class Harness:
 
         key = self.row_key(spec, point, seq)
         row = self._load(key)
-        missing = [k for k in self.keys if row is None or k not in row["metrics"]]
+        done = {} if row is None else row.get("protocol", {})
+        missing = [k for k in self.keys if row is None or k not in row["metrics"] or done.get(k) != self.protocol[k]]
         if row is not None and not missing and (self.cache / "crops" / f"{key}.png").is_file():
             return row
         work = self.cache / "work" / key
@@ -135,16 +138,19 @@ class Harness:
                    "point_label": spec.point_label(point), "sequence": seq.name, "frames": n, "width": w,
                    "height": h, "fps": seq.fps, "bytes": coded.size_bytes, "bpp": coded.size_bytes * 8 / (n * w * h),
                    "input_hash": seq.digest, "matrix": self.opts.matrix, "range": self.opts.rng,
-                   "metrics": {}, "per_frame": {}, **coded.info}
-        per_frame = self.vm.sequence(seq.frames, coded.frames) if self.vm else {}
+                   "metrics": {}, "per_frame": {}, "protocol": {}, **coded.info}
+        frame_keys = [k for k in missing if self.vm is not None and k in self.vm.keys]
+        per_frame = self.vm.sequence(seq.frames, coded.frames, only=frame_keys) if frame_keys else {}
         for k, v in per_frame.items():
             row["per_frame"][k] = [float(x) for x in v]
             row["metrics"][k] = float(np.mean(v)) if len(v) else float("nan")
-        if self.set_metrics:
+        set_missing = [m for m in self.set_metrics.values() if m.key in missing]
+        if set_missing:
             ref_f = self.ref_features(seq)
-            rec_f = self._features(self.cache / "feats" / f"{key}.npz", coded.frames)
-            for m in self.set_metrics.values():
+            rec_f = self._features(self.cache / "feats" / f"{key}-{self.feat_sig}.npz", coded.frames)
+            for m in set_missing:
                 row["metrics"][m.key] = m.from_features(ref_f.astype(np.float32), rec_f.astype(np.float32))
+        row.setdefault("protocol", {}).update({k: self.protocol[k] for k in missing})
         save_crop(self.cache / "crops" / f"{key}.png", coded.frames)
         save_crop(self.cache / "crops" / f"ref-{seq.digest}.png", seq.frames)
         write_bytes_atomic(self.cache / "rows" / f"{key}.json", json.dumps(row).encode())
@@ -182,7 +188,7 @@ def build_specs(opts: EvalOptions) -> list[CodecSpec]:
     specs = []
     if opts.ckpts:
         specs.append(neural_spec(opts.ckpts, opts.ckpt_name, opts.gop, opts.overlap, opts.theta, opts.batch,
-                                 opts.tile, "cpu"))
+                                 opts.tile, "cpu", opts.matrix, opts.rng))
     for name in opts.baselines:
         specs.append(baseline_spec(name, opts.points.get(name), opts.presets.get(name), opts.intra_period,
                                    opts.matrix, opts.rng))
@@ -211,10 +217,11 @@ def summarize(harness: Harness, specs: list[CodecSpec], rows: list[dict], seqs: 
             for k in harness.keys:
                 s[k] = float(np.mean([r["metrics"][k] for r in sel]))
             if harness.set_metrics:
+                recs = [harness.rec_features(r["key"]) for r in sel]
                 ref = np.concatenate([harness.ref_features(q) for q in seqs]).astype(np.float32)
-                rec = np.concatenate([harness.rec_features(r["key"]) for r in sel]).astype(np.float32)
                 for m in harness.set_metrics.values():
-                    s[m.key] = m.from_features(ref, rec)
+                    s[m.key] = (m.from_features(ref, np.concatenate(recs).astype(np.float32))
+                                if all(f is not None for f in recs) else float("nan"))
             out.append(s)
     return out
 

@@ -138,8 +138,8 @@ class LatentCodec(nn.Module):
 
         An optimizer step moves masked taps off zero until the next forward masks them again; masking
         before hashing or saving keeps a model's identity independent of whether a forward ran."""
-        for conv in self.context.spatial_context:
-            conv.weight.mul_(conv.mask)
+        for masked in self.context.spatial_context:
+            masked.weight.mul_(masked.mask)
 
     # -------------------------------------------------------------------------------- tables
     def train(self, mode: bool = True) -> LatentCodec:

@@ -43,9 +43,8 @@ class Video:
 
 def parse_yuv_name(name: str) -> tuple[int, int, float | None]:
     """(width, height, fps or None) from a name like 'BasketballDrive_1920x1080_50.yuv'."""
-    m = None
-    for m in YUV_NAME.finditer(Path(name).stem):
-        pass
+    matches = list(YUV_NAME.finditer(Path(name).stem))
+    m = matches[-1] if matches else None
     if m is None:
         raise VVCError(
             f"cannot tell the size of raw video '{name}': name it like NAME_1920x1080_50.yuv "
@@ -151,8 +150,9 @@ def read_video(
 def decode_video_bytes(data: bytes, label: str = "<bytes>") -> Video:
     """Decode an in-memory video file (e.g. an mp4 from a shard)."""
     frames, fps = [], 25.0
-    for f, fps in _iter_av(io.BytesIO(data), label):
+    for f, rate in _iter_av(io.BytesIO(data), label):
         frames.append(f)
+        fps = rate
     if not frames:
         raise VVCError(f"{label} holds no decodable frame")
     return Video(np.stack(frames), fps)
@@ -195,8 +195,9 @@ def write_bytes_atomic(path: str | Path, data: bytes) -> None:
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
-    import av
     from fractions import Fraction
+
+    import av
 
     h, w = frames.shape[1:3]
     with av.open(str(path), "w", format="mp4") as c:

@@ -46,3 +46,12 @@ def test_stlpips_grows_with_distortion_and_is_zero_for_identical_frames(clip):
     heavy = m.scores(a, frames_to_u8(add_noise(clip, 40))).mean()
     assert same.shape == (9,) and float(same.abs().max()) < 1e-6
     assert 0 < light < heavy
+
+
+def test_an_explicit_weights_path_that_is_missing_fails_instead_of_falling_back(no_alexnet, tmp_path,
+                                                                                monkeypatch):
+    with pytest.raises(WeightsError, match="gone.pth' does not exist"):
+        build_metric("lpips", weights=str(tmp_path / "gone.pth"))
+    monkeypatch.setenv("VVC_LPIPS_ALEX", str(tmp_path / "gone.pth"))
+    with pytest.raises(WeightsError, match="gone.pth"):
+        build_metric("lpips")

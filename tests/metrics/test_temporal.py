@@ -51,3 +51,16 @@ def test_tlp_across_chunk_boundaries_equals_the_pairwise_definition(clip):
             return net(x[:-1], x[1:]).numpy()
 
     np.testing.assert_allclose(got, np.abs(lp(rec) - lp(ref)), rtol=1e-4, atol=1e-7)
+
+
+def test_lpips_and_tlp_together_share_one_pass_and_equal_the_separate_values(clip):
+    from vvc_lightning.metrics import VideoMetrics
+
+    ref = clip[:5]
+    rec = add_noise(ref, 8)
+    vm = VideoMetrics(["lpips", "tlp"])
+    lp_key, tlp_key = vm.keys
+    joint = vm.sequence(ref, rec)
+    a, b = frames_to_u8(ref), frames_to_u8(rec)
+    np.testing.assert_allclose(joint[lp_key], vm.metrics["lpips"].scores(a, b).numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(joint[tlp_key], vm.metrics["tlp"].scores(a, b).numpy(), rtol=1e-5, atol=1e-7)

@@ -96,10 +96,24 @@ class VideoMetrics(nn.Module):
         return {m.key: {"name": m.name, "higher_is_better": m.higher_is_better, **m.info()}
                 for m in self.metrics.values()}
 
-    def sequence(self, ref: np.ndarray, rec: np.ndarray) -> dict[str, np.ndarray]:
-        """Per-frame (per-pair, or one set value) arrays of one sequence given as uint8 (N,H,W,3)."""
+    def sequence(self, ref: np.ndarray, rec: np.ndarray, only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+        """Per-frame (per-pair, or one set value) arrays of one sequence given as uint8 (N,H,W,3).
+
+        `only`: the keys to compute (default: all).
+        """
         a, b = frames_to_u8(ref), frames_to_u8(rec)
-        return {m.key: m.scores(a, b).numpy() for m in self.metrics.values()}
+        wanted = [m for m in self.metrics.values() if only is None or m.key in set(only)]
+        out: dict[str, np.ndarray] = {}
+        tlp = next((m for m in wanted if m.name == "tlp"), None)
+        partner = next((m for m in wanted if tlp is not None and m is not tlp
+                        and getattr(m, "_net", None) is tlp._net), None)
+        if partner is not None:  # LPIPS and tLP from one pass of the network over each frame
+            lp, pairs = tlp.joint_scores(a, b)
+            out[partner.key], out[tlp.key] = lp.numpy(), pairs.numpy()
+        for m in wanted:
+            if m.key not in out:
+                out[m.key] = m.scores(a, b).numpy()
+        return {m.key: out[m.key] for m in wanted}
 
 
 __all__ = ["ALL", "DEFAULT", "METRICS", "VideoMetric", "VideoMetrics", "build_metric", "metric_names",

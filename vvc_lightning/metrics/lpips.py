@@ -22,9 +22,11 @@ _CACHE: dict[tuple[str, str | None], perceptual.PerceptualDistance] = {}
 
 
 def resolve_variant(variant: str, weights: str | os.PathLike | None = None) -> str:
-    """'auto' -> 'alex' when AlexNet weights are found (path, env var, hub cache), else 'st_alex'."""
+    """'auto' -> 'alex' when AlexNet weights are asked for (a path, $VVC_LPIPS_ALEX: then they must exist)
+    or found in the torch hub cache, else 'st_alex'."""
     if variant == "auto":
-        return "alex" if perceptual.lpips_available("alex", weights) else "st_alex"
+        explicit = weights is not None or bool(os.environ.get(perceptual.ENV_VARS["alex"]))
+        return "alex" if explicit or perceptual.lpips_available("alex", weights) else "st_alex"
     if variant not in VARIANTS:
         raise ValueError(f"unknown LPIPS variant {variant!r}")
     return variant

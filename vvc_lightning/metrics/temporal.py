@@ -96,19 +96,41 @@ class TLP(VideoMetric):
     def info(self) -> dict[str, Any]:
         return {"network": self._net.name, "values": "one per consecutive frame pair"}
 
-    def _neighbour_distances(self, x: Tensor) -> Tensor:
-        """LP(x_{t-1}, x_t) for t = 1..N-1, each frame's features computed once."""
-        out, prev = [], None
+    def _neighbours(self, feats: list[Tensor], prev: list[Tensor] | None) -> list[Tensor]:
+        """LP between consecutive frames of one chunk's features (and the previous chunk's last frame)."""
+        out = []
+        if prev is not None:
+            out.append(self._net.from_features(prev, [f[:1] for f in feats]))
+        if feats[0].shape[0] > 1:
+            out.append(self._net.from_features([f[:-1] for f in feats], [f[1:] for f in feats]))
+        return out
+
+    def _pass(self, ref: Tensor, rec: Tensor, cross: bool) -> tuple[Tensor, Tensor, Tensor | None]:
+        """One pass of the network over every frame of both videos: LP(x_{t-1}, x_t) of each, and
+        (if `cross`) LP(rec_t, ref_t)."""
+        nb_ref, nb_rec, lp, prev = [], [], [], None
         with torch.no_grad(), flush_denormal():
-            for s in chunks(x.shape[0]):
-                feats = self._net.features(to_unit(x[s].to(self.device).float()))
-                if prev is not None:
-                    out.append(self._net.from_features([f[-1:] for f in prev], [f[:1] for f in feats]))
-                if feats[0].shape[0] > 1:
-                    out.append(self._net.from_features([f[:-1] for f in feats], [f[1:] for f in feats]))
-                prev = feats
-        return torch.cat(out).double().cpu() if out else torch.zeros(0, dtype=torch.float64)
+            for s in chunks(ref.shape[0]):
+                fa = self._net.features(to_unit(ref[s].to(self.device).float()))
+                fb = self._net.features(to_unit(rec[s].to(self.device).float()))
+                if cross:
+                    lp.append(self._net.from_features(fb, fa))
+                nb_ref += self._neighbours(fa, prev[0] if prev else None)
+                nb_rec += self._neighbours(fb, prev[1] if prev else None)
+                prev = ([f[-1:] for f in fa], [f[-1:] for f in fb])
+
+        def cat(parts: list[Tensor]) -> Tensor:
+            return torch.cat(parts).double().cpu() if parts else torch.zeros(0, dtype=torch.float64)
+
+        return cat(nb_ref), cat(nb_rec), (cat(lp) if cross else None)
 
     def scores(self, ref: Tensor, rec: Tensor) -> Tensor:
         check_sequences(ref, rec, self.key)
-        return (self._neighbour_distances(rec) - self._neighbour_distances(ref)).abs()
+        nb_ref, nb_rec, _ = self._pass(ref, rec, cross=False)
+        return (nb_rec - nb_ref).abs()
+
+    def joint_scores(self, ref: Tensor, rec: Tensor) -> tuple[Tensor, Tensor]:
+        """(per-frame LPIPS-family distance rec vs ref, tLP per pair) from one set of features."""
+        check_sequences(ref, rec, self.key)
+        nb_ref, nb_rec, lp = self._pass(ref, rec, cross=True)
+        return lp, (nb_rec - nb_ref).abs()
