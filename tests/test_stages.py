@@ -9,6 +9,9 @@ from vvc_lightning.config import apply_overrides
 from vvc_lightning.train import fit
 
 FAST = [
+    "model.backbone.name=cv_vae",  # has GroupNorm layers, to check that frozen norms stay in eval mode
+    "model.backbone.width=8",
+    "model.backbone.latent_channels=16",
     "data.crop_size=32",
     "data.batch_size=1",
     "trainer.limit_val_batches=0",
