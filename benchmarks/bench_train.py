@@ -25,8 +25,12 @@ from vvc_lightning.model import VideoCompressionModel
 
 SETTINGS = {
     "default": {"configs": ["{b}.yaml"], "overrides": ["data.name=folder"], "batch": 4, "crop": 256},
-    "quickstart": {"configs": ["quickstart.yaml"], "overrides": ["model.backbone.name={b}"], "batch": 2, "crop": 64},
+    "quickstart": {"configs": ["quickstart.yaml"], "batch": 2, "crop": 64,
+                   "overrides": ["model.backbone.name={b}", "model.backbone.latent_channels=32", "model.backbone.width={w}"]},
 }
+
+
+QUICK_WIDTH = {"cv_vae": 16, "lean_vae": 64}  # quickstart.yaml uses lean_vae at 64; cv_vae at 16 is its alternative
 
 
 def step_seconds(model: VideoCompressionModel, batch: int, crop: int, steps: int) -> float:
@@ -54,12 +58,20 @@ def main() -> None:
     ap.add_argument("-o", "--out", default="benchmarks/results/bench_train.json")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--skip-default-steps", action="store_true", help="no step timing at default settings")
+    ap.add_argument("--default-batch", type=int, default=4, help="batch of the default-setting step (paper: 4)")
+    ap.add_argument("--default-crop", type=int, default=256, help="crop of the default-setting step (paper: 256)")
+    ap.add_argument("--only", default=None, help="one backbone only")
+    ap.add_argument("--setting", default=None, choices=list(SETTINGS), help="one setting only")
     args = ap.parse_args()
+    SETTINGS["default"]["batch"], SETTINGS["default"]["crop"] = args.default_batch, args.default_crop
     rows = []
     for name, setting in SETTINGS.items():
-        for b in ("cv_vae", "lean_vae"):
+        if args.setting and name != args.setting:
+            continue
+        for b in ("cv_vae", "lean_vae") if args.only is None else (args.only,):
             cfg = load_config([c.format(b=b) for c in setting["configs"]],
-                              [o.format(b=b) for o in setting["overrides"]] + ["model.loss.perceptual=ms-ssim"])
+                              [o.format(b=b, w=QUICK_WIDTH[b]) for o in setting["overrides"]]
+                              + ["model.loss.perceptual=ms-ssim"])
             torch.manual_seed(0)
             model = VideoCompressionModel(cfg)
             row = {
