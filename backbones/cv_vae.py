@@ -24,6 +24,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
 from vvc_lightning.backbones.base import VideoBackbone
 from vvc_lightning.backbones.layers import (
     CausalConv3d,
@@ -34,7 +35,6 @@ from vvc_lightning.backbones.layers import (
     Upsample3D,
     maybe_checkpoint,
 )
-
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import register_backbone
 

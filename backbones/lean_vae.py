@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
 from vvc_lightning.backbones.base import VideoBackbone
 from vvc_lightning.backbones.layers import (
     ChannelLayerNorm,
@@ -33,7 +34,6 @@ from vvc_lightning.backbones.layers import (
     ihaar_time,
     maybe_checkpoint,
 )
-
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import register_backbone
 

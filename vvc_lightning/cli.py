@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import warnings
 import sys
+import warnings
 
 from vvc_lightning.errors import VVCError
 

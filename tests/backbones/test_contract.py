@@ -6,8 +6,8 @@ import inspect
 
 import pytest
 import torch
-from vvc_lightning.backbones.base import VideoBackbone
 
+from vvc_lightning.backbones.base import VideoBackbone
 from vvc_lightning.errors import ConfigError, FrameCountError, WeightsError
 from vvc_lightning.registry import BACKBONES
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from vvc_lightning.backbones.cv_vae import CVVAE
 from vvc_lightning.backbones.layers import (
     CausalConv3d,
@@ -14,7 +15,6 @@ from vvc_lightning.backbones.layers import (
     Upsample3D,
     num_groups,
 )
-
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
 

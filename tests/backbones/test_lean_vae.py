@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from vvc_lightning.backbones.cv_vae import CVVAE
 from vvc_lightning.backbones.layers import NAFBlock, haar_space, haar_time, ihaar_space, ihaar_time
 from vvc_lightning.backbones.lean_vae import LeanVAE
-
 from vvc_lightning.complexity import macs_per_frame
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
