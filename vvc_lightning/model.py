@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -177,8 +176,3 @@ class VideoCompressionModel(pl.LightningModule):
         if was_training:
             self.codec._tables_fresh = False
 
-
-def bpp_estimate(y_likelihoods: Tensor, z_likelihoods: Tensor, pixels: int) -> float:
-    """Estimated bits per pixel from likelihoods."""
-    bits = -(torch.log2(y_likelihoods).sum() + torch.log2(z_likelihoods).sum()).item()
-    return bits / pixels if pixels else math.nan

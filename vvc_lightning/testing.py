@@ -22,10 +22,7 @@ def estimated_bits(model, frames: np.ndarray, gop: int, overlap: int, batch: int
     clips = [frames_to_tensor(frames[plan.gop_indices(g)]) for g in range(plan.num_gops)]
     for i in range(0, len(clips), batch):
         x = torch.stack(clips[i : i + batch]).to(model.device)
-        if ph or pw:
-            b, c, t = x.shape[:3]
-            x = torch.nn.functional.pad(x.reshape(b, c * t, h, w), (0, pw, 0, ph), mode="replicate")
-            x = x.reshape(b, c, t, h + ph, w + pw)
+        x = torch.nn.functional.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")  # as the codec pads
         out = model.codec(model.backbone.encode(x))
         total += float(bits(out.y_likelihoods) + bits(out.z_likelihoods))
     return total
