@@ -308,7 +308,9 @@ class VideoCodec:
         data = read_bitstream_file(src)
         video = self.decode(data, frames, label=f"'{src}'")
         header, _ = bitstream.unpack_header(data)
-        written = write_video(dst, video.frames, video.fps, matrix=header.matrix, rng=header.range)
+        # The header's matrix is that of the raw .yuv input; untagged .y4m keeps write_video's BT.601 default.
+        matrix = header.matrix if Path(dst).suffix.lower() == ".yuv" else None
+        written = write_video(dst, video.frames, video.fps, matrix=matrix, rng=header.range)
         stats = self._stats(len(data), header.frames, header.width, header.height, str(written))
         stats["decoded_frames"] = video.num_frames
         stats["fps"] = video.num_frames / max(self.timings.get("total", 0.0), 1e-9)

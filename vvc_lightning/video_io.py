@@ -242,9 +242,8 @@ def write_video(
 ) -> Path:
     """Write RGB uint8 frames (N,H,W,3) as .mp4 (H.264), .y4m (4:2:0), .yuv, or a folder of PNGs.
 
-    Colour: .y4m carries no matrix tag and FFmpeg and most players read it as BT.601, so .y4m is always
-    written with BT.601 (`matrix` applies to raw .yuv, default BT.709 as the HEVC/UVG test sets); limited
-    range unless `rng` says full.
+    Colour: .y4m carries no matrix tag and FFmpeg and most players read it as BT.601, so .y4m defaults to
+    BT.601; raw .yuv defaults to BT.709 (as the HEVC/UVG test sets); limited range unless `rng` says full.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -260,7 +259,7 @@ def write_video(
         if suffix in (".mp4", ".mov", ".mkv"):
             _write_mp4(tmp, frames, fps, crf)
         elif suffix == ".y4m":
-            _write_y4m(tmp, frames, fps, "bt601", rng)
+            _write_y4m(tmp, frames, fps, matrix or "bt601", rng)
         elif suffix == ".yuv":
             with open(tmp, "wb") as f:
                 for frame in frames:
