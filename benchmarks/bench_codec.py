@@ -273,6 +273,16 @@ def _write(path: str, results: dict, t0: float) -> None:
     print(f"wrote {out} in {results['total_seconds']:.0f} s")
 
 
+def batch_speedup(r: dict, th: int, backbone: str, n: int, size: tuple[int, int]) -> None:
+    """Round trips of n frames at `size` (h, w) with --batch 1 and 4 (after a warm-up) and their speed-ups, into r."""
+    b1, b4 = (run_case("case_roundtrip", th, backbone=backbone, n=n, h=size[0], w=size[1], batch=b, tile=None,
+                       warmup=True) for b in (1, 4))
+    r[f"{size[1]}x{size[0]}"] = {"batch_1": b1, "batch_4": b4}
+    r["batch4_speedup_encode"] = b4["encode_fps"] / b1["encode_fps"]
+    r["batch4_speedup_decode"] = b4["decode_fps"] / b1["decode_fps"]
+    r["batch_speedup_measured_at"] = f"{size[1]}x{size[0]}, 4 GoPs"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes and fewer frames (~2 minutes)")
@@ -294,12 +304,7 @@ def main() -> None:
         print(f"{backbone}:", flush=True)
         r: dict = {}
         if backbone == "lean_vae":
-            b1 = run_case("case_roundtrip", th, backbone=backbone, n=gops4, h=small[0], w=small[1], batch=1, tile=None, warmup=True)
-            b4 = run_case("case_roundtrip", th, backbone=backbone, n=gops4, h=small[0], w=small[1], batch=4, tile=None, warmup=True)
-            r[f"{small[1]}x{small[0]}"] = {"batch_1": b1, "batch_4": b4}
-            r["batch4_speedup_encode"] = b4["encode_fps"] / b1["encode_fps"]
-            r["batch4_speedup_decode"] = b4["decode_fps"] / b1["decode_fps"]
-            r["batch_speedup_measured_at"] = f"{small[1]}x{small[0]}, 4 GoPs"
+            batch_speedup(r, th, backbone, gops4, small)
             big_b4 = run_case("case_roundtrip", th, backbone=backbone, n=T, h=big[0], w=big[1], batch=4, tile=None)
             big_b1 = run_case("case_roundtrip", th, backbone=backbone, n=T, h=big[0], w=big[1], batch=1, tile=None)
             r[f"{big[1]}x{big[0]}"] = {"batch_4": big_b4, "batch_1": big_b1}
@@ -307,12 +312,7 @@ def main() -> None:
             r["batch4_speedup_tiles_decode"] = big_b4["decode_fps"] / big_b1["decode_fps"]
         else:
             tiny = (64, 64) if not args.quick else (32, 32)
-            b1 = run_case("case_roundtrip", th, backbone=backbone, n=gops4, h=tiny[0], w=tiny[1], batch=1, tile=None, warmup=True)
-            b4 = run_case("case_roundtrip", th, backbone=backbone, n=gops4, h=tiny[0], w=tiny[1], batch=4, tile=None, warmup=True)
-            r[f"{tiny[1]}x{tiny[0]}"] = {"batch_1": b1, "batch_4": b4}
-            r["batch4_speedup_encode"] = b4["encode_fps"] / b1["encode_fps"]
-            r["batch4_speedup_decode"] = b4["decode_fps"] / b1["decode_fps"]
-            r["batch_speedup_measured_at"] = f"{tiny[1]}x{tiny[0]}, 4 GoPs"
+            batch_speedup(r, th, backbone, gops4, tiny)
             r[f"{small[1]}x{small[0]}"] = {
                 "batch_1": run_case("case_roundtrip", th, backbone=backbone, n=T, h=small[0], w=small[1], batch=1, tile=None)
             }

@@ -53,9 +53,11 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu", overrides: list[str] | None = None):
-    """A VideoCompressionModel from a checkpoint alone, in eval mode, with its CDF tables."""
+    """A VideoCompressionModel from a checkpoint alone, in eval mode, with its CDF tables, in the stage the
+    checkpoint was taken in."""
     from vvc_lightning.config import apply_overrides, from_container
     from vvc_lightning.model import VideoCompressionModel
+    from vvc_lightning.stages import stage_index
 
     ckpt = read_checkpoint(path)
     cfg = from_container(ckpt["hyper_parameters"]["config"])
@@ -69,6 +71,7 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:
         raise WeightsError(f"checkpoint '{path}' does not fit its own config: {str(exc).splitlines()[0]}") from exc
+    model.stage = cfg.stages[stage_index(cfg.stages, int(ckpt.get("global_step", 0)), int(ckpt.get("epoch", 0)))]
     model.eval()
     model.codec.update_tables(force=not model.codec.tables_ready())
     model.checkpoint_path = str(Path(path).resolve())

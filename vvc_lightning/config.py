@@ -110,8 +110,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"cannot parse the value of override '{item}': {exc}") from exc
-        if isinstance(parsed, str) and NUMBER.fullmatch(parsed.strip()):
-            parsed = float(parsed)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        parsed = _as_number(parsed)
         if key.strip().endswith(".name") and key.strip()[: -len(".name")] in OPEN_SECTIONS[:2]:
             _reset_if_renamed(cfg, key.strip()[: -len(".name")], parsed)
         try:
@@ -171,6 +170,13 @@ def validate(cfg: DictConfig) -> None:
     _validate_stages(cfg.stages)
 
 
+def _as_number(value: Any) -> Any:
+    """A string that spells a number as a float (YAML 1.1 reads 1e-3, without a dot, as a string)."""
+    if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
+        return float(value)
+    return value
+
+
 def _check_types(cfg: DictConfig, defaults: DictConfig, prefix: str = "") -> None:
     """Each key with a number / bool / text default must hold a value of that type (ints count as floats)."""
     for key, default in defaults.items():
@@ -182,8 +188,8 @@ def _check_types(cfg: DictConfig, defaults: DictConfig, prefix: str = "") -> Non
             continue
         if default is None or value is None or isinstance(default, (DictConfig, ListConfig)):
             continue
-        if type(default) is float and isinstance(value, str) and NUMBER.fullmatch(value.strip()):
-            cfg[key] = value = float(value)  # YAML 1.1 reads 1e-3 (no dot) as a string
+        if type(default) is float and isinstance(value, str):
+            cfg[key] = value = _as_number(value)
         kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
         if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and type(default) is not bool)):
             raise ConfigError(

@@ -23,6 +23,16 @@ def _matches(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
+def stage_index(stages: ListConfig | list[DictConfig], global_step: int, epoch: int) -> int:
+    """Index of the last stage whose start (start_step or start_epoch) has been reached."""
+    idx = 0
+    for i, st in enumerate(stages):
+        start = st.get("start_step")
+        if (global_step >= start) if start is not None else (epoch >= st.get("start_epoch")):
+            idx = i
+    return idx
+
+
 class StageSchedule(pl.Callback):
     """Applies the `stages:` list of the config to the model and optimizer before each training batch."""
 
@@ -34,13 +44,7 @@ class StageSchedule(pl.Callback):
 
     def stage_index(self, global_step: int, epoch: int) -> int:
         """Index of the stage in force at this step / epoch."""
-        idx = 0
-        for i, st in enumerate(self.stages):
-            start = st.get("start_step")
-            reached = global_step >= start if start is not None else epoch >= st.get("start_epoch")
-            if reached:
-                idx = i
-        return idx
+        return stage_index(self.stages, global_step, epoch)
 
     def apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         """Set requires_grad, group learning rates and train/eval modes for the current stage."""

@@ -10,7 +10,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from vvc_lightning.checkpoint import AtomicCheckpointIO, load_model, read_checkpoint
-from vvc_lightning.config import apply_overrides, from_container, section_kwargs
+from vvc_lightning.config import section_kwargs
 from vvc_lightning.registry import DATAMODULES
 
 log = logging.getLogger("vvc_lightning")
@@ -73,15 +73,8 @@ def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] |
 
 def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) -> list[dict[str, float]]:
     """Run `validate` or `test` on a checkpoint with its stored config (plus `overrides`)."""
-    raw = read_checkpoint(ckpt)
-    cfg = apply_overrides(from_container(raw["hyper_parameters"]["config"]), overrides)
-    model = load_model(ckpt)
-    model.cfg = cfg
-    from vvc_lightning.stages import StageSchedule
-
-    # Validate with the loss of the stage the checkpoint was in.
-    schedule = StageSchedule(cfg.stages, cfg.optim.lr, cfg.optim.aux_lr)
-    model.stage = cfg.stages[schedule.stage_index(int(raw.get("global_step", 0)), int(raw.get("epoch", 0)))]
+    model = load_model(ckpt, overrides=overrides)  # in the stage it was taken in, so validate uses its loss
+    cfg = model.cfg
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, logger=False, devices=1, strategy="auto")
     run = trainer.validate if split == "validate" else trainer.test
