@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vvc_lightning.ops import fold_time, unfold_time
+
 
 def num_groups(channels: int, max_groups: int = 32) -> int:
     """Largest group count <= `max_groups` that divides `channels`."""
@@ -35,14 +37,10 @@ def maybe_checkpoint(fn: Callable[..., torch.Tensor], x: torch.Tensor, enabled: 
 
 def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     """(B,C,T,H,W) -> ((B*T),C,H,W), T."""
-    b, c, t, h, w = x.shape
-    return x.transpose(1, 2).reshape(b * t, c, h, w), t
+    return fold_time(x), x.shape[2]
 
 
-def _unframes(x: torch.Tensor, t: int) -> torch.Tensor:
-    """((B*T),C,H,W) -> (B,C,T,H,W)."""
-    bt, c, h, w = x.shape
-    return x.reshape(bt // t, t, c, h, w).transpose(1, 2)
+_unframes = unfold_time
 
 
 class FrameGroupNorm(nn.GroupNorm):

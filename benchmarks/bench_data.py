@@ -112,7 +112,7 @@ def bench_loaders(root: Path, videos: list[Path], clips: int, workers: list[int]
 
 def bench_model(root: Path, steps: int) -> dict:
     """Training steps/s of the quickstart config (as `fit --config quickstart.yaml` builds it)."""
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
 
     from vvc_lightning.config import load_config
     from vvc_lightning.train import fit

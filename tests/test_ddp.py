@@ -11,7 +11,7 @@ import torch
 
 SCRIPT = """
 import hashlib, sys
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 from vvc_lightning.config import load_config
 from vvc_lightning.train import fit

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pytorch_lightning.plugins.io import TorchCheckpointIO
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vvc_lightning import __version__
 from vvc_lightning.errors import VVCError, WeightsError

@@ -160,7 +160,7 @@ def validate(cfg: DictConfig) -> None:
     check_kwargs(backbone, section_kwargs(cfg.model.backbone), f"backbone '{cfg.model.backbone.name}'", "model.backbone.")
     datamodule = DATAMODULES.get(str(cfg.data.name))
     check_kwargs(datamodule, section_kwargs(cfg.data), f"datamodule '{cfg.data.name}'", "data.")
-    import pytorch_lightning as pl
+    import lightning.pytorch as pl
 
     check_kwargs(pl.Trainer.__init__, dict(cfg.trainer), "lightning's Trainer", "trainer.")
     if cfg.model.loss.perceptual not in PERCEPTUAL:

@@ -27,6 +27,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from vvc_lightning.errors import BitstreamError
+from vvc_lightning.ops import fold_time, unfold_time
 from vvc_lightning.scctx import SpaceChannelContext, default_groups
 
 TABLE_BUFFERS = {
@@ -67,14 +68,11 @@ class CodecOutput:
     z_likelihoods: Tensor
 
 
-def _fold(x: Tensor) -> Tensor:
-    b, c, t, h, w = x.shape
-    return x.transpose(1, 2).reshape(b * t, c, h, w)
+_fold = fold_time
 
 
 def _unfold(x: Tensor, b: int) -> Tensor:
-    bt, c, h, w = x.shape
-    return x.reshape(b, bt // b, c, h, w).transpose(1, 2)
+    return unfold_time(x, x.shape[0] // b)
 
 
 class LatentCodec(nn.Module):

@@ -7,11 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from vvc_lightning.ops import fold_time
 
-def frames_2d(x: Tensor) -> Tensor:
-    """(B,3,T,H,W) -> (B*T,3,H,W)."""
-    b, c, t, h, w = x.shape
-    return x.transpose(1, 2).reshape(b * t, c, h, w)
+
+frames_2d = fold_time
 
 
 class MSSSIMDistance(nn.Module):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 from omegaconf import DictConfig, ListConfig
 
 from vvc_lightning.model import AUX_GROUP

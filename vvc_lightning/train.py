@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 from omegaconf import DictConfig
 
 from vvc_lightning.checkpoint import AtomicCheckpointIO, load_model, read_checkpoint
@@ -23,7 +23,7 @@ def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
 
 def _strategy(value: Any) -> Any:
     if value in ("ddp", "ddp_find_unused_parameters_true"):
-        from pytorch_lightning.strategies import DDPStrategy
+        from lightning.pytorch.strategies import DDPStrategy
 
         # Stages freeze parts of the model, so some parameters get no gradient in some steps.
         return DDPStrategy(find_unused_parameters=True)
@@ -32,8 +32,8 @@ def _strategy(value: Any) -> Any:
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
     """A Trainer with the stage schedule, periodic + last checkpoints (atomic) and CSV logs in run_dir."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
-    from pytorch_lightning.loggers import CSVLogger
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
 
     from vvc_lightning.stages import StageSchedule
 

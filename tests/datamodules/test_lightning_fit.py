@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-import pytorch_lightning as pl
+import lightning.pytorch as pl
 import torch
 
 from vvc_lightning.registry import DATAMODULES
