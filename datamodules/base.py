@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from vvc_lightning.datamodules.clips import SequenceDataset
 from vvc_lightning.datamodules.skips import SkippedVideoWarning
 from vvc_lightning.errors import ConfigError, VVCError
-from vvc_lightning.video_sources import AVSource, ClipError, ClipSpec, YUVSource
+from vvc_lightning.video.video_sources import AVSource, ClipError, ClipSpec, YUVSource
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".y4m", ".mov", ".webm", ".m4v")
 ASSET_PREFIX = "asset:"

@@ -12,8 +12,8 @@ from torch.utils.data import Dataset
 
 from vvc_lightning.datamodules.skips import SkipCounter
 from vvc_lightning.errors import VVCError
-from vvc_lightning.video_io import frames_to_tensor
-from vvc_lightning.video_sources import ClipError, ClipPos, ClipSpec
+from vvc_lightning.video.video_io import frames_to_tensor
+from vvc_lightning.video.video_sources import ClipError, ClipPos, ClipSpec
 
 MAX_TRIES = 20
 

@@ -6,7 +6,7 @@ from vvc_lightning.datamodules.base import VIDEO_EXTS, VideoDataModule, resolve_
 from vvc_lightning.datamodules.clips import ClipDataset
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import register_datamodule
-from vvc_lightning.video_sources import AV_MATRICES, AVSource
+from vvc_lightning.video.video_sources import AV_MATRICES, AVSource
 
 PathSpec = str | list[str] | None
 

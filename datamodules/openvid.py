@@ -19,7 +19,7 @@ from vvc_lightning.datamodules.base import (
 from vvc_lightning.datamodules.streaming import ShardClipStream
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import register_datamodule
-from vvc_lightning.video_sources import AVSource
+from vvc_lightning.video.video_sources import AVSource
 
 ShardSpec = str | list[str] | None
 REMOTE = ("://", "pipe:")

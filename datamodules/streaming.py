@@ -15,8 +15,8 @@ from torch.utils.data import IterableDataset
 from vvc_lightning.datamodules.clips import random_pos, seeded_pos
 from vvc_lightning.datamodules.skips import SkipCounter
 from vvc_lightning.errors import VVCError
-from vvc_lightning.video_io import frames_to_tensor
-from vvc_lightning.video_sources import AVSource, ClipError, ClipSpec
+from vvc_lightning.video.video_io import frames_to_tensor
+from vvc_lightning.video.video_sources import AVSource, ClipError, ClipSpec
 
 VIDEO_KEYS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "y4m", "video")
 

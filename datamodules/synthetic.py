@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vvc_lightning.colour import rgb_to_yuv420
-from vvc_lightning.video_io import write_video
+from vvc_lightning.video.colour import rgb_to_yuv420
+from vvc_lightning.video.video_io import write_video
 
 
 def index_frame(i: int, height: int, width: int) -> np.ndarray:
@@ -37,7 +37,7 @@ def write_h264(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int
     """Write RGB frames as H.264 .mp4/.mkv with a keyframe every `gop` frames (so seeking has targets)."""
     import av
 
-    from vvc_lightning.video_io import atomic_path
+    from vvc_lightning.video.video_io import atomic_path
 
     path = Path(path)
     with atomic_path(path) as tmp, av.open(str(tmp), "w", format="matroska" if path.suffix == ".mkv" else "mp4") as c:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from vvc_lightning.colour import MATRICES, RANGES
 from vvc_lightning.datamodules.base import VideoDataModule, resolve_paths, usable_sources
 from vvc_lightning.datamodules.clips import ClipDataset
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import register_datamodule
-from vvc_lightning.video_sources import YUVSource
+from vvc_lightning.video.colour import MATRICES, RANGES
+from vvc_lightning.video.video_sources import YUVSource
 
 PathSpec = str | list[str] | None
 

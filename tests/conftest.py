@@ -31,7 +31,7 @@ def bikes_path() -> str:
 @pytest.fixture(scope="session")
 def bikes_frames() -> np.ndarray:
     """The first 40 frames of bikes.mp4, uint8 (40, 272, 640, 3)."""
-    from vvc_lightning.video_io import read_video
+    from vvc_lightning.video.video_io import read_video
 
     return read_video(bikes_path(), max_frames=40).frames
 
@@ -52,7 +52,7 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def tiny_model(tiny_config):
     """A randomly initialised tiny VideoCompressionModel in eval mode with CDF tables."""
-    from vvc_lightning.model import VideoCompressionModel
+    from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(0)
     model = VideoCompressionModel(tiny_config).eval()
@@ -64,7 +64,7 @@ def tiny_model(tiny_config):
 def tiny_ckpt(tmp_path_factory, tiny_config) -> Path:
     """A real checkpoint written by `fit` (4 steps of the tiny quickstart)."""
     from vvc_lightning.config import apply_overrides
-    from vvc_lightning.train import fit
+    from vvc_lightning.training.trainer import fit
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     cfg = apply_overrides(

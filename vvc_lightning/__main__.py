@@ -1,3 +1,3 @@
-from vvc_lightning.cli import main
+from vvc_lightning.cli.main import main
 
 raise SystemExit(main())

@@ -13,7 +13,7 @@ from vvc_lightning.datamodules.skips import SkippedVideoWarning
 from vvc_lightning.datamodules.synthetic import read_index, write_index_video
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import DATAMODULES
-from vvc_lightning.video_io import tensor_to_frames
+from vvc_lightning.video.video_io import tensor_to_frames
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +114,7 @@ def test_bundled_quickstart_clips_work_as_file_paths():
 
 
 def test_matrix_option_reads_untagged_bt709_y4m_correctly(tmp_path):
-    from vvc_lightning.video_io import write_video
+    from vvc_lightning.video.video_io import write_video
 
     rgb = np.zeros((2, 16, 16, 3), np.uint8)
     rgb[..., 0], rgb[..., 1], rgb[..., 2] = 200, 60, 30

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
 import lightning.pytorch as pl
+import pytest
 import torch
 
 from vvc_lightning.registry import DATAMODULES

@@ -16,8 +16,8 @@ from vvc_lightning.datamodules.streaming import ShardClipStream
 from vvc_lightning.datamodules.synthetic import read_index, write_index_video
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import DATAMODULES
-from vvc_lightning.video_io import tensor_to_frames
-from vvc_lightning.video_sources import ClipSpec
+from vvc_lightning.video.video_io import tensor_to_frames
+from vvc_lightning.video.video_sources import ClipSpec
 
 from .conftest import write_shard
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vvc_lightning.datamodules.synthetic import index_frame, read_index, write_index_video
-from vvc_lightning.video_sources import AVSource, ClipError, ClipPos, ClipSpec, YUVSource
+from vvc_lightning.video.video_sources import AVSource, ClipError, ClipPos, ClipSpec, YUVSource
 
 
 @pytest.fixture(scope="module")

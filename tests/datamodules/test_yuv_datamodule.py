@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from vvc_lightning.colour import rgb_to_yuv420
 from vvc_lightning.datamodules.synthetic import index_video, read_index, write_index_video
 from vvc_lightning.datamodules.yuv import YUVDataModule
 from vvc_lightning.errors import ConfigError, VVCError
-from vvc_lightning.video_io import tensor_to_frames
+from vvc_lightning.video.colour import rgb_to_yuv420
+from vvc_lightning.video.video_io import tensor_to_frames
 
 
 @pytest.fixture(scope="module")

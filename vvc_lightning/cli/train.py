@@ -1,0 +1,44 @@
+"""`fit`, `validate` and `test` sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add fit / validate / test."""
+    fit = sub.add_parser("fit", help="train a model (stages, DDP, logging, checkpoints)")
+    fit.add_argument("--config", action="append", default=[], help="config file or packaged name; repeatable")
+    fit.add_argument("--ckpt", help="resume from this checkpoint (weights, optimizer, step, stage)")
+    fit.add_argument("overrides", nargs="*", help="key.sub=value overrides, applied last")
+    fit.set_defaults(func=run_fit)
+    for name, text in (("validate", "validation metrics"), ("test", "rate / quality metrics on the test split")):
+        p = sub.add_parser(name, help=f"{text} of a checkpoint")
+        p.add_argument("--ckpt", required=True, help="checkpoint written by fit (its config is stored in it)")
+        p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the stored config")
+        p.set_defaults(func=run_eval, split=name)
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Train."""
+    from vvc_lightning.config import load_config
+
+    cfg = load_config(args.config, args.overrides)
+    from vvc_lightning.training.trainer import fit
+
+    trainer = fit(cfg, args.ckpt)
+    if trainer.is_global_zero:
+        print(f"checkpoints and logs in {cfg.run_dir} (last: {cfg.run_dir}/last.ckpt)")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """Validate or test a checkpoint and print its metrics."""
+    from vvc_lightning.training.trainer import evaluate_split
+
+    results = evaluate_split(args.split, args.ckpt, args.overrides)
+    for i, res in enumerate(results):
+        print(f"{args.split} results (dataloader {i}):")
+        for k, v in sorted(res.items()):
+            print(f"  {k:28s} {v:.6g}")
+    return 0

@@ -1,0 +1,351 @@
+"""The real codec: a trained model turned into .vvc files (GoPs with overlap, batching, spatial tiling).
+
+Encode: cut the video into overlapping GoPs (the last one padded in time), pad each frame to the
+backbone stride by edge replication, run the backbone encoder on overlapping spatial tiles (several
+GoP-tiles per pass), blend the tile latents with linear ramps into one latent per GoP, and entropy-code
+that latent (one record per GoP). Decode: entropy-decode each GoP's latent, run the backbone decoder on
+overlapping latent tiles, blend the pixel tiles with linear ramps, crop, blend the frames shared by
+adjacent GoPs (`theta * last_of_previous + (1 - theta) * first_of_next`) and drop the temporal padding.
+
+The latent codec is always called one GoP at a time, so the Gaussian scale indices the decoder derives
+never depend on the batch size; the backbone runs batched and is batch-size invariant on the CPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vvc_lightning.codec import container as bitstream
+from vvc_lightning.codec.container import Header
+from vvc_lightning.codec.determinism import batch_invariant, model_identity
+from vvc_lightning.codec.gop import GopBlender, GopPlan, iter_gops
+from vvc_lightning.codec.tiling import TileGrid, check_tile_options, plan_tiles
+from vvc_lightning.errors import BitstreamError, VVCError
+from vvc_lightning.video.video_io import (
+    Video,
+    frames_to_tensor,
+    iter_video,
+    tensor_to_frames,
+    video_fps,
+    write_bytes_atomic,
+    write_video,
+)
+
+DEFAULT_TILE = 256
+
+
+@contextlib.contextmanager
+def _inference(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no autograd for the duration; the training flag is restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        if was_training:
+            model.train(True)
+
+
+class VideoCodec:
+    """Encode a Video to .vvc bytes and back with a VideoCompressionModel already in memory.
+
+    gop/overlap/theta: GoP size (1+4k), frames shared by neighbouring GoPs and their blend weight; batch:
+    backbone items (GoPs, or GoP tiles) per pass; tile: tile size in pixels for frames larger than it
+    (None: 256, 0: never tile), tile_overlap in pixels. Decoding takes gop/overlap/theta/tiles from the file.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        gop: int = 9,
+        overlap: int = 1,
+        theta: float = 0.5,
+        batch: int = 4,
+        tile: int | None = None,
+        tile_overlap: int = 32,
+        matrix: str = "bt709",
+        rng: str = "limited",
+    ) -> None:
+        self.model = model
+        self.gop, self.overlap, self.theta = int(gop), int(overlap), float(theta)
+        self.batch = int(batch)
+        self.tile = DEFAULT_TILE if tile is None else int(tile)
+        self.tile_overlap = int(tile_overlap)
+        self.matrix, self.rng = matrix, rng
+        if matrix not in bitstream.MATRICES or rng not in bitstream.RANGES:
+            raise VVCError(
+                f"colour matrix/range '{matrix}'/'{rng}' unknown; use one of {bitstream.MATRICES} / {bitstream.RANGES}"
+            )
+        if self.batch < 1:
+            raise VVCError(f"--batch must be 1 or more, got {batch}")
+        if not 0.0 <= self.theta <= 1.0:
+            raise VVCError(f"--theta must be in [0, 1], got {theta}")
+        GopPlan(1, self.gop, self.overlap, self.stride_t)  # validates gop/overlap
+        if self.tile:
+            check_tile_options(self.tile, self.tile_overlap, self.stride_s)
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------------------ helpers
+    @property
+    def backbone(self) -> Any:
+        return self.model.backbone
+
+    @property
+    def stride_s(self) -> int:
+        return int(self.backbone.spatial_stride)
+
+    @property
+    def stride_t(self) -> int:
+        return int(self.backbone.temporal_stride)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _padded(self, height: int, width: int) -> tuple[int, int]:
+        s = self.stride_s
+        return -(-height // s) * s, -(-width // s) * s
+
+    def _gops_per_pass(self, height: int, width: int, tile: int | None = None, overlap: int | None = None) -> int:
+        """GoPs held in memory at once: enough for `batch` backbone items (GoPs, or GoP tiles when tiled)."""
+        hp, wp = self._padded(height, width)
+        tile = self.tile if tile is None else tile
+        overlap = self.tile_overlap if overlap is None else overlap
+        tiles = plan_tiles(hp, wp, tile if tile and (hp > tile or wp > tile) else 0, overlap, self.stride_s).count
+        return max(1, self.batch // tiles)
+
+    def _tick(self, key: str, since: float) -> None:
+        self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - since
+
+    def _run_tiles(self, fn: Any, x: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid) -> torch.Tensor:
+        """Apply `fn` to the tiles of x (G,C,T,H,W), `self.batch` GoP-tiles per call, and blend the outputs."""
+        tiles = in_grid.split(x)  # per tile (G,C,T,th,tw)
+        g = x.shape[0]
+        items = torch.cat(tiles) if len(tiles) > 1 else tiles[0]  # tile-major: item = tile * G + gop
+        outs = []
+        start = time.perf_counter()
+        with batch_invariant(self.backbone):
+            for i in range(0, items.shape[0], self.batch):
+                outs.append(fn(items[i : i + self.batch].contiguous()))
+        self._tick("backbone", start)
+        out = torch.cat(outs) if len(outs) > 1 else outs[0]
+        return out_grid.merge([out[k * g : (k + 1) * g] for k in range(in_grid.count)])
+
+    # ------------------------------------------------------------------------------- encode
+    def encode(self, video: Video) -> bytes:
+        """A whole .vvc bitstream of `video`."""
+        return self.encode_frames(video.frames, video.fps, video.num_frames)
+
+    def encode_frames(self, frames: Iterable[np.ndarray], fps: float, num_frames: int | None = None) -> bytes:
+        """A .vvc bitstream from RGB uint8 frames (H,W,3) given in order (any iterable)."""
+        self.timings = {}
+        t0 = time.perf_counter()
+        payloads: list[bytes] = []
+        shape: dict[str, Any] = {}
+        model = self.model
+        with _inference(model):
+            identity = model_identity(model)
+            chunk: list[np.ndarray] = []
+            counter = _Counter(frames)
+            for gop_frames, _ in iter_gops(counter, self.gop, self.overlap):
+                chunk.append(gop_frames)
+                if len(chunk) >= self._gops_per_pass(*gop_frames.shape[1:3]):
+                    payloads += self._encode_chunk(chunk, shape)
+                    chunk = []
+            if chunk:
+                payloads += self._encode_chunk(chunk, shape)
+        count = counter.count
+        if not payloads:
+            raise VVCError("the video holds no frame to encode")
+        if num_frames is not None and num_frames != count:
+            raise VVCError(f"expected {num_frames} frames, read {count}")
+        plan = GopPlan(count, self.gop, self.overlap, self.stride_t)
+        assert plan.num_gops == len(payloads), (plan, len(payloads))
+        header = Header(
+            width=shape["width"], height=shape["height"], frames=count, fps=float(fps), gop=self.gop,
+            overlap=self.overlap, theta=self.theta, num_gops=len(payloads), latent_shape=shape["latent"],
+            identity=identity, tile=shape["tile"], tile_overlap=shape["tile_overlap"], matrix=self.matrix,
+            range=self.rng, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
+            backbone=str(getattr(self.backbone, "registry_name", type(self.backbone).__name__)),
+        )
+        data = bitstream.pack(header, payloads)
+        self._tick("total", t0)
+        return data
+
+    def _encode_chunk(self, chunk: list[np.ndarray], shape: dict[str, Any]) -> list[bytes]:
+        """Payloads of a few GoPs (each (T,H,W,3) uint8)."""
+        h, w = chunk[0].shape[1:3]
+        if not shape:
+            hp, wp = self._padded(h, w)
+            tile = self.tile if self.tile and (hp > self.tile or wp > self.tile) else 0
+            shape.update(
+                width=w, height=h, hp=hp, wp=wp, tile=tile, tile_overlap=self.tile_overlap if tile else 0,
+                grid=plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s),
+                latent=tuple(int(v) for v in self.backbone.latent_shape(self.gop, hp, wp)),
+            )
+        x = torch.stack([frames_to_tensor(c) for c in chunk]).to(self.device)
+        x = F.pad(x, (0, shape["wp"] - w, 0, shape["hp"] - h, 0, 0), mode="replicate")
+        grid: TileGrid = shape["grid"]
+        latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s))
+        start = time.perf_counter()
+        payloads = [self.model.codec.compress(latent[i : i + 1])[0][0] for i in range(latent.shape[0])]
+        self._tick("latent_codec", start)
+        return payloads
+
+    # ------------------------------------------------------------------------------- decode
+    def read_header(self, data: bytes, label: str = "bitstream") -> tuple[Header, list[bitstream.Record]]:
+        """Parse a bitstream and check that this codec's model can decode it."""
+        header, records = bitstream.unpack(data, label)
+        identity = model_identity(self.model)
+        if header.identity != identity:
+            raise BitstreamError(
+                f"{label} was made with model {header.identity[:12]} (checkpoint '{header.checkpoint}') but the "
+                f"loaded model is {identity[:12]}; pass --ckpt with the checkpoint it was made with"
+            )
+        try:
+            plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
+        except VVCError as exc:
+            raise BitstreamError(f"{label} header is inconsistent ({exc}); the file is damaged") from exc
+        hp, wp = self._padded(header.height, header.width)
+        expected = tuple(int(v) for v in self.backbone.latent_shape(header.gop, hp, wp))
+        try:
+            plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
+        except VVCError as exc:
+            raise BitstreamError(f"{label} header holds unusable tile settings ({exc}); the file is damaged") from exc
+        if plan.num_gops != header.num_gops or expected != header.latent_shape or not 0 <= header.theta <= 1:
+            raise BitstreamError(f"{label} header is inconsistent with its own sizes; the file is damaged")
+        return header, records
+
+    def decode(self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream") -> Video:
+        """The video in a .vvc bitstream (or only frames [a, b) of it, decoding just the GoPs they need)."""
+        self.timings = {}
+        t0 = time.perf_counter()
+        with _inference(self.model):
+            header, records = self.read_header(data, label)
+            plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
+            a, b = frames if frames is not None else (0, header.frames)
+            gops = plan.gops_for_frames(a, b)
+            hp, wp = self._padded(header.height, header.width)
+            grid = plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
+            out = np.empty((b - a, header.height, header.width, 3), np.uint8)
+            blender = GopBlender(plan, header.theta, gops.start)
+            step = self._gops_per_pass(header.height, header.width, header.tile, header.tile_overlap)
+            for i in range(gops.start, gops.stop, step):
+                chunk = [records[g] for g in range(i, min(i + step, gops.stop))]
+                recs = self._decode_chunk(data, chunk, header, grid, label)
+                for rec in recs:
+                    for f, frame in blender.push(rec[:, :, : header.height, : header.width]):
+                        if a <= f < b:
+                            out[f - a] = tensor_to_frames(frame[:, None])[0]
+        self._tick("total", t0)
+        return Video(out, header.fps)
+
+    def _decode_chunk(
+        self, data: bytes, records: list[bitstream.Record], header: Header, grid: TileGrid, label: str
+    ) -> torch.Tensor:
+        """Reconstructions (G,3,T,Hp,Wp) of a few GoP records."""
+        start = time.perf_counter()
+        latents = []
+        for r in records:
+            payload = bitstream.read_payload(data, r, label)
+            try:
+                latents.append(self.model.codec.decompress([payload], header.latent_shape))
+            except BitstreamError:
+                raise
+            except Exception as exc:  # a corrupt payload that passed the CRC (or a codec bug)
+                raise BitstreamError(f"{label}: GoP record {r.index} does not decode ({exc})") from exc
+        self._tick("latent_codec", start)
+        latent = torch.cat(latents)
+        return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid)
+
+    # --------------------------------------------------------------------------------- files
+    def encode_file(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        max_frames: int | None = None,
+        fps: float | None = None,
+        **yuv_kwargs: Any,
+    ) -> dict[str, Any]:
+        """Compress a video file (streamed; .yuv takes width/height/matrix/rng) to a .vvc file, atomically."""
+        dst = Path(dst)
+        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
+            raise VVCError(f"output folder '{dst.parent}' does not exist; create it first")
+        rate = fps if fps is not None else video_fps(src)
+        frames: Iterable[np.ndarray] = iter_video(src, **yuv_kwargs)
+        if max_frames is not None:
+            frames = itertools.islice(frames, max_frames)
+        data = self.encode_frames(frames, rate)
+        header, _ = bitstream.unpack_header(data)
+        write_bytes_atomic(dst, data)
+        return self._stats(len(data), header.frames, header.width, header.height, str(dst))
+
+    def decode_file(
+        self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
+    ) -> dict[str, Any]:
+        """Decompress a .vvc file to a video file / PNG folder (written atomically); returns statistics."""
+        dst = Path(dst)
+        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
+            raise VVCError(f"output folder '{dst.parent}' does not exist; create it first")
+        data = read_bitstream_file(src)
+        video = self.decode(data, frames, label=f"'{src}'")
+        header, _ = bitstream.unpack_header(data)
+        # The header's matrix is that of the raw .yuv input; untagged .y4m keeps write_video's BT.601 default.
+        matrix = header.matrix if Path(dst).suffix.lower() == ".yuv" else None
+        written = write_video(dst, video.frames, video.fps, matrix=matrix, rng=header.range)
+        stats = self._stats(len(data), header.frames, header.width, header.height, str(written))
+        stats["decoded_frames"] = video.num_frames
+        stats["fps"] = video.num_frames / max(self.timings.get("total", 0.0), 1e-9)
+        return stats
+
+    def _stats(self, size: int, frames: int, width: int, height: int, path: str) -> dict[str, Any]:
+        total = max(self.timings.get("total", 0.0), 1e-9)
+        return {
+            "path": path,
+            "frames": frames,
+            "width": width,
+            "height": height,
+            "bytes": size,
+            "bpp": size * 8 / (frames * width * height),
+            "seconds": total,
+            "fps": frames / total,
+            "timings": dict(self.timings),
+        }
+
+
+class _Counter:
+    """Iterates over frames, counts them and checks that they are RGB uint8 of one size."""
+
+    def __init__(self, frames: Iterable[np.ndarray]) -> None:
+        self.frames, self.count = frames, 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        first = None
+        for f in self.frames:
+            if first is None:
+                first = f.shape
+                if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
+                    raise VVCError(f"frames must be RGB uint8 (H,W,3), got {f.dtype} {f.shape}")
+            elif f.shape != first:
+                raise VVCError(f"frame {self.count} is {f.shape[1]}x{f.shape[0]}, the first was {first[1]}x{first[0]}")
+            self.count += 1
+            yield f
+
+
+def read_bitstream_file(path: str | os.PathLike) -> bytes:
+    """The bytes of a .vvc file, with a clear error when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        raise VVCError(f"bitstream '{path}' does not exist")
+    return path.read_bytes()

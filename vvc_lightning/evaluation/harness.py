@@ -1,0 +1,315 @@
+"""The evaluation harness: codecs x rate points x sequences -> metrics, RD plots, BD-rates, an HTML report.
+
+Each row (codec, rate point, sequence) is cached under OUT/cache/ keyed by the codec's identity
+(encoder version, preset, intra period / checkpoint digest), the rate point, the sequence name and a
+hash of its frames, and the metric protocol; a rerun computes only what is missing. Outputs:
+results.csv / results.json (one row per codec x point x sequence, every metric, command lines),
+summary.csv (mean over sequences; FID/KID pooled over all sequences' patches), bdrate.csv,
+rd_<metric>.png, report.html.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vvc_lightning.errors import VVCError
+from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, load_sequences, neural_spec
+from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
+
+CROP = 256
+
+
+@dataclass
+class EvalOptions:
+    """Everything `evaluate` needs (the CLI fills it)."""
+
+    data: str
+    out: str
+    ckpts: list[str] = field(default_factory=list)
+    ckpt_name: str = "ours"
+    baselines: list[str] = field(default_factory=list)
+    anchor: str | None = None
+    metrics: list[str] | None = None
+    max_frames: int | None = None
+    points: dict[str, list[int]] = field(default_factory=dict)
+    presets: dict[str, str] = field(default_factory=dict)
+    intra_period: int | None = None
+    matrix: str = "bt709"
+    rng: str = "limited"
+    device: str = "cpu"
+    lpips_weights: str | None = None
+    frame_stride: int = 1
+    gop: int = 9
+    overlap: int = 1
+    theta: float = 0.5
+    batch: int = 4
+    tile: int | None = None
+    progress: bool = True
+
+
+def _digest(obj: Any) -> str:
+    return hashlib.sha1(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class Harness:
+    """Runs the rows of one evaluation, with the cache."""
+
+    def __init__(self, opts: EvalOptions) -> None:
+        from vvc_lightning.evaluation.metrics import METRICS, VideoMetrics, build_metric, resolve_names
+
+        self.opts = opts
+        self.out = Path(opts.out)
+        self.cache = self.out / "cache"
+        for sub in ("rows", "feats", "crops"):
+            (self.cache / sub).mkdir(parents=True, exist_ok=True)
+        names = resolve_names(opts.metrics)
+        metric_opts = {"weights": opts.lpips_weights, "matrix": opts.matrix, "rng": opts.rng,
+                       "frame_stride": opts.frame_stride}
+        self.set_names = [n for n in names if METRICS.get(n).per == "set"]
+        frame_names = [n for n in names if n not in self.set_names]
+        self.vm = VideoMetrics(frame_names, opts.device, **metric_opts) if frame_names else None
+        self.set_metrics = {n: build_metric(n, opts.device, **metric_opts) for n in self.set_names}
+        self.keys = (self.vm.keys if self.vm else []) + [m.key for m in self.set_metrics.values()]
+        self.info = {**(self.vm.info() if self.vm else {}),
+                     **{m.key: {"name": m.name, "higher_is_better": m.higher_is_better, **m.info()}
+                        for m in self.set_metrics.values()}}
+        # a cached metric value counts only if it was computed under the same protocol
+        self.protocol = {k: _digest(v) for k, v in self.info.items()}
+        first = next(iter(self.set_metrics.values()), None)
+        self.feat_sig = _digest(first.info()) if first is not None else ""
+
+    # -------------------------------------------------------------------------------- cache
+    def row_key(self, spec: CodecSpec, point: Any, seq: Sequence) -> str:
+        return _digest({"codec": spec.name, "id": spec.identity, "point": str(point), "seq": seq.name,
+                        "input": seq.digest, "colour": [self.opts.matrix, self.opts.rng], "v": 1})
+
+    def _load(self, key: str) -> dict | None:
+        path = self.cache / "rows" / f"{key}.json"
+        try:
+            return json.loads(path.read_text()) if path.is_file() else None
+        except json.JSONDecodeError:
+            return None
+
+    def _features(self, path: Path, frames: np.ndarray) -> np.ndarray:
+        from vvc_lightning.evaluation.metrics.base import frames_to_u8
+
+        if path.is_file():
+            return np.load(path)["f"]
+        metric = next(iter(self.set_metrics.values()))
+        feats = metric.features(frames_to_u8(frames))
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez_compressed(f, f=feats.astype(np.float32))
+        return feats
+
+    def ref_features(self, seq: Sequence) -> np.ndarray:
+        return self._features(self.cache / "feats" / f"ref-{seq.digest}-{self.feat_sig}.npz", seq.frames)
+
+    def rec_features(self, key: str) -> np.ndarray | None:
+        path = self.cache / "feats" / f"{key}-{self.feat_sig}.npz"
+        return np.load(path)["f"] if path.is_file() else None
+
+    # -------------------------------------------------------------------------------- rows
+    def run_row(self, spec: CodecSpec, point: Any, seq: Sequence) -> dict:
+        """One row: cached if complete, else coded and measured (only the missing metrics)."""
+        from vvc_lightning.evaluation.metrics.base import check_sequences, frames_to_u8
+
+        key = self.row_key(spec, point, seq)
+        row = self._load(key)
+        done = {} if row is None else row.get("protocol", {})
+        missing = [k for k in self.keys if row is None or k not in row["metrics"] or done.get(k) != self.protocol[k]]
+        if row is not None and not missing and (self.cache / "crops" / f"{key}.png").is_file():
+            return row
+        work = self.cache / "work" / key
+        coded = spec.run(seq, point, work)
+        check_sequences(frames_to_u8(seq.frames), frames_to_u8(coded.frames), f"{spec.name} {point} {seq.name}")
+        n, h, w = seq.frames.shape[:3]
+        if row is None:
+            row = {"key": key, "codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
+                   "point_label": spec.point_label(point), "sequence": seq.name, "frames": n, "width": w,
+                   "height": h, "fps": seq.fps, "bytes": coded.size_bytes, "bpp": coded.size_bytes * 8 / (n * w * h),
+                   "input_hash": seq.digest, "matrix": self.opts.matrix, "range": self.opts.rng,
+                   "metrics": {}, "per_frame": {}, "protocol": {}, **coded.info}
+        frame_keys = [k for k in missing if self.vm is not None and k in self.vm.keys]
+        per_frame = self.vm.sequence(seq.frames, coded.frames, only=frame_keys) if frame_keys else {}
+        for k, v in per_frame.items():
+            row["per_frame"][k] = [float(x) for x in v]
+            row["metrics"][k] = float(np.mean(v)) if len(v) else float("nan")
+        set_missing = [m for m in self.set_metrics.values() if m.key in missing]
+        if set_missing:
+            ref_f = self.ref_features(seq)
+            rec_f = self._features(self.cache / "feats" / f"{key}-{self.feat_sig}.npz", coded.frames)
+            for m in set_missing:
+                row["metrics"][m.key] = m.from_features(ref_f.astype(np.float32), rec_f.astype(np.float32))
+        row.setdefault("protocol", {}).update({k: self.protocol[k] for k in missing})
+        save_crop(self.cache / "crops" / f"{key}.png", coded.frames)
+        save_crop(self.cache / "crops" / f"ref-{seq.digest}.png", seq.frames)
+        write_bytes_atomic(self.cache / "rows" / f"{key}.json", json.dumps(row).encode())
+        _remove_tree(work)
+        return row
+
+
+def _remove_tree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def crop_box(h: int, w: int, size: int = CROP) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the centre crop shown in the report."""
+    ch, cw = min(h, size), min(w, size)
+    return (h - ch) // 2, (w - cw) // 2, ch, cw
+
+
+def save_crop(path: Path, frames: np.ndarray) -> None:
+    """The centre crop of the middle frame as PNG."""
+    import cv2
+
+    if path.is_file():
+        return
+    f = frames[len(frames) // 2]
+    t, lft, ch, cw = crop_box(*f.shape[:2])
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(f[t : t + ch, lft : lft + cw, ::-1]))
+    if ok:
+        write_bytes_atomic(path, buf.tobytes())
+
+
+def build_specs(opts: EvalOptions) -> list[CodecSpec]:
+    """The codec curves to run: the neural checkpoints, then each baseline."""
+    specs = []
+    if opts.ckpts:
+        specs.append(neural_spec(opts.ckpts, opts.ckpt_name, opts.gop, opts.overlap, opts.theta, opts.batch,
+                                 opts.tile, "cpu", opts.matrix, opts.rng))
+    for name in opts.baselines:
+        specs.append(baseline_spec(name, opts.points.get(name), opts.presets.get(name), opts.intra_period,
+                                   opts.matrix, opts.rng))
+    if not specs:
+        raise VVCError("nothing to evaluate: give --ckpt and/or --baselines (e.g. --baselines x265,vvenc)")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise VVCError(f"codec names repeat ({names}); use --ckpt-name to rename the neural codec")
+    unknown = set(opts.points) - set(opts.baselines)
+    if unknown:
+        raise VVCError(f"--points names codecs not in --baselines: {', '.join(sorted(unknown))}")
+    return specs
+
+
+def summarize(harness: Harness, specs: list[CodecSpec], rows: list[dict], seqs: list[Sequence]) -> list[dict]:
+    """Per codec x point: mean bpp and metrics over sequences; FID/KID on all sequences' patches pooled."""
+    out = []
+    for spec in specs:
+        for point in spec.points:
+            sel = [r for r in rows if r["codec"] == spec.name and r["point"] == str(point)]
+            if not sel:
+                continue
+            s = {"codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
+                 "point_label": spec.point_label(point), "sequences": len(sel),
+                 "bpp": float(np.mean([r["bpp"] for r in sel])), "bytes": int(sum(r["bytes"] for r in sel))}
+            for k in harness.keys:
+                s[k] = float(np.mean([r["metrics"][k] for r in sel]))
+            if harness.set_metrics:
+                recs = [harness.rec_features(r["key"]) for r in sel]
+                ref = np.concatenate([harness.ref_features(q) for q in seqs]).astype(np.float32)
+                for m in harness.set_metrics.values():
+                    s[m.key] = (m.from_features(ref, np.concatenate(recs).astype(np.float32))
+                                if all(f is not None for f in recs) else float("nan"))
+            out.append(s)
+    return out
+
+
+def bd_table(harness: Harness, specs: list[CodecSpec], rows: list[dict], summary: list[dict],
+             anchor: str | None) -> list[dict]:
+    """BD-rate of every codec against the anchor, per metric: mean of per-sequence values, and pooled."""
+    from vvc_lightning.evaluation.bdrate import try_bd_rate
+
+    if anchor is None:
+        return []
+    table = []
+    seqs = sorted({r["sequence"] for r in rows})
+    for k in harness.keys:
+        hib = bool(harness.info[k]["higher_is_better"])
+        for spec in specs:
+            if spec.name == anchor:
+                continue
+
+            def curve(items: list[dict], codec: str, key: str = k) -> tuple[list[float], list[float]]:
+                pts = [r for r in items if r["codec"] == codec]
+                return [r["bpp"] for r in pts], [r["metrics"][key] if "metrics" in r else r[key] for r in pts]
+
+            per_seq, notes = [], []
+            for q in seqs:
+                sub = [r for r in rows if r["sequence"] == q]
+                v, why = try_bd_rate(*curve(sub, anchor), *curve(sub, spec.name), higher_is_better=hib)
+                per_seq.append(v)
+                if why:
+                    notes.append(f"{q}: {why}")
+            pooled, why = try_bd_rate(*curve(summary, anchor), *curve(summary, spec.name), higher_is_better=hib)
+            finite = [v for v in per_seq if math.isfinite(v)]
+            table.append({"metric": k, "codec": spec.name, "anchor": anchor,
+                          "bd_rate_pct": float(np.mean(finite)) if finite else float("nan"),
+                          "sequences_used": len(finite), "sequences": len(seqs),
+                          "bd_rate_pooled_pct": pooled, "note": "; ".join(notes + ([f"pooled: {why}"] if why else []))})
+    return table
+
+
+def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
+    """Versions, colour protocol, metric protocols, codec identities, hardware, options."""
+    import torch
+
+    import vvc_lightning
+    from vvc_lightning.evaluation.baselines import ffmpeg_version
+
+    return {
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "vvc_lightning": vvc_lightning.__version__, "torch": torch.__version__, "ffmpeg": ffmpeg_version(),
+        "colour": {"matrix": opts.matrix, "range": opts.rng, "classic_codec_input":
+                   "yuv420p 8-bit from RGB via vvc_lightning.video.colour (vvenc: the same samples x4 as yuv420p10le, "
+                   "output rounded back to 8 bits); decoded YUV -> RGB with the same matrix and range",
+                   "psnr": "RGB, peak 255", "psnr_y": f"Y' from RGB, {opts.matrix} {opts.rng}, 8-bit rounded"},
+        "intra_period": "one intra picture per sequence" if opts.intra_period is None else opts.intra_period,
+        "rate": "bpp = bytes of the raw elementary stream (classic) or .vvc bitstream (neural) x 8 / (frames x W x H)",
+        "metrics": harness.info,
+        "codecs": {s.name: {"label": s.label, "kind": s.kind, "points": [str(p) for p in s.points],
+                            "rate_option": s.rate_option, "identity": s.identity} for s in specs},
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                     "threads": torch.get_num_threads(), "device": opts.device},
+        "options": asdict(opts),
+    }
+
+
+def evaluate(opts: EvalOptions) -> dict[str, Path]:
+    """Run the whole evaluation and write every output; returns the output paths by name."""
+    from tqdm import tqdm
+
+    from vvc_lightning.evaluation import report
+
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    specs = build_specs(opts)
+    anchor = opts.anchor
+    if anchor is None and opts.baselines:
+        anchor = "vvenc" if "vvenc" in opts.baselines else opts.baselines[0]
+    if anchor is not None and anchor not in [s.name for s in specs]:
+        raise VVCError(f"--anchor '{anchor}' is not one of the codecs evaluated ({', '.join(s.name for s in specs)})")
+    seqs = load_sequences(opts.data, opts.max_frames, opts.matrix, opts.rng)
+    harness = Harness(opts)
+    jobs = [(s, p, q) for s in specs for p in s.points for q in seqs]
+    rows = []
+    with tqdm(total=len(jobs), desc="evaluate", unit="row", disable=not opts.progress) as bar:
+        for spec, point, seq in jobs:
+            bar.set_postfix_str(f"{spec.name} {spec.point_label(point)} {seq.name}")
+            rows.append(harness.run_row(spec, point, seq))
+            bar.update()
+    summary = summarize(harness, specs, rows, seqs)
+    bd = bd_table(harness, specs, rows, summary, anchor)
+    info = meta(harness, specs, opts)
+    return report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops")

@@ -1,0 +1,218 @@
+"""What the evaluation harness compares: the test sequences, and the codecs (classic and neural) as runners.
+
+`--data` is a folder / file / glob of videos and .yuv files, or a config (.yaml) whose datamodule's test
+split gives the sequences. A codec runner maps (sequence, rate point, work folder) to decoded frames and
+the real size of what was coded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vvc_lightning.errors import VVCError
+from vvc_lightning.video.video_io import Video
+
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".y4m", ".mov", ".webm", ".m4v", ".yuv")
+
+
+@dataclass
+class Sequence:
+    """One reference sequence: RGB uint8 frames (N,H,W,3), its frame rate, where it came from."""
+
+    name: str
+    frames: np.ndarray
+    fps: float
+    source: str
+    digest: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.digest:
+            h = hashlib.sha1(np.ascontiguousarray(self.frames).tobytes())
+            h.update(f"{self.frames.shape}|{self.fps:g}".encode())
+            self.digest = h.hexdigest()[:16]
+
+    @property
+    def video(self) -> Video:
+        return Video(self.frames, self.fps)
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    out, k = name, 1
+    while out in taken:
+        k += 1
+        out = f"{name}_{k}"
+    taken.add(out)
+    return out
+
+
+def _from_config(path: str, max_frames: int | None) -> list[Sequence]:
+    from vvc_lightning.config import load_config
+    from vvc_lightning.registry import DATAMODULES
+
+    cfg = load_config([path])
+    data = dict(cfg.data)
+    name = data.pop("name")
+    dm = DATAMODULES.create(name, **data)
+    sources = dm.test_sources
+    if not sources:
+        raise VVCError(f"config '{path}' has no test split (data.test_dir); give a folder of videos instead")
+    taken: set[str] = set()
+    out = []
+    for src in sources:
+        frames = list(src.iter_frames(max_frames))
+        if not frames:
+            raise VVCError(f"test sequence '{src.label}' holds no decodable frame")
+        out.append(Sequence(_unique(src.name, taken), np.stack(frames), float(src.fps()), str(src.label)))
+    return out
+
+
+def load_sequences(data: str, max_frames: int | None = None, matrix: str = "bt709",
+                   rng: str = "limited") -> list[Sequence]:
+    """The reference sequences named by `--data` (at most `max_frames` frames each)."""
+    if max_frames is not None and max_frames < 1:
+        raise VVCError(f"--max-frames must be 1 or more, got {max_frames}")
+    if str(data).endswith((".yaml", ".yml")):
+        return _from_config(str(data), max_frames)
+    from vvc_lightning.datamodules.base import resolve_paths
+    from vvc_lightning.video.video_io import read_video
+
+    paths = resolve_paths(str(data), VIDEO_EXTS, "--data")
+    taken: set[str] = set()
+    out = []
+    for p in paths:
+        kw = {"matrix": matrix, "rng": rng} if p.suffix.lower() == ".yuv" else {}
+        v = read_video(p, max_frames=max_frames, **kw)
+        out.append(Sequence(_unique(p.stem, taken), v.frames, v.fps, str(p)))
+    return out
+
+
+@dataclass
+class Coded:
+    """A decoded sequence and what coding it cost."""
+
+    frames: np.ndarray
+    size_bytes: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CodecSpec:
+    """A codec curve: its name, rate points, a runner, and what identifies its outputs (for the cache)."""
+
+    name: str
+    label: str
+    kind: str  # baseline | neural
+    points: list[Any]
+    run: Callable[[Sequence, Any, Path], Coded]
+    identity: dict[str, Any]
+    rate_option: str = ""
+
+    def point_label(self, point: Any) -> str:
+        return f"{self.rate_option}{point}" if self.rate_option else str(point)
+
+
+def baseline_spec(name: str, points: list[int] | None = None, preset: str | None = None,
+                  intra_period: int | None = None, matrix: str = "bt709", rng: str = "limited") -> CodecSpec:
+    """A classic codec through ffmpeg (see `vvc_lightning.evaluation.baselines`)."""
+    from vvc_lightning.evaluation.baselines import ffmpeg_version, get_encoder
+
+    enc = get_encoder(name)
+    enc.check_available()
+    preset = preset or enc.default_preset
+
+    def run(seq: Sequence, point: Any, work: Path) -> Coded:
+        r = enc.run(seq.video, int(point), work, intra_period, preset, matrix, rng)
+        return Coded(r.frames, r.stream_bytes, {
+            "command": r.command, "decode_command": r.decode_command, "version": r.version,
+            "intra_pictures": r.intra_pictures, "encode_seconds": r.encode_seconds,
+            "decode_seconds": r.decode_seconds, "stream_format": enc.raw_format,
+        })
+
+    identity = {"encoder": name, "preset": preset, "intra_period": intra_period, "ffmpeg": ffmpeg_version(),
+                "version": enc.version, "matrix": matrix, "range": rng, "protocol": 1}
+    pts = list(points) if points else list(enc.default_points)
+    return CodecSpec(name, enc.label, "baseline", pts, run, identity, enc.rate_option)
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int = 1, theta: float = 0.5,
+                batch: int = 4, tile: int | None = None, device: str = "cpu", matrix: str = "bt709",
+                rng: str = "limited") -> CodecSpec:
+    """The neural codec: one rate point per checkpoint, coded to real .vvc bytes and decoded back."""
+    import time
+
+    from vvc_lightning.training.checkpoint import read_checkpoint
+
+    paths = [Path(p) for p in ckpts]
+    for p in paths:
+        read_checkpoint(p)  # a missing, foreign or incompatible file fails here, before any work
+    labels = {}
+    for p in paths:
+        labels[_unique(p.stem, set(labels.values()))] = p
+    codecs: dict[str, Any] = {}
+
+    def codec_for(label: str) -> Any:
+        if label not in codecs:
+            from vvc_lightning.zoo import load_codec
+
+            codec = load_codec(labels[label], gop=gop, overlap=overlap, theta=theta, batch=batch,
+                               tile=tile, matrix=matrix, rng=rng)
+            codec.model.to(device)
+            codecs[label] = codec
+        return codecs[label]
+
+    def run(seq: Sequence, point: Any, work: Path) -> Coded:
+        codec = codec_for(point)
+        t0 = time.perf_counter()
+        data = codec.encode(seq.video)
+        t1 = time.perf_counter()
+        rec = codec.decode(data)
+        t2 = time.perf_counter()
+        return Coded(rec.frames, len(data), {
+            "command": f"load_codec('{labels[point]}', gop={gop}, overlap={overlap}, "
+                       f"theta={theta}, batch={batch}, tile={tile})", "version": "vvc-lightning",
+            "encode_seconds": t1 - t0, "decode_seconds": t2 - t1, "stream_format": "vvc-lightning bitstream",
+        })
+
+    identity = {"checkpoints": {k: _file_digest(p) for k, p in labels.items()}, "gop": gop, "overlap": overlap,
+                "theta": theta, "tile": tile, "matrix": matrix, "range": rng}
+    return CodecSpec(name, f"{name} (neural)", "neural", list(labels), run, identity)
+
+
+def parse_mapping(items: list[str] | None, what: str) -> dict[str, str]:
+    """['x265=27,32', 'vvenc=30'] -> {'x265': '27,32', 'vvenc': '30'}."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise VVCError(f"{what} takes CODEC=VALUE, got '{item}'")
+        k, v = item.split("=", 1)
+        out[k.strip()] = v.strip()
+    return out
+
+
+def parse_points(text: str, codec: str) -> list[int]:
+    """'22,27,32' -> [22, 27, 32]."""
+    try:
+        pts = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise VVCError(f"rate points for {codec} must be integers like 22,27,32, got '{text}'") from exc
+    if not pts:
+        raise VVCError(f"no rate point given for {codec}")
+    return pts
+
+
+__all__ = ["Coded", "CodecSpec", "Sequence", "baseline_spec", "load_sequences", "neural_spec", "parse_mapping",
+           "parse_points"]

@@ -1,0 +1,95 @@
+"""Training losses: eq. 1 (VAE stage) and eq. 2 (rate + lambda * distortion), perceptual term by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vvc_lightning.ops import fold_time
+
+frames_2d = fold_time
+
+
+class MSSSIMDistance(nn.Module):
+    """1 - MS-SSIM per image on inputs in [-1,1]; a smaller window for small crops, SSIM below 33 px."""
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        from pytorch_msssim import ms_ssim, ssim
+
+        side = min(x.shape[-2:])
+        a, b = (x + 1) / 2, (y + 1) / 2
+        for win in (11, 7, 5, 3):
+            if side > 16 * (win - 1):
+                return 1.0 - ms_ssim(a, b, data_range=1.0, size_average=False, win_size=win)
+        return 1.0 - ssim(a, b, data_range=1.0, size_average=False, win_size=3)
+
+
+def build_perceptual(name: str, lpips_net: str = "alex", lpips_weights: str | None = None) -> nn.Module:
+    """The perceptual distance P by name: lpips, stlpips or ms-ssim; each maps two (N,3,H,W) to (N,)."""
+
+    def lpips() -> nn.Module:
+        from vvc_lightning.training.perceptual import build_lpips
+
+        return build_lpips(net=lpips_net, weights=lpips_weights)
+
+    def stlpips() -> nn.Module:
+        from vvc_lightning.training.perceptual import build_stlpips
+
+        return build_stlpips(net=lpips_net)
+
+    builders = {"lpips": lpips, "stlpips": stlpips, "ms-ssim": MSSSIMDistance}
+    module = builders[name]()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()
+
+
+@dataclass
+class LossTerms:
+    """Every term of the loss, for logging."""
+
+    loss: Tensor
+    mse: Tensor
+    perceptual: Tensor
+    bpp_y: Tensor
+    bpp_z: Tensor
+
+
+def bits(likelihoods: Tensor) -> Tensor:
+    """Estimated bits of a tensor of likelihoods."""
+    return -torch.log2(likelihoods).sum()
+
+
+class RatePerceptionLoss(nn.Module):
+    """Eq. 1: alpha*MSE + beta*P.  Eq. 2: lambda*(alpha*MSE + beta*P) + R(y) + R(z).  MSE on a 0-255 scale."""
+
+    def __init__(self, perceptual: nn.Module, lmbda: float, alpha: float, beta: float) -> None:
+        super().__init__()
+        self.perceptual = perceptual
+        self.lmbda, self.alpha, self.beta = lmbda, alpha, beta
+
+    def train(self, mode: bool = True) -> RatePerceptionLoss:
+        super().train(mode)
+        self.perceptual.eval()  # the perceptual network is a fixed metric
+        return self
+
+    def distortion(self, x: Tensor, x_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """(MSE on 0-255, mean perceptual distance) averaged over frames."""
+        mse = torch.mean((x - x_hat) ** 2) * (127.5**2)
+        p = self.perceptual(frames_2d(x_hat), frames_2d(x)).mean() if self.beta else x.new_zeros(())
+        return mse, p
+
+    def forward(
+        self, x: Tensor, x_hat: Tensor, y_lik: Tensor | None = None, z_lik: Tensor | None = None
+    ) -> LossTerms:
+        mse, p = self.distortion(x, x_hat)
+        d = self.alpha * mse + self.beta * p
+        if y_lik is None:
+            zero = x.new_zeros(())
+            return LossTerms(d, mse, p, zero, zero)
+        b, _, t, h, w = x.shape
+        pixels = b * t * h * w
+        bpp_y, bpp_z = bits(y_lik) / pixels, bits(z_lik) / pixels
+        return LossTerms(self.lmbda * d + bpp_y + bpp_z, mse, p, bpp_y, bpp_z)

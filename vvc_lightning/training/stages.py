@@ -1,0 +1,91 @@
+"""Stage-freeze schedule as a Lightning callback: which parts train, from when, at what learning rate.
+
+Every parameter stays in one fixed AdamW parameter group for the whole run (so optimizer state and
+resumed checkpoints line up); a stage only sets `requires_grad`, each group's learning rate (0 for frozen
+groups) and eval mode for modules whose parameters are all frozen (norm layers included). AdamW skips
+parameters without gradients, so frozen weights stay unchanged to the bit. The stage is recomputed from
+`global_step` / `current_epoch` before every batch, so a resumed run continues in the right stage.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig, ListConfig
+
+log = logging.getLogger("vvc_lightning")
+
+AUX_GROUP = "aux"  # the optimizer group of the entropy models' quantiles (the aux loss's parameters)
+
+
+def _matches(name: str, prefixes: list[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def stage_index(stages: ListConfig | list[DictConfig], global_step: int, epoch: int) -> int:
+    """Index of the last stage whose start (start_step or start_epoch) has been reached."""
+    idx = 0
+    for i, st in enumerate(stages):
+        start = st.get("start_step")
+        if (global_step >= start) if start is not None else (epoch >= st.get("start_epoch")):
+            idx = i
+    return idx
+
+
+class StageSchedule(pl.Callback):
+    """Applies the `stages:` list of the config to the model and optimizer before each training batch."""
+
+    def __init__(self, stages: ListConfig | list[DictConfig], default_lr: float, aux_lr: float) -> None:
+        self.stages = list(stages)
+        self.default_lr = float(default_lr)
+        self.aux_lr = float(aux_lr)
+        self.current: int | None = None
+
+    def stage_index(self, global_step: int, epoch: int) -> int:
+        """Index of the stage in force at this step / epoch."""
+        return stage_index(self.stages, global_step, epoch)
+
+    def apply(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        """Set requires_grad, group learning rates and train/eval modes for the current stage."""
+        idx = self.stage_index(trainer.global_step, trainer.current_epoch)
+        stage = self.stages[idx]
+        prefixes = [str(p) for p in stage.train]
+        known = {n for n, _ in module.named_parameters()}
+        for p in prefixes:
+            if not any(_matches(n, [p]) for n in known):
+                from vvc_lightning.errors import ConfigError
+
+                raise ConfigError(
+                    f"stage '{stage.name}' trains '{p}', which names no parameters; use module paths such as "
+                    "backbone, codec, backbone.decoder"
+                )
+        for name, param in module.named_parameters():
+            param.requires_grad_(_matches(name, prefixes))
+        for _, sub in module.named_modules():
+            params = list(sub.parameters())
+            if params:
+                sub.training = any(p.requires_grad for p in params)
+        if any(_matches("codec", [p]) or p.startswith("codec") for p in prefixes):
+            module.codec._tables_fresh = False
+        lr = float(stage.get("lr") or self.default_lr)
+        for opt in trainer.optimizers:
+            for group in opt.param_groups:
+                trainable = any(p.requires_grad for p in group["params"])
+                group["lr"] = (self.aux_lr if group.get("name") == AUX_GROUP else lr) if trainable else 0.0
+        module.stage = stage
+        if idx != self.current:
+            if self.current is not None or trainer.global_step > 0:
+                log.info("stage '%s' from step %d (epoch %d)", stage.name, trainer.global_step, trainer.current_epoch)
+            self.current = idx
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.apply(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+        self.apply(trainer, pl_module)
+        pl_module.log("train/stage", float(self.current or 0), on_step=True, on_epoch=False)
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.training:
+            self.apply(trainer, pl_module)

@@ -1,0 +1,81 @@
+"""Building the Trainer, DataModule and model from a config, and running fit / validate / test."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig
+
+from vvc_lightning.config import section_kwargs
+from vvc_lightning.registry import DATAMODULES
+from vvc_lightning.training.checkpoint import AtomicCheckpointIO, load_model, read_checkpoint
+
+log = logging.getLogger("vvc_lightning")
+
+
+def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
+    """The datamodule named by `data.name`, with the other `data.*` keys as its arguments."""
+    return DATAMODULES.create(str(cfg.data.name), **section_kwargs(cfg.data))
+
+
+def _strategy(value: Any) -> Any:
+    if value in ("ddp", "ddp_find_unused_parameters_true"):
+        from lightning.pytorch.strategies import DDPStrategy
+
+        # Stages freeze parts of the model, so some parameters get no gradient in some steps.
+        return DDPStrategy(find_unused_parameters=True)
+    return value
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
+    """A Trainer with the stage schedule, periodic + last checkpoints (atomic) and CSV logs in run_dir."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from vvc_lightning.training.stages import StageSchedule
+
+    run_dir = Path(str(cfg.run_dir))
+    kwargs = dict(cfg.trainer)
+    kwargs.update(overrides)
+    kwargs["strategy"] = _strategy(kwargs.get("strategy", "auto"))
+    ckpt_cb = ModelCheckpoint(
+        dirpath=run_dir,
+        filename="step-{step:07d}",
+        every_n_train_steps=int(cfg.checkpoint.every_n_train_steps),
+        save_top_k=int(cfg.checkpoint.keep),
+        monitor="step",
+        mode="max",
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    cbs = [StageSchedule(cfg.stages, cfg.optim.lr, cfg.optim.aux_lr), ckpt_cb, *(callbacks or [])]
+    kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name="logs"))
+    kwargs.setdefault("enable_model_summary", False)
+    return pl.Trainer(default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs)
+
+
+def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+    """Train from `cfg` (resuming from `ckpt` when given: weights, optimizer, step and stage)."""
+    from vvc_lightning.training.model import VideoCompressionModel
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    if ckpt:
+        read_checkpoint(ckpt)  # clear error for a missing or foreign file before Lightning tries
+    model = VideoCompressionModel(cfg)
+    datamodule = build_datamodule(cfg)
+    trainer = build_trainer(cfg, callbacks)
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    return trainer
+
+
+def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) -> list[dict[str, float]]:
+    """Run `validate` or `test` on a checkpoint with its stored config (plus `overrides`)."""
+    model = load_model(ckpt, overrides=overrides)  # in the stage it was taken in, so validate uses its loss
+    cfg = model.cfg
+    datamodule = build_datamodule(cfg)
+    trainer = build_trainer(cfg, logger=False, devices=1, strategy="auto")
+    run = trainer.validate if split == "validate" else trainer.test
+    return run(model, datamodule=datamodule, verbose=False)

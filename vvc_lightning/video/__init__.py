@@ -1,0 +1,1 @@
+"""Video and data I/O: readers, writers, colour conversion and webdataset sharding."""

@@ -1,0 +1,271 @@
+"""Writing videos into webdataset tar shards (video bytes + JSON metadata), atomically and resumably.
+
+The shard plan (which video goes into which shard) depends only on the inputs and options, so a
+killed run re-run with the same arguments skips the finished shards and writes the rest. Each shard
+appears under its final name only once complete; an interrupted one leaves at most a hidden temp file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+import zipfile
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vvc_lightning.errors import VVCError
+from vvc_lightning.video.shard_sources import VideoItem, find_inputs, sample_key
+from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
+
+PLAN_FILE = "shards.plan.json"
+INDEX_FILE = "shards.json"
+SHARD_NAME = "shard-{:06d}.tar"
+ENTRY_OVERHEAD = 3 * 512 + 1024  # tar headers and padding + the JSON, per video
+UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
+         "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from '1GB', '500MB', '1.5GiB' or a plain number."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not m or m.group(2).lower() not in UNITS:
+        raise VVCError(f"cannot read size '{text}': write it like 1GB, 500MB, 2GiB or a number of bytes")
+    size = int(float(m.group(1)) * UNITS[m.group(2).lower()])
+    if size <= 0:
+        raise VVCError(f"size must be positive, got '{text}'")
+    return size
+
+
+def plan_shards(items: list[VideoItem], max_bytes: int) -> list[list[VideoItem]]:
+    """Consecutive groups of videos whose total size stays under `max_bytes` (a larger video goes alone)."""
+    shards: list[list[VideoItem]] = []
+    current: list[VideoItem] = []
+    total = 0
+    for it in items:
+        size = it.size + ENTRY_OVERHEAD
+        if current and total + size > max_bytes:
+            shards.append(current)
+            current, total = [], 0
+        current.append(it)
+        total += size
+    if current:
+        shards.append(current)
+    return shards
+
+
+def assign_keys(items: list[VideoItem]) -> None:
+    """Give every video a unique webdataset key (its cleaned stem, suffixed _1, _2, ... on clashes)."""
+    used: set[str] = set()
+    for it in items:
+        base = key = sample_key(it.name)
+        k = 1
+        while key in used:
+            key, k = f"{base}_{k}", k + 1
+        used.add(key)
+        it.key = key
+
+
+def probe_bytes(data: bytes, label: str, min_frames: int) -> tuple[dict[str, Any] | None, str]:
+    """(frames/fps/width/height by decoding, '') or (None, reason) for a video that fails or is short."""
+    from vvc_lightning.video.video_sources import AVSource, ClipError
+
+    if not data:
+        return None, "empty file"
+    src = AVSource(data, label=label)
+    try:
+        n, h, w = src.probe()
+        fps = src.fps()
+    except ClipError as exc:
+        return None, exc.reason
+    except Exception as exc:  # noqa: BLE001  (any decoder failure is a skip, not a crash)
+        return None, f"does not decode ({type(exc).__name__})"
+    if n < min_frames:
+        return None, f"too short (< {min_frames} frames)"
+    return {"frames": n, "fps": fps, "width": w, "height": h}, ""
+
+
+_ZIPS: dict[str, zipfile.ZipFile] = {}
+
+
+def _load_and_probe(args: tuple[VideoItem, int]) -> tuple[bytes | None, dict[str, Any] | None, str]:
+    item, min_frames = args
+    try:
+        data = item.read(_ZIPS)
+    except (OSError, zipfile.BadZipFile, KeyError) as exc:
+        return None, None, f"unreadable ({type(exc).__name__})"
+    info, reason = probe_bytes(data, item.origin, min_frames)
+    return (data if info else None), info, reason
+
+
+def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o444
+    tar.addfile(info, io.BytesIO(data))
+
+
+@dataclass
+class ShardStats:
+    """What one shard holds and what was left out of it."""
+
+    name: str
+    videos: int = 0
+    bytes: int = 0
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Summary:
+    """Totals of a shard run."""
+
+    outdir: Path
+    shards: list[ShardStats]
+    written_now: int = 0
+    resumed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def videos(self) -> int:
+        return sum(s.videos for s in self.shards)
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.shards)
+
+    def skip_reasons(self) -> Counter[str]:
+        return Counter(s["reason"] for sh in self.shards for s in sh.skipped)
+
+    def pattern(self) -> str:
+        """Brace pattern naming every shard, for data.train_shards."""
+        n = len(self.shards)
+        last = SHARD_NAME.format(n - 1)
+        return str(self.outdir / (last if n == 1 else SHARD_NAME.replace("{:06d}", f"{{000000..{n - 1:06d}}}")))
+
+    def text(self) -> str:
+        """The closing summary printed by the CLI."""
+        lines = [*self.notes]
+        reasons = self.skip_reasons()
+        skipped = sum(reasons.values())
+        lines.append(f"videos written: {self.videos}")
+        lines.append(f"videos skipped: {skipped}" + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})"
+                                                     if skipped else ""))
+        for sh in self.shards:
+            for s in sh.skipped[:3]:
+                lines.append(f"  skipped {s['origin']}: {s['reason']}")
+        empty = sum(1 for s in self.shards if s.videos == 0)
+        lines.append(f"shards: {len(self.shards)} ({self.written_now} written now, {self.resumed} already done"
+                     + (f", {empty} empty" if empty else "") + ")")
+        lines.append(f"bytes: {self.bytes} ({self.bytes / 1e9:.2f} GB)")
+        lines.append(f"use: data.train_shards={self.pattern()}")
+        return "\n".join(lines)
+
+
+def _plan_doc(src: Path, shards: list[list[VideoItem]], max_bytes: int, min_frames: int) -> dict[str, Any]:
+    listing = [[f"{it.key}={it.origin}:{it.size}" for it in sh] for sh in shards]
+    digest = hashlib.sha256(json.dumps(listing).encode()).hexdigest()
+    return {"version": 1, "source": str(src), "max_shard_size": max_bytes, "min_frames": min_frames,
+            "shards": len(shards), "videos": sum(map(len, shards)), "digest": digest}
+
+
+def _check_plan(outdir: Path, plan: dict[str, Any]) -> None:
+    path = outdir / PLAN_FILE
+    if path.is_file():
+        old = json.loads(path.read_text())
+        if old.get("digest") != plan["digest"] or old.get("min_frames") != plan["min_frames"]:
+            raise VVCError(
+                f"'{outdir}' holds shards of a different plan (other inputs or options: was "
+                f"{old.get('videos')} videos, max_shard_size {old.get('max_shard_size')}, min_frames "
+                f"{old.get('min_frames')}); write to a new folder or delete that one"
+            )
+    write_bytes_atomic(path, json.dumps(plan, indent=1).encode())
+
+
+def _count_existing(path: Path) -> ShardStats:
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    return ShardStats(path.name, sum(1 for m in members if m.name.endswith(".json")), path.stat().st_size)
+
+
+def write_shards(
+    src: str | Path,
+    outdir: str | Path,
+    max_shard_size: str | int = "1GB",
+    min_frames: int = 25,
+    csv_path: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = True,
+) -> Summary:
+    """Shard the videos of `src` into `outdir`/shard-NNNNNN.tar; resumes a killed run of the same plan."""
+    from tqdm import tqdm
+
+    outdir = Path(outdir).expanduser()
+    max_bytes = parse_size(max_shard_size)
+    items, _, notes = find_inputs(src, csv_path)
+    assign_keys(items)
+    shards = plan_shards(items, max_bytes)
+    outdir.mkdir(parents=True, exist_ok=True)
+    for stale in outdir.glob(".shard-*.tmp.tar"):
+        stale.unlink()  # temp files of a killed run
+    _check_plan(outdir, _plan_doc(Path(src), shards, max_bytes, min_frames))
+    index_path = outdir / INDEX_FILE
+    old_index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+    old_stats = {s["name"]: s for s in old_index.get("shards", [])}
+    summary = Summary(outdir, [], notes=notes)
+    bar = tqdm(total=len(items), unit="video", desc="shard", disable=not progress)
+    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    try:
+        for i, group in enumerate(shards):
+            path = outdir / SHARD_NAME.format(i)
+            if path.is_file():
+                st = ShardStats(**old_stats[path.name]) if path.name in old_stats else _count_existing(path)
+                summary.shards.append(st)
+                summary.resumed += 1
+                bar.update(len(group))
+                continue
+            summary.shards.append(_write_one(path, group, min_frames, pool, bar))
+            summary.written_now += 1
+            _write_index(index_path, summary)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+    _write_index(index_path, summary)
+    return summary
+
+
+def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar) -> ShardStats:
+    stats = ShardStats(path.name)
+    jobs = [(it, min_frames) for it in group]
+    results = pool.map(_load_and_probe, jobs) if pool is not None else map(_load_and_probe, jobs)
+    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        for it, (data, info, reason) in zip(group, results, strict=True):
+            bar.update(1)
+            if data is None:
+                stats.skipped.append({"origin": it.origin, "reason": reason})
+                continue
+            ext = Path(it.name).suffix.lower().lstrip(".")
+            meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data), **info}
+            if it.meta:
+                meta["csv"] = it.meta
+            _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
+            _tar_add(tar, f"{it.key}.{ext}", data)
+            stats.videos += 1
+    path.chmod(0o644)  # temp files are created 0600
+    stats.bytes = path.stat().st_size
+    return stats
+
+
+def _write_index(path: Path, summary: Summary) -> None:
+    doc = {
+        "pattern": summary.pattern(),
+        "videos": summary.videos,
+        "bytes": summary.bytes,
+        "skipped": dict(summary.skip_reasons()),
+        "shards": [vars(s) for s in summary.shards],
+    }
+    write_bytes_atomic(path, json.dumps(doc, indent=1).encode())
