@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import difflib
-import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -12,12 +11,18 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from vvc_lightning.config_types import NUMBER, check_types
 from vvc_lightning.errors import ConfigError
 
-NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 OPEN_SECTIONS = ("model.backbone", "data", "trainer")  # keys checked against the named constructor
 LOSSES = ("vae", "rd")
 PERCEPTUAL = ("lpips", "stlpips", "ms-ssim")
+# Trainer arguments the project sets itself (build_trainer), and where a config sets them instead.
+TRAINER_OWNED = {
+    "default_root_dir": "the run's folder (checkpoints, logs) is the top-level key run_dir: run_dir=runs/NAME",
+    "callbacks": "the stage schedule and checkpoint callbacks come from the stages and checkpoint sections",
+    "plugins": "checkpoints are always written atomically; the checkpoint section sets how often",
+}
 
 
 def _package_path(rel: str) -> str:
@@ -156,18 +161,37 @@ def validate(cfg: DictConfig) -> None:
     gop = cfg.model.gop
     if not isinstance(gop, int) or gop < 1 or (gop - 1) % 4:
         raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...), got {gop}")
-    backbone = BACKBONES.get(str(cfg.model.backbone.name))
-    check_kwargs(backbone, section_kwargs(cfg.model.backbone), f"backbone '{cfg.model.backbone.name}'", "model.backbone.")
-    datamodule = DATAMODULES.get(str(cfg.data.name))
-    check_kwargs(datamodule, section_kwargs(cfg.data), f"datamodule '{cfg.data.name}'", "data.")
-    import lightning.pytorch as pl
-
-    check_kwargs(pl.Trainer.__init__, dict(cfg.trainer), "lightning's Trainer", "trainer.")
+    for node, registry, kind, prefix in ((cfg.model.backbone, BACKBONES, "backbone", "model.backbone."),
+                                         (cfg.data, DATAMODULES, "datamodule", "data.")):
+        cls = registry.get(str(node.name))
+        what = f"{kind} '{node.name}'"
+        check_kwargs(cls, section_kwargs(node), what, prefix)
+        for key, number in check_types(cls, section_kwargs(node), what, prefix).items():
+            node[key] = number
+    _check_trainer_keys(cfg.trainer)
     if cfg.model.loss.perceptual not in PERCEPTUAL:
         raise ConfigError(
             f"model.loss.perceptual must be one of {', '.join(PERCEPTUAL)}, got '{cfg.model.loss.perceptual}'"
         )
     _validate_stages(cfg.stages)
+
+
+def _check_trainer_keys(trainer: DictConfig) -> None:
+    """Trainer keys must be Lightning's, and not the ones the project sets itself."""
+    import lightning.pytorch as pl
+
+    from vvc_lightning.registry import accepted_kwargs, check_kwargs
+
+    for key in trainer:
+        if key in TRAINER_OWNED:
+            raise ConfigError(f"config key 'trainer.{key}' is set by vvc-lightning, not the config: {TRAINER_OWNED[key]}")
+    try:
+        check_kwargs(pl.Trainer.__init__, dict(trainer), "lightning's Trainer", "trainer.")
+    except ConfigError as exc:
+        unknown = [k for k in trainer if k not in (accepted_kwargs(pl.Trainer.__init__) or ())]
+        if any("dir" in str(k) or "root" in str(k) for k in unknown):
+            raise ConfigError(f"{exc}; the run's folder is the top-level key run_dir (run_dir=runs/NAME)") from None
+        raise
 
 
 def _as_number(value: Any) -> Any:

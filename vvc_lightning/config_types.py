@@ -1,0 +1,106 @@
+"""Config values checked against a constructor's type annotations (backbone and datamodule keys)."""
+
+from __future__ import annotations
+
+import collections.abc as cabc
+import inspect
+import os
+import re
+import types
+import typing
+from pathlib import PurePath
+from typing import Any
+
+from vvc_lightning.errors import ConfigError
+
+NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+_SEQUENCES = (list, tuple, set, frozenset, cabc.Sequence, cabc.Iterable, cabc.Collection)
+_MAPPINGS = (dict, cabc.Mapping)
+
+
+def annotations_of(fn: Any) -> dict[str, Any]:
+    """Parameter name -> annotation of a callable (a class: its __init__); names whose hint cannot be
+    evaluated are left out (the constructor then checks those itself)."""
+    target = fn.__init__ if inspect.isclass(fn) else fn
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - a hint naming a type the module only imports for type checkers
+        hints = {}
+        for name, p in inspect.signature(target).parameters.items():
+            if isinstance(p.annotation, str):
+                try:
+                    hints[name] = eval(p.annotation, vars(inspect.getmodule(target)))  # noqa: S307
+                except Exception:  # noqa: BLE001
+                    continue
+            elif p.annotation is not inspect.Parameter.empty:
+                hints[name] = p.annotation
+    hints.pop("return", None)
+    return hints
+
+
+def conforms(value: Any, tp: Any) -> bool:
+    """Whether a config value (int, float, bool, str, None, list, dict) fits annotation `tp`."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if tp is Any or isinstance(tp, typing.TypeVar):
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(conforms(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if tp is None or tp is type(None):
+        return value is None
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is os.PathLike or (inspect.isclass(tp) and issubclass(tp, PurePath)):
+        return isinstance(value, str)
+    if tp in _SEQUENCES or origin in _SEQUENCES:
+        if not isinstance(value, (list, tuple)):
+            return False
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(conforms(v, a) for v, a in zip(value, args, strict=True))
+        return all(conforms(v, args[0]) for v in value) if args else True
+    if tp in _MAPPINGS or origin in _MAPPINGS:
+        return isinstance(value, dict) and (not args or all(conforms(v, args[-1]) for v in value.values()))
+    return True  # a type a config file cannot spell: the constructor checks it
+
+
+def describe(tp: Any) -> str:
+    """An annotation in words: `int | None` -> 'an integer or null'."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(dict.fromkeys(describe(a) for a in args))
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    words = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
+    if tp in words or tp is None:
+        return words[type(None) if tp is None else tp]
+    if tp is os.PathLike or (inspect.isclass(tp) and issubclass(tp, PurePath)):
+        return "a path"
+    if tp in _SEQUENCES or origin in _SEQUENCES:
+        return "a list" + (f" of {describe(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "")
+    if tp in _MAPPINGS or origin in _MAPPINGS:
+        return "a mapping"
+    return getattr(tp, "__name__", str(tp))
+
+
+def check_types(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") -> dict[str, float]:
+    """Raise ConfigError for the first key whose value does not fit `fn`'s annotation; returns the keys
+    whose text value spells a number where a number is expected (the caller stores them as floats)."""
+    numbers: dict[str, float] = {}
+    hints = annotations_of(fn)
+    for key, value in kwargs.items():
+        if key not in hints or conforms(value, hints[key]):
+            continue
+        if isinstance(value, str) and NUMBER.fullmatch(value.strip()) and conforms(float(value), hints[key]):
+            numbers[key] = float(value)
+            continue
+        raise ConfigError(
+            f"config key '{prefix}{key}' must be {describe(hints[key])} for {what}, got {value!r}"
+        )
+    return numbers
