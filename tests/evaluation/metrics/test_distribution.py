@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.metrics.conftest import blur
 
+from tests.evaluation.metrics.conftest import blur
 from vvc_lightning.evaluation.metrics import build_metric
 from vvc_lightning.evaluation.metrics.base import frames_to_u8
 from vvc_lightning.evaluation.metrics.distribution import (

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 import pytest
-from tests.metrics.conftest import add_noise
 
+from tests.evaluation.metrics.conftest import add_noise
 from vvc_lightning.errors import VVCError
 from vvc_lightning.evaluation.metrics import VideoMetrics, build_metric
 from vvc_lightning.evaluation.metrics.base import frames_to_u8

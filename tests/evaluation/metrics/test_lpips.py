@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tests.metrics.conftest import add_noise
 
+from tests.evaluation.metrics.conftest import add_noise
 from vvc_lightning.errors import WeightsError
 from vvc_lightning.evaluation.metrics import VideoMetrics, build_metric
 from vvc_lightning.evaluation.metrics.base import frames_to_u8

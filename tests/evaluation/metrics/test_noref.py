@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from tests.metrics.conftest import blur
 
+from tests.evaluation.metrics.conftest import blur
 from vvc_lightning.evaluation.metrics import build_metric
 from vvc_lightning.evaluation.metrics.base import frames_to_u8
 

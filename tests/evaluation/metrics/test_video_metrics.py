@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from tests.metrics.conftest import add_noise
 
+from tests.evaluation.metrics.conftest import add_noise
 from vvc_lightning.errors import FrameCountError, RegistryError, VVCError
 from vvc_lightning.evaluation.metrics import ALL, DEFAULT, VideoMetrics, metric_names, resolve_names
 from vvc_lightning.video.video_io import frames_to_tensor

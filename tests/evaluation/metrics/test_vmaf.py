@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from tests.metrics.conftest import add_noise, blur
 
+from tests.evaluation.metrics.conftest import add_noise, blur
 from vvc_lightning.errors import VVCError
 from vvc_lightning.evaluation.metrics import build_metric
 from vvc_lightning.evaluation.metrics.base import frames_to_u8
