@@ -3,7 +3,7 @@
 Weights sit on a grid of 2**-WEIGHT_BITS, activations on a grid of 2**-ACT_BITS clamped to
 [-ACT_LIMIT, ACT_LIMIT]. In training a layer runs in float32 with fake quantisation and straight-through
 gradients. In eval mode it runs on integers held in float64: inputs are rounded onto the activation
-grid, every product and partial sum is an integer below 2**53 (`check_bound` proves it from the weight
+grid, every product and partial sum is an integer below 2**53 (`_check_bound` proves it from the weight
 norms), so the convolution is exact whatever the summation order, thread count, batch size, kernel or
 device; the result is rescaled by a power of two and rounded half up (exact in float64). Values between
 layers are real numbers on the activation grid (float64 in eval, float32 in training).
@@ -40,7 +40,7 @@ def quantize_act(x: Tensor, training: bool, lo: float = -ACT_LIMIT) -> Tensor:
     """x onto the activation grid, clamped to [lo, ACT_LIMIT]: float32 + STE in training, exact float64 else."""
     if training:
         return torch.clamp(_fake_round(x.float() * _A) / _A, lo, ACT_LIMIT)
-    return torch.clamp(_round_half_up(x.double() * _A) / _A, lo, ACT_LIMIT)
+    return x.double().mul(_A).add_(0.5).floor_().div_(_A).clamp_(lo, ACT_LIMIT)
 
 
 @contextlib.contextmanager
@@ -64,39 +64,47 @@ class _IntConvMixin:
     def _weight(self) -> Tensor:
         return self.weight
 
-    def _out_channel_dim(self) -> int:
-        return 0
-
     def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         raise NotImplementedError
 
-    def check_bound(self) -> None:
-        """Raise if some output's integer accumulator could reach 2**53 (from each output channel's L1 norm)."""
-        w_int = torch.round(self._weight().detach().double() * _W).abs()
-        dims = [d for d in range(w_int.dim()) if d != self._out_channel_dim()]
-        worst = w_int.sum(dims) * (ACT_LIMIT * _A)
-        if self.bias is not None:
-            worst = worst + torch.round(self.bias.detach().double() * _A * _W).abs()
-        if float(worst.max()) >= EXACT_LIMIT:
-            raise ValueError(
-                f"{type(self).__name__}: weights too large for an exact integer convolution "
-                f"(bound {float(worst.max()):.3g} >= 2**53); the entropy model cannot code exactly"
-            )
+    def _int_params(self) -> tuple[Tensor, Tensor | None]:
+        """Integer weight and bias (float64), cached until a parameter changes; checked against 2**53 once."""
+        key = tuple((p.data_ptr(), p._version, p.device) for p in (self.weight, self.bias) if p is not None)
+        cached = self.__dict__.get("_int_cache")
+        if cached is None or cached[0] != key:
+            with torch.no_grad():
+                w_int = torch.round(self._weight().detach().double() * _W)
+                b_int = None if self.bias is None else torch.round(self.bias.detach().double() * _A * _W)
+                _check_bound(self, w_int, b_int)
+            cached = (key, w_int, b_int)
+            self.__dict__["_int_cache"] = cached
+        return cached[1], cached[2]
 
     def forward(self, x: Tensor) -> Tensor:
         lo = 0.0 if self.relu else -ACT_LIMIT
-        weight = self._weight()
         with exact_kernels(x.device):
             if self.training:  # float32, fake quantisation, straight-through gradients
-                w_q = _fake_round(weight.float() * _W) / _W
+                self.__dict__.pop("_int_cache", None)
+                w_q = _fake_round(self._weight().float() * _W) / _W
                 b_q = None if self.bias is None else _fake_round(self.bias.float() * _A * _W) / (_A * _W)
                 return quantize_act(self._conv(quantize_act(x, True), w_q, b_q), True, lo)
-            self.check_bound()
-            x_int = quantize_act(x, False) * _A
-            w_int = torch.round(weight.detach().double() * _W)
-            b_int = None if self.bias is None else torch.round(self.bias.detach().double() * _A * _W)
+            w_int, b_int = self._int_params()
+            x_int = quantize_act(x, False).mul_(_A)
             acc = self._conv(x_int, w_int, b_int)  # integers, |acc| < 2**53: exact in any order
-            return torch.clamp(_round_half_up(acc / _W) / _A, lo, ACT_LIMIT)
+            return acc.div_(_W).add_(0.5).floor_().div_(_A).clamp_(lo, ACT_LIMIT)
+
+
+def _check_bound(layer: nn.Module, w_int: Tensor, b_int: Tensor | None) -> None:
+    """Raise if some output's integer accumulator could reach 2**53 (from each output channel's L1 norm)."""
+    out_dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0
+    worst = w_int.abs().sum([d for d in range(w_int.dim()) if d != out_dim]) * (ACT_LIMIT * _A)
+    if b_int is not None:
+        worst = worst + b_int.abs()
+    if float(worst.max()) >= EXACT_LIMIT:
+        raise ValueError(
+            f"{type(layer).__name__}: weights too large for an exact integer convolution "
+            f"(bound {float(worst.max()):.3g} >= 2**53); the entropy model cannot code exactly"
+        )
 
 
 class IntConv2d(_IntConvMixin, nn.Conv2d):
@@ -132,9 +140,6 @@ class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
     def __init__(self, *args, relu: bool = False, **kwargs) -> None:  # noqa: ANN002, ANN003
         super().__init__(*args, **kwargs)
         self.relu = relu
-
-    def _out_channel_dim(self) -> int:
-        return 1
 
     def _conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         return F.conv_transpose2d(

@@ -238,7 +238,7 @@ class LatentCodec(nn.Module):
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
             symbols = torch.round(residual).int()
             sel = symbols[..., positions].cpu()
-            indexes = gc.build_indexes(scales).int()[..., positions].cpu()
+            indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             for i, enc in enumerate(encoders):
                 enc.encode_with_indexes(_flat(sel[i * t : (i + 1) * t]), _flat(indexes[i * t : (i + 1) * t]), *gc_tables)
             return symbols
@@ -265,7 +265,7 @@ class LatentCodec(nn.Module):
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
-            indexes = gc.build_indexes(scales).int()[..., positions].cpu()
+            indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             values = [
                 dec.decode_stream(_flat(indexes[i * t : (i + 1) * t]), *gc_tables) for i, dec in enumerate(decoders)
             ]
@@ -275,6 +275,13 @@ class LatentCodec(nn.Module):
 
         y_hat, _ = self.context.run(None, hyper, gc, "code", sink)
         return y_hat
+
+
+def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
+    """`gc.build_indexes(scales)` in one search: the number of table entries (but the last) below each scale."""
+    table = gc.scale_table[:-1].to(scales.device, torch.float64).contiguous()
+    bounded = torch.clamp_min(scales.double(), float(gc.lower_bound_scale.bound))
+    return torch.searchsorted(table, bounded.contiguous()).int()
 
 
 def _flat(x: Tensor) -> list[int]:
