@@ -73,7 +73,7 @@ def test_each_batch_item_decodes_alone_and_strings_do_not_depend_on_batch(traine
     latent = smooth_latent(3, 16, 3, 8, 8, seed=7)
     strings, hat = trained_codec.compress(latent)
     single, _ = trained_codec.compress(latent[1:2])
-    assert single[0] == strings[1]  # the entropy part runs per GoP, so bytes never depend on the batch
+    assert single[0] == strings[1]  # exact integer entropy parameters: bytes never depend on the batch
     alone = trained_codec.decompress([strings[1]], (16, 3, 8, 8))
     # g_s is a batched convolution: results may differ in the last bit with the batch size, no more.
     torch.testing.assert_close(alone[0], hat[1], rtol=0, atol=1e-5)
@@ -138,3 +138,39 @@ def test_aux_parameters_are_only_the_quantiles():
     codec.aux_loss().backward()
     grads = [n for n, p in codec.named_parameters() if p.grad is not None]
     assert grads == ["entropy_bottleneck.quantiles"]
+
+
+def test_scale_indexes_match_compressai_exactly_even_on_table_entries():
+    from vvc_lightning.latent_codec import _scale_indexes
+
+    codec = LatentCodec(channels=16)
+    codec.update_tables(force=True)
+    gc = codec.gaussian_conditional
+    table = gc.scale_table.double()
+    scales = torch.cat([torch.rand(5000, dtype=torch.float64) * 300, table, table + 1e-9, table - 1e-9,
+                        torch.tensor([-1.0, 0.0, 0.11, 1e9], dtype=torch.float64)])
+    assert torch.equal(_scale_indexes(gc, scales), gc.build_indexes(scales))
+
+
+def test_integer_layers_are_exact_on_the_grid_and_close_to_training():
+    """Eval output lies on the 2**-12 grid, within a few grid steps of the fake-quantised float32 path."""
+    from vvc_lightning.intnet import ACT_BITS, int_conv
+
+    torch.manual_seed(1)
+    layer = int_conv(8, 6, 5, relu=True)
+    x = torch.randn(2, 8, 9, 7) * 3
+    exact = layer.eval()(x)
+    assert exact.dtype == torch.float64 and torch.equal(exact * 2**ACT_BITS, torch.round(exact * 2**ACT_BITS))
+    assert exact.min() >= 0
+    fake = layer.train()(x)
+    assert (fake.double() - exact).abs().max() <= 2 * 2**-ACT_BITS
+
+
+def test_weights_too_large_for_exact_sums_are_refused():
+    from vvc_lightning.intnet import int_conv
+
+    layer = int_conv(64, 4, 5).eval()
+    with torch.no_grad():
+        layer.weight.fill_(300.0)
+    with pytest.raises(ValueError, match="2\\*\\*53"):
+        layer(torch.zeros(1, 64, 5, 5))

@@ -4,9 +4,9 @@ Layout (all integers little-endian):
 
     offset  size  field
     0       4     magic b"VVCL"
-    4       2     container version (u16, currently 1)
+    4       2     container version (u16, currently 2; version 1 held float entropy parameters)
     6       4     header body length L (u32)
-    10      L     header body (version 1, see `_BODY`):
+    10      L     header body (see `_BODY`):
                     width u32, height u32, frames u32, fps f64, gop u16, overlap u16, theta f64,
                     tile u32 (0 = untiled), tile_overlap u32, matrix u8, range u8, num_gops u32,
                     latent c u16, t u16, h u32, w u32 (one GoP's latent after padding),
@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from vvc_lightning.errors import BitstreamError
 
 MAGIC = b"VVCL"
-VERSION = 1
+VERSION = 2  # 2: integer entropy parameters (vvc_lightning.intnet), exact on any machine
 MATRICES = ("bt709", "bt601")
 RANGES = ("limited", "full")
 
@@ -139,6 +139,12 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
         raise BitstreamError(
             f"{label} uses container version {version}, newer than this vvc-lightning reads (up to "
             f"{VERSION}); upgrade vvc-lightning to decode it"
+        )
+    if version == 1:
+        raise BitstreamError(
+            f"{label} uses container version 1, whose float entropy parameters this vvc-lightning (container "
+            f"version {VERSION}, exact integer entropy model) cannot reproduce; re-encode the source video "
+            "with this version (or decode it with the vvc-lightning release and checkpoint that wrote it)"
         )
     if version < 1:
         raise BitstreamError(f"{label} has an invalid container version {version}; the file is damaged")

@@ -3,6 +3,8 @@
 One routine, `run`, serves training (noise likelihoods, straight-through rounding), evaluation,
 compression and decompression, so the dequantized latent is computed by the same operations in all of
 them; a `SymbolSink` decides what happens to the integer symbols of each (group, pass) step.
+Every layer is an integer network (`vvc_lightning.intnet`): outside training the scales and means are
+exact (float64 multiples of 2**-12), so the coder sees the same values on any machine.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from collections.abc import Callable
 
 import torch
 from compressai.entropy_models import GaussianConditional
-from compressai.layers import CheckerboardMaskedConv2d
-from compressai.models.utils import conv
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
+
+from vvc_lightning.intnet import IntMaskedConv2d, IntReLU, int_conv
 
 # A sink takes (step, y - means or None, scales, means, positions) and returns the integer symbols that
 # the decoder will see at `positions` (encoder: round(y - means); decoder: decoded from the stream).
@@ -46,11 +48,11 @@ def _ramp(in_ch: int, out_ch: int) -> nn.Sequential:
     mid1 = out_ch + (in_ch - out_ch) * 2 // 3
     mid2 = out_ch + (in_ch - out_ch) // 3
     return nn.Sequential(
-        nn.Conv2d(in_ch, mid1, 1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(mid1, mid2, 1),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(mid2, out_ch, 1),
+        int_conv(in_ch, mid1, 1, relu=True),
+        IntReLU(),
+        int_conv(mid1, mid2, 1, relu=True),
+        IntReLU(),
+        int_conv(mid2, out_ch, 1),
     )
 
 
@@ -63,17 +65,17 @@ class SpaceChannelContext(nn.Module):
         self.channel_context = nn.ModuleList(
             [
                 nn.Sequential(
-                    conv(sum(self.groups[:k]), hidden, kernel_size=5, stride=1),
-                    nn.ReLU(inplace=True),
-                    conv(hidden, hidden, kernel_size=5, stride=1),
-                    nn.ReLU(inplace=True),
-                    conv(hidden, 2 * self.groups[k], kernel_size=5, stride=1),
+                    int_conv(sum(self.groups[:k]), hidden, 5, relu=True),
+                    IntReLU(),
+                    int_conv(hidden, hidden, 5, relu=True),
+                    IntReLU(),
+                    int_conv(hidden, 2 * self.groups[k], 5),
                 )
                 for k in range(1, len(self.groups))
             ]
         )
         self.spatial_context = nn.ModuleList(
-            [CheckerboardMaskedConv2d(g, 2 * g, kernel_size=5, stride=1, padding=2) for g in self.groups]
+            [IntMaskedConv2d(g, 2 * g, kernel_size=5, stride=1, padding=2) for g in self.groups]
         )
         self.aggregation = nn.ModuleList(
             [
@@ -99,6 +101,8 @@ class SpaceChannelContext(nn.Module):
         'train': straight-through rounding, likelihoods of y + uniform noise.
         'eval':  y_hat = round(y - mu) + mu, likelihoods of y_hat.
         'code':  like 'eval', but symbols come from `sink` (y may be None when decoding).
+        `hyper` must be the output of an integer network (float64 outside training); y_hat comes back in
+        its dtype, likelihoods in float32.
         """
         n, _, h, w = hyper.shape
         anchors = anchor_mask(h, w, hyper.device)
@@ -137,6 +141,6 @@ class SpaceChannelContext(nn.Module):
                 else:
                     noisy = y_hat_k
                 lik = gaussian._likelihood(noisy, scales_k, means_k)
-                likelihoods.append(gaussian.likelihood_lower_bound(lik))
+                likelihoods.append(gaussian.likelihood_lower_bound(lik).float())
         y_hat = torch.cat(decoded, 1)
         return y_hat, (torch.cat(likelihoods, 1) if likelihoods else None)

@@ -4,30 +4,30 @@ Shapes: the backbone latent L (B,c,t,h,w) -> Y = g_a(L) (B,c,t,h,w) -> each late
 image (B*t, c, h, w) with a hyperprior Z (B*t, c, ceil(h/4), ceil(w/4)). `compress` writes one rANS
 byte string per batch item (per GoP), z first, then the (group, pass) steps in order.
 
-Determinism: `compress` and `decompress` run the entropy part on the CPU in float32, one GoP at a time,
-on one thread, with the CDF tables stored in the state dict, so the entropy decoder sees exactly the
-parameters the encoder used whatever the batch size or core count; `forward` in eval mode on the CPU
-runs the very same operations, so `decompress(compress(L))` equals the eval-mode `L_hat` to the bit.
-(g_s and the backbone are ordinary batched, multi-threaded convolutions: same process settings give
-identical frames; another thread count or batch size may change the last bit of a float.)
+Determinism: h_s and the context model are integer networks (`vvc_lightning.intnet`), so outside
+training the scales and means handed to the Gaussian coder are exact: the same on any thread count,
+batch size, convolution backend, process and device. The entropy part therefore runs batched across
+GoPs on the model's device. `forward` in eval mode runs the very same operations, so
+`decompress(compress(L))` equals the eval-mode `L_hat` to the bit. (g_a, h_a and g_s are ordinary float
+layers: h_a runs only at the encoder and its z symbols are transmitted; g_s output may differ in the last
+bit of a float with the thread count or backend, the decoded symbols never do.)
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
 from dataclasses import dataclass
 
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.base import get_scale_table
-from compressai.models.utils import conv, deconv
+from compressai.models.utils import conv
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from vvc_lightning.codec.context_model import SpaceChannelContext, default_groups
 from vvc_lightning.errors import BitstreamError
+from vvc_lightning.intnet import IntReLU, int_conv, int_deconv
 from vvc_lightning.ops import fold_time, unfold_time
 
 TABLE_BUFFERS = {
@@ -102,20 +102,18 @@ class LatentCodec(nn.Module):
             nn.ReLU(inplace=True),
             conv(c, c, kernel_size=5, stride=2),
         )
-        self.h_s = nn.Sequential(
-            deconv(c, c, kernel_size=5, stride=2),
-            nn.ReLU(inplace=True),
-            deconv(c, c * 3 // 2, kernel_size=5, stride=2),
-            nn.ReLU(inplace=True),
-            conv(c * 3 // 2, 2 * c, kernel_size=3, stride=1),
+        self.h_s = nn.Sequential(  # integer network: its output feeds the entropy coder
+            int_deconv(c, c, 5, 2, relu=True),
+            IntReLU(),
+            int_deconv(c, c * 3 // 2, 5, 2, relu=True),
+            IntReLU(),
+            int_conv(c * 3 // 2, 2 * c, 3),
         )
         self.entropy_bottleneck = EntropyBottleneck(c)
         self.gaussian_conditional = GaussianConditional(None)
         self.context = SpaceChannelContext(self.groups, 2 * c, context_hidden or c)
         self.apply_context_masks()
         self._tables_fresh = False
-        self._twin: list[LatentCodec] = []  # a CPU copy for coding; a list so it is no submodule
-        self.coding_device = "cpu"  # "cpu": deterministic everywhere; "model": fast, same-hardware only
 
     # ------------------------------------------------------------------------------ parameters
     def aux_parameters(self) -> list[nn.Parameter]:
@@ -143,7 +141,6 @@ class LatentCodec(nn.Module):
     def train(self, mode: bool = True) -> LatentCodec:
         if mode:
             self._tables_fresh = False
-            self._twin.clear()
         return super().train(mode)
 
     def update_tables(self, force: bool = False) -> None:
@@ -153,7 +150,6 @@ class LatentCodec(nn.Module):
         self.entropy_bottleneck.update(force=True)
         self.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
         self._tables_fresh = True
-        self._twin.clear()
 
     def tables_ready(self) -> bool:
         """Whether CDF tables are present (built or loaded)."""
@@ -170,74 +166,44 @@ class LatentCodec(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         loaded = all(f"{prefix}{m}._offset" in state_dict for m in TABLE_BUFFERS)
         self._tables_fresh = loaded and state_dict[f"{prefix}entropy_bottleneck._offset"].numel() > 0
-        self._twin.clear()
 
-    def _coder(self) -> LatentCodec:
-        """This module on the CPU in float32 (itself if already there) with fresh tables."""
+    def _ensure_tables(self) -> None:
         if not self.tables_ready() or not self._tables_fresh:
             self.update_tables(force=True)
-        p = next(self.parameters())
-        if self.coding_device == "model" or (p.device.type == "cpu" and p.dtype == torch.float32):
-            return self
-        if not self._twin:
-            twin = copy.deepcopy(self).to("cpu", torch.float32).eval()
-            twin._tables_fresh = True
-            twin._twin = []
-            self._twin.append(twin)
-        return self._twin[0]
-
-    def _threads(self):  # noqa: ANN202
-        return fixed_threads() if self.coding_device == "cpu" else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------- forward
-    def _hyper(self, y: Tensor, training: bool) -> tuple[Tensor, Tensor, Tensor]:
-        z = self.h_a(y)
-        _, z_lik = self.entropy_bottleneck(z, training=training)
+    def _z_hat(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """(z_hat, z likelihoods) of h_a's output: STE rounding in training, exact float64 otherwise."""
+        _, z_lik = self.entropy_bottleneck(z, training=self.training)
         medians = self.entropy_bottleneck._get_medians()
-        if training:
-            z_hat = quantize_ste(z - medians) + medians
-        else:
-            z_hat = torch.round(z - medians) + medians
-        hyper = self.h_s(z_hat)[..., : y.shape[-2], : y.shape[-1]]
-        return z_hat, z_lik, hyper
+        if self.training:
+            return quantize_ste(z - medians) + medians, z_lik
+        return torch.round(z - medians).double() + medians.double(), z_lik
+
+    def _hyper(self, z_hat: Tensor, h: int, w: int) -> Tensor:
+        return self.h_s(z_hat)[..., :h, :w]
+
+    def entropy(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Folded y (N,c,h,w) -> (y_hat in y's dtype, y likelihoods, z likelihoods); all items at once."""
+        z_hat, z_lik = self._z_hat(self.h_a(y))
+        hyper = self._hyper(z_hat, *y.shape[-2:])
+        y_hat, y_lik = self.context.run(y, hyper, self.gaussian_conditional, "train" if self.training else "eval")
+        return y_hat.to(y.dtype), y_lik, z_lik
 
     def forward(self, latent: Tensor) -> CodecOutput:
-        """L (B,c,t,h,w) -> L_hat and likelihoods (noise/STE in training, rounding in eval).
-
-        In eval mode the entropy part runs one batch item (GoP) at a time, exactly as `compress` and
-        `decompress` do: convolution results may differ in the last bit with the batch size.
-        """
+        """L (B,c,t,h,w) -> L_hat and likelihoods (noise/STE in training, exact rounding in eval)."""
         b = latent.shape[0]
-        y = _fold(self.g_a(latent))
-        if self.training:
-            _, z_lik, hyper = self._hyper(y, True)
-            y_hat, y_lik = self.context.run(y, hyper, self.gaussian_conditional, "train")
-        else:
-            parts = []
-            with fixed_threads() if y.device.type == "cpu" else contextlib.nullcontext():
-                for y_i in y.chunk(b):
-                    _, z_i, hyper_i = self._hyper(y_i, False)
-                    parts.append((z_i, *self.context.run(y_i, hyper_i, self.gaussian_conditional, "eval")))
-            z_lik = torch.cat([p[0] for p in parts])
-            y_hat = torch.cat([p[1] for p in parts])
-            y_lik = torch.cat([p[2] for p in parts])
-        latent_hat = self.g_s(_unfold(y_hat, b))
-        return CodecOutput(latent_hat, y_lik, z_lik)
+        y_hat, y_lik, z_lik = self.entropy(_fold(self.g_a(latent)))
+        return CodecOutput(self.g_s(_unfold(y_hat, b)), y_lik, z_lik)
 
     # ------------------------------------------------------------------------------ coding
     @torch.no_grad()
     def compress(self, latent: Tensor) -> tuple[list[bytes], Tensor]:
         """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it)."""
-        b, _, t = latent.shape[:3]
-        coder = self._coder()
-        dev = next(coder.parameters()).device
-        y = _fold(self.g_a(latent)).to(dev, torch.float32)
-        with self._threads():
-            coded = [coder._encode(y_i) for y_i in y.chunk(b)]
-        y_hat = torch.cat([c[0] for c in coded])
-        streams = [c[1] for c in coded]
-        latent_hat = self.g_s(_unfold(y_hat.to(latent.device, latent.dtype), b))
-        return streams, latent_hat
+        b = latent.shape[0]
+        y = _fold(self.g_a(latent))
+        y_hat, strings = self.encode_y(y, b)
+        return strings, self.g_s(_unfold(y_hat.to(latent.dtype), b))
 
     @torch.no_grad()
     def decompress(self, strings: list[bytes], latent_shape: tuple[int, int, int, int]) -> Tensor:
@@ -245,65 +211,77 @@ class LatentCodec(nn.Module):
         c, t, h, w = latent_shape
         if c != self.channels:
             raise BitstreamError(f"stream holds {c} latent channels but the model codes {self.channels}")
-        coder = self._coder()
-        with self._threads():
-            y_hat = torch.cat([coder._decode(s, t, h, w) for s in strings])
         p = next(self.parameters())
-        return self.g_s(_unfold(y_hat.to(p.device, p.dtype), len(strings)))
+        y_hat = self.decode_y(strings, t, h, w)
+        return self.g_s(_unfold(y_hat.to(p.dtype), len(strings)))
 
-    def _encode(self, y: Tensor) -> tuple[Tensor, bytes]:
-        """One GoP's folded y (t,c,h,w) -> (y_hat, its rANS string: z, then each (group, pass) step)."""
+    @torch.no_grad()
+    def encode_y(self, y: Tensor, gops: int) -> tuple[Tensor, list[bytes]]:
+        """Folded y of `gops` GoPs ((gops*t),c,h,w) -> (exact float64 y_hat, one rANS string per GoP).
+
+        Each string holds z, then each (group, pass) step of the context model, in order."""
+        self._ensure_tables()
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         h, w = y.shape[-2:]
+        t = y.shape[0] // gops
         z = self.h_a(y)
-        medians = eb._get_medians()
-        z_sym = torch.round(z - medians).int()
-        hyper = self.h_s(z_sym.float() + medians)[..., :h, :w]
-        enc = BufferedRansEncoder()
-        enc.encode_with_indexes(_flat(z_sym), _flat(_channel_indexes(z_sym.shape)), *_tables(eb))
+        z_sym = torch.round(z - eb._get_medians()).int()
+        z_hat = z_sym.double() + eb._get_medians().double()
+        hyper = self._hyper(z_hat, h, w)
+        encoders = [BufferedRansEncoder() for _ in range(gops)]
+        z_cpu, eb_tables = z_sym.cpu(), _tables(eb)
+        for i, enc in enumerate(encoders):
+            part = z_cpu[i * t : (i + 1) * t]
+            enc.encode_with_indexes(_flat(part), _flat(_channel_indexes(part.shape)), *eb_tables)
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
             symbols = torch.round(residual).int()
-            indexes = gc.build_indexes(scales).int()
-            enc.encode_with_indexes(_flat(symbols[..., positions]), _flat(indexes[..., positions]), *gc_tables)
+            sel = symbols[..., positions].cpu()
+            indexes = _scale_indexes(gc, scales)[..., positions].cpu()
+            for i, enc in enumerate(encoders):
+                enc.encode_with_indexes(_flat(sel[i * t : (i + 1) * t]), _flat(indexes[i * t : (i + 1) * t]), *gc_tables)
             return symbols
 
         y_hat, _ = self.context.run(y, hyper, gc, "code", sink)
-        return y_hat, enc.flush()
+        return y_hat, [enc.flush() for enc in encoders]
 
-    def _decode(self, string: bytes, t: int, h: int, w: int) -> Tensor:
-        """One GoP's rANS string -> its folded y_hat (t,c,h,w)."""
+    @torch.no_grad()
+    def decode_y(self, strings: list[bytes], t: int, h: int, w: int) -> Tensor:
+        """One rANS string per GoP -> their folded, exact float64 y_hat ((len(strings)*t),c,h,w)."""
+        self._ensure_tables()
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
-        dec = RansDecoder()
-        dec.set_stream(bytes(string))
-        z_shape = (t, self.channels, -(-h // 4), -(-w // 4))
-        z_sym = dec.decode_stream(_flat(_channel_indexes(z_shape)), *_tables(eb))
         medians = eb._get_medians()
-        z_hat = torch.tensor(z_sym, dtype=torch.int32, device=medians.device).reshape(z_shape).float() + medians
-        hyper = self.h_s(z_hat)[..., :h, :w]
+        decoders = []
+        z_shape = (t, self.channels, -(-h // 4), -(-w // 4))
+        z_parts, eb_tables = [], _tables(eb)
+        for s in strings:
+            dec = RansDecoder()
+            dec.set_stream(bytes(s))
+            z_parts.append(dec.decode_stream(_flat(_channel_indexes(z_shape)), *eb_tables))
+            decoders.append(dec)
+        z_sym = torch.tensor(z_parts, dtype=torch.int32).reshape(len(strings) * t, *z_shape[1:])
+        hyper = self._hyper(z_sym.to(medians.device).double() + medians.double(), h, w)
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
-            indexes = gc.build_indexes(scales).int()[..., positions]
-            symbols = torch.zeros(scales.shape, dtype=torch.int32, device=scales.device)
-            values = dec.decode_stream(_flat(indexes), *gc_tables)
-            symbols[..., positions] = torch.tensor(values, dtype=torch.int32, device=scales.device).reshape(indexes.shape)
-            return symbols
+            indexes = _scale_indexes(gc, scales)[..., positions].cpu()
+            values = [
+                dec.decode_stream(_flat(indexes[i * t : (i + 1) * t]), *gc_tables) for i, dec in enumerate(decoders)
+            ]
+            symbols = torch.zeros(scales.shape, dtype=torch.int32)
+            symbols[..., positions] = torch.tensor(values, dtype=torch.int32).reshape(indexes.shape)
+            return symbols.to(scales.device)
 
         y_hat, _ = self.context.run(None, hyper, gc, "code", sink)
         return y_hat
 
 
-@contextlib.contextmanager
-def fixed_threads(n: int = 1):
-    """Run the entropy-parameter networks with a fixed CPU thread count, whatever the machine has."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
+    """`gc.build_indexes(scales)` in one search: the number of table entries (but the last) below each scale."""
+    table = gc.scale_table[:-1].to(scales.device, torch.float64).contiguous()
+    bounded = torch.clamp_min(scales.double(), float(gc.lower_bound_scale.bound))
+    return torch.searchsorted(table, bounded.contiguous()).int()
 
 
 def _flat(x: Tensor) -> list[int]:

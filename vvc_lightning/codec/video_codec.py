@@ -7,8 +7,9 @@ that latent (one record per GoP). Decode: entropy-decode each GoP's latent, run 
 overlapping latent tiles, blend the pixel tiles with linear ramps, crop, blend the frames shared by
 adjacent GoPs (`theta * last_of_previous + (1 - theta) * first_of_next`) and drop the temporal padding.
 
-The latent codec is always called one GoP at a time, so the Gaussian scale indices the decoder derives
-never depend on the batch size; the backbone runs batched and is batch-size invariant on the CPU.
+The latent codec codes all GoPs of a pass in one batched call: its entropy parameters come from integer
+networks, so the scale indexes and means the decoder derives never depend on the batch size, thread
+count, convolution backend or device. The backbone runs batched and is batch-size invariant on the CPU.
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ class VideoCodec:
         grid: TileGrid = shape["grid"]
         latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s))
         start = time.perf_counter()
-        payloads = [self.model.codec.compress(latent[i : i + 1])[0][0] for i in range(latent.shape[0])]
+        payloads = self.model.codec.compress(latent)[0]
         self._tick("latent_codec", start)
         return payloads
 
@@ -256,17 +257,17 @@ class VideoCodec:
     ) -> torch.Tensor:
         """Reconstructions (G,3,T,Hp,Wp) of a few GoP records."""
         start = time.perf_counter()
-        latents = []
-        for r in records:
-            payload = bitstream.read_payload(data, r, label)
-            try:
-                latents.append(self.model.codec.decompress([payload], header.latent_shape))
-            except BitstreamError:
-                raise
-            except Exception as exc:  # a corrupt payload that passed the CRC (or a codec bug)
-                raise BitstreamError(f"{label}: GoP record {r.index} does not decode ({exc})") from exc
+        payloads = [bitstream.read_payload(data, r, label) for r in records]
+        try:
+            latent = self.model.codec.decompress(payloads, header.latent_shape)
+        except Exception:  # a corrupt payload that passed the CRC (or a codec bug): name its GoP record
+            for r, payload in zip(records, payloads, strict=True):
+                try:
+                    self.model.codec.decompress([payload], header.latent_shape)
+                except Exception as exc:
+                    raise BitstreamError(f"{label}: GoP record {r.index} does not decode ({exc})") from exc
+            raise
         self._tick("latent_codec", start)
-        latent = torch.cat(latents)
         return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid)
 
     # --------------------------------------------------------------------------------- files

