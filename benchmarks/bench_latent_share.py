@@ -32,10 +32,10 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
     import torch
 
     import vvc_lightning
-    from vvc_lightning.codec import VideoCodec
+    from vvc_lightning.codec.video_codec import VideoCodec
     from vvc_lightning.config import load_config
-    from vvc_lightning.model import VideoCompressionModel
-    from vvc_lightning.video_io import Video, read_video
+    from vvc_lightning.training.model import VideoCompressionModel
+    from vvc_lightning.video.video_io import Video, read_video
 
     torch.manual_seed(0)
     model = VideoCompressionModel(load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim"])).eval()

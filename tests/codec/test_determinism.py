@@ -60,7 +60,7 @@ def test_identity_follows_in_place_weight_changes(tiny_config):
 # ------------------------------------------------------------------ exact entropy parameters (issue 12)
 _DECODE_SCRIPT = """
 import sys, torch
-from vvc_lightning.latent_codec import LatentCodec
+from vvc_lightning.codec.latent_codec import LatentCodec
 path, out, threads, mkldnn, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
 torch.set_num_threads(threads)
 d = torch.load(path, weights_only=True)
@@ -77,8 +77,8 @@ torch.save(torch.cat(parts), out)
 @pytest.fixture(scope="module")
 def coded_latent(tmp_path_factory):
     """A small codec (random weights, real tables), four GoPs coded in one batch, and their exact y_hat."""
-    from tests.test_latent_codec import smooth_latent
-    from vvc_lightning.latent_codec import LatentCodec
+    from tests.codec.test_latent_codec import smooth_latent
+    from vvc_lightning.codec.latent_codec import LatentCodec
 
     torch.manual_seed(12)
     codec = LatentCodec(channels=16, transform_blocks=1).eval()
@@ -146,7 +146,7 @@ def test_a_perturbed_scale_path_is_caught(coded_latent):
 
 
 def test_version_1_files_are_refused_with_the_version_named(tiny_model):
-    from vvc_lightning import bitstream
+    from vvc_lightning.codec import container as bitstream
     from vvc_lightning.errors import BitstreamError
 
     data = bytearray(VideoCodec(tiny_model).encode(Video(np.zeros((1, 16, 16, 3), np.uint8), 25)))

@@ -141,7 +141,7 @@ def test_aux_parameters_are_only_the_quantiles():
 
 
 def test_scale_indexes_match_compressai_exactly_even_on_table_entries():
-    from vvc_lightning.latent_codec import _scale_indexes
+    from vvc_lightning.codec.latent_codec import _scale_indexes
 
     codec = LatentCodec(channels=16)
     codec.update_tables(force=True)
@@ -154,7 +154,7 @@ def test_scale_indexes_match_compressai_exactly_even_on_table_entries():
 
 def test_integer_layers_are_exact_on_the_grid_and_close_to_training():
     """Eval output lies on the 2**-12 grid, within a few grid steps of the fake-quantised float32 path."""
-    from vvc_lightning.intnet import ACT_BITS, int_conv
+    from vvc_lightning.codec.intnet import ACT_BITS, int_conv
 
     torch.manual_seed(1)
     layer = int_conv(8, 6, 5, relu=True)
@@ -167,7 +167,7 @@ def test_integer_layers_are_exact_on_the_grid_and_close_to_training():
 
 
 def test_weights_too_large_for_exact_sums_are_refused():
-    from vvc_lightning.intnet import int_conv
+    from vvc_lightning.codec.intnet import int_conv
 
     layer = int_conv(64, 4, 5).eval()
     with torch.no_grad():

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from vvc_lightning.errors import BitstreamError
 
 MAGIC = b"VVCL"
-VERSION = 2  # 2: integer entropy parameters (vvc_lightning.intnet), exact on any machine
+VERSION = 2  # 2: integer entropy parameters (vvc_lightning.codec.intnet), exact on any machine
 MATRICES = ("bt709", "bt601")
 RANGES = ("limited", "full")
 

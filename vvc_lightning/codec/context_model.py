@@ -3,7 +3,7 @@
 One routine, `run`, serves training (noise likelihoods, straight-through rounding), evaluation,
 compression and decompression, so the dequantized latent is computed by the same operations in all of
 them; a `SymbolSink` decides what happens to the integer symbols of each (group, pass) step.
-Every layer is an integer network (`vvc_lightning.intnet`): outside training the scales and means are
+Every layer is an integer network (`vvc_lightning.codec.intnet`): outside training the scales and means are
 exact (float64 multiples of 2**-12), so the coder sees the same values on any machine.
 """
 
@@ -16,7 +16,7 @@ from compressai.entropy_models import GaussianConditional
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from vvc_lightning.intnet import IntMaskedConv2d, IntReLU, int_conv
+from vvc_lightning.codec.intnet import IntMaskedConv2d, IntReLU, int_conv
 
 # A sink takes (step, y - means or None, scales, means, positions) and returns the integer symbols that
 # the decoder will see at `positions` (encoder: round(y - means); decoder: decoded from the stream).

@@ -4,7 +4,7 @@ Shapes: the backbone latent L (B,c,t,h,w) -> Y = g_a(L) (B,c,t,h,w) -> each late
 image (B*t, c, h, w) with a hyperprior Z (B*t, c, ceil(h/4), ceil(w/4)). `compress` writes one rANS
 byte string per batch item (per GoP), z first, then the (group, pass) steps in order.
 
-Determinism: h_s and the context model are integer networks (`vvc_lightning.intnet`), so outside
+Determinism: h_s and the context model are integer networks (`vvc_lightning.codec.intnet`), so outside
 training the scales and means handed to the Gaussian coder are exact: the same on any thread count,
 batch size, convolution backend, process and device. The entropy part therefore runs batched across
 GoPs on the model's device. `forward` in eval mode runs the very same operations, so
@@ -26,8 +26,8 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from vvc_lightning.codec.context_model import SpaceChannelContext, default_groups
+from vvc_lightning.codec.intnet import IntReLU, int_conv, int_deconv
 from vvc_lightning.errors import BitstreamError
-from vvc_lightning.intnet import IntReLU, int_conv, int_deconv
 from vvc_lightning.ops import fold_time, unfold_time
 
 TABLE_BUFFERS = {
