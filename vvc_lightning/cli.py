@@ -10,7 +10,7 @@ import warnings
 
 from vvc_lightning.errors import VVCError
 
-COMMAND_MODULES = ("cli_train", "cli_codec", "cli_evaluate", "cli_backbones", "cli_shard")
+COMMAND_MODULES = ("cli_train", "cli_codec", "cli_evaluate", "cli_backbones", "cli_shard", "cli_models")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -26,7 +26,8 @@ from compressai.models.utils import conv, deconv
 from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
-from vvc_lightning.errors import BitstreamError
+from vvc_lightning.errors import BitstreamError, VVCError
+from vvc_lightning.gain import GainUnits
 from vvc_lightning.ops import fold_time, unfold_time
 from vvc_lightning.scctx import SpaceChannelContext, default_groups
 
@@ -84,6 +85,8 @@ class LatentCodec(nn.Module):
         groups: list[int] | None = None,
         transform_blocks: int = 2,
         context_hidden: int | None = None,
+        qualities: int = 0,
+        hyper_gain: bool = True,
     ) -> None:
         super().__init__()
         c = channels
@@ -116,6 +119,35 @@ class LatentCodec(nn.Module):
         self._tables_fresh = False
         self._twin: list[LatentCodec] = []  # a CPU copy for coding; a list so it is no submodule
         self.coding_device = "cpu"  # "cpu": deterministic everywhere; "model": fast, same-hardware only
+        self._init_gains(qualities, hyper_gain)
+
+    # -------------------------------------------------------------------- variable rate (gains)
+    def _init_gains(self, qualities: int, hyper_gain: bool) -> None:
+        """Gain units for `qualities` rates (0: a fixed-rate codec, no gains); z gains act through hooks."""
+        self.gain = GainUnits(self.channels, qualities) if qualities else None
+        if self.gain is not None and hyper_gain:
+            self.h_a.register_forward_hook(self.gain.z_out_hook)
+            self.h_s.register_forward_pre_hook(self.gain.z_in_hook)
+
+    @property
+    def qualities(self) -> int:
+        """Number of trained rate points (0 for a fixed-rate codec)."""
+        return self.gain.qualities if self.gain is not None else 0
+
+    def _quality(self, quality: float | None) -> float | None:
+        if self.gain is None:
+            if quality is not None:
+                raise VVCError(f"quality {quality} asked of a fixed-rate model (it has no qualities); drop --quality")
+            return None
+        return self.gain.check(quality)
+
+    def _gain_y(self, y: Tensor, q: float | None, inverse: bool) -> Tensor:
+        if q is None:
+            return y
+        return self.gain.scale(y, "y_inv" if inverse else "y_gain", q)
+
+    def _at(self, q: float | None):  # noqa: ANN202
+        return self.gain.at(q) if self.gain is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------ parameters
     def aux_parameters(self) -> list[nn.Parameter]:
@@ -201,14 +233,22 @@ class LatentCodec(nn.Module):
         hyper = self.h_s(z_hat)[..., : y.shape[-2], : y.shape[-1]]
         return z_hat, z_lik, hyper
 
-    def forward(self, latent: Tensor) -> CodecOutput:
-        """L (B,c,t,h,w) -> L_hat and likelihoods (noise/STE in training, rounding in eval).
+    def forward(self, latent: Tensor, quality: float | None = None) -> CodecOutput:
+        """L (B,c,t,h,w) -> L_hat and likelihoods (noise/STE in training, rounding in eval), at `quality`.
 
         In eval mode the entropy part runs one batch item (GoP) at a time, exactly as `compress` and
         `decompress` do: convolution results may differ in the last bit with the batch size.
         """
         b = latent.shape[0]
-        y = _fold(self.g_a(latent))
+        q = self._quality(quality)
+        y = self._gain_y(_fold(self.g_a(latent)), q, inverse=False)
+        with self._at(q):
+            y_hat, y_lik, z_lik = self._forward_entropy(y, b)
+        latent_hat = self.g_s(_unfold(self._gain_y(y_hat, q, inverse=True), b))
+        return CodecOutput(latent_hat, y_lik, z_lik)
+
+    def _forward_entropy(self, y: Tensor, b: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Folded y -> (y_hat, y likelihoods, z likelihoods) (per GoP outside training)."""
         if self.training:
             _, z_lik, hyper = self._hyper(y, True)
             y_hat, y_lik = self.context.run(y, hyper, self.gaussian_conditional, "train")
@@ -221,33 +261,36 @@ class LatentCodec(nn.Module):
             z_lik = torch.cat([p[0] for p in parts])
             y_hat = torch.cat([p[1] for p in parts])
             y_lik = torch.cat([p[2] for p in parts])
-        latent_hat = self.g_s(_unfold(y_hat, b))
-        return CodecOutput(latent_hat, y_lik, z_lik)
+        return y_hat, y_lik, z_lik
 
     # ------------------------------------------------------------------------------ coding
     @torch.no_grad()
-    def compress(self, latent: Tensor) -> tuple[list[bytes], Tensor]:
+    def compress(self, latent: Tensor, quality: float | None = None) -> tuple[list[bytes], Tensor]:
         """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it)."""
         b, _, t = latent.shape[:3]
+        q = self._quality(quality)
         coder = self._coder()
         dev = next(coder.parameters()).device
-        y = _fold(self.g_a(latent)).to(dev, torch.float32)
-        with self._threads():
+        y = coder._gain_y(_fold(self.g_a(latent)).to(dev, torch.float32), q, inverse=False)
+        with self._threads(), coder._at(q):
             coded = [coder._encode(y_i) for y_i in y.chunk(b)]
-        y_hat = torch.cat([c[0] for c in coded])
+        y_hat = coder._gain_y(torch.cat([c[0] for c in coded]), q, inverse=True)
         streams = [c[1] for c in coded]
         latent_hat = self.g_s(_unfold(y_hat.to(latent.device, latent.dtype), b))
         return streams, latent_hat
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], latent_shape: tuple[int, int, int, int]) -> Tensor:
-        """Byte strings (one per batch item) and (c,t,h,w) -> L_hat (B,c,t,h,w)."""
+    def decompress(
+        self, strings: list[bytes], latent_shape: tuple[int, int, int, int], quality: float | None = None
+    ) -> Tensor:
+        """Byte strings (one per batch item), (c,t,h,w) and the quality coded at -> L_hat (B,c,t,h,w)."""
         c, t, h, w = latent_shape
         if c != self.channels:
             raise BitstreamError(f"stream holds {c} latent channels but the model codes {self.channels}")
+        q = self._quality(quality)
         coder = self._coder()
-        with self._threads():
-            y_hat = torch.cat([coder._decode(s, t, h, w) for s in strings])
+        with self._threads(), coder._at(q):
+            y_hat = coder._gain_y(torch.cat([coder._decode(s, t, h, w) for s in strings]), q, inverse=True)
         p = next(self.parameters())
         return self.g_s(_unfold(y_hat.to(p.device, p.dtype), len(strings)))
 
