@@ -287,7 +287,9 @@ def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str = "ours",
         raise VVCError(f"'{path}' holds no rows of codec '{codec}'; pass --codec with the name used in evaluate")
     curve = []
     for r in rows:
-        point = {"point": r.get("point", "")}
+        point: dict[str, Any] = {"point": r.get("point", "")}
+        if "@q" in point["point"]:
+            point["quality"] = float(point["point"].rsplit("@q", 1)[1])
         for k, v in r.items():
             if k in ("codec", "label", "kind", "point", "point_label"):
                 continue
