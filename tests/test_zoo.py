@@ -153,7 +153,7 @@ def test_a_damaged_zoo_entry_is_refused(zoo, tmp_path, monkeypatch):
     save_file(state, str(other / "tiny-vr.safetensors"))
     shutil.copy(entry.record_path, other / "tiny-vr.json")
     monkeypatch.setenv(ENV, str(other))
-    with pytest.raises(WeightsError, match="does not match its record's identity"):
+    with pytest.raises(WeightsError, match="does not match the checksum in its record"):
         load_pretrained("tiny-vr")
 
 
@@ -207,3 +207,14 @@ def test_evaluate_gives_one_point_per_quality_and_the_curve_goes_into_the_record
     assert main(["models"]) == 0
     assert "not measured" not in capsys.readouterr().out
     assert [e.name for e in list_models()] == ["tiny-vr"]
+
+
+def test_a_file_from_a_shipped_model_that_is_not_installed_is_one_clear_error(zoo, tmp_path, bikes_frames,
+                                                                              monkeypatch, capsys):
+    src = tmp_path / "clip.y4m"
+    write_video(src, small_clip(bikes_frames, 5, 32, 32), 25.0)
+    assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", "tiny-vr"]) == 0
+    monkeypatch.setenv(ENV, str(tmp_path / "empty"))
+    assert main(["decompress", str(tmp_path / "a.vvc"), "-o", str(tmp_path / "png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "shipped model 'tiny-vr'" in err[0] and "not installed" in err[0]

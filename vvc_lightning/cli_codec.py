@@ -111,9 +111,9 @@ def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN00
 
 def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
     """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
-    from vvc_lightning.pretrained import PREFIX, find_by_identity
+    from vvc_lightning.pretrained import PREFIX, find_for_header
 
-    entry = find_by_identity(header.identity)
+    entry = find_for_header(header.identity, header.checkpoint)
     if entry is not None:
         return f"{PREFIX}{entry.name}"
     if header.checkpoint.startswith(PREFIX):

@@ -6,9 +6,9 @@ trained) and NAME.json (the record: identity, architecture, how it was trained, 
 Folders searched, first match wins: each folder in $VVC_LIGHTNING_MODELS (os.pathsep-separated), then
 the packaged vvc_lightning/assets/models/.
 
-A model loaded from the zoo is exactly the model its record's identity names (checked on load), so a
-bitstream it wrote decodes anywhere the package is installed: `decompress` finds the entry whose identity
-the header holds.
+A zoo model's weights file is checked against the SHA-256 in its record on load, and a bitstream it wrote
+decodes anywhere the package is installed: `decompress` finds the entry the header names (checkpoint
+'zoo:NAME'), or else the entry whose recorded identity the header holds; the codec then checks the identity.
 """
 
 from __future__ import annotations
@@ -119,9 +119,14 @@ def get_entry(name: str) -> ZooEntry:
     raise VVCError(f"no shipped model named '{name}'; known models: {known} (see `python -m vvc_lightning models`)")
 
 
-def find_by_identity(identity: str) -> ZooEntry | None:
-    """The zoo entry whose weights have this identity (what a bitstream header records), if installed."""
-    return next((e for e in list_models() if identity and e.identity == identity), None)
+def find_for_header(identity: str, checkpoint: str) -> ZooEntry | None:
+    """The installed zoo entry a bitstream names (checkpoint 'zoo:NAME'), else the one with its identity."""
+    entries = list_models()
+    if checkpoint.startswith(PREFIX):
+        named = next((e for e in entries if e.name == checkpoint[len(PREFIX) :]), None)
+        if named is not None:
+            return named
+    return next((e for e in entries if identity and e.identity == identity), None)
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -167,11 +172,14 @@ def load_state(model: Any, state: dict[str, torch.Tensor], origin: str, strict: 
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu"):
-    """The zoo model `name` in eval mode with its CDF tables, checked against its recorded identity."""
-    from vvc_lightning.determinism import model_identity
+    """The zoo model `name` in eval mode with its CDF tables, its weights file checked against its record."""
     from vvc_lightning.stages import stage_index
 
     entry = get_entry(name)
+    digest = entry.record.get("sha256")
+    if digest and hashlib.sha256(entry.weights.read_bytes()).hexdigest() != digest:
+        raise WeightsError(f"zoo model '{entry.name}' ({entry.weights}) does not match the checksum in its record; "
+                           "the files are damaged or mismatched: re-export or reinstall it")
     state, _ = read_weights(entry.weights)
     model = build_model(entry.record["config"], state, str(entry.weights))
     tr = entry.record.get("training", {})
@@ -179,9 +187,6 @@ def load_pretrained(name: str, map_location: str | torch.device = "cpu"):
     model.eval()
     if not model.codec.tables_ready():
         raise WeightsError(f"zoo model '{entry.name}' has no CDF tables; re-export it")
-    if model_identity(model) != entry.identity:
-        raise WeightsError(f"zoo model '{entry.name}' ({entry.weights}) does not match its record's identity; "
-                           "the files are damaged or mismatched: re-export it")
     model.checkpoint_path = f"{PREFIX}{entry.name}"
     model.zoo_entry = entry
     return model.to(map_location)
