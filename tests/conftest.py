@@ -16,6 +16,7 @@ TINY_OVERRIDES = [
     "model.backbone.latent_channels=16",
     "model.codec.transform_blocks=1",
     "model.loss.perceptual=ms-ssim",
+    "model.init=null",  # never a shipped model's architecture, whatever quickstart.yaml starts from
 ]
 
 
