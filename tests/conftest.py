@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -16,6 +17,7 @@ TINY_OVERRIDES = [
     "model.backbone.latent_channels=16",
     "model.codec.transform_blocks=1",
     "model.loss.perceptual=ms-ssim",
+    "model.init=null",  # never a shipped model's architecture, whatever quickstart.yaml starts from
 ]
 
 
@@ -84,3 +86,14 @@ def tiny_ckpt(tmp_path_factory, tiny_config) -> Path:
     path = run_dir / "last.ckpt"
     assert path.is_file()
     return path
+
+
+@contextlib.contextmanager
+def one_thread():
+    """Run a block on one CPU thread (tiny tensors: fastest, and immune to a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -21,7 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     c = sub.add_parser("compress", help="compress a video to a .vvc file with a trained checkpoint")
     c.add_argument("input", help="any video PyAV reads, or raw 8-bit 4:2:0 .yuv (size/fps from --size/--fps or the name)")
     c.add_argument("-o", "--output", required=True, help="the .vvc file to write")
-    c.add_argument("--ckpt", required=True, help="checkpoint written by fit")
+    c.add_argument("--ckpt", default=None, help="checkpoint written by fit (or use --model)")
+    c.add_argument("--model", default=None, help="a shipped model by name (`python -m vvc_lightning models`)")
+    c.add_argument("--quality", type=float, default=None, help="rate of a variable-rate model: any real number in "
+                   "[0, qualities-1], higher = more bits (default: the highest)")
+    c.add_argument("--lmbda", type=float, default=None, help="rate of a variable-rate model as the lambda it was "
+                   "trained for (instead of --quality)")
     c.add_argument("--gop", type=int, default=None, help="frames per GoP, 1+4k (default: the model's, 9)")
     c.add_argument("--overlap", type=int, default=1, help="frames shared by adjacent GoPs (default 1; 0 = off)")
     c.add_argument("--theta", type=float, default=0.5, help="blend weight of the earlier GoP's shared frame")
@@ -38,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("decompress", help="decompress a .vvc file to .mp4 / .mkv / .y4m / .yuv / a PNG folder")
     d.add_argument("input", help="the .vvc file")
     d.add_argument("-o", "--output", required=True, help="video file (.mp4, .mkv, .y4m, .yuv) or folder for PNGs")
-    d.add_argument("--ckpt", default=None, help="checkpoint (default: the one named in the file, if it exists)")
+    d.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)")
     d.add_argument("--frames", default=None, help="decode only frames a:b (only the GoPs they need)")
     d.add_argument("--batch", type=int, default=4, help="GoPs (or GoP tiles) per backbone pass (default 4)")
     d.set_defaults(func=run_decompress)
@@ -55,8 +60,9 @@ def run_compress(args: argparse.Namespace) -> int:
     _check_output(args.output)
     if not Path(args.input).exists():
         raise VVCError(f"video '{args.input}' does not exist")
+    from vvc_lightning.codec.video_codec import VideoCodec
     from vvc_lightning.video.video_io import parse_yuv_name
-    from vvc_lightning.zoo import load_codec
+    from vvc_lightning.zoo import load_any_model
 
     read_kwargs: dict = {"max_frames": args.max_frames, "fps": args.fps}
     if Path(args.input).suffix.lower() == ".yuv":
@@ -65,16 +71,58 @@ def run_compress(args: argparse.Namespace) -> int:
         else:
             w, h, name_fps = parse_yuv_name(args.input)
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=args.fps or name_fps or 25.0)
-    codec = load_codec(
-        args.ckpt, gop=args.gop or None, overlap=args.overlap, theta=args.theta, batch=args.batch,
+    model = _model_to_compress(args, load_any_model)
+    codec = VideoCodec(
+        model, gop=args.gop or model.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
         tile=args.tile, tile_overlap=args.tile_overlap, matrix=args.matrix, rng=args.rng,
+        quality=_quality_of(model, args),
     )
     st = codec.encode_file(args.input, args.output, **read_kwargs)
     print(
         f"compressed {args.input} -> {args.output}: {st['frames']} frames, {st['width']}x{st['height']}, "
         f"{st['bytes']} bytes, {st['bpp']:.5f} bpp, {st['fps']:.3f} frames/s"
+        + (f", quality {codec.quality:g}" if codec.quality is not None else "")
     )
     return 0
+
+
+def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, ANN202
+    """The model named by --model (shipped) or --ckpt (exactly one of them)."""
+    if (args.ckpt is None) == (args.model is None):
+        raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
+    if args.model is not None:
+        from vvc_lightning.pretrained import PREFIX
+
+        return load_model(args.model if args.model.startswith(PREFIX) else PREFIX + args.model)
+    return load_model(args.ckpt)
+
+
+def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN001
+    """--quality, or the quality of --lmbda; None (the highest) when neither is given."""
+    if args.quality is not None and args.lmbda is not None:
+        raise VVCError("give --quality or --lmbda, not both")
+    if args.lmbda is None:
+        return args.quality
+    quality = model.quality_for_lambda(args.lmbda)
+    if quality is None:
+        raise VVCError(f"--lmbda {args.lmbda} asked of a fixed-rate model (trained at lambda {model.cfg.model.loss.lmbda}); drop it")
+    return quality
+
+
+def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
+    """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
+    from vvc_lightning.pretrained import PREFIX, find_for_header
+
+    entry = find_for_header(header.identity, header.checkpoint)
+    if entry is not None:
+        return f"{PREFIX}{entry.name}"
+    if header.checkpoint.startswith(PREFIX):
+        raise VVCError(f"{label} was made with shipped model '{header.checkpoint[len(PREFIX):]}' "
+                       f"(identity {header.identity[:12]}), which is not installed here; install it or pass --ckpt")
+    if not header.checkpoint or not Path(header.checkpoint).is_file():
+        why = f"'{header.checkpoint}' (named in the file) does not exist" if header.checkpoint else "the file names none"
+        raise VVCError(f"no checkpoint to decode {label} with: {why}; pass --ckpt CKPT")
+    return header.checkpoint
 
 
 def run_decompress(args: argparse.Namespace) -> int:
@@ -87,12 +135,7 @@ def run_decompress(args: argparse.Namespace) -> int:
 
     data = read_bitstream_file(args.input)
     header, _ = bitstream.unpack_header(data, f"'{args.input}'")
-    ckpt = args.ckpt
-    if ckpt is None:
-        if not header.checkpoint or not Path(header.checkpoint).is_file():
-            why = f"'{header.checkpoint}' (named in the file) does not exist" if header.checkpoint else "the file names none"
-            raise VVCError(f"no checkpoint to decode '{args.input}' with: {why}; pass --ckpt CKPT")
-        ckpt = header.checkpoint
+    ckpt = args.ckpt if args.ckpt is not None else _checkpoint_for(header, f"'{args.input}'")
     frames = parse_frame_range(args.frames, header.frames) if args.frames else None
     codec = load_codec(ckpt, batch=args.batch)
     st = codec.decode_file(args.input, args.output, frames=frames)

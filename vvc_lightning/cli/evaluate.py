@@ -22,7 +22,12 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--data", required=True, help="folder / file / glob of videos and .yuv, or a config .yaml "
                    "whose test split gives the sequences")
-    p.add_argument("--ckpt", nargs="+", default=[], metavar="CKPT", help="checkpoints: one neural rate point each")
+    p.add_argument("--ckpt", nargs="+", default=[], metavar="CKPT", help="checkpoints (or shipped models as "
+                   "zoo:NAME): one neural rate point each, or one per --qualities entry")
+    p.add_argument("--model", action="append", default=[], metavar="NAME", help="a shipped model (same as --ckpt "
+                   "zoo:NAME); repeatable")
+    p.add_argument("--qualities", default=None, help="variable-rate models: comma-separated qualities, one rate point "
+                   "each, e.g. 0,2,4,6,7")
     p.add_argument("--ckpt-name", default="ours", help="name of the neural codec's curve (default: ours)")
     p.add_argument("--baselines", default="", help="comma-separated classic codecs: x265,vvenc,svtav1,x264")
     p.add_argument("--anchor", default=None, help="BD-rate anchor codec (default: vvenc if given, else the first "
@@ -59,14 +64,29 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
     points = {k: parse_points(v, k) for k, v in parse_mapping(args.points, "--points").items()}
     return EvalOptions(
-        data=args.data, out=args.out, ckpts=list(args.ckpt), ckpt_name=args.ckpt_name,
+        data=args.data, out=args.out, ckpts=list(args.ckpt) + [f"zoo:{m}" for m in args.model], ckpt_name=args.ckpt_name,
         baselines=[b.strip() for b in args.baselines.split(",") if b.strip()], anchor=args.anchor,
         metrics=args.metrics, max_frames=args.max_frames, points=points,
         presets=parse_mapping(args.preset, "--preset"), intra_period=args.intra_period, matrix=args.matrix,
         rng=args.rng, device=args.device, lpips_weights=args.lpips_weights, frame_stride=args.frame_stride,
         gop=args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch, tile=args.tile,
-        progress=not args.no_progress,
+        progress=not args.no_progress, qualities=parse_qualities(args.qualities),
     )
+
+
+def parse_qualities(text: str | None) -> list[float] | None:
+    """'0,2,4.5' -> [0.0, 2.0, 4.5] (None when not given)."""
+    from vvc_lightning.errors import VVCError
+
+    if text is None:
+        return None
+    try:
+        qs = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as exc:
+        raise VVCError(f"--qualities takes numbers like 0,2,4,6,7, got '{text}'") from exc
+    if not qs:
+        raise VVCError("--qualities is empty; give numbers like 0,2,4,6,7")
+    return qs
 
 
 def run(args: argparse.Namespace) -> int:

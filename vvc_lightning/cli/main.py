@@ -10,7 +10,7 @@ import warnings
 
 from vvc_lightning.errors import VVCError
 
-COMMAND_MODULES = ("train", "codec", "evaluate", "backbones", "shard")
+COMMAND_MODULES = ("train", "codec", "evaluate", "backbones", "shard", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:

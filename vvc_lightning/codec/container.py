@@ -10,7 +10,9 @@ Layout (all integers little-endian):
                     width u32, height u32, frames u32, fps f64, gop u16, overlap u16, theta f64,
                     tile u32 (0 = untiled), tile_overlap u32, matrix u8, range u8, num_gops u32,
                     latent c u16, t u16, h u32, w u32 (one GoP's latent after padding),
-                    then three u16-length-prefixed UTF-8 strings: model identity, checkpoint path, backbone
+                    then three u16-length-prefixed UTF-8 strings: model identity, checkpoint path, backbone,
+                    then (optional, absent in older files) quality f64: the variable-rate quality the
+                    file was coded at, NaN for a fixed-rate model
     10+L    4     CRC32 of bytes [0, 10+L)
     then num_gops records, each: payload length u32, CRC32 of payload u32, payload (the latent codec's
     byte string of that GoP).
@@ -18,6 +20,7 @@ Layout (all integers little-endian):
 
 from __future__ import annotations
 
+import math
 import struct
 import zlib
 from collections.abc import Iterator
@@ -35,6 +38,7 @@ _BODY = struct.Struct("<IIIdHHdIIBBIHHII")
 _RECORD = struct.Struct("<II")  # payload length, crc32
 _CRC = struct.Struct("<I")
 _STR = struct.Struct("<H")
+_QUALITY = struct.Struct("<d")  # appended after the strings; a reader that stops at the strings ignores it
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,7 @@ class Header:
     checkpoint: str = ""
     backbone: str = ""
     version: int = field(default=VERSION)
+    quality: float | None = None  # variable-rate quality coded at; None for a fixed-rate model
 
     def __post_init__(self) -> None:
         if self.matrix not in MATRICES:
@@ -94,6 +99,7 @@ def pack_header(h: Header) -> bytes:
     except struct.error as exc:
         raise BitstreamError(f"a header field is out of range for the container: {exc}") from exc
     body += _pack_str(h.identity) + _pack_str(h.checkpoint) + _pack_str(h.backbone)
+    body += _QUALITY.pack(math.nan if h.quality is None else float(h.quality))
     head = _PREFIX.pack(MAGIC, VERSION, len(body)) + body
     return head + _CRC.pack(zlib.crc32(head))
 
@@ -163,10 +169,17 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
     identity, pos = _read_str(data, pos, end, "model identity")
     ckpt, pos = _read_str(data, pos, end, "checkpoint path")
     backbone, pos = _read_str(data, pos, end, "backbone name")
+    quality = None
+    if pos + _QUALITY.size <= end:
+        (q,) = _QUALITY.unpack_from(data, pos)
+        quality = None if math.isnan(q) else q
+        if quality is not None and not (0.0 <= quality < 65536.0):
+            raise BitstreamError(f"{label} header holds an invalid quality {quality}; the file is damaged")
     header = Header(
         width=w, height=h, frames=n, fps=fps, gop=gop, overlap=ov, theta=theta, num_gops=ngops,
         latent_shape=(c, t, lh, lw), identity=identity, tile=tile, tile_overlap=tile_ov,
         matrix=MATRICES[mi], range=RANGES[ri], checkpoint=ckpt, backbone=backbone, version=version,
+        quality=quality,
     )
     return header, end + _CRC.size
 

@@ -15,6 +15,7 @@ bit of a float with the thread count or backend, the decoded symbols never do.)
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -26,8 +27,9 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from vvc_lightning.codec.context_model import SpaceChannelContext, default_groups
+from vvc_lightning.codec.gain import GainUnits
 from vvc_lightning.codec.intnet import IntReLU, int_conv, int_deconv
-from vvc_lightning.errors import BitstreamError
+from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.ops import fold_time, unfold_time
 
 TABLE_BUFFERS = {
@@ -84,6 +86,8 @@ class LatentCodec(nn.Module):
         groups: list[int] | None = None,
         transform_blocks: int = 2,
         context_hidden: int | None = None,
+        qualities: int = 0,
+        hyper_gain: bool = True,
     ) -> None:
         super().__init__()
         c = channels
@@ -114,6 +118,35 @@ class LatentCodec(nn.Module):
         self.context = SpaceChannelContext(self.groups, 2 * c, context_hidden or c)
         self.apply_context_masks()
         self._tables_fresh = False
+        self._init_gains(qualities, hyper_gain)
+
+    # -------------------------------------------------------------------- variable rate (gains)
+    def _init_gains(self, qualities: int, hyper_gain: bool) -> None:
+        """Gain units for `qualities` rates (0: a fixed-rate codec, no gains); z gains act through hooks."""
+        self.gain = GainUnits(self.channels, qualities) if qualities else None
+        if self.gain is not None and hyper_gain:
+            self.h_a.register_forward_hook(self.gain.z_out_hook)
+            self.h_s.register_forward_pre_hook(self.gain.z_in_hook)
+
+    @property
+    def qualities(self) -> int:
+        """Number of trained rate points (0 for a fixed-rate codec)."""
+        return self.gain.qualities if self.gain is not None else 0
+
+    def _quality(self, quality: float | None) -> float | None:
+        if self.gain is None:
+            if quality is not None:
+                raise VVCError(f"quality {quality} asked of a fixed-rate model (it has no qualities); drop --quality")
+            return None
+        return self.gain.check(quality)
+
+    def _gain_y(self, y: Tensor, q: float | None, inverse: bool) -> Tensor:
+        if q is None:
+            return y
+        return self.gain.scale(y, "y_inv" if inverse else "y_gain", q)
+
+    def _at(self, q: float | None):  # noqa: ANN202
+        return self.gain.at(q) if self.gain is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------ parameters
     def aux_parameters(self) -> list[nn.Parameter]:
@@ -190,30 +223,41 @@ class LatentCodec(nn.Module):
         y_hat, y_lik = self.context.run(y, hyper, self.gaussian_conditional, "train" if self.training else "eval")
         return y_hat.to(y.dtype), y_lik, z_lik
 
-    def forward(self, latent: Tensor) -> CodecOutput:
-        """L (B,c,t,h,w) -> L_hat and likelihoods (noise/STE in training, exact rounding in eval)."""
+    def forward(self, latent: Tensor, quality: float | None = None) -> CodecOutput:
+        """L (B,c,t,h,w) -> L_hat and likelihoods at `quality` (noise/STE in training, exact rounding in eval)."""
         b = latent.shape[0]
-        y_hat, y_lik, z_lik = self.entropy(_fold(self.g_a(latent)))
-        return CodecOutput(self.g_s(_unfold(y_hat, b)), y_lik, z_lik)
+        q = self._quality(quality)
+        y = self._gain_y(_fold(self.g_a(latent)), q, inverse=False)
+        with self._at(q):
+            y_hat, y_lik, z_lik = self.entropy(y)
+        return CodecOutput(self.g_s(_unfold(self._gain_y(y_hat, q, inverse=True), b)), y_lik, z_lik)
 
     # ------------------------------------------------------------------------------ coding
     @torch.no_grad()
-    def compress(self, latent: Tensor) -> tuple[list[bytes], Tensor]:
+    def compress(self, latent: Tensor, quality: float | None = None) -> tuple[list[bytes], Tensor]:
         """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it)."""
         b = latent.shape[0]
-        y = _fold(self.g_a(latent))
-        y_hat, strings = self.encode_y(y, b)
-        return strings, self.g_s(_unfold(y_hat.to(latent.dtype), b))
+        q = self._quality(quality)
+        y = self._gain_y(_fold(self.g_a(latent)), q, inverse=False)
+        with self._at(q):
+            y_hat, strings = self.encode_y(y, b)
+        y_hat = self._gain_y(y_hat.to(latent.dtype), q, inverse=True)  # the same operations as `forward`
+        return strings, self.g_s(_unfold(y_hat, b))
 
     @torch.no_grad()
-    def decompress(self, strings: list[bytes], latent_shape: tuple[int, int, int, int]) -> Tensor:
-        """Byte strings (one per batch item) and (c,t,h,w) -> L_hat (B,c,t,h,w)."""
+    def decompress(
+        self, strings: list[bytes], latent_shape: tuple[int, int, int, int], quality: float | None = None
+    ) -> Tensor:
+        """Byte strings (one per batch item), (c,t,h,w) and the quality coded at -> L_hat (B,c,t,h,w)."""
         c, t, h, w = latent_shape
         if c != self.channels:
             raise BitstreamError(f"stream holds {c} latent channels but the model codes {self.channels}")
+        q = self._quality(quality)
         p = next(self.parameters())
-        y_hat = self.decode_y(strings, t, h, w)
-        return self.g_s(_unfold(y_hat.to(p.dtype), len(strings)))
+        with self._at(q):
+            y_hat = self.decode_y(strings, t, h, w)
+        y_hat = self._gain_y(y_hat.to(p.dtype), q, inverse=True)
+        return self.g_s(_unfold(y_hat, len(strings)))
 
     @torch.no_grad()
     def encode_y(self, y: Tensor, gops: int) -> tuple[Tensor, list[bytes]]:

@@ -63,7 +63,8 @@ class VideoCodec:
 
     gop/overlap/theta: GoP size (1+4k), frames shared by neighbouring GoPs and their blend weight; batch:
     backbone items (GoPs, or GoP tiles) per pass; tile: tile size in pixels for frames larger than it
-    (None: 256, 0: never tile), tile_overlap in pixels. Decoding takes gop/overlap/theta/tiles from the file.
+    (None: 256, 0: never tile), tile_overlap in pixels; quality: rate of a variable-rate model (None: its
+    highest). Decoding takes gop/overlap/theta/tiles/quality from the file.
     """
 
     def __init__(
@@ -77,8 +78,10 @@ class VideoCodec:
         tile_overlap: int = 32,
         matrix: str = "bt709",
         rng: str = "limited",
+        quality: float | None = None,
     ) -> None:
         self.model = model
+        self.quality = model.codec._quality(quality)  # variable-rate quality (None: fixed-rate model)
         self.gop, self.overlap, self.theta = int(gop), int(overlap), float(theta)
         self.batch = int(batch)
         self.tile = DEFAULT_TILE if tile is None else int(tile)
@@ -179,6 +182,7 @@ class VideoCodec:
             identity=identity, tile=shape["tile"], tile_overlap=shape["tile_overlap"], matrix=self.matrix,
             range=self.rng, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
             backbone=str(getattr(self.backbone, "registry_name", type(self.backbone).__name__)),
+            quality=self.quality,
         )
         data = bitstream.pack(header, payloads)
         self._tick("total", t0)
@@ -200,7 +204,7 @@ class VideoCodec:
         grid: TileGrid = shape["grid"]
         latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s))
         start = time.perf_counter()
-        payloads = self.model.codec.compress(latent)[0]
+        payloads = self.model.codec.compress(latent, self.quality)[0]
         self._tick("latent_codec", start)
         return payloads
 
@@ -226,6 +230,9 @@ class VideoCodec:
             raise BitstreamError(f"{label} header holds unusable tile settings ({exc}); the file is damaged") from exc
         if plan.num_gops != header.num_gops or expected != header.latent_shape or not 0 <= header.theta <= 1:
             raise BitstreamError(f"{label} header is inconsistent with its own sizes; the file is damaged")
+        if (header.quality is None) != (self.model.codec.qualities == 0):
+            raise BitstreamError(f"{label} header's quality {header.quality} does not fit the model; the file is damaged")
+        self.model.codec._quality(header.quality)  # in range
         return header, records
 
     def decode(self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream") -> Video:
@@ -259,11 +266,11 @@ class VideoCodec:
         start = time.perf_counter()
         payloads = [bitstream.read_payload(data, r, label) for r in records]
         try:
-            latent = self.model.codec.decompress(payloads, header.latent_shape)
+            latent = self.model.codec.decompress(payloads, header.latent_shape, header.quality)
         except Exception:  # a corrupt payload that passed the CRC (or a codec bug): name its GoP record
             for r, payload in zip(records, payloads, strict=True):
                 try:
-                    self.model.codec.decompress([payload], header.latent_shape)
+                    self.model.codec.decompress([payload], header.latent_shape, header.quality)
                 except Exception as exc:
                     raise BitstreamError(f"{label}: GoP record {r.index} does not decode ({exc})") from exc
             raise

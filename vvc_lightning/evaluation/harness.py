@@ -54,6 +54,7 @@ class EvalOptions:
     batch: int = 4
     tile: int | None = None
     progress: bool = True
+    qualities: list[float] | None = None  # variable-rate models: one rate point per quality
 
 
 def _digest(obj: Any) -> str:
@@ -188,7 +189,7 @@ def build_specs(opts: EvalOptions) -> list[CodecSpec]:
     specs = []
     if opts.ckpts:
         specs.append(neural_spec(opts.ckpts, opts.ckpt_name, opts.gop, opts.overlap, opts.theta, opts.batch,
-                                 opts.tile, "cpu", opts.matrix, opts.rng))
+                                 opts.tile, "cpu", opts.matrix, opts.rng, opts.qualities))
     for name in opts.baselines:
         specs.append(baseline_spec(name, opts.points.get(name), opts.presets.get(name), opts.intra_period,
                                    opts.matrix, opts.rng))

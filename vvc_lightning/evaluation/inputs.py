@@ -148,31 +148,52 @@ def _file_digest(path: Path) -> str:
     return h.hexdigest()[:16]
 
 
-def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int = 1, theta: float = 0.5,
-                batch: int = 4, tile: int | None = None, device: str = "cpu", matrix: str = "bt709",
-                rng: str = "limited") -> CodecSpec:
-    """The neural codec: one rate point per checkpoint, coded to real .vvc bytes and decoded back."""
-    import time
-
+def _neural_sources(ckpts: list[str]) -> dict[str, Any]:
+    """Label -> checkpoint path or 'zoo:NAME', each checked before any work."""
+    from vvc_lightning.pretrained import PREFIX, get_entry
     from vvc_lightning.training.checkpoint import read_checkpoint
 
-    paths = [Path(p) for p in ckpts]
-    for p in paths:
-        read_checkpoint(p)  # a missing, foreign or incompatible file fails here, before any work
-    labels = {}
-    for p in paths:
-        labels[_unique(p.stem, set(labels.values()))] = p
-    codecs: dict[str, Any] = {}
+    labels: dict[str, Any] = {}
+    for spec in ckpts:
+        if str(spec).startswith(PREFIX):
+            get_entry(str(spec))  # an unknown name fails here, listing the known ones
+            labels[_unique(str(spec)[len(PREFIX):], set(labels))] = str(spec)
+        else:
+            read_checkpoint(spec)  # a missing, foreign or incompatible file fails here, before any work
+            labels[_unique(Path(spec).stem, set(labels))] = Path(spec)
+    return labels
+
+
+def _source_digest(src: Any) -> str:
+    from vvc_lightning.pretrained import get_entry
+
+    return _file_digest(src) if isinstance(src, Path) else _file_digest(get_entry(src).weights)
+
+
+def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int = 1, theta: float = 0.5,
+                batch: int = 4, tile: int | None = None, device: str = "cpu", matrix: str = "bt709",
+                rng: str = "limited", qualities: list[float] | None = None) -> CodecSpec:
+    """The neural codec: one rate point per checkpoint (or shipped model 'zoo:NAME') and per quality of a
+    variable-rate model, coded to real .vvc bytes and decoded back."""
+    import time
+
+    sources = _neural_sources(ckpts)
+    labels: dict[str, tuple[str, float | None]] = {}
+    for src_label in sources:
+        for q in qualities or [None]:
+            labels[src_label if q is None else f"{src_label}@q{q:g}"] = (src_label, q)
+    codecs: dict[tuple[str, float | None], Any] = {}
 
     def codec_for(label: str) -> Any:
-        if label not in codecs:
+        key = labels[label]
+        if key not in codecs:
             from vvc_lightning.zoo import load_codec
 
-            codec = load_codec(labels[label], gop=gop, overlap=overlap, theta=theta, batch=batch,
-                               tile=tile, matrix=matrix, rng=rng)
+            codec = load_codec(sources[key[0]], gop=gop, overlap=overlap, theta=theta, batch=batch,
+                               tile=tile, matrix=matrix, rng=rng, quality=key[1])
             codec.model.to(device)
-            codecs[label] = codec
-        return codecs[label]
+            codecs[key] = codec
+        return codecs[key]
 
     def run(seq: Sequence, point: Any, work: Path) -> Coded:
         codec = codec_for(point)
@@ -182,12 +203,13 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
         rec = codec.decode(data)
         t2 = time.perf_counter()
         return Coded(rec.frames, len(data), {
-            "command": f"load_codec('{labels[point]}', gop={gop}, overlap={overlap}, "
-                       f"theta={theta}, batch={batch}, tile={tile})", "version": "vvc-lightning",
+            "command": f"load_codec('{sources[labels[point][0]]}', gop={gop}, overlap={overlap}, "
+                       f"theta={theta}, batch={batch}, tile={tile}, quality={labels[point][1]})",
+            "version": "vvc-lightning", "quality": labels[point][1],
             "encode_seconds": t1 - t0, "decode_seconds": t2 - t1, "stream_format": "vvc-lightning bitstream",
         })
 
-    identity = {"checkpoints": {k: _file_digest(p) for k, p in labels.items()}, "gop": gop, "overlap": overlap,
+    identity = {"checkpoints": {k: _source_digest(p) for k, p in sources.items()}, "gop": gop, "overlap": overlap,
                 "theta": theta, "tile": tile, "matrix": matrix, "range": rng}
     return CodecSpec(name, f"{name} (neural)", "neural", list(labels), run, identity)
 

@@ -82,8 +82,14 @@ class RatePerceptionLoss(nn.Module):
         return mse, p
 
     def forward(
-        self, x: Tensor, x_hat: Tensor, y_lik: Tensor | None = None, z_lik: Tensor | None = None
+        self,
+        x: Tensor,
+        x_hat: Tensor,
+        y_lik: Tensor | None = None,
+        z_lik: Tensor | None = None,
+        lmbda: float | None = None,
     ) -> LossTerms:
+        """The loss terms; `lmbda` overrides the fixed lambda (variable-rate training samples it per batch)."""
         mse, p = self.distortion(x, x_hat)
         d = self.alpha * mse + self.beta * p
         if y_lik is None:
@@ -92,4 +98,5 @@ class RatePerceptionLoss(nn.Module):
         b, _, t, h, w = x.shape
         pixels = b * t * h * w
         bpp_y, bpp_z = bits(y_lik) / pixels, bits(z_lik) / pixels
-        return LossTerms(self.lmbda * d + bpp_y + bpp_z, mse, p, bpp_y, bpp_z)
+        lm = self.lmbda if lmbda is None else lmbda
+        return LossTerms(lm * d + bpp_y + bpp_z, mse, p, bpp_y, bpp_z)

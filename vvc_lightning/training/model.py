@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import Any
 
 import lightning.pytorch as pl
@@ -11,8 +12,10 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vvc_lightning import __version__
+from vvc_lightning.codec.gain import lambda_to_quality, quality_to_lambda
 from vvc_lightning.codec.latent_codec import LatentCodec
 from vvc_lightning.config import from_container, section_kwargs, to_yaml
+from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
 from vvc_lightning.training.losses import RatePerceptionLoss, build_perceptual
 from vvc_lightning.training.stages import AUX_GROUP
@@ -34,8 +37,62 @@ class VideoCompressionModel(pl.LightningModule):
         self.backbone = BACKBONES.create(str(cfg.model.backbone.name), **section_kwargs(cfg.model.backbone))
         codec_kwargs = OmegaConf.to_container(cfg.model.codec, resolve=True)
         self.codec = LatentCodec(channels=self.backbone.latent_channels, **codec_kwargs)
+        self._init_variable_rate()
         self.stage: DictConfig = cfg.stages[0]
         self._loss: list[RatePerceptionLoss] = []  # kept out of the state dict on purpose
+
+    # ------------------------------------------------------------------------ variable rate
+    @property
+    def lmbda_range(self) -> tuple[float, float] | None:
+        """(lo, hi) of the lambdas a variable-rate model is trained across, or None (fixed lambda)."""
+        r = self.cfg.model.loss.get("lmbda_range")
+        return None if r is None else (float(r[0]), float(r[1]))
+
+    def _init_variable_rate(self) -> None:
+        """Check qualities / lmbda_range together and start the y gains at sqrt(lambda_q / lmbda)."""
+        n, r = self.codec.qualities, self.cfg.model.loss.get("lmbda_range")
+        if r is None and not n:
+            return
+        if r is None or not n:
+            raise ConfigError(
+                "a variable-rate model needs both model.codec.qualities (e.g. 8) and model.loss.lmbda_range "
+                "(e.g. [0.01, 0.4]); set both, or neither for fixed-lambda training"
+            )
+        try:
+            lo, hi = (float(v) for v in r)
+        except (TypeError, ValueError):
+            lo = hi = 0.0
+        if not 0 < lo < hi:
+            raise ConfigError(f"model.loss.lmbda_range must be [lo, hi] with 0 < lo < hi, got {r}")
+        lmbdas = [quality_to_lambda(q, lo, hi, n) for q in range(n)]
+        self.codec.gain.init_from_lambdas(lmbdas, float(self.cfg.model.loss.lmbda))
+
+    def quality_for_lambda(self, lmbda: float) -> float | None:
+        """The quality of a variable-rate model that was trained for `lmbda` (None: fixed-rate model)."""
+        if self.lmbda_range is None:
+            return None
+        lo, hi = self.lmbda_range
+        if not lo <= float(lmbda) <= hi:
+            raise ConfigError(f"lambda {lmbda} is outside the range this model was trained for [{lo:g}, {hi:g}]")
+        return lambda_to_quality(float(lmbda), lo, hi, self.codec.qualities)
+
+    def lambda_for_quality(self, quality: float | None) -> float:
+        """The lambda a quality stands for (the fixed lambda of a fixed-rate model)."""
+        if self.lmbda_range is None or quality is None:
+            return float(self.cfg.model.loss.lmbda)
+        return quality_to_lambda(float(quality), *self.lmbda_range, self.codec.qualities)
+
+    def rate_point(self, train: bool) -> tuple[float | None, float]:
+        """(quality, lambda) of a step: lambda log-uniform in the range when training, else model.loss.lmbda."""
+        lmbda = float(self.cfg.model.loss.lmbda)
+        if self.lmbda_range is None:
+            return None, lmbda
+        lo, hi = self.lmbda_range
+        if train:
+            u = float(torch.rand(()))
+            lmbda = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        lmbda = min(max(lmbda, lo), hi)
+        return lambda_to_quality(lmbda, lo, hi, self.codec.qualities), lmbda
 
     # ------------------------------------------------------------------------------- helpers
     @property
@@ -64,6 +121,12 @@ class VideoCompressionModel(pl.LightningModule):
         h = hashlib.sha256()
         cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
         cfg["backbone"].pop("weights", None)  # where the initial weights came from is not identity
+        cfg.pop("init", None)
+        if not cfg["codec"].get("qualities"):  # fixed-rate models keep the identity they had before gains
+            cfg["codec"].pop("qualities", None)
+            cfg["codec"].pop("hyper_gain", None)
+        if cfg["loss"].get("lmbda_range") is None:
+            cfg["loss"].pop("lmbda_range", None)
         h.update(repr(cfg).encode())
         for name, tensor in sorted(self.state_dict().items()):
             h.update(name.encode())
@@ -80,12 +143,12 @@ class VideoCompressionModel(pl.LightningModule):
         return batch
 
     # ------------------------------------------------------------------------------- forward
-    def forward(self, x: Tensor, rd: bool = True) -> dict[str, Tensor]:
-        """x (B,3,T,H,W) -> reconstruction (and likelihoods when going through the codec)."""
+    def forward(self, x: Tensor, rd: bool = True, quality: float | None = None) -> dict[str, Tensor]:
+        """x (B,3,T,H,W) -> reconstruction (and likelihoods when going through the codec at `quality`)."""
         if not rd:
             return {"x_hat": self.backbone(x)}
         latent = self.backbone.encode(x)
-        out = self.codec(latent)
+        out = self.codec(latent, quality)
         return {
             "x_hat": self.backbone.decode(out.latent_hat),
             "y_likelihoods": out.y_likelihoods,
@@ -94,8 +157,9 @@ class VideoCompressionModel(pl.LightningModule):
 
     def _step(self, x: Tensor, prefix: str) -> Tensor:
         rd = self.stage.loss == "rd"
-        out = self(x, rd=rd)
-        terms = self.loss_fn()(x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"))
+        quality, lmbda = self.rate_point(prefix == "train")
+        out = self(x, rd=rd, quality=quality)
+        terms = self.loss_fn()(x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"), lmbda=lmbda)
         logs = {
             "loss": terms.loss,
             "mse": terms.mse,
@@ -104,6 +168,8 @@ class VideoCompressionModel(pl.LightningModule):
         }
         if rd:
             logs.update(bpp_y=terms.bpp_y, bpp_z=terms.bpp_z, bpp=terms.bpp_y + terms.bpp_z)
+            if quality is not None and prefix == "train":
+                logs.update(quality=torch.tensor(quality), lmbda=torch.tensor(lmbda))
         total = terms.loss
         if prefix == "train":
             aux = self.codec.aux_loss()

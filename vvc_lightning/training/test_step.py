@@ -12,7 +12,7 @@ from vvc_lightning.video.video_io import Video, frames_to_tensor, tensor_to_fram
 
 
 @torch.no_grad()
-def estimated_bits(model, frames: np.ndarray, gop: int, overlap: int, batch: int) -> float:
+def estimated_bits(model, frames: np.ndarray, gop: int, overlap: int, batch: int, quality: float | None = None) -> float:
     """Likelihood-estimated bits of a sequence cut into the same (padded, overlapping) GoPs as the codec."""
     n, h, w = frames.shape[:3]
     plan = GopPlan(n, gop, overlap, model.backbone.temporal_stride)
@@ -23,15 +23,27 @@ def estimated_bits(model, frames: np.ndarray, gop: int, overlap: int, batch: int
     for i in range(0, len(clips), batch):
         x = torch.stack(clips[i : i + batch]).to(model.device)
         x = torch.nn.functional.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")  # as the codec pads
-        out = model.codec(model.backbone.encode(x))
+        out = model.codec(model.backbone.encode(x), quality)
         total += float(bits(out.y_likelihoods) + bits(out.z_likelihoods))
     return total
 
 
 def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
-    """Code one whole sequence (1,3,N,H,W); log real and estimated bpp and the quality metrics."""
+    """Code one whole sequence (1,3,N,H,W) at each of test.qualities (variable rate; metrics named
+    test/NAME@qQ) or once; log real and estimated bpp and the quality metrics."""
+    qualities = model.cfg.test.get("qualities")
+    if not qualities:
+        return _run_at(model, x, index, None, "")
+    results: dict[str, float] = {}
+    for q in qualities:
+        results.update(_run_at(model, x, index, float(q), f"@q{float(q):g}"))
+    return results
+
+
+def _run_at(model, x: Tensor, index: int, quality: float | None, suffix: str) -> dict[str, float]:
+    """One sequence at one quality; returns and logs the results (keys + suffix)."""
     from vvc_lightning.codec.video_codec import VideoCodec
-    from vvc_lightning.evaluation.metrics import VideoMetrics
+    from vvc_lightning.metrics import VideoMetrics
 
     cfg = model.cfg.test
     if x.shape[0] != 1:
@@ -44,17 +56,19 @@ def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
     fps = float(fps_list[index]) if index < len(fps_list) else 25.0
     gop, overlap, batch = model.gop, int(cfg.overlap), int(cfg.batch)
     results: dict[str, float] = {
-        "bpp_estimate": estimated_bits(model, frames, gop, overlap, batch) / pixels,
+        "bpp_estimate": estimated_bits(model, frames, gop, overlap, batch, quality) / pixels,
         "frames": float(n),
     }
     rec = frames
     if cfg.real_bytes:
-        codec = VideoCodec(model, gop=gop, overlap=overlap, theta=float(cfg.theta), batch=batch, tile=cfg.tile)
+        codec = VideoCodec(model, gop=gop, overlap=overlap, theta=float(cfg.theta), batch=batch, tile=cfg.tile,
+                           quality=quality)
         data = codec.encode(Video(frames, fps))
         rec = codec.decode(data).frames
         results["bpp"] = len(data) * 8 / pixels
     metrics = VideoMetrics(list(cfg.metrics), device=model.device)
     metrics.update(frames_to_tensor(frames)[None], frames_to_tensor(rec)[None])
     results.update(metrics.compute())
+    results = {f"{k}{suffix}": v for k, v in results.items()}
     model.log_dict({f"test/{k}": v for k, v in results.items()}, on_step=False, on_epoch=True, batch_size=1)
     return results

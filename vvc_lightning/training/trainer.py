@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 
 from vvc_lightning.config import section_kwargs
 from vvc_lightning.registry import DATAMODULES
-from vvc_lightning.training.checkpoint import AtomicCheckpointIO, load_model, read_checkpoint
+from vvc_lightning.training.checkpoint import AtomicCheckpointIO, load_model
 
 log = logging.getLogger("vvc_lightning")
 
@@ -59,14 +59,14 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
 
 def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
     """Train from `cfg` (resuming from `ckpt` when given: weights, optimizer, step and stage)."""
-    from vvc_lightning.training.model import VideoCompressionModel
+    from vvc_lightning.training.warm_start import prepare_fit
 
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    if ckpt:
-        read_checkpoint(ckpt)  # clear error for a missing or foreign file before Lightning tries
-    model = VideoCompressionModel(cfg)
+    # model.init (a shipped model's weights) and weights-only resumes; a Lightning checkpoint passes through
+    cfg, model, ckpt, resume = prepare_fit(cfg, ckpt)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks)
+    trainer.callbacks[:0] = resume  # before the stage schedule, which reads the step
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     return trainer
 

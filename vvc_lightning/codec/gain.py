@@ -1,0 +1,115 @@
+"""Gain units for variable-rate coding (Cui et al., "Asymmetric gained deep image compression with
+continuous rate adaptation", CVPR 2021).
+
+N learnt per-channel gain vectors for y (gain before quantisation, inverse gain after) and for the
+hyper latent z. A real quality q in [0, N-1] picks the pair of neighbouring vectors i = floor(q),
+i + 1 and interpolates them exponentially: g(q) = g_i^(1-l) * g_{i+1}^l with l = q - i. The vectors are
+stored as logarithms, so the interpolation is linear in the stored values and every gain stays positive.
+
+Training samples lambda log-uniformly in [lo, hi] per batch; `lambda_to_quality` maps it to q, so
+quality 0 is the lowest rate (lambda lo) and N-1 the highest (lambda hi).
+
+Exactness: outside training a gain vector is computed on the CPU in float64 and rounded to a multiple of
+2^-16 before it becomes float32, so the encoder and decoder multiply by the very same numbers (an
+elementwise float32 product is correctly rounded on every device).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from vvc_lightning.errors import VVCError
+
+GRID = 2.0**16
+
+
+def lambda_to_quality(lmbda: float, lo: float, hi: float, qualities: int) -> float:
+    """The quality in [0, N-1] of a lambda in [lo, hi] (log-linear; clamped to the range)."""
+    if qualities < 2 or hi <= lo:
+        return float(max(qualities - 1, 0))
+    t = (math.log(lmbda) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return float(min(max(t, 0.0), 1.0) * (qualities - 1))
+
+
+def quality_to_lambda(quality: float, lo: float, hi: float, qualities: int) -> float:
+    """The lambda a quality was trained for (inverse of `lambda_to_quality`)."""
+    if qualities < 2:
+        return float(hi)
+    t = float(quality) / (qualities - 1)
+    return float(math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo))))
+
+
+class GainUnits(nn.Module):
+    """Per-quality channel gains of y (`y_gain`, `y_inv`) and z (`z_gain`, `z_inv`), all stored as logs."""
+
+    def __init__(self, channels: int, qualities: int, hyper_channels: int | None = None) -> None:
+        super().__init__()
+        if qualities < 2:
+            raise VVCError(f"model.codec.qualities must be 0 (fixed rate) or 2 or more, got {qualities}")
+        self.qualities = int(qualities)
+        zc = hyper_channels or channels
+        self.y_gain = nn.Parameter(torch.zeros(qualities, channels))
+        self.y_inv = nn.Parameter(torch.zeros(qualities, channels))
+        self.z_gain = nn.Parameter(torch.zeros(qualities, zc))
+        self.z_inv = nn.Parameter(torch.zeros(qualities, zc))
+        self.active: float | None = None  # the quality the z hooks apply (set by `at`)
+
+    @torch.no_grad()
+    def init_from_lambdas(self, lmbdas: list[float], reference: float) -> None:
+        """Start y gains at sqrt(lambda_q / reference) (quantiser step ~ 1/sqrt(lambda)), inverses at 1/that."""
+        log_g = torch.tensor([0.5 * math.log(v / reference) for v in lmbdas], dtype=torch.float32)
+        self.y_gain.copy_(log_g[:, None].expand_as(self.y_gain))
+        self.y_inv.copy_(-log_g[:, None].expand_as(self.y_inv))
+
+    def check(self, quality: float | None) -> float:
+        """The quality to use (None: the highest), with a clear error outside [0, N-1]."""
+        if quality is None:
+            return float(self.qualities - 1)
+        q = float(quality)
+        if not (0.0 <= q <= self.qualities - 1):  # also rejects NaN
+            raise VVCError(f"quality {quality} is outside this model's range [0, {self.qualities - 1}]")
+        return q
+
+    def vector(self, name: str, quality: float, exact: bool) -> Tensor:
+        """Gain vector `name` at a real quality: (c,), interpolated exponentially between neighbours."""
+        table: Tensor = getattr(self, name)
+        q = self.check(quality)
+        i = min(int(math.floor(q)), self.qualities - 2)
+        lw = q - i
+        if not exact:
+            return torch.exp((1.0 - lw) * table[i] + lw * table[i + 1])
+        t = table.detach().to("cpu", torch.float64)
+        g = torch.exp((1.0 - lw) * t[i] + lw * t[i + 1])
+        return (torch.round(g * GRID) / GRID).clamp_min(1.0 / GRID).to(torch.float32)
+
+    def scale(self, x: Tensor, name: str, quality: float) -> Tensor:
+        """x (N,c,h,w) times gain vector `name` per channel (exact gains unless training with autograd)."""
+        exact = not (self.training and torch.is_grad_enabled())
+        g = self.vector(name, quality, exact).to(x.device, x.dtype)
+        return x * g.view(1, -1, 1, 1)
+
+    # z gains are applied by hooks on h_a (output) and h_s (input), so the hyperprior code stays untouched.
+    def z_out_hook(self, module: nn.Module, args: tuple, out: Tensor) -> Tensor | None:
+        if self.active is None:
+            return None
+        return self.scale(out, "z_gain", self.active)
+
+    def z_in_hook(self, module: nn.Module, args: tuple) -> tuple | None:
+        if self.active is None:
+            return None
+        return (self.scale(args[0], "z_inv", self.active), *args[1:])
+
+    @contextlib.contextmanager
+    def at(self, quality: float | None) -> Iterator[None]:
+        """Within this block the z hooks apply the gains of `quality` (None: no z gain)."""
+        before = self.active
+        self.active = None if quality is None else self.check(quality)
+        try:
+            yield
+        finally:
+            self.active = before

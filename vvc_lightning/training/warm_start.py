@@ -1,0 +1,115 @@
+"""`fit` from weights alone: start from a shipped model (`model.init`), or resume from a weights-only file.
+
+`model.init: zoo:NAME` (or a path to an exported NAME.safetensors with NAME.json beside it) takes the
+architecture (model.gop, model.backbone, model.codec, and model.loss.lmbda_range unless the config sets
+one) and the weights of that model, then trains from step 0 with the config's stages and data.
+
+`fit --ckpt NAME.safetensors` / `--ckpt zoo:NAME` resumes from an exported model: its weights, a fresh
+optimizer, and the step, epoch and stage it records. A Lightning checkpoint of a fixed-rate model given to a
+variable-rate config resumes the same way (its gain vectors start from their initial values).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from vvc_lightning.errors import VVCError
+from vvc_lightning.pretrained import PREFIX, get_entry, load_state, read_weights
+
+log = logging.getLogger("vvc_lightning")
+ARCHITECTURE = ("gop", "backbone", "codec")
+
+
+class ResumeAt(pl.Callback):
+    """Sets the trainer's step and epoch counters before training starts (fresh optimizer, recorded step)."""
+
+    def __init__(self, step: int, epoch: int) -> None:
+        self.step, self.epoch = int(step), int(epoch)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        loop.automatic_optimization.optim_progress.optimizer.step.total.completed = self.step
+        loop.manual_optimization.optim_step_progress.total.completed = self.step
+        loop._batches_that_stepped = self.step
+        for tracker in (trainer.fit_loop.epoch_progress.current, trainer.fit_loop.epoch_progress.total):
+            tracker.ready = tracker.started = tracker.processed = tracker.completed = self.epoch
+
+
+def is_weights_file(spec: str) -> bool:
+    """Whether `spec` names an exported weights-only model (zoo:NAME or a .safetensors file)."""
+    return str(spec).startswith(PREFIX) or str(spec).lower().endswith(".safetensors")
+
+
+def resolve_weights(spec: str) -> tuple[Path, dict[str, Any] | None]:
+    """(weights file, its record or None) of zoo:NAME or of a .safetensors path (record: NAME.json beside it)."""
+    if str(spec).startswith(PREFIX):
+        entry = get_entry(spec)
+        return entry.weights, entry.record
+    path = Path(spec)
+    if not path.is_file():
+        raise VVCError(f"weights file '{path}' does not exist; give zoo:NAME (see `models`) or an exported .safetensors")
+    rec_path = path.with_suffix(".json")
+    record = None
+    if rec_path.is_file():
+        try:
+            record = json.loads(rec_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise VVCError(f"record '{rec_path}' is not valid JSON ({exc}); re-export the model") from exc
+    return path, record
+
+
+def _adopt_architecture(cfg: DictConfig, record: dict[str, Any], origin: str) -> DictConfig:
+    """The config with the model's architecture taken from a zoo record."""
+    from vvc_lightning.config import apply_overrides
+
+    stored = (record or {}).get("config", {}).get("model")
+    if not stored:
+        raise VVCError(f"model.init '{origin}' has no record with its config (NAME.json beside the weights)")
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        for key in ARCHITECTURE:
+            cfg.model[key] = OmegaConf.create(stored[key]) if isinstance(stored[key], dict) else stored[key]
+        if cfg.model.loss.get("lmbda_range") is None and stored.get("loss", {}).get("lmbda_range") is not None:
+            cfg.model.loss.lmbda_range = list(stored["loss"]["lmbda_range"])
+        cfg.model.backbone.weights = None
+    OmegaConf.set_struct(cfg.model.backbone, False)
+    return apply_overrides(cfg, [])
+
+
+def prepare_fit(cfg: DictConfig, ckpt: str | None) -> tuple[DictConfig, Any, str | None, list[pl.Callback]]:
+    """(config, model, checkpoint for Lightning to resume or None, extra callbacks) for `fit`."""
+    from vvc_lightning.training.checkpoint import read_checkpoint
+    from vvc_lightning.training.model import VideoCompressionModel
+
+    init = cfg.model.get("init")
+    init_state = None
+    if init:
+        path, record = resolve_weights(str(init))
+        cfg = _adopt_architecture(cfg, record, str(init))
+        init_state = read_weights(path)[0]
+    model = VideoCompressionModel(cfg)
+    if init_state is not None:
+        missing = load_state(model, init_state, str(init), strict=False)
+        log.info("model.init: starting from %s%s", init, " (new gain vectors)" if missing else "")
+    if not ckpt:
+        return cfg, model, None, []
+    if is_weights_file(ckpt):
+        path, record = resolve_weights(ckpt)
+        load_state(model, read_weights(path)[0], str(ckpt), strict=False)
+        tr = (record or {}).get("training", {})
+        step, epoch = int(tr.get("global_step", 0)), int(tr.get("epoch", 0))
+        log.info("resuming from weights-only %s at step %d (fresh optimizer)", ckpt, step)
+        return cfg, model, None, [ResumeAt(step, epoch)]
+    raw = read_checkpoint(ckpt)  # clear error for a missing or foreign file before Lightning tries
+    if set(raw["state_dict"]) == set(model.state_dict()):
+        return cfg, model, ckpt, []
+    load_state(model, raw["state_dict"], str(ckpt), strict=False)  # fails unless only the gains are new
+    step, epoch = int(raw.get("global_step", 0)), int(raw.get("epoch", 0))
+    log.info("resuming the weights of %s at step %d with new gain vectors (fresh optimizer)", ckpt, step)
+    return cfg, model, None, [ResumeAt(step, epoch)]
