@@ -124,7 +124,7 @@ def official_to_ours(key: str, release: str, levels: int = 4) -> str | None:
         if m:
             level = levels - 1 - int(m.group(1))
             part = f"block.{m.group(3)}" if m.group(2) == "resnets" else "upsample"
-            return f"decoder.up.{level}.{part}.{m.group(4)}"
+            key = f"decoder.up.{level}.{part}.{m.group(4)}"
         for pat, rep in _SD3_RULES:
             key = re.sub(pat, rep, key)
     return key
