@@ -202,7 +202,8 @@ def convert_state_dict(model: nn.Module, state: dict[str, torch.Tensor], release
                 f"{type(model).__name__} with these settings; check the preset and its options"
             )
         target = own[ours]
-        if ours in ADAPTED and tuple(tensor.shape) != tuple(target.shape):
+        doubled = ours in ADAPTED and ADAPTED[ours][1] and release.startswith("cvvae")  # (mean, logvar) head
+        if ours in ADAPTED and (doubled or tuple(tensor.shape) != tuple(target.shape)):
             out[ours] = adapt(ours, tensor, target, release)
             report.adapted.append(ours)
         elif tuple(tensor.shape) == tuple(target.shape) or _same_pointwise(tensor, target):

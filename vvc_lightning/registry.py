@@ -123,7 +123,7 @@ class Registry:
         self._scan()
         if name not in self._entries and name in self._deprecated:
             target = self.entry(self._deprecated[name])
-            return Entry(name, target.obj, f"alias of {target.name}")
+            return Entry(name, target.obj, f"built-in alias of {target.name}" if target.source == "built-in" else f"alias of {target.name}")
         if name not in self._entries:
             close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
