@@ -106,10 +106,11 @@ class ResnetBlock(nn.Module):
 
 
 class MidAttention(nn.Module):
-    """Single-head spatial self-attention per frame, then (optionally) temporal attention per pixel."""
+    """Single-head spatial self-attention per frame, then (optionally) temporal attention per pixel (masked when causal)."""
 
-    def __init__(self, ch: int, eps: float, temporal: bool) -> None:
+    def __init__(self, ch: int, eps: float, temporal: bool, causal: bool = False) -> None:
         super().__init__()
+        self.causal = causal
         self.norm = nn.GroupNorm(32, ch, eps=eps)
         self.q, self.k, self.v, self.proj_out = (nn.Conv2d(ch, ch, 1) for _ in range(4))
         self.temporal = temporal
@@ -127,7 +128,7 @@ class MidAttention(nn.Module):
         if not self.temporal:
             return x + unfold_time(y, t)
         s = self.norm_t(rearrange(y, "(b t) c h w -> (b h w) t c", t=t))
-        s = F.scaled_dot_product_attention(self.q_t(s), self.k_t(s), self.v_t(s))
+        s = F.scaled_dot_product_attention(self.q_t(s), self.k_t(s), self.v_t(s), is_causal=self.causal)
         s = rearrange(self.proj_out_t(s), "(b h w) t c -> b c t h w", b=b, h=hh)
         return x + s
 
@@ -222,7 +223,7 @@ class Decoder(nn.Module):
         super().__init__()
         ch = width * mults[-1]
         self.conv_in = spec.conv(latent, ch)
-        self.mid = Mid(ch, spec, act, dropout, MidAttention(ch, spec.eps, temporal=temporal_attention))
+        self.mid = Mid(ch, spec, act, dropout, MidAttention(ch, spec.eps, temporal_attention, spec.causal))
         stages: list[nn.Module] = []
         for level in reversed(range(len(mults))):
             stage = nn.Module()
