@@ -64,7 +64,8 @@ class VideoCompressionModel(pl.LightningModule):
         self.codec.apply_context_masks()
         h = hashlib.sha256()
         cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
-        cfg["backbone"].pop("weights", None)  # where the initial weights came from is not identity
+        for key in ("weights", "pretrained"):  # where the initial weights came from is not identity
+            cfg["backbone"].pop(key, None)
         h.update(repr(cfg).encode())
         for name, tensor in sorted(self.state_dict().items()):
             h.update(name.encode())
