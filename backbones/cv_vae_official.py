@@ -28,7 +28,7 @@ from timm.layers import get_act_layer
 from timm.models import checkpoint_seq
 from torch import nn
 
-from vvc_lightning.backbones.base import VideoBackbone
+from vvc_lightning.backbones.base import EncoderDecoderBackbone
 from vvc_lightning.backbones.layers import FrameGroupNorm
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.ops import fold_time, unfold_time
@@ -251,7 +251,7 @@ class Decoder(nn.Module):
         return self.conv_out(self.act(self.norm_out(h)))
 
 
-class CVVAEOfficial(VideoBackbone):
+class CVVAEOfficial(EncoderDecoderBackbone):
     """CV-VAE with the official layout and function: temporal stride 4, spatial stride 8, deterministic latent."""
 
     temporal_stride = 4
@@ -298,21 +298,7 @@ class CVVAEOfficial(VideoBackbone):
         self.decoder = Decoder(width, mults, dec_blocks, latent_channels, Spec(causal_decoder, layout, norm, eps),
                                act, dropout, temporal)
         self.gradient_checkpointing = gradient_checkpointing
-        if weights:
-            self.load_weights(weights)
-        if pretrained:
-            from vvc_lightning.backbones.pretrained import load_pretrained
-
-            load_pretrained(self, pretrained)
-
-    @property
-    def gradient_checkpointing(self) -> bool:
-        """Whether each level's resnet blocks recompute activations in backward while training."""
-        return self.encoder.gradient_checkpointing
-
-    @gradient_checkpointing.setter
-    def gradient_checkpointing(self, value: bool) -> None:
-        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = bool(value)
+        self.load_initial(weights, pretrained)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (B,3,T,H,W) in [-1,1] -> latent (B,c,1+(T-1)/4,H/8,W/8) (the posterior mean)."""

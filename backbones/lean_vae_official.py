@@ -23,7 +23,7 @@ from timm.layers import DropPath, GluMlp
 from timm.models import checkpoint_seq
 from torch import nn
 
-from vvc_lightning.backbones.base import VideoBackbone
+from vvc_lightning.backbones.base import EncoderDecoderBackbone
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
 
@@ -214,7 +214,7 @@ class LeanDecoder(LeanEncoder):
         return torch.cat(frames, dim=2)
 
 
-class LeanVAEOfficial(VideoBackbone):
+class LeanVAEOfficial(EncoderDecoderBackbone):
     """LeanVAE with the official layout and function: temporal stride 4, spatial stride 8, deterministic latent."""
 
     temporal_stride = 4
@@ -246,21 +246,7 @@ class LeanVAEOfficial(VideoBackbone):
         self.encoder = LeanEncoder(low_width, width - low_width, sep_layers, fusion_layers, drop_path)
         self.decoder = LeanDecoder(low_width, width - low_width, sep_layers, fusion_layers, drop_path)
         self.gradient_checkpointing = gradient_checkpointing
-        if weights:
-            self.load_weights(weights)
-        if pretrained:
-            from vvc_lightning.backbones.pretrained import load_pretrained
-
-            load_pretrained(self, pretrained)
-
-    @property
-    def gradient_checkpointing(self) -> bool:
-        """Whether the NAF stacks recompute activations in backward while training."""
-        return self.encoder.gradient_checkpointing
-
-    @gradient_checkpointing.setter
-    def gradient_checkpointing(self, value: bool) -> None:
-        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = bool(value)
+        self.load_initial(weights, pretrained)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (B,3,T,H,W) in [-1,1] -> latent (B,c,1+(T-1)/4,H/8,W/8)."""
