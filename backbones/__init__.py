@@ -1,6 +1,14 @@
-"""Video VAE backbones, one per file, registered by name (see vvc_lightning.registry.BACKBONES)."""
+"""Video VAE backbones: one family per file, each registering named presets (see vvc_lightning.registry.BACKBONES).
 
-from vvc_lightning.backbones import cv_vae, lean_vae  # noqa: F401  (registers the built-ins)
+Families: `cv_vae` (causal CV-VAE-style, preset `cv_vae_causal`), `cv_vae_official` (`cv_vae_sd21`,
+`cv_vae_sd3`), `lean_vae` (lightweight, `lean_vae_lite`), `lean_vae_official` (`lean_vae_base`).
+The names used before the presets existed stay as aliases with the same classes and state-dict keys.
+"""
+
+from vvc_lightning.backbones import cv_vae, cv_vae_official, lean_vae, lean_vae_official  # noqa: F401
 from vvc_lightning.backbones.base import VideoBackbone
+from vvc_lightning.registry import BACKBONES
+
+BACKBONES.register_deprecations({"cv_vae": "cv_vae_causal", "lean_vae": "lean_vae_lite"})
 
 __all__ = ["VideoBackbone"]

@@ -98,3 +98,25 @@ class VideoBackbone(nn.Module):
                 + " | ".join(lines)
             )
         self.load_state_dict(state)
+
+
+class EncoderDecoderBackbone(VideoBackbone):
+    """A backbone whose `encoder` and `decoder` modules each carry a `gradient_checkpointing` flag."""
+
+    @property
+    def gradient_checkpointing(self) -> bool:
+        """Whether the encoder's and decoder's blocks recompute activations in backward while training."""
+        return self.encoder.gradient_checkpointing
+
+    @gradient_checkpointing.setter
+    def gradient_checkpointing(self, value: bool) -> None:
+        self.encoder.gradient_checkpointing = self.decoder.gradient_checkpointing = bool(value)
+
+    def load_initial(self, weights: str | None, pretrained: str | None) -> None:
+        """Load `weights` (a state dict of this backbone) and/or `pretrained` (a released weight file)."""
+        if weights:
+            self.load_weights(weights)
+        if pretrained:
+            from vvc_lightning.backbones.pretrained import load_pretrained
+
+            load_pretrained(self, pretrained)

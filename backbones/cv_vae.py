@@ -141,7 +141,7 @@ class CVDecoder(nn.Module):
         return self.conv_out(F.silu(self.norm_out(h)))
 
 
-@register_backbone("cv_vae")
+@register_backbone("cv_vae_causal")
 class CVVAE(VideoBackbone):
     """CV-VAE-style causal 3D VAE: temporal stride 4, spatial stride 8, deterministic latent."""
 

@@ -128,7 +128,7 @@ class LeanDecoder(nn.Module):
         return torch.cat(frames, dim=2)
 
 
-@register_backbone("lean_vae")
+@register_backbone("lean_vae_lite")
 class LeanVAE(VideoBackbone):
     """LeanVAE-style lightweight video VAE: temporal stride 4, spatial stride 8, deterministic latent."""
 

@@ -21,7 +21,7 @@ def test_a_path_wins_over_a_packaged_name(tmp_path, monkeypatch):
 
 
 def test_paper_defaults_in_cv_vae_and_lean_vae_configs():
-    for name, backbone in (("cv_vae.yaml", "cv_vae"), ("lean_vae.yaml", "lean_vae")):
+    for name, backbone in (("cv_vae.yaml", "cv_vae_sd21"), ("lean_vae.yaml", "lean_vae_base")):
         cfg = load_config([name])
         assert cfg.model.backbone.name == backbone
         assert cfg.model.gop == 9 and cfg.model.backbone.latent_channels == 128

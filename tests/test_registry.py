@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vvc_lightning.errors import RegistryError
+from vvc_lightning.errors import ConfigError, RegistryError
 from vvc_lightning.registry import BACKBONES, DATAMODULES, Registry
 
 PLUGIN = '''
@@ -65,11 +66,13 @@ def make_plugin_distribution(root: Path) -> Path:
 def test_unknown_name_lists_known_names_and_suggests():
     with pytest.raises(RegistryError) as err:
         BACKBONES.get("lean-vae")
-    assert "Known backbones: cv_vae, lean_vae" in str(err.value) and "Did you mean 'lean_vae'" in str(err.value)
+    assert "Known backbones: cv_vae, cv_vae_causal, cv_vae_sd21" in str(err.value)
+    assert "Did you mean 'lean_vae'" in str(err.value)
 
 
 def test_builtins_are_registered_with_their_source():
-    assert BACKBONES.entry("cv_vae").source == "built-in"
+    assert BACKBONES.entry("cv_vae_causal").source == "built-in"
+    assert BACKBONES.entry("cv_vae").source == "built-in alias of cv_vae_causal"
     assert {"folder", "openvid", "yuv"} <= set(DATAMODULES.names())
 
 
@@ -113,3 +116,38 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
     state = torch.load(run_dir / "last.ckpt", weights_only=False)
     assert state["hyper_parameters"]["config"]["model"]["backbone"]["name"] == "tiny"
     assert state["global_step"] == 2
+
+
+def test_old_names_are_aliases_of_the_same_classes_and_keys():
+    from vvc_lightning.backbones.cv_vae import CVVAE
+    from vvc_lightning.backbones.lean_vae import LeanVAE
+
+    assert BACKBONES.get("cv_vae") is CVVAE and BACKBONES.get("lean_vae") is LeanVAE
+    assert BACKBONES.aliases() == {"cv_vae": "cv_vae_causal", "lean_vae": "lean_vae_lite"}
+    old = BACKBONES.create("lean_vae", width=16, latent_channels=8)
+    new = BACKBONES.create("lean_vae_lite", width=16, latent_channels=8)
+    assert list(old.state_dict()) == list(new.state_dict()) and type(old) is type(new)
+
+
+def test_variants_are_presets_of_one_family():
+    from vvc_lightning.backbones.cv_vae_official import CVVAEOfficial
+
+    sd21, sd3 = BACKBONES.get("cv_vae_sd21"), BACKBONES.get("cv_vae_sd3")
+    assert issubclass(sd21, CVVAEOfficial) and issubclass(sd3, CVVAEOfficial)
+    assert sd21.registry_name == "cv_vae_sd21" and sd3.variant_defaults == {"layout": "sd3"}
+    assert inspect.signature(sd3).parameters["layout"].default == "sd3"
+    assert BACKBONES.create("cv_vae_sd3", width=32, latent_channels=8).layout == "sd3"
+    assert BACKBONES.create("cv_vae_sd3", width=32, latent_channels=8, layout="sd21").layout == "sd21"
+    with pytest.raises(ConfigError, match="widht"):
+        BACKBONES.create("cv_vae_sd21", widht=32)
+
+
+def test_an_alias_cannot_hide_a_registered_name():
+    reg = Registry("thing", "vvc_lightning.test_things")
+
+    @reg.register("a")
+    class A:
+        pass
+
+    with pytest.raises(RegistryError, match="alias 'a'"):
+        reg.register_deprecations({"a": "b"})

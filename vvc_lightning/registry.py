@@ -31,6 +31,7 @@ class Registry:
         self.group = group
         self.builtin_modules = builtin_modules
         self._entries: dict[str, Entry] = {}
+        self._deprecated: dict[str, str] = {}  # old name -> current name (timm register_model_deprecations)
         self._scanned = False
 
     def register(self, name: str) -> Callable[[Any], Any]:
@@ -52,6 +53,36 @@ class Registry:
 
         return deco
 
+    def register_variant(self, name: str, family: type, **defaults: Any) -> type:
+        """Register `name` as a preset of `family`: a subclass whose constructor defaults are `defaults`."""
+        sig = inspect.signature(family.__init__)
+        unknown = [k for k in defaults if k not in sig.parameters]
+        if unknown:
+            raise RegistryError(f"variant '{name}' sets unknown {family.__name__} arguments: {', '.join(unknown)}")
+        params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()]
+
+        def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+            family.__init__(self, *args, **{**defaults, **kwargs})
+
+        __init__.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]
+        doc = (family.__doc__ or "").split("\n")[0]
+        variant = type(name, (family,), {"__init__": __init__, "__doc__": f"{doc} Preset '{name}'.",
+                                         "__module__": family.__module__, "variant_defaults": dict(defaults)})
+        variant.__qualname__ = f"{family.__qualname__}[{name}]"
+        return self.register(name)(variant)
+
+    def register_deprecations(self, aliases: dict[str, str]) -> None:
+        """Keep old names working: each maps to the current name it now means (same class, same keys)."""
+        for old, new in aliases.items():
+            if old in self._entries:
+                raise RegistryError(f"{self.kind} alias '{old}' would hide the registered {self.kind} '{old}'")
+            self._deprecated[old] = new
+
+    def aliases(self) -> dict[str, str]:
+        """Old names and the current names they resolve to."""
+        self._scan()
+        return dict(self._deprecated)
+
     def _scan(self) -> None:
         if self._scanned:
             return
@@ -63,7 +94,7 @@ class Registry:
         for ep in metadata.entry_points(group=self.group):
             dist = getattr(ep, "dist", None)
             dist_name = dist.metadata["Name"] if dist is not None else "unknown"
-            if dist_name == OWN_DISTRIBUTION and ep.name in self._entries:
+            if dist_name == OWN_DISTRIBUTION and (ep.name in self._entries or ep.name in self._deprecated):
                 continue
             if ep.name in self._entries and self._entries[ep.name].source == "built-in":
                 continue
@@ -83,15 +114,18 @@ class Registry:
                 pass
 
     def names(self) -> list[str]:
-        """All registered names, plugins included, sorted."""
+        """All registered names and aliases, plugins included, sorted."""
         self._scan()
-        return sorted(self._entries)
+        return sorted([*self._entries, *(a for a in self._deprecated if a not in self._entries)])
 
     def entry(self, name: str) -> Entry:
-        """The entry for `name`; an unknown name fails listing the known ones."""
+        """The entry for `name` (an alias gives its target's class); an unknown name lists the known ones."""
         self._scan()
+        if name not in self._entries and name in self._deprecated:
+            target = self.entry(self._deprecated[name])
+            return Entry(name, target.obj, f"built-in alias of {target.name}" if target.source == "built-in" else f"alias of {target.name}")
         if name not in self._entries:
-            close = difflib.get_close_matches(name, self._entries, n=1)
+            close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
             raise RegistryError(
                 f"unknown {self.kind} '{name}'. Known {self.kind}s: {', '.join(self.names())}.{hint}"
@@ -145,4 +179,5 @@ def check_kwargs(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") -
 BACKBONES = Registry("backbone", "vvc_lightning.backbones", ("vvc_lightning.backbones",))
 DATAMODULES = Registry("datamodule", "vvc_lightning.datamodules", ("vvc_lightning.datamodules",))
 register_backbone = BACKBONES.register
+register_backbone_variant = BACKBONES.register_variant
 register_datamodule = DATAMODULES.register

@@ -32,7 +32,7 @@ def name(request) -> str:
 def test_registry_resolves(name):
     cls = BACKBONES.get(name)
     assert issubclass(cls, VideoBackbone)
-    assert cls.registry_name == name
+    assert cls.registry_name == BACKBONES.aliases().get(name, name)
     assert cls.temporal_stride == 4 and cls.spatial_stride == 8
 
 

@@ -64,8 +64,9 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     if overrides:
         cfg = apply_overrides(cfg, overrides)
     # The backbone's own weights come from the checkpoint, not from the original weights file.
-    if cfg.model.backbone.get("weights") is not None:
-        cfg.model.backbone.weights = None
+    for key in ("weights", "pretrained"):
+        if cfg.model.backbone.get(key) is not None:
+            cfg.model.backbone[key] = None
     model = VideoCompressionModel(cfg)
     try:
         model.load_state_dict(ckpt["state_dict"])

@@ -120,7 +120,8 @@ class VideoCompressionModel(pl.LightningModule):
         self.codec.apply_context_masks()
         h = hashlib.sha256()
         cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
-        cfg["backbone"].pop("weights", None)  # where the initial weights came from is not identity
+        for key in ("weights", "pretrained"):  # where the initial weights came from is not identity
+            cfg["backbone"].pop(key, None)
         cfg.pop("init", None)
         if not cfg["codec"].get("qualities"):  # fixed-rate models keep the identity they had before gains
             cfg["codec"].pop("qualities", None)
