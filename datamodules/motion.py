@@ -52,6 +52,15 @@ def load_image(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
 
 
+def shrink(img: torch.Tensor, short_side: int) -> torch.Tensor:
+    """Area-downscale a (3,H,W) photo so its short side is at most `short_side` (once, not per clip)."""
+    h, w = img.shape[-2:]
+    if min(h, w) <= short_side:
+        return img
+    f = short_side / min(h, w)
+    return F.interpolate(img[None], size=(max(1, round(h * f)), max(1, round(w * f))), mode="area")[0]
+
+
 def _profile(rng: random.Random, t: np.ndarray) -> np.ndarray:
     """Motion over time t in [0,1]: constant speed, or easing in and out (a smoothstep)."""
     return t if rng.random() < 0.5 else t * t * (3 - 2 * t)

@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from vvc_lightning.datamodules.base import VideoDataModule
 from vvc_lightning.datamodules.clips import process_rng
-from vvc_lightning.datamodules.motion import IMAGE_EXTS, Motion, load_image, motion_clip
+from vvc_lightning.datamodules.motion import IMAGE_EXTS, Motion, load_image, motion_clip, shrink
 from vvc_lightning.datamodules.openvid import OpenVidDataModule, ShardSpec
 from vvc_lightning.datamodules.streaming import ShardClipStream, worker_info
 from vvc_lightning.errors import ConfigError, VVCError
@@ -29,7 +29,7 @@ class StillClips(Dataset):
         if not paths:
             raise VVCError("stills: no photo given")
         self.names = [p.stem for p in paths]
-        self.images = [load_image(p) for p in paths]
+        self.images = [shrink(load_image(p), 4 * crop) for p in paths]
         self.frames, self.stride, self.crop, self.motion = frames, stride, crop, motion
         self.train, self.seed, self.length = train, seed, length or len(paths)
 
