@@ -4,7 +4,7 @@
    give the seconds per step on this machine;
 2. size the run: max_steps from the time left, the stage starts at the same fractions of it as in the
    config, `trainer.max_time` as a hard stop (Lightning then saves last.ckpt all the same);
-3. fit, then copy to OUT: last.ckpt (split into <=15 MiB parts when larger: `cat last.ckpt.part* >
+3. fit (saving final.ckpt however it stops), then copy to OUT: last.ckpt = the final state (split into <=15 MiB parts when larger: `cat last.ckpt.part* >
    last.ckpt`), metrics.csv, run_config.yaml (the config of the run, to stack for resuming) and summary.json.
 
     python scripts/gpu_train.py --out $OUT --budget-s 450        # what scripts/gpu_train.sh runs
@@ -28,24 +28,43 @@ SMOKE = ["data.crop_size=64", "data.batch_size=2", "data.num_workers=2", "data.e
          "trainer.limit_val_batches=1", "data.shuffle_buffer=2"]
 
 
-class StepTimer:
-    """Wall-clock time at the end of every training step (a Lightning callback, built lazily)."""
+def callbacks():
+    """(StepTimer, FinalCheckpoint) Lightning callback classes (built lazily: lightning imports late)."""
+    import lightning.pytorch as pl
 
-    def __new__(cls):
-        import lightning.pytorch as pl
+    class StepTimer(pl.Callback):
+        """Wall-clock time at the end of every training step."""
 
-        class _Timer(pl.Callback):
-            def __init__(self) -> None:
-                self.times: list[float] = []
+        def __init__(self) -> None:
+            self.times: list[float] = []
 
-            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
-                if trainer.strategy.root_device.type == "cuda":
-                    import torch
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+            if trainer.strategy.root_device.type == "cuda":
+                import torch
 
-                    torch.cuda.synchronize()
-                self.times.append(time.perf_counter())
+                torch.cuda.synchronize()
+            self.times.append(time.perf_counter())
 
-        return _Timer()
+    class FinalCheckpoint(pl.Callback):
+        """Saves final.ckpt when training ends, however it ends (max_steps, max_time): Lightning's
+        last.ckpt is only refreshed with the periodic checkpoints."""
+
+        def __init__(self, path: Path) -> None:
+            self.path = path
+
+        def on_train_end(self, trainer, module) -> None:  # noqa: ANN001
+            trainer.save_checkpoint(str(self.path))
+
+    return StepTimer, FinalCheckpoint
+
+
+def fit_function():
+    """`fit` of the training package (vvc_lightning.training.trainer, or vvc_lightning.train before the move)."""
+    try:
+        from vvc_lightning.training.trainer import fit
+    except ImportError:
+        from vvc_lightning.train import fit
+    return fit
 
 
 def seconds_per_step(cfg, steps: int, skip: int) -> float:
@@ -53,8 +72,8 @@ def seconds_per_step(cfg, steps: int, skip: int) -> float:
     from omegaconf import OmegaConf
 
     from vvc_lightning.config import apply_overrides
-    from vvc_lightning.train import fit
 
+    fit = fit_function()
     probe = apply_overrides(cfg.copy(), [f"run_dir={cfg.run_dir}_probe", f"trainer.max_steps={steps}",
                                          "trainer.limit_val_batches=0", "checkpoint.every_n_train_steps=100000",
                                          "trainer.logger=false", "trainer.enable_progress_bar=false"])
@@ -62,7 +81,7 @@ def seconds_per_step(cfg, steps: int, skip: int) -> float:
     OmegaConf.set_struct(probe.stages, False)
     probe.stages = [{"name": "probe", "train": list(last.train), "start_step": 0, "lr": float(last.lr or cfg.optim.lr),
                      "loss": str(last.loss)}]
-    timer = StepTimer()
+    timer = callbacks()[0]()
     fit(probe, callbacks=[timer])
     t = timer.times
     return (t[-1] - t[skip]) / max(1, len(t) - 1 - skip)
@@ -89,7 +108,7 @@ def size_run(cfg, s_per_step: float, seconds: float, max_steps: int | None) -> l
 def bring_back(run_dir: Path, out: Path, summary: dict) -> None:
     """Copy the checkpoint (in parts when large), the CSV log and the summary into `out`."""
     out.mkdir(parents=True, exist_ok=True)
-    ckpt = run_dir / "last.ckpt"
+    ckpt = run_dir / "final.ckpt" if (run_dir / "final.ckpt").is_file() else run_dir / "last.ckpt"
     if ckpt.is_file():
         data = ckpt.read_bytes()
         summary["last_ckpt_bytes"] = len(data)
@@ -144,7 +163,8 @@ def main() -> None:
     import torch
 
     from vvc_lightning.config import apply_overrides, load_config, to_yaml
-    from vvc_lightning.train import fit
+
+    fit = fit_function()
 
     torch.backends.cuda.matmul.allow_tf32 = True  # fp32 weights, TF32 matmuls/convs (faster than bf16 here)
     torch.backends.cudnn.allow_tf32 = True
@@ -167,7 +187,10 @@ def main() -> None:
                "torch": torch.__version__, "probe_s_per_step": s_step, "overrides": overrides + sized}
     t0 = time.time()
     try:
-        trainer = fit(cfg)
+        run_dir = Path(str(cfg.run_dir))
+        if (run_dir / "final.ckpt").exists():
+            raise SystemExit(f"error: {run_dir}/final.ckpt exists; give another run_dir=")
+        trainer = fit(cfg, callbacks=[callbacks()[1](run_dir / "final.ckpt")])
         summary["global_step"] = int(trainer.global_step)
     finally:
         summary["train_s"] = round(time.time() - t0, 1)
