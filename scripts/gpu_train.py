@@ -25,7 +25,7 @@ PART = 15 * 2**20  # files that come back from the device machine: 16 MiB each a
 MAX_BACK = 60 * 2**20  # and 64 MiB together
 SMOKE = ["data.crop_size=64", "data.batch_size=2", "data.num_workers=2", "data.epoch_length=64",
          "trainer.accelerator=cpu", "trainer.log_every_n_steps=2", "trainer.val_check_interval=4",
-         "trainer.limit_val_batches=1", "data.shuffle_buffer=2"]
+         "trainer.limit_val_batches=1", "data.shuffle_buffer=2", "trainer.enable_progress_bar=false"]
 
 
 def callbacks():
@@ -55,7 +55,21 @@ def callbacks():
         def on_train_end(self, trainer, module) -> None:  # noqa: ANN001
             trainer.save_checkpoint(str(self.path))
 
-    return StepTimer, FinalCheckpoint
+    class Progress(pl.Callback):
+        """One line every `every` steps: step, stage, logged loss terms, seconds since the script began."""
+
+        def __init__(self, every: int) -> None:
+            self.every = max(1, every)
+
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+            if trainer.global_step % self.every == 0:
+                m = trainer.callback_metrics
+                keys = ("train/loss", "train/psnr", "train/bpp", "train/stlpips", "val/psnr", "val/bpp")
+                vals = " ".join(f"{k.split('/')[0][0]}/{k.split('/')[1]}={float(m[k]):.4g}" for k in keys if k in m)
+                print(f"step {trainer.global_step} stage {module.stage.name} {vals} t={time.time() - START:.0f}s",
+                      flush=True)
+
+    return StepTimer, FinalCheckpoint, Progress
 
 
 def fit_function():
@@ -148,6 +162,16 @@ def last_values(csv_path: Path) -> dict:
     return last
 
 
+def resume_yaml(cfg, to_yaml) -> str:
+    """The run's config as YAML for resuming elsewhere: without this machine's time limit."""
+    from omegaconf import open_dict
+
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.trainer.pop("max_time", None)
+    return to_yaml(cfg)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", action="append", default=None, help="config(s); default configs/zoo_lean_vr.yaml")
@@ -182,7 +206,7 @@ def main() -> None:
     cfg = apply_overrides(cfg, sized)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "run_config.yaml").write_text(to_yaml(cfg))
+    (out / "run_config.yaml").write_text(resume_yaml(cfg, to_yaml))
     summary = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
                "torch": torch.__version__, "probe_s_per_step": s_step, "overrides": overrides + sized}
     t0 = time.time()
@@ -190,7 +214,9 @@ def main() -> None:
         run_dir = Path(str(cfg.run_dir))
         if (run_dir / "final.ckpt").exists():
             raise SystemExit(f"error: {run_dir}/final.ckpt exists; give another run_dir=")
-        trainer = fit(cfg, callbacks=[callbacks()[1](run_dir / "final.ckpt")])
+        _, final, progress = callbacks()
+        every = max(1, int(cfg.trainer.max_steps) // 20)
+        trainer = fit(cfg, callbacks=[final(run_dir / "final.ckpt"), progress(every)])
         summary["global_step"] = int(trainer.global_step)
     finally:
         summary["train_s"] = round(time.time() - t0, 1)

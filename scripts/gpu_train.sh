@@ -37,6 +37,7 @@ if [ -n "${CPU_SMOKE:-}" ]; then
     run_dir=${RUN_DIR:-/tmp/vvc_gpu_smoke} $PATHS "$@"
 else
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-  $PY scripts/gpu_train.py --out "$OUT" --budget-s "$BUDGET_S" run_dir=${RUN_DIR:-runs/zoo_lean_vr_gpu} $PATHS "$@"
+  $PY scripts/gpu_train.py --out "$OUT" --budget-s "$BUDGET_S" run_dir=${RUN_DIR:-runs/zoo_lean_vr_gpu} $PATHS \
+    trainer.enable_progress_bar=false "$@"
 fi
 ls -la "$OUT"
