@@ -2,7 +2,8 @@
 
 Every parameter stays in one fixed AdamW parameter group for the whole run (so optimizer state and
 resumed checkpoints line up); a stage only sets `requires_grad`, each group's learning rate (0 for frozen
-groups) and eval mode for modules whose parameters are all frozen (norm layers included). AdamW skips
+groups; the stage's lr shaped by `stage_lr_factor`: linear warm-up from the stage start, then cosine
+decay to its end, from `optim.warmup_steps` / `optim.decay` / `optim.min_lr_ratio`) and eval mode for modules whose parameters are all frozen (norm layers included). AdamW skips
 parameters without gradients, so frozen weights stay unchanged to the bit. The stage is recomputed from
 `global_step` / `current_epoch` before every batch, so a resumed run continues in the right stage.
 """
@@ -10,11 +11,15 @@ parameters without gradients, so frozen weights stay unchanged to the bit. The s
 from __future__ import annotations
 
 import logging
+import math
 
 import lightning.pytorch as pl
 from omegaconf import DictConfig, ListConfig
 
+from vvc_lightning.errors import ConfigError
+
 log = logging.getLogger("vvc_lightning")
+DECAYS = ("constant", "cosine")
 
 AUX_GROUP = "aux"  # the optimizer group of the entropy models' quantiles (the aux loss's parameters)
 
@@ -33,13 +38,50 @@ def stage_index(stages: ListConfig | list[DictConfig], global_step: int, epoch: 
     return idx
 
 
+def stage_bounds(stages: ListConfig | list[DictConfig], idx: int, max_steps: int | None) -> tuple[int | None, int | None]:
+    """(first step, step after the last) of stage `idx` for step-based stages; None where unknown."""
+    start = stages[idx].get("start_step")
+    end = stages[idx + 1].get("start_step") if idx + 1 < len(stages) else None
+    if end is None and idx + 1 == len(stages) and max_steps is not None and max_steps > 0:
+        end = max_steps
+    return start, end
+
+
+def stage_lr_factor(step: int, start: int | None, end: int | None, warmup: int, decay: str, min_ratio: float) -> float:
+    """Learning-rate multiplier at `step`: linear warm-up over `warmup` steps from the stage start, then
+    'cosine' decay to `min_ratio` at the stage end ('constant': none). Stateless, so resume needs nothing."""
+    if start is None:
+        return 1.0
+    k = max(0, step - start)
+    factor = 1.0
+    if warmup > 0 and k < warmup:
+        factor = (k + 1) / warmup
+    if decay == "cosine" and end is not None and end - start > warmup:
+        t = min(1.0, max(0.0, (k - warmup) / (end - start - warmup)))
+        factor *= min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return factor
+
+
 class StageSchedule(pl.Callback):
     """Applies the `stages:` list of the config to the model and optimizer before each training batch."""
 
-    def __init__(self, stages: ListConfig | list[DictConfig], default_lr: float, aux_lr: float) -> None:
+    def __init__(
+        self,
+        stages: ListConfig | list[DictConfig],
+        default_lr: float,
+        aux_lr: float,
+        warmup_steps: int = 0,
+        decay: str = "constant",
+        min_lr_ratio: float = 0.1,
+    ) -> None:
         self.stages = list(stages)
         self.default_lr = float(default_lr)
         self.aux_lr = float(aux_lr)
+        if decay not in DECAYS:
+            raise ConfigError(f"optim.decay must be one of {', '.join(DECAYS)}, got '{decay}'")
+        if int(warmup_steps) < 0 or not 0.0 <= float(min_lr_ratio) <= 1.0:
+            raise ConfigError("optim.warmup_steps must be >= 0 and optim.min_lr_ratio within [0, 1]")
+        self.warmup_steps, self.decay, self.min_lr_ratio = int(warmup_steps), str(decay), float(min_lr_ratio)
         self.current: int | None = None
 
     def stage_index(self, global_step: int, epoch: int) -> int:
@@ -54,8 +96,6 @@ class StageSchedule(pl.Callback):
         known = {n for n, _ in module.named_parameters()}
         for p in prefixes:
             if not any(_matches(n, [p]) for n in known):
-                from vvc_lightning.errors import ConfigError
-
                 raise ConfigError(
                     f"stage '{stage.name}' trains '{p}', which names no parameters; use module paths such as "
                     "backbone, codec, backbone.decoder"
@@ -68,7 +108,9 @@ class StageSchedule(pl.Callback):
                 sub.training = any(p.requires_grad for p in params)
         if any(_matches("codec", [p]) or p.startswith("codec") for p in prefixes):
             module.codec._tables_fresh = False
-        lr = float(stage.get("lr") or self.default_lr)
+        start, end = stage_bounds(self.stages, idx, trainer.max_steps)
+        factor = stage_lr_factor(trainer.global_step, start, end, self.warmup_steps, self.decay, self.min_lr_ratio)
+        lr = float(stage.get("lr") or self.default_lr) * factor
         for opt in trainer.optimizers:
             for group in opt.param_groups:
                 trainable = any(p.requires_grad for p in group["params"])

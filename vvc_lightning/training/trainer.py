@@ -51,7 +51,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
         save_last=True,
         auto_insert_metric_name=False,
     )
-    cbs = [StageSchedule(cfg.stages, cfg.optim.lr, cfg.optim.aux_lr), ckpt_cb, *(callbacks or [])]
+    o = cfg.optim
+    schedule = StageSchedule(cfg.stages, o.lr, o.aux_lr, o.warmup_steps, o.decay, o.min_lr_ratio)
+    cbs = [schedule, ckpt_cb, *(callbacks or [])]
     kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name="logs"))
     kwargs.setdefault("enable_model_summary", False)
     return pl.Trainer(default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs)

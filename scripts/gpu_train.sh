@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# One command for the GPU machine: install the carried wheels, build the offline data, train the zoo
+# recipe inside a wall-clock budget, and leave last.ckpt (in parts), metrics.csv, run_config.yaml and
+# summary.json in $OUT. Runs from the repository root, without installing this package (its packages
+# are mapped from top-level folders, so a copy under /tmp is put on PYTHONPATH instead).
+#
+#   bash scripts/gpu_train.sh                 # GPU; BUDGET_S (default 450) bounds the whole run
+#   CPU_SMOKE=1 bash scripts/gpu_train.sh     # the same steps on this CPU, a few tiny steps
+#
+# Wheels: scripts/gpu_wheels.sh fills .whl/ (carried to the device machine; see README).
+set -euo pipefail
+export VVC_SCRIPT_START=$(date +%s)
+PY=${PYTHON:-python3}
+OUT=${OUT:-runs/gpu_out}
+BUDGET_S=${BUDGET_S:-450}
+SITE=${VVC_SITE:-/tmp/vvc_site}
+export PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1  # never import the bare ./vvc_lightning folder from the cwd
+
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && [ -z "${CPU_SMOKE:-}" ]; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE/deps" .whl/*.whl
+  export PYTHONPATH="$SITE/deps:${PYTHONPATH:-}"
+fi
+# vvc_lightning with its sub-packages where setup.cfg's package_dir puts them.
+rm -rf "$SITE/src" && mkdir -p "$SITE/src"
+cp -r vvc_lightning "$SITE/src/vvc_lightning"
+for sub in backbones datamodules configs; do cp -r "$sub" "$SITE/src/vvc_lightning/$sub"; done
+export PYTHONPATH="$SITE/src:${PYTHONPATH:-}"
+$PY -c "import vvc_lightning.datamodules, vvc_lightning.backbones, compressai, av, webdataset, omegaconf, stlpips_pytorch; print('imports ok')"
+
+DATA=${DATA:-data/offline}
+[ -f "$DATA/manifest.json" ] || $PY scripts/build_training_data.py -o "$DATA"
+echo "data ready after $(( $(date +%s) - VVC_SCRIPT_START )) s"
+PATHS="data.train_images=$DATA/stills data.train_shards=$DATA/shards/train data.val_shards=$DATA/shards/val data.test_dir=$DATA/test"
+
+if [ -n "${CPU_SMOKE:-}" ]; then
+  $PY scripts/gpu_train.py --smoke --out "$OUT" --budget-s 60 --max-steps "${SMOKE_STEPS:-12}" \
+    run_dir=${RUN_DIR:-/tmp/vvc_gpu_smoke} $PATHS "$@"
+else
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+  $PY scripts/gpu_train.py --out "$OUT" --budget-s "$BUDGET_S" run_dir=${RUN_DIR:-runs/zoo_lean_vr_gpu} $PATHS \
+    trainer.enable_progress_bar=false "$@"
+fi
+ls -la "$OUT"
