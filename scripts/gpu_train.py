@@ -131,7 +131,7 @@ def bring_back(run_dir: Path, out: Path, summary: dict) -> None:
 
             import torch
 
-            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=False)
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             state.pop("optimizer_states", None)
             state.pop("lr_schedulers", None)
             buf = io.BytesIO()

@@ -41,3 +41,7 @@ else
     trainer.enable_progress_bar=false "$@"
 fi
 ls -la "$OUT"
+if [ -z "${CPU_SMOKE:-}" ]; then  # cross-device exactness of the entropy path with the trained model
+  $PY scripts/gpu_exactness.py "${RUN_DIR:-runs/zoo_lean_vr_gpu}/final.ckpt" "$DATA/test/carphone.y4m" "$OUT" --frames 17 \
+    || echo "exactness check failed"
+fi
