@@ -156,7 +156,7 @@ def test_damaged_bitstreams_fail_with_one_clear_line(work, tmp_path, capsys, kin
 
 
 def test_checkpoint_that_does_not_match_is_refused(work, tmp_path, capsys):
-    ckpt = torch.load(work["ckpt"], map_location="cpu", weights_only=False)
+    ckpt = torch.load(work["ckpt"], map_location="cpu", weights_only=True)
     key = next(k for k in ckpt["state_dict"] if k.startswith("backbone.") and k.endswith("weight"))
     ckpt["state_dict"][key] = ckpt["state_dict"][key] + 0.01
     other = tmp_path / "other.ckpt"

@@ -30,6 +30,8 @@ from vvc_lightning.bitstream import Header
 from vvc_lightning.determinism import batch_invariant, model_identity
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.gop import GopBlender, GopPlan, iter_gops
+from vvc_lightning.output_paths import check_output_path, decoded_bytes_limit
+from vvc_lightning.symbol_check import SymbolCheckError
 from vvc_lightning.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.video_io import (
     Video,
@@ -242,6 +244,12 @@ class VideoCodec:
             header, records = self.read_header(data, label)
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
             a, b = frames if frames is not None else (0, header.frames)
+            need, limit = (b - a) * header.height * header.width * 3, decoded_bytes_limit()
+            if need > limit:
+                raise VVCError(
+                    f"{label} decodes to {need / 2**30:.1f} GiB of frames, more than this machine's limit of "
+                    f"{limit / 2**30:.1f} GiB; decode part of it with --frames a:b"
+                )
             gops = plan.gops_for_frames(a, b)
             hp, wp = self._padded(header.height, header.width)
             grid = plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
@@ -268,10 +276,15 @@ class VideoCodec:
             payload = bitstream.read_payload(data, r, label)
             try:
                 latents.append(self.model.codec.decompress([payload], header.latent_shape))
-            except BitstreamError:
-                raise
+            except SymbolCheckError as exc:
+                raise BitstreamError(
+                    f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or decoded with "
+                    "a different model/build)"
+                ) from exc
+            except BitstreamError as exc:
+                raise BitstreamError(f"GoP {r.index} of {label}: {exc}; the file is damaged") from exc
             except Exception as exc:  # a corrupt payload that passed the CRC (or a codec bug)
-                raise BitstreamError(f"{label}: GoP record {r.index} does not decode ({exc})") from exc
+                raise BitstreamError(f"GoP {r.index} of {label} does not decode ({exc})") from exc
         self._tick("latent_codec", start)
         latent = torch.cat(latents)
         return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid)
@@ -286,9 +299,7 @@ class VideoCodec:
         **yuv_kwargs: Any,
     ) -> dict[str, Any]:
         """Compress a video file (streamed; .yuv takes width/height/matrix/rng) to a .vvc file, atomically."""
-        dst = Path(dst)
-        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
-            raise VVCError(f"output folder '{dst.parent}' does not exist; create it first")
+        dst = check_output_path(dst, src, kind="bitstream")
         rate = fps if fps is not None else video_fps(src)
         frames: Iterable[np.ndarray] = iter_video(src, **yuv_kwargs)
         if max_frames is not None:
@@ -302,9 +313,7 @@ class VideoCodec:
         self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
     ) -> dict[str, Any]:
         """Decompress a .vvc file to a video file / PNG folder (written atomically); returns statistics."""
-        dst = Path(dst)
-        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
-            raise VVCError(f"output folder '{dst.parent}' does not exist; create it first")
+        dst = check_output_path(dst, src, kind="video")
         data = read_bitstream_file(src)
         video = self.decode(data, frames, label=f"'{src}'")
         header, _ = bitstream.unpack_header(data)

@@ -19,7 +19,7 @@ import copy
 from dataclasses import dataclass
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.ans import BufferedRansEncoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.base import get_scale_table
 from compressai.models.utils import conv, deconv
@@ -28,7 +28,9 @@ from torch import Tensor, nn
 
 from vvc_lightning.errors import BitstreamError
 from vvc_lightning.ops import fold_time, unfold_time
+from vvc_lightning.rans_bounded import BoundedRansDecoder
 from vvc_lightning.scctx import SpaceChannelContext, default_groups
+from vvc_lightning.symbol_check import SymbolDigest, open_payload
 
 TABLE_BUFFERS = {
     "entropy_bottleneck": ("_quantized_cdf", "_offset", "_cdf_length"),
@@ -259,26 +261,30 @@ class LatentCodec(nn.Module):
         medians = eb._get_medians()
         z_sym = torch.round(z - medians).int()
         hyper = self.h_s(z_sym.float() + medians)[..., :h, :w]
-        enc = BufferedRansEncoder()
+        enc, digest = BufferedRansEncoder(), SymbolDigest()
+        digest.update(_flat(z_sym))
         enc.encode_with_indexes(_flat(z_sym), _flat(_channel_indexes(z_sym.shape)), *_tables(eb))
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
             symbols = torch.round(residual).int()
             indexes = gc.build_indexes(scales).int()
+            digest.update(_flat(symbols[..., positions]))
             enc.encode_with_indexes(_flat(symbols[..., positions]), _flat(indexes[..., positions]), *gc_tables)
             return symbols
 
         y_hat, _ = self.context.run(y, hyper, gc, "code", sink)
-        return y_hat, enc.flush()
+        return y_hat, digest.seal(enc.flush())
 
     def _decode(self, string: bytes, t: int, h: int, w: int) -> Tensor:
         """One GoP's rANS string -> its folded y_hat (t,c,h,w)."""
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
-        dec = RansDecoder()
-        dec.set_stream(bytes(string))
+        expected, string = open_payload(string)
+        dec, digest = BoundedRansDecoder(), SymbolDigest()
+        dec.set_stream(string)
         z_shape = (t, self.channels, -(-h // 4), -(-w // 4))
         z_sym = dec.decode_stream(_flat(_channel_indexes(z_shape)), *_tables(eb))
+        digest.update(z_sym)
         medians = eb._get_medians()
         z_hat = torch.tensor(z_sym, dtype=torch.int32, device=medians.device).reshape(z_shape).float() + medians
         hyper = self.h_s(z_hat)[..., :h, :w]
@@ -288,10 +294,13 @@ class LatentCodec(nn.Module):
             indexes = gc.build_indexes(scales).int()[..., positions]
             symbols = torch.zeros(scales.shape, dtype=torch.int32, device=scales.device)
             values = dec.decode_stream(_flat(indexes), *gc_tables)
+            digest.update(values)
             symbols[..., positions] = torch.tensor(values, dtype=torch.int32, device=scales.device).reshape(indexes.shape)
             return symbols
 
         y_hat, _ = self.context.run(None, hyper, gc, "code", sink)
+        dec.finish()
+        digest.verify(expected)
         return y_hat
 
 
