@@ -26,7 +26,8 @@ from vvc_lightning.video_io import atomic_path, write_bytes_atomic
 PLAN_FILE = "shards.plan.json"
 INDEX_FILE = "shards.json"
 SHARD_NAME = "shard-{:06d}.tar"
-ENTRY_OVERHEAD = 3 * 512 + 1024  # tar headers and padding + the JSON, per video
+ENTRY_OVERHEAD = 4 * 512 + 4096  # per video: two tar headers, two paddings, PAX headers and the JSON (bound)
+SHARD_OVERHEAD = 2 * 512 + tarfile.RECORDSIZE  # per shard: the end-of-archive blocks and the record padding
 UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -42,16 +43,28 @@ def parse_size(text: str | int) -> int:
     return size
 
 
+def _entry_bound(it: VideoItem) -> int:
+    """An upper bound of the bytes a video takes in a shard (its data, tar headers, padding, JSON)."""
+    meta = json.dumps(it.meta, ensure_ascii=False).encode() if it.meta else b""
+    return it.size + ENTRY_OVERHEAD + 4 * len(it.name.encode()) + 2 * len(it.origin.encode()) + len(meta)
+
+
 def plan_shards(items: list[VideoItem], max_bytes: int) -> list[list[VideoItem]]:
-    """Consecutive groups of videos whose total size stays under `max_bytes` (a larger video goes alone)."""
+    """Consecutive groups of videos whose shard stays within `max_bytes`; a video that cannot fit any shard
+    of that size is an error (raise --max-shard-size), so no shard ever exceeds the limit."""
     shards: list[list[VideoItem]] = []
     current: list[VideoItem] = []
-    total = 0
+    total = SHARD_OVERHEAD
     for it in items:
-        size = it.size + ENTRY_OVERHEAD
+        size = _entry_bound(it)
+        if SHARD_OVERHEAD + size > max_bytes:
+            raise VVCError(
+                f"video '{it.origin}' ({it.size} bytes) does not fit a shard of --max-shard-size {max_bytes} bytes "
+                f"(with its tar headers it needs up to {SHARD_OVERHEAD + size}); raise --max-shard-size"
+            )
         if current and total + size > max_bytes:
             shards.append(current)
-            current, total = [], 0
+            current, total = [], SHARD_OVERHEAD
         current.append(it)
         total += size
     if current:
@@ -117,6 +130,7 @@ class ShardStats:
     videos: int = 0
     bytes: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    sha256: str = ""
 
 
 @dataclass
@@ -185,10 +199,52 @@ def _check_plan(outdir: Path, plan: dict[str, Any]) -> None:
     write_bytes_atomic(path, json.dumps(plan, indent=1).encode())
 
 
-def _count_existing(path: Path) -> ShardStats:
-    with tarfile.open(path) as tar:
-        members = tar.getmembers()
-    return ShardStats(path.name, sum(1 for m in members if m.name.endswith(".json")), path.stat().st_size)
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _complete_tar(path: Path, keys: set[str]) -> ShardStats | None:
+    """Stats of a shard that reads as a whole tar of this plan's videos (each JSON with its video, of the size
+    the JSON says, ending in tarfile's end-of-archive blocks), else None."""
+    size = path.stat().st_size
+    if size < SHARD_OVERHEAD or size % tarfile.RECORDSIZE:
+        return None
+    with open(path, "rb") as f:
+        f.seek(size - 1024)
+        if f.read(1024) != bytes(1024):
+            return None
+    try:
+        with tarfile.open(path) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            videos = 0
+            for name, m in members.items():
+                if not name.endswith(".json"):
+                    continue
+                meta = json.loads(tar.extractfile(m).read())
+                key = meta.get("key")
+                data = [v for n, v in members.items() if n.startswith(f"{key}.") and n != name]
+                if key not in keys or len(data) != 1 or data[0].size != meta.get("bytes"):
+                    return None
+                videos += 1
+            if len(members) != 2 * videos:
+                return None
+    except (tarfile.TarError, OSError, EOFError, ValueError, AttributeError):
+        return None
+    return ShardStats(path.name, videos, size, sha256=_sha256(path))
+
+
+def _verified(path: Path, recorded: dict[str, Any] | None, group: list[VideoItem]) -> ShardStats | None:
+    """The stats of a finished shard if it is intact (size and SHA-256 as recorded in the index, or, without a
+    record, a complete tar of this group's videos); None if it is damaged or truncated and must be redone."""
+    if recorded is not None and recorded.get("sha256"):
+        if path.stat().st_size != recorded.get("bytes") or _sha256(path) != recorded["sha256"]:
+            return None
+        return ShardStats(**recorded)
+    return _complete_tar(path, {it.key for it in group})
 
 
 def write_shards(
@@ -222,11 +278,13 @@ def write_shards(
         for i, group in enumerate(shards):
             path = outdir / SHARD_NAME.format(i)
             if path.is_file():
-                st = ShardStats(**old_stats[path.name]) if path.name in old_stats else _count_existing(path)
-                summary.shards.append(st)
-                summary.resumed += 1
-                bar.update(len(group))
-                continue
+                st = _verified(path, old_stats.get(path.name), group)
+                if st is not None:
+                    summary.shards.append(st)
+                    summary.resumed += 1
+                    bar.update(len(group))
+                    continue
+                summary.notes.append(f"{path.name} was damaged or incomplete: written again")
             summary.shards.append(_write_one(path, group, min_frames, pool, bar))
             summary.written_now += 1
             _write_index(index_path, summary)
@@ -235,6 +293,10 @@ def write_shards(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     _write_index(index_path, summary)
+    if summary.videos == 0:
+        reasons = summary.skip_reasons()
+        why = ", ".join(f"{v} {k}" for k, v in reasons.most_common()) or "no input video"
+        raise VVCError(f"no video was written from '{src}' ({why}); check the source folder and --min-frames")
     return summary
 
 
@@ -255,8 +317,8 @@ def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar) -
             _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
             _tar_add(tar, f"{it.key}.{ext}", data)
             stats.videos += 1
-    path.chmod(0o644)  # temp files are created 0600
     stats.bytes = path.stat().st_size
+    stats.sha256 = _sha256(path)
     return stats
 
 

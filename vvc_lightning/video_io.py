@@ -125,8 +125,12 @@ def video_fps(path: str | Path, default: float = 25.0) -> float:
 
     try:
         with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise VVCError(f"'{path}' has no video stream (audio only?); pass a video file")
             s = c.streams.video[0]
             return float(s.average_rate or s.guessed_rate or default)
+    except VVCError:
+        raise
     except Exception as exc:
         raise VVCError(f"cannot open video '{path}': {exc}") from exc
 
