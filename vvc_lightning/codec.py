@@ -31,7 +31,7 @@ from vvc_lightning.determinism import batch_invariant, model_identity
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.output_paths import check_output_path, decoded_bytes_limit
-from vvc_lightning.symbol_check import SymbolCheckError
+from vvc_lightning.symbol_check import SymbolCheckError, bind_to_gop
 from vvc_lightning.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.video_io import (
     Video,
@@ -208,7 +208,11 @@ class VideoCodec:
         grid: TileGrid = shape["grid"]
         latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s))
         start = time.perf_counter()
-        payloads = [self.model.codec.compress(latent[i : i + 1])[0][0] for i in range(latent.shape[0])]
+        first = shape.get("gops_done", 0)
+        payloads = [
+            bind_to_gop(self.model.codec.compress(latent[i : i + 1])[0][0], first + i) for i in range(latent.shape[0])
+        ]
+        shape["gops_done"] = first + len(payloads)
         self._tick("latent_codec", start)
         return payloads
 
@@ -253,7 +257,13 @@ class VideoCodec:
             gops = plan.gops_for_frames(a, b)
             hp, wp = self._padded(header.height, header.width)
             grid = plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
-            out = np.empty((b - a, header.height, header.width, 3), np.uint8)
+            try:
+                out = np.empty((b - a, header.height, header.width, 3), np.uint8)
+            except MemoryError as exc:
+                raise VVCError(
+                    f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part of "
+                    "it with --frames a:b"
+                ) from exc
             blender = GopBlender(plan, header.theta, gops.start)
             step = self._gops_per_pass(header.height, header.width, header.tile, header.tile_overlap)
             for i in range(gops.start, gops.stop, step):
@@ -275,7 +285,7 @@ class VideoCodec:
         for r in records:
             payload = bitstream.read_payload(data, r, label)
             try:
-                latents.append(self.model.codec.decompress([payload], header.latent_shape))
+                latents.append(self.model.codec.decompress([bind_to_gop(payload, r.index)], header.latent_shape))
             except SymbolCheckError as exc:
                 raise BitstreamError(
                     f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or decoded with "

@@ -42,6 +42,15 @@ class SymbolDigest:
             raise SymbolCheckError("decoded symbols fail their check")
 
 
+def bind_to_gop(payload: bytes, index: int) -> bytes:
+    """The payload with its stored digest tied to (or, applied again, untied from) GoP `index`, so that records
+    swapped or moved within a file fail the check too (the digest is XORed with a per-index constant)."""
+    if len(payload) < DIGEST_SIZE:
+        return payload
+    (digest,) = _DIGEST.unpack_from(payload)
+    return _DIGEST.pack(digest ^ zlib.crc32(b"GoP" + index.to_bytes(8, "little"))) + bytes(payload[DIGEST_SIZE:])
+
+
 def open_payload(payload: bytes) -> tuple[int, bytes]:
     """(stored digest, rANS string) of a GoP payload."""
     if len(payload) < DIGEST_SIZE:
