@@ -209,7 +209,7 @@ def _sha256(path: Path) -> str:
 
 def _complete_tar(path: Path, keys: set[str]) -> ShardStats | None:
     """Stats of a shard that reads as a whole tar of this plan's videos (each JSON with its video, of the size
-    the JSON says, ending in tarfile's end-of-archive blocks), else None."""
+    and SHA-256 the JSON says, ending in tarfile's end-of-archive blocks), else None."""
     size = path.stat().st_size
     if size < SHARD_OVERHEAD or size % tarfile.RECORDSIZE:
         return None
@@ -228,6 +228,8 @@ def _complete_tar(path: Path, keys: set[str]) -> ShardStats | None:
                 key = meta.get("key")
                 data = [v for n, v in members.items() if n.startswith(f"{key}.") and n != name]
                 if key not in keys or len(data) != 1 or data[0].size != meta.get("bytes"):
+                    return None
+                if hashlib.sha256(tar.extractfile(data[0]).read()).hexdigest() != meta.get("sha256"):
                     return None
                 videos += 1
             if len(members) != 2 * videos:
@@ -311,7 +313,8 @@ def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar) -
                 stats.skipped.append({"origin": it.origin, "reason": reason})
                 continue
             ext = Path(it.name).suffix.lower().lstrip(".")
-            meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data), **info}
+            meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data),
+                    "sha256": hashlib.sha256(data).hexdigest(), **info}
             if it.meta:
                 meta["csv"] = it.meta
             _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
