@@ -26,8 +26,8 @@ from vvc_lightning.video_io import atomic_path, write_bytes_atomic
 PLAN_FILE = "shards.plan.json"
 INDEX_FILE = "shards.json"
 SHARD_NAME = "shard-{:06d}.tar"
-ENTRY_OVERHEAD = 4 * 512 + 4096  # per video: two tar headers, two paddings, PAX headers and the JSON (bound)
-SHARD_OVERHEAD = 2 * 512 + tarfile.RECORDSIZE  # per shard: the end-of-archive blocks and the record padding
+JSON_BOUND = 512  # the fixed part of a video's JSON (keys, numbers, SHA-256), bytes
+END_BLOCKS = 2 * 512  # tar's end-of-archive blocks; the archive is then padded to tarfile.RECORDSIZE
 UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -43,10 +43,21 @@ def parse_size(text: str | int) -> int:
     return size
 
 
+def _blocks(n: int, size: int = 512) -> int:
+    return -(-n // size) * size
+
+
 def _entry_bound(it: VideoItem) -> int:
-    """An upper bound of the bytes a video takes in a shard (its data, tar headers, padding, JSON)."""
-    meta = json.dumps(it.meta, ensure_ascii=False).encode() if it.meta else b""
-    return it.size + ENTRY_OVERHEAD + 4 * len(it.name.encode()) + 2 * len(it.origin.encode()) + len(meta)
+    """An upper bound of the bytes a video takes in a shard: two tar headers, its data and its JSON (padded to
+    512-byte blocks), and PAX headers when a name is long or not ASCII."""
+    name, origin = len(it.name.encode()), len(it.origin.encode())
+    meta = len(json.dumps(it.meta)) if it.meta else 0
+    pax = 4 * 512 if name > 90 or not (it.name.isascii() and it.origin.isascii()) else 0
+    return 2 * 512 + _blocks(it.size) + _blocks(JSON_BOUND + 3 * name + origin + meta) + pax
+
+
+def _shard_bound(entries: int) -> int:
+    return _blocks(entries + END_BLOCKS, tarfile.RECORDSIZE)
 
 
 def plan_shards(items: list[VideoItem], max_bytes: int) -> list[list[VideoItem]]:
@@ -54,17 +65,17 @@ def plan_shards(items: list[VideoItem], max_bytes: int) -> list[list[VideoItem]]
     of that size is an error (raise --max-shard-size), so no shard ever exceeds the limit."""
     shards: list[list[VideoItem]] = []
     current: list[VideoItem] = []
-    total = SHARD_OVERHEAD
+    total = 0
     for it in items:
         size = _entry_bound(it)
-        if SHARD_OVERHEAD + size > max_bytes:
+        if _shard_bound(size) > max_bytes:
             raise VVCError(
                 f"video '{it.origin}' ({it.size} bytes) does not fit a shard of --max-shard-size {max_bytes} bytes "
-                f"(with its tar headers it needs up to {SHARD_OVERHEAD + size}); raise --max-shard-size"
+                f"(with its tar headers it needs up to {_shard_bound(size)}); raise --max-shard-size"
             )
-        if current and total + size > max_bytes:
+        if current and _shard_bound(total + size) > max_bytes:
             shards.append(current)
-            current, total = [], SHARD_OVERHEAD
+            current, total = [], 0
         current.append(it)
         total += size
     if current:
@@ -211,15 +222,16 @@ def _complete_tar(path: Path, keys: set[str]) -> ShardStats | None:
     """Stats of a shard that reads as a whole tar of this plan's videos (each JSON with its video, of the size
     and SHA-256 the JSON says, ending in tarfile's end-of-archive blocks), else None."""
     size = path.stat().st_size
-    if size < SHARD_OVERHEAD or size % tarfile.RECORDSIZE:
+    if size < END_BLOCKS or size % tarfile.RECORDSIZE:
         return None
-    with open(path, "rb") as f:
-        f.seek(size - 1024)
-        if f.read(1024) != bytes(1024):
-            return None
     try:
         with tarfile.open(path) as tar:
             members = {m.name: m for m in tar.getmembers()}
+            end = max((m.offset_data + -(-m.size // 512) * 512 for m in members.values()), default=0)
+            with open(path, "rb") as f:  # after the last member: only the zero end blocks and padding
+                f.seek(end)
+                if f.read() != bytes(size - end):
+                    return None
             videos = 0
             for name, m in members.items():
                 if not name.endswith(".json"):
@@ -287,7 +299,7 @@ def write_shards(
                     bar.update(len(group))
                     continue
                 summary.notes.append(f"{path.name} was damaged or incomplete: written again")
-            summary.shards.append(_write_one(path, group, min_frames, pool, bar))
+            summary.shards.append(_write_one(path, group, min_frames, pool, bar, max_bytes))
             summary.written_now += 1
             _write_index(index_path, summary)
     finally:
@@ -302,27 +314,35 @@ def write_shards(
     return summary
 
 
-def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar) -> ShardStats:
+def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int) -> ShardStats:
     stats = ShardStats(path.name)
     jobs = [(it, min_frames) for it in group]
     results = pool.map(_load_and_probe, jobs) if pool is not None else map(_load_and_probe, jobs)
-    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for it, (data, info, reason) in zip(group, results, strict=True):
-            bar.update(1)
-            if data is None:
-                stats.skipped.append({"origin": it.origin, "reason": reason})
-                continue
-            ext = Path(it.name).suffix.lower().lstrip(".")
-            meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data),
-                    "sha256": hashlib.sha256(data).hexdigest(), **info}
-            if it.meta:
-                meta["csv"] = it.meta
-            _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
-            _tar_add(tar, f"{it.key}.{ext}", data)
-            stats.videos += 1
+    with atomic_path(path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            _fill(tar, group, results, stats, bar)
+        if tmp.stat().st_size > max_bytes:  # the plan's bound failed: never leave an oversized shard
+            raise VVCError(f"{path.name} came out at {tmp.stat().st_size} bytes, over --max-shard-size {max_bytes}")
     stats.bytes = path.stat().st_size
     stats.sha256 = _sha256(path)
     return stats
+
+
+def _fill(tar: tarfile.TarFile, group: list[VideoItem], results, stats: ShardStats, bar) -> None:  # noqa: ANN001
+    """Add each video of `group` that loaded and probed (with its JSON) to `tar`; record the skipped ones."""
+    for it, (data, info, reason) in zip(group, results, strict=True):
+        bar.update(1)
+        if data is None:
+            stats.skipped.append({"origin": it.origin, "reason": reason})
+            continue
+        ext = Path(it.name).suffix.lower().lstrip(".")
+        meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), **info}
+        if it.meta:
+            meta["csv"] = it.meta
+        _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
+        _tar_add(tar, f"{it.key}.{ext}", data)
+        stats.videos += 1
 
 
 def _write_index(path: Path, summary: Summary) -> None:
