@@ -97,7 +97,7 @@ def test_raw_yuv_input_takes_its_size_from_the_name_or_options(work, bikes_frame
     assert main([*args, "--size", "32x24", "--fps", "50"]) == 0
     header = bitstream.unpack((tmp_path / "b.vvc").read_bytes())[0]
     assert (header.width, header.height, header.fps) == (32, 24, 50.0)
-    assert main(args) == 2
+    assert main([*args[:3], str(tmp_path / "c.vvc"), *args[4:]]) == 2  # a new output: b.vvc exists now
     assert "cannot tell the size" in capsys.readouterr().err
 
 

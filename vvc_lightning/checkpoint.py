@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         raise VVCError(f"checkpoint '{path}' does not exist; pass the .ckpt written by `fit` (e.g. runs/NAME/last.ckpt)")
     try:
         # weights_only: a checkpoint is data; unpickling arbitrary objects would let a crafted file run code.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise WeightsError(
             f"checkpoint '{path}' holds objects other than weights and plain data; it was refused because loading "
