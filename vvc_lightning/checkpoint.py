@@ -45,11 +45,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
             warnings.simplefilter("ignore", UserWarning)
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights only load failed" not in str(exc).lower():  # not a pickle at all, or truncated
-            raise WeightsError(f"checkpoint '{path}' cannot be read ({str(exc).splitlines()[0]}); is it truncated?") from exc
         raise WeightsError(
-            f"checkpoint '{path}' holds objects other than weights and plain data; it was refused because loading "
-            "it could run code (only use checkpoints written by `fit`)"
+            f"checkpoint '{path}' cannot be read as weights and plain data (truncated, not written by `fit`, or "
+            "holding objects whose loading could run code: refused); pass a checkpoint written by `fit`"
         ) from exc
     except Exception as exc:
         raise WeightsError(f"checkpoint '{path}' cannot be read ({str(exc).splitlines()[0]}); is it truncated?") from exc
