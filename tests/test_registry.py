@@ -113,7 +113,7 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
     assert (run_dir / "last.ckpt").is_file()
     import torch
 
-    state = torch.load(run_dir / "last.ckpt", weights_only=False)
+    state = torch.load(run_dir / "last.ckpt", weights_only=True)
     assert state["hyper_parameters"]["config"]["model"]["backbone"]["name"] == "tiny"
     assert state["global_step"] == 2
 

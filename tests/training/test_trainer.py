@@ -14,7 +14,7 @@ from vvc_lightning.training.checkpoint import load_model
 
 
 def test_checkpoint_alone_rebuilds_the_model_with_cdf_tables(tiny_ckpt):
-    state = torch.load(tiny_ckpt, weights_only=False)
+    state = torch.load(tiny_ckpt, weights_only=True)
     assert state["hyper_parameters"]["config"]["model"]["backbone"]["width"] == 8
     assert state["state_dict"]["codec.entropy_bottleneck._offset"].numel() > 0
     model = load_model(tiny_ckpt)

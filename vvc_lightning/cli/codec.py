@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
+from vvc_lightning.codec.container import MAX_FPS, MAX_GOP, MAX_SIDE
 from vvc_lightning.errors import VVCError
+from vvc_lightning.video.output_paths import check_output_path, refuse_existing
+
+MAX_FRAMES = 1 << 31
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--size takes WxH, e.g. 1920x1080, got '{text}'") from exc
+        raise VVCError(f"--size takes WxH, e.g. 1920x1080, got '{text}'") from exc
+    if not (2 <= w <= MAX_SIDE and 2 <= h <= MAX_SIDE):
+        raise VVCError(f"--size {text}: width and height must be 2 to {MAX_SIDE} pixels, e.g. --size 1920x1080")
     return w, h
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """One-line errors for out-of-range --gop, --fps, --max-frames, --size (before anything is read)."""
+    if args.gop is not None and not 1 <= args.gop <= MAX_GOP:
+        raise VVCError(f"--gop must be 1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17), got {args.gop}")
+    if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= MAX_FPS):
+        raise VVCError(f"--fps must be a number above 0 and at most {MAX_FPS:g} (e.g. 25 or 29.97), got {args.fps}")
+    if args.max_frames is not None and not 1 <= args.max_frames <= MAX_FRAMES:
+        raise VVCError(f"--max-frames must be 1 to {MAX_FRAMES}, got {args.max_frames}")
+    if args.size is not None:
+        args.size = _size(args.size)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,11 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--batch", type=int, default=4, help="GoPs (or GoP tiles) per backbone pass (default 4)")
     c.add_argument("--tile", type=int, default=None, help="tile size in pixels (default 256; 0 = no tiling)")
     c.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
-    c.add_argument("--size", type=_size, default=None, help="WxH of a raw .yuv input")
+    c.add_argument("--size", default=None, help="WxH of a raw .yuv input")
     c.add_argument("--fps", type=float, default=None, help="frame rate of a raw .yuv input (or override)")
     c.add_argument("--matrix", default="bt709", choices=["bt709", "bt601"], help="YUV matrix of .yuv input/output")
     c.add_argument("--range", dest="rng", default="limited", choices=["limited", "full"], help="YUV range")
     c.add_argument("--max-frames", type=int, default=None, help="encode only the first N frames")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.set_defaults(func=run_compress)
 
     d = sub.add_parser("decompress", help="decompress a .vvc file to .mp4 / .mkv / .y4m / .yuv / a PNG folder")
@@ -46,20 +66,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)")
     d.add_argument("--frames", default=None, help="decode only frames a:b (only the GoPs they need)")
     d.add_argument("--batch", type=int, default=4, help="GoPs (or GoP tiles) per backbone pass (default 4)")
+    d.add_argument("--overwrite", action="store_true", help="replace an existing output file (never a folder)")
     d.set_defaults(func=run_decompress)
 
 
-def _check_output(path: str) -> None:
-    parent = Path(path).parent
-    if not (parent if str(parent) else Path(".")).is_dir():
-        raise VVCError(f"output folder '{parent}' does not exist; create it first")
+def _check_output(args: argparse.Namespace, kind: str) -> None:
+    check_output_path(args.output, args.input, kind)
+    refuse_existing(args.output, args.overwrite)
 
 
 def run_compress(args: argparse.Namespace) -> int:
     """Compress INPUT to a .vvc file."""
-    _check_output(args.output)
-    if not Path(args.input).exists():
-        raise VVCError(f"video '{args.input}' does not exist")
+    check_options(args)
+    if not Path(args.input).is_file():
+        raise VVCError(f"video '{args.input}' does not exist or is not a file")
+    _check_output(args, "bitstream")
     from vvc_lightning.codec.video_codec import VideoCodec
     from vvc_lightning.video.video_io import parse_yuv_name
     from vvc_lightning.zoo import load_any_model
@@ -73,7 +94,7 @@ def run_compress(args: argparse.Namespace) -> int:
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=args.fps or name_fps or 25.0)
     model = _model_to_compress(args, load_any_model)
     codec = VideoCodec(
-        model, gop=args.gop or model.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
+        model, gop=model.gop if args.gop is None else args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
         tile=args.tile, tile_overlap=args.tile_overlap, matrix=args.matrix, rng=args.rng,
         quality=_quality_of(model, args),
     )
@@ -127,7 +148,7 @@ def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
 
 def run_decompress(args: argparse.Namespace) -> int:
     """Decompress a .vvc file."""
-    _check_output(args.output)
+    _check_output(args, "video")
     from vvc_lightning.codec import container as bitstream
     from vvc_lightning.codec.gop import parse_frame_range
     from vvc_lightning.codec.video_codec import read_bitstream_file

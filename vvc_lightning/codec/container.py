@@ -40,6 +40,13 @@ _CRC = struct.Struct("<I")
 _STR = struct.Struct("<H")
 _QUALITY = struct.Struct("<d")  # appended after the strings; a reader that stops at the strings ignores it
 
+# Limits a header must respect (checked on write and on read, before anything is allocated from it).
+MAX_SIDE = 16384  # frame width / height in pixels
+MAX_PIXELS = 8192 * 8192  # pixels per frame
+MAX_GOP = 257  # frames per GoP
+MAX_FPS = 1000.0
+MAX_LATENT_CHANNELS = 4096
+
 
 @dataclass(frozen=True)
 class Header:
@@ -88,8 +95,32 @@ def _pack_str(s: str) -> bytes:
     return _STR.pack(len(raw)) + raw
 
 
+def check_limits(h: Header, label: str = "bitstream") -> None:
+    """Fail unless every size in the header is within the container's limits."""
+
+    def bad(what: str) -> BitstreamError:
+        return BitstreamError(f"{label} header {what}; the file is damaged or was not written by vvc-lightning")
+
+    if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE and h.width * h.height <= MAX_PIXELS):
+        raise bad(f"claims frames of {h.width}x{h.height} (limit {MAX_SIDE} per side, {MAX_PIXELS} pixels)")
+    if h.frames < 1 or h.num_gops < 1 or h.num_gops > h.frames:
+        raise bad(f"claims {h.frames} frames in {h.num_gops} GoPs")
+    if not 1 <= h.gop <= MAX_GOP or h.overlap >= h.gop:
+        raise bad(f"claims a GoP of {h.gop} frames with overlap {h.overlap} (limit {MAX_GOP})")
+    if not (math.isfinite(h.fps) and 0 < h.fps <= MAX_FPS):
+        raise bad(f"claims a frame rate of {h.fps} (must be in (0, {MAX_FPS:g}])")
+    if not (math.isfinite(h.theta) and 0 <= h.theta <= 1):
+        raise bad(f"claims a GoP blend weight theta of {h.theta} (must be in [0, 1])")
+    if h.tile > MAX_SIDE or h.tile_overlap > MAX_SIDE:
+        raise bad(f"claims tiles of {h.tile} pixels with overlap {h.tile_overlap}")
+    c, t, lh, lw = h.latent_shape
+    if not (1 <= c <= MAX_LATENT_CHANNELS and 1 <= t <= h.gop and 1 <= lh <= h.height and 1 <= lw <= h.width):
+        raise bad(f"claims a latent of shape {h.latent_shape} for {h.width}x{h.height} frames")
+
+
 def pack_header(h: Header) -> bytes:
     """Serialize a header (prefix, body, CRC32)."""
+    check_limits(h, "the new")
     c, t, lh, lw = h.latent_shape
     try:
         body = _BODY.pack(
@@ -181,6 +212,7 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
         matrix=MATRICES[mi], range=RANGES[ri], checkpoint=ckpt, backbone=backbone, version=version,
         quality=quality,
     )
+    check_limits(header, label)
     return header, end + _CRC.size
 
 

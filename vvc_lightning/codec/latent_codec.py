@@ -19,7 +19,7 @@ import contextlib
 from dataclasses import dataclass
 
 import torch
-from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.ans import BufferedRansEncoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.base import get_scale_table
 from compressai.models.utils import conv
@@ -29,6 +29,8 @@ from torch import Tensor, nn
 from vvc_lightning.codec.context_model import SpaceChannelContext, default_groups
 from vvc_lightning.codec.gain import GainUnits
 from vvc_lightning.codec.intnet import IntReLU, int_conv, int_deconv
+from vvc_lightning.codec.rans_bounded import BoundedRansDecoder
+from vvc_lightning.codec.symbol_check import SymbolDigest, open_payload
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.ops import fold_time, unfold_time
 
@@ -273,9 +275,11 @@ class LatentCodec(nn.Module):
         z_hat = z_sym.double() + eb._get_medians().double()
         hyper = self._hyper(z_hat, h, w)
         encoders = [BufferedRansEncoder() for _ in range(gops)]
+        digests = [SymbolDigest() for _ in range(gops)]  # per GoP: a CRC of every symbol it codes
         z_cpu, eb_tables = z_sym.cpu(), _tables(eb)
         for i, enc in enumerate(encoders):
             part = z_cpu[i * t : (i + 1) * t]
+            digests[i].update(_flat(part))
             enc.encode_with_indexes(_flat(part), _flat(_channel_indexes(part.shape)), *eb_tables)
         gc_tables = _tables(gc)
 
@@ -284,11 +288,13 @@ class LatentCodec(nn.Module):
             sel = symbols[..., positions].cpu()
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             for i, enc in enumerate(encoders):
-                enc.encode_with_indexes(_flat(sel[i * t : (i + 1) * t]), _flat(indexes[i * t : (i + 1) * t]), *gc_tables)
+                part = _flat(sel[i * t : (i + 1) * t])
+                digests[i].update(part)
+                enc.encode_with_indexes(part, _flat(indexes[i * t : (i + 1) * t]), *gc_tables)
             return symbols
 
         y_hat, _ = self.context.run(y, hyper, gc, "code", sink)
-        return y_hat, [enc.flush() for enc in encoders]
+        return y_hat, [d.seal(enc.flush()) for d, enc in zip(digests, encoders, strict=True)]
 
     @torch.no_grad()
     def decode_y(self, strings: list[bytes], t: int, h: int, w: int) -> Tensor:
@@ -296,28 +302,34 @@ class LatentCodec(nn.Module):
         self._ensure_tables()
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         medians = eb._get_medians()
-        decoders = []
         z_shape = (t, self.channels, -(-h // 4), -(-w // 4))
-        z_parts, eb_tables = [], _tables(eb)
-        for s in strings:
-            dec = RansDecoder()
-            dec.set_stream(bytes(s))
-            z_parts.append(dec.decode_stream(_flat(_channel_indexes(z_shape)), *eb_tables))
-            decoders.append(dec)
+        z_indexes, eb_tables = _flat(_channel_indexes(z_shape)), _tables(eb)
+        opened = [open_payload(s) for s in strings]  # (stored symbol check, rANS string) per GoP
+        decoders = [BoundedRansDecoder() for _ in strings]
+        digests = [SymbolDigest() for _ in strings]
+        z_parts = []
+        for (_, string), dec, digest in zip(opened, decoders, digests, strict=True):
+            dec.set_stream(string)
+            z_parts.append(dec.decode_stream(z_indexes, *eb_tables))
+            digest.update(z_parts[-1])
         z_sym = torch.tensor(z_parts, dtype=torch.int32).reshape(len(strings) * t, *z_shape[1:])
         hyper = self._hyper(z_sym.to(medians.device).double() + medians.double(), h, w)
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
-            values = [
-                dec.decode_stream(_flat(indexes[i * t : (i + 1) * t]), *gc_tables) for i, dec in enumerate(decoders)
-            ]
+            values = []
+            for i, (dec, digest) in enumerate(zip(decoders, digests, strict=True)):
+                values.append(dec.decode_stream(_flat(indexes[i * t : (i + 1) * t]), *gc_tables))
+                digest.update(values[-1])
             symbols = torch.zeros(scales.shape, dtype=torch.int32)
             symbols[..., positions] = torch.tensor(values, dtype=torch.int32).reshape(indexes.shape)
             return symbols.to(scales.device)
 
         y_hat, _ = self.context.run(None, hyper, gc, "code", sink)
+        for (expected, _), dec, digest in zip(opened, decoders, digests, strict=True):
+            dec.finish()  # the payload is used up exactly, the coder back in its initial state
+            digest.verify(expected)
         return y_hat
 
 

@@ -30,8 +30,10 @@ from vvc_lightning.codec import container as bitstream
 from vvc_lightning.codec.container import Header
 from vvc_lightning.codec.determinism import batch_invariant, model_identity
 from vvc_lightning.codec.gop import GopBlender, GopPlan, iter_gops
+from vvc_lightning.codec.symbol_check import SymbolCheckError, bind_to_gop
 from vvc_lightning.codec.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.errors import BitstreamError, VVCError
+from vvc_lightning.video.output_paths import check_output_path, decoded_bytes_limit
 from vvc_lightning.video.video_io import (
     Video,
     frames_to_tensor,
@@ -204,7 +206,10 @@ class VideoCodec:
         grid: TileGrid = shape["grid"]
         latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s))
         start = time.perf_counter()
-        payloads = self.model.codec.compress(latent, self.quality)[0]
+        first = shape.get("gops_done", 0)
+        coded = self.model.codec.compress(latent, self.quality)[0]
+        payloads = [bind_to_gop(p, first + i) for i, p in enumerate(coded)]  # each GoP's check names its index
+        shape["gops_done"] = first + len(payloads)
         self._tick("latent_codec", start)
         return payloads
 
@@ -243,10 +248,22 @@ class VideoCodec:
             header, records = self.read_header(data, label)
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
             a, b = frames if frames is not None else (0, header.frames)
+            need, limit = (b - a) * header.height * header.width * 3, decoded_bytes_limit()
+            if need > limit:
+                raise VVCError(
+                    f"{label} decodes to {need / 2**30:.1f} GiB of frames, more than this machine's limit of "
+                    f"{limit / 2**30:.1f} GiB; decode part of it with --frames a:b"
+                )
             gops = plan.gops_for_frames(a, b)
             hp, wp = self._padded(header.height, header.width)
             grid = plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
-            out = np.empty((b - a, header.height, header.width, 3), np.uint8)
+            try:
+                out = np.empty((b - a, header.height, header.width, 3), np.uint8)
+            except MemoryError as exc:
+                raise VVCError(
+                    f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part of "
+                    "it with --frames a:b"
+                ) from exc
             blender = GopBlender(plan, header.theta, gops.start)
             step = self._gops_per_pass(header.height, header.width, header.tile, header.tile_overlap)
             for i in range(gops.start, gops.stop, step):
@@ -264,15 +281,22 @@ class VideoCodec:
     ) -> torch.Tensor:
         """Reconstructions (G,3,T,Hp,Wp) of a few GoP records."""
         start = time.perf_counter()
-        payloads = [bitstream.read_payload(data, r, label) for r in records]
+        payloads = [bind_to_gop(bitstream.read_payload(data, r, label), r.index) for r in records]
         try:
             latent = self.model.codec.decompress(payloads, header.latent_shape, header.quality)
-        except Exception:  # a corrupt payload that passed the CRC (or a codec bug): name its GoP record
+        except Exception:  # a damaged payload (or a codec bug): decode GoP by GoP to name the record
             for r, payload in zip(records, payloads, strict=True):
                 try:
                     self.model.codec.decompress([payload], header.latent_shape, header.quality)
+                except SymbolCheckError as exc:
+                    raise BitstreamError(
+                        f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or decoded "
+                        "with a different model/build)"
+                    ) from exc
+                except BitstreamError as exc:
+                    raise BitstreamError(f"GoP {r.index} of {label}: {exc}; the file is damaged") from exc
                 except Exception as exc:
-                    raise BitstreamError(f"{label}: GoP record {r.index} does not decode ({exc})") from exc
+                    raise BitstreamError(f"GoP {r.index} of {label} does not decode ({exc})") from exc
             raise
         self._tick("latent_codec", start)
         return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid)
@@ -287,9 +311,7 @@ class VideoCodec:
         **yuv_kwargs: Any,
     ) -> dict[str, Any]:
         """Compress a video file (streamed; .yuv takes width/height/matrix/rng) to a .vvc file, atomically."""
-        dst = Path(dst)
-        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
-            raise VVCError(f"output folder '{dst.parent}' does not exist; create it first")
+        dst = check_output_path(dst, src, kind="bitstream")
         rate = fps if fps is not None else video_fps(src)
         frames: Iterable[np.ndarray] = iter_video(src, **yuv_kwargs)
         if max_frames is not None:
@@ -303,9 +325,7 @@ class VideoCodec:
         self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
     ) -> dict[str, Any]:
         """Decompress a .vvc file to a video file / PNG folder (written atomically); returns statistics."""
-        dst = Path(dst)
-        if not (dst.parent if str(dst.parent) else Path(".")).is_dir():
-            raise VVCError(f"output folder '{dst.parent}' does not exist; create it first")
+        dst = check_output_path(dst, src, kind="video")
         data = read_bitstream_file(src)
         video = self.decode(data, frames, label=f"'{src}'")
         header, _ = bitstream.unpack_header(data)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,15 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     if not path.is_file():
         raise VVCError(f"checkpoint '{path}' does not exist; pass the .ckpt written by `fit` (e.g. runs/NAME/last.ckpt)")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        # weights_only: a checkpoint is data; unpickling arbitrary objects would let a crafted file run code.
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the refusal below says it all
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise WeightsError(
+            f"checkpoint '{path}' cannot be read as weights and plain data (truncated, not written by `fit`, or "
+            "holding objects whose loading could run code: refused); pass a checkpoint written by `fit`"
+        ) from exc
     except Exception as exc:
         raise WeightsError(f"checkpoint '{path}' cannot be read ({str(exc).splitlines()[0]}); is it truncated?") from exc
     if not isinstance(ckpt, dict) or "hyper_parameters" not in ckpt or "config" not in ckpt["hyper_parameters"]:

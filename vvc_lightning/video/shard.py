@@ -26,7 +26,8 @@ from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 PLAN_FILE = "shards.plan.json"
 INDEX_FILE = "shards.json"
 SHARD_NAME = "shard-{:06d}.tar"
-ENTRY_OVERHEAD = 3 * 512 + 1024  # tar headers and padding + the JSON, per video
+JSON_BOUND = 512  # the fixed part of a video's JSON (keys, numbers, SHA-256), bytes
+END_BLOCKS = 2 * 512  # tar's end-of-archive blocks; the archive is then padded to tarfile.RECORDSIZE
 UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -42,14 +43,37 @@ def parse_size(text: str | int) -> int:
     return size
 
 
+def _blocks(n: int, size: int = 512) -> int:
+    return -(-n // size) * size
+
+
+def _entry_bound(it: VideoItem) -> int:
+    """An upper bound of the bytes a video takes in a shard: two tar headers, its data and its JSON (padded to
+    512-byte blocks), and PAX headers when a name is long or not ASCII."""
+    name, origin = len(it.name.encode()), len(it.origin.encode())
+    meta = len(json.dumps(it.meta)) if it.meta else 0
+    pax = 4 * 512 if name > 90 or not (it.name.isascii() and it.origin.isascii()) else 0
+    return 2 * 512 + _blocks(it.size) + _blocks(JSON_BOUND + 3 * name + origin + meta) + pax
+
+
+def _shard_bound(entries: int) -> int:
+    return _blocks(entries + END_BLOCKS, tarfile.RECORDSIZE)
+
+
 def plan_shards(items: list[VideoItem], max_bytes: int) -> list[list[VideoItem]]:
-    """Consecutive groups of videos whose total size stays under `max_bytes` (a larger video goes alone)."""
+    """Consecutive groups of videos whose shard stays within `max_bytes`; a video that cannot fit any shard
+    of that size is an error (raise --max-shard-size), so no shard ever exceeds the limit."""
     shards: list[list[VideoItem]] = []
     current: list[VideoItem] = []
     total = 0
     for it in items:
-        size = it.size + ENTRY_OVERHEAD
-        if current and total + size > max_bytes:
+        size = _entry_bound(it)
+        if _shard_bound(size) > max_bytes:
+            raise VVCError(
+                f"video '{it.origin}' ({it.size} bytes) does not fit a shard of --max-shard-size {max_bytes} bytes "
+                f"(with its tar headers it needs up to {_shard_bound(size)}); raise --max-shard-size"
+            )
+        if current and _shard_bound(total + size) > max_bytes:
             shards.append(current)
             current, total = [], 0
         current.append(it)
@@ -117,6 +141,7 @@ class ShardStats:
     videos: int = 0
     bytes: int = 0
     skipped: list[dict[str, str]] = field(default_factory=list)
+    sha256: str = ""
 
 
 @dataclass
@@ -185,10 +210,55 @@ def _check_plan(outdir: Path, plan: dict[str, Any]) -> None:
     write_bytes_atomic(path, json.dumps(plan, indent=1).encode())
 
 
-def _count_existing(path: Path) -> ShardStats:
-    with tarfile.open(path) as tar:
-        members = tar.getmembers()
-    return ShardStats(path.name, sum(1 for m in members if m.name.endswith(".json")), path.stat().st_size)
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _complete_tar(path: Path, keys: set[str]) -> ShardStats | None:
+    """Stats of a shard that reads as a whole tar of this plan's videos (each JSON with its video, of the size
+    and SHA-256 the JSON says, ending in tarfile's end-of-archive blocks), else None."""
+    size = path.stat().st_size
+    if size < END_BLOCKS or size % tarfile.RECORDSIZE:
+        return None
+    try:
+        with tarfile.open(path) as tar:
+            members = {m.name: m for m in tar.getmembers()}
+            end = max((m.offset_data + -(-m.size // 512) * 512 for m in members.values()), default=0)
+            with open(path, "rb") as f:  # after the last member: only the zero end blocks and padding
+                f.seek(end)
+                if f.read() != bytes(size - end):
+                    return None
+            videos = 0
+            for name, m in members.items():
+                if not name.endswith(".json"):
+                    continue
+                meta = json.loads(tar.extractfile(m).read())
+                key = meta.get("key")
+                data = [v for n, v in members.items() if n.startswith(f"{key}.") and n != name]
+                if key not in keys or len(data) != 1 or data[0].size != meta.get("bytes"):
+                    return None
+                if hashlib.sha256(tar.extractfile(data[0]).read()).hexdigest() != meta.get("sha256"):
+                    return None
+                videos += 1
+            if len(members) != 2 * videos:
+                return None
+    except (tarfile.TarError, OSError, EOFError, ValueError, AttributeError):
+        return None
+    return ShardStats(path.name, videos, size, sha256=_sha256(path))
+
+
+def _verified(path: Path, recorded: dict[str, Any] | None, group: list[VideoItem]) -> ShardStats | None:
+    """The stats of a finished shard if it is intact (size and SHA-256 as recorded in the index, or, without a
+    record, a complete tar of this group's videos); None if it is damaged or truncated and must be redone."""
+    if recorded is not None and recorded.get("sha256"):
+        if path.stat().st_size != recorded.get("bytes") or _sha256(path) != recorded["sha256"]:
+            return None
+        return ShardStats(**recorded)
+    return _complete_tar(path, {it.key for it in group})
 
 
 def write_shards(
@@ -222,12 +292,14 @@ def write_shards(
         for i, group in enumerate(shards):
             path = outdir / SHARD_NAME.format(i)
             if path.is_file():
-                st = ShardStats(**old_stats[path.name]) if path.name in old_stats else _count_existing(path)
-                summary.shards.append(st)
-                summary.resumed += 1
-                bar.update(len(group))
-                continue
-            summary.shards.append(_write_one(path, group, min_frames, pool, bar))
+                st = _verified(path, old_stats.get(path.name), group)
+                if st is not None:
+                    summary.shards.append(st)
+                    summary.resumed += 1
+                    bar.update(len(group))
+                    continue
+                summary.notes.append(f"{path.name} was damaged or incomplete: written again")
+            summary.shards.append(_write_one(path, group, min_frames, pool, bar, max_bytes))
             summary.written_now += 1
             _write_index(index_path, summary)
     finally:
@@ -235,29 +307,42 @@ def write_shards(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     _write_index(index_path, summary)
+    if summary.videos == 0:
+        reasons = summary.skip_reasons()
+        why = ", ".join(f"{v} {k}" for k, v in reasons.most_common()) or "no input video"
+        raise VVCError(f"no video was written from '{src}' ({why}); check the source folder and --min-frames")
     return summary
 
 
-def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar) -> ShardStats:
+def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int) -> ShardStats:
     stats = ShardStats(path.name)
     jobs = [(it, min_frames) for it in group]
     results = pool.map(_load_and_probe, jobs) if pool is not None else map(_load_and_probe, jobs)
-    with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-        for it, (data, info, reason) in zip(group, results, strict=True):
-            bar.update(1)
-            if data is None:
-                stats.skipped.append({"origin": it.origin, "reason": reason})
-                continue
-            ext = Path(it.name).suffix.lower().lstrip(".")
-            meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data), **info}
-            if it.meta:
-                meta["csv"] = it.meta
-            _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
-            _tar_add(tar, f"{it.key}.{ext}", data)
-            stats.videos += 1
-    path.chmod(0o644)  # temp files are created 0600
+    with atomic_path(path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            _fill(tar, group, results, stats, bar)
+        if tmp.stat().st_size > max_bytes:  # the plan's bound failed: never leave an oversized shard
+            raise VVCError(f"{path.name} came out at {tmp.stat().st_size} bytes, over --max-shard-size {max_bytes}")
     stats.bytes = path.stat().st_size
+    stats.sha256 = _sha256(path)
     return stats
+
+
+def _fill(tar: tarfile.TarFile, group: list[VideoItem], results, stats: ShardStats, bar) -> None:  # noqa: ANN001
+    """Add each video of `group` that loaded and probed (with its JSON) to `tar`; record the skipped ones."""
+    for it, (data, info, reason) in zip(group, results, strict=True):
+        bar.update(1)
+        if data is None:
+            stats.skipped.append({"origin": it.origin, "reason": reason})
+            continue
+        ext = Path(it.name).suffix.lower().lstrip(".")
+        meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(), **info}
+        if it.meta:
+            meta["csv"] = it.meta
+        _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
+        _tar_add(tar, f"{it.key}.{ext}", data)
+        stats.videos += 1
 
 
 def _write_index(path: Path, summary: Summary) -> None:

@@ -17,6 +17,7 @@ import torch
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.colour import rgb_to_yuv420, yuv420_to_rgb
+from vvc_lightning.video.output_paths import PNG_SUFFIXES, VIDEO_SUFFIXES, cleanup_on_signals
 
 YUV_NAME = re.compile(r"(?P<w>\d+)x(?P<h>\d+)(?:_(?P<fps>\d+(?:\.\d+)?)(?:fps|hz)?)?", re.IGNORECASE)
 
@@ -124,8 +125,12 @@ def video_fps(path: str | Path, default: float = 25.0) -> float:
 
     try:
         with av.open(str(path)) as c:
+            if not c.streams.video:
+                raise VVCError(f"'{path}' has no video stream (audio only?); pass a video file")
             s = c.streams.video[0]
             return float(s.average_rate or s.guessed_rate or default)
+    except VVCError:
+        raise
     except Exception as exc:
         raise VVCError(f"cannot open video '{path}': {exc}") from exc
 
@@ -161,31 +166,36 @@ def decode_video_bytes(data: bytes, label: str = "<bytes>") -> Video:
 # ------------------------------------------------------------------------------------------- writing
 @contextlib.contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on error."""
+    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C or
+    SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise VVCError(f"output folder '{parent}' does not exist; create it first")
-    if is_dir:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-    else:
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
-        os.close(fd)
-        tmp = Path(name)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-    try:
-        yield tmp
-        if is_dir and path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
+    if path.is_dir() or (is_dir and path.exists()):
+        raise VVCError(f"output '{path}' already exists as a folder or file; name a new one (nothing was changed)")
+    umask = os.umask(0)
+    os.umask(umask)
+    with cleanup_on_signals():
+        if is_dir:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual permissions
         else:
-            tmp.unlink(missing_ok=True)
-        raise
+            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
+        try:
+            yield tmp
+            if is_dir and path.exists():
+                raise VVCError(f"output '{path}' appeared while writing; the new copy was not moved onto it")
+            os.replace(tmp, path)
+        except BaseException:
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
@@ -247,7 +257,9 @@ def write_video(
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in ("", ".png") or path.is_dir():
+    if suffix not in VIDEO_SUFFIXES + PNG_SUFFIXES:
+        raise VVCError(f"cannot write '{path}': use .mp4, .mov, .mkv, .y4m, .yuv or a new folder name for PNGs")
+    if suffix in PNG_SUFFIXES:
         import cv2
 
         target = path.with_suffix("") if suffix == ".png" else path
