@@ -176,7 +176,7 @@ def test_a_signal_mid_write_leaves_no_temporary_file(tmp_path, sig, code, name):
 
 # ------------------------------------------------------------------------ 10: checks before decoding
 def test_an_unsupported_extension_is_refused_before_decoding(work, capsys, tmp_path, monkeypatch):
-    import vvc_lightning.codec as codec_mod
+    import vvc_lightning.codec.video_codec as codec_mod
 
     def no_decode(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("decoded before checking the output path")
