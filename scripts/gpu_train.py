@@ -101,19 +101,22 @@ def seconds_per_step(cfg, steps: int, skip: int) -> float:
     return (t[-1] - t[skip]) / max(1, len(t) - 1 - skip)
 
 
-def size_run(cfg, s_per_step: float, seconds: float, max_steps: int | None) -> list[str]:
-    """Overrides: max_steps for `seconds` of training, stage starts at the config's fractions, max_time."""
+def size_run(cfg, s_per_step: float, seconds: float, max_steps: int | None, resume_step: int = 0) -> list[str]:
+    """Overrides: max_steps for `seconds` of training, stage starts at the config's fractions, max_time.
+
+    When resuming at `resume_step`, the run continues for `seconds` more and the stages stay where they are."""
     old = int(cfg.trainer.max_steps)
-    steps = max_steps or max(len(cfg.stages) * 10, int(seconds / (s_per_step * 1.08)))
-    out = [f"trainer.max_steps={steps}", f"checkpoint.every_n_train_steps={max(1, steps // 5)}"]
-    for i, st in enumerate(cfg.stages):
-        if i:
-            out.append(f"stages.{i}.start_step={max(i, round(int(st.start_step) / old * steps))}")
-    warmup = int(cfg.optim.warmup_steps)
-    out.append(f"optim.warmup_steps={min(warmup, max(1, steps // 20))}")
+    steps = max_steps or resume_step + max(len(cfg.stages) * 10, int(seconds / (s_per_step * 1.08)))
+    out = [f"trainer.max_steps={steps}", f"checkpoint.every_n_train_steps={max(1, (steps - resume_step) // 5)}"]
+    if not resume_step:
+        for i, st in enumerate(cfg.stages):
+            if i:
+                out.append(f"stages.{i}.start_step={max(i, round(int(st.start_step) / old * steps))}")
+        warmup = int(cfg.optim.warmup_steps)
+        out.append(f"optim.warmup_steps={min(warmup, max(1, steps // 20))}")
     val = int(cfg.trainer.get("val_check_interval") or 0)
     if val:
-        out.append(f"trainer.val_check_interval={max(1, min(val, steps // 5))}")
+        out.append(f"trainer.val_check_interval={max(1, min(val, (steps - resume_step) // 5))}")
     total = max(60, int(seconds * 1.1))  # hard stop a little after the planned end
     out.append(f"trainer.max_time=00:00:{total // 60:02d}:{total % 60:02d}")
     return out
@@ -180,9 +183,12 @@ def main() -> None:
     ap.add_argument("--reserve-s", type=float, default=45, help="seconds kept for start-up of the run and copying")
     ap.add_argument("--probe-steps", type=int, default=40)
     ap.add_argument("--max-steps", type=int, default=None, help="fix the step count instead of sizing it")
+    ap.add_argument("--ckpt", default=None, help="resume from this checkpoint or exported weights file (zoo:NAME too)")
+    ap.add_argument("--resume-step", type=int, default=0, help="the step --ckpt was taken at (sizes the rest)")
+    ap.add_argument("--s-per-step", type=float, default=None, help="skip the probe: seconds per step measured before")
     ap.add_argument("--smoke", action="store_true", help="CPU, 64-pixel crops, a few steps: checks this script")
     ap.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
-    args = ap.parse_args()
+    args = ap.parse_intermixed_args()
 
     import torch
 
@@ -198,10 +204,10 @@ def main() -> None:
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit("error: no GPU visible; run with --smoke for the CPU check")
     probe_steps = 6 if args.smoke else args.probe_steps
-    s_step = seconds_per_step(cfg, probe_steps, skip=2 if args.smoke else 10)
+    s_step = args.s_per_step or seconds_per_step(cfg, probe_steps, skip=2 if args.smoke else 10)
     left = args.budget_s - (time.time() - START) - args.reserve_s
     print(f"probe: {s_step:.3f} s/step; {left:.0f} s left for training", flush=True)
-    sized = size_run(cfg, s_step, left, args.max_steps)
+    sized = size_run(cfg, s_step, left, args.max_steps, args.resume_step)
     print("run overrides:", " ".join(sized), flush=True)
     cfg = apply_overrides(cfg, sized)
     out = Path(args.out)
@@ -216,7 +222,7 @@ def main() -> None:
             raise SystemExit(f"error: {run_dir}/final.ckpt exists; give another run_dir=")
         _, final, progress = callbacks()
         every = max(1, int(cfg.trainer.max_steps) // 20)
-        trainer = fit(cfg, callbacks=[final(run_dir / "final.ckpt"), progress(every)])
+        trainer = fit(cfg, ckpt=args.ckpt, callbacks=[final(run_dir / "final.ckpt"), progress(every)])
         summary["global_step"] = int(trainer.global_step)
     finally:
         summary["train_s"] = round(time.time() - t0, 1)
