@@ -120,8 +120,8 @@ def shard(out: Path, split: str, max_size: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-o", "--out", default="data/offline", help="output folder (default data/offline)")
-    ap.add_argument("--max-shard-size", default="400kB",
-                    help="largest shard (default 400kB: about one clip a shard, so loader workers share them)")
+    ap.add_argument("--max-shard-size", default="5MB",
+                    help="largest shard (default 5MB: the largest clip, bigbuckbunny at 640x360, fits one shard)")
     args = ap.parse_args()
     out = Path(args.out)
     if (out / "manifest.json").exists():
