@@ -22,10 +22,11 @@ import torch
 def exact_latent(codec, data: bytes, quality: float | None) -> torch.Tensor:  # noqa: ANN001
     """The float64 y_hat the entropy decoder rebuilds from `data` (before the inverse gain and g_s)."""
     from vvc_lightning.codec import container as bitstream
+    from vvc_lightning.codec.symbol_check import bind_to_gop
 
     header, records = codec.read_header(data)
     _, t, h, w = header.latent_shape
-    payloads = [bitstream.read_payload(data, r, "gpu stream") for r in records]
+    payloads = [bind_to_gop(bitstream.read_payload(data, r, "gpu stream"), r.index) for r in records]
     lc = codec.model.codec
     with torch.no_grad(), lc._at(lc._quality(quality)):
         return lc.decode_y(payloads, t, h, w).cpu()
