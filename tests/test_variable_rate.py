@@ -13,7 +13,7 @@ from vvc_lightning.codec.gain import GRID, GainUnits, lambda_to_quality, quality
 from vvc_lightning.codec.latent_codec import LatentCodec
 from vvc_lightning.codec.video_codec import VideoCodec
 from vvc_lightning.config import load_config
-from vvc_lightning.errors import ConfigError, VVCError
+from vvc_lightning.errors import BitstreamError, ConfigError, VVCError
 from vvc_lightning.training.losses import bits
 from vvc_lightning.training.model import VideoCompressionModel
 from vvc_lightning.video.video_io import Video
@@ -91,7 +91,8 @@ def test_decompress_is_exact_at_a_fractional_quality(trained_codec):
     assert torch.equal(codec.decompress(strings, shape, 1.37), latent_hat)
     with torch.no_grad():
         assert torch.equal(codec(latent, 1.37).latent_hat, latent_hat)  # eval forward = the real codec
-    assert not torch.equal(codec.decompress(strings, shape, 1.0), latent_hat)  # the quality matters
+    with pytest.raises(BitstreamError):  # the quality matters: decoding at another one fails the symbol check
+        codec.decompress(strings, shape, 1.0)
 
 
 def test_header_records_the_quality_and_decode_uses_it(bikes_frames):

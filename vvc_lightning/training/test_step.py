@@ -43,7 +43,7 @@ def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
 def _run_at(model, x: Tensor, index: int, quality: float | None, suffix: str) -> dict[str, float]:
     """One sequence at one quality; returns and logs the results (keys + suffix)."""
     from vvc_lightning.codec.video_codec import VideoCodec
-    from vvc_lightning.metrics import VideoMetrics
+    from vvc_lightning.evaluation.metrics import VideoMetrics
 
     cfg = model.cfg.test
     if x.shape[0] != 1:
