@@ -111,7 +111,7 @@ def bench_loaders(root: Path, videos: list[Path], clips: int, workers: list[int]
 
 
 def bench_model(root: Path, steps: int) -> dict:
-    """Training steps/s of the quickstart config (as `fit --config quickstart.yaml` builds it)."""
+    """Training steps/s of the quickstart config (as `fit --config quickstart_scratch.yaml` builds it)."""
     import lightning.pytorch as pl
 
     from vvc_lightning.config import load_config
@@ -124,7 +124,7 @@ def bench_model(root: Path, steps: int) -> dict:
         def on_train_batch_end(self, *args, **kwargs) -> None:
             self.times.append(time.perf_counter())
 
-    cfg = load_config(["quickstart.yaml"], [
+    cfg = load_config(["quickstart_scratch.yaml"], [
         f"run_dir={root / 'run'}", f"trainer.max_steps={steps}", "trainer.enable_progress_bar=false",
         "trainer.limit_val_batches=0", "checkpoint.every_n_train_steps=100000", "data.epoch_length=64",
     ])
@@ -133,7 +133,7 @@ def bench_model(root: Path, steps: int) -> dict:
     t = timer.times
     warm = 2 if len(t) > 3 else 0
     rate = (len(t) - 1 - warm) / (t[-1] - t[warm]) if len(t) > warm + 1 else None
-    return {"config": "quickstart.yaml", "steps_timed": len(t) - 1 - warm, "steps_per_s": round(rate, 4) if rate else None,
+    return {"config": "quickstart_scratch.yaml", "steps_timed": len(t) - 1 - warm, "steps_per_s": round(rate, 4) if rate else None,
             "batch": [int(cfg.data.batch_size), 3, int(cfg.data.frames), int(cfg.data.crop_size),
                       int(cfg.data.crop_size)], "backbone": dict(cfg.model.backbone), "accelerator": "cpu",
             "note": "steps after the first 2 (warm-up); the stage-1 (VAE) loss with stlpips"}

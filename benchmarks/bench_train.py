@@ -25,12 +25,12 @@ from vvc_lightning.training.model import VideoCompressionModel
 
 SETTINGS = {
     "default": {"configs": ["{b}.yaml"], "overrides": ["data.name=folder"], "batch": 4, "crop": 256},
-    "quickstart": {"configs": ["quickstart.yaml"], "batch": 2, "crop": 64,
+    "quickstart": {"configs": ["quickstart_scratch.yaml"], "batch": 2, "crop": 64,
                    "overrides": ["model.backbone.name={b}", "model.backbone.latent_channels=32", "model.backbone.width={w}"]},
 }
 
 
-QUICK_WIDTH = {"cv_vae": 16, "lean_vae": 64}  # quickstart.yaml uses lean_vae at 64; cv_vae at 16 is its alternative
+QUICK_WIDTH = {"cv_vae": 16, "lean_vae": 64}  # quickstart_scratch.yaml uses lean_vae at 64; cv_vae at 16 is its alternative
 
 
 def step_seconds(model: VideoCompressionModel, batch: int, crop: int, steps: int) -> float:

@@ -17,7 +17,7 @@ TINY_OVERRIDES = [
     "model.backbone.latent_channels=16",
     "model.codec.transform_blocks=1",
     "model.loss.perceptual=ms-ssim",
-    "model.init=null",  # never a shipped model's architecture, whatever quickstart.yaml starts from
+    "model.init=null",  # never a shipped model's architecture, whatever quickstart_scratch.yaml starts from
 ]
 
 
@@ -48,7 +48,7 @@ def tiny_config():
     """The quickstart config shrunk for tests (width 8, c=16, MS-SSIM loss so no perceptual weights)."""
     from vvc_lightning.config import load_config
 
-    return load_config(["quickstart.yaml"], TINY_OVERRIDES)
+    return load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES)
 
 
 @pytest.fixture(scope="session")

@@ -50,7 +50,7 @@ def make_model_and_stream(seed: int = 0):  # noqa: ANN201
     from vvc_lightning.video.video_io import Video, read_video
 
     torch.manual_seed(seed)
-    model = VideoCompressionModel(load_config(["quickstart.yaml"], TINY_OVERRIDES)).eval()
+    model = VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES)).eval()
     model.codec.update_tables(force=True)
     frames = small_clip(read_video(bikes_path(), max_frames=9).frames, 9, 24, 40)
     codec = VideoCodec(model, gop=5, overlap=1, batch=2)

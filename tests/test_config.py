@@ -9,7 +9,7 @@ from vvc_lightning.errors import ConfigError, RegistryError
 
 
 def test_packaged_configs_are_found_by_bare_name():
-    assert {"cv_vae.yaml", "lean_vae.yaml", "quickstart.yaml"} <= set(packaged_configs())
+    assert {"cv_vae.yaml", "lean_vae.yaml", "quickstart_scratch.yaml"} <= set(packaged_configs())
     assert find_config("cv_vae.yaml").name == "cv_vae.yaml"
     assert find_config("lean_vae").name == "lean_vae.yaml"
 
@@ -17,7 +17,7 @@ def test_packaged_configs_are_found_by_bare_name():
 def test_a_path_wins_over_a_packaged_name(tmp_path, monkeypatch):
     (tmp_path / "cv_vae.yaml").write_text("seed: 7\n")
     monkeypatch.chdir(tmp_path)
-    assert load_config(["quickstart.yaml", "cv_vae.yaml"]).seed == 7
+    assert load_config(["quickstart_scratch.yaml", "cv_vae.yaml"]).seed == 7
 
 
 def test_paper_defaults_in_cv_vae_and_lean_vae_configs():
@@ -32,7 +32,7 @@ def test_paper_defaults_in_cv_vae_and_lean_vae_configs():
 
 
 def test_later_configs_and_overrides_win():
-    cfg = load_config(["cv_vae.yaml", "quickstart.yaml"], ["model.loss.lmbda=0.2", "stages.1.start_step=70"])
+    cfg = load_config(["cv_vae.yaml", "quickstart_scratch.yaml"], ["model.loss.lmbda=0.2", "stages.1.start_step=70"])
     assert cfg.model.backbone.name == "lean_vae" and cfg.model.backbone.width == 64 and cfg.model.loss.lmbda == 0.2 and cfg.stages[1].start_step == 70
 
 
@@ -53,17 +53,17 @@ def test_later_configs_and_overrides_win():
 )
 def test_bad_keys_and_values_fail_with_the_key_named(override, message):
     with pytest.raises(ConfigError) as err:
-        load_config(["quickstart.yaml"], [override])
+        load_config(["quickstart_scratch.yaml"], [override])
     assert message in str(err.value)
 
 
 def test_unknown_backbone_lists_the_known_ones():
     with pytest.raises(RegistryError, match="Known backbones: .*cv_vae.*lean_vae"):
-        load_config(["quickstart.yaml"], ["model.backbone.name=cv-vae"])
+        load_config(["quickstart_scratch.yaml"], ["model.backbone.name=cv-vae"])
 
 
 def test_missing_config_file_names_the_packaged_ones():
-    with pytest.raises(ConfigError, match="not found .*quickstart.yaml"):
+    with pytest.raises(ConfigError, match="not found .*quickstart_scratch.yaml"):
         load_config(["nope.yaml"])
 
 

@@ -28,28 +28,28 @@ from vvc_lightning.errors import ConfigError
 )
 def test_a_wrong_type_names_the_key_and_the_expected_type(overrides, message):
     with pytest.raises(ConfigError) as err:
-        load_config(["quickstart.yaml"], overrides)
+        load_config(["quickstart_scratch.yaml"], overrides)
     assert message in str(err.value)
 
 
 def test_right_types_pass_and_a_number_spelled_as_text_becomes_a_float():
-    cfg = load_config(["quickstart.yaml"], ["model.backbone.mlp_ratio=2e0", "data.crop_size=null", "data.train_dir=[a, b]"])
+    cfg = load_config(["quickstart_scratch.yaml"], ["model.backbone.mlp_ratio=2e0", "data.crop_size=null", "data.train_dir=[a, b]"])
     assert cfg.model.backbone.mlp_ratio == 2.0 and isinstance(cfg.model.backbone.mlp_ratio, float)
     assert cfg.data.crop_size is None and list(cfg.data.train_dir) == ["a", "b"]
 
 
 def test_trainer_default_root_dir_points_to_run_dir():
     with pytest.raises(ConfigError, match=r"'trainer.default_root_dir' is set by vvc-lightning.*top-level key run_dir"):
-        load_config(["quickstart.yaml"], ["trainer.default_root_dir=/tmp/elsewhere"])
+        load_config(["quickstart_scratch.yaml"], ["trainer.default_root_dir=/tmp/elsewhere"])
     with pytest.raises(ConfigError, match=r"unknown config key 'trainer.root_dir'.*top-level key run_dir"):
-        load_config(["quickstart.yaml"], ["trainer.root_dir=/tmp/elsewhere"])
+        load_config(["quickstart_scratch.yaml"], ["trainer.root_dir=/tmp/elsewhere"])
     with pytest.raises(ConfigError, match="'trainer.callbacks' is set by vvc-lightning"):
-        load_config(["quickstart.yaml"], ["trainer.callbacks=[]"])
+        load_config(["quickstart_scratch.yaml"], ["trainer.callbacks=[]"])
 
 
 @pytest.mark.parametrize("override", ["model.backbone.width=abc", "trainer.default_root_dir=x"])
 def test_the_cli_prints_one_line_and_exits_2(override, tmp_path, capsys):
-    assert main(["fit", "--config", "quickstart.yaml", f"run_dir={tmp_path / 'run'}", override]) == 2
+    assert main(["fit", "--config", "quickstart_scratch.yaml", f"run_dir={tmp_path / 'run'}", override]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: config key") and not (tmp_path / "run").exists()
 

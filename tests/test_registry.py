@@ -102,7 +102,7 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
     run_dir = tmp_path / "run"
     fit = subprocess.run(
         [
-            sys.executable, "-m", "vvc_lightning", "fit", "--config", "quickstart.yaml",
+            sys.executable, "-m", "vvc_lightning", "fit", "--config", "quickstart_scratch.yaml",
             "model.backbone.name=tiny", "model.backbone.latent_channels=16", "model.loss.perceptual=ms-ssim",
             f"run_dir={run_dir}", "trainer.max_steps=2", "stages.1.start_step=1", "stages.2.start_step=2",
             "data.crop_size=32", "data.batch_size=1", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",

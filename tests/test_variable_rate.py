@@ -97,7 +97,7 @@ def test_decompress_is_exact_at_a_fractional_quality(trained_codec):
 
 def test_header_records_the_quality_and_decode_uses_it(bikes_frames):
     torch.manual_seed(0)
-    model = VideoCompressionModel(load_config(["quickstart.yaml"], TINY_OVERRIDES + VR)).eval()
+    model = VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + VR)).eval()
     video = Video(small_clip(bikes_frames, 9, 32, 48), 25.0)
     codec = VideoCodec(model, quality=2.5, tile=0)
     data = codec.encode(video)
@@ -131,7 +131,7 @@ def test_a_header_without_the_quality_field_still_parses():
 
 def test_training_samples_lambda_in_the_range_and_validation_uses_the_fixed_one():
     torch.manual_seed(1)
-    model = VideoCompressionModel(load_config(["quickstart.yaml"], TINY_OVERRIDES + VR))
+    model = VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + VR))
     points = [model.rate_point(train=True) for _ in range(50)]
     assert all(0.01 <= lm <= 0.4 and 0.0 <= q <= 3.0 for q, lm in points)
     assert len({round(lm, 6) for _, lm in points}) == 50
@@ -146,9 +146,9 @@ def test_training_samples_lambda_in_the_range_and_validation_uses_the_fixed_one(
 def test_variable_rate_needs_both_keys():
     for extra in (["model.codec.qualities=4"], ["model.loss.lmbda_range=[0.01,0.4]"]):
         with pytest.raises(ConfigError, match="needs both"):
-            VideoCompressionModel(load_config(["quickstart.yaml"], TINY_OVERRIDES + extra))
+            VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + extra))
     with pytest.raises(ConfigError, match="0 < lo < hi"):
-        VideoCompressionModel(load_config(["quickstart.yaml"], TINY_OVERRIDES + ["model.codec.qualities=4",
+        VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + ["model.codec.qualities=4",
                                                                                  "model.loss.lmbda_range=[0.4,0.1]"]))
 
 

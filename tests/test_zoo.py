@@ -25,7 +25,7 @@ SHORT = ["trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "st
          "stages.2.start_step=3"]
 
 
-def _fit(run_dir: Path, overrides: list[str], configs: tuple[str, ...] = ("quickstart.yaml",), ckpt=None,
+def _fit(run_dir: Path, overrides: list[str], configs: tuple[str, ...] = ("quickstart_scratch.yaml",), ckpt=None,
          stages: bool = True) -> Path:
     """A few steps of the tiny quickstart (one thread: tiny tensors, and a busy machine) -> last.ckpt."""
     from tests.conftest import one_thread
@@ -161,16 +161,16 @@ def test_fit_resumes_from_an_exported_weights_only_file(zoo, tmp_path):
     entry = get_entry("tiny-vr")
     ckpt = _fit(tmp_path, VR + ["trainer.max_steps=6", "trainer.val_check_interval=2", "checkpoint.every_n_train_steps=2"],
                 ckpt=entry.weights)
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert state["global_step"] == 6  # continued at the recorded step 4
     assert sorted(p.name for p in tmp_path.glob("step-*.ckpt")) == ["step-0000006.ckpt"]
 
 
 def test_a_fixed_rate_checkpoint_resumes_into_a_variable_rate_config(tiny_ckpt, tmp_path):
     ckpt = _fit(tmp_path, VR + ["trainer.max_steps=5", "trainer.val_check_interval=5"], ckpt=tiny_ckpt)
-    state = torch.load(ckpt, weights_only=False)
+    state = torch.load(ckpt, weights_only=True)
     assert state["global_step"] == 5 and "codec.gain.y_gain" in state["state_dict"]
-    old = torch.load(tiny_ckpt, weights_only=False)["state_dict"]
+    old = torch.load(tiny_ckpt, weights_only=True)["state_dict"]
     key = next(k for k in old if k.startswith("backbone.") and k.endswith("weight"))
     assert torch.allclose(state["state_dict"][key], old[key], atol=0.05)  # its weights, one step on
 
@@ -178,8 +178,8 @@ def test_a_fixed_rate_checkpoint_resumes_into_a_variable_rate_config(tiny_ckpt, 
 def test_quickstart_starts_from_a_shipped_model(zoo, tmp_path):
     ckpt = _fit(tmp_path, ["model.init=zoo:tiny-vr", "trainer.max_steps=2", "trainer.val_check_interval=2",
                            "model.backbone.latent_channels=32", "model.backbone.width=64"],
-                configs=("quickstart.yaml", "quickstart_zoo.yaml"), stages=False)
-    state = torch.load(ckpt, weights_only=False)
+                configs=("quickstart.yaml",), stages=False)
+    state = torch.load(ckpt, weights_only=True)
     model_cfg = state["hyper_parameters"]["config"]["model"]
     assert model_cfg["backbone"]["latent_channels"] == 16 and model_cfg["codec"]["qualities"] == 4  # adopted
     assert state["global_step"] == 2 and state["hyper_parameters"]["config"]["stages"][0]["name"] == "joint"
@@ -190,7 +190,7 @@ def test_quickstart_starts_from_a_shipped_model(zoo, tmp_path):
 
 
 def test_an_unknown_init_model_is_one_clear_error(tmp_path, capsys):
-    assert main(["fit", "--config", "quickstart.yaml", "model.init=zoo:nope", f"run_dir={tmp_path}"]) == 2
+    assert main(["fit", "--config", "quickstart_scratch.yaml", "model.init=zoo:nope", f"run_dir={tmp_path}"]) == 2
     assert "no shipped model named 'nope'" in capsys.readouterr().err
 
 

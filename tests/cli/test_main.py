@@ -23,10 +23,10 @@ def test_every_documented_command_is_available():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["fit", "--config", "quickstart.yaml", "model.nope=1"], "unknown config key 'model.nope'"),
+        (["fit", "--config", "quickstart_scratch.yaml", "model.nope=1"], "unknown config key 'model.nope'"),
         (["fit", "--config", "missing.yaml"], "config 'missing.yaml' not found"),
-        (["fit", "--config", "quickstart.yaml", "model.gop=10"], "model.gop must be 1 + 4k"),
-        (["fit", "--config", "quickstart.yaml", "model.backbone.name=vq"], "unknown backbone 'vq'"),
+        (["fit", "--config", "quickstart_scratch.yaml", "model.gop=10"], "model.gop must be 1 + 4k"),
+        (["fit", "--config", "quickstart_scratch.yaml", "model.backbone.name=vq"], "unknown backbone 'vq'"),
         (["test", "--ckpt", "no/such.ckpt"], "checkpoint 'no/such.ckpt' does not exist"),
     ],
 )

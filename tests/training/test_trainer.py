@@ -52,5 +52,5 @@ def test_quickstart_fits_and_tests_within_five_minutes(tmp_path):
     test = subprocess.run([sys.executable, "-m", "vvc_lightning", "test", "--ckpt", str(tmp_path / "last.ckpt")],
                           capture_output=True, text=True)
     assert test.returncode == 0, test.stderr[-3000:]
-    assert "test/bpp " in test.stdout and "test/psnr " in test.stdout
+    assert "test/bpp@q0 " in test.stdout and "test/psnr@q7 " in test.stdout  # the shipped model, three rates
     assert time.time() - start < 300
