@@ -272,7 +272,7 @@ class LatentCodec(nn.Module):
         h, w = y.shape[-2:]
         t = y.shape[0] // gops
         z = self.h_a(y)
-        z_sym = torch.round(z - eb._get_medians()).int()
+        z_sym = _symbols(z - eb._get_medians())
         z_hat = z_sym.double() + eb._get_medians().double()
         hyper = self._hyper(z_hat, h, w)
         encoders = [BufferedRansEncoder() for _ in range(gops)]
@@ -285,7 +285,7 @@ class LatentCodec(nn.Module):
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
-            symbols = torch.round(residual).int()
+            symbols = _symbols(residual)
             sel = symbols[..., positions].cpu()
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             for i, enc in enumerate(encoders):
@@ -333,6 +333,11 @@ class LatentCodec(nn.Module):
             dec.finish()  # the payload is used up exactly, the coder back in its initial state
             digest.verify(expected)
         return y_hat
+
+
+def _symbols(x: Tensor) -> Tensor:
+    """round(x) as int32, within +-2**26: CompressAI's encoder loops forever on escapes past 2**28 (and NaN)."""
+    return torch.round(x).nan_to_num_(0.0).clamp_(-(2**26), 2**26).int()
 
 
 def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
