@@ -60,21 +60,25 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
     }
 
 
-def _run(before: str | None, backbone: str, size: str, batch: int) -> dict:
+def _run(before: str | None, backbone: str, size: str, batch: int, timeout: float) -> dict:
     env = dict(os.environ)
     if before:
         env["PYTHONPATH"] = before + os.pathsep + env.get("PYTHONPATH", "")
-    load0 = os.getloadavg()[0]
+    load0 = os.getloadavg()
     t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, __file__, "--one", backbone, size, str(batch)],
-        env=env, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent,
-    )
+    try:
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", backbone, size, str(batch)],
+            env=env, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent,
+            timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s", "load_average": {"start": load0, "end": os.getloadavg()}}
     if proc.returncode != 0:
         return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["wall_seconds"] = time.perf_counter() - t0
-    result["load_average_1min"] = {"start": load0, "end": os.getloadavg()[0]}
+    result["load_average"] = {"start": load0, "end": os.getloadavg()}  # (1, 5, 15 min), as `uptime` shows
     return result
 
 
@@ -83,6 +87,7 @@ def main() -> None:
     ap.add_argument("--before", help="checkout of the 'before' version (its repository root)")
     ap.add_argument("--cases", nargs="+", default=["lean_vae:256x256", "lean_vae:1280x720", "cv_vae:256x256"])
     ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--timeout", type=float, default=900, help="seconds per case and version")
     ap.add_argument("--out", default="benchmarks/results/bench_latent_share.json")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -102,7 +107,7 @@ def main() -> None:
         for label, path in (("before", args.before), ("after", None)):
             if label == "before" and not path:
                 continue
-            row[label] = _run(path, backbone, size, args.batch)
+            row[label] = _run(path, backbone, size, args.batch, args.timeout)
             print(case, label, json.dumps(row[label])[:400], flush=True)
         if "before" in row and "error" not in row["before"] and "error" not in row["after"]:
             b, a = row["before"], row["after"]

@@ -84,6 +84,18 @@ class SpaceChannelContext(nn.Module):
             ]
         )
 
+    def _aggregate(self, k: int, inputs: Tensor, positions: Tensor, mode: str) -> Tensor:
+        """aggregation[k]; outside training only at `positions`, zero elsewhere (only those are used).
+
+        The ramp is pointwise (1x1 integer layers), so each position's parameters are the same either way."""
+        if mode == "train":
+            return self.aggregation[k](inputs)
+        n, _, h, w = inputs.shape
+        out = self.aggregation[k](inputs[..., positions].unsqueeze(-1)).squeeze(-1)
+        params = out.new_zeros((n, out.shape[1], h, w))
+        params[..., positions] = out
+        return params
+
     @property
     def num_steps(self) -> int:
         return 2 * len(self.groups)
@@ -121,7 +133,7 @@ class SpaceChannelContext(nn.Module):
                     spatial = hyper.new_zeros((n, 2 * g, h, w))
                 else:
                     spatial = self.spatial_context[k](y_hat_k)
-                params = self.aggregation[k](torch.cat([spatial, *chan, hyper], 1))
+                params = self._aggregate(k, torch.cat([spatial, *chan, hyper], 1), positions, mode)
                 scales, means = params.chunk(2, 1)
                 if mode == "train":
                     step_hat = quantize_ste(y_k - means) + means

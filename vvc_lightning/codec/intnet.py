@@ -80,6 +80,16 @@ class _IntConvMixin:
             self.__dict__["_int_cache"] = cached
         return cached[1], cached[2]
 
+    def _exact_conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+        """`_conv` on integers; a pointwise convolution as one matrix product (exact, so the same result)."""
+        if not _is_pointwise(self):
+            return self._conv(x, weight, bias)
+        n, _, h, w = x.shape
+        acc = weight.reshape(weight.shape[0], -1) @ x.reshape(n, x.shape[1], h * w)
+        if bias is not None:
+            acc.add_(bias.view(1, -1, 1))
+        return acc.view(n, -1, h, w)
+
     def forward(self, x: Tensor) -> Tensor:
         lo = 0.0 if self.relu else -ACT_LIMIT
         with exact_kernels(x.device):
@@ -89,9 +99,19 @@ class _IntConvMixin:
                 b_q = None if self.bias is None else _fake_round(self.bias.float() * _A * _W) / (_A * _W)
                 return quantize_act(self._conv(quantize_act(x, True), w_q, b_q), True, lo)
             w_int, b_int = self._int_params()
-            x_int = quantize_act(x, False).mul_(_A)
-            acc = self._conv(x_int, w_int, b_int)  # integers, |acc| < 2**53: exact in any order
+            # quantize_act(x, False) * 2**12 without the exact /2**12 and *2**12 round trip
+            x_int = x.double().mul(_A).add_(0.5).floor_().clamp_(-ACT_LIMIT * _A, ACT_LIMIT * _A)
+            acc = self._exact_conv(x_int, w_int, b_int)  # integers, |acc| < 2**53: exact in any order
             return acc.div_(_W).add_(0.5).floor_().div_(_A).clamp_(lo, ACT_LIMIT)
+
+
+def _is_pointwise(layer: nn.Module) -> bool:
+    """A plain 1x1 convolution (stride 1, no padding, one group): a matrix product per image."""
+    return (
+        isinstance(layer, IntConv2d) and not isinstance(layer, IntMaskedConv2d)
+        and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.padding == (0, 0)
+        and layer.dilation == (1, 1) and layer.groups == 1
+    )
 
 
 def _check_bound(layer: nn.Module, w_int: Tensor, b_int: Tensor | None) -> None:

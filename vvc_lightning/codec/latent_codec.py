@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from compressai.ans import BufferedRansEncoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
@@ -29,7 +30,7 @@ from torch import Tensor, nn
 from vvc_lightning.codec.context_model import SpaceChannelContext, default_groups
 from vvc_lightning.codec.gain import GainUnits
 from vvc_lightning.codec.intnet import IntReLU, int_conv, int_deconv
-from vvc_lightning.codec.rans_bounded import BoundedRansDecoder
+from vvc_lightning.codec.rans_bounded import BoundedRansDecoder, RansTables
 from vvc_lightning.codec.symbol_check import SymbolDigest, open_payload
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.ops import fold_time, unfold_time
@@ -271,7 +272,7 @@ class LatentCodec(nn.Module):
         h, w = y.shape[-2:]
         t = y.shape[0] // gops
         z = self.h_a(y)
-        z_sym = torch.round(z - eb._get_medians()).int()
+        z_sym = _symbols(z - eb._get_medians())
         z_hat = z_sym.double() + eb._get_medians().double()
         hyper = self._hyper(z_hat, h, w)
         encoders = [BufferedRansEncoder() for _ in range(gops)]
@@ -284,7 +285,7 @@ class LatentCodec(nn.Module):
         gc_tables = _tables(gc)
 
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
-            symbols = torch.round(residual).int()
+            symbols = _symbols(residual)
             sel = symbols[..., positions].cpu()
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             for i, enc in enumerate(encoders):
@@ -303,27 +304,28 @@ class LatentCodec(nn.Module):
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         medians = eb._get_medians()
         z_shape = (t, self.channels, -(-h // 4), -(-w // 4))
-        z_indexes, eb_tables = _flat(_channel_indexes(z_shape)), _tables(eb)
+        z_indexes, eb_tables = _channel_indexes(z_shape).numpy(), _rans_tables(eb)
         opened = [open_payload(s) for s in strings]  # (stored symbol check, rANS string) per GoP
         decoders = [BoundedRansDecoder() for _ in strings]
         digests = [SymbolDigest() for _ in strings]
         z_parts = []
         for (_, string), dec, digest in zip(opened, decoders, digests, strict=True):
             dec.set_stream(string)
-            z_parts.append(dec.decode_stream(z_indexes, *eb_tables))
+            z_parts.append(dec.decode_array(z_indexes, eb_tables))
             digest.update(z_parts[-1])
-        z_sym = torch.tensor(z_parts, dtype=torch.int32).reshape(len(strings) * t, *z_shape[1:])
+        z_sym = torch.from_numpy(np.concatenate(z_parts)).reshape(len(strings) * t, *z_shape[1:])
         hyper = self._hyper(z_sym.to(medians.device).double() + medians.double(), h, w)
-        gc_tables = _tables(gc)
+        gc_tables = _rans_tables(gc)
 
         def sink(step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
-            values = []
+            per_gop = indexes.reshape(len(strings), -1).numpy()
+            values = np.empty(per_gop.shape, dtype=np.int32)
             for i, (dec, digest) in enumerate(zip(decoders, digests, strict=True)):
-                values.append(dec.decode_stream(_flat(indexes[i * t : (i + 1) * t]), *gc_tables))
-                digest.update(values[-1])
+                values[i] = dec.decode_array(per_gop[i], gc_tables)
+                digest.update(values[i])
             symbols = torch.zeros(scales.shape, dtype=torch.int32)
-            symbols[..., positions] = torch.tensor(values, dtype=torch.int32).reshape(indexes.shape)
+            symbols[..., positions] = torch.from_numpy(values).reshape(indexes.shape)
             return symbols.to(scales.device)
 
         y_hat, _ = self.context.run(None, hyper, gc, "code", sink)
@@ -331,6 +333,11 @@ class LatentCodec(nn.Module):
             dec.finish()  # the payload is used up exactly, the coder back in its initial state
             digest.verify(expected)
         return y_hat
+
+
+def _symbols(x: Tensor) -> Tensor:
+    """round(x) as int32, within +-2**26: CompressAI's encoder loops forever on escapes past 2**28 (and NaN)."""
+    return torch.round(x).nan_to_num_(0.0).clamp_(-(2**26), 2**26).int()
 
 
 def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
@@ -342,6 +349,17 @@ def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
 
 def _flat(x: Tensor) -> list[int]:
     return x.reshape(-1).tolist()
+
+
+def _rans_tables(model: nn.Module) -> RansTables:
+    """The model's CDF tables as numpy arrays, built once per table version (cached on the module)."""
+    bufs = (model._quantized_cdf, model._cdf_length, model._offset)
+    key = tuple((b.data_ptr(), b._version, tuple(b.shape)) for b in bufs)
+    cached = model.__dict__.get("_rans_tables")
+    if cached is None or cached[0] != key:
+        cached = (key, RansTables(*(b.detach().cpu().numpy() for b in bufs)))
+        model.__dict__["_rans_tables"] = cached
+    return cached[1]
 
 
 def _channel_indexes(shape: tuple[int, ...] | torch.Size) -> Tensor:

@@ -3,15 +3,19 @@
 CompressAI's C++ decoder reads its input through a raw pointer with no end check: every renormalisation
 and every 4-bit bypass read takes the next 32-bit word, and the bypass loop runs as long as the data says
 so, so damaged data makes it read past the payload (a segfault or garbage from the heap). This decoder
-makes the same arithmetic in Python with an explicit bound on every read: it never reads a byte past
-its payload, never decodes a bypass value wider than 32 bits, and its time is linear in the symbols asked
-for plus the payload length. `finish()` checks that the whole payload was consumed and that the state
-returned to the encoder's initial one, as it does for every stream the encoder wrote.
+makes the same arithmetic (a numba kernel over numpy arrays) with an explicit bound on every read: it never
+reads a word past its payload, never decodes a bypass value wider than 32 bits, and its time is linear in
+the symbols asked for plus the payload length. `finish()` checks that the whole payload was consumed and
+that the state returned to the encoder's initial one, as it does for every stream the encoder wrote.
+
+The state is an int64: an encoder-written stream starts with a state in [2**31, 2**63) and every decoding
+step keeps it there (one renormalisation per step suffices), so a first state of 2**63 or more is refused.
 """
 
 from __future__ import annotations
 
-from bisect import bisect_right
+import numpy as np
+from numba import njit
 
 from vvc_lightning.errors import BitstreamError
 
@@ -22,81 +26,145 @@ _BYPASS_BITS = 4  # CompressAI's `bypass_precision`
 _BYPASS_MAX = (1 << _BYPASS_BITS) - 1
 _MAX_BYPASS_DIGITS = 32 // _BYPASS_BITS  # an int32 value never needs more
 
+_OK, _ENDED, _ESCAPE, _INDEX = 0, 1, 2, 3  # kernel status codes
+
+
+class RansTables:
+    """CDF tables as numpy arrays (rows of `cdfs` padded), the form both numba kernels take."""
+
+    def __init__(self, cdfs: object, cdf_sizes: object, offsets: object) -> None:
+        if isinstance(cdfs, np.ndarray) and cdfs.ndim == 2:
+            self.cdfs = np.ascontiguousarray(cdfs, dtype=np.int32)
+        else:
+            rows = [list(r) for r in cdfs]
+            self.cdfs = np.zeros((len(rows), max((len(r) for r in rows), default=1)), dtype=np.int32)
+            for i, r in enumerate(rows):
+                self.cdfs[i, : len(r)] = r
+        self.sizes = np.ascontiguousarray(np.asarray(cdf_sizes, dtype=np.int32).reshape(-1))
+        self.offsets = np.ascontiguousarray(np.asarray(offsets, dtype=np.int32).reshape(-1))
+        if not len(self.sizes) == len(self.offsets) == len(self.cdfs):
+            raise ValueError("CDF tables: cdfs, sizes and offsets differ in length")
+        if (self.sizes < 2).any() or (self.sizes > self.cdfs.shape[1]).any():
+            raise ValueError("CDF tables: a CDF length is outside its row")
+        for row, size in zip(self.cdfs, self.sizes, strict=True):  # what keeps the int64 state in range
+            cdf = row[:size]
+            if cdf[0] != 0 or cdf[-1] != 1 << _PRECISION or (np.diff(cdf) <= 0).any():
+                raise ValueError("CDF tables: a CDF is not strictly increasing from 0 to 2**16")
+
+
+@njit(cache=True, nogil=True)
+def _read(words: np.ndarray, pos: int, x: int) -> tuple[int, int, bool]:
+    """Renormalise: (state, position, ok); never reads words[len(words)]."""
+    if x < _L:
+        if pos >= words.shape[0]:
+            return x, pos, False
+        x = (x << 32) | np.int64(words[pos])
+        pos += 1
+    return x, pos, True
+
+
+@njit(cache=True, nogil=True)
+def _decode_kernel(
+    words: np.ndarray, pos: int, x: int, indexes: np.ndarray, cdfs: np.ndarray, sizes: np.ndarray,
+    offsets: np.ndarray, out: np.ndarray,
+) -> tuple[int, int, int, int]:
+    """Decode len(indexes) symbols into `out`: (status, state, position, symbols done)."""
+    n_cdfs = sizes.shape[0]
+    for i in range(indexes.shape[0]):
+        ci = indexes[i]
+        if ci < 0 or ci >= n_cdfs:
+            return _INDEX, x, pos, i
+        max_value = sizes[ci] - 2
+        cum = x & _MASK
+        lo, hi = 0, max_value  # largest s in [0, max_value] with cdf[s] <= cum (cdf[0] == 0)
+        while lo < hi:
+            mid = (lo + hi + 1) >> 1
+            if cdfs[ci, mid] <= cum:
+                lo = mid
+            else:
+                hi = mid - 1
+        s = lo
+        start = np.int64(cdfs[ci, s])
+        x = (np.int64(cdfs[ci, s + 1]) - start) * (x >> _PRECISION) + cum - start
+        x, pos, ok = _read(words, pos, x)
+        if not ok:
+            return _ENDED, x, pos, i
+        value = np.int64(s)
+        if s == max_value:  # bypass: a count of 4-bit digits (15 continues), then the digits
+            digits, val = 0, _BYPASS_MAX
+            while val == _BYPASS_MAX:
+                val = x & _BYPASS_MAX
+                x, pos, ok = _read(words, pos, x >> _BYPASS_BITS)
+                if not ok:
+                    return _ENDED, x, pos, i
+                digits += val
+                if digits > _MAX_BYPASS_DIGITS:
+                    return _ESCAPE, x, pos, i
+            raw = np.int64(0)
+            for j in range(digits):
+                val = x & _BYPASS_MAX
+                x, pos, ok = _read(words, pos, x >> _BYPASS_BITS)
+                if not ok:
+                    return _ENDED, x, pos, i
+                raw |= val << (j * _BYPASS_BITS)
+            if raw >= np.int64(1) << 31:  # the C++ decoder accumulates in an int32
+                raw -= np.int64(1) << 32
+            value = -(raw >> 1) - 1 if raw & 1 else (raw >> 1) + max_value
+        out[i] = value + offsets[ci]
+    return _OK, x, pos, indexes.shape[0]
+
 
 class BoundedRansDecoder:
     """Drop-in for `compressai.ans.RansDecoder` (`set_stream`, `decode_stream`) that never reads past its data."""
 
     def __init__(self) -> None:
-        self._words: memoryview | None = None
+        self._words: np.ndarray | None = None
         self._pos = 0
         self._state = 0
         self._tail = 0
+        self._tables: tuple[object, RansTables] | None = None
 
     def set_stream(self, data: bytes) -> None:
         """Start decoding `data` (a whole rANS string)."""
         data = bytes(data)
         self._tail = len(data) % 4
-        self._words = memoryview(data)[: len(data) - self._tail].cast("I")
-        if len(self._words) < 2:
+        if len(data) < 8:
             raise BitstreamError(f"entropy-coded data is {len(data)} bytes, too short to hold a rANS state")
-        self._state = self._words[0] | (self._words[1] << 32)
-        self._pos = 2
+        self._words = np.frombuffer(data, dtype="<u4", count=len(data) // 4).astype(np.uint32)
+        state = int(self._words[0]) | (int(self._words[1]) << 32)
+        if state >= 1 << 63:
+            raise BitstreamError("entropy-coded data starts with a state no encoder writes")
+        self._state, self._pos = state, 2
 
-    def _ended(self) -> BitstreamError:
-        return BitstreamError("entropy-coded data ends before all its symbols are decoded")
+    def decode_stream(self, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None) -> list[int]:
+        """Decode one symbol per CDF index (CompressAI's `decode_stream` arguments, a list back)."""
+        return self.decode_array(indexes, cdfs, cdf_sizes, offsets).tolist()
 
-    def decode_stream(
-        self, indexes: list[int], cdfs: list[list[int]], cdf_sizes: list[int], offsets: list[int]
-    ) -> list[int]:
-        """Decode one symbol per CDF index (same arguments as CompressAI's `decode_stream`)."""
-        words = self._words
-        if words is None:
+    def decode_array(
+        self, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None
+    ) -> np.ndarray:
+        """`decode_stream` taking/giving numpy arrays; `cdfs` may be a `RansTables` (then no sizes/offsets)."""
+        if self._words is None:
             raise BitstreamError("decode_stream called before set_stream")
-        n_words, pos, x = len(words), self._pos, self._state
-        out = [0] * len(indexes)
-        n_cdfs = len(cdfs)
-        for i, ci in enumerate(indexes):
-            if not 0 <= ci < n_cdfs:
-                raise BitstreamError(f"CDF index {ci} out of range 0..{n_cdfs - 1}")
-            cdf = cdfs[ci]
-            max_value = cdf_sizes[ci] - 2
-            cum = x & _MASK
-            s = bisect_right(cdf, cum, 0, max_value + 2) - 1
-            start = cdf[s]
-            x = (cdf[s + 1] - start) * (x >> _PRECISION) + cum - start
-            if x < _L:
-                if pos >= n_words:
-                    raise self._ended()
-                x = (x << 32) | words[pos]
-                pos += 1
-            value = s
-            if s == max_value:  # bypass: a count of 4-bit digits (15 continues), then the digits
-                digits, val = 0, _BYPASS_MAX
-                while val == _BYPASS_MAX:
-                    val, x, pos = x & _BYPASS_MAX, x >> _BYPASS_BITS, pos
-                    if x < _L:
-                        if pos >= n_words:
-                            raise self._ended()
-                        x = (x << 32) | words[pos]
-                        pos += 1
-                    digits += val
-                    if digits > _MAX_BYPASS_DIGITS:
-                        raise BitstreamError("entropy-coded data holds an impossible escape value")
-                raw = 0
-                for j in range(digits):
-                    val, x = x & _BYPASS_MAX, x >> _BYPASS_BITS
-                    if x < _L:
-                        if pos >= n_words:
-                            raise self._ended()
-                        x = (x << 32) | words[pos]
-                        pos += 1
-                    raw |= val << (j * _BYPASS_BITS)
-                if raw >= 1 << 31:  # the C++ decoder accumulates in an int32
-                    raw -= 1 << 32
-                value = -(raw >> 1) - 1 if raw & 1 else (raw >> 1) + max_value
-            out[i] = value + offsets[ci]
-        self._pos, self._state = pos, x
+        tables = cdfs if isinstance(cdfs, RansTables) else self._table_cache(cdfs, cdf_sizes, offsets)
+        idx = np.ascontiguousarray(np.asarray(indexes, dtype=np.int32).reshape(-1))
+        out = np.empty(idx.shape[0], dtype=np.int32)
+        status, x, pos, done = _decode_kernel(
+            self._words, self._pos, self._state, idx, tables.cdfs, tables.sizes, tables.offsets, out
+        )
+        self._state, self._pos = int(x), int(pos)
+        if status == _ENDED:
+            raise BitstreamError("entropy-coded data ends before all its symbols are decoded")
+        if status == _ESCAPE:
+            raise BitstreamError("entropy-coded data holds an impossible escape value")
+        if status == _INDEX:
+            raise BitstreamError(f"CDF index {int(idx[done])} out of range 0..{len(tables.sizes) - 1}")
         return out
+
+    def _table_cache(self, cdfs: object, cdf_sizes: object, offsets: object) -> RansTables:
+        if self._tables is None or self._tables[0] is not cdfs:  # list tables: converted once per object
+            self._tables = (cdfs, RansTables(cdfs, cdf_sizes, offsets))
+        return self._tables[1]
 
     def finish(self) -> None:
         """Fail unless the data was consumed exactly, as a stream written by the encoder always is."""
