@@ -20,6 +20,7 @@ from vvc_lightning.training.model import VideoCompressionModel
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"
 SMOKE: list[str] = []  # --smoke: tiny models on the CPU, to check this script itself
+SMALL: dict[str, list[str]] = {}  # --smoke: per-backbone size overrides
 
 
 def env() -> dict:
@@ -42,7 +43,8 @@ def sync() -> None:
 
 def train_step_time(backbone: str, precision: str, batch: int, size: int, steps: int, overrides=()) -> dict:
     """Seconds per optimizer step (eq. 2, joint stage, MS-SSIM as P) and peak GPU memory."""
-    cfg = load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim", "data.name=folder", *SMOKE, *overrides])
+    cfg = load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim", "data.name=folder", *SMOKE,
+                                              *SMALL.get(backbone, []), *overrides])
     model = VideoCompressionModel(cfg).to(DEV).train()
     model.stage = cfg.stages[2]
     opt = torch.optim.AdamW(model.parameters(), lr=5e-6)
@@ -72,16 +74,16 @@ def train_step_time(backbone: str, precision: str, batch: int, size: int, steps:
     }
 
 
-def codec_fps(backbone: str, width: int, height: int, frames: int, batch: int, coding: str = "cpu") -> dict:
+def codec_fps(backbone: str, width: int, height: int, frames: int, batch: int) -> dict:
     """Encode / decode frames per second of the real codec (bytes out, bytes in) on the GPU."""
     from vvc_lightning.codec.video_codec import VideoCodec
     from vvc_lightning.video.video_io import Video
 
-    cfg = load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim", "data.name=folder", *SMOKE])
+    cfg = load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim", "data.name=folder", *SMOKE,
+                                              *SMALL.get(backbone, [])])
     torch.manual_seed(0)
     model = VideoCompressionModel(cfg).to(DEV).eval()
     model.codec.update_tables(force=True)
-    model.codec.coding_device = coding
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (1, height, width, 3), dtype=np.uint8)
     video = Video(np.repeat(base, frames, 0), 25.0)
@@ -100,7 +102,7 @@ def codec_fps(backbone: str, width: int, height: int, frames: int, batch: int, c
     dec_timings = dict(codec.timings)
     assert rec.num_frames == frames
     return {
-        "backbone": backbone, "size": f"{width}x{height}", "frames": frames, "batch": batch, "coding_device": coding,
+        "backbone": backbone, "size": f"{width}x{height}", "frames": frames, "batch": batch,
         "encode_fps": frames / enc, "decode_fps": frames / dec, "bytes": len(data),
         "encode_latent_codec_share": enc_timings.get("latent_codec", 0) / max(enc_timings.get("total", enc), 1e-9),
         "decode_latent_codec_share": dec_timings.get("latent_codec", 0) / max(dec_timings.get("total", dec), 1e-9),
@@ -113,11 +115,11 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--smoke", action="store_true", help="tiny models, CPU allowed: checks the script only")
     ap.add_argument("--skip-train", action="store_true", help="codec figures only")
-    ap.add_argument("--coding-device", default="cpu", choices=["cpu", "model"],
-                    help="where the entropy-parameter networks run when coding (see LatentCodec.coding_device)")
     args = ap.parse_args()
     if args.smoke:
-        SMOKE.extend(["model.backbone.width=8", "model.backbone.latent_channels=16"])
+        SMOKE.extend(["model.backbone.latent_channels=16"])
+        SMALL.update(lean_vae=["model.backbone.name=lean_vae", "model.backbone.width=8"],  # the lite variant
+                     cv_vae=["model.backbone.width=32"])
         args.quick = True
     else:
         assert torch.cuda.is_available(), "this benchmark needs a GPU"
@@ -148,7 +150,7 @@ def main() -> None:
         for w, h, n in sizes:
             for batch in (1, 4):
                 try:
-                    result["codec"].append(codec_fps(backbone, w, h, n, batch, args.coding_device))
+                    result["codec"].append(codec_fps(backbone, w, h, n, batch))
                     print(result["codec"][-1], flush=True)
                 except Exception as exc:
                     result["errors"].append(f"codec {backbone} {w}x{h} b{batch}: {type(exc).__name__}: {exc}")
