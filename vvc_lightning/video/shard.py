@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import multiprocessing
 import re
 import tarfile
 import zipfile
@@ -287,7 +288,8 @@ def write_shards(
     old_stats = {s["name"]: s for s in old_index.get("shards", [])}
     summary = Summary(outdir, [], notes=notes)
     bar = tqdm(total=len(items), unit="video", desc="shard", disable=not progress)
-    pool = ProcessPoolExecutor(workers) if workers > 1 else None
+    # spawn, not fork: a forked child inherits the parent's threads and open handles (torch, numba, zip files)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
     try:
         for i, group in enumerate(shards):
             path = outdir / SHARD_NAME.format(i)
