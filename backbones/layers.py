@@ -40,9 +40,6 @@ def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return fold_time(x), x.shape[2]
 
 
-_unframes = unfold_time
-
-
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm computed on each frame separately (keeps the network causal in time)."""
 
@@ -54,7 +51,7 @@ class FrameGroupNorm(nn.GroupNorm):
         if x.dim() != 5:
             return super().forward(x)
         y, t = _frames(x)
-        return _unframes(super().forward(y), t)
+        return unfold_time(super().forward(y), t)
 
 
 class CausalConv3d(nn.Conv3d):
@@ -88,7 +85,7 @@ class FrameConv2d(nn.Conv2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve each frame."""
         y, t = _frames(x)
-        return _unframes(super().forward(y), t)
+        return unfold_time(super().forward(y), t)
 
 
 class ResnetBlock3D(nn.Module):
@@ -128,7 +125,7 @@ class SpatialAttention(nn.Module):
         q, k, v = self.qkv(y).reshape(n, 3, c, h * w).transpose(-1, -2).unbind(1)
         out = F.scaled_dot_product_attention(q.unsqueeze(1), k.unsqueeze(1), v.unsqueeze(1)).squeeze(1)
         out = self.proj(out.transpose(-1, -2).reshape(n, c, h, w))
-        return x + _unframes(out, t)
+        return x + unfold_time(out, t)
 
 
 class Downsample3D(nn.Module):
@@ -161,7 +158,7 @@ class Upsample3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Double H and W (and the frame count after the first frame when `time`)."""
         y, t = _frames(x)
-        x = _unframes(F.interpolate(y, scale_factor=2.0, mode="nearest"), t)
+        x = unfold_time(F.interpolate(y, scale_factor=2.0, mode="nearest"), t)
         x = self.conv(x)
         if self.factor == 1:
             return x

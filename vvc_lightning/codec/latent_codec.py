@@ -73,10 +73,8 @@ class CodecOutput:
     z_likelihoods: Tensor
 
 
-_fold = fold_time
-
-
 def _unfold(x: Tensor, b: int) -> Tensor:
+    """The inverse of `fold_time` for `b` batch items."""
     return unfold_time(x, x.shape[0] // b)
 
 
@@ -230,7 +228,7 @@ class LatentCodec(nn.Module):
         """L (B,c,t,h,w) -> L_hat and likelihoods at `quality` (noise/STE in training, exact rounding in eval)."""
         b = latent.shape[0]
         q = self._quality(quality)
-        y = self._gain_y(_fold(self.g_a(latent)), q, inverse=False)
+        y = self._gain_y(fold_time(self.g_a(latent)), q, inverse=False)
         with self._at(q):
             y_hat, y_lik, z_lik = self.entropy(y)
         return CodecOutput(self.g_s(_unfold(self._gain_y(y_hat, q, inverse=True), b)), y_lik, z_lik)
@@ -241,7 +239,7 @@ class LatentCodec(nn.Module):
         """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it)."""
         b = latent.shape[0]
         q = self._quality(quality)
-        y = self._gain_y(_fold(self.g_a(latent)), q, inverse=False)
+        y = self._gain_y(fold_time(self.g_a(latent)), q, inverse=False)
         with self._at(q):
             y_hat, strings = self.encode_y(y, b)
         y_hat = self._gain_y(y_hat.to(latent.dtype), q, inverse=True)  # the same operations as `forward`

@@ -9,8 +9,6 @@ from torch import Tensor, nn
 
 from vvc_lightning.ops import fold_time
 
-frames_2d = fold_time
-
 
 class MSSSIMDistance(nn.Module):
     """1 - MS-SSIM per image on inputs in [-1,1]; a smaller window for small crops, SSIM below 33 px."""
@@ -78,7 +76,7 @@ class RatePerceptionLoss(nn.Module):
     def distortion(self, x: Tensor, x_hat: Tensor) -> tuple[Tensor, Tensor]:
         """(MSE on 0-255, mean perceptual distance) averaged over frames."""
         mse = torch.mean((x - x_hat) ** 2) * (127.5**2)
-        p = self.perceptual(frames_2d(x_hat), frames_2d(x)).mean() if self.beta else x.new_zeros(())
+        p = self.perceptual(fold_time(x_hat), fold_time(x)).mean() if self.beta else x.new_zeros(())
         return mse, p
 
     def forward(
