@@ -61,11 +61,7 @@ def footage_dir() -> Path:
 def write_clips(out: Path) -> list[dict]:
     """Cut the shots and write train/val clips as H.264 (CRF 8, keyframe every 8) and test clips as y4m."""
     from vvc_lightning.datamodules.synthetic import write_h264
-
-    try:
-        from vvc_lightning.video.video_io import read_video, write_video
-    except ImportError:  # before the move into sub-packages
-        from vvc_lightning.video.video_io import read_video, write_video
+    from vvc_lightning.video.video_io import read_video, write_video
 
     src_dir, cache, rows = footage_dir(), {}, []
     for name, (src, first, count, split, down) in CLIPS.items():

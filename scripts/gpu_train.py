@@ -73,11 +73,9 @@ def callbacks():
 
 
 def fit_function():
-    """`fit` of the training package (vvc_lightning.training.trainer, or vvc_lightning.training.trainer before the move)."""
-    try:
-        from vvc_lightning.training.trainer import fit
-    except ImportError:
-        from vvc_lightning.training.trainer import fit
+    """`fit` of the training package (imported late: the script sets up paths first)."""
+    from vvc_lightning.training.trainer import fit
+
     return fit
 
 
