@@ -242,28 +242,42 @@ class VideoCodec:
 
     def decode(self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream") -> Video:
         """The video in a .vvc bitstream (or only frames [a, b) of it, decoding just the GoPs they need)."""
+        header, _ = bitstream.unpack_header(data, label)
+        a, b = frames if frames is not None else (0, header.frames)
+        need, limit = max(b - a, 0) * header.height * header.width * 3, decoded_bytes_limit()
+        if need > limit:
+            raise VVCError(
+                f"{label} decodes to {need / 2**30:.1f} GiB of frames, more than this machine's limit of "
+                f"{limit / 2**30:.1f} GiB; decode part of it with --frames a:b, or stream it to a file"
+            )
+        try:
+            out = np.empty((max(b - a, 0), header.height, header.width, 3), np.uint8)
+        except MemoryError as exc:
+            raise VVCError(
+                f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part of "
+                "it with --frames a:b"
+            ) from exc
+        for i, frame in enumerate(self.decode_frames(data, frames, label)):
+            out[i] = frame
+        return Video(out, header.fps)
+
+    def decode_frames(
+        self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream"
+    ) -> Iterator[np.ndarray]:
+        """RGB uint8 frames (H,W,3) of a .vvc bitstream in order, decoded a few GoPs at a time (bounded memory).
+
+        Only frames [a, b) when `frames` is given, decoding just the GoPs they need. `self.timings["total"]`
+        covers the decoding done when the iterator is exhausted.
+        """
         self.timings = {}
         t0 = time.perf_counter()
         with _inference(self.model):
             header, records = self.read_header(data, label)
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
             a, b = frames if frames is not None else (0, header.frames)
-            need, limit = (b - a) * header.height * header.width * 3, decoded_bytes_limit()
-            if need > limit:
-                raise VVCError(
-                    f"{label} decodes to {need / 2**30:.1f} GiB of frames, more than this machine's limit of "
-                    f"{limit / 2**30:.1f} GiB; decode part of it with --frames a:b"
-                )
             gops = plan.gops_for_frames(a, b)
             hp, wp = self._padded(header.height, header.width)
             grid = plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
-            try:
-                out = np.empty((b - a, header.height, header.width, 3), np.uint8)
-            except MemoryError as exc:
-                raise VVCError(
-                    f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part of "
-                    "it with --frames a:b"
-                ) from exc
             blender = GopBlender(plan, header.theta, gops.start)
             step = self._gops_per_pass(header.height, header.width, header.tile, header.tile_overlap)
             for i in range(gops.start, gops.stop, step):
@@ -272,9 +286,10 @@ class VideoCodec:
                 for rec in recs:
                     for f, frame in blender.push(rec[:, :, : header.height, : header.width]):
                         if a <= f < b:
-                            out[f - a] = tensor_to_frames(frame[:, None])[0]
+                            self._tick("total", t0)
+                            yield tensor_to_frames(frame[:, None])[0]
+                            t0 = time.perf_counter()
         self._tick("total", t0)
-        return Video(out, header.fps)
 
     def _decode_chunk(
         self, data: bytes, records: list[bitstream.Record], header: Header, grid: TileGrid, label: str
