@@ -41,6 +41,17 @@ class AxisTiles:
             out.append(w)
         return out
 
+    def owned(self) -> list[tuple[int, int]]:
+        """Per tile, the [lo, hi) span (from its start) it owns: neighbours split their overlap in the middle.
+
+        The spans partition the axis, so statistics summed over each tile's own span count every position once.
+        """
+        cuts = [0]
+        for a, b in zip(self.starts, self.starts[1:], strict=False):
+            cuts.append((a + self.size + b) // 2)
+        cuts.append(self.length)
+        return [(lo - s, hi - s) for s, lo, hi in zip(self.starts, cuts[:-1], cuts[1:], strict=True)]
+
 
 def _ramp(k: torch.Tensor, overlap: int) -> torch.Tensor:
     """0 over the first quarter of an overlap, rising linearly to 1 at its last quarter (k from the border)."""
@@ -100,6 +111,10 @@ class TileGrid:
     def boxes(self) -> list[tuple[int, int]]:
         """Top-left corner (y, x) of every tile, row-major."""
         return [(y, x) for y in self.ys.starts for x in self.xs.starts]
+
+    def owned_boxes(self) -> list[tuple[int, int, int, int]]:
+        """Per tile (row-major), the box (y0, y1, x0, x1) inside it that it owns; the boxes partition the plane."""
+        return [(y0, y1, x0, x1) for y0, y1 in self.ys.owned() for x0, x1 in self.xs.owned()]
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Tiles (...,th,tw) of a tensor (...,H,W), row-major."""

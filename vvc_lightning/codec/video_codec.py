@@ -1,11 +1,18 @@
 """The real codec: a trained model turned into .vvc files (GoPs with overlap, batching, spatial tiling).
 
 Encode: cut the video into overlapping GoPs (the last one padded in time), pad each frame to the
-backbone stride by edge replication, run the backbone encoder on overlapping spatial tiles (several
-GoP-tiles per pass), blend the tile latents with linear ramps into one latent per GoP, and entropy-code
-that latent (one record per GoP). Decode: entropy-decode each GoP's latent, run the backbone decoder on
-overlapping latent tiles, blend the pixel tiles with linear ramps, crop, blend the frames shared by
-adjacent GoPs (`theta * last_of_previous + (1 - theta) * first_of_next`) and drop the temporal padding.
+backbone stride by edge replication, run the backbone encoder on whole frames or overlapping spatial
+tiles (several GoPs or GoP-tiles per pass), blend the tile latents with linear ramps into one latent per
+GoP, and entropy-code that latent (one record per GoP). Decode: entropy-decode each GoP's latent, run the
+backbone decoder on whole latents or overlapping latent tiles, blend the pixel tiles with linear ramps,
+crop, blend the frames shared by adjacent GoPs (`theta * last_of_previous + (1 - theta) * first_of_next`)
+and drop the temporal padding.
+
+Tiles only when needed: a memory budget (`max_memory`, default 8 GiB; `codec.memory`) gives whole frames
+when `batch` of them fit, whole frames fewer per pass when one fits, else the largest tiles that fit.
+Encoder and decoder each plan from their own budget (tiles do not change the bitstream; the header's tile
+fields record the encoder's choice). Tiled passes share GroupNorm statistics and attention inputs over
+the whole frame (`codec.tile_norm`, `norm_passes` statistics passes), so tiled and untiled coding agree.
 
 The latent codec codes all GoPs of a pass in one batched call: its entropy parameters come from integer
 networks, so the scale indexes and means the decoder derives never depend on the batch size, thread
@@ -30,7 +37,9 @@ from vvc_lightning.codec import container as bitstream
 from vvc_lightning.codec.container import Header
 from vvc_lightning.codec.determinism import batch_invariant, model_identity
 from vvc_lightning.codec.gop import GopBlender, GopPlan, iter_gops
+from vvc_lightning.codec.memory import DEFAULT_MAX_MEMORY, MemoryModel, Plan, parse_bytes, plan_budget
 from vvc_lightning.codec.symbol_check import SymbolCheckError, bind_to_gop
+from vvc_lightning.codec.tile_norm import run_tiled
 from vvc_lightning.codec.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, decoded_bytes_limit
@@ -44,7 +53,7 @@ from vvc_lightning.video.video_io import (
     write_video,
 )
 
-DEFAULT_TILE = 256
+NORM_PASSES: int | None = None  # statistics passes of a tiled run (None: until exact; README: tiling)
 
 
 @contextlib.contextmanager
@@ -64,9 +73,11 @@ class VideoCodec:
     """Encode a Video to .vvc bytes and back with a VideoCompressionModel already in memory.
 
     gop/overlap/theta: GoP size (1+4k), frames shared by neighbouring GoPs and their blend weight; batch:
-    backbone items (GoPs, or GoP tiles) per pass; tile: tile size in pixels for frames larger than it
-    (None: 256, 0: never tile), tile_overlap in pixels; quality: rate of a variable-rate model (None: its
-    highest). Decoding takes gop/overlap/theta/tiles/quality from the file.
+    backbone items (GoPs, or GoP tiles) per pass, at most; max_memory: budget in bytes (or '8G') for
+    the backbone passes; tile: tile size in pixels (None: from the budget, 0: never tile), tile_overlap
+    in pixels; norm_passes: most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile
+    statistics); quality: rate of a variable-rate model (None: its highest). Decoding takes gop/overlap/theta/quality
+    from the file and plans its own tiles.
     """
 
     def __init__(
@@ -81,13 +92,18 @@ class VideoCodec:
         matrix: str = "bt709",
         rng: str = "limited",
         quality: float | None = None,
+        max_memory: int | str | None = None,
+        norm_passes: int | None = NORM_PASSES,
     ) -> None:
         self.model = model
         self.quality = model.codec._quality(quality)  # variable-rate quality (None: fixed-rate model)
         self.gop, self.overlap, self.theta = int(gop), int(overlap), float(theta)
         self.batch = int(batch)
-        self.tile = DEFAULT_TILE if tile is None else int(tile)
+        self.tile = None if tile is None else int(tile)
         self.tile_overlap = int(tile_overlap)
+        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else parse_bytes(max_memory)
+        self.norm_passes = None if norm_passes is None else int(norm_passes)
+        self._plans: dict[tuple[str, int, int, int], Plan] = {}
         self.matrix, self.rng = matrix, rng
         if matrix not in bitstream.MATRICES or rng not in bitstream.RANGES:
             raise VVCError(
@@ -100,6 +116,8 @@ class VideoCodec:
         GopPlan(1, self.gop, self.overlap, self.stride_t)  # validates gop/overlap
         if self.tile:
             check_tile_options(self.tile, self.tile_overlap, self.stride_s)
+        elif self.tile is None:
+            check_tile_options(4 * self.tile_overlap + self.stride_s, self.tile_overlap, self.stride_s)
         self.timings: dict[str, float] = {}
 
     # ------------------------------------------------------------------------------ helpers
@@ -123,29 +141,44 @@ class VideoCodec:
         s = self.stride_s
         return -(-height // s) * s, -(-width // s) * s
 
-    def _gops_per_pass(self, height: int, width: int, tile: int | None = None, overlap: int | None = None) -> int:
-        """GoPs held in memory at once: enough for `batch` backbone items (GoPs, or GoP tiles when tiled)."""
+    def _plan(self, side: str, height: int, width: int, frames: int | None = None) -> Plan:
+        """Tile grid (padded pixels) and backbone items per pass for `side` ('encode'/'decode') of a frame size."""
         hp, wp = self._padded(height, width)
-        tile = self.tile if tile is None else tile
-        overlap = self.tile_overlap if overlap is None else overlap
-        tiles = plan_tiles(hp, wp, tile if tile and (hp > tile or wp > tile) else 0, overlap, self.stride_s).count
-        return max(1, self.batch // tiles)
+        frames = self.gop if frames is None else frames
+        key = (side, hp, wp, frames)
+        if key not in self._plans:
+            if self.tile is None:
+                plan = plan_budget(MemoryModel(self.backbone), side, frames, hp, wp, self.batch, self.max_memory,
+                                   self.tile_overlap)
+            else:
+                tile = self.tile if self.tile and (hp > self.tile or wp > self.tile) else 0
+                plan = Plan(plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s), self.batch)
+            self._plans[key] = plan
+        return self._plans[key]
+
+    def _gops_per_pass(self, height: int, width: int, side: str = "encode", frames: int | None = None) -> int:
+        """GoPs held in memory at once: enough for the plan's backbone items (GoPs, or GoP tiles when tiled)."""
+        plan = self._plan(side, height, width, frames)
+        return max(1, plan.items // plan.grid.count)
 
     def _tick(self, key: str, since: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - since
 
-    def _run_tiles(self, fn: Any, x: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid) -> torch.Tensor:
-        """Apply `fn` to the tiles of x (G,C,T,H,W), `self.batch` GoP-tiles per call, and blend the outputs."""
+    def _run_tiles(
+        self, fn: Any, x: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid, items: int | None = None
+    ) -> torch.Tensor:
+        """Apply `fn` to the tiles of x (G,C,T,H,W), `items` GoP-tiles per call, and blend the outputs.
+
+        Tiled runs normalise with whole-frame statistics (`self.norm_passes` extra passes, see tile_norm).
+        """
         tiles = in_grid.split(x)  # per tile (G,C,T,th,tw)
         g = x.shape[0]
-        items = torch.cat(tiles) if len(tiles) > 1 else tiles[0]  # tile-major: item = tile * G + gop
-        outs = []
+        stacked = torch.cat(tiles) if len(tiles) > 1 else tiles[0]  # tile-major: item = tile * G + gop
+        latent_grid = in_grid if in_grid.ys.length < out_grid.ys.length else out_grid
         start = time.perf_counter()
         with batch_invariant(self.backbone):
-            for i in range(0, items.shape[0], self.batch):
-                outs.append(fn(items[i : i + self.batch].contiguous()))
+            out = run_tiled(self.backbone, fn, stacked, latent_grid, g, items or self.batch, self.norm_passes)
         self._tick("backbone", start)
-        out = torch.cat(outs) if len(outs) > 1 else outs[0]
         return out_grid.merge([out[k * g : (k + 1) * g] for k in range(in_grid.count)])
 
     # ------------------------------------------------------------------------------- encode
@@ -195,16 +228,16 @@ class VideoCodec:
         h, w = chunk[0].shape[1:3]
         if not shape:
             hp, wp = self._padded(h, w)
-            tile = self.tile if self.tile and (hp > self.tile or wp > self.tile) else 0
+            plan = self._plan("encode", h, w)
             shape.update(
-                width=w, height=h, hp=hp, wp=wp, tile=tile, tile_overlap=self.tile_overlap if tile else 0,
-                grid=plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s),
+                width=w, height=h, hp=hp, wp=wp, tile=plan.tile, tile_overlap=self.tile_overlap if plan.tile else 0,
+                grid=plan.grid, items=plan.items,
                 latent=tuple(int(v) for v in self.backbone.latent_shape(self.gop, hp, wp)),
             )
         x = torch.stack([frames_to_tensor(c) for c in chunk]).to(self.device)
         x = F.pad(x, (0, shape["wp"] - w, 0, shape["hp"] - h, 0, 0), mode="replicate")
         grid: TileGrid = shape["grid"]
-        latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s))
+        latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s), shape["items"])
         start = time.perf_counter()
         first = shape.get("gops_done", 0)
         coded = self.model.codec.compress(latent, self.quality)[0]
@@ -276,10 +309,9 @@ class VideoCodec:
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
             a, b = frames if frames is not None else (0, header.frames)
             gops = plan.gops_for_frames(a, b)
-            hp, wp = self._padded(header.height, header.width)
-            grid = plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
+            grid = self._plan("decode", header.height, header.width, header.gop).grid  # the decoder's own tiles
             blender = GopBlender(plan, header.theta, gops.start)
-            step = self._gops_per_pass(header.height, header.width, header.tile, header.tile_overlap)
+            step = self._gops_per_pass(header.height, header.width, "decode", header.gop)
             for i in range(gops.start, gops.stop, step):
                 chunk = [records[g] for g in range(i, min(i + step, gops.stop))]
                 recs = self._decode_chunk(data, chunk, header, grid, label)
@@ -314,7 +346,8 @@ class VideoCodec:
                     raise BitstreamError(f"GoP {r.index} of {label} does not decode ({exc})") from exc
             raise
         self._tick("latent_codec", start)
-        return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid)
+        items = self._plan("decode", header.height, header.width, header.gop).items
+        return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid, items)
 
     # --------------------------------------------------------------------------------- files
     def encode_file(
