@@ -11,6 +11,7 @@ from vvc_lightning.errors import VVCError
 from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
 MAX_FRAMES = 1 << 31
+MAX_MEMORY = "8G"
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -24,7 +25,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def check_options(args: argparse.Namespace) -> None:
-    """One-line errors for out-of-range --gop, --fps, --max-frames, --size (before anything is read)."""
+    """One-line errors for out-of-range --gop, --fps, --max-frames, --size, --max-memory (before anything is read)."""
     if args.gop is not None and not 1 <= args.gop <= MAX_GOP:
         raise VVCError(f"--gop must be 1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17), got {args.gop}")
     if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= MAX_FPS):
@@ -33,6 +34,14 @@ def check_options(args: argparse.Namespace) -> None:
         raise VVCError(f"--max-frames must be 1 to {MAX_FRAMES}, got {args.max_frames}")
     if args.size is not None:
         args.size = _size(args.size)
+    _check_max_memory(args)
+
+
+def _check_max_memory(args: argparse.Namespace) -> None:
+    """--max-memory as bytes (512M, 8G or a number of bytes), or a one-line error."""
+    from vvc_lightning.codec.memory import parse_bytes
+
+    args.max_memory = parse_bytes(args.max_memory)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,7 +59,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--overlap", type=int, default=1, help="frames shared by adjacent GoPs (default 1; 0 = off)")
     c.add_argument("--theta", type=float, default=0.5, help="blend weight of the earlier GoP's shared frame")
     c.add_argument("--batch", type=int, default=4, help="GoPs (or GoP tiles) per backbone pass (default 4)")
-    c.add_argument("--tile", type=int, default=None, help="tile size in pixels (default 256; 0 = no tiling)")
+    c.add_argument("--max-memory", default=MAX_MEMORY, help="memory budget of the backbone passes, e.g. 512M, 8G "
+                   "or bytes (default 8G): whole frames when they fit, else the largest tiles that fit")
+    c.add_argument("--tile", type=int, default=None, help="force this tile size in pixels (default: from "
+                   "--max-memory; 0 = never tile)")
     c.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
     c.add_argument("--size", default=None, help="WxH of a raw .yuv input")
     c.add_argument("--fps", type=float, default=None, help="frame rate of a raw .yuv input (or override)")
@@ -66,6 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)")
     d.add_argument("--frames", default=None, help="decode only frames a:b (only the GoPs they need)")
     d.add_argument("--batch", type=int, default=4, help="GoPs (or GoP tiles) per backbone pass (default 4)")
+    d.add_argument("--max-memory", default=MAX_MEMORY, help="memory budget of the backbone passes, e.g. 512M, 8G "
+                   "or bytes (default 8G); the decoder tiles by its own budget")
     d.add_argument("--overwrite", action="store_true", help="replace an existing output file (never a folder)")
     d.set_defaults(func=run_decompress)
 
@@ -96,7 +110,7 @@ def run_compress(args: argparse.Namespace) -> int:
     codec = VideoCodec(
         model, gop=model.gop if args.gop is None else args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
         tile=args.tile, tile_overlap=args.tile_overlap, matrix=args.matrix, rng=args.rng,
-        quality=_quality_of(model, args),
+        quality=_quality_of(model, args), max_memory=args.max_memory,
     )
     st = codec.encode_file(args.input, args.output, **read_kwargs)
     print(
@@ -148,6 +162,7 @@ def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
 
 def run_decompress(args: argparse.Namespace) -> int:
     """Decompress a .vvc file."""
+    _check_max_memory(args)
     _check_output(args, "video")
     from vvc_lightning.codec import container as bitstream
     from vvc_lightning.codec.gop import parse_frame_range
@@ -158,7 +173,7 @@ def run_decompress(args: argparse.Namespace) -> int:
     header, _ = bitstream.unpack_header(data, f"'{args.input}'")
     ckpt = args.ckpt if args.ckpt is not None else _checkpoint_for(header, f"'{args.input}'")
     frames = parse_frame_range(args.frames, header.frames) if args.frames else None
-    codec = load_codec(ckpt, batch=args.batch)
+    codec = load_codec(ckpt, batch=args.batch, max_memory=args.max_memory)
     st = codec.decode_file(args.input, args.output, frames=frames)
     part = f"{st['decoded_frames']} of {st['frames']}" if frames else f"{st['frames']}"
     print(

@@ -23,7 +23,7 @@ from vvc_lightning.codec.tiling import TileGrid, plan_tiles
 from vvc_lightning.errors import VVCError
 
 DEFAULT_MAX_MEMORY = 8 << 30
-PEAK_FACTOR = 3.0  # peak / largest leaf input+output, measured (README: memory model)
+PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.9-1.5 (README: memory)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -102,11 +102,7 @@ class Plan:
 
     grid: TileGrid
     items: int
-
-    @property
-    def tile(self) -> int:
-        """The tile size to record (0 when the frame is one tile)."""
-        return 0 if self.grid.count == 1 else max(self.grid.tile_shape)
+    tile: int = 0  # the tile size asked of `plan_tiles` (0: the frame is one tile)
 
 
 def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: int, batch: int,
@@ -123,7 +119,7 @@ def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: 
         grid = plan_tiles(height, width, tile, overlap, stride)
         need = model.peak(side, frames, *grid.tile_shape)
         if need <= budget:
-            return Plan(grid, max(1, min(batch, budget // need)))
+            return Plan(grid, max(1, min(batch, budget // need)), tile)
         tile = min(tile - stride, max(grid.tile_shape) - stride)
     need = model.peak(side, frames, low, low)
     raise VVCError(

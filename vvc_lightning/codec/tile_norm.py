@@ -85,11 +85,13 @@ class FrameNorms:
         self.inputs_prev: dict[int, torch.Tensor] = {}
         self.outputs: dict[int, torch.Tensor] = {}  # id(attention) -> whole-frame output of inputs_prev
         self.passes = 0
+        self.used = 0
 
     @property
     def depth(self) -> int:
-        """Passes after which every shared statistic is exact (one per GroupNorm or attention in a chain)."""
-        return len(self.norms) + len(self.attentions)
+        """Passes after which every shared statistic is exact: one per GroupNorm or attention in the chain
+        (those that the first pass ran, once it has run)."""
+        return self.used if self.passes else len(self.norms) + len(self.attentions)
 
     # ----------------------------------------------------------------------------- context
     def __enter__(self) -> FrameNorms:
@@ -141,6 +143,8 @@ class FrameNorms:
             old = self.inputs_prev.get(key)
             if old is not None:
                 change = max(change, float((x - old).norm() / x.norm().clamp_min(1e-12)))
+        if not self.passes:
+            self.used = len(self.sums) + len(self.inputs)
         self.sums, self.outputs = {}, {}
         self.own_prev, self.own = self.own, {}
         self.inputs_prev, self.inputs = self.inputs, {}
@@ -264,7 +268,7 @@ def run_tiled(model: nn.Module, fn: Any, items: torch.Tensor, grid: TileGrid, go
         outs = one_pass(None, True)
     else:
         with norms:
-            for _ in range(norms.depth if passes is None else passes):
+            while norms.passes < (norms.depth if passes is None else passes):
                 one_pass(norms, False)
                 if norms.end_pass() < tol:
                     break

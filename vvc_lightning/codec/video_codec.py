@@ -152,7 +152,7 @@ class VideoCodec:
                                    self.tile_overlap)
             else:
                 tile = self.tile if self.tile and (hp > self.tile or wp > self.tile) else 0
-                plan = Plan(plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s), self.batch)
+                plan = Plan(plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s), self.batch, tile)
             self._plans[key] = plan
         return self._plans[key]
 
