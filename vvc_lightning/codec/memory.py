@@ -3,7 +3,8 @@
 The peak memory of running the backbone encoder or decoder on one item of T frames of h x w pixels is
 estimated from one probe run on a small input: forward hooks record the largest input + output bytes of
 any leaf module, which scales with the pixel count; the peak is that times `PEAK_FACTOR` (calibrated
-against the peak RSS of real runs, see the README) plus the item's input and output. The probe runs once
+against the peak RSS of real runs, see the README) plus four float copies of the item's pixels (input,
+output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The probe runs once
 per backbone, side and frame count (cached on the backbone).
 
 `plan_budget` then picks the cheapest plan that fits: whole frames with `batch` items per pass; whole
@@ -23,7 +24,7 @@ from vvc_lightning.codec.tiling import TileGrid, plan_tiles
 from vvc_lightning.errors import VVCError
 
 DEFAULT_MAX_MEMORY = 8 << 30
-PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.9-1.5 (README: memory)
+PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -92,7 +93,7 @@ class MemoryModel:
     def peak(self, side: str, frames: int, height: int, width: int) -> int:
         """Estimated peak bytes of running `side` ('encode' or 'decode') on one item of (frames, height, width)."""
         pixels = height * width
-        frame_io = 2 * 4 * 3 * frames * pixels  # the item's float input/output pixels, held around the pass
+        frame_io = 4 * 4 * 3 * frames * pixels  # float pixels: input, output, functional steps hooks miss (Haar)
         return int(PEAK_FACTOR * self._per_pixel(side, frames) * pixels) + frame_io
 
 
