@@ -10,7 +10,7 @@ from tests.conftest import small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.codec.determinism import batch_invariant
 from vvc_lightning.codec.memory import MemoryModel, parse_bytes, plan_budget
-from vvc_lightning.codec.tile_norm import FrameNorms, run_tiled
+from vvc_lightning.codec.tile_norm import FrameNorms, tiled_round_trip
 from vvc_lightning.codec.tiling import plan_tiles
 from vvc_lightning.codec.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
@@ -25,17 +25,9 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def backbone_round_trip(bb: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int, passes: int | None) -> np.ndarray:
-    """Encode then decode (G,3,T,H,W) through tiles as VideoCodec._run_tiles does (tile 0: whole frames)."""
-    grid = plan_tiles(x.shape[-2], x.shape[-1], tile, overlap, 8)
-    lat, g = grid.scaled(8), x.shape[0]
-
-    def run(fn, inp, in_grid, out_grid):  # noqa: ANN001, ANN202
-        out = run_tiled(bb, fn, torch.cat(in_grid.split(inp)), lat, g, 2, passes)
-        return out_grid.merge([out[k * g : (k + 1) * g] for k in range(in_grid.count)])
-
-    with torch.no_grad(), batch_invariant(bb):
-        rec = run(bb.decode, run(bb.encode, x, grid, lat), lat, grid)
-    return tensor_to_frames(rec[0])
+    """Encode then decode (1,3,T,H,W) through tiles as VideoCodec._run_tiles does (tile 0: whole frames)."""
+    with batch_invariant(bb):
+        return tensor_to_frames(tiled_round_trip(bb, x, tile, overlap, passes)[0])
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vvc_lightning.codec.tiling import TileGrid
+from vvc_lightning.codec.tiling import TileGrid, plan_tiles
 
 _ORIGINAL_FORWARD = nn.GroupNorm.forward
 _HANDLERS: dict[int, Any] = {}  # id(GroupNorm module) -> handler, while a FrameNorms context is open
@@ -274,3 +274,18 @@ def run_tiled(model: nn.Module, fn: Any, items: torch.Tensor, grid: TileGrid, go
                     break
             outs = one_pass(norms, True)
     return torch.cat(outs) if len(outs) > 1 else outs[0]
+
+
+def tiled_round_trip(backbone: nn.Module, x: torch.Tensor, tile: int, overlap: int, passes: int | None = None,
+                     batch: int = 2) -> torch.Tensor:
+    """Encode then decode frames (G,3,T,H,W) through tiles as the codec does (tile 0: whole frames), no quantization."""
+    stride = int(backbone.spatial_stride)
+    grid = plan_tiles(x.shape[-2], x.shape[-1], tile, overlap, stride)
+    latent, g = grid.scaled(stride), x.shape[0]
+
+    def run(fn: Any, inp: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid) -> torch.Tensor:
+        out = run_tiled(backbone, fn, torch.cat(in_grid.split(inp)), latent, g, batch, passes)
+        return out_grid.merge([out[k * g : (k + 1) * g] for k in range(in_grid.count)])
+
+    with torch.no_grad():
+        return run(backbone.decode, run(backbone.encode, x, grid, latent), latent, grid)
