@@ -10,7 +10,7 @@ from tests.conftest import small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.codec.determinism import batch_invariant
 from vvc_lightning.codec.memory import MemoryModel, parse_bytes, plan_budget
-from vvc_lightning.codec.tile_norm import FrameNorms, tiled_round_trip
+from vvc_lightning.codec.tile_norm import FrameNorms, default_overlap, tiled_round_trip
 from vvc_lightning.codec.tiling import plan_tiles
 from vvc_lightning.codec.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
@@ -90,6 +90,7 @@ def test_passes_stop_when_the_statistics_settle(clip64):
     pixels = plan_tiles(64, 256, 160, 64, 8)
     grid = pixels.scaled(8)
     assert FrameNorms(lean, grid, 1).depth == 0
+    assert (default_overlap(lean), default_overlap(cv)) == (32, 64)  # convolutions of a CV-VAE reach further
     norms = FrameNorms(cv, grid, 1)
     assert norms.depth == 26  # 13 GroupNorms in the encoder, 13 in the decoder
     x = torch.cat(pixels.split(frames_to_tensor(clip64[:1])[None]))

@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "or bytes (default 8G): whole frames when they fit, else the largest tiles that fit")
     c.add_argument("--tile", type=int, default=None, help="force this tile size in pixels (default: from "
                    "--max-memory; 0 = never tile)")
-    c.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in pixels (default 32)")
+    c.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default 32; 64 for "
+                   "GroupNorm backbones such as cv_vae)")
     c.add_argument("--size", default=None, help="WxH of a raw .yuv input")
     c.add_argument("--fps", type=float, default=None, help="frame rate of a raw .yuv input (or override)")
     c.add_argument("--matrix", default="bt709", choices=["bt709", "bt601"], help="YUV matrix of .yuv input/output")

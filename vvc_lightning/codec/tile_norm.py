@@ -54,6 +54,11 @@ def _scale(feature: int, tile: int) -> int:
     return feature // tile
 
 
+def default_overlap(model: nn.Module) -> int:
+    """Tile overlap in pixels: 64 for GroupNorm/attention backbones (their convolutions reach far), else 32."""
+    return 64 if any(isinstance(m, nn.GroupNorm) or is_nonlocal(m) for m in model.modules()) else 32
+
+
 def is_nonlocal(module: nn.Module) -> bool:
     """Whether `module` mixes all positions of a frame (attention), so tiles must see the whole frame's input."""
     return "Attention" in type(module).__name__

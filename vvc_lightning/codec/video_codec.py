@@ -39,7 +39,7 @@ from vvc_lightning.codec.determinism import batch_invariant, model_identity
 from vvc_lightning.codec.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.codec.memory import DEFAULT_MAX_MEMORY, MemoryModel, Plan, parse_bytes, plan_budget
 from vvc_lightning.codec.symbol_check import SymbolCheckError, bind_to_gop
-from vvc_lightning.codec.tile_norm import run_tiled
+from vvc_lightning.codec.tile_norm import default_overlap, run_tiled
 from vvc_lightning.codec.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, decoded_bytes_limit
@@ -75,7 +75,7 @@ class VideoCodec:
     gop/overlap/theta: GoP size (1+4k), frames shared by neighbouring GoPs and their blend weight; batch:
     backbone items (GoPs, or GoP tiles) per pass, at most; max_memory: budget in bytes (or '8G') for
     the backbone passes; tile: tile size in pixels (None: from the budget, 0: never tile), tile_overlap
-    in pixels; norm_passes: most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile
+    in pixels (None: 64 for GroupNorm backbones, else 32); norm_passes: most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile
     statistics); quality: rate of a variable-rate model (None: its highest). Decoding takes gop/overlap/theta/quality
     from the file and plans its own tiles.
     """
@@ -88,7 +88,7 @@ class VideoCodec:
         theta: float = 0.5,
         batch: int = 4,
         tile: int | None = None,
-        tile_overlap: int = 32,
+        tile_overlap: int | None = None,
         matrix: str = "bt709",
         rng: str = "limited",
         quality: float | None = None,
@@ -100,7 +100,7 @@ class VideoCodec:
         self.gop, self.overlap, self.theta = int(gop), int(overlap), float(theta)
         self.batch = int(batch)
         self.tile = None if tile is None else int(tile)
-        self.tile_overlap = int(tile_overlap)
+        self.tile_overlap = default_overlap(self.backbone) if tile_overlap is None else int(tile_overlap)
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else parse_bytes(max_memory)
         self.norm_passes = None if norm_passes is None else int(norm_passes)
         self._plans: dict[tuple[str, int, int, int], Plan] = {}
