@@ -205,6 +205,21 @@ def ihaar_space(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([top, bot], dim=-2).reshape(bsz, ch, t, 2 * h, 2 * w)
 
 
+def patches(x: torch.Tensor, frames: int, size: int = 8) -> torch.Tensor:
+    """(B,C,k*frames,h*size,w*size) -> non-overlapping patches (B,k,h,w,C*frames*size*size), (c,t,y,x) order."""
+    b, c, t, h, w = x.shape
+    p = x.reshape(b, c, t // frames, frames, h // size, size, w // size, size)
+    return p.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, t // frames, h // size, w // size, -1)
+
+
+def unpatch(p: torch.Tensor, out: torch.Tensor, frames: int, size: int = 8) -> None:
+    """Write patches (B,k,h,w,C*frames*size*size) into `out` (B,C,k*frames,h*size,w*size), the inverse of `patches`."""
+    b, k, h, w, _ = p.shape
+    c = out.shape[1]
+    view = out.unflatten(4, (w, size)).unflatten(3, (h, size)).unflatten(2, (k, frames))
+    view.copy_(p.reshape(b, k, h, w, c, frames, size, size).permute(0, 4, 1, 5, 2, 6, 3, 7))
+
+
 # ------------------------------------------------------------------ Neighborhood-Aware Feedforward
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channel dim of a channels-first (B,C,...) tensor."""
@@ -212,6 +227,10 @@ class ChannelLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise every position over its channels."""
         return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+    def forward_cl(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a channels-last (...,C) tensor over its last dim."""
+        return super().forward(x)
 
 
 class NAFBlock(nn.Module):
@@ -227,5 +246,15 @@ class NAFBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual neighbourhood mixing then residual MLP."""
-        x = x + self.dwconv(x)
-        return x + self.fc2(F.gelu(self.fc1(self.norm(x))))
+        return self.forward_cl(x.movedim(1, -1).contiguous()).movedim(-1, 1)
+
+    def forward_cl(self, x: torch.Tensor) -> torch.Tensor:
+        """The same on a channels-last (B,T,H,W,C) tensor: the pointwise MLP runs as matrix products.
+
+        Channels-last keeps every step free of layout copies (the LayerNorm and the two 1x1x1 convs work
+        on the contiguous last dim, the depthwise conv reads it as channels_last_3d).
+        """
+        x = x + self.dwconv(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
+        h = F.linear(self.norm.forward_cl(x), self.fc1.weight.flatten(1), self.fc1.bias)
+        h = torch._C._nn.gelu_(h) if not torch.is_grad_enabled() else F.gelu(h)
+        return x + F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
