@@ -254,7 +254,11 @@ class NAFBlock(nn.Module):
         Channels-last keeps every step free of layout copies (the LayerNorm and the two 1x1x1 convs work
         on the contiguous last dim, the depthwise conv reads it as channels_last_3d).
         """
-        x = x + self.dwconv(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1)
+        dw = self.dwconv  # called functionally: a depthwise 3D conv runs the same kernel at any batch size
+        xc = x.permute(0, 4, 1, 2, 3)
+        xc = torch.cat([xc[:, :, :1].expand(-1, -1, dw.time_pad, -1, -1), xc], dim=2)
+        pad = (0, dw.kernel_size[1] // 2, dw.kernel_size[2] // 2)
+        x = x + F.conv3d(xc, dw.weight, dw.bias, dw.stride, pad, groups=dw.groups).permute(0, 2, 3, 4, 1)
         h = F.linear(self.norm.forward_cl(x), self.fc1.weight.flatten(1), self.fc1.bias)
         h = torch._C._nn.gelu_(h) if not torch.is_grad_enabled() else F.gelu(h)
         return x + F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)

@@ -169,7 +169,9 @@ class LeanDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Decode a latent."""
-        h = F.linear(z.permute(0, 2, 3, 4, 1), self.proj_in.weight.flatten(1), self.proj_in.bias)
+        # matrix products on contiguous operands only: a strided one may take another (differently rounding)
+        # kernel depending on the batch size, and each item must decode the same alone or in a batch
+        h = F.linear(z.permute(0, 2, 3, 4, 1).contiguous(), self.proj_in.weight.flatten(1), self.proj_in.bias)
         h = self.fusion.forward_cl(h)
         lo = self.norm_low.forward_cl(self.sep_low.forward_cl(h[..., : self.low]))
         hi = self.norm_high.forward_cl(self.sep_high.forward_cl(h[..., self.low :]))
@@ -177,9 +179,9 @@ class LeanDecoder(nn.Module):
         maps = self.patch_maps()
         b, t, hh, ww, _ = tokens.shape
         out = tokens.new_empty(b, 3, 1 + 4 * (t - 1), 8 * hh, 8 * ww)
-        unpatch(F.linear(tokens[:, :1], *maps["img"]), out[:, :, :1], 1)
+        unpatch(F.linear(tokens[:, :1].contiguous(), *maps["img"]), out[:, :, :1], 1)
         if t > 1:
-            unpatch(F.linear(tokens[:, 1:], *maps["vid"]), out[:, :, 1:], 4)
+            unpatch(F.linear(tokens[:, 1:].contiguous(), *maps["vid"]), out[:, :, 1:], 4)
         return out
 
 
