@@ -40,6 +40,30 @@ def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return fold_time(x), x.shape[2]
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d for a (B,C,T,H,W) tensor stored channels-last, else contiguous_format."""
+    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def causal_pad(x: torch.Tensor, past: int, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """`past` copies of frame 0 before the clip and zeros around each frame, in one copy that keeps x's layout."""
+    b, c, t, h, w = x.shape
+    out = torch.empty((b, c, t + past, h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
+                      memory_format=memory_format(x))
+    if top or bottom or left or right:
+        out[:, :, :, :top].zero_()
+        out[:, :, :, top + h :].zero_()
+        out[:, :, :, :, :left].zero_()
+        out[:, :, :, :, left + w :].zero_()
+    inner = out[:, :, :, top : top + h, left : left + w]
+    inner[:, :, past:] = x
+    if past:
+        inner[:, :, :past] = x[:, :, :1]
+    return out
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm computed on each frame separately (keeps the network causal in time)."""
 
@@ -72,10 +96,9 @@ class CausalConv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve (B,C,T,H,W) causally in time."""
-        if self.time_pad:
-            x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
-        if any(self.causal_pad):
-            x = F.pad(x, self.causal_pad)
+        if self.time_pad or any(self.causal_pad):
+            pw, _, ph, _, _, _ = self.causal_pad
+            x = causal_pad(x, self.time_pad, ph, ph, pw, pw)
         return super().forward(x)
 
 
@@ -138,9 +161,8 @@ class Downsample3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Halve H and W (and the frame count after the first frame when `time`)."""
-        x = F.pad(x, (0, 1, 0, 1, 0, 0))  # SD-style asymmetric spatial padding
-        x = torch.cat([x[:, :, :1].expand(-1, -1, 2, -1, -1), x], dim=2)  # 2 causal past frames
-        return self.conv(x)
+        # 2 causal past frames, SD-style asymmetric spatial padding (bottom and right)
+        return self.conv(causal_pad(x, 2, 0, 1, 0, 1))
 
 
 class Upsample3D(nn.Module):
@@ -162,9 +184,11 @@ class Upsample3D(nn.Module):
         x = self.conv(x)
         if self.factor == 1:
             return x
-        b, c2, t, h, w = x.shape
-        x = x.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
-        return x[:, :, 1:]
+        b, c2, t, h, w = x.shape  # channels [k*C, (k+1)*C) of step s are frame 2s+k
+        out = torch.empty((b, c2 // 2, 2 * t, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+        out[:, :, 0::2] = x[:, : c2 // 2]
+        out[:, :, 1::2] = x[:, c2 // 2 :]
+        return out[:, :, 1:]
 
 
 # --------------------------------------------------------------------------- Haar wavelet patchify
