@@ -212,7 +212,7 @@ def _derive(row: dict, conv: float, classic: dict) -> None:
         }
         r["ratio_to_classic"] = {
             f"{side}_vs_{name}": r[f"{side}_fps"] / c[f"{side}_fps"]
-            for name, c in classic.items() if "error" not in c for side in ("encode", "decode")
+            for name, c in classic.items() if name in ("x265", "vvenc") for side in ("encode", "decode")
         }
     b, a = row.get("before"), row.get("after")
     if b and a and "error" not in b and "error" not in a:
