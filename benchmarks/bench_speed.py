@@ -366,6 +366,12 @@ def main() -> None:
             out["cases"][case] = row
             _write(out, args.out)
     run_conv["end"] = _child(["--conv"], args.after, args.timeout)
+    # the load moves the reference too: fractions are taken against the faster of the two conv measurements
+    best = max(c["mac_per_s"] for c in (run_conv["start"], run_conv["end"]) if "mac_per_s" in c)
+    for case in args.cases:
+        b, size = case.split(":")
+        _derive(out["cases"][case], best, out["classic"][f"{size}x{FRAMES[b]}"])
+        out["cases"][case]["conv_reference_mac_per_s"] = best
     if args.before and args.rounds > 0:
         out["backbone_ab"] = {"rounds": args.rounds, "cases": _ab(args.ab_cases, args.before, args.after,
                                                                    args.rounds, args.timeout)}
