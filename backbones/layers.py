@@ -40,6 +40,30 @@ def _frames(x: torch.Tensor) -> tuple[torch.Tensor, int]:
     return fold_time(x), x.shape[2]
 
 
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last_3d for a (B,C,T,H,W) tensor stored channels-last, else contiguous_format."""
+    if x.dim() == 5 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d):
+        return torch.channels_last_3d
+    return torch.contiguous_format
+
+
+def causal_pad(x: torch.Tensor, past: int, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
+    """`past` copies of frame 0 before the clip and zeros around each frame, in one copy that keeps x's layout."""
+    b, c, t, h, w = x.shape
+    out = torch.empty((b, c, t + past, h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
+                      memory_format=memory_format(x))
+    if top or bottom or left or right:
+        out[:, :, :, :top].zero_()
+        out[:, :, :, top + h :].zero_()
+        out[:, :, :, :, :left].zero_()
+        out[:, :, :, :, left + w :].zero_()
+    inner = out[:, :, :, top : top + h, left : left + w]
+    inner[:, :, past:] = x
+    if past:
+        inner[:, :, :past] = x[:, :, :1]
+    return out
+
+
 class FrameGroupNorm(nn.GroupNorm):
     """GroupNorm computed on each frame separately (keeps the network causal in time)."""
 
@@ -72,10 +96,9 @@ class CausalConv3d(nn.Conv3d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Convolve (B,C,T,H,W) causally in time."""
-        if self.time_pad:
-            x = torch.cat([x[:, :, :1].expand(-1, -1, self.time_pad, -1, -1), x], dim=2)
-        if any(self.causal_pad):
-            x = F.pad(x, self.causal_pad)
+        if self.time_pad or any(self.causal_pad):
+            pw, _, ph, _, _, _ = self.causal_pad
+            x = causal_pad(x, self.time_pad, ph, ph, pw, pw)
         return super().forward(x)
 
 
@@ -138,9 +161,8 @@ class Downsample3D(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Halve H and W (and the frame count after the first frame when `time`)."""
-        x = F.pad(x, (0, 1, 0, 1, 0, 0))  # SD-style asymmetric spatial padding
-        x = torch.cat([x[:, :, :1].expand(-1, -1, 2, -1, -1), x], dim=2)  # 2 causal past frames
-        return self.conv(x)
+        # 2 causal past frames, SD-style asymmetric spatial padding (bottom and right)
+        return self.conv(causal_pad(x, 2, 0, 1, 0, 1))
 
 
 class Upsample3D(nn.Module):
@@ -162,9 +184,11 @@ class Upsample3D(nn.Module):
         x = self.conv(x)
         if self.factor == 1:
             return x
-        b, c2, t, h, w = x.shape
-        x = x.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)
-        return x[:, :, 1:]
+        b, c2, t, h, w = x.shape  # channels [k*C, (k+1)*C) of step s are frame 2s+k
+        out = torch.empty((b, c2 // 2, 2 * t, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+        out[:, :, 0::2] = x[:, : c2 // 2]
+        out[:, :, 1::2] = x[:, c2 // 2 :]
+        return out[:, :, 1:]
 
 
 # --------------------------------------------------------------------------- Haar wavelet patchify
@@ -205,6 +229,21 @@ def ihaar_space(x: torch.Tensor) -> torch.Tensor:
     return torch.stack([top, bot], dim=-2).reshape(bsz, ch, t, 2 * h, 2 * w)
 
 
+def patches(x: torch.Tensor, frames: int, size: int = 8) -> torch.Tensor:
+    """(B,C,k*frames,h*size,w*size) -> non-overlapping patches (B,k,h,w,C*frames*size*size), (c,t,y,x) order."""
+    b, c, t, h, w = x.shape
+    p = x.reshape(b, c, t // frames, frames, h // size, size, w // size, size)
+    return p.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, t // frames, h // size, w // size, -1)
+
+
+def unpatch(p: torch.Tensor, out: torch.Tensor, frames: int, size: int = 8) -> None:
+    """Write patches (B,k,h,w,C*frames*size*size) into `out` (B,C,k*frames,h*size,w*size), the inverse of `patches`."""
+    b, k, h, w, _ = p.shape
+    c = out.shape[1]
+    view = out.unflatten(4, (w, size)).unflatten(3, (h, size)).unflatten(2, (k, frames))
+    view.copy_(p.reshape(b, k, h, w, c, frames, size, size).permute(0, 4, 1, 5, 2, 6, 3, 7))
+
+
 # ------------------------------------------------------------------ Neighborhood-Aware Feedforward
 class ChannelLayerNorm(nn.LayerNorm):
     """LayerNorm over the channel dim of a channels-first (B,C,...) tensor."""
@@ -212,6 +251,10 @@ class ChannelLayerNorm(nn.LayerNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise every position over its channels."""
         return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+
+    def forward_cl(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise a channels-last (...,C) tensor over its last dim."""
+        return super().forward(x)
 
 
 class NAFBlock(nn.Module):
@@ -227,5 +270,19 @@ class NAFBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual neighbourhood mixing then residual MLP."""
-        x = x + self.dwconv(x)
-        return x + self.fc2(F.gelu(self.fc1(self.norm(x))))
+        return self.forward_cl(x.movedim(1, -1).contiguous()).movedim(-1, 1)
+
+    def forward_cl(self, x: torch.Tensor) -> torch.Tensor:
+        """The same on a channels-last (B,T,H,W,C) tensor: the pointwise MLP runs as matrix products.
+
+        Channels-last keeps every step free of layout copies (the LayerNorm and the two 1x1x1 convs work
+        on the contiguous last dim, the depthwise conv reads it as channels_last_3d).
+        """
+        dw = self.dwconv  # called functionally: a depthwise 3D conv runs the same kernel at any batch size
+        xc = x.permute(0, 4, 1, 2, 3)
+        xc = torch.cat([xc[:, :, :1].expand(-1, -1, dw.time_pad, -1, -1), xc], dim=2)
+        pad = (0, dw.kernel_size[1] // 2, dw.kernel_size[2] // 2)
+        x = x + F.conv3d(xc, dw.weight, dw.bias, dw.stride, pad, groups=dw.groups).permute(0, 2, 3, 4, 1)
+        h = F.linear(self.norm.forward_cl(x), self.fc1.weight.flatten(1), self.fc1.bias)
+        h = torch._C._nn.gelu_(h) if not torch.is_grad_enabled() else F.gelu(h)
+        return x + F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)

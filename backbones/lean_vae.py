@@ -22,6 +22,7 @@ and a deterministic latent (no logvar branch), because the codec quantizes the l
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from vvc_lightning.backbones.base import VideoBackbone
@@ -33,6 +34,8 @@ from vvc_lightning.backbones.layers import (
     ihaar_space,
     ihaar_time,
     maybe_checkpoint,
+    patches,
+    unpatch,
 )
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import register_backbone
@@ -56,11 +59,30 @@ class NAFStack(nn.Module):
         self.gradient_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the blocks in order."""
+        """Apply the blocks in order to a channels-first (B,C,T,H,W) tensor."""
+        return self.forward_cl(x.movedim(1, -1)).movedim(-1, 1)
+
+    def forward_cl(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply the blocks in order to a channels-last (B,T,H,W,C) tensor."""
+        x = x.contiguous()
         ckpt = self.gradient_checkpointing and self.training
         for block in self.blocks:
-            x = maybe_checkpoint(block, x, ckpt)
+            x = maybe_checkpoint(block.forward_cl, x, ckpt)
         return x
+
+
+def _conv_pair(v: torch.Tensor, low: nn.Conv3d, high: nn.Conv3d, split: int) -> torch.Tensor:
+    """cat([low(v[:, :split]), high(v[:, split:])]) without the biases."""
+    return torch.cat([F.conv3d(v[:, :split], low.weight, None, low.stride),
+                      F.conv3d(v[:, split:], high.weight, None, high.stride)], dim=1)
+
+
+def _deconv_pair(t: torch.Tensor, low: nn.ConvTranspose3d, high: nn.ConvTranspose3d, split: int,
+                 bias: bool) -> torch.Tensor:
+    """cat([low(t[:, :split]), high(t[:, split:])]) (transposed convs), with or without the biases."""
+    return torch.cat([F.conv_transpose3d(t[:, :split], low.weight, low.bias if bias else None, low.stride),
+                      F.conv_transpose3d(t[:, split:], high.weight, high.bias if bias else None, high.stride)],
+                     dim=1)
 
 
 class LeanEncoder(nn.Module):
@@ -71,6 +93,7 @@ class LeanEncoder(nn.Module):
     ) -> None:
         super().__init__()
         low, high = _split_width(width)
+        self.low = low
         self.embed_low_img = nn.Conv3d(LOW_IMG, low, PATCH_IMG, stride=PATCH_IMG)
         self.embed_high_img = nn.Conv3d(HIGH_IMG, high, PATCH_IMG, stride=PATCH_IMG)
         self.embed_low_vid = nn.Conv3d(LOW_VID, low, PATCH_VID, stride=PATCH_VID)
@@ -81,19 +104,33 @@ class LeanEncoder(nn.Module):
         self.norm_out = ChannelLayerNorm(width)
         self.head = nn.Conv3d(width, latent, 1)
 
+    def patch_maps(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Haar transform and patch embedding fused into one affine map per path: weight (width, 3*pt*8*8), bias."""
+        maps = {}
+        for key, frames, low, high, split in (
+            ("img", 1, self.embed_low_img, self.embed_high_img, LOW_IMG),
+            ("vid", 4, self.embed_low_vid, self.embed_high_vid, LOW_VID),
+        ):
+            n = 3 * frames * 64
+            basis = torch.eye(n, dtype=low.weight.dtype, device=low.weight.device).reshape(n, 3, frames, 8, 8)
+            bands = haar_space(basis) if frames == 1 else haar_space(haar_time(basis))
+            weight = _conv_pair(bands, low, high, split).reshape(n, -1).t()
+            maps[key] = (weight, torch.cat([low.bias, high.bias]))
+        return maps
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode a clip."""
-        img = haar_space(x[:, :, :1])
-        low = [self.embed_low_img(img[:, :LOW_IMG])]
-        high = [self.embed_high_img(img[:, LOW_IMG:])]
+        x = x.contiguous()
+        maps = self.patch_maps()
+        tokens = [F.linear(patches(x[:, :, :1], 1), *maps["img"])]
         if x.shape[2] > 1:
-            vid = haar_space(haar_time(x[:, :, 1:]))  # [L-time, H-time] x [LL, LH, HL, HH] -> LLL first
-            low.append(self.embed_low_vid(vid[:, :LOW_VID]))
-            high.append(self.embed_high_vid(vid[:, LOW_VID:]))
-        lo = self.sep_low(torch.cat(low, dim=2))
-        hi = self.sep_high(torch.cat(high, dim=2))
-        h = self.fusion(torch.cat([lo, hi], dim=1))
-        return self.head(self.norm_out(h))
+            tokens.append(F.linear(patches(x[:, :, 1:], 4), *maps["vid"]))
+        h = torch.cat(tokens, dim=1) if len(tokens) > 1 else tokens[0]  # (B,t,h,w,width) channels-last
+        lo = self.sep_low.forward_cl(h[..., : self.low])
+        hi = self.sep_high.forward_cl(h[..., self.low :])
+        h = self.fusion.forward_cl(torch.cat([lo, hi], dim=-1))
+        z = F.linear(self.norm_out.forward_cl(h), self.head.weight.flatten(1), self.head.bias)
+        return z.permute(0, 4, 1, 2, 3).contiguous()
 
 
 class LeanDecoder(nn.Module):
@@ -115,17 +152,37 @@ class LeanDecoder(nn.Module):
         self.unembed_low_vid = nn.ConvTranspose3d(self.low, LOW_VID, PATCH_VID, stride=PATCH_VID)
         self.unembed_high_vid = nn.ConvTranspose3d(high, HIGH_VID, PATCH_VID, stride=PATCH_VID)
 
+    def patch_maps(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Patch un-embedding and inverse Haar fused into one affine map per path: weight (3*pt*8*8, width), bias."""
+        maps = {}
+        for key, low, high in (
+            ("img", self.unembed_low_img, self.unembed_high_img),
+            ("vid", self.unembed_low_vid, self.unembed_high_vid),
+        ):
+            width = low.in_channels + high.in_channels
+            basis = torch.eye(width, dtype=low.weight.dtype, device=low.weight.device).reshape(width, width, 1, 1, 1)
+            inverse = ihaar_space if key == "img" else (lambda v: ihaar_time(ihaar_space(v)))
+            weight = inverse(_deconv_pair(basis, low, high, self.low, bias=False)).reshape(width, -1).t()
+            bias = inverse(_deconv_pair(basis[:1] * 0, low, high, self.low, bias=True)).reshape(-1)
+            maps[key] = (weight, bias)
+        return maps
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Decode a latent."""
-        h = self.fusion(self.proj_in(z))
-        lo = self.norm_low(self.sep_low(h[:, : self.low]))
-        hi = self.norm_high(self.sep_high(h[:, self.low :]))
-        img = torch.cat([self.unembed_low_img(lo[:, :, :1]), self.unembed_high_img(hi[:, :, :1])], dim=1)
-        frames = [ihaar_space(img)]
-        if z.shape[2] > 1:
-            vid = torch.cat([self.unembed_low_vid(lo[:, :, 1:]), self.unembed_high_vid(hi[:, :, 1:])], dim=1)
-            frames.append(ihaar_time(ihaar_space(vid)))
-        return torch.cat(frames, dim=2)
+        # matrix products on contiguous operands only: a strided one may take another (differently rounding)
+        # kernel depending on the batch size, and each item must decode the same alone or in a batch
+        h = F.linear(z.permute(0, 2, 3, 4, 1).contiguous(), self.proj_in.weight.flatten(1), self.proj_in.bias)
+        h = self.fusion.forward_cl(h)
+        lo = self.norm_low.forward_cl(self.sep_low.forward_cl(h[..., : self.low]))
+        hi = self.norm_high.forward_cl(self.sep_high.forward_cl(h[..., self.low :]))
+        tokens = torch.cat([lo, hi], dim=-1)
+        maps = self.patch_maps()
+        b, t, hh, ww, _ = tokens.shape
+        out = tokens.new_empty(b, 3, 1 + 4 * (t - 1), 8 * hh, 8 * ww)
+        unpatch(F.linear(tokens[:, :1].contiguous(), *maps["img"]), out[:, :, :1], 1)
+        if t > 1:
+            unpatch(F.linear(tokens[:, 1:].contiguous(), *maps["vid"]), out[:, :, 1:], 4)
+        return out
 
 
 @register_backbone("lean_vae_lite")

@@ -31,6 +31,10 @@ def model_identity(model: Any) -> str:
 # ATen runs a convolution through its native kernel instead of oneDNN when the batch is 1 and
 # N*C*size(2)*size(3) <= 20480 ("use_mkldnn" in aten/src/ATen/native/ConvUtils); the two kernels round
 # differently, so such a lone item is convolved as a pair (itself twice) to keep results batch-invariant.
+# Batch invariance keeps `--batch` and `--frames a:b` from changing a decoded pixel. Its cost is nil on
+# whole frames (docs/perf.md): lean_vae calls no conv module (its convs run functionally, batch-invariant by
+# construction) and cv_vae pairs 2 of its 66 conv calls at 720x400 (the 3-channel conv_in and the decoder's
+# first conv on the latent, under 0.5% of its multiply-adds).
 _NATIVE_CONV_LIMIT = 20480
 
 
