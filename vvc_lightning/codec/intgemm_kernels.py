@@ -1,0 +1,154 @@
+"""Numba kernels of the int8 path (`intgemm`): one pass each where torch would take a dozen.
+
+Each does the same float64 / integer operations, in the same order per element, as the torch code it
+replaces (no fastmath: no reassociation; a contraction of x * 4096 + 0.5 into one fused multiply-add
+rounds the same, as x * 4096 is exact), so the results are bit-identical:
+- `quantize`: x -> clamp(floor(x * 2**12 + 0.5), -2**22, 2**22) as int32, channels-last, with the largest
+  magnitude, the count of values beyond two digits, and whether a NaN was seen (the caller then keeps
+  float64, which propagates it);
+- `digits`: int32 -> balanced base-128 int8 digits into a zero-padded channels-last buffer, and the
+  rests beyond the buffer's digits as a sparse list;
+- `horner`: int32 digit products -> the exact float64 sums (each step an integer below 2**53);
+- `scatter_transposed`: a transposed convolution's per-position contributions added into its output
+  (what F.fold does; integers with partial sums below 2**53, so exact in any order);
+- `finish`: acc -> clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, 1024), intnet's rescaling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+_TWO_DIGITS_LO, _TWO_DIGITS_HI = -8256, 8127  # the integers that two balanced base-128 digits hold
+
+
+@njit(cache=True, nogil=True)
+def _quantize_one(v: float, limit: float) -> np.int32:
+    q = math.floor(v * 4096.0 + 0.5)
+    return np.int32(min(max(q, -limit), limit))
+
+
+@njit(cache=True, nogil=True)
+def quantize(x: np.ndarray, out: np.ndarray, limit: float, channels_last: bool) -> tuple[int, int, bool]:
+    """x (n, c, h, w) float64 -> out (n, h, w, c) int32 on the 2**-12 grid; (max |v|, wide count, NaN seen).
+
+    `channels_last`: visit x with the channel innermost (its fastest axis), else the width innermost."""
+    n, c, h, w = x.shape
+    top, wide, nan = 0, 0, False
+    for a in range(n):
+        if channels_last:
+            for i in range(h):
+                for j in range(w):
+                    for k in range(c):
+                        v = x[a, k, i, j]
+                        nan |= v != v
+                        out[a, i, j, k] = _quantize_one(v, limit)
+        else:
+            for k in range(c):
+                for i in range(h):
+                    for j in range(w):
+                        v = x[a, k, i, j]
+                        nan |= v != v
+                        out[a, i, j, k] = _quantize_one(v, limit)
+    if nan:
+        return 0, 0, True
+    for q in out.ravel():
+        top = max(top, abs(q))
+        if q < _TWO_DIGITS_LO or q > _TWO_DIGITS_HI:
+            wide += 1
+    return top, wide, False
+
+
+@njit(cache=True, nogil=True)
+def digits(
+    xi: np.ndarray, buf: np.ndarray, ph: int, pw: int, where: np.ndarray, rest: np.ndarray
+) -> int:
+    """xi (n, h, w, c) int32 -> buf[d, a, i + ph, j + pw, k] digits (buf zero elsewhere); rests to (where, rest).
+
+    Returns the number of (a, i, j, k) whose rest beyond buf's digits is non-zero (listed in order)."""
+    nd = buf.shape[0]
+    n, h, w, c = xi.shape
+    m = 0
+    for a in range(n):
+        for i in range(h):
+            for j in range(w):
+                for k in range(c):
+                    v = xi[a, i, j, k]
+                    for d in range(nd):
+                        s = v + 64
+                        buf[d, a, i + ph, j + pw, k] = (s & 127) - 64
+                        v = s >> 7
+                    if v != 0:
+                        where[m, 0], where[m, 1], where[m, 2], where[m, 3] = a, i, j, k
+                        rest[m] = v
+                        m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def horner(p: np.ndarray, nx: int, nw: int, out: np.ndarray) -> None:
+    """p (nx, m, nw * o) int32 digit products -> out (m, o) = sum_ij 128**(i + j) p[i, :, j] (exact)."""
+    _, m, wide = p.shape
+    o = wide // nw
+    for r in range(m):
+        row = out[r]
+        row[:] = 0.0
+        for s in range(nx + nw - 2, -1, -1):
+            for k in range(o):
+                row[k] *= 128.0
+            for i in range(max(0, s - nw + 1), min(s, nx - 1) + 1):
+                terms = p[i, r, (s - i) * o : (s - i + 1) * o]
+                for k in range(o):
+                    row[k] += terms[k]
+
+
+@njit(cache=True, nogil=True)
+def scatter_transposed(
+    acc: np.ndarray, first: int, h: int, w: int, stride: tuple, padding: tuple, kernel: tuple, out: np.ndarray
+) -> None:
+    """Add each input position's row acc[r] ((kh, kw, o) contributions) into out (n, ho, wo, o) (transposed conv).
+
+    Row r is input position first + r (image, y, x); tap (i, j) lands on (y * sh - ph + i, x * sw - pw + j)."""
+    m = acc.shape[0]
+    _, ho, wo, o = out.shape
+    kh, kw = kernel
+    for r in range(m):
+        g = first + r
+        img, y, x = g // (h * w), (g // w) % h, g % w
+        for i in range(kh):
+            oy = y * stride[0] - padding[0] + i
+            if oy < 0 or oy >= ho:
+                continue
+            for j in range(kw):
+                ox = x * stride[1] - padding[1] + j
+                if ox < 0 or ox >= wo:
+                    continue
+                src = acc[r, (i * kw + j) * o : (i * kw + j + 1) * o]
+                dst = out[img, oy, ox]
+                for k in range(o):
+                    dst[k] += src[k]
+
+
+@njit(cache=True, nogil=True)
+def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
+    r = math.floor((v + b) / 16384.0 + 0.5) / 4096.0
+    return min(max(r, lo), hi)
+
+
+@njit(cache=True, nogil=True)
+def finish(acc: np.ndarray, bias: np.ndarray, lo: float, hi: float, channels_last: bool) -> None:
+    """acc (n, o, h, w) in place: clamp(floor((acc + bias[o]) / 2**14 + 0.5) / 2**12, lo, hi)."""
+    n, o, h, w = acc.shape
+    for a in range(n):
+        if channels_last:
+            for i in range(h):
+                for j in range(w):
+                    for k in range(o):
+                        acc[a, k, i, j] = _finish_one(acc[a, k, i, j], bias[k], lo, hi)
+        else:
+            for k in range(o):
+                for i in range(h):
+                    for j in range(w):
+                        acc[a, k, i, j] = _finish_one(acc[a, k, i, j], bias[k], lo, hi)
