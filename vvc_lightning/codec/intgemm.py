@@ -36,8 +36,10 @@ take this path (`available`); on other devices the float64 convolution stays.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -54,6 +56,7 @@ DENSE = 2  # activation digits computed at every position; a wider value's rest 
 SPARSE_LIMIT = 0.01  # scatter the rests while at most this share of the values is wide, else go dense
 _SCRATCH_BYTES = 1 << 25  # GEMM rows at a time: their im2col and int32 products stay below ~32 MiB each
 _EXACT_LIMIT = 2.0**53
+_NO_BIAS = np.zeros(1)
 ACT_LIMIT_INT = float(2**22)  # intnet's activation clamp (1024 on the 2**-12 grid), as an integer
 _scratch = threading.local()
 
@@ -103,9 +106,23 @@ def int8_gemm_exact() -> bool:
     return True
 
 
+_enabled = True
+
+
 def available(x: Tensor) -> bool:
     """Whether `x`'s layers may take the int8 path: a CPU tensor, and `_int_mm` probed exact here."""
-    return x.device.type == "cpu" and int8_gemm_exact()
+    return _enabled and x.device.type == "cpu" and int8_gemm_exact()
+
+
+@contextlib.contextmanager
+def disabled() -> Iterator[None]:
+    """Run the integer layers on their float64 reference path (tests, comparisons)."""
+    global _enabled
+    before, _enabled = _enabled, False
+    try:
+        yield
+    finally:
+        _enabled = before
 
 
 class DigitWeights:
@@ -160,13 +177,16 @@ def _buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     return buf[:numel].view(shape)
 
 
-def exact_matmul(rows: Tensor, weights: DigitWeights, out: Tensor) -> None:
-    """out (M, N) float64 = the exact integer product of digit rows (nx, M, K) int8 and the weights."""
+def exact_matmul(rows: Tensor, weights: DigitWeights, out: Tensor, epilogue: tuple | None = None) -> None:
+    """out (M, N) float64 = the exact integer product of digit rows (nx, M, K) int8 and the weights.
+
+    epilogue (bias, lo, hi): out gets intnet's rescaled output of that sum instead (`kernels.horner`)."""
     nx, m, _ = rows.shape
     p = _buffer("products", (nx, m, weights.digits * weights.n), torch.int32)
     for d in range(nx):
         torch._int_mm(rows[d], weights.matrix, out=p[d])
-    kernels.horner(p.numpy(), nx, weights.digits, out.numpy())
+    bias, lo, hi = epilogue if epilogue is not None else (_NO_BIAS, 0.0, 0.0)
+    kernels.horner(p.numpy(), nx, weights.digits, out.numpy(), bias, lo, hi, epilogue is not None)
 
 
 def _activation_digits(
@@ -212,8 +232,10 @@ def _im2col(flat: Tensor, offsets: list[int], rows: int, g0: int, g1: int) -> Te
     return cols.view(nd, g1 - g0, -1)
 
 
-def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int]) -> Tensor | None:
-    """Exact F.conv2d(x_int, w_int, padding=padding) (stride 1, no bias) of the quantised x (None: NaN in x)."""
+def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue: tuple | None = None) -> Tensor | None:
+    """Exact F.conv2d(x_int, w_int, padding=padding) (stride 1, no bias) of the quantised x (None: NaN in x).
+
+    epilogue (bias, lo, hi): return intnet's rescaled layer output instead (`layer_forward`)."""
     n, c, h, w = x.shape
     o, (kh, kw) = weights.n, weights.kernel
     ph, pw = padding
@@ -233,7 +255,7 @@ def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int]) -> Tensor
     for g0 in range(0, n * rows, chunk):  # global rows (image * rows + r) in chunks
         g1 = min(n * rows, g0 + chunk)
         cols = flat.view(nd, n * rows, c)[:, g0:g1] if pointwise else _im2col(flat, offsets, rows, g0, g1)
-        exact_matmul(cols, weights, acc[g0:g1])
+        exact_matmul(cols, weights, acc[g0:g1], epilogue if wide is None else None)
     if wide is not None:  # a wide value v at (img, y, x, ch) adds v * w[:, ch, i, j] to output row src - offset
         (img, y, x, ch), values = wide[0].t(), wide[1]
         src = (y + ph) * wp + x + pw
@@ -241,6 +263,8 @@ def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int]) -> Tensor
             r = src - off
             ok = (r >= 0) & (r < rows)
             acc.index_add_(0, img[ok] * rows + r[ok], weights.per_tap[t][ch[ok]].mul_(values[ok, None]))
+        if epilogue is not None:
+            kernels.finish(acc.view(n * rows, 1, 1, o).permute(0, 3, 1, 2).numpy(), *epilogue, True)
     return acc.view(n, ho, wp, o)[:, :, :wo].permute(0, 3, 1, 2)
 
 
@@ -284,12 +308,10 @@ def layer_forward(
     """An integer layer's eval output: clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, hi), exactly as intnet.
 
     `conv` holds padding (and stride, output_padding for a transposed layer). None if x holds a NaN."""
-    if "stride" in conv:
-        acc = conv_transpose2d(x, weights, conv["stride"], conv["padding"], conv["output_padding"])
-    else:
-        acc = conv2d(x, weights, conv["padding"])
-    if acc is None:
-        return None
-    b = bias.numpy() if bias is not None else np.zeros(acc.shape[1])
-    kernels.finish(acc.numpy(), b, lo, hi, _channels_last(acc))
+    b = bias.numpy() if bias is not None else np.zeros(weights.n)
+    if "stride" not in conv:
+        return conv2d(x, weights, conv["padding"], (b, lo, hi))
+    acc = conv_transpose2d(x, weights, conv["stride"], conv["padding"], conv["output_padding"])
+    if acc is not None:
+        kernels.finish(acc.numpy(), b, lo, hi, _channels_last(acc))
     return acc

@@ -88,20 +88,40 @@ def digits(
 
 
 @njit(cache=True, nogil=True)
-def horner(p: np.ndarray, nx: int, nw: int, out: np.ndarray) -> None:
-    """p (nx, m, nw * o) int32 digit products -> out (m, o) = sum_ij 128**(i + j) p[i, :, j] (exact)."""
+def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
+    r = math.floor((v + b) / 16384.0 + 0.5) / 4096.0
+    return min(max(r, lo), hi)
+
+
+@njit(cache=True, nogil=True)
+def horner(
+    p: np.ndarray, nx: int, nw: int, out: np.ndarray, bias: np.ndarray, lo: float, hi: float, rescale: bool
+) -> None:
+    """p (nx, m, nw * o) int32 digit products -> out (m, o) = sum_ij 128**(i + j) p[i, :, j] (exact).
+
+    With `rescale`, out gets intnet's output clamp(floor((acc + bias) / 2**14 + 0.5) / 2**12, lo, hi)
+    instead. Two digits each (the usual case): p00 + 128 * (p01 + p10) + 16384 * p11 in one pass, every
+    partial sum an integer below 2**44; otherwise Horner from the top digit pair (see `intgemm`)."""
     _, m, wide = p.shape
     o = wide // nw
     for r in range(m):
         row = out[r]
-        row[:] = 0.0
-        for s in range(nx + nw - 2, -1, -1):
+        if nx == 2 and nw == 2:
+            p0, p1 = p[0, r], p[1, r]
             for k in range(o):
-                row[k] *= 128.0
-            for i in range(max(0, s - nw + 1), min(s, nx - 1) + 1):
-                terms = p[i, r, (s - i) * o : (s - i + 1) * o]
+                row[k] = (p0[k] + 128.0 * (np.float64(p0[o + k]) + p1[k])) + 16384.0 * p1[o + k]
+        else:
+            row[:] = 0.0
+            for s in range(nx + nw - 2, -1, -1):
                 for k in range(o):
-                    row[k] += terms[k]
+                    row[k] *= 128.0
+                for i in range(max(0, s - nw + 1), min(s, nx - 1) + 1):
+                    terms = p[i, r, (s - i) * o : (s - i + 1) * o]
+                    for k in range(o):
+                        row[k] += terms[k]
+        if rescale:
+            for k in range(o):
+                row[k] = _finish_one(row[k], bias[k], lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -129,12 +149,6 @@ def scatter_transposed(
                 dst = out[img, oy, ox]
                 for k in range(o):
                     dst[k] += src[k]
-
-
-@njit(cache=True, nogil=True)
-def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
-    r = math.floor((v + b) / 16384.0 + 0.5) / 4096.0
-    return min(max(r, lo), hi)
 
 
 @njit(cache=True, nogil=True)
