@@ -198,20 +198,21 @@ def _activation_digits(
     None when the digits hold every value, else (indexes (m, 4) (image, y, x, channel) of the values beyond
     the DENSE digits, 128**DENSE * their rest as float64). None if x holds a NaN (float64 then)."""
     n, c, h, w = x.shape
-    xi = np.empty((n, h, w, c), np.int32)
+    buf = np.zeros((DENSE, n, h + 2 * ph + extra, w + 2 * pw, c), np.int8)
+    rest = np.zeros((n, h, w, c), np.int32)  # calloc: pages materialise only where a rest is written
     xd = x.detach().double()
-    top, wide_count, nan = kernels.quantize(xd.numpy(), xi, ACT_LIMIT_INT, _channels_last(xd))
+    top, wide_count, nan = kernels.quantize_digits(xd.numpy(), buf, ph, pw, rest, ACT_LIMIT_INT, _channels_last(xd))
     if nan:
         return None
-    nx = digits_needed(top)
-    sparse = nx > DENSE and wide_count <= SPARSE_LIMIT * xi.size
-    nd = DENSE if sparse else nx
-    buf = np.zeros((nd, n, h + 2 * ph + extra, w + 2 * pw, c), np.int8)
-    where = np.empty((wide_count if sparse else 0, 4), np.int64)
-    rest = np.empty(where.shape[0], np.int32)
-    if kernels.digits(xi, buf, ph, pw, where, rest) != where.shape[0]:
-        raise AssertionError("digit split disagrees with the quantiser's count of wide values")
-    wide = (torch.from_numpy(where), torch.from_numpy(rest).double().mul_(_BASE**DENSE)) if sparse else None
+    if wide_count == 0:
+        return torch.from_numpy(buf), None
+    rest_t = torch.from_numpy(rest)
+    if wide_count > SPARSE_LIMIT * rest.size:  # many wide values: their digits join the dense ones
+        more = torch.zeros((digits_needed(top), n, h + 2 * ph + extra, w + 2 * pw, c), dtype=torch.int8)
+        more[:, :, ph : ph + h, pw : pw + w] = to_digits(rest_t, more.shape[0])
+        return torch.cat([torch.from_numpy(buf), more]), None
+    where = rest_t.nonzero()
+    wide = (where, rest_t[tuple(where.t())].double().mul_(_BASE**DENSE))
     return torch.from_numpy(buf), wide
 
 

@@ -3,11 +3,10 @@
 Each does the same float64 / integer operations, in the same order per element, as the torch code it
 replaces (no fastmath: no reassociation; a contraction of x * 4096 + 0.5 into one fused multiply-add
 rounds the same, as x * 4096 is exact), so the results are bit-identical:
-- `quantize`: x -> clamp(floor(x * 2**12 + 0.5), -2**22, 2**22) as int32, channels-last, with the largest
-  magnitude, the count of values beyond two digits, and whether a NaN was seen (the caller then keeps
+- `quantize_digits`: x -> clamp(floor(x * 2**12 + 0.5), -2**22, 2**22), written as its two lowest
+  balanced base-128 digits (int8) into a zero-padded channels-last buffer, the rest beyond them into a
+  map that is touched only where it is non-zero; also whether a NaN was seen (the caller then keeps
   float64, which propagates it);
-- `digits`: int32 -> balanced base-128 int8 digits into a zero-padded channels-last buffer, and the
-  rests beyond the buffer's digits as a sparse list;
 - `horner`: int32 digit products -> the exact float64 sums (each step an integer below 2**53);
 - `scatter_transposed`: a transposed convolution's per-position contributions added into its output
   (what F.fold does; integers with partial sums below 2**53, so exact in any order);
@@ -21,9 +20,6 @@ import math
 import numpy as np
 from numba import njit
 
-_TWO_DIGITS_LO, _TWO_DIGITS_HI = -8256, 8127  # the integers that two balanced base-128 digits hold
-
-
 @njit(cache=True, nogil=True)
 def _quantize_one(v: float, limit: float) -> np.int32:
     q = math.floor(v * 4096.0 + 0.5)
@@ -31,10 +27,27 @@ def _quantize_one(v: float, limit: float) -> np.int32:
 
 
 @njit(cache=True, nogil=True)
-def quantize(x: np.ndarray, out: np.ndarray, limit: float, channels_last: bool) -> tuple[int, int, bool]:
-    """x (n, c, h, w) float64 -> out (n, h, w, c) int32 on the 2**-12 grid; (max |v|, wide count, NaN seen).
+def _two_digits(q: np.int32, buf: np.ndarray, a: int, y: int, x: int, k: int, rest: np.ndarray, i: int, j: int) -> int:
+    """Write q's two lowest balanced digits to buf[:, a, y, x, k]; a non-zero rest to rest[a, i, j, k] (1 if so)."""
+    s = q + 64
+    buf[0, a, y, x, k] = (s & 127) - 64
+    s = (s >> 7) + 64
+    buf[1, a, y, x, k] = (s & 127) - 64
+    r = s >> 7
+    if r != 0:
+        rest[a, i, j, k] = r
+        return 1
+    return 0
 
-    `channels_last`: visit x with the channel innermost (its fastest axis), else the width innermost."""
+
+@njit(cache=True, nogil=True)
+def quantize_digits(
+    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, channels_last: bool
+) -> tuple[int, int, bool]:
+    """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
+    at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).
+
+    Returns (max |rest|, count of non-zero rests, NaN seen). `channels_last`: visit the channel innermost."""
     n, c, h, w = x.shape
     top, wide, nan = 0, 0, False
     for a in range(n):
@@ -44,47 +57,21 @@ def quantize(x: np.ndarray, out: np.ndarray, limit: float, channels_last: bool) 
                     for k in range(c):
                         v = x[a, k, i, j]
                         nan |= v != v
-                        out[a, i, j, k] = _quantize_one(v, limit)
+                        q = _quantize_one(v, limit)
+                        if _two_digits(q, buf, a, i + ph, j + pw, k, rest, i, j):
+                            wide += 1
+                            top = max(top, abs(rest[a, i, j, k]))
         else:
             for k in range(c):
                 for i in range(h):
                     for j in range(w):
                         v = x[a, k, i, j]
                         nan |= v != v
-                        out[a, i, j, k] = _quantize_one(v, limit)
-    if nan:
-        return 0, 0, True
-    for q in out.ravel():
-        top = max(top, abs(q))
-        if q < _TWO_DIGITS_LO or q > _TWO_DIGITS_HI:
-            wide += 1
-    return top, wide, False
-
-
-@njit(cache=True, nogil=True)
-def digits(
-    xi: np.ndarray, buf: np.ndarray, ph: int, pw: int, where: np.ndarray, rest: np.ndarray
-) -> int:
-    """xi (n, h, w, c) int32 -> buf[d, a, i + ph, j + pw, k] digits (buf zero elsewhere); rests to (where, rest).
-
-    Returns the number of (a, i, j, k) whose rest beyond buf's digits is non-zero (listed in order)."""
-    nd = buf.shape[0]
-    n, h, w, c = xi.shape
-    m = 0
-    for a in range(n):
-        for i in range(h):
-            for j in range(w):
-                for k in range(c):
-                    v = xi[a, i, j, k]
-                    for d in range(nd):
-                        s = v + 64
-                        buf[d, a, i + ph, j + pw, k] = (s & 127) - 64
-                        v = s >> 7
-                    if v != 0:
-                        where[m, 0], where[m, 1], where[m, 2], where[m, 3] = a, i, j, k
-                        rest[m] = v
-                        m += 1
-    return m
+                        q = _quantize_one(v, limit)
+                        if _two_digits(q, buf, a, i + ph, j + pw, k, rest, i, j):
+                            wide += 1
+                            top = max(top, abs(rest[a, i, j, k]))
+    return top, wide, nan
 
 
 @njit(cache=True, nogil=True)
