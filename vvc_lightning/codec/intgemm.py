@@ -43,7 +43,6 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from vvc_lightning.codec import intgemm_kernels as kernels

@@ -20,6 +20,7 @@ import math
 import numpy as np
 from numba import njit
 
+
 @njit(cache=True, nogil=True)
 def _quantize_one(v: float, limit: float) -> np.int32:
     q = math.floor(v * 4096.0 + 0.5)
