@@ -86,9 +86,13 @@ def to_digits(v: Tensor, n: int) -> Tensor:
     return out
 
 
-@functools.cache
 def int8_gemm_exact() -> bool:
-    """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once)."""
+    """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once per backend)."""
+    return _probe(torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled())
+
+
+@functools.cache
+def _probe(onednn: bool) -> bool:
     if not hasattr(torch, "_int_mm"):
         return False
     g = torch.Generator().manual_seed(0)

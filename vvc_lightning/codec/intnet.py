@@ -7,6 +7,8 @@ grid, every product and partial sum is an integer below 2**53 (`_check_bound` pr
 norms), so the convolution is exact whatever the summation order, thread count, batch size, kernel or
 device; the result is rescaled by a power of two and rounded half up (exact in float64). Values between
 layers are real numbers on the activation grid (float64 in eval, float32 in training).
+On a CPU the same integers come from int8 GEMMs on 7-bit digits (`vvc_lightning.codec.intgemm`, several
+times faster; its docstring proves it exact); `intgemm.disabled()` forces the float64 path.
 """
 
 from __future__ import annotations
