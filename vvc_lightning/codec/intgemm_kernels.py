@@ -42,6 +42,20 @@ def _two_digits(q: np.int32, buf: np.ndarray, a: int, y: int, x: int, k: int, re
 
 
 @njit(cache=True, nogil=True)
+def _put(
+    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float,
+    a: int, i: int, j: int, k: int, stats: np.ndarray,
+) -> None:
+    """One element of `quantize_digits`."""
+    value = x[a, k, i, j]
+    if value != value:
+        stats[2] = 1
+    if _two_digits(_quantize_one(value, limit), buf, a, i + ph, j + pw, k, rest, i, j):
+        stats[1] += 1
+        stats[0] = max(stats[0], abs(rest[a, i, j, k]))
+
+
+@njit(cache=True, nogil=True)
 def quantize_digits(
     x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, channels_last: bool
 ) -> tuple[int, int, bool]:
@@ -50,28 +64,19 @@ def quantize_digits(
 
     Returns (max |rest|, count of non-zero rests, NaN seen). `channels_last`: visit the channel innermost."""
     n, c, h, w = x.shape
-    top, wide, nan = 0, 0, False
+    stats = np.zeros(3, np.int64)  # max |rest|, wide count, NaN seen
     for a in range(n):
         if channels_last:
             for i in range(h):
                 for j in range(w):
                     for k in range(c):
-                        v = x[a, k, i, j]
-                        nan |= v != v
-                        q = _quantize_one(v, limit)
-                        if _two_digits(q, buf, a, i + ph, j + pw, k, rest, i, j):
-                            wide += 1
-                            top = max(top, abs(rest[a, i, j, k]))
+                        _put(x, buf, ph, pw, rest, limit, a, i, j, k, stats)
         else:
             for k in range(c):
                 for i in range(h):
                     for j in range(w):
-                        v = x[a, k, i, j]
-                        nan |= v != v
-                        q = _quantize_one(v, limit)
-                        if _two_digits(q, buf, a, i + ph, j + pw, k, rest, i, j):
-                            wide += 1
-                            top = max(top, abs(rest[a, i, j, k]))
+                        _put(x, buf, ph, pw, rest, limit, a, i, j, k, stats)
+    top, wide, nan = stats[0], stats[1], stats[2] != 0
     return top, wide, nan
 
 
