@@ -56,6 +56,11 @@ def _ramp(in_ch: int, out_ch: int) -> nn.Sequential:
     )
 
 
+def _at(x: Tensor, positions: Tensor) -> Tensor:
+    """x (n, c, h, w) at the (h, w) mask `positions` -> (n, P, c), channel innermost."""
+    return x.permute(0, 2, 3, 1)[:, positions]
+
+
 class SpaceChannelContext(nn.Module):
     """Predicts Gaussian (scale, mean) of each latent element from hyper params and decoded context."""
 
@@ -84,14 +89,14 @@ class SpaceChannelContext(nn.Module):
             ]
         )
 
-    def _aggregate(self, k: int, inputs: Tensor, positions: Tensor, mode: str) -> Tensor:
-        """aggregation[k]; outside training only at `positions`, zero elsewhere (only those are used).
+    def _aggregate(self, k: int, parts: list[Tensor], positions: Tensor, shape: tuple[int, ...]) -> Tensor:
+        """aggregation[k] (eval) at `positions` only, zero elsewhere (only those are used).
 
-        The ramp is pointwise (1x1 integer layers), so each position's parameters are the same either way."""
-        if mode == "train":
-            return self.aggregation[k](inputs)
-        n, _, h, w = inputs.shape
-        out = self.aggregation[k](inputs[..., positions].unsqueeze(-1)).squeeze(-1)
+        `parts` are the inputs at the positions, (n, P, C_i) with the channel innermost (`_at`); the ramp is
+        pointwise (1x1 integer layers), so each position's parameters are the same as on the full map."""
+        n, _, h, w = shape
+        sel = torch.cat(parts, 2).permute(0, 2, 1).unsqueeze(-1)  # (n, C, P, 1), channel stride 1
+        out = self.aggregation[k](sel).squeeze(-1)
         params = out.new_zeros((n, out.shape[1], h, w))
         params[..., positions] = out
         return params
@@ -121,6 +126,7 @@ class SpaceChannelContext(nn.Module):
         passes = (anchors, ~anchors)
         decoded: list[Tensor] = []
         likelihoods: list[Tensor] = []
+        hyper_at = [_at(hyper, positions) for positions in passes] if mode != "train" else []
         start = 0
         for k, g in enumerate(self.groups):
             y_k = y[:, start : start + g] if y is not None else None
@@ -133,7 +139,11 @@ class SpaceChannelContext(nn.Module):
                     spatial = hyper.new_zeros((n, 2 * g, h, w))
                 else:
                     spatial = self.spatial_context[k](y_hat_k)
-                params = self._aggregate(k, torch.cat([spatial, *chan, hyper], 1), positions, mode)
+                if mode == "train":
+                    params = self.aggregation[k](torch.cat([spatial, *chan, hyper], 1))
+                else:
+                    parts = [_at(spatial, positions), *(_at(c, positions) for c in chan), hyper_at[p]]
+                    params = self._aggregate(k, parts, positions, hyper.shape)
                 scales, means = params.chunk(2, 1)
                 if mode == "train":
                     step_hat = quantize_ste(y_k - means) + means

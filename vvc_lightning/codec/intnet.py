@@ -7,6 +7,8 @@ grid, every product and partial sum is an integer below 2**53 (`_check_bound` pr
 norms), so the convolution is exact whatever the summation order, thread count, batch size, kernel or
 device; the result is rescaled by a power of two and rounded half up (exact in float64). Values between
 layers are real numbers on the activation grid (float64 in eval, float32 in training).
+On a CPU the same integers come from int8 GEMMs on 7-bit digits (`vvc_lightning.codec.intgemm`, several
+times faster; its docstring proves it exact); `intgemm.disabled()` forces the float64 path.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections.abc import Iterator
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from vvc_lightning.codec import intgemm
 
 ACT_BITS = 12  # activations: multiples of 2**-12
 WEIGHT_BITS = 14  # weights: multiples of 2**-14
@@ -76,19 +80,35 @@ class _IntConvMixin:
                 w_int = torch.round(self._weight().detach().double() * _W)
                 b_int = None if self.bias is None else torch.round(self.bias.detach().double() * _A * _W)
                 _check_bound(self, w_int, b_int)
-            cached = (key, w_int, b_int)
+            cached = (key, w_int, b_int, {})
             self.__dict__["_int_cache"] = cached
         return cached[1], cached[2]
 
-    def _exact_conv(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        """`_conv` on integers; a pointwise convolution as one matrix product (exact, so the same result)."""
-        if not _is_pointwise(self):
-            return self._conv(x, weight, bias)
-        n, _, h, w = x.shape
-        acc = weight.reshape(weight.shape[0], -1) @ x.reshape(n, x.shape[1], h * w)
-        if bias is not None:
-            acc.add_(bias.view(1, -1, 1))
-        return acc.view(n, -1, h, w)
+    def _digit_weights(self, weight: Tensor) -> intgemm.DigitWeights | None:
+        """The int8-digit form of the cached integer weights (built once), or None where unsupported."""
+        extra = self.__dict__["_int_cache"][3]
+        if "digits" not in extra:
+            digits = None
+            plain = self.dilation == (1, 1) and self.groups == 1 and self.padding_mode == "zeros"
+            if plain and isinstance(self.padding, tuple) and (self.transposed or self.stride == (1, 1)):
+                make = intgemm.transposed_weights if self.transposed else intgemm.conv_weights
+                digits = make(weight.cpu())
+                digits = digits if digits.usable else None
+            extra["digits"] = digits
+        return extra["digits"]
+
+    def _fast_forward(self, x: Tensor, lo: float) -> Tensor | None:
+        """The eval output by int8 digit GEMMs (`intgemm`, the same integers) where it applies, else None."""
+        if not intgemm.available(x):
+            return None
+        w_int, b_int = self._int_params()
+        digits = self._digit_weights(w_int)
+        if digits is None:
+            return None
+        conv = {"padding": self.padding}
+        if self.transposed:
+            conv.update(stride=self.stride, output_padding=self.output_padding)
+        return intgemm.layer_forward(x, digits, b_int, lo, ACT_LIMIT, conv)
 
     def forward(self, x: Tensor) -> Tensor:
         lo = 0.0 if self.relu else -ACT_LIMIT
@@ -98,20 +118,14 @@ class _IntConvMixin:
                 w_q = _fake_round(self._weight().float() * _W) / _W
                 b_q = None if self.bias is None else _fake_round(self.bias.float() * _A * _W) / (_A * _W)
                 return quantize_act(self._conv(quantize_act(x, True), w_q, b_q), True, lo)
+            fast = self._fast_forward(x, lo)
+            if fast is not None:
+                return fast
             w_int, b_int = self._int_params()
             # quantize_act(x, False) * 2**12 without the exact /2**12 and *2**12 round trip
             x_int = x.double().mul(_A).add_(0.5).floor_().clamp_(-ACT_LIMIT * _A, ACT_LIMIT * _A)
-            acc = self._exact_conv(x_int, w_int, b_int)  # integers, |acc| < 2**53: exact in any order
+            acc = self._conv(x_int, w_int, b_int)  # integers, |acc| < 2**53: exact in any order
             return acc.div_(_W).add_(0.5).floor_().div_(_A).clamp_(lo, ACT_LIMIT)
-
-
-def _is_pointwise(layer: nn.Module) -> bool:
-    """A plain 1x1 convolution (stride 1, no padding, one group): a matrix product per image."""
-    return (
-        isinstance(layer, IntConv2d) and not isinstance(layer, IntMaskedConv2d)
-        and layer.kernel_size == (1, 1) and layer.stride == (1, 1) and layer.padding == (0, 0)
-        and layer.dilation == (1, 1) and layer.groups == 1
-    )
 
 
 def _check_bound(layer: nn.Module, w_int: Tensor, b_int: Tensor | None) -> None:

@@ -235,13 +235,19 @@ class LatentCodec(nn.Module):
 
     # ------------------------------------------------------------------------------ coding
     @torch.no_grad()
-    def compress(self, latent: Tensor, quality: float | None = None) -> tuple[list[bytes], Tensor]:
-        """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it)."""
+    def compress(
+        self, latent: Tensor, quality: float | None = None, reconstruct: bool = True
+    ) -> tuple[list[bytes], Tensor | None]:
+        """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it).
+
+        reconstruct=False skips g_s (an encoder that only writes the bytes) and returns None for L_hat."""
         b = latent.shape[0]
         q = self._quality(quality)
         y = self._gain_y(fold_time(self.g_a(latent)), q, inverse=False)
         with self._at(q):
             y_hat, strings = self.encode_y(y, b)
+        if not reconstruct:
+            return strings, None
         y_hat = self._gain_y(y_hat.to(latent.dtype), q, inverse=True)  # the same operations as `forward`
         return strings, self.g_s(_unfold(y_hat, b))
 

@@ -240,7 +240,7 @@ class VideoCodec:
         latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s), shape["items"])
         start = time.perf_counter()
         first = shape.get("gops_done", 0)
-        coded = self.model.codec.compress(latent, self.quality)[0]
+        coded = self.model.codec.compress(latent, self.quality, reconstruct=False)[0]
         payloads = [bind_to_gop(p, first + i) for i, p in enumerate(coded)]  # each GoP's check names its index
         shape["gops_done"] = first + len(payloads)
         self._tick("latent_codec", start)

@@ -1,0 +1,161 @@
+"""Numba kernels of the int8 path (`intgemm`): one pass each where torch would take a dozen.
+
+Each does the same float64 / integer operations, in the same order per element, as the torch code it
+replaces (no fastmath: no reassociation; a contraction of x * 4096 + 0.5 into one fused multiply-add
+rounds the same, as x * 4096 is exact), so the results are bit-identical:
+- `quantize_digits`: x -> clamp(floor(x * 2**12 + 0.5), -2**22, 2**22), written as its two lowest
+  balanced base-128 digits (int8) into a zero-padded channels-last buffer, the rest beyond them into a
+  map that is touched only where it is non-zero; also whether a NaN was seen (the caller then keeps
+  float64, which propagates it);
+- `horner`: int32 digit products -> the exact float64 sums (each step an integer below 2**53);
+- `scatter_transposed`: a transposed convolution's per-position contributions added into its output
+  (what F.fold does; integers with partial sums below 2**53, so exact in any order);
+- `finish`: acc -> clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, 1024), intnet's rescaling.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True, nogil=True)
+def _quantize_one(v: float, limit: float) -> np.int32:
+    q = math.floor(v * 4096.0 + 0.5)
+    return np.int32(min(max(q, -limit), limit))
+
+
+@njit(cache=True, nogil=True)
+def _two_digits(q: np.int32, buf: np.ndarray, a: int, y: int, x: int, k: int, rest: np.ndarray, i: int, j: int) -> int:
+    """Write q's two lowest balanced digits to buf[:, a, y, x, k]; a non-zero rest to rest[a, i, j, k] (1 if so)."""
+    s = q + 64
+    buf[0, a, y, x, k] = (s & 127) - 64
+    s = (s >> 7) + 64
+    buf[1, a, y, x, k] = (s & 127) - 64
+    r = s >> 7
+    if r != 0:
+        rest[a, i, j, k] = r
+        return 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _put(
+    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float,
+    a: int, i: int, j: int, k: int, stats: np.ndarray,
+) -> None:
+    """One element of `quantize_digits`."""
+    value = x[a, k, i, j]
+    if value != value:
+        stats[2] = 1
+    if _two_digits(_quantize_one(value, limit), buf, a, i + ph, j + pw, k, rest, i, j):
+        stats[1] += 1
+        stats[0] = max(stats[0], abs(rest[a, i, j, k]))
+
+
+@njit(cache=True, nogil=True)
+def quantize_digits(
+    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, channels_last: bool
+) -> tuple[int, int, bool]:
+    """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
+    at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).
+
+    Returns (max |rest|, count of non-zero rests, NaN seen). `channels_last`: visit the channel innermost."""
+    n, c, h, w = x.shape
+    stats = np.zeros(3, np.int64)  # max |rest|, wide count, NaN seen
+    for a in range(n):
+        if channels_last:
+            for i in range(h):
+                for j in range(w):
+                    for k in range(c):
+                        _put(x, buf, ph, pw, rest, limit, a, i, j, k, stats)
+        else:
+            for k in range(c):
+                for i in range(h):
+                    for j in range(w):
+                        _put(x, buf, ph, pw, rest, limit, a, i, j, k, stats)
+    top, wide, nan = stats[0], stats[1], stats[2] != 0
+    return top, wide, nan
+
+
+@njit(cache=True, nogil=True)
+def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
+    r = math.floor((v + b) / 16384.0 + 0.5) / 4096.0
+    return min(max(r, lo), hi)
+
+
+@njit(cache=True, nogil=True)
+def horner(
+    p: np.ndarray, nx: int, nw: int, out: np.ndarray, bias: np.ndarray, lo: float, hi: float, rescale: bool
+) -> None:
+    """p (nx, m, nw * o) int32 digit products -> out (m, o) = sum_ij 128**(i + j) p[i, :, j] (exact).
+
+    With `rescale`, out gets intnet's output clamp(floor((acc + bias) / 2**14 + 0.5) / 2**12, lo, hi)
+    instead. Two digits each (the usual case): p00 + 128 * (p01 + p10) + 16384 * p11 in one pass, every
+    partial sum an integer below 2**44; otherwise Horner from the top digit pair (see `intgemm`)."""
+    _, m, wide = p.shape
+    o = wide // nw
+    for r in range(m):
+        row = out[r]
+        if nx == 2 and nw == 2:
+            p0, p1 = p[0, r], p[1, r]
+            for k in range(o):
+                row[k] = (p0[k] + 128.0 * (np.float64(p0[o + k]) + p1[k])) + 16384.0 * p1[o + k]
+        else:
+            row[:] = 0.0
+            for s in range(nx + nw - 2, -1, -1):
+                for k in range(o):
+                    row[k] *= 128.0
+                for i in range(max(0, s - nw + 1), min(s, nx - 1) + 1):
+                    terms = p[i, r, (s - i) * o : (s - i + 1) * o]
+                    for k in range(o):
+                        row[k] += terms[k]
+        if rescale:
+            for k in range(o):
+                row[k] = _finish_one(row[k], bias[k], lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def scatter_transposed(
+    acc: np.ndarray, first: int, h: int, w: int, stride: tuple, padding: tuple, kernel: tuple, out: np.ndarray
+) -> None:
+    """Add each input position's row acc[r] ((kh, kw, o) contributions) into out (n, ho, wo, o) (transposed conv).
+
+    Row r is input position first + r (image, y, x); tap (i, j) lands on (y * sh - ph + i, x * sw - pw + j)."""
+    m = acc.shape[0]
+    _, ho, wo, o = out.shape
+    kh, kw = kernel
+    for r in range(m):
+        g = first + r
+        img, y, x = g // (h * w), (g // w) % h, g % w
+        for i in range(kh):
+            oy = y * stride[0] - padding[0] + i
+            if oy < 0 or oy >= ho:
+                continue
+            for j in range(kw):
+                ox = x * stride[1] - padding[1] + j
+                if ox < 0 or ox >= wo:
+                    continue
+                src = acc[r, (i * kw + j) * o : (i * kw + j + 1) * o]
+                dst = out[img, oy, ox]
+                for k in range(o):
+                    dst[k] += src[k]
+
+
+@njit(cache=True, nogil=True)
+def finish(acc: np.ndarray, bias: np.ndarray, lo: float, hi: float, channels_last: bool) -> None:
+    """acc (n, o, h, w) in place: clamp(floor((acc + bias[o]) / 2**14 + 0.5) / 2**12, lo, hi)."""
+    n, o, h, w = acc.shape
+    for a in range(n):
+        if channels_last:
+            for i in range(h):
+                for j in range(w):
+                    for k in range(o):
+                        acc[a, k, i, j] = _finish_one(acc[a, k, i, j], bias[k], lo, hi)
+        else:
+            for k in range(o):
+                for i in range(h):
+                    for j in range(w):
+                        acc[a, k, i, j] = _finish_one(acc[a, k, i, j], bias[k], lo, hi)
