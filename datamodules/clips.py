@@ -96,7 +96,11 @@ class ClipDataset(Dataset):
 
 
 class SequenceDataset(Dataset):
-    """Whole test sequences (3,N,H,W) in [-1,1]: every frame, in order, at most `max_frames`."""
+    """Whole test sequences as uint8 (3,N,H,W): every frame, in order, at most `max_frames`.
+
+    uint8, not float: a quarter of the memory, and what a decoder outputs; `test` converts a few GoPs at a
+    time (`frames_to_tensor` gives the [-1,1] float of any slice).
+    """
 
     def __init__(self, sources: list, max_frames: int | None = None) -> None:
         self.sources, self.max_frames = sources, max_frames
@@ -109,4 +113,8 @@ class SequenceDataset(Dataset):
         frames = list(src.iter_frames(self.max_frames))
         if not frames:
             raise VVCError(f"test video {src.label} holds no decodable frame")
-        return frames_to_tensor(np.stack(frames))
+        out = torch.empty((3, len(frames), *frames[0].shape[:2]), dtype=torch.uint8)
+        for i in range(len(frames)):  # one frame at a time: no second whole copy
+            out[:, i] = torch.from_numpy(frames[i]).permute(2, 0, 1)
+            frames[i] = None
+        return out

@@ -13,6 +13,7 @@ from vvc_lightning.datamodules.skips import SkippedVideoWarning
 from vvc_lightning.datamodules.synthetic import read_index, write_index_video
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import DATAMODULES
+from vvc_lightning.training.test_step import sequence_frames
 from vvc_lightning.video.video_io import tensor_to_frames
 
 
@@ -80,7 +81,7 @@ def test_test_loader_gives_whole_sequences_in_order_with_names_and_fps(video_dir
     assert [s.shape[2] for s in seqs] == [28, 28, 27, 28]  # c.y4m has 27 frames; the others are capped
     for s in seqs:
         assert s.shape[:2] == (1, 3) and s.shape[3:] == (48, 64)
-        assert [read_index(f) for f in tensor_to_frames(s[0])] == list(range(s.shape[2]))
+        assert [read_index(f) for f in sequence_frames(s[0])] == list(range(s.shape[2]))
 
 
 def test_too_short_or_small_videos_are_skipped_with_a_warning(video_dir, tmp_path):
@@ -122,7 +123,7 @@ def test_matrix_option_reads_untagged_bt709_y4m_correctly(tmp_path):
 
     def pixel(matrix):
         seq = next(iter(FolderDataModule(test_dir=str(tmp_path), matrix=matrix).test_dataloader()))
-        return tensor_to_frames(seq[0])[0, 0, 0].astype(int)
+        return sequence_frames(seq[0])[0, 0, 0].astype(int)
 
     assert np.abs(pixel("bt709") - [200, 60, 30]).max() <= 2
     assert np.abs(pixel(None) - [200, 60, 30]).max() > 8  # FFmpeg assumes BT.601 for untagged y4m

@@ -1,31 +1,54 @@
-"""The `test` step: each test sequence goes through the real codec (bytes) and the rate estimate."""
+"""The `test` step: each test sequence goes through the real codec (bytes) and the rate estimate, GoP by GoP.
+
+The test split gives each sequence as uint8 (1,3,N,H,W) (a float sequence in [-1,1] is accepted too);
+the rate estimate, the real codec and the metrics all work a few GoPs at a time, so no float copy of the
+whole sequence is ever made: memory beyond the uint8 frames does not grow with the sequence length.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from vvc_lightning.codec.gop import GopPlan
+from vvc_lightning.codec.gop import iter_gops
 from vvc_lightning.training.losses import bits
-from vvc_lightning.video.video_io import Video, frames_to_tensor, tensor_to_frames
+from vvc_lightning.video.video_io import frames_to_tensor, tensor_to_frames
 
 
 @torch.no_grad()
-def estimated_bits(model, frames: np.ndarray, gop: int, overlap: int, batch: int, quality: float | None = None) -> float:
-    """Likelihood-estimated bits of a sequence cut into the same (padded, overlapping) GoPs as the codec."""
-    n, h, w = frames.shape[:3]
-    plan = GopPlan(n, gop, overlap, model.backbone.temporal_stride)
+def estimated_bits(model, frames: Iterable[np.ndarray], gop: int, overlap: int, batch: int,
+                   quality: float | None = None) -> float:
+    """Likelihood-estimated bits of a sequence (uint8 frames (H,W,3), any iterable) cut into the same
+    (padded, overlapping) GoPs as the codec, `batch` GoPs at a time."""
+    total, chunk = 0.0, []
+    for gop_frames, _ in iter_gops(iter(frames), gop, overlap):
+        chunk.append(gop_frames)
+        if len(chunk) == batch:
+            total += _chunk_bits(model, chunk, quality)
+            chunk = []
+    if chunk:
+        total += _chunk_bits(model, chunk, quality)
+    return total
+
+
+def _chunk_bits(model, chunk: list[np.ndarray], quality: float | None) -> float:
+    h, w = chunk[0].shape[1:3]
     s = model.backbone.spatial_stride
     ph, pw = -(-h // s) * s - h, -(-w // s) * s - w
-    total = 0.0
-    clips = [frames_to_tensor(frames[plan.gop_indices(g)]) for g in range(plan.num_gops)]
-    for i in range(0, len(clips), batch):
-        x = torch.stack(clips[i : i + batch]).to(model.device)
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")  # as the codec pads
-        out = model.codec(model.backbone.encode(x), quality)
-        total += float(bits(out.y_likelihoods) + bits(out.z_likelihoods))
-    return total
+    x = torch.stack([frames_to_tensor(c) for c in chunk]).to(model.device)
+    x = torch.nn.functional.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")  # as the codec pads
+    out = model.codec(model.backbone.encode(x), quality)
+    return float(bits(out.y_likelihoods) + bits(out.z_likelihoods))
+
+
+def sequence_frames(x: Tensor) -> np.ndarray:
+    """uint8 frames (N,H,W,3) of a test sequence (3,N,H,W): a view of a uint8 one, a rounded copy of a float one."""
+    if x.dtype == torch.uint8:
+        return x.cpu().permute(1, 2, 3, 0).numpy()
+    return tensor_to_frames(x)
 
 
 def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
@@ -40,15 +63,29 @@ def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
     return results
 
 
+def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Frames stacked `size` at a time (the last stack may be shorter)."""
+    buf: list[np.ndarray] = []
+    for f in frames:
+        buf.append(f)
+        if len(buf) == size:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
+
+
 def _run_at(model, x: Tensor, index: int, quality: float | None, suffix: str) -> dict[str, float]:
     """One sequence at one quality; returns and logs the results (keys + suffix)."""
     from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.errors import FrameCountError
     from vvc_lightning.evaluation.metrics import VideoMetrics
+    from vvc_lightning.evaluation.metrics.stream import StreamingScores
 
     cfg = model.cfg.test
     if x.shape[0] != 1:
         raise ValueError(f"the test split must give one whole sequence per batch, got a batch of {x.shape[0]}")
-    frames = tensor_to_frames(x[0])
+    frames = sequence_frames(x[0])
     n, h, w = frames.shape[:3]
     pixels = n * h * w
     dm = getattr(model.trainer, "datamodule", None) if model._trainer is not None else None
@@ -59,16 +96,24 @@ def _run_at(model, x: Tensor, index: int, quality: float | None, suffix: str) ->
         "bpp_estimate": estimated_bits(model, frames, gop, overlap, batch, quality) / pixels,
         "frames": float(n),
     }
-    rec = frames
+    decoded: Iterable[np.ndarray] = frames
     if cfg.real_bytes:
         codec = VideoCodec(model, gop=gop, overlap=overlap, theta=float(cfg.theta), batch=batch, tile=cfg.tile,
                            quality=quality)
-        data = codec.encode(Video(frames, fps))
-        rec = codec.decode(data).frames
+        data = codec.encode_frames(iter(frames), fps, n)
+        decoded = codec.decode_frames(data)
         results["bpp"] = len(data) * 8 / pixels
-    metrics = VideoMetrics(list(cfg.metrics), device=model.device)
-    metrics.update(frames_to_tensor(frames)[None], frames_to_tensor(rec)[None])
-    results.update(metrics.compute())
+    scores = StreamingScores(VideoMetrics(list(cfg.metrics), device=model.device).metrics.values(), what="test")
+    try:
+        done = 0
+        for rec in _chunks(decoded, gop):
+            scores.update(frames[done : done + len(rec)], rec)
+            done += len(rec)
+        if done != n:
+            raise FrameCountError(f"test: the decoded video has {done} frames but the reference has {n}")
+        results.update(scores.means())
+    finally:
+        scores.close()
     results = {f"{k}{suffix}": v for k, v in results.items()}
     model.log_dict({f"test/{k}": v for k, v in results.items()}, on_step=False, on_epoch=True, batch_size=1)
     return results
