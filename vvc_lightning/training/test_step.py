@@ -1,13 +1,15 @@
 """The `test` step: each test sequence goes through the real codec (bytes) and the rate estimate, GoP by GoP.
 
-The test split gives each sequence as uint8 (1,3,N,H,W) (a float sequence in [-1,1] is accepted too);
-the rate estimate, the real codec and the metrics all work a few GoPs at a time, so no float copy of the
-whole sequence is ever made: memory beyond the uint8 frames does not grow with the sequence length.
+The test split gives each sequence lazily (a `TestSequence` whose `iter_frames()` reads it again frame by
+frame); the rate estimate, the encoder and the metrics (reference read again beside the streaming decoder)
+each take one pass a few GoPs at a time, so memory does not grow with the sequence length. A whole
+sequence given as a tensor (1,3,N,H,W) (uint8, or float in [-1,1]) is accepted too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -51,8 +53,8 @@ def sequence_frames(x: Tensor) -> np.ndarray:
     return tensor_to_frames(x)
 
 
-def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
-    """Code one whole sequence (1,3,N,H,W) at each of test.qualities (variable rate; metrics named
+def run_test_sequence(model, x: Any, index: int) -> dict[str, float]:
+    """Code one whole sequence (lazy `TestSequence`, or a tensor (1,3,N,H,W)) at each of test.qualities (variable rate; metrics named
     test/NAME@qQ) or once; log real and estimated bpp and the quality metrics."""
     qualities = model.cfg.test.get("qualities")
     if not qualities:
@@ -75,7 +77,30 @@ def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
         yield np.stack(buf)
 
 
-def _run_at(model, x: Tensor, index: int, quality: float | None, suffix: str) -> dict[str, float]:
+def _frame_source(x: Any) -> Callable[[], Iterator[np.ndarray]]:
+    """A function giving a fresh iterator over the sequence's uint8 frames (H,W,3) at each call."""
+    if hasattr(x, "iter_frames"):
+        return x.iter_frames
+    if x.shape[0] != 1:
+        raise ValueError(f"the test split must give one whole sequence per batch, got a batch of {x.shape[0]}")
+    frames = sequence_frames(x[0])
+    return lambda: iter(frames)
+
+
+class _Count:
+    """Counts the frames (and notes their size) of an iterator as it is read."""
+
+    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+        self.frames, self.n, self.shape = frames, 0, (0, 0)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for f in self.frames:
+            self.n += 1
+            self.shape = f.shape[:2]
+            yield f
+
+
+def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> dict[str, float]:
     """One sequence at one quality; returns and logs the results (keys + suffix)."""
     from vvc_lightning.codec.video_codec import VideoCodec
     from vvc_lightning.errors import FrameCountError
@@ -83,34 +108,35 @@ def _run_at(model, x: Tensor, index: int, quality: float | None, suffix: str) ->
     from vvc_lightning.evaluation.metrics.stream import StreamingScores
 
     cfg = model.cfg.test
-    if x.shape[0] != 1:
-        raise ValueError(f"the test split must give one whole sequence per batch, got a batch of {x.shape[0]}")
-    frames = sequence_frames(x[0])
-    n, h, w = frames.shape[:3]
-    pixels = n * h * w
+    source = _frame_source(x)
     dm = getattr(model.trainer, "datamodule", None) if model._trainer is not None else None
     fps_list = getattr(dm, "test_fps", None) or []
     fps = float(fps_list[index]) if index < len(fps_list) else 25.0
     gop, overlap, batch = model.gop, int(cfg.overlap), int(cfg.batch)
-    results: dict[str, float] = {
-        "bpp_estimate": estimated_bits(model, frames, gop, overlap, batch, quality) / pixels,
-        "frames": float(n),
-    }
-    decoded: Iterable[np.ndarray] = frames
+    counted = _Count(source())
+    estimate = estimated_bits(model, counted, gop, overlap, batch, quality)
+    n, (h, w) = counted.n, counted.shape
+    pixels = n * h * w
+    results: dict[str, float] = {"bpp_estimate": estimate / pixels, "frames": float(n)}
+    decoded: Iterable[np.ndarray] = source()
     if cfg.real_bytes:
         codec = VideoCodec(model, gop=gop, overlap=overlap, theta=float(cfg.theta), batch=batch, tile=cfg.tile,
                            quality=quality)
-        data = codec.encode_frames(iter(frames), fps, n)
+        data = codec.encode_frames(source(), fps, n)
         decoded = codec.decode_frames(data)
         results["bpp"] = len(data) * 8 / pixels
     scores = StreamingScores(VideoMetrics(list(cfg.metrics), device=model.device).metrics.values(), what="test")
     try:
-        done = 0
+        reference, done, same = _chunks(source(), gop), 0, True
         for rec in _chunks(decoded, gop):
-            scores.update(frames[done : done + len(rec)], rec)
+            ref = next(reference, None)
+            same = ref is not None and len(ref) == len(rec)
+            if not same:
+                break
+            scores.update(ref, rec)
             done += len(rec)
-        if done != n:
-            raise FrameCountError(f"test: the decoded video has {done} frames but the reference has {n}")
+        if not same or done != n:
+            raise FrameCountError(f"test: the decoded video and the reference ({n} frames) differ in frame count")
         results.update(scores.means())
     finally:
         scores.close()
