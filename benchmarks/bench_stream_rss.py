@@ -4,8 +4,9 @@ Every (backbone, frames) case writes a synthetic clip (a random texture sliding 
 then compresses it to .vvc and decompresses that to .yuv, each in a fresh process whose peak RSS
 (ru_maxrss from wait4) and seconds are recorded. Streaming means the peak does not grow with the number
 of frames. The models are randomly initialised from configs/<backbone>.yaml (memory does not depend on
-the weights); --width shrinks the backbone (its `width` option) so that 1920x1080 fits in minutes on a
-2-core CPU. The JSON records exactly what ran: sizes, frame counts, widths, tile option, the allocator
+the weights); --width W swaps the official preset the config names for the registry backbone of the same
+name (`lean_vae`, `cv_vae`: the same design, width configurable) at width W, so that 1920x1080 fits in
+minutes on a 2-core CPU. The JSON records exactly what ran: sizes, frame counts, widths, tile option, the allocator
 settings and the growth per case.
 
     python benchmarks/bench_stream_rss.py --size 1920x1080 --frames 9,27 --width 8 --out r1080.json
@@ -37,8 +38,8 @@ from vvc_lightning.training.model import VideoCompressionModel
 from vvc_lightning.codec.video_codec import VideoCodec
 backbone, width, tile, batch, mode, src, dst = sys.argv[1:8]
 overrides = ["model.loss.perceptual=ms-ssim", "model.init=null"]
-if width != "default":
-    overrides.append(f"model.backbone.width={width}")
+if width != "default":  # the registry backbone of that name (the configs name the official presets) at `width`
+    overrides += [f"model.backbone.name={backbone}", f"model.backbone.width={width}"]
 torch.manual_seed(0)
 model = VideoCompressionModel(load_config([f"{backbone}.yaml"], overrides)).eval()
 model.codec.update_tables(force=True)
@@ -78,7 +79,8 @@ def main() -> None:
     p.add_argument("--backbones", default="lean_vae,cv_vae")
     p.add_argument("--size", default="1920x1080", help="WxH")
     p.add_argument("--frames", default="9,27", help="comma-separated frame counts")
-    p.add_argument("--width", default="default", help="backbone width option (default: the config's)")
+    p.add_argument("--width", default="default", help="registry backbone <name> at this width (default: the "
+                   "config's official preset at its own width)")
     p.add_argument("--tile", default="default", help="--tile of the codec (default: the codec's)")
     p.add_argument("--batch", type=int, default=4)
     p.add_argument("--no-allocator-settings", action="store_true", help="leave glibc malloc at its defaults")

@@ -97,6 +97,7 @@ def test_compress_and_decompress_peak_rss_is_flat_in_the_sequence_length(tmp_pat
         assert_flat(short, long, what)
 
 
+@pytest.mark.slow  # ~1-2 min: a fit (tiny_ckpt) and four runs of `test`
 def test_the_test_command_peak_rss_is_flat_in_the_sequence_length(tmp_path, tiny_ckpt):
     peaks = []
     for n in (SHORT, LONG):

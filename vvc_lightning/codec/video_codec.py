@@ -289,6 +289,7 @@ class VideoCodec:
                             self._tick("total", t0)
                             yield tensor_to_frames(frame[:, None])[0]
                             t0 = time.perf_counter()
+                recs = rec = frame = None  # views of this pass: release it before the next pass runs
         self._tick("total", t0)
 
     def _decode_chunk(
