@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +12,9 @@ import numpy as np
 import torch
 
 from vvc_lightning.errors import VVCError
+from vvc_lightning.video.atomic import atomic_path
 from vvc_lightning.video.colour import yuv420_to_rgb
-from vvc_lightning.video.output_paths import cleanup_on_signals
+from vvc_lightning.video.video_writer import VideoWriter
 
 YUV_NAME = re.compile(r"(?P<w>\d+)x(?P<h>\d+)(?:_(?P<fps>\d+(?:\.\d+)?)(?:fps|hz)?)?", re.IGNORECASE)
 
@@ -183,40 +180,6 @@ def decode_video_bytes(data: bytes, label: str = "<bytes>") -> Video:
 
 
 # ------------------------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C or
-    SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise VVCError(f"output folder '{parent}' does not exist; create it first")
-    if path.is_dir() or (is_dir and path.exists()):
-        raise VVCError(f"output '{path}' already exists as a folder or file; name a new one (nothing was changed)")
-    umask = os.umask(0)
-    os.umask(umask)
-    with cleanup_on_signals():
-        if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual permissions
-        else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
-            os.close(fd)
-            tmp = Path(name)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        try:
-            yield tmp
-            if is_dir and path.exists():
-                raise VVCError(f"output '{path}' appeared while writing; the new copy was not moved onto it")
-            os.replace(tmp, path)
-        except BaseException:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
-            raise
-
-
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that no partial file is ever visible."""
     with atomic_path(path) as tmp:
@@ -237,8 +200,6 @@ def write_video(
     Colour: .y4m carries no matrix tag and FFmpeg and most players read it as BT.601, so .y4m defaults to
     BT.601; raw .yuv defaults to BT.709 (as the HEVC/UVG test sets); limited range unless `rng` says full.
     """
-    from vvc_lightning.video.video_writer import VideoWriter
-
     size = tuple(frames.shape[1:3]) if isinstance(frames, np.ndarray) and frames.ndim == 4 else None
     with VideoWriter(path, fps, crf=crf, matrix=matrix, rng=rng, size=size) as writer:
         for frame in frames:

@@ -12,6 +12,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from vvc_lightning.errors import VVCError
+from vvc_lightning.video.atomic import atomic_path
 from vvc_lightning.video.colour import rgb_to_yuv420
 from vvc_lightning.video.output_paths import PNG_SUFFIXES, VIDEO_SUFFIXES
 
@@ -43,8 +44,6 @@ class VideoWriter:
         self._shape = None if size is None else (int(size[0]), int(size[1]))  # (H, W); else the first frame's
 
     def __enter__(self) -> VideoWriter:
-        from vvc_lightning.video.video_io import atomic_path
-
         self._stack = contextlib.ExitStack()
         self._tmp = self._stack.enter_context(atomic_path(self.path, is_dir=self.png))
         if self._shape is not None:
