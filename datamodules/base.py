@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from vvc_lightning.datamodules.clips import SequenceDataset
+from vvc_lightning.datamodules.clips import SequenceDataset, collate_sequences
 from vvc_lightning.datamodules.skips import SkippedVideoWarning
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.video.video_sources import AVSource, ClipError, ClipSpec, YUVSource
@@ -238,7 +238,8 @@ class VideoDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, train=False)
 
     def test_dataloader(self) -> DataLoader:
-        """One whole sequence per batch: (1,3,N,H,W), every frame in order, N <= test_max_frames."""
+        """One whole sequence per batch: a list of one lazy TestSequence (every frame in order, at most
+        test_max_frames), read as `test` goes."""
         sources = self._test_sources()
         if not sources:
             raise ConfigError(f"datamodule '{self._name()}' has no test data: set data.test_dir")
@@ -246,6 +247,7 @@ class VideoDataModule(pl.LightningDataModule):
         return DataLoader(
             SequenceDataset(sources, self.test_max_frames),
             batch_size=1,
+            collate_fn=collate_sequences,
             shuffle=False,
             num_workers=workers,
             prefetch_factor=1 if workers else None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -95,8 +96,35 @@ class ClipDataset(Dataset):
         raise VVCError(f"training clips: {MAX_TRIES} videos in a row gave no clip ({self.skips.describe()})")
 
 
+class TestSequence:
+    """One test sequence, read lazily: `iter_frames()` decodes it again on each call, one frame at a time, so
+    `test` never holds the whole sequence (its memory does not grow with the length)."""
+
+    def __init__(self, source: Any, max_frames: int | None = None) -> None:
+        self.source, self.max_frames = source, max_frames
+        self.name, self.label = source.name, source.label
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """RGB uint8 frames (H,W,3) in order, at most `max_frames`; a sequence without frames is an error."""
+        empty = True
+        for frame in self.source.iter_frames(self.max_frames):
+            empty = False
+            yield frame
+        if empty:
+            raise VVCError(f"test video {self.label} holds no decodable frame")
+
+    def frames(self) -> np.ndarray:
+        """The whole sequence as uint8 (N,H,W,3) (for small uses and tests; `test` streams instead)."""
+        return np.stack(list(self.iter_frames()))
+
+
+def collate_sequences(batch: list[TestSequence]) -> list[TestSequence]:
+    """A test batch is the list of its (lazy) sequences."""
+    return list(batch)
+
+
 class SequenceDataset(Dataset):
-    """Whole test sequences (3,N,H,W) in [-1,1]: every frame, in order, at most `max_frames`."""
+    """Whole test sequences, every frame in order (at most `max_frames`), as lazy `TestSequence`s."""
 
     def __init__(self, sources: list, max_frames: int | None = None) -> None:
         self.sources, self.max_frames = sources, max_frames
@@ -104,9 +132,5 @@ class SequenceDataset(Dataset):
     def __len__(self) -> int:
         return len(self.sources)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
-        src = self.sources[i]
-        frames = list(src.iter_frames(self.max_frames))
-        if not frames:
-            raise VVCError(f"test video {src.label} holds no decodable frame")
-        return frames_to_tensor(np.stack(frames))
+    def __getitem__(self, i: int) -> TestSequence:
+        return TestSequence(self.sources[i], self.max_frames)

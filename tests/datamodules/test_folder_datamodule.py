@@ -75,12 +75,12 @@ def test_validation_is_the_same_on_every_run_and_differs_by_seed(video_dir):
 def test_test_loader_gives_whole_sequences_in_order_with_names_and_fps(video_dir):
     dm = FolderDataModule(test_dir=str(video_dir), test_max_frames=28)
     dm.setup("test")
-    seqs = list(dm.test_dataloader())
+    seqs = [batch[0].frames() for batch in dm.test_dataloader()]  # each batch: one lazy sequence
     assert dm.test_names == ["a", "b", "c", "d"] and dm.test_fps == [25.0] * 4
-    assert [s.shape[2] for s in seqs] == [28, 28, 27, 28]  # c.y4m has 27 frames; the others are capped
+    assert [len(s) for s in seqs] == [28, 28, 27, 28]  # c.y4m has 27 frames; the others are capped
     for s in seqs:
-        assert s.shape[:2] == (1, 3) and s.shape[3:] == (48, 64)
-        assert [read_index(f) for f in tensor_to_frames(s[0])] == list(range(s.shape[2]))
+        assert s.shape[1:] == (48, 64, 3) and s.dtype == np.uint8
+        assert [read_index(f) for f in s] == list(range(len(s)))
 
 
 def test_too_short_or_small_videos_are_skipped_with_a_warning(video_dir, tmp_path):
@@ -108,8 +108,8 @@ def test_bundled_quickstart_clips_work_as_file_paths():
                           frame_stride=1, crop_size=64, batch_size=2, epoch_length=4)
     dm.setup("fit")
     assert next(iter(dm.train_dataloader())).shape == (2, 3, 9, 64, 64)
-    seq = next(iter(dm.test_dataloader()))
-    assert seq.shape == (1, 3, 25, 64, 128) and dm.test_names == ["quickstart_test"]
+    seq = next(iter(dm.test_dataloader()))[0].frames()
+    assert seq.shape == (25, 64, 128, 3) and dm.test_names == ["quickstart_test"]
     assert np.isclose(dm.test_fps[0], 25.0)
 
 
@@ -122,7 +122,7 @@ def test_matrix_option_reads_untagged_bt709_y4m_correctly(tmp_path):
 
     def pixel(matrix):
         seq = next(iter(FolderDataModule(test_dir=str(tmp_path), matrix=matrix).test_dataloader()))
-        return tensor_to_frames(seq[0])[0, 0, 0].astype(int)
+        return seq[0].frames()[0, 0, 0].astype(int)
 
     assert np.abs(pixel("bt709") - [200, 60, 30]).max() <= 2
     assert np.abs(pixel(None) - [200, 60, 30]).max() > 8  # FFmpeg assumes BT.601 for untagged y4m

@@ -24,8 +24,8 @@ class Probe(pl.LightningModule):
     def validation_step(self, batch, _):
         self.shapes["val"].append(tuple(batch.shape))
 
-    def test_step(self, batch, _):
-        self.shapes["test"].append(tuple(batch.shape))
+    def test_step(self, batch, _):  # a batch is the list of one lazy test sequence
+        self.shapes["test"].append(tuple(batch[0].frames().shape))
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.1)
@@ -47,7 +47,7 @@ def test_folder_fit_and_test(index_mp4s, with_val):
     # one epoch (2 steps) ends within 3 steps: one validation pass over 3 clips = batches of 2 and 1
     assert model.shapes["val"] == ([(2, 3, 9, 16, 16), (1, 3, 9, 16, 16)] if with_val else [])
     trainer().test(model, datamodule=dm, verbose=False)
-    assert model.shapes["test"] == [(1, 3, 10, 48, 64)]
+    assert model.shapes["test"] == [(10, 48, 64, 3)]
 
 
 def test_openvid_fit_with_resampled_epochs_and_ordered_validation(shard_dir):

@@ -23,13 +23,13 @@ def yuv_dir(tmp_path_factory):
 
 def test_sizes_and_fps_come_from_the_names(yuv_dir):
     dm = YUVDataModule(test_dir=str(yuv_dir), test_max_frames=20)
-    seqs = list(dm.test_dataloader())
+    seqs = [batch[0].frames() for batch in dm.test_dataloader()]  # each batch: one lazy sequence
     assert dm.test_names == ["BasketballDrive_64x48_50", "Beauty_32x32_120fps"]
     assert dm.test_fps == [50.0, 120.0]
-    assert [tuple(s.shape) for s in seqs] == [(1, 3, 20, 48, 64), (1, 3, 12, 32, 32)]
+    assert [s.shape for s in seqs] == [(20, 48, 64, 3), (12, 32, 32, 3)]
     for s in seqs:
-        assert s.dtype == torch.float32 and s.min() >= -1 and s.max() <= 1
-        assert [read_index(f) for f in tensor_to_frames(s[0])] == list(range(s.shape[2]))
+        assert s.dtype == np.uint8
+        assert [read_index(f) for f in s] == list(range(len(s)))
 
 
 def test_explicit_size_and_fps_override_a_plain_name(tmp_path):
@@ -38,8 +38,8 @@ def test_explicit_size_and_fps_override_a_plain_name(tmp_path):
         for fr in frames:
             f.write(b"".join(p.tobytes() for p in rgb_to_yuv420(fr)))
     dm = YUVDataModule(test_dir=str(tmp_path / "plain.yuv"), width=48, height=32, fps=24)
-    seq = next(iter(dm.test_dataloader()))
-    assert seq.shape == (1, 3, 6, 32, 48) and dm.test_fps == [24.0]
+    seq = next(iter(dm.test_dataloader()))[0].frames()
+    assert seq.shape == (6, 32, 48, 3) and dm.test_fps == [24.0]
     with pytest.raises(VVCError, match="cannot tell the size"):
         YUVDataModule(test_dir=str(tmp_path / "plain.yuv")).test_dataloader()
 
@@ -52,7 +52,7 @@ def test_matrix_option_changes_the_rgb_and_matches_the_source_matrix(tmp_path):
 
     def first_pixel(matrix):
         dm = YUVDataModule(test_dir=str(tmp_path), matrix=matrix)
-        return tensor_to_frames(next(iter(dm.test_dataloader()))[0])[0, 0, 0].astype(int)
+        return next(iter(dm.test_dataloader()))[0].frames()[0, 0, 0].astype(int)
 
     right, wrong = first_pixel("bt601"), first_pixel("bt709")
     assert np.abs(right - [200, 60, 30]).max() <= 2

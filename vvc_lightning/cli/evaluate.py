@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
                    "codecs (default: one intra picture per sequence)")
     p.add_argument("--matrix", default="bt709", choices=("bt709", "bt601"), help="RGB <-> Y'CbCr matrix")
     p.add_argument("--range", dest="rng", default="limited", choices=("limited", "full"), help="Y'CbCr range")
-    p.add_argument("--device", default="cpu", help="device of the metric networks (cpu, cuda)")
+    p.add_argument("--device", default="cpu", help="device of the neural codec and the metric "
+                   "networks (cpu, cuda)")
     p.add_argument("--lpips-weights", default=os.environ.get("VVC_LPIPS_ALEX"),
                    help="torchvision AlexNet weights for LPIPS (else $VVC_LPIPS_ALEX or the torch hub cache; "
                         "without them 'lpips' falls back to ST-LPIPS, reported as 'stlpips')")

@@ -50,8 +50,8 @@ from vvc_lightning.video.video_io import (
     tensor_to_frames,
     video_fps,
     write_bytes_atomic,
-    write_video,
 )
+from vvc_lightning.video.video_writer import VideoWriter
 
 NORM_PASSES: int | None = None  # statistics passes of a tiled run (None: until exact; README: tiling)
 
@@ -321,6 +321,7 @@ class VideoCodec:
                             self._tick("total", t0)
                             yield tensor_to_frames(frame[:, None])[0]
                             t0 = time.perf_counter()
+                recs = rec = frame = None  # views of this pass: release it before the next pass runs
         self._tick("total", t0)
 
     def _decode_chunk(
@@ -372,17 +373,21 @@ class VideoCodec:
     def decode_file(
         self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
     ) -> dict[str, Any]:
-        """Decompress a .vvc file to a video file / PNG folder (written atomically); returns statistics."""
+        """Decompress a .vvc file to a video file / PNG folder, streamed a few GoPs at a time (memory does not
+        grow with the length) and written atomically; returns statistics."""
         dst = check_output_path(dst, src, kind="video")
         data = read_bitstream_file(src)
-        video = self.decode(data, frames, label=f"'{src}'")
-        header, _ = bitstream.unpack_header(data)
+        header, _ = bitstream.unpack_header(data, f"'{src}'")
         # The header's matrix is that of the raw .yuv input; untagged .y4m keeps write_video's BT.601 default.
         matrix = header.matrix if Path(dst).suffix.lower() == ".yuv" else None
-        written = write_video(dst, video.frames, video.fps, matrix=matrix, rng=header.range)
-        stats = self._stats(len(data), header.frames, header.width, header.height, str(written))
-        stats["decoded_frames"] = video.num_frames
-        stats["fps"] = video.num_frames / max(self.timings.get("total", 0.0), 1e-9)
+        a, b = frames if frames is not None else (0, header.frames)
+        size = (header.height, header.width) if b > a else None
+        with VideoWriter(dst, header.fps, matrix=matrix, rng=header.range, size=size) as writer:
+            for frame in self.decode_frames(data, frames, label=f"'{src}'"):
+                writer.write(frame)
+        stats = self._stats(len(data), header.frames, header.width, header.height, str(writer.path))
+        stats["decoded_frames"] = writer.count
+        stats["fps"] = writer.count / max(self.timings.get("total", 0.0), 1e-9)
         return stats
 
     def _stats(self, size: int, frames: int, width: int, height: int, path: str) -> dict[str, Any]:

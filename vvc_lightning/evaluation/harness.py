@@ -26,6 +26,7 @@ from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, 
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
 CROP = 256
+STREAM_CHUNK = 9  # decoded frames scored at a time
 
 
 @dataclass
@@ -107,9 +108,7 @@ class Harness:
             return np.load(path)["f"]
         metric = next(iter(self.set_metrics.values()))
         feats = metric.features(frames_to_u8(frames))
-        with atomic_path(path) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez_compressed(f, f=feats.astype(np.float32))
+        _save_features(path, feats)
         return feats
 
     def ref_features(self, seq: Sequence) -> np.ndarray:
@@ -132,31 +131,87 @@ class Harness:
             return row
         work = self.cache / "work" / key
         coded = spec.run(seq, point, work)
-        check_sequences(frames_to_u8(seq.frames), frames_to_u8(coded.frames), f"{spec.name} {point} {seq.name}")
+        what = f"{spec.name} {point} {seq.name}"
+        if coded.frames is not None:
+            check_sequences(frames_to_u8(seq.frames), frames_to_u8(coded.frames), what)
         n, h, w = seq.frames.shape[:3]
+        frame_keys = [k for k in missing if self.vm is not None and k in self.vm.keys]
+        set_missing = [m for m in self.set_metrics.values() if m.key in missing]
+        cached_f = self.rec_features(key) if set_missing else None
+        per_frame, rec_f, middle = self._score_stream(key, coded, seq, frame_keys,
+                                                      bool(set_missing) and cached_f is None, what)
+        rec_f = cached_f if cached_f is not None else rec_f
         if row is None:
             row = {"key": key, "codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
                    "point_label": spec.point_label(point), "sequence": seq.name, "frames": n, "width": w,
                    "height": h, "fps": seq.fps, "bytes": coded.size_bytes, "bpp": coded.size_bytes * 8 / (n * w * h),
                    "input_hash": seq.digest, "matrix": self.opts.matrix, "range": self.opts.rng,
                    "metrics": {}, "per_frame": {}, "protocol": {}, **coded.info}
-        frame_keys = [k for k in missing if self.vm is not None and k in self.vm.keys]
-        per_frame = self.vm.sequence(seq.frames, coded.frames, only=frame_keys) if frame_keys else {}
         for k, v in per_frame.items():
             row["per_frame"][k] = [float(x) for x in v]
             row["metrics"][k] = float(np.mean(v)) if len(v) else float("nan")
-        set_missing = [m for m in self.set_metrics.values() if m.key in missing]
         if set_missing:
             ref_f = self.ref_features(seq)
-            rec_f = self._features(self.cache / "feats" / f"{key}-{self.feat_sig}.npz", coded.frames)
+            if rec_f is None:
+                rec_f = self.rec_features(key)
             for m in set_missing:
                 row["metrics"][m.key] = m.from_features(ref_f.astype(np.float32), rec_f.astype(np.float32))
+        if middle is not None:
+            save_crop(self.cache / "crops" / f"{key}.png", middle[None])
         row.setdefault("protocol", {}).update({k: self.protocol[k] for k in missing})
-        save_crop(self.cache / "crops" / f"{key}.png", coded.frames)
         save_crop(self.cache / "crops" / f"ref-{seq.digest}.png", seq.frames)
         write_bytes_atomic(self.cache / "rows" / f"{key}.json", json.dumps(row).encode())
         _remove_tree(work)
         return row
+
+    def _score_stream(self, key: str, coded: Any, seq: Sequence, frame_keys: list[str], want_features: bool,
+                      what: str) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
+        """Read the decoded frames once, a GoP-sized chunk at a time: per-frame metric values, the decoded
+        frames' set-metric features (saved to the cache) when wanted, and the middle frame (for the crop)."""
+        from vvc_lightning.errors import FrameCountError
+        from vvc_lightning.evaluation.metrics.stream import StreamingScores
+
+        metrics = [m for m in (self.vm.metrics.values() if self.vm else []) if m.key in frame_keys]
+        first_set = next(iter(self.set_metrics.values()), None)
+        scores = StreamingScores(metrics + ([first_set] if want_features else []), set_ref=False, what=what)
+        n, mid, middle, done, buf = seq.frames.shape[0], seq.frames.shape[0] // 2, None, 0, []
+
+        def flush() -> None:
+            nonlocal done
+            rec = np.stack(buf)
+            buf.clear()
+            if done + len(rec) > n:
+                raise FrameCountError(f"{what}: the decoded video has more frames than the reference's {n}")
+            scores.update(seq.frames[done : done + len(rec)], rec)
+            done += len(rec)
+
+        try:
+            for f in coded.iter_frames():
+                if done + len(buf) == mid:
+                    middle = np.array(f)
+                buf.append(f)
+                if len(buf) == STREAM_CHUNK:
+                    flush()
+            if buf:
+                flush()
+            if done != n:
+                raise FrameCountError(
+                    f"{what}: the decoded video has {done} frames but the reference has {n}; compare the same "
+                    "frames (check --max-frames and that the decoder emits every frame)")
+            rec_f = None
+            if want_features and first_set is not None:
+                rec_f = scores.rec_features(first_set.key)
+                _save_features(self.cache / "feats" / f"{key}-{self.feat_sig}.npz", rec_f)
+            return scores.values(), rec_f, middle
+        finally:
+            scores.close()
+
+
+def _save_features(path: Path, feats: np.ndarray) -> None:
+    """Inception features to the cache, atomically."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, f=feats.astype(np.float32))
 
 
 def _remove_tree(path: Path) -> None:
@@ -189,7 +244,7 @@ def build_specs(opts: EvalOptions) -> list[CodecSpec]:
     specs = []
     if opts.ckpts:
         specs.append(neural_spec(opts.ckpts, opts.ckpt_name, opts.gop, opts.overlap, opts.theta, opts.batch,
-                                 opts.tile, "cpu", opts.matrix, opts.rng, opts.qualities))
+                                 opts.tile, opts.device, opts.matrix, opts.rng, opts.qualities))
     for name in opts.baselines:
         specs.append(baseline_spec(name, opts.points.get(name), opts.presets.get(name), opts.intra_period,
                                    opts.matrix, opts.rng))

@@ -13,11 +13,19 @@ from typing import Any
 
 import numpy as np
 
+from vvc_lightning.evaluation.speed import (
+    SPEED_COLUMNS,
+    present_references,
+    ratio_columns,
+    row_speed,
+    speed_table,
+    summary_speed,
+)
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
 ROW_COLUMNS = ("codec", "label", "kind", "point", "point_label", "sequence", "frames", "width", "height", "fps",
                "bytes", "bpp")
-ROW_INFO = ("intra_pictures", "encode_seconds", "decode_seconds", "version", "stream_format", "command",
+ROW_INFO = ("intra_pictures", "encode_seconds", "decode_seconds", "encode_fps", "decode_fps", "version", "stream_format", "command",
             "decode_command", "input_hash", "matrix", "range")
 SUMMARY_COLUMNS = ("codec", "label", "kind", "point", "point_label", "sequences", "bytes", "bpp")
 BD_COLUMNS = ("metric", "codec", "anchor", "bd_rate_pct", "sequences_used", "sequences", "bd_rate_pooled_pct",
@@ -35,7 +43,7 @@ def _csv_text(columns: list[str], records: list[dict]) -> str:
 
 def flat_rows(rows: list[dict], keys: list[str]) -> list[dict]:
     """Rows with their metrics as top-level columns (for the CSV)."""
-    return [{**{c: r.get(c, "") for c in ROW_COLUMNS + ROW_INFO}, **r["metrics"]} for r in rows]
+    return [{**{c: r.get(c, "") for c in ROW_COLUMNS + ROW_INFO}, **row_speed(r), **r["metrics"]} for r in rows]
 
 
 def _json_safe(obj: Any) -> Any:
@@ -100,6 +108,19 @@ def _table(columns: list[str], records: list[dict], fmt: dict[str, str] | None =
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def speed_html(speed: list[dict], refs: list[str]) -> str:
+    """The speed table: per codec and sequence, encode / decode fps and the ratio to x265 / vvenc."""
+    ratios = ratio_columns(refs)
+    cols = ["codec", "sequence", "points", "frames", "encode_fps", "decode_fps"] + ratios
+    note = ("frames / seconds of encoding and of decoding, pooled over the rate points (cached rows keep the "
+            "seconds measured when they were coded); "
+            + ("ratio = this codec's fps / the reference's fps on the same sequence, above 1 = faster than "
+               + " and ".join(refs) if refs else "no x265 / vvenc rows to compare with"))
+    return (f"<div style='display:inline-block;vertical-align:top'><h3>Speed</h3><p style='max-width:600px;"
+            f"font-size:12px'>{html.escape(note)}</p>"
+            + _table(cols, speed, {c: ".3g" for c in ["encode_fps", "decode_fps"] + ratios}) + "</div>")
+
+
 def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict], meta: dict, keys: list[str],
                plots: dict[str, str], crops: dict[str, list[tuple[str, str]]]) -> None:
     """The report: protocol, BD-rates, summary, plots, crops, command lines, per-sequence rows."""
@@ -133,9 +154,12 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
                   "<p>PCHIP Bjøntegaard delta rate; negative = fewer bits at equal quality. First column: mean of "
                   "per-sequence BD-rates; pooled: on the curves averaged over sequences (FID/KID pooled over all "
                   "patches). Blank: not computable (see bdrate.csv notes).</p>", _table(cols, recs, {c: ".2f" for c in cols})]
+    refs = present_references(rows)
+    speed_cols = ["encode_fps", "decode_fps"] + ratio_columns(refs)
     parts += ["<h2>Summary (mean over sequences)</h2>",
-              _table(list(SUMMARY_COLUMNS) + keys, summary), "<h2>RD curves</h2>"]
-    parts += [f"<img src='{esc(p)}' alt='{esc(k)}'>" for k, p in plots.items()]
+              _table(list(SUMMARY_COLUMNS) + keys + speed_cols, summary), "<h2>RD curves and speed</h2><div>"]
+    parts += [f"<img src='{esc(p)}' alt='{esc(k)}' style='vertical-align:top'>" for k, p in plots.items()]
+    parts += [speed_html(speed_table(rows), refs), "</div>"]
     parts.append("<h2>Decoded crops (centre of the middle frame, rate points of similar bpp)</h2>")
     for seq, items in crops.items():
         parts.append(f"<h3>{esc(seq)}</h3><div>")
@@ -155,12 +179,18 @@ def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], 
               seqs: list, crops_dir: Path) -> dict[str, Path]:
     """Write every output of an evaluation into `out`; returns {name: path}."""
     paths = {"csv": out / "results.csv", "json": out / "results.json", "summary": out / "summary.csv",
-             "bdrate": out / "bdrate.csv", "html": out / "report.html"}
+             "bdrate": out / "bdrate.csv", "speed": out / "speed.csv", "html": out / "report.html"}
     row_cols = list(ROW_COLUMNS) + keys + list(ROW_INFO)
+    summary_speed(summary, rows)
+    speed_cols = ["encode_fps", "decode_fps"] + ratio_columns(present_references(rows))
+    speed = speed_table(rows)
     write_bytes_atomic(paths["csv"], _csv_text(row_cols, flat_rows(rows, keys)).encode())
-    write_bytes_atomic(paths["summary"], _csv_text(list(SUMMARY_COLUMNS) + keys, summary).encode())
+    write_bytes_atomic(paths["summary"], _csv_text(list(SUMMARY_COLUMNS) + keys + speed_cols, summary).encode())
+    write_bytes_atomic(paths["speed"], _csv_text(list(SPEED_COLUMNS) + ratio_columns(present_references(rows)),
+                                                 speed).encode())
     write_bytes_atomic(paths["bdrate"], _csv_text(list(BD_COLUMNS), bd).encode())
-    doc = {"meta": meta, "metrics": keys, "rows": rows, "summary": summary, "bd_rate": bd}
+    doc = {"meta": meta, "metrics": keys, "rows": [{**r, **row_speed(r)} for r in rows], "summary": summary,
+           "bd_rate": bd, "speed": speed}
     write_bytes_atomic(paths["json"], json.dumps(_json_safe(doc), indent=1).encode())
     plots = {}
     for k in keys:

@@ -1,35 +1,60 @@
-"""The `test` step: each test sequence goes through the real codec (bytes) and the rate estimate."""
+"""The `test` step: each test sequence goes through the real codec (bytes) and the rate estimate, GoP by GoP.
+
+The test split gives each sequence lazily (a `TestSequence` whose `iter_frames()` reads it again frame by
+frame); the rate estimate, the encoder and the metrics (reference read again beside the streaming decoder)
+each take one pass a few GoPs at a time, so memory does not grow with the sequence length. A whole
+sequence given as a tensor (1,3,N,H,W) (uint8, or float in [-1,1]) is accepted too.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from vvc_lightning.codec.gop import GopPlan
+from vvc_lightning.codec.gop import iter_gops
 from vvc_lightning.training.losses import bits
-from vvc_lightning.video.video_io import Video, frames_to_tensor, tensor_to_frames
+from vvc_lightning.video.video_io import frames_to_tensor, tensor_to_frames
 
 
 @torch.no_grad()
-def estimated_bits(model, frames: np.ndarray, gop: int, overlap: int, batch: int, quality: float | None = None) -> float:
-    """Likelihood-estimated bits of a sequence cut into the same (padded, overlapping) GoPs as the codec."""
-    n, h, w = frames.shape[:3]
-    plan = GopPlan(n, gop, overlap, model.backbone.temporal_stride)
-    s = model.backbone.spatial_stride
-    ph, pw = -(-h // s) * s - h, -(-w // s) * s - w
-    total = 0.0
-    clips = [frames_to_tensor(frames[plan.gop_indices(g)]) for g in range(plan.num_gops)]
-    for i in range(0, len(clips), batch):
-        x = torch.stack(clips[i : i + batch]).to(model.device)
-        x = torch.nn.functional.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")  # as the codec pads
-        out = model.codec(model.backbone.encode(x), quality)
-        total += float(bits(out.y_likelihoods) + bits(out.z_likelihoods))
+def estimated_bits(model, frames: Iterable[np.ndarray], gop: int, overlap: int, batch: int,
+                   quality: float | None = None) -> float:
+    """Likelihood-estimated bits of a sequence (uint8 frames (H,W,3), any iterable) cut into the same
+    (padded, overlapping) GoPs as the codec, `batch` GoPs at a time."""
+    total, chunk = 0.0, []
+    for gop_frames, _ in iter_gops(iter(frames), gop, overlap):
+        chunk.append(gop_frames)
+        if len(chunk) == batch:
+            total += _chunk_bits(model, chunk, quality)
+            chunk = []
+    if chunk:
+        total += _chunk_bits(model, chunk, quality)
     return total
 
 
-def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
-    """Code one whole sequence (1,3,N,H,W) at each of test.qualities (variable rate; metrics named
+def _chunk_bits(model, chunk: list[np.ndarray], quality: float | None) -> float:
+    h, w = chunk[0].shape[1:3]
+    s = model.backbone.spatial_stride
+    ph, pw = -(-h // s) * s - h, -(-w // s) * s - w
+    x = torch.stack([frames_to_tensor(c) for c in chunk]).to(model.device)
+    x = torch.nn.functional.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")  # as the codec pads
+    out = model.codec(model.backbone.encode(x), quality)
+    return float(bits(out.y_likelihoods) + bits(out.z_likelihoods))
+
+
+def sequence_frames(x: Tensor) -> np.ndarray:
+    """uint8 frames (N,H,W,3) of a test sequence (3,N,H,W): a view of a uint8 one, a rounded copy of a float one."""
+    if x.dtype == torch.uint8:
+        return x.cpu().permute(1, 2, 3, 0).numpy()
+    return tensor_to_frames(x)
+
+
+def run_test_sequence(model, x: Any, index: int) -> dict[str, float]:
+    """Code one whole sequence (lazy `TestSequence`, or a tensor (1,3,N,H,W)) at each of test.qualities (variable rate; metrics named
     test/NAME@qQ) or once; log real and estimated bpp and the quality metrics."""
     qualities = model.cfg.test.get("qualities")
     if not qualities:
@@ -40,35 +65,81 @@ def run_test_sequence(model, x: Tensor, index: int) -> dict[str, float]:
     return results
 
 
-def _run_at(model, x: Tensor, index: int, quality: float | None, suffix: str) -> dict[str, float]:
-    """One sequence at one quality; returns and logs the results (keys + suffix)."""
-    from vvc_lightning.codec.video_codec import VideoCodec
-    from vvc_lightning.evaluation.metrics import VideoMetrics
+def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Frames stacked `size` at a time (the last stack may be shorter)."""
+    buf: list[np.ndarray] = []
+    for f in frames:
+        buf.append(f)
+        if len(buf) == size:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
 
-    cfg = model.cfg.test
+
+def _frame_source(x: Any) -> Callable[[], Iterator[np.ndarray]]:
+    """A function giving a fresh iterator over the sequence's uint8 frames (H,W,3) at each call."""
+    if hasattr(x, "iter_frames"):
+        return x.iter_frames
     if x.shape[0] != 1:
         raise ValueError(f"the test split must give one whole sequence per batch, got a batch of {x.shape[0]}")
-    frames = tensor_to_frames(x[0])
-    n, h, w = frames.shape[:3]
-    pixels = n * h * w
+    frames = sequence_frames(x[0])
+    return lambda: iter(frames)
+
+
+class _Count:
+    """Counts the frames (and notes their size) of an iterator as it is read."""
+
+    def __init__(self, frames: Iterator[np.ndarray]) -> None:
+        self.frames, self.n, self.shape = frames, 0, (0, 0)
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        for f in self.frames:
+            self.n += 1
+            self.shape = f.shape[:2]
+            yield f
+
+
+def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> dict[str, float]:
+    """One sequence at one quality; returns and logs the results (keys + suffix)."""
+    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.errors import FrameCountError
+    from vvc_lightning.evaluation.metrics import VideoMetrics
+    from vvc_lightning.evaluation.metrics.stream import StreamingScores
+
+    cfg = model.cfg.test
+    source = _frame_source(x)
     dm = getattr(model.trainer, "datamodule", None) if model._trainer is not None else None
     fps_list = getattr(dm, "test_fps", None) or []
     fps = float(fps_list[index]) if index < len(fps_list) else 25.0
     gop, overlap, batch = model.gop, int(cfg.overlap), int(cfg.batch)
-    results: dict[str, float] = {
-        "bpp_estimate": estimated_bits(model, frames, gop, overlap, batch, quality) / pixels,
-        "frames": float(n),
-    }
-    rec = frames
+    counted = _Count(source())
+    estimate = estimated_bits(model, counted, gop, overlap, batch, quality)
+    n, (h, w) = counted.n, counted.shape
+    pixels = n * h * w
+    results: dict[str, float] = {"bpp_estimate": estimate / pixels, "frames": float(n)}
+    decoded: Iterable[np.ndarray] = source()
     if cfg.real_bytes:
         codec = VideoCodec(model, gop=gop, overlap=overlap, theta=float(cfg.theta), batch=batch, tile=cfg.tile,
                            quality=quality)
-        data = codec.encode(Video(frames, fps))
-        rec = codec.decode(data).frames
+        data = codec.encode_frames(source(), fps, n)
+        decoded = codec.decode_frames(data)
         results["bpp"] = len(data) * 8 / pixels
-    metrics = VideoMetrics(list(cfg.metrics), device=model.device)
-    metrics.update(frames_to_tensor(frames)[None], frames_to_tensor(rec)[None])
-    results.update(metrics.compute())
+    scores = StreamingScores(VideoMetrics(list(cfg.metrics), device=model.device).metrics.values(), what="test")
+    try:
+        reference, done, same = _chunks(source(), gop), 0, True
+        for rec in _chunks(decoded, gop):
+            ref = next(reference, None)
+            same = ref is not None and len(ref) == len(rec)
+            if not same:
+                break
+            scores.update(ref, rec)
+            done += len(rec)
+        if not same or done != n:
+            raise FrameCountError(f"test: the decoded video and the reference ({n} frames) differ in frame count")
+        results.update(scores.means())
+    finally:
+        scores.close()
     results = {f"{k}{suffix}": v for k, v in results.items()}
     model.log_dict({f"test/{k}": v for k, v in results.items()}, on_step=False, on_epoch=True, batch_size=1)
     return results

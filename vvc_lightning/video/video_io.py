@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
-import os
 import re
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,8 +12,9 @@ import numpy as np
 import torch
 
 from vvc_lightning.errors import VVCError
-from vvc_lightning.video.colour import rgb_to_yuv420, yuv420_to_rgb
-from vvc_lightning.video.output_paths import PNG_SUFFIXES, VIDEO_SUFFIXES, cleanup_on_signals
+from vvc_lightning.video.atomic import atomic_path
+from vvc_lightning.video.colour import yuv420_to_rgb
+from vvc_lightning.video.video_writer import VideoWriter
 
 YUV_NAME = re.compile(r"(?P<w>\d+)x(?P<h>\d+)(?:_(?P<fps>\d+(?:\.\d+)?)(?:fps|hz)?)?", re.IGNORECASE)
 
@@ -103,11 +100,28 @@ def _iter_av(source, path_label: str) -> Iterator[tuple[np.ndarray, float]]:
             raise VVCError(f"'{path_label}' does not decode: {exc}") from exc
 
 
+def iter_png_folder(path: str | Path) -> Iterator[np.ndarray]:
+    """RGB uint8 frames of a folder of PNGs (as `decompress` writes them), in name order, read one at a time."""
+    import cv2
+
+    names = sorted(Path(path).glob("*.png"))
+    if not names:
+        raise VVCError(f"folder '{path}' holds no .png frame; give a video file or a folder of PNG frames")
+    for name in names:
+        bgr = cv2.imread(str(name), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise VVCError(f"'{name}' is not a readable PNG image")
+        yield np.ascontiguousarray(bgr[..., ::-1])
+
+
 def iter_video(path: str | Path, **yuv_kwargs) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H,W,3) of any video PyAV reads, or of a raw .yuv file."""
+    """RGB uint8 frames (H,W,3) of any video PyAV reads, a raw .yuv file or a PNG folder, read one at a time."""
     path = Path(path)
     if not path.exists():
         raise VVCError(f"video '{path}' does not exist")
+    if path.is_dir():
+        yield from iter_png_folder(path)
+        return
     if path.suffix.lower() == ".yuv":
         yield from iter_yuv(path, **yuv_kwargs)
         return
@@ -118,6 +132,8 @@ def iter_video(path: str | Path, **yuv_kwargs) -> Iterator[np.ndarray]:
 def video_fps(path: str | Path, default: float = 25.0) -> float:
     """The frame rate of a video file (from the name for .yuv)."""
     path = Path(path)
+    if path.is_dir():  # a PNG folder has no frame rate
+        return default
     if path.suffix.lower() == ".yuv":
         fps = parse_yuv_name(path.name)[2]
         return fps or default
@@ -164,122 +180,31 @@ def decode_video_bytes(data: bytes, label: str = "<bytes>") -> Video:
 
 
 # ------------------------------------------------------------------------------------------- writing
-@contextlib.contextmanager
-def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C or
-    SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied."""
-    path = Path(path)
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise VVCError(f"output folder '{parent}' does not exist; create it first")
-    if path.is_dir() or (is_dir and path.exists()):
-        raise VVCError(f"output '{path}' already exists as a folder or file; name a new one (nothing was changed)")
-    umask = os.umask(0)
-    os.umask(umask)
-    with cleanup_on_signals():
-        if is_dir:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
-            os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; give the folder the usual permissions
-        else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=parent)
-            os.close(fd)
-            tmp = Path(name)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
-        try:
-            yield tmp
-            if is_dir and path.exists():
-                raise VVCError(f"output '{path}' appeared while writing; the new copy was not moved onto it")
-            os.replace(tmp, path)
-        except BaseException:
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
-            raise
-
-
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` so that no partial file is ever visible."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def _write_mp4(path: Path, frames: np.ndarray, fps: float, crf: int) -> None:
-    from fractions import Fraction
-
-    import av
-
-    h, w = frames.shape[1:3]
-    with av.open(str(path), "w", format="mp4") as c:
-        s = c.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        s.width, s.height = w + (w % 2), h + (h % 2)
-        s.pix_fmt = "yuv420p"
-        s.options = {"crf": str(crf), "preset": "medium"}
-        for f in frames:
-            if f.shape[0] != s.height or f.shape[1] != s.width:
-                f = np.pad(f, ((0, s.height - h), (0, s.width - w), (0, 0)), mode="edge")
-            for pkt in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
-                c.mux(pkt)
-        for pkt in s.encode():
-            c.mux(pkt)
-
-
-def _write_y4m(path: Path, frames: np.ndarray, fps: float, matrix: str, rng: str) -> None:
-    from fractions import Fraction
-
-    h, w = frames.shape[1:3]
-    fr = Fraction(fps).limit_denominator(1001)
-    with open(path, "wb") as f:
-        colour_range = "XCOLORRANGE=LIMITED" if rng == "limited" else "XCOLORRANGE=FULL"
-        f.write(f"YUV4MPEG2 W{w} H{h} F{fr.numerator}:{fr.denominator} Ip A1:1 C420 {colour_range}\n".encode())
-        for frame in frames:
-            if h % 2 or w % 2:
-                frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-            y, u, v = rgb_to_yuv420(frame, matrix, rng)
-            f.write(b"FRAME\n")
-            f.write(y[:h, :w].tobytes())
-            f.write(u.tobytes())
-            f.write(v.tobytes())
-
-
 def write_video(
     path: str | Path,
-    frames: np.ndarray,
+    frames: Iterable[np.ndarray],
     fps: float,
     crf: int = 12,
     matrix: str | None = None,
     rng: str = "limited",
 ) -> Path:
-    """Write RGB uint8 frames (N,H,W,3) as .mp4 (H.264), .y4m (4:2:0), .yuv, or a folder of PNGs.
+    """Write RGB uint8 frames (an (N,H,W,3) array or any iterable of (H,W,3)) as .mp4 (H.264), .y4m (4:2:0),
+    .yuv, or a folder of PNGs, frame by frame and atomically; returns the path written.
 
     Colour: .y4m carries no matrix tag and FFmpeg and most players read it as BT.601, so .y4m defaults to
     BT.601; raw .yuv defaults to BT.709 (as the HEVC/UVG test sets); limited range unless `rng` says full.
     """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in VIDEO_SUFFIXES + PNG_SUFFIXES:
-        raise VVCError(f"cannot write '{path}': use .mp4, .mov, .mkv, .y4m, .yuv or a new folder name for PNGs")
-    if suffix in PNG_SUFFIXES:
-        import cv2
-
-        target = path.with_suffix("") if suffix == ".png" else path
-        with atomic_path(target, is_dir=True) as tmp:
-            for i, f in enumerate(frames):
-                cv2.imwrite(str(tmp / f"{i:05d}.png"), np.ascontiguousarray(f[..., ::-1]))
-        return target
-    with atomic_path(path) as tmp:
-        if suffix in (".mp4", ".mov", ".mkv"):
-            _write_mp4(tmp, frames, fps, crf)
-        elif suffix == ".y4m":
-            _write_y4m(tmp, frames, fps, matrix or "bt601", rng)
-        elif suffix == ".yuv":
-            with open(tmp, "wb") as f:
-                for frame in frames:
-                    for plane in rgb_to_yuv420(frame, matrix or "bt709", rng):
-                        f.write(plane.tobytes())
-        else:
-            raise VVCError(f"cannot write '{path}': use .mp4, .mkv, .y4m, .yuv or a folder for PNGs")
-    return path
+    size = tuple(frames.shape[1:3]) if isinstance(frames, np.ndarray) and frames.ndim == 4 else None
+    with VideoWriter(path, fps, crf=crf, matrix=matrix, rng=rng, size=size) as writer:
+        for frame in frames:
+            writer.write(frame)
+    return writer.path
 
 
 # --------------------------------------------------------------------------------- tensor conversion
