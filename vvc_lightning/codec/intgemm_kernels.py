@@ -28,31 +28,24 @@ def _quantize_one(v: float, limit: float) -> np.int32:
 
 
 @njit(cache=True, nogil=True)
-def _two_digits(q: np.int32, buf: np.ndarray, a: int, y: int, x: int, k: int, rest: np.ndarray, i: int, j: int) -> int:
-    """Write q's two lowest balanced digits to buf[:, a, y, x, k]; a non-zero rest to rest[a, i, j, k] (1 if so)."""
-    s = q + 64
-    buf[0, a, y, x, k] = (s & 127) - 64
-    s = (s >> 7) + 64
-    buf[1, a, y, x, k] = (s & 127) - 64
-    r = s >> 7
-    if r != 0:
-        rest[a, i, j, k] = r
-        return 1
-    return 0
-
-
-@njit(cache=True, nogil=True)
-def _put(
-    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float,
-    a: int, i: int, j: int, k: int, stats: np.ndarray,
+def _row(
+    src: np.ndarray, buf: np.ndarray, a: int, y: int, pw: int, k: int, rest: np.ndarray, i: int, limit: float,
+    stats: np.ndarray,
 ) -> None:
-    """One element of `quantize_digits`."""
-    value = x[a, k, i, j]
-    if value != value:
-        stats[2] = 1
-    if _two_digits(_quantize_one(value, limit), buf, a, i + ph, j + pw, k, rest, i, j):
-        stats[1] += 1
-        stats[0] = max(stats[0], abs(rest[a, i, j, k]))
+    """Digits of one row src (w,) of channel k of image a into buf[:, a, y, pw:pw + w, k]; rests into rest[a, i]."""
+    for j in range(src.shape[0]):
+        value = src[j]
+        if value != value:
+            stats[2] = 1
+        s = _quantize_one(value, limit) + 64
+        buf[0, a, y, j + pw, k] = (s & 127) - 64
+        s = (s >> 7) + 64
+        buf[1, a, y, j + pw, k] = (s & 127) - 64
+        r = s >> 7
+        if r != 0:
+            rest[a, i, j, k] = r
+            stats[1] += 1
+            stats[0] = max(stats[0], abs(r))
 
 
 @njit(cache=True, nogil=True)
@@ -62,20 +55,20 @@ def quantize_digits(
     """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
     at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).
 
-    Returns (max |rest|, count of non-zero rests, NaN seen). `channels_last`: visit the channel innermost."""
+    Returns (max |rest|, count of non-zero rests, NaN seen). One image row at a time (the row's digits stay
+    in cache); `channels_last`: x's channel is its innermost dimension, so read it through a transposed view."""
     n, c, h, w = x.shape
     stats = np.zeros(3, np.int64)  # max |rest|, wide count, NaN seen
+    row = np.empty(w, np.float64)
     for a in range(n):
-        if channels_last:
-            for i in range(h):
-                for j in range(w):
-                    for k in range(c):
-                        _put(x, buf, ph, pw, rest, limit, a, i, j, k, stats)
-        else:
+        for i in range(h):
             for k in range(c):
-                for i in range(h):
+                if channels_last:
                     for j in range(w):
-                        _put(x, buf, ph, pw, rest, limit, a, i, j, k, stats)
+                        row[j] = x[a, k, i, j]
+                    _row(row, buf, a, i + ph, pw, k, rest, i, limit, stats)
+                else:
+                    _row(x[a, k, i], buf, a, i + ph, pw, k, rest, i, limit, stats)
     top, wide, nan = stats[0], stats[1], stats[2] != 0
     return top, wide, nan
 
