@@ -16,10 +16,9 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
-import time
 from pathlib import Path
+
+from child_case import run_case  # benchmarks/ is on sys.path when a script runs
 
 FRAMES = 9
 
@@ -60,28 +59,6 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
     }
 
 
-def _run(before: str | None, backbone: str, size: str, batch: int, timeout: float) -> dict:
-    env = dict(os.environ)
-    if before:
-        env["PYTHONPATH"] = before + os.pathsep + env.get("PYTHONPATH", "")
-    load0 = os.getloadavg()
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run(
-            [sys.executable, __file__, "--one", backbone, size, str(batch)],
-            env=env, capture_output=True, text=True, check=False, cwd=Path(__file__).resolve().parent.parent,
-            timeout=timeout,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s", "load_average": {"start": load0, "end": os.getloadavg()}}
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_seconds"] = time.perf_counter() - t0
-    result["load_average"] = {"start": load0, "end": os.getloadavg()}  # (1, 5, 15 min), as `uptime` shows
-    return result
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", help="checkout of the 'before' version (its repository root)")
@@ -107,7 +84,7 @@ def main() -> None:
         for label, path in (("before", args.before), ("after", None)):
             if label == "before" and not path:
                 continue
-            row[label] = _run(path, backbone, size, args.batch, args.timeout)
+            row[label] = run_case(__file__, ["--one", backbone, size, str(args.batch)], path, args.timeout)
             print(case, label, json.dumps(row[label])[:400], flush=True)
         if "before" in row and "error" not in row["before"] and "error" not in row["after"]:
             b, a = row["before"], row["after"]

@@ -28,11 +28,11 @@ import argparse
 import json
 import os
 import platform
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from child_case import run_case  # benchmarks/ is on sys.path when a script runs
 
 CASES = ["zoo:720x400", "lean_vae:720x400", "zoo:1280x720", "lean_vae:1280x720", "cv_vae:720x400"]
 FRAMES = {"zoo": 9, "lean_vae": 9, "cv_vae": 5}  # one GoP each (cv_vae: 3 TMAC per 720x400 frame)
@@ -232,22 +232,8 @@ def _classic(width: int, height: int, n: int) -> dict:
 
 
 def _child(args: list[str], path: str | None, timeout: float) -> dict:
-    env = dict(os.environ)
-    if path:
-        env["PYTHONPATH"] = path + os.pathsep + env.get("PYTHONPATH", "")
-    load0 = os.getloadavg()
-    t0 = time.perf_counter()
-    try:
-        proc = subprocess.run([sys.executable, __file__, *args], env=env, capture_output=True, text=True,
-                              check=False, cwd=Path(__file__).resolve().parent.parent, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s", "load_average": {"start": load0, "end": os.getloadavg()}}
-    if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    result["wall_seconds"] = time.perf_counter() - t0
-    result["load_average"] = {"start": load0, "end": os.getloadavg()}  # (1, 5, 15 min), as `uptime` shows
-    return result
+    """This script with `args` in a fresh process (`path`: a checkout first on PYTHONPATH)."""
+    return run_case(__file__, args, path, timeout)
 
 
 def _derive(row: dict, conv: float, classic: dict) -> None:
