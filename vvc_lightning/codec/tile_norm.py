@@ -281,16 +281,25 @@ def run_tiled(model: nn.Module, fn: Any, items: torch.Tensor, grid: TileGrid, go
     return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
+def run_on_tiles(model: nn.Module, fn: Any, x: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid, batch: int,
+                 passes: int | None = None) -> torch.Tensor:
+    """`fn` on the tiles of x (G,C,T,H,W), `batch` GoP-tiles per call (shared norms), blended on `out_grid`.
+
+    One grid is in pixels, the other in latent units (encode: pixels -> latent; decode: the reverse)."""
+    g = x.shape[0]
+    tiles = in_grid.split(x)  # per tile (G,C,T,th,tw)
+    stacked = torch.cat(tiles) if len(tiles) > 1 else tiles[0]  # tile-major: item = tile * G + gop
+    latent = in_grid if in_grid.ys.length < out_grid.ys.length else out_grid
+    out = run_tiled(model, fn, stacked, latent, g, batch, passes)
+    return out_grid.merge([out[k * g : (k + 1) * g] for k in range(in_grid.count)])
+
+
 def tiled_round_trip(backbone: nn.Module, x: torch.Tensor, tile: int, overlap: int, passes: int | None = None,
                      batch: int = 2) -> torch.Tensor:
     """Encode then decode frames (G,3,T,H,W) through tiles as the codec does (tile 0: whole frames), no quantization."""
     stride = int(backbone.spatial_stride)
     grid = plan_tiles(x.shape[-2], x.shape[-1], tile, overlap, stride)
-    latent, g = grid.scaled(stride), x.shape[0]
-
-    def run(fn: Any, inp: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid) -> torch.Tensor:
-        out = run_tiled(backbone, fn, torch.cat(in_grid.split(inp)), latent, g, batch, passes)
-        return out_grid.merge([out[k * g : (k + 1) * g] for k in range(in_grid.count)])
-
+    latent = grid.scaled(stride)
     with torch.no_grad():
-        return run(backbone.decode, run(backbone.encode, x, grid, latent), latent, grid)
+        z = run_on_tiles(backbone, backbone.encode, x, grid, latent, batch, passes)
+        return run_on_tiles(backbone, backbone.decode, z, latent, grid, batch, passes)

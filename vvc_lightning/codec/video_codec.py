@@ -39,7 +39,7 @@ from vvc_lightning.codec.determinism import batch_invariant, model_identity
 from vvc_lightning.codec.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.codec.memory import DEFAULT_MAX_MEMORY, MemoryModel, Plan, parse_bytes, plan_budget
 from vvc_lightning.codec.symbol_check import SymbolCheckError, bind_to_gop
-from vvc_lightning.codec.tile_norm import default_overlap, run_tiled
+from vvc_lightning.codec.tile_norm import default_overlap, run_on_tiles
 from vvc_lightning.codec.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, decoded_bytes_limit
@@ -171,15 +171,11 @@ class VideoCodec:
 
         Tiled runs normalise with whole-frame statistics (`self.norm_passes` extra passes, see tile_norm).
         """
-        tiles = in_grid.split(x)  # per tile (G,C,T,th,tw)
-        g = x.shape[0]
-        stacked = torch.cat(tiles) if len(tiles) > 1 else tiles[0]  # tile-major: item = tile * G + gop
-        latent_grid = in_grid if in_grid.ys.length < out_grid.ys.length else out_grid
         start = time.perf_counter()
         with batch_invariant(self.backbone):
-            out = run_tiled(self.backbone, fn, stacked, latent_grid, g, items or self.batch, self.norm_passes)
+            out = run_on_tiles(self.backbone, fn, x, in_grid, out_grid, items or self.batch, self.norm_passes)
         self._tick("backbone", start)
-        return out_grid.merge([out[k * g : (k + 1) * g] for k in range(in_grid.count)])
+        return out
 
     # ------------------------------------------------------------------------------- encode
     def encode(self, video: Video) -> bytes:
