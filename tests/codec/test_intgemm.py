@@ -81,6 +81,18 @@ def test_weights_near_the_bound_keep_float64_and_nan_inputs_propagate():
     assert torch.equal(fast.isnan(), ref.isnan()) and fast.isnan().any()
 
 
+def test_scratch_made_in_inference_mode_serves_later_no_grad_calls():
+    """Lightning's test/validate run in inference mode, the codec under no_grad: the reused scratch buffers
+    must work in both, in either order."""
+    layer = int_conv(24, 16, 5).eval()
+    x = _inputs((1, 24, 40, 40), 3)["narrow"]
+    intgemm._scratch.__dict__.clear()  # the next call allocates its buffers inside inference mode
+    with torch.inference_mode():
+        first = layer(x)
+    fast, ref = _both(layer, x)
+    assert torch.equal(fast, ref) and torch.equal(first, ref)
+
+
 def test_digits_round_trip_and_count():
     v = torch.tensor([0, 63, 64, -64, -65, 8127, 8128, -8256, -8257, 2**22, -(2**22)], dtype=torch.int32)
     for n in range(1, 5):
