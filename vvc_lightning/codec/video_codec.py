@@ -192,7 +192,7 @@ class VideoCodec:
         with _inference(model):
             identity = model_identity(model)
             chunk: list[np.ndarray] = []
-            counter = _Counter(frames)
+            counter = FrameCounter(frames)
             for gop_frames, _ in iter_gops(counter, self.gop, self.overlap):
                 chunk.append(gop_frames)
                 if len(chunk) >= self._gops_per_pass(*gop_frames.shape[1:3]):
@@ -401,11 +401,11 @@ class VideoCodec:
         }
 
 
-class _Counter:
-    """Iterates over frames, counts them and checks that they are RGB uint8 of one size."""
+class FrameCounter:
+    """Iterates over frames, counts them, notes their (H, W) and checks that they are RGB uint8 of one size."""
 
     def __init__(self, frames: Iterable[np.ndarray]) -> None:
-        self.frames, self.count = frames, 0
+        self.frames, self.count, self.shape = frames, 0, (0, 0)
 
     def __iter__(self) -> Iterator[np.ndarray]:
         first = None
@@ -414,6 +414,7 @@ class _Counter:
                 first = f.shape
                 if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
                     raise VVCError(f"frames must be RGB uint8 (H,W,3), got {f.dtype} {f.shape}")
+                self.shape = f.shape[:2]
             elif f.shape != first:
                 raise VVCError(f"frame {self.count} is {f.shape[1]}x{f.shape[0]}, the first was {first[1]}x{first[0]}")
             self.count += 1

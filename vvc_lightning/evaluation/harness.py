@@ -169,31 +169,20 @@ class Harness:
         """Read the decoded frames once, a GoP-sized chunk at a time: per-frame metric values, the decoded
         frames' set-metric features (saved to the cache) when wanted, and the middle frame (for the crop)."""
         from vvc_lightning.errors import FrameCountError
-        from vvc_lightning.evaluation.metrics.stream import StreamingScores
+        from vvc_lightning.evaluation.metrics.stream import StreamingScores, frame_chunks
 
         metrics = [m for m in (self.vm.metrics.values() if self.vm else []) if m.key in frame_keys]
         first_set = next(iter(self.set_metrics.values()), None)
         scores = StreamingScores(metrics + ([first_set] if want_features else []), set_ref=False, what=what)
-        n, mid, middle, done, buf = seq.frames.shape[0], seq.frames.shape[0] // 2, None, 0, []
-
-        def flush() -> None:
-            nonlocal done
-            rec = np.stack(buf)
-            buf.clear()
-            if done + len(rec) > n:
-                raise FrameCountError(f"{what}: the decoded video has more frames than the reference's {n}")
-            scores.update(seq.frames[done : done + len(rec)], rec)
-            done += len(rec)
-
+        n, mid, middle, done = seq.frames.shape[0], seq.frames.shape[0] // 2, None, 0
         try:
-            for f in coded.iter_frames():
-                if done + len(buf) == mid:
-                    middle = np.array(f)
-                buf.append(f)
-                if len(buf) == STREAM_CHUNK:
-                    flush()
-            if buf:
-                flush()
+            for rec in frame_chunks(coded.iter_frames(), STREAM_CHUNK):
+                if done + len(rec) > n:
+                    raise FrameCountError(f"{what}: the decoded video has more frames than the reference's {n}")
+                if done <= mid < done + len(rec):
+                    middle = np.array(rec[mid - done])
+                scores.update(seq.frames[done : done + len(rec)], rec)
+                done += len(rec)
             if done != n:
                 raise FrameCountError(
                     f"{what}: the decoded video has {done} frames but the reference has {n}; compare the same "

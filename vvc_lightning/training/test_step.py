@@ -65,18 +65,6 @@ def run_test_sequence(model, x: Any, index: int) -> dict[str, float]:
     return results
 
 
-def _chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Frames stacked `size` at a time (the last stack may be shorter)."""
-    buf: list[np.ndarray] = []
-    for f in frames:
-        buf.append(f)
-        if len(buf) == size:
-            yield np.stack(buf)
-            buf = []
-    if buf:
-        yield np.stack(buf)
-
-
 def _frame_source(x: Any) -> Callable[[], Iterator[np.ndarray]]:
     """A function giving a fresh iterator over the sequence's uint8 frames (H,W,3) at each call."""
     if hasattr(x, "iter_frames"):
@@ -87,25 +75,12 @@ def _frame_source(x: Any) -> Callable[[], Iterator[np.ndarray]]:
     return lambda: iter(frames)
 
 
-class _Count:
-    """Counts the frames (and notes their size) of an iterator as it is read."""
-
-    def __init__(self, frames: Iterator[np.ndarray]) -> None:
-        self.frames, self.n, self.shape = frames, 0, (0, 0)
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        for f in self.frames:
-            self.n += 1
-            self.shape = f.shape[:2]
-            yield f
-
-
 def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> dict[str, float]:
     """One sequence at one quality; returns and logs the results (keys + suffix)."""
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.video_codec import FrameCounter, VideoCodec
     from vvc_lightning.errors import FrameCountError
     from vvc_lightning.evaluation.metrics import VideoMetrics
-    from vvc_lightning.evaluation.metrics.stream import StreamingScores
+    from vvc_lightning.evaluation.metrics.stream import StreamingScores, frame_chunks
 
     cfg = model.cfg.test
     source = _frame_source(x)
@@ -113,9 +88,9 @@ def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> di
     fps_list = getattr(dm, "test_fps", None) or []
     fps = float(fps_list[index]) if index < len(fps_list) else 25.0
     gop, overlap, batch = model.gop, int(cfg.overlap), int(cfg.batch)
-    counted = _Count(source())
+    counted = FrameCounter(source())
     estimate = estimated_bits(model, counted, gop, overlap, batch, quality)
-    n, (h, w) = counted.n, counted.shape
+    n, (h, w) = counted.count, counted.shape
     pixels = n * h * w
     results: dict[str, float] = {"bpp_estimate": estimate / pixels, "frames": float(n)}
     decoded: Iterable[np.ndarray] = source()
@@ -127,8 +102,8 @@ def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> di
         results["bpp"] = len(data) * 8 / pixels
     scores = StreamingScores(VideoMetrics(list(cfg.metrics), device=model.device).metrics.values(), what="test")
     try:
-        reference, done, same = _chunks(source(), gop), 0, True
-        for rec in _chunks(decoded, gop):
+        reference, done, same = frame_chunks(source(), gop), 0, True
+        for rec in frame_chunks(decoded, gop):
             ref = next(reference, None)
             same = ref is not None and len(ref) == len(rec)
             if not same:

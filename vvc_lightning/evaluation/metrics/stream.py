@@ -10,7 +10,7 @@ in memory) because libvmaf's motion feature looks across frames.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,18 @@ import torch
 from torch import Tensor
 
 from vvc_lightning.evaluation.metrics.base import VideoMetric, check_sequences, frames_to_u8, u8_to_frames
+
+
+def frame_chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
+    """Frames (H,W,3) stacked `size` at a time (the last stack may be shorter), as `StreamingScores.update` takes them."""
+    buf: list[np.ndarray] = []
+    for f in frames:
+        buf.append(f)
+        if len(buf) == size:
+            yield np.stack(buf)
+            buf = []
+    if buf:
+        yield np.stack(buf)
 
 
 class StreamingScores:
