@@ -17,7 +17,22 @@ def _both(layer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.
         fast = layer(x)
         with intgemm.disabled():
             ref = layer(x)
+        if intgemm.karatsuba_exact():  # the four-product form gives the same integers
+            with intgemm.disabled(karatsuba_only=True):
+                assert torch.equal(layer(x).nan_to_num(7.0), fast.nan_to_num(7.0))
     return fast, ref
+
+
+def _layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """x as NCHW, channels-last, and channels-last cropped from a wider row (a convolution's padded-width output)."""
+    n, c, h, w = x.shape
+    wide = torch.full((n, h, w + 3, c), float("nan"), dtype=x.dtype)  # the crop must never read the margin
+    wide[:, :, :w] = x.permute(0, 2, 3, 1)
+    return {
+        "nchw": x,
+        "channels_last": x.contiguous(memory_format=torch.channels_last),
+        "cropped": wide[:, :, :w].permute(0, 3, 1, 2),
+    }
 
 
 def _inputs(shape: tuple[int, ...], seed: int) -> dict[str, torch.Tensor]:
@@ -61,10 +76,11 @@ def test_int8_path_equals_float64_reference_at_the_extremes(make, shape, scale):
     layer = make().eval()
     _extreme_weights(layer, scale, seed=int(scale * 10))
     for kind, x in _inputs(shape, seed=len(shape) + int(scale)).items():
-        fast, ref = _both(layer, x)
-        assert fast.shape == ref.shape and fast.dtype == ref.dtype == torch.float64
-        assert torch.equal(fast, ref), f"{kind} inputs differ"
-        assert not fast.isnan().any()
+        for layout, xl in _layouts(x).items():
+            fast, ref = _both(layer, xl)
+            assert fast.shape == ref.shape and fast.dtype == ref.dtype == torch.float64
+            assert torch.equal(fast, ref), f"{kind} inputs ({layout}) differ"
+            assert not fast.isnan().any()
 
 
 def test_weights_near_the_bound_keep_float64_and_nan_inputs_propagate():
@@ -91,6 +107,52 @@ def test_scratch_made_in_inference_mode_serves_later_no_grad_calls():
         first = layer(x)
     fast, ref = _both(layer, x)
     assert torch.equal(fast, ref) and torch.equal(first, ref)
+
+
+@pytest.mark.parametrize("sums", [False, True])
+def test_pixel_kernel_equals_the_generic_one(sums):
+    """quantize_pixels (channels-last, vectorised) writes the same digits, digit sums, rests and statistics as
+    quantize_digits, on narrow, wide, clamped and NaN values, with padding and a cropped row."""
+    from vvc_lightning.codec import intgemm_kernels as kernels
+
+    g = torch.Generator().manual_seed(5)
+    n, c, h, w, margin = 2, 19, 7, 6, 3
+    x = torch.randn((n, h, w + margin, c), generator=g, dtype=torch.float64) * 0.7
+    pick = torch.rand(x.shape, generator=g) < 0.05
+    x[pick] = (torch.rand(int(pick.sum()), generator=g, dtype=torch.float64) * 2 - 1) * 1100
+    x[0, 3, 2, 5] = float("nan")
+    view = x[:, :, :w].permute(0, 3, 1, 2).numpy()  # (n, c, h, w) channels-last, cropped
+    for ph, pw in ((0, 0), (2, 1)):
+        outs = []
+        for run in (0, 1):
+            buf = np.zeros((2 + sums, n, h + 2 * ph + 1, w + 2 * pw, c), np.int8)
+            rest = np.zeros((n, h, w, c), np.int32)
+            if run == 0:
+                stats = kernels.quantize_digits(view, buf, ph, pw, rest, 2.0**22, True)
+            else:
+                stats = kernels.quantize_pixels(x.numpy(), w, buf, ph, pw, rest, 2.0**22)
+            outs.append((stats, buf, rest))
+        (s0, b0, r0), (s1, b1, r1) = outs
+        assert s0 == s1 and s0[1] > 0 and s0[2]
+        assert np.array_equal(b0, b1) and np.array_equal(r0, r1)
+        if sums:
+            assert np.array_equal(b0[2], b0[0] + b0[1]) and b0[2].min() >= -128
+
+
+def test_split_among_threads_gives_the_same_output():
+    """The row-split kernels (quantisation, recombination) give the same output on 1 and 2 threads."""
+    layer = int_conv(24, 16, 5, relu=True).eval()
+    x = _inputs((2, 24, 40, 40), 4)["sparse"]
+    before = torch.get_num_threads()
+    try:
+        outs = []
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            with torch.no_grad():
+                outs.append(layer(x.contiguous(memory_format=torch.channels_last)))
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(outs[0], outs[1])
 
 
 def test_digits_round_trip_and_count():

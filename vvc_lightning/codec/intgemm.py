@@ -28,6 +28,13 @@ than a float64 convolution on a CPU. Why it is exact, for every input the clamp 
    most L1 * (8256 + 2**22 + 8256) in magnitude; `DigitWeights` requires L1 * (2**22 + 2**15) < 2**53
    (else the layer keeps float64), so each addition is exact.
 
+5. Three products instead of four (Karatsuba). With two digits on both sides (the usual case) the
+   middle term X0 W1 + X1 W0 is (X0 + X1)(W0 + W1) - X0 W0 - X1 W1, so acc = 128 S - 127 P00 + 16256 P11
+   with S = (X0 + X1)(W0 + W1). The digit sums lie in [-128, 126] (int8), |S| <= K * 2**14 < 2**31 for
+   K < 2**17, and every float64 term and partial sum of the combination is an integer below 2**53. A CPU
+   whose int8 kernel pairs products in saturating int16 (no VNNI) would fail on such operands: this form is
+   used only where the probe also passes on 8-bit extremes (`karatsuba_exact`), else four products.
+
 Hence the result equals the float64 convolution's to the bit, and the digit counts and the sparse/dense
 choice (both taken from the data) cannot change it. As defence in depth a one-time probe compares
 `_int_mm` with float64 on extreme digits and disables this path if it ever differs. Only CPU tensors
@@ -36,10 +43,12 @@ take this path (`available`); on other devices the float64 convolution stays.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
+import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -58,6 +67,7 @@ _EXACT_LIMIT = 2.0**53
 _NO_BIAS = np.zeros(1)
 ACT_LIMIT_INT = float(2**22)  # intnet's activation clamp (1024 on the 2**-12 grid), as an integer
 _scratch = threading.local()
+_MIN_ROWS = 64  # rows of work below which a kernel is not split among threads
 
 
 def digits_needed(max_abs: int) -> int:
@@ -91,17 +101,25 @@ def int8_gemm_exact() -> bool:
     return _probe(torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled())
 
 
+def karatsuba_exact() -> bool:
+    """Whether `_int_mm` is also exact on digit sums (8-bit operands in [-128, 126]): three-GEMM products."""
+    onednn = torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
+    return _karatsuba and _probe(onednn) and _probe(onednn, 2 * _HALF)
+
+
 @functools.cache
-def _probe(onednn: bool) -> bool:
+def _probe(onednn: bool, half: int = _HALF) -> bool:
+    """`_int_mm` against float64 on operands in [-half, half - 1] (their extremes, all of one sign included)."""
     if not hasattr(torch, "_int_mm"):
         return False
     g = torch.Generator().manual_seed(0)
+    top = half - 1 if half < 128 else 126  # digit sums reach 126 at most
     try:
-        for m, k, n in ((1, 3, 1), (37, 200, 24), (300, 3200, 256)):
-            a = torch.randint(-_HALF, _HALF, (m, k), generator=g, dtype=torch.int8)
-            b = torch.randint(-_HALF, _HALF, (k, n), generator=g, dtype=torch.int8)
-            a[0], b[:, 0] = -_HALF, -_HALF  # the largest products, all of one sign
-            a[-1, ::2], b[::2, -1] = _HALF - 1, -_HALF
+        for m, k, n in ((1, 3, 1), (37, 200, 24), (300, 3200, 256), (64, MAX_K - 1, 8)):
+            a = torch.randint(-half, top + 1, (m, k), generator=g, dtype=torch.int8)
+            b = torch.randint(-half, top + 1, (k, n), generator=g, dtype=torch.int8)
+            a[0], b[:, 0] = -half, -half  # the largest products, all of one sign
+            a[-1, ::2], b[::2, -1] = top, -half
             if not torch.equal(torch._int_mm(a, b).double(), a.double() @ b.double()):
                 return False
     except RuntimeError:
@@ -110,6 +128,7 @@ def _probe(onednn: bool) -> bool:
 
 
 _enabled = True
+_karatsuba = True
 
 
 def available(x: Tensor) -> bool:
@@ -118,14 +137,19 @@ def available(x: Tensor) -> bool:
 
 
 @contextlib.contextmanager
-def disabled() -> Iterator[None]:
-    """Run the integer layers on their float64 reference path (tests, comparisons)."""
-    global _enabled
-    before, _enabled = _enabled, False
+def disabled(karatsuba_only: bool = False) -> Iterator[None]:
+    """Run the integer layers on their float64 reference path (tests, comparisons); `karatsuba_only`: keep
+    the int8 path but with four GEMMs per two-digit product instead of three."""
+    global _enabled, _karatsuba
+    before = _enabled, _karatsuba
+    if karatsuba_only:
+        _karatsuba = False
+    else:
+        _enabled = False
     try:
         yield
     finally:
-        _enabled = before
+        _enabled, _karatsuba = before
 
 
 class DigitWeights:
@@ -141,8 +165,11 @@ class DigitWeights:
         self.kernel, self.taps, self.per_tap, self.k, self.n = kernel, taps, per_tap, k, n
         w = w_mat.to(torch.int64)
         self.digits = digits_needed(int(w.abs().max()) if w.numel() else 0)
-        self.matrix = to_digits(w, self.digits).permute(1, 0, 2).reshape(k, self.digits * n).contiguous()
+        digits = to_digits(w, self.digits)
+        self.matrix = digits.permute(1, 0, 2).reshape(k, self.digits * n).contiguous()
         self.usable = k < MAX_K and l1 * (2.0**22 + 2.0**15) < _EXACT_LIMIT  # bounds of steps 2-4
+        # two-digit weights: W0, W1 and W0 + W1 (in [-128, 126]) for three-product GEMMs (step 5)
+        self.karatsuba = (digits[0], digits[1], digits[0] + digits[1]) if self.digits == DENSE else None
 
 
 def conv_weights(w_int: Tensor) -> DigitWeights:
@@ -181,43 +208,97 @@ def _buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
     return buf[:numel].view(shape)
 
 
-def exact_matmul(rows: Tensor, weights: DigitWeights, out: Tensor, epilogue: tuple | None = None) -> None:
+_pools: dict[tuple[int, int], concurrent.futures.ThreadPoolExecutor] = {}
+
+
+def split_rows(kernel: Callable[..., object], rows: int, *args: object) -> list[object]:
+    """kernel(*args, first, last) over row ranges that split [0, rows) among torch's thread count.
+
+    The kernels hold no GIL and write disjoint rows, so the ranges run in parallel and every element gets
+    the same operations as in one call (the results do not depend on the split). A pool is kept per
+    process and thread count (a forked child makes its own: the parent's threads do not survive a fork)."""
+    threads = min(torch.get_num_threads(), max(rows // _MIN_ROWS, 1))
+    if threads <= 1:
+        return [kernel(*args, 0, rows)]
+    key = (os.getpid(), threads)
+    pool = _pools.get(key)
+    if pool is None:
+        pool = _pools[key] = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="intgemm")
+    bounds = [rows * t // threads for t in range(threads + 1)]
+    jobs = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(threads)]
+    return [job.result() for job in jobs]
+
+
+def exact_matmul(
+    rows: Tensor, weights: DigitWeights, out: Tensor, epilogue: tuple | None = None, sums: bool = False
+) -> None:
     """out (M, N) float64 = the exact integer product of digit rows (nx, M, K) int8 and the weights.
 
+    sums: rows are (X0, X1, X0 + X1) of two-digit activations; with two-digit weights the product then takes
+    three GEMMs instead of four (`kernels.karatsuba`), else the sum plane is left out.
     epilogue (bias, lo, hi): out gets intnet's rescaled output of that sum instead (`kernels.horner`)."""
-    nx, m, _ = rows.shape
+    bias, lo, hi = epilogue if epilogue is not None else (_NO_BIAS, 0.0, 0.0)
+    m = rows.shape[1]
+    if sums and weights.karatsuba is not None:
+        p = _buffer("products", (3, m, weights.n), torch.int32)
+        for d in range(3):
+            torch._int_mm(rows[d], weights.karatsuba[d], out=p[d])
+        split_rows(kernels.karatsuba, m, p.numpy(), out.numpy(), bias, lo, hi, epilogue is not None)
+        return
+    nx = rows.shape[0] - int(sums)
     p = _buffer("products", (nx, m, weights.digits * weights.n), torch.int32)
     for d in range(nx):
         torch._int_mm(rows[d], weights.matrix, out=p[d])
-    bias, lo, hi = epilogue if epilogue is not None else (_NO_BIAS, 0.0, 0.0)
-    kernels.horner(p.numpy(), nx, weights.digits, out.numpy(), bias, lo, hi, epilogue is not None)
+    split_rows(kernels.horner, m, p.numpy(), nx, weights.digits, out.numpy(), bias, lo, hi, epilogue is not None)
 
 
 def _activation_digits(
-    x: Tensor, ph: int = 0, pw: int = 0, extra: int = 0
-) -> tuple[Tensor, tuple[Tensor, Tensor] | None] | None:
+    x: Tensor, ph: int = 0, pw: int = 0, extra: int = 0, sums: bool = False
+) -> tuple[Tensor, tuple[Tensor, Tensor] | None, bool] | None:
     """Activations (n, c, h, w) -> their int8 digits, zero-padded channels-last (nd, n, h + 2ph + extra, w + 2pw, c).
 
-    Quantised as intnet does (floor(x * 2**12 + 0.5), clamped to +-2**22). Returns (digits, wide): wide is
-    None when the digits hold every value, else (indexes (m, 4) (image, y, x, channel) of the values beyond
-    the DENSE digits, 128**DENSE * their rest as float64). None if x holds a NaN (float64 then)."""
+    Quantised as intnet does (floor(x * 2**12 + 0.5), clamped to +-2**22). Returns (digits, wide, with_sums):
+    wide is None when the digits hold every value, else (indexes (m, 4) (image, y, x, channel) of the values
+    beyond the DENSE digits, 128**DENSE * their rest as float64); with `sums` the DENSE digits are followed
+    by their sum (with_sums True) unless the digits went dense past DENSE. None if x holds a NaN (float64 then)."""
     n, c, h, w = x.shape
-    buf = np.zeros((DENSE, n, h + 2 * ph + extra, w + 2 * pw, c), np.int8)
+    buf = np.zeros((DENSE + int(sums), n, h + 2 * ph + extra, w + 2 * pw, c), np.int8)
     rest = np.zeros((n, h, w, c), np.int32)  # calloc: pages materialise only where a rest is written
     xd = x.detach().double()
-    top, wide_count, nan = kernels.quantize_digits(xd.numpy(), buf, ph, pw, rest, ACT_LIMIT_INT, _channels_last(xd))
+    if _channels_last(xd):
+        parts = split_rows(kernels.quantize_pixels, n * h, _pixel_rows(xd), w, buf, ph, pw, rest, ACT_LIMIT_INT)
+    else:
+        parts = split_rows(kernels.quantize_digits, n * h, xd.numpy(), buf, ph, pw, rest, ACT_LIMIT_INT, False)
+    top, wide_count, nan = max(p[0] for p in parts), sum(p[1] for p in parts), any(p[2] for p in parts)
     if nan:
         return None
     if wide_count == 0:
-        return torch.from_numpy(buf), None
+        return torch.from_numpy(buf), None, sums
     rest_t = torch.from_numpy(rest)
     if wide_count > SPARSE_LIMIT * rest.size:  # many wide values: their digits join the dense ones
         more = torch.zeros((digits_needed(top), n, h + 2 * ph + extra, w + 2 * pw, c), dtype=torch.int8)
         more[:, :, ph : ph + h, pw : pw + w] = to_digits(rest_t, more.shape[0])
-        return torch.cat([torch.from_numpy(buf), more]), None
+        return torch.cat([torch.from_numpy(buf[:DENSE]), more]), None, False
     where = rest_t.nonzero()
     wide = (where, rest_t[tuple(where.t())].double().mul_(_BASE**DENSE))
-    return torch.from_numpy(buf), wide
+    return torch.from_numpy(buf), wide, sums
+
+
+def _pixel_rows(x: Tensor) -> np.ndarray:
+    """Channels-last x (n, c, h, w) as a C-contiguous (n, h, W, c) array whose first w pixels of a row are x's.
+
+    A convolution's output cropped from its padded-width grid (W > w) is read in place; else x is copied
+    where it is not contiguous channels-last."""
+    n, c, h, w = x.shape
+    xl = x.permute(0, 2, 3, 1)
+    if xl.is_contiguous():
+        return xl.numpy()
+    s0, s1, s2, s3 = xl.stride()
+    row = s1 // c if c and s1 % c == 0 else 0
+    fits = xl.storage_offset() + n * h * row * c <= xl.untyped_storage().nbytes() // xl.element_size()
+    if s3 == 1 and s2 == c and row >= w and s0 == h * s1 and fits:
+        return torch.as_strided(xl, (n, h, row, c), (s0, s1, c, 1)).numpy()
+    return xl.contiguous().numpy()
 
 
 def _channels_last(x: Tensor) -> bool:
@@ -248,10 +329,10 @@ def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue:
     ho, wo = hp - kh + 1, wp - kw + 1
     rows = ho * wp  # outputs on the padded-width grid: output row r reads flat[r + tap offset]
     offsets = [i * wp + j for i, j in weights.taps]
-    split = _activation_digits(x, ph, pw, int(kw > 1))  # + a row: the last taps overrun the image
-    if split is None:
+    split = _activation_digits(x, ph, pw, int(kw > 1), karatsuba_exact() and weights.karatsuba is not None)
+    if split is None:  # (+ a row: the last taps overrun the image)
         return None
-    buf, wide = split
+    buf, wide, sums = split
     nd = buf.shape[0]
     flat = buf.view(nd, n, -1, c)
     acc = torch.empty((n * rows, o), dtype=torch.float64)
@@ -260,7 +341,7 @@ def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue:
     for g0 in range(0, n * rows, chunk):  # global rows (image * rows + r) in chunks
         g1 = min(n * rows, g0 + chunk)
         cols = flat.view(nd, n * rows, c)[:, g0:g1] if pointwise else _im2col(flat, offsets, rows, g0, g1)
-        exact_matmul(cols, weights, acc[g0:g1], epilogue if wide is None else None)
+        exact_matmul(cols, weights, acc[g0:g1], epilogue if wide is None else None, sums)
     if wide is not None:  # a wide value v at (img, y, x, ch) adds v * w[:, ch, i, j] to output row src - offset
         (img, y, x, ch), values = wide[0].t(), wide[1]
         src = (y + ph) * wp + x + pw
@@ -285,10 +366,10 @@ def conv_transpose2d(
     (kh, kw), o = weights.kernel, weights.n // (weights.kernel[0] * weights.kernel[1])
     ho = (h - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
     wo = (w - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
-    split = _activation_digits(x)
+    split = _activation_digits(x, sums=karatsuba_exact() and weights.karatsuba is not None)
     if split is None:
         return None
-    digits, wide = split
+    digits, wide, sums = split
     nd = digits.shape[0]
     digits = digits.view(nd, n * h * w, c)
     out = torch.zeros((n, ho, wo, o), dtype=torch.float64)
@@ -299,7 +380,7 @@ def conv_transpose2d(
     for g0 in range(0, n * h * w, chunk):
         g1 = min(n * h * w, g0 + chunk)
         acc = _buffer("contributions", (g1 - g0, weights.n), torch.float64)
-        exact_matmul(digits[:, g0:g1], weights, acc)
+        exact_matmul(digits[:, g0:g1], weights, acc, sums=sums)
         if wide is not None:  # a wide value v at (img, y, x, ch) adds v * w[ch] to its input position's row
             ok = (wide_rows >= g0) & (wide_rows < g1)
             acc.index_add_(0, wide_rows[ok] - g0, weights.per_tap[0][where[ok, 3]].mul_(values[ok, None]))

@@ -6,7 +6,8 @@ rounds the same, as x * 4096 is exact), so the results are bit-identical:
 - `quantize_digits`: x -> clamp(floor(x * 2**12 + 0.5), -2**22, 2**22), written as its two lowest
   balanced base-128 digits (int8) into a zero-padded channels-last buffer, the rest beyond them into a
   map that is touched only where it is non-zero; also whether a NaN was seen (the caller then keeps
-  float64, which propagates it);
+  float64, which propagates it); `quantize_pixels`: the same, faster, for channels-last input;
+- `karatsuba`: three int32 GEMM products of two-digit operands -> their exact float64 sum;
 - `horner`: int32 digit products -> the exact float64 sums (each step an integer below 2**53);
 - `scatter_transposed`: a transposed convolution's per-position contributions added into its output
   (what F.fold does; integers with partial sums below 2**53, so exact in any order);
@@ -28,48 +29,94 @@ def _quantize_one(v: float, limit: float) -> np.int32:
 
 
 @njit(cache=True, nogil=True)
-def _row(
-    src: np.ndarray, buf: np.ndarray, a: int, y: int, pw: int, k: int, rest: np.ndarray, i: int, limit: float,
-    stats: np.ndarray,
-) -> None:
-    """Digits of one row src (w,) of channel k of image a into buf[:, a, y, pw:pw + w, k]; rests into rest[a, i]."""
-    for j in range(src.shape[0]):
-        value = src[j]
-        if value != value:
-            stats[2] = 1
-        s = _quantize_one(value, limit) + 64
-        buf[0, a, y, j + pw, k] = (s & 127) - 64
-        s = (s >> 7) + 64
-        buf[1, a, y, j + pw, k] = (s & 127) - 64
-        r = s >> 7
-        if r != 0:
-            rest[a, i, j, k] = r
-            stats[1] += 1
-            stats[0] = max(stats[0], abs(r))
-
-
-@njit(cache=True, nogil=True)
 def quantize_digits(
-    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, channels_last: bool
+    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, channels_last: bool,
+    first: int = 0, last: int = -1,
 ) -> tuple[int, int, bool]:
     """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
     at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).
 
-    Returns (max |rest|, count of non-zero rests, NaN seen). One image row at a time (the row's digits stay
-    in cache); `channels_last`: x's channel is its innermost dimension, so read it through a transposed view."""
+    A third plane of buf, if there is one, gets the sum of the two digits (in [-128, 126]: `karatsuba`).
+    Returns (max |rest|, count of non-zero rests, NaN seen). Visits the image rows [first, last) of the n * h
+    (all by default; disjoint ranges may run on parallel threads: the kernel holds no GIL) in x's memory
+    order: `channels_last` (x's channel is its innermost dimension): pixel by pixel, a pixel's channels in
+    turn; else channel by channel along the image row."""
     n, c, h, w = x.shape
-    stats = np.zeros(3, np.int64)  # max |rest|, wide count, NaN seen
-    row = np.empty(w, np.float64)
-    for a in range(n):
-        for i in range(h):
+    last = n * h if last < 0 else last
+    sums = buf.shape[0] > 2
+    top, wide, nan = 0, 0, False
+    for g in range(first, last):
+        a, i = g // h, g % h
+        y = i + ph
+        for outer in range(w if channels_last else c):
+            inner = c if channels_last else w
+            src = x[a, :, i, outer] if channels_last else x[a, outer, i]
+            for m in range(inner):
+                j, k = (outer, m) if channels_last else (m, outer)
+                value = src[m]
+                nan |= value != value
+                s = _quantize_one(value, limit) + 64
+                buf[0, a, y, j + pw, k] = (s & 127) - 64
+                s = (s >> 7) + 64
+                buf[1, a, y, j + pw, k] = (s & 127) - 64
+                if sums:
+                    buf[2, a, y, j + pw, k] = buf[0, a, y, j + pw, k] + buf[1, a, y, j + pw, k]
+                r = s >> 7
+                if r != 0:
+                    rest[a, i, j, k] = r
+                    wide += 1
+                    top = max(top, abs(r))
+    return top, wide, nan
+
+
+@njit(cache=True, nogil=True)
+def quantize_pixels(
+    xl: np.ndarray, w: int, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, first: int = 0,
+    last: int = -1,
+) -> tuple[int, int, bool]:
+    """`quantize_digits` of channels-last activations, faster: xl (n, h, W, c) C-contiguous, of which the
+    pixels j < w are the image (W > w: a convolution's output on its padded-width grid, read in place).
+
+    Same digits, rests and statistics as `quantize_digits`. A pixel's channels are quantised into a
+    contiguous row first; where none of them needs more than the two digits (the usual case), its digits
+    are written by a loop without branches (vectorised)."""
+    n, h, _, c = xl.shape
+    last = n * h if last < 0 else last
+    sums = buf.shape[0] > 2
+    q = np.empty(c, np.int32)
+    top, wide, nan = 0, 0, False
+    for g in range(first, last):
+        a, i = g // h, g % h
+        for j in range(w):
+            src = xl[a, i, j]
+            largest, seen = 0, False
             for k in range(c):
-                if channels_last:
-                    for j in range(w):
-                        row[j] = x[a, k, i, j]
-                    _row(row, buf, a, i + ph, pw, k, rest, i, limit, stats)
-                else:
-                    _row(x[a, k, i], buf, a, i + ph, pw, k, rest, i, limit, stats)
-    top, wide, nan = stats[0], stats[1], stats[2] != 0
+                value = src[k]
+                seen |= value != value
+                q[k] = _quantize_one(value, limit)
+                largest = max(largest, abs(q[k]))
+            nan |= seen
+            b0, b1 = buf[0, a, i + ph, j + pw], buf[1, a, i + ph, j + pw]
+            if largest <= 8127:  # two digits hold every channel: no rest
+                for k in range(c):
+                    s = q[k] + 64
+                    b0[k] = (s & 127) - 64
+                    b1[k] = (((s >> 7) + 64) & 127) - 64
+            else:
+                for k in range(c):
+                    s = q[k] + 64
+                    b0[k] = (s & 127) - 64
+                    s = (s >> 7) + 64
+                    b1[k] = (s & 127) - 64
+                    r = s >> 7
+                    if r != 0:
+                        rest[a, i, j, k] = r
+                        wide += 1
+                        top = max(top, abs(r))
+            if sums:
+                b2 = buf[2, a, i + ph, j + pw]
+                for k in range(c):
+                    b2[k] = b0[k] + b1[k]
     return top, wide, nan
 
 
@@ -81,16 +128,19 @@ def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
 
 @njit(cache=True, nogil=True)
 def horner(
-    p: np.ndarray, nx: int, nw: int, out: np.ndarray, bias: np.ndarray, lo: float, hi: float, rescale: bool
+    p: np.ndarray, nx: int, nw: int, out: np.ndarray, bias: np.ndarray, lo: float, hi: float, rescale: bool,
+    first: int = 0, last: int = -1,
 ) -> None:
     """p (nx, m, nw * o) int32 digit products -> out (m, o) = sum_ij 128**(i + j) p[i, :, j] (exact).
 
     With `rescale`, out gets intnet's output clamp(floor((acc + bias) / 2**14 + 0.5) / 2**12, lo, hi)
     instead. Two digits each (the usual case): p00 + 128 * (p01 + p10) + 16384 * p11 in one pass, every
-    partial sum an integer below 2**44; otherwise Horner from the top digit pair (see `intgemm`)."""
+    partial sum an integer below 2**44; otherwise Horner from the top digit pair (see `intgemm`).
+    Rows [first, last) only (all by default): disjoint ranges may run on parallel threads."""
     _, m, wide = p.shape
     o = wide // nw
-    for r in range(m):
+    last = m if last < 0 else last
+    for r in range(first, last):
         row = out[r]
         if nx == 2 and nw == 2:
             p0, p1 = p[0, r], p[1, r]
@@ -105,6 +155,26 @@ def horner(
                     terms = p[i, r, (s - i) * o : (s - i + 1) * o]
                     for k in range(o):
                         row[k] += terms[k]
+        if rescale:
+            for k in range(o):
+                row[k] = _finish_one(row[k], bias[k], lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def karatsuba(
+    p: np.ndarray, out: np.ndarray, bias: np.ndarray, lo: float, hi: float, rescale: bool, first: int = 0,
+    last: int = -1,
+) -> None:
+    """p (3, m, o) int32: X0 W0, X1 W1, (X0 + X1)(W0 + W1) -> out (m, o) = X0 W0 + 128 (X0 W1 + X1 W0) + 16384 X1 W1.
+
+    The middle product is the third minus the first two, so acc = 128 p2 - 127 p0 + 16256 p1: integers whose
+    every partial sum is below 2**53 (|p2| < 2**31), so exact in float64. `rescale`, rows: as `horner`."""
+    _, m, o = p.shape
+    last = m if last < 0 else last
+    for r in range(first, last):
+        row, p0, p1, p2 = out[r], p[0, r], p[1, r], p[2, r]
+        for k in range(o):
+            row[k] = (128.0 * p2[k] - 127.0 * p0[k]) + 16256.0 * p1[k]
         if rescale:
             for k in range(o):
                 row[k] = _finish_one(row[k], bias[k], lo, hi)

@@ -284,7 +284,7 @@ class LatentCodec(nn.Module):
         z_cpu, eb_tables = z_sym.cpu(), _tables(eb)
         for i, enc in enumerate(encoders):
             part = z_cpu[i * t : (i + 1) * t]
-            digests[i].update(_flat(part))
+            digests[i].update(part.reshape(-1).numpy())
             enc.encode_with_indexes(_flat(part), _flat(_channel_indexes(part.shape)), *eb_tables)
         gc_tables = _tables(gc)
 
@@ -293,9 +293,9 @@ class LatentCodec(nn.Module):
             sel = symbols[..., positions].cpu()
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             for i, enc in enumerate(encoders):
-                part = _flat(sel[i * t : (i + 1) * t])
-                digests[i].update(part)
-                enc.encode_with_indexes(part, _flat(indexes[i * t : (i + 1) * t]), *gc_tables)
+                part = sel[i * t : (i + 1) * t].reshape(-1)
+                digests[i].update(part.numpy())
+                enc.encode_with_indexes(part.tolist(), _flat(indexes[i * t : (i + 1) * t]), *gc_tables)
             return symbols
 
         y_hat, _ = self.context.run(y, hyper, gc, "code", sink)

@@ -28,8 +28,8 @@ class SymbolDigest:
     def __init__(self) -> None:
         self.value = 0
 
-    def update(self, symbols: list[int]) -> None:
-        """Add symbols (a flat list of ints) to the digest."""
+    def update(self, symbols: object) -> None:
+        """Add symbols (a flat int32 array or a list of ints) to the digest."""
         self.value = zlib.crc32(np.asarray(symbols, dtype="<i4").tobytes(), self.value)
 
     def seal(self, string: bytes) -> bytes:
