@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from compressai.ans import BufferedRansEncoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.base import get_scale_table
 from compressai.models.utils import conv
@@ -30,7 +29,7 @@ from torch import Tensor, nn
 from vvc_lightning.codec.context_model import SpaceChannelContext, default_groups
 from vvc_lightning.codec.gain import GainUnits
 from vvc_lightning.codec.intnet import IntReLU, int_conv, int_deconv
-from vvc_lightning.codec.rans_bounded import BoundedRansDecoder, RansTables
+from vvc_lightning.codec.rans_bounded import BoundedRansDecoder, RansEncoder, RansTables
 from vvc_lightning.codec.symbol_check import SymbolDigest, open_payload
 from vvc_lightning.errors import BitstreamError, VVCError
 from vvc_lightning.ops import fold_time, unfold_time
@@ -279,23 +278,23 @@ class LatentCodec(nn.Module):
         z_sym = _symbols(z - eb._get_medians())
         z_hat = z_sym.double() + eb._get_medians().double()
         hyper = self._hyper(z_hat, h, w)
-        encoders = [BufferedRansEncoder() for _ in range(gops)]
+        encoders = [RansEncoder() for _ in range(gops)]
         digests = [SymbolDigest() for _ in range(gops)]  # per GoP: a CRC of every symbol it codes
-        z_cpu, eb_tables = z_sym.cpu(), _tables(eb)
+        z_cpu, eb_tables = z_sym.cpu(), _rans_tables(eb)
         for i, enc in enumerate(encoders):
             part = z_cpu[i * t : (i + 1) * t]
             digests[i].update(part.reshape(-1).numpy())
-            enc.encode_with_indexes(_flat(part), _flat(_channel_indexes(part.shape)), *eb_tables)
-        gc_tables = _tables(gc)
+            enc.encode_with_indexes(part.numpy(), _channel_indexes(part.shape).numpy(), eb_tables)
+        gc_tables = _rans_tables(gc)
 
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
             symbols = _symbols(residual)
             sel = symbols[..., positions].cpu()
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             for i, enc in enumerate(encoders):
-                part = sel[i * t : (i + 1) * t].reshape(-1)
-                digests[i].update(part.numpy())
-                enc.encode_with_indexes(part.tolist(), _flat(indexes[i * t : (i + 1) * t]), *gc_tables)
+                part = sel[i * t : (i + 1) * t].reshape(-1).numpy()
+                digests[i].update(part)
+                enc.encode_with_indexes(part, indexes[i * t : (i + 1) * t].numpy(), gc_tables)
             return symbols
 
         y_hat, _ = self.context.run(y, hyper, gc, "code", sink)
@@ -351,10 +350,6 @@ def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
     return torch.searchsorted(table, bounded.contiguous()).int()
 
 
-def _flat(x: Tensor) -> list[int]:
-    return x.reshape(-1).tolist()
-
-
 def _rans_tables(model: nn.Module) -> RansTables:
     """The model's CDF tables as numpy arrays, built once per table version (cached on the module)."""
     bufs = (model._quantized_cdf, model._cdf_length, model._offset)
@@ -369,11 +364,3 @@ def _rans_tables(model: nn.Module) -> RansTables:
 def _channel_indexes(shape: tuple[int, ...] | torch.Size) -> Tensor:
     n, c, h, w = shape
     return torch.arange(c, dtype=torch.int32).view(1, c, 1, 1).expand(n, c, h, w)
-
-
-def _tables(model: nn.Module) -> tuple[list[list[int]], list[int], list[int]]:
-    return (
-        model._quantized_cdf.tolist(),
-        model._cdf_length.reshape(-1).int().tolist(),
-        model._offset.reshape(-1).int().tolist(),
-    )

@@ -114,6 +114,122 @@ def _decode_kernel(
     return _OK, x, pos, indexes.shape[0]
 
 
+@njit(cache=True, nogil=True)
+def _plan_kernel(
+    symbols: np.ndarray, indexes: np.ndarray, cdfs: np.ndarray, sizes: np.ndarray, offsets: np.ndarray,
+    start: np.ndarray, freq: np.ndarray, raw: np.ndarray,
+) -> int:
+    """Each symbol's CDF interval (start, freq) and bypass value (raw, -1 if none); -1 if an index is bad, else
+    the number of coder steps they take (one per symbol, plus its bypass digits and their count)."""
+    n_cdfs = sizes.shape[0]
+    steps = 0
+    for i in range(symbols.shape[0]):
+        ci = indexes[i]
+        if ci < 0 or ci >= n_cdfs:
+            return -1
+        max_value = sizes[ci] - 2
+        value = np.int64(symbols[i]) - offsets[ci]
+        r = np.int64(-1)
+        if value < 0:
+            r = -2 * value - 1
+            value = max_value
+        elif value >= max_value:
+            r = 2 * (value - max_value)
+            value = max_value
+        start[i] = cdfs[ci, value]
+        freq[i] = cdfs[ci, value + 1] - cdfs[ci, value]
+        raw[i] = r
+        steps += 1
+        if r >= 0:
+            digits = 0
+            while (r >> (digits * _BYPASS_BITS)) != 0:
+                digits += 1
+            steps += digits + digits // _BYPASS_MAX + 1
+    return steps
+
+
+@njit(cache=True, nogil=True)
+def _put(x: np.uint64, out: np.ndarray, ptr: int, start: np.uint64, freq: np.uint64, bits: int) -> tuple:
+    """One rANS step (ryg's Rans64EncPut), last symbol first: renormalise by a word into out[ptr - 1], then code."""
+    x_max = ((np.uint64(_L) >> np.uint64(bits)) << np.uint64(32)) * freq
+    if x >= x_max:
+        ptr -= 1
+        out[ptr] = np.uint32(x & np.uint64(0xFFFFFFFF))
+        x >>= np.uint64(32)
+    return ((x // freq) << np.uint64(bits)) + (x % freq) + start, ptr
+
+
+@njit(cache=True, nogil=True)
+def _put_bits(x: np.uint64, out: np.ndarray, ptr: int, val: np.uint64) -> tuple:
+    """A raw 4-bit bypass value (CompressAI's Rans64EncPutBits): the renormalisation of a 2**-4 step, then
+    (x << 4) | val."""
+    x_max = ((np.uint64(_L) >> np.uint64(_PRECISION)) << np.uint64(32)) * np.uint64(1 << (_PRECISION - _BYPASS_BITS))
+    if x >= x_max:
+        ptr -= 1
+        out[ptr] = np.uint32(x & np.uint64(0xFFFFFFFF))
+        x >>= np.uint64(32)
+    return (x << np.uint64(_BYPASS_BITS)) | val, ptr
+
+
+@njit(cache=True, nogil=True)
+def _encode_kernel(
+    start: np.ndarray, freq: np.ndarray, raw: np.ndarray, out: np.ndarray, state: int, ptr: int
+) -> tuple[int, int]:
+    """Code the planned symbols, the last first, into out[:ptr] from `state` (in [2**31, 2**63)): (state, ptr)."""
+    x = np.uint64(state)
+    for i in range(start.shape[0] - 1, -1, -1):
+        r = raw[i]
+        if r >= 0:
+            digits = 0
+            while (r >> (digits * _BYPASS_BITS)) != 0:
+                digits += 1
+            for j in range(digits - 1, -1, -1):  # the raw digits, highest first (read back lowest first)
+                x, ptr = _put_bits(x, out, ptr, np.uint64((r >> (j * _BYPASS_BITS)) & _BYPASS_MAX))
+            x, ptr = _put_bits(x, out, ptr, np.uint64(digits % _BYPASS_MAX))
+            for _ in range(digits // _BYPASS_MAX):  # the digit count: 15 per continuation, then the remainder
+                x, ptr = _put_bits(x, out, ptr, np.uint64(_BYPASS_MAX))
+        x, ptr = _put(x, out, ptr, np.uint64(start[i]), np.uint64(freq[i]), _PRECISION)
+    return np.int64(x), ptr
+
+
+class RansEncoder:
+    """Drop-in for `compressai.ans.BufferedRansEncoder` (`encode_with_indexes`, `flush`): the same bytes, from
+    numpy arrays in a numba kernel instead of Python lists.
+
+    Symbols outside a CDF's range are bypass-coded as CompressAI does: the escape symbol, then a count of
+    4-bit digits (15 per continuation), then the digits, lowest first in the stream."""
+
+    def __init__(self) -> None:
+        self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._steps = 0
+
+    def encode_with_indexes(
+        self, symbols: object, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None
+    ) -> None:
+        """Queue symbols (int32, a CDF index each); `cdfs` may be a `RansTables` (then no sizes/offsets)."""
+        tables = cdfs if isinstance(cdfs, RansTables) else RansTables(cdfs, cdf_sizes, offsets)
+        sym = np.ascontiguousarray(np.asarray(symbols, dtype=np.int32).reshape(-1))
+        idx = np.ascontiguousarray(np.asarray(indexes, dtype=np.int32).reshape(-1))
+        if sym.shape != idx.shape:
+            raise ValueError(f"{sym.size} symbols but {idx.size} CDF indexes")
+        start, freq, raw = np.empty(sym.size, np.int32), np.empty(sym.size, np.int32), np.empty(sym.size, np.int64)
+        steps = _plan_kernel(sym, idx, tables.cdfs, tables.sizes, tables.offsets, start, freq, raw)
+        if steps < 0:
+            raise ValueError(f"a CDF index is out of range 0..{len(tables.sizes) - 1}")
+        self._parts.append((start, freq, raw))
+        self._steps += steps
+
+    def flush(self) -> bytes:
+        """The rANS string of everything queued (then the encoder is empty again)."""
+        out = np.empty(self._steps + 2, np.uint32)  # at most one word per step, two for the final state
+        state, ptr = _L, len(out)
+        for start, freq, raw in reversed(self._parts):
+            state, ptr = _encode_kernel(start, freq, raw, out, state, ptr)
+        out[ptr - 2 : ptr] = (state & 0xFFFFFFFF, state >> 32)
+        self._parts, self._steps = [], 0
+        return out[ptr - 2 :].astype("<u4").tobytes()
+
+
 class BoundedRansDecoder:
     """Drop-in for `compressai.ans.RansDecoder` (`set_stream`, `decode_stream`) that never reads past its data."""
 
