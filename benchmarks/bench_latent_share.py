@@ -5,6 +5,8 @@ version (put first on PYTHONPATH for its cases); the current package gives the '
 encodes and decodes one GoP (9 real frames of bikes.mp4, resized) with VideoCodec (--batch 4) after a
 small warm-up, with a randomly initialised model at the config's default width (speed does not depend on
 the weights), and reports VideoCodec.timings. Cases of one size run back to back, before then after.
+Where the package has int8 GEMMs, `floor` gives the time of the latent codec's float 3D transforms and
+int8 GEMMs alone (a second, instrumented run) and the least share they leave the latent codec.
 
     python benchmarks/bench_latent_share.py --before /tmp/before \\
         --cases lean_vae:256x256 lean_vae:1280x720 cv_vae:256x256 cv_vae:256x720
@@ -13,6 +15,7 @@ the weights), and reports VideoCodec.timings. Cases of one size run back to back
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import platform
@@ -48,7 +51,7 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
     enc = dict(codec.timings)
     codec.decode(data)
     dec = dict(codec.timings)
-    return {
+    result = {
         "package": str(Path(vvc_lightning.__file__).parent),
         "threads": torch.get_num_threads(),
         "bytes": len(data),
@@ -57,6 +60,56 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
         "latent_codec_share_encode": enc["latent_codec"] / enc["total"],
         "latent_codec_share_decode": dec["latent_codec"] / dec["total"],
     }
+    if importlib.util.find_spec("vvc_lightning.codec.intgemm") is not None:  # a version with int8 GEMMs
+        result["floor"] = _floor(codec, model, Video(frames, 25), data, enc, dec)
+    return result
+
+
+def _floor(codec, model, video, data: bytes, enc: dict, dec: dict) -> dict:  # noqa: ANN001
+    """What the latent codec cannot go below with its present arithmetic: its float 3D transforms (g_a at the
+    encoder, g_s at the decoder) and its int8 GEMMs, timed in a second encode + decode (the first one's
+    timings stay clean); the share they alone would take of the measured total."""
+    import time
+
+    import torch
+
+    spent = {"int8_gemm": 0.0, "transform": 0.0}
+    original = torch._int_mm
+
+    def timed_mm(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        since = time.perf_counter()
+        out = original(*args, **kwargs)
+        spent["int8_gemm"] += time.perf_counter() - since
+        return out
+
+    starts: list[float] = []
+
+    def pre(*_):  # noqa: ANN002, ANN202
+        starts.append(time.perf_counter())
+
+    def post(*_):  # noqa: ANN002, ANN202
+        spent["transform"] += time.perf_counter() - starts.pop()
+
+    hooks = [m.register_forward_pre_hook(pre) for m in (model.codec.g_a, model.codec.g_s)]
+    hooks += [m.register_forward_hook(post) for m in (model.codec.g_a, model.codec.g_s)]
+    torch._int_mm = timed_mm
+    try:
+        out = {}
+        for name, run, timings in (("encode", lambda: codec.encode(video), enc), ("decode", lambda: codec.decode(data), dec)):
+            spent.update(int8_gemm=0.0, transform=0.0)
+            run()
+            least = spent["int8_gemm"] + spent["transform"]
+            backbone = timings["total"] - timings["latent_codec"]
+            out[name] = dict(spent) | {
+                "seconds": least,
+                "share_of_latent_codec": least / timings["latent_codec"],
+                "least_share": least / (least + backbone),
+            }
+        return out
+    finally:
+        torch._int_mm = original
+        for h in hooks:
+            h.remove()
 
 
 def main() -> None:

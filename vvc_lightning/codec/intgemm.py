@@ -223,10 +223,11 @@ def split_rows(kernel: Callable[..., object], rows: int, *args: object) -> list[
     key = (os.getpid(), threads)
     pool = _pools.get(key)
     if pool is None:
-        pool = _pools[key] = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="intgemm")
+        pool = _pools[key] = concurrent.futures.ThreadPoolExecutor(threads - 1, thread_name_prefix="intgemm")
     bounds = [rows * t // threads for t in range(threads + 1)]
-    jobs = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(threads)]
-    return [job.result() for job in jobs]
+    jobs = [pool.submit(kernel, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+    first = kernel(*args, bounds[0], bounds[1])  # the calling thread takes the first range
+    return [first, *(job.result() for job in jobs)]
 
 
 def exact_matmul(
