@@ -1,4 +1,4 @@
-"""A bounded rANS decoder, bit-compatible with CompressAI's `RansDecoder` (64-bit state, 32-bit words).
+"""rANS coding bit-compatible with CompressAI's (64-bit state, 32-bit words): a bounded decoder and an encoder.
 
 CompressAI's C++ decoder reads its input through a raw pointer with no end check: every renormalisation
 and every 4-bit bypass read takes the next 32-bit word, and the bypass loop runs as long as the data says
@@ -10,6 +10,9 @@ that the state returned to the encoder's initial one, as it does for every strea
 
 The state is an int64: an encoder-written stream starts with a state in [2**31, 2**63) and every decoding
 step keeps it there (one renormalisation per step suffices), so a first state of 2**63 or more is refused.
+
+`RansEncoder` is the matching encoder (the bytes of CompressAI's `BufferedRansEncoder`, checked on random
+streams with escapes): symbols come as numpy arrays and are coded by numba kernels, not through Python lists.
 """
 
 from __future__ import annotations
