@@ -121,14 +121,14 @@ def test_pixel_kernel_equals_the_generic_one(sums):
     pick = torch.rand(x.shape, generator=g) < 0.05
     x[pick] = (torch.rand(int(pick.sum()), generator=g, dtype=torch.float64) * 2 - 1) * 1100
     x[0, 3, 2, 5] = float("nan")
-    view = x[:, :, :w].permute(0, 3, 1, 2).numpy()  # (n, c, h, w) channels-last, cropped
+    view = x[:, :, :w].permute(0, 3, 1, 2).numpy()  # (n, c, h, w) channels-last, cropped (generic kernel: NCHW copy)
     for ph, pw in ((0, 0), (2, 1)):
         outs = []
         for run in (0, 1):
             buf = np.zeros((2 + sums, n, h + 2 * ph + 1, w + 2 * pw, c), np.int8)
             rest = np.zeros((n, h, w, c), np.int32)
             if run == 0:
-                stats = kernels.quantize_digits(view, buf, ph, pw, rest, 2.0**22, True)
+                stats = kernels.quantize_digits(np.ascontiguousarray(view), buf, ph, pw, rest, 2.0**22)
             else:
                 stats = kernels.quantize_pixels(x.numpy(), w, buf, ph, pw, rest, 2.0**22)
             outs.append((stats, buf, rest))

@@ -98,13 +98,17 @@ def to_digits(v: Tensor, n: int) -> Tensor:
 
 def int8_gemm_exact() -> bool:
     """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once per backend)."""
-    return _probe(torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled())
+    return _probe(_onednn())
 
 
 def karatsuba_exact() -> bool:
     """Whether `_int_mm` is also exact on digit sums (8-bit operands in [-128, 126]): three-GEMM products."""
-    onednn = torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
-    return _karatsuba and _probe(onednn) and _probe(onednn, 2 * _HALF)
+    return _karatsuba and int8_gemm_exact() and _probe(_onednn(), 2 * _HALF)
+
+
+def _onednn() -> bool:
+    """Whether convolutions and matrix products may use oneDNN now (the probes are kept per setting)."""
+    return torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
 
 
 @functools.cache
@@ -235,18 +239,18 @@ def exact_matmul(
 ) -> None:
     """out (M, N) float64 = the exact integer product of digit rows (nx, M, K) int8 and the weights.
 
-    sums: rows are (X0, X1, X0 + X1) of two-digit activations; with two-digit weights the product then takes
-    three GEMMs instead of four (`kernels.karatsuba`), else the sum plane is left out.
+    sums: rows are (X0, X1, X0 + X1) of two-digit activations and the weights have two digits too: the product
+    takes three GEMMs instead of four (`kernels.karatsuba`).
     epilogue (bias, lo, hi): out gets intnet's rescaled output of that sum instead (`kernels.horner`)."""
     bias, lo, hi = epilogue if epilogue is not None else (_NO_BIAS, 0.0, 0.0)
     m = rows.shape[1]
-    if sums and weights.karatsuba is not None:
+    if sums:
         p = _buffer("products", (3, m, weights.n), torch.int32)
         for d in range(3):
             torch._int_mm(rows[d], weights.karatsuba[d], out=p[d])
         split_rows(kernels.karatsuba, m, p.numpy(), out.numpy(), bias, lo, hi, epilogue is not None)
         return
-    nx = rows.shape[0] - int(sums)
+    nx = rows.shape[0]
     p = _buffer("products", (nx, m, weights.digits * weights.n), torch.int32)
     for d in range(nx):
         torch._int_mm(rows[d], weights.matrix, out=p[d])
@@ -254,22 +258,24 @@ def exact_matmul(
 
 
 def _activation_digits(
-    x: Tensor, ph: int = 0, pw: int = 0, extra: int = 0, sums: bool = False
+    x: Tensor, weights: DigitWeights, ph: int = 0, pw: int = 0, extra: int = 0
 ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, bool] | None:
     """Activations (n, c, h, w) -> their int8 digits, zero-padded channels-last (nd, n, h + 2ph + extra, w + 2pw, c).
 
-    Quantised as intnet does (floor(x * 2**12 + 0.5), clamped to +-2**22). Returns (digits, wide, with_sums):
+    Quantised as intnet does (floor(x * 2**12 + 0.5), clamped to +-2**22). Returns (digits, wide, sums):
     wide is None when the digits hold every value, else (indexes (m, 4) (image, y, x, channel) of the values
-    beyond the DENSE digits, 128**DENSE * their rest as float64); with `sums` the DENSE digits are followed
-    by their sum (with_sums True) unless the digits went dense past DENSE. None if x holds a NaN (float64 then)."""
+    beyond the DENSE digits, 128**DENSE * their rest as float64); sums: the DENSE digits are followed by their
+    sum, for the three-GEMM product with `weights` (where that product applies and the digits did not go
+    dense past DENSE). None if x holds a NaN (float64 then)."""
     n, c, h, w = x.shape
+    sums = weights.karatsuba is not None and karatsuba_exact()
     buf = np.zeros((DENSE + int(sums), n, h + 2 * ph + extra, w + 2 * pw, c), np.int8)
     rest = np.zeros((n, h, w, c), np.int32)  # calloc: pages materialise only where a rest is written
     xd = x.detach().double()
     if _channels_last(xd):
         parts = split_rows(kernels.quantize_pixels, n * h, _pixel_rows(xd), w, buf, ph, pw, rest, ACT_LIMIT_INT)
     else:
-        parts = split_rows(kernels.quantize_digits, n * h, xd.numpy(), buf, ph, pw, rest, ACT_LIMIT_INT, False)
+        parts = split_rows(kernels.quantize_digits, n * h, xd.numpy(), buf, ph, pw, rest, ACT_LIMIT_INT)
     top, wide_count, nan = max(p[0] for p in parts), sum(p[1] for p in parts), any(p[2] for p in parts)
     if nan:
         return None
@@ -330,8 +336,8 @@ def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue:
     ho, wo = hp - kh + 1, wp - kw + 1
     rows = ho * wp  # outputs on the padded-width grid: output row r reads flat[r + tap offset]
     offsets = [i * wp + j for i, j in weights.taps]
-    split = _activation_digits(x, ph, pw, int(kw > 1), karatsuba_exact() and weights.karatsuba is not None)
-    if split is None:  # (+ a row: the last taps overrun the image)
+    split = _activation_digits(x, weights, ph, pw, int(kw > 1))  # + a row: the last taps overrun the image
+    if split is None:
         return None
     buf, wide, sums = split
     nd = buf.shape[0]
@@ -367,7 +373,7 @@ def conv_transpose2d(
     (kh, kw), o = weights.kernel, weights.n // (weights.kernel[0] * weights.kernel[1])
     ho = (h - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
     wo = (w - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
-    split = _activation_digits(x, sums=karatsuba_exact() and weights.karatsuba is not None)
+    split = _activation_digits(x, weights)
     if split is None:
         return None
     digits, wide, sums = split

@@ -29,18 +29,25 @@ def _quantize_one(v: float, limit: float) -> np.int32:
 
 
 @njit(cache=True, nogil=True)
+def _split(q: int) -> tuple[int, int, int]:
+    """An integer q -> its two lowest balanced base-128 digits and the rest beyond them."""
+    s = q + 64
+    low = (s & 127) - 64
+    s = (s >> 7) + 64
+    return low, (s & 127) - 64, s >> 7
+
+
+@njit(cache=True, nogil=True)
 def quantize_digits(
-    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, channels_last: bool,
-    first: int = 0, last: int = -1,
+    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, first: int = 0, last: int = -1
 ) -> tuple[int, int, bool]:
     """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
     at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).
 
     A third plane of buf, if there is one, gets the sum of the two digits (in [-128, 126]: `karatsuba`).
     Returns (max |rest|, count of non-zero rests, NaN seen). Visits the image rows [first, last) of the n * h
-    (all by default; disjoint ranges may run on parallel threads: the kernel holds no GIL) in x's memory
-    order: `channels_last` (x's channel is its innermost dimension): pixel by pixel, a pixel's channels in
-    turn; else channel by channel along the image row."""
+    (all by default; disjoint ranges may run on parallel threads: the kernel holds no GIL), channel by
+    channel along the row (x's memory order; channels-last input goes to `quantize_pixels`)."""
     n, c, h, w = x.shape
     last = n * h if last < 0 else last
     sums = buf.shape[0] > 2
@@ -48,20 +55,16 @@ def quantize_digits(
     for g in range(first, last):
         a, i = g // h, g % h
         y = i + ph
-        for outer in range(w if channels_last else c):
-            inner = c if channels_last else w
-            src = x[a, :, i, outer] if channels_last else x[a, outer, i]
-            for m in range(inner):
-                j, k = (outer, m) if channels_last else (m, outer)
-                value = src[m]
+        for k in range(c):
+            src = x[a, k, i]
+            for j in range(w):
+                value = src[j]
                 nan |= value != value
-                s = _quantize_one(value, limit) + 64
-                buf[0, a, y, j + pw, k] = (s & 127) - 64
-                s = (s >> 7) + 64
-                buf[1, a, y, j + pw, k] = (s & 127) - 64
+                d0, d1, r = _split(_quantize_one(value, limit))
+                buf[0, a, y, j + pw, k] = d0
+                buf[1, a, y, j + pw, k] = d1
                 if sums:
-                    buf[2, a, y, j + pw, k] = buf[0, a, y, j + pw, k] + buf[1, a, y, j + pw, k]
-                r = s >> 7
+                    buf[2, a, y, j + pw, k] = d0 + d1
                 if r != 0:
                     rest[a, i, j, k] = r
                     wide += 1
@@ -97,18 +100,11 @@ def quantize_pixels(
                 largest = max(largest, abs(q[k]))
             nan |= seen
             b0, b1 = buf[0, a, i + ph, j + pw], buf[1, a, i + ph, j + pw]
-            if largest <= 8127:  # two digits hold every channel: no rest
+            for k in range(c):
+                b0[k], b1[k], _ = _split(q[k])
+            if largest > 8127:  # some channel needs more than the two digits: its rest
                 for k in range(c):
-                    s = q[k] + 64
-                    b0[k] = (s & 127) - 64
-                    b1[k] = (((s >> 7) + 64) & 127) - 64
-            else:
-                for k in range(c):
-                    s = q[k] + 64
-                    b0[k] = (s & 127) - 64
-                    s = (s >> 7) + 64
-                    b1[k] = (s & 127) - 64
-                    r = s >> 7
+                    r = _split(q[k])[2]
                     if r != 0:
                         rest[a, i, j, k] = r
                         wide += 1
@@ -124,6 +120,13 @@ def quantize_pixels(
 def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
     r = math.floor((v + b) / 16384.0 + 0.5) / 4096.0
     return min(max(r, lo), hi)
+
+
+@njit(cache=True, nogil=True)
+def _rescale(row: np.ndarray, bias: np.ndarray, lo: float, hi: float) -> None:
+    """One output row in place: intnet's clamp(floor((acc + bias) / 2**14 + 0.5) / 2**12, lo, hi)."""
+    for k in range(row.shape[0]):
+        row[k] = _finish_one(row[k], bias[k], lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -156,8 +159,7 @@ def horner(
                     for k in range(o):
                         row[k] += terms[k]
         if rescale:
-            for k in range(o):
-                row[k] = _finish_one(row[k], bias[k], lo, hi)
+            _rescale(row, bias, lo, hi)
 
 
 @njit(cache=True, nogil=True)
@@ -176,8 +178,7 @@ def karatsuba(
         for k in range(o):
             row[k] = (128.0 * p2[k] - 127.0 * p0[k]) + 16256.0 * p1[k]
         if rescale:
-            for k in range(o):
-                row[k] = _finish_one(row[k], bias[k], lo, hi)
+            _rescale(row, bias, lo, hi)
 
 
 @njit(cache=True, nogil=True)

@@ -283,8 +283,9 @@ class LatentCodec(nn.Module):
         z_cpu, eb_tables = z_sym.cpu(), _rans_tables(eb)
         for i, enc in enumerate(encoders):
             part = z_cpu[i * t : (i + 1) * t]
-            digests[i].update(part.reshape(-1).numpy())
-            enc.encode_with_indexes(part.numpy(), _channel_indexes(part.shape).numpy(), eb_tables)
+            flat = part.reshape(-1).numpy()
+            digests[i].update(flat)
+            enc.encode_with_indexes(flat, _channel_indexes(part.shape).numpy(), eb_tables)
         gc_tables = _rans_tables(gc)
 
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
@@ -339,7 +340,8 @@ class LatentCodec(nn.Module):
 
 
 def _symbols(x: Tensor) -> Tensor:
-    """round(x) as int32, within +-2**26: CompressAI's encoder loops forever on escapes past 2**28 (and NaN)."""
+    """round(x) as int32, within +-2**26 (NaN -> 0): CompressAI's C++ encoder loops forever on escapes past
+    2**28, so streams stay within what its coders (and ours, bit-compatible) handle."""
     return torch.round(x).nan_to_num_(0.0).clamp_(-(2**26), 2**26).int()
 
 

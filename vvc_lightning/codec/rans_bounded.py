@@ -55,6 +55,17 @@ class RansTables:
                 raise ValueError("CDF tables: a CDF is not strictly increasing from 0 to 2**16")
 
 
+def _as_tables(coder: object, cdfs: object, cdf_sizes: object, offsets: object) -> RansTables:
+    """`cdfs` if it is a `RansTables`, else CompressAI-style list tables converted (and checked) once per list
+    object, cached on the coder."""
+    if isinstance(cdfs, RansTables):
+        return cdfs
+    cached = coder._tables
+    if cached is None or cached[0] is not cdfs:
+        cached = coder._tables = (cdfs, RansTables(cdfs, cdf_sizes, offsets))
+    return cached[1]
+
+
 @njit(cache=True, nogil=True)
 def _read(words: np.ndarray, pos: int, x: int) -> tuple[int, int, bool]:
     """Renormalise: (state, position, ok); never reads words[len(words)]."""
@@ -144,33 +155,41 @@ def _plan_kernel(
         raw[i] = r
         steps += 1
         if r >= 0:
-            digits = 0
-            while (r >> (digits * _BYPASS_BITS)) != 0:
-                digits += 1
+            digits = _bypass_digits(r)
             steps += digits + digits // _BYPASS_MAX + 1
     return steps
 
 
 @njit(cache=True, nogil=True)
-def _put(x: np.uint64, out: np.ndarray, ptr: int, start: np.uint64, freq: np.uint64, bits: int) -> tuple:
-    """One rANS step (ryg's Rans64EncPut), last symbol first: renormalise by a word into out[ptr - 1], then code."""
-    x_max = ((np.uint64(_L) >> np.uint64(bits)) << np.uint64(32)) * freq
-    if x >= x_max:
+def _bypass_digits(raw: int) -> int:
+    """How many 4-bit digits a bypass value takes (0 for 0)."""
+    digits = 0
+    while (raw >> (digits * _BYPASS_BITS)) != 0:
+        digits += 1
+    return digits
+
+
+@njit(cache=True, nogil=True)
+def _renormalise(x: np.uint64, out: np.ndarray, ptr: int, freq: np.uint64) -> tuple:
+    """Before a step of probability freq / 2**16: move the state's low word into out[ptr - 1] if it is too big."""
+    if x >= ((np.uint64(_L) >> np.uint64(_PRECISION)) << np.uint64(32)) * freq:
         ptr -= 1
         out[ptr] = np.uint32(x & np.uint64(0xFFFFFFFF))
         x >>= np.uint64(32)
-    return ((x // freq) << np.uint64(bits)) + (x % freq) + start, ptr
+    return x, ptr
+
+
+@njit(cache=True, nogil=True)
+def _put(x: np.uint64, out: np.ndarray, ptr: int, start: np.uint64, freq: np.uint64) -> tuple:
+    """One rANS step (ryg's Rans64EncPut), last symbol first."""
+    x, ptr = _renormalise(x, out, ptr, freq)
+    return ((x // freq) << np.uint64(_PRECISION)) + (x % freq) + start, ptr
 
 
 @njit(cache=True, nogil=True)
 def _put_bits(x: np.uint64, out: np.ndarray, ptr: int, val: np.uint64) -> tuple:
-    """A raw 4-bit bypass value (CompressAI's Rans64EncPutBits): the renormalisation of a 2**-4 step, then
-    (x << 4) | val."""
-    x_max = ((np.uint64(_L) >> np.uint64(_PRECISION)) << np.uint64(32)) * np.uint64(1 << (_PRECISION - _BYPASS_BITS))
-    if x >= x_max:
-        ptr -= 1
-        out[ptr] = np.uint32(x & np.uint64(0xFFFFFFFF))
-        x >>= np.uint64(32)
+    """A raw 4-bit bypass value (CompressAI's Rans64EncPutBits): renormalised as a step of 2**-4, then (x << 4) | val."""
+    x, ptr = _renormalise(x, out, ptr, np.uint64(1 << (_PRECISION - _BYPASS_BITS)))
     return (x << np.uint64(_BYPASS_BITS)) | val, ptr
 
 
@@ -183,15 +202,13 @@ def _encode_kernel(
     for i in range(start.shape[0] - 1, -1, -1):
         r = raw[i]
         if r >= 0:
-            digits = 0
-            while (r >> (digits * _BYPASS_BITS)) != 0:
-                digits += 1
+            digits = _bypass_digits(r)
             for j in range(digits - 1, -1, -1):  # the raw digits, highest first (read back lowest first)
                 x, ptr = _put_bits(x, out, ptr, np.uint64((r >> (j * _BYPASS_BITS)) & _BYPASS_MAX))
             x, ptr = _put_bits(x, out, ptr, np.uint64(digits % _BYPASS_MAX))
             for _ in range(digits // _BYPASS_MAX):  # the digit count: 15 per continuation, then the remainder
                 x, ptr = _put_bits(x, out, ptr, np.uint64(_BYPASS_MAX))
-        x, ptr = _put(x, out, ptr, np.uint64(start[i]), np.uint64(freq[i]), _PRECISION)
+        x, ptr = _put(x, out, ptr, np.uint64(start[i]), np.uint64(freq[i]))
     return np.int64(x), ptr
 
 
@@ -205,12 +222,13 @@ class RansEncoder:
     def __init__(self) -> None:
         self._parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         self._steps = 0
+        self._tables: tuple[object, RansTables] | None = None
 
     def encode_with_indexes(
         self, symbols: object, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None
     ) -> None:
         """Queue symbols (int32, a CDF index each); `cdfs` may be a `RansTables` (then no sizes/offsets)."""
-        tables = cdfs if isinstance(cdfs, RansTables) else RansTables(cdfs, cdf_sizes, offsets)
+        tables = _as_tables(self, cdfs, cdf_sizes, offsets)
         sym = np.ascontiguousarray(np.asarray(symbols, dtype=np.int32).reshape(-1))
         idx = np.ascontiguousarray(np.asarray(indexes, dtype=np.int32).reshape(-1))
         if sym.shape != idx.shape:
@@ -265,7 +283,7 @@ class BoundedRansDecoder:
         """`decode_stream` taking/giving numpy arrays; `cdfs` may be a `RansTables` (then no sizes/offsets)."""
         if self._words is None:
             raise BitstreamError("decode_stream called before set_stream")
-        tables = cdfs if isinstance(cdfs, RansTables) else self._table_cache(cdfs, cdf_sizes, offsets)
+        tables = _as_tables(self, cdfs, cdf_sizes, offsets)
         idx = np.ascontiguousarray(np.asarray(indexes, dtype=np.int32).reshape(-1))
         out = np.empty(idx.shape[0], dtype=np.int32)
         status, x, pos, done = _decode_kernel(
@@ -279,11 +297,6 @@ class BoundedRansDecoder:
         if status == _INDEX:
             raise BitstreamError(f"CDF index {int(idx[done])} out of range 0..{len(tables.sizes) - 1}")
         return out
-
-    def _table_cache(self, cdfs: object, cdf_sizes: object, offsets: object) -> RansTables:
-        if self._tables is None or self._tables[0] is not cdfs:  # list tables: converted once per object
-            self._tables = (cdfs, RansTables(cdfs, cdf_sizes, offsets))
-        return self._tables[1]
 
     def finish(self) -> None:
         """Fail unless the data was consumed exactly, as a stream written by the encoder always is."""
