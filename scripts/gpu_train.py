@@ -1,4 +1,5 @@
-"""Train the zoo recipe on one GPU inside a wall-clock budget and put the results in an output folder.
+"""Train the zoo recipe on one GPU inside a wall-clock budget and put the results in an output folder (its
+probe, sizing and callbacks also serve scripts/campaign.py, which continues the shipped model instead).
 
 1. probe: a few dozen steps in the joint stage (the dearest: every part trains), data loading included,
    give the seconds per step on this machine;
@@ -7,7 +8,7 @@
 3. fit (saving final.ckpt however it stops), then copy to OUT: last.ckpt = the final state (split into <=15 MiB parts when larger: `cat last.ckpt.part* >
    last.ckpt`), metrics.csv, run_config.yaml (the config of the run, to stack for resuming) and summary.json.
 
-    python scripts/gpu_train.py --out $OUT --budget-s 450        # what scripts/gpu_train.sh runs
+    python scripts/gpu_train.py --out $OUT --budget-s 450        # what SCRATCH=1 bash scripts/gpu_train.sh runs
     python scripts/gpu_train.py --smoke --out /tmp/out            # the same path on a CPU, tiny and fast
 """
 

@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# One command for the GPU machine: install the carried wheels, build the offline data, train the zoo
-# recipe inside a wall-clock budget, and leave last.ckpt (in parts), metrics.csv, run_config.yaml and
-# summary.json in $OUT. Runs from the repository root, without installing this package (its packages
-# are mapped from top-level folders, so a copy under /tmp is put on PYTHONPATH instead).
+# One command for the GPU machine: install the carried wheels, build the offline data, then (default) continue
+# the shipped model vvc-lean-vr inside a wall-clock budget and keep the result only if its test-split
+# ST-LPIPS curve improved (scripts/campaign.py: the record gains a history entry either way; OUT/models
+# holds the files to commit), or (SCRATCH=1) train the zoo recipe from scratch and leave last.ckpt (in
+# parts), metrics.csv, run_config.yaml and summary.json in $OUT. Runs from the repository root, without
+# installing this package (its packages are mapped from top-level folders, so a copy under /tmp is put on
+# PYTHONPATH instead).
 #
 #   bash scripts/gpu_train.sh                 # GPU; BUDGET_S (default 450) bounds the whole run
-#   CPU_SMOKE=1 bash scripts/gpu_train.sh     # the same steps on this CPU, a few tiny steps
+#   CPU_SMOKE=1 bash scripts/gpu_train.sh     # the same steps on this CPU, a few tiny steps, on a copy of
+#                                             # the shipped model in $OUT/smoke_models (never the real one)
+#   SCRATCH=1 bash scripts/gpu_train.sh       # the zoo recipe from scratch (no model replaced)
+#   after a campaign: cp $OUT/models/* vvc_lightning/assets/models/ && git add ... (record, and weights if accepted)
 #
 # Wheels: scripts/gpu_wheels.sh fills .whl/ (carried to the device machine; see README).
 set -euo pipefail
@@ -32,16 +38,31 @@ DATA=${DATA:-data/offline}
 echo "data ready after $(( $(date +%s) - VVC_SCRIPT_START )) s"
 PATHS="data.train_images=$DATA/stills data.train_shards=$DATA/shards/train data.val_shards=$DATA/shards/val data.test_dir=$DATA/test"
 
-if [ -n "${CPU_SMOKE:-}" ]; then
-  $PY scripts/gpu_train.py --smoke --out "$OUT" --budget-s 60 --max-steps "${SMOKE_STEPS:-12}" \
-    run_dir=${RUN_DIR:-/tmp/vvc_gpu_smoke} $PATHS "$@"
+[ -n "${CPU_SMOKE:-}" ] || nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
+if [ -n "${SCRATCH:-}" ]; then
+  RUN_DIR=${RUN_DIR:-runs/zoo_lean_vr_gpu}
+  if [ -n "${CPU_SMOKE:-}" ]; then
+    $PY scripts/gpu_train.py --smoke --out "$OUT" --budget-s 60 --max-steps "${SMOKE_STEPS:-12}" \
+      run_dir=${RUN_DIR} $PATHS "$@"
+  else
+    $PY scripts/gpu_train.py --out "$OUT" --budget-s "$BUDGET_S" run_dir=${RUN_DIR} $PATHS \
+      trainer.enable_progress_bar=false "$@"
+  fi
 else
-  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-  $PY scripts/gpu_train.py --out "$OUT" --budget-s "$BUDGET_S" run_dir=${RUN_DIR:-runs/zoo_lean_vr_gpu} $PATHS \
-    trainer.enable_progress_bar=false "$@"
+  RUN_DIR=${RUN_DIR:-runs/campaign_$(date -u +%Y%m%d-%H%M%S)}
+  MODELS=vvc_lightning/assets/models
+  if [ -n "${CPU_SMOKE:-}" ]; then  # a copy: a smoke run never replaces the shipped model
+    mkdir -p "$OUT/smoke_models" && cp "$MODELS/${MODEL:-vvc-lean-vr}".* "$OUT/smoke_models/"
+    $PY scripts/campaign.py --smoke --out "$OUT" --budget-s 600 --steps "${SMOKE_STEPS:-4}" --qualities 0,7 \
+      --max-frames 9 --models-dir "$OUT/smoke_models" --name "${MODEL:-vvc-lean-vr}" --data-dir "$DATA" \
+      --test-data "$DATA/test" run_dir=$RUN_DIR $PATHS "$@"
+  else
+    $PY scripts/campaign.py --out "$OUT" --budget-s "$BUDGET_S" --models-dir "$MODELS" --name "${MODEL:-vvc-lean-vr}" \
+      --data-dir "$DATA" --test-data "$DATA/test" run_dir=$RUN_DIR $PATHS trainer.enable_progress_bar=false "$@"
+  fi
 fi
 ls -la "$OUT"
-if [ -z "${CPU_SMOKE:-}" ]; then  # cross-device exactness of the entropy path with the trained model
-  $PY scripts/gpu_exactness.py "${RUN_DIR:-runs/zoo_lean_vr_gpu}/final.ckpt" "$DATA/test/carphone.y4m" "$OUT" --frames 17 \
+if [ -z "${CPU_SMOKE:-}" ] && [ -f "$RUN_DIR/final.ckpt" ]; then  # cross-device exactness of the entropy path
+  $PY scripts/gpu_exactness.py "$RUN_DIR/final.ckpt" "$DATA/test/carphone.y4m" "$OUT" --frames 17 \
     || echo "exactness check failed"
 fi
