@@ -11,8 +11,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "shard",
         help="write videos into webdataset tar shards (video + JSON metadata)",
         description="Write videos into webdataset tar shards. SRC is a folder of videos and/or OpenVid zip "
-        "parts (searched recursively), one zip, or a CSV whose folder holds the videos. Each shard appears "
-        "only when complete; re-running the same command resumes a killed run.",
+        "parts (searched recursively), one zip, or a CSV whose folder holds the videos. Every file is probed "
+        "with FFmpeg, whatever its name (mp4, mkv, mpg, ts, ...); each one left out is listed with its reason "
+        "(unsupported, undecodable, too short). Each shard appears only when complete; re-running the same "
+        "command resumes a killed run, checking the finished shards first.",
     )
     p.add_argument("src", metavar="SRC", help="folder of videos / zip parts, a .zip, or a metadata .csv")
     p.add_argument("-o", "--outdir", required=True, help="output folder for shard-NNNNNN.tar")

@@ -2,7 +2,8 @@
 
 The shard plan (which video goes into which shard) depends only on the inputs and options, so a
 killed run re-run with the same arguments skips the finished shards and writes the rest. Each shard
-appears under its final name only once complete; an interrupted one leaves at most a hidden temp file.
+appears under its final name only once complete; a killed run leaves at most a hidden temporary, which the
+next run deletes because the folder's journal names it as a shard run's own (never a file it did not create).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import multiprocessing
 import re
 import tarfile
-import zipfile
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -21,14 +21,30 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.errors import VVCError
-from vvc_lightning.video.shard_sources import VideoItem, find_inputs, sample_key
+from vvc_lightning.video.shard_sources import (
+    VideoItem,
+    find_inputs,
+    load_and_probe,
+    member_ext,
+    sample_key,
+    skip_record,
+)
+from vvc_lightning.video.shard_state import (
+    END_BLOCKS,
+    TempJournal,
+    index_problem,
+    load_doc,
+    plan_problem,
+    sha256_file,
+    verify_tar,
+)
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
 PLAN_FILE = "shards.plan.json"
 INDEX_FILE = "shards.json"
 SHARD_NAME = "shard-{:06d}.tar"
 JSON_BOUND = 512  # the fixed part of a video's JSON (keys, numbers, SHA-256), bytes
-END_BLOCKS = 2 * 512  # tar's end-of-archive blocks; the archive is then padded to tarfile.RECORDSIZE
+MAX_LISTED = 50  # skipped files listed in the printed summary; shards.json lists them all
 UNITS = {"": 1, "b": 1, "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9,
          "t": 10**12, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -96,38 +112,6 @@ def assign_keys(items: list[VideoItem]) -> None:
         it.key = key
 
 
-def probe_bytes(data: bytes, label: str, min_frames: int) -> tuple[dict[str, Any] | None, str]:
-    """(frames/fps/width/height by decoding, '') or (None, reason) for a video that fails or is short."""
-    from vvc_lightning.video.video_sources import AVSource, ClipError
-
-    if not data:
-        return None, "empty file"
-    src = AVSource(data, label=label)
-    try:
-        n, h, w = src.probe()
-        fps = src.fps()
-    except ClipError as exc:
-        return None, exc.reason
-    except Exception as exc:  # noqa: BLE001  (any decoder failure is a skip, not a crash)
-        return None, f"does not decode ({type(exc).__name__})"
-    if n < min_frames:
-        return None, f"too short (< {min_frames} frames)"
-    return {"frames": n, "fps": fps, "width": w, "height": h}, ""
-
-
-_ZIPS: dict[str, zipfile.ZipFile] = {}
-
-
-def _load_and_probe(args: tuple[VideoItem, int]) -> tuple[bytes | None, dict[str, Any] | None, str]:
-    item, min_frames = args
-    try:
-        data = item.read(_ZIPS)
-    except (OSError, zipfile.BadZipFile, KeyError) as exc:
-        return None, None, f"unreadable ({type(exc).__name__})"
-    info, reason = probe_bytes(data, item.origin, min_frames)
-    return (data if info else None), info, reason
-
-
 def _tar_add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mtime, info.mode = len(data), 0, 0o444
@@ -154,6 +138,7 @@ class Summary:
     written_now: int = 0
     resumed: int = 0
     notes: list[str] = field(default_factory=list)
+    not_videos: list[dict[str, str]] = field(default_factory=list)  # files found no video before planning
 
     @property
     def videos(self) -> int:
@@ -163,8 +148,12 @@ class Summary:
     def bytes(self) -> int:
         return sum(s.bytes for s in self.shards)
 
+    def skipped(self) -> list[dict[str, str]]:
+        """Every file left out, with its reason, by name."""
+        return sorted([*self.not_videos, *(s for sh in self.shards for s in sh.skipped)], key=lambda s: s["origin"])
+
     def skip_reasons(self) -> Counter[str]:
-        return Counter(s["reason"] for sh in self.shards for s in sh.skipped)
+        return Counter(s["reason"] for s in self.skipped())
 
     def pattern(self) -> str:
         """Brace pattern naming every shard, for data.train_shards."""
@@ -176,13 +165,14 @@ class Summary:
         """The closing summary printed by the CLI."""
         lines = [*self.notes]
         reasons = self.skip_reasons()
-        skipped = sum(reasons.values())
+        skipped = self.skipped()
         lines.append(f"videos written: {self.videos}")
-        lines.append(f"videos skipped: {skipped}" + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})"
-                                                     if skipped else ""))
-        for sh in self.shards:
-            for s in sh.skipped[:3]:
-                lines.append(f"  skipped {s['origin']}: {s['reason']}")
+        lines.append(f"files skipped: {len(skipped)}" + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})"
+                                                        if skipped else ""))
+        for s in skipped[:MAX_LISTED]:
+            lines.append(f"  skipped {s['origin']}: {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else ""))
+        if len(skipped) > MAX_LISTED:
+            lines.append(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in {self.outdir / INDEX_FILE}")
         empty = sum(1 for s in self.shards if s.videos == 0)
         lines.append(f"shards: {len(self.shards)} ({self.written_now} written now, {self.resumed} already done"
                      + (f", {empty} empty" if empty else "") + ")")
@@ -198,68 +188,61 @@ def _plan_doc(src: Path, shards: list[list[VideoItem]], max_bytes: int, min_fram
             "shards": len(shards), "videos": sum(map(len, shards)), "digest": digest}
 
 
-def _check_plan(outdir: Path, plan: dict[str, Any]) -> None:
+def _check_plan(outdir: Path, plan: dict[str, Any], notes: list[str]) -> None:
     path = outdir / PLAN_FILE
-    if path.is_file():
-        old = json.loads(path.read_text())
-        if old.get("digest") != plan["digest"] or old.get("min_frames") != plan["min_frames"]:
-            raise VVCError(
-                f"'{outdir}' holds shards of a different plan (other inputs or options: was "
-                f"{old.get('videos')} videos, max_shard_size {old.get('max_shard_size')}, min_frames "
-                f"{old.get('min_frames')}); write to a new folder or delete that one"
-            )
+    old, why = load_doc(path, plan_problem)
+    if why:
+        notes.append(f"{path} was damaged ({why}): ignored it, checked the shards against this run's plan, wrote it anew")
+    elif old is not None and (old["digest"] != plan["digest"] or old["min_frames"] != plan["min_frames"]):
+        raise VVCError(
+            f"'{outdir}' holds shards of a different plan (other inputs or options: was "
+            f"{old['videos']} videos, max_shard_size {old['max_shard_size']}, min_frames "
+            f"{old['min_frames']}); write to a new folder or delete that one"
+        )
     write_bytes_atomic(path, json.dumps(plan, indent=1).encode())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+def _old_records(outdir: Path, digest: str, notes: list[str]) -> dict[str, dict[str, Any]]:
+    """The shard records of a sound shards.json written for this plan; {} (shards checked by content) else."""
+    path = outdir / INDEX_FILE
+    doc, why = load_doc(path, index_problem)
+    if why:
+        notes.append(f"{path} was damaged ({why}): ignored it and checked every shard's contents")
+    if doc is None or doc.get("plan_digest") != digest:
+        return {}
+    return {s["name"]: s for s in doc["shards"]}
 
 
-def _complete_tar(path: Path, keys: set[str]) -> ShardStats | None:
-    """Stats of a shard that reads as a whole tar of this plan's videos (each JSON with its video, of the size
-    and SHA-256 the JSON says, ending in tarfile's end-of-archive blocks), else None."""
-    size = path.stat().st_size
-    if size < END_BLOCKS or size % tarfile.RECORDSIZE:
-        return None
+def _refuse_file(outdir: Path) -> None:
+    if outdir.exists() and not outdir.is_dir():
+        raise VVCError(f"-o '{outdir}' is an existing file, not a folder; name a folder for the shards")
+
+
+def _prepare_outdir(outdir: Path) -> None:
+    _refuse_file(outdir)
     try:
-        with tarfile.open(path) as tar:
-            members = {m.name: m for m in tar.getmembers()}
-            end = max((m.offset_data + -(-m.size // 512) * 512 for m in members.values()), default=0)
-            with open(path, "rb") as f:  # after the last member: only the zero end blocks and padding
-                f.seek(end)
-                if f.read() != bytes(size - end):
-                    return None
-            videos = 0
-            for name, m in members.items():
-                if not name.endswith(".json"):
-                    continue
-                meta = json.loads(tar.extractfile(m).read())
-                key = meta.get("key")
-                data = [v for n, v in members.items() if n.startswith(f"{key}.") and n != name]
-                if key not in keys or len(data) != 1 or data[0].size != meta.get("bytes"):
-                    return None
-                if hashlib.sha256(tar.extractfile(data[0]).read()).hexdigest() != meta.get("sha256"):
-                    return None
-                videos += 1
-            if len(members) != 2 * videos:
-                return None
-    except (tarfile.TarError, OSError, EOFError, ValueError, AttributeError):
-        return None
-    return ShardStats(path.name, videos, size, sha256=_sha256(path))
+        outdir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VVCError(f"cannot create the output folder '{outdir}': {exc.strerror or exc}; "
+                       "name a folder you can write") from exc
 
 
-def _verified(path: Path, recorded: dict[str, Any] | None, group: list[VideoItem]) -> ShardStats | None:
+def _verified(path: Path, recorded: dict[str, Any] | None, group: list[VideoItem], min_frames: int
+              ) -> ShardStats | None:
     """The stats of a finished shard if it is intact (size and SHA-256 as recorded in the index, or, without a
-    record, a complete tar of this group's videos); None if it is damaged or truncated and must be redone."""
-    if recorded is not None and recorded.get("sha256"):
-        if path.stat().st_size != recorded.get("bytes") or _sha256(path) != recorded["sha256"]:
+    record, a whole tar of this group whose members match their JSON and the plan, where each video left
+    out is still no video); None if it is damaged or cut short and must be redone."""
+    if recorded is not None:
+        if path.stat().st_size != recorded["bytes"] or sha256_file(path) != recorded["sha256"]:
             return None
         return ShardStats(**recorded)
-    return _complete_tar(path, {it.key for it in group})
+
+    def why_skipped(it: VideoItem) -> dict[str, str] | None:
+        data, _, why = load_and_probe((it, min_frames))
+        return None if data is not None else skip_record(it.origin, *why)
+
+    found = verify_tar(path, group, why_skipped)
+    return None if found is None else ShardStats(path.name, found[0], path.stat().st_size, found[1], found[2])
 
 
 def write_shards(
@@ -276,17 +259,19 @@ def write_shards(
 
     outdir = Path(outdir).expanduser()
     max_bytes = parse_size(max_shard_size)
-    items, _, notes = find_inputs(src, csv_path)
+    _refuse_file(outdir)  # before the inputs are read
+    found = find_inputs(src, csv_path, exclude=outdir)
+    items = found.items
     assign_keys(items)
     shards = plan_shards(items, max_bytes)
-    outdir.mkdir(parents=True, exist_ok=True)
-    for stale in outdir.glob(".shard-*.tmp.tar"):
-        stale.unlink()  # temp files of a killed run
-    _check_plan(outdir, _plan_doc(Path(src), shards, max_bytes, min_frames))
+    _prepare_outdir(outdir)
+    summary = Summary(outdir, [], notes=found.notes, not_videos=found.skipped)
+    journal = TempJournal(outdir)
+    summary.notes += journal.sweep()
+    plan = _plan_doc(Path(src), shards, max_bytes, min_frames)
+    _check_plan(outdir, plan, summary.notes)
+    old_stats = _old_records(outdir, plan["digest"], summary.notes)
     index_path = outdir / INDEX_FILE
-    old_index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-    old_stats = {s["name"]: s for s in old_index.get("shards", [])}
-    summary = Summary(outdir, [], notes=notes)
     bar = tqdm(total=len(items), unit="video", desc="shard", disable=not progress)
     # spawn, not fork: a forked child inherits the parent's threads and open handles (torch, numba, zip files)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
@@ -294,65 +279,85 @@ def write_shards(
         for i, group in enumerate(shards):
             path = outdir / SHARD_NAME.format(i)
             if path.is_file():
-                st = _verified(path, old_stats.get(path.name), group)
+                st = _verified(path, old_stats.get(path.name), group, min_frames)
                 if st is not None:
                     summary.shards.append(st)
                     summary.resumed += 1
                     bar.update(len(group))
                     continue
                 summary.notes.append(f"{path.name} was damaged or incomplete: written again")
-            summary.shards.append(_write_one(path, group, min_frames, pool, bar, max_bytes))
+            summary.shards.append(_write_one(path, group, min_frames, pool, bar, max_bytes, journal))
             summary.written_now += 1
-            _write_index(index_path, summary)
+            _write_index(index_path, summary, plan["digest"])
     finally:
         bar.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    _write_index(index_path, summary)
+    _write_index(index_path, summary, plan["digest"])
     if summary.videos == 0:
-        reasons = summary.skip_reasons()
-        why = ", ".join(f"{v} {k}" for k, v in reasons.most_common()) or "no input video"
-        raise VVCError(f"no video was written from '{src}' ({why}); check the source folder and --min-frames")
+        raise VVCError(f"no video was written from '{src}' ({_why_none(summary)}); "
+                       "check the source folder and --min-frames")
     return summary
 
 
-def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int) -> ShardStats:
+def _why_none(summary: Summary) -> str:
+    by_reason: dict[str, list[str]] = {}
+    for s in summary.skipped():
+        by_reason.setdefault(s["reason"], []).append(s["origin"])
+    parts = [f"{len(v)} {k}: {', '.join(v[:3])}" + (", ..." if len(v) > 3 else "") for k, v in by_reason.items()]
+    return "; ".join(parts) or "no input video"
+
+
+def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int,  # noqa: ANN001
+               journal: TempJournal) -> ShardStats:
     stats = ShardStats(path.name)
     jobs = [(it, min_frames) for it in group]
-    results = pool.map(_load_and_probe, jobs) if pool is not None else map(_load_and_probe, jobs)
-    with atomic_path(path) as tmp:
-        with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            _fill(tar, group, results, stats, bar)
-        if tmp.stat().st_size > max_bytes:  # the plan's bound failed: never leave an oversized shard
-            raise VVCError(f"{path.name} came out at {tmp.stat().st_size} bytes, over --max-shard-size {max_bytes}")
+    results = pool.map(load_and_probe, jobs) if pool is not None else map(load_and_probe, jobs)
+    try:
+        with atomic_path(path) as tmp:
+            journal.add(tmp)
+            try:
+                with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+                    _fill(tar, group, results, stats, bar)
+                if tmp.stat().st_size > max_bytes:  # the plan's bound failed: never leave an oversized shard
+                    raise VVCError(f"{path.name} came out at {tmp.stat().st_size} bytes, "
+                                   f"over --max-shard-size {max_bytes}")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                journal.discard(tmp)
+                raise
+        journal.discard(tmp)
+    except OSError as exc:
+        raise VVCError(f"cannot write shard '{path}': {exc.strerror or exc}; free space or pick another -o") from exc
     stats.bytes = path.stat().st_size
-    stats.sha256 = _sha256(path)
+    stats.sha256 = sha256_file(path)
     return stats
 
 
 def _fill(tar: tarfile.TarFile, group: list[VideoItem], results, stats: ShardStats, bar) -> None:  # noqa: ANN001
     """Add each video of `group` that loaded and probed (with its JSON) to `tar`; record the skipped ones."""
-    for it, (data, info, reason) in zip(group, results, strict=True):
+    for it, (data, info, why) in zip(group, results, strict=True):
         bar.update(1)
         if data is None:
-            stats.skipped.append({"origin": it.origin, "reason": reason})
+            stats.skipped.append(skip_record(it.origin, *why))
             continue
-        ext = Path(it.name).suffix.lower().lstrip(".")
         meta = {"key": it.key, "name": it.name, "origin": it.origin, "bytes": len(data),
                 "sha256": hashlib.sha256(data).hexdigest(), **info}
         if it.meta:
             meta["csv"] = it.meta
         _tar_add(tar, f"{it.key}.json", json.dumps(meta, ensure_ascii=False).encode())
-        _tar_add(tar, f"{it.key}.{ext}", data)
+        _tar_add(tar, f"{it.key}.{member_ext(it.name)}", data)
         stats.videos += 1
 
 
-def _write_index(path: Path, summary: Summary) -> None:
+def _write_index(path: Path, summary: Summary, digest: str) -> None:
     doc = {
         "pattern": summary.pattern(),
         "videos": summary.videos,
         "bytes": summary.bytes,
         "skipped": dict(summary.skip_reasons()),
         "shards": [vars(s) for s in summary.shards],
+        "plan_digest": digest,
+        "not_videos": summary.not_videos,
     }
     write_bytes_atomic(path, json.dumps(doc, indent=1).encode())
