@@ -23,6 +23,7 @@ import numpy as np
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, load_sequences, neural_spec
+from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
 CROP = 256
@@ -72,7 +73,7 @@ class Harness:
         self.out = Path(opts.out)
         self.cache = self.out / "cache"
         for sub in ("rows", "feats", "crops"):
-            (self.cache / sub).mkdir(parents=True, exist_ok=True)
+            make_dirs(self.cache / sub)
         names = resolve_names(opts.metrics)
         metric_opts = {"weights": opts.lpips_weights, "matrix": opts.matrix, "rng": opts.rng,
                        "frame_stride": opts.frame_stride}
@@ -337,8 +338,7 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
 
     from vvc_lightning.evaluation import report
 
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_dirs(opts.out)
     specs = build_specs(opts)
     anchor = opts.anchor
     if anchor is None and opts.baselines:

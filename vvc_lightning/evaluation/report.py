@@ -21,6 +21,7 @@ from vvc_lightning.evaluation.speed import (
     speed_table,
     summary_speed,
 )
+from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
 ROW_COLUMNS = ("codec", "label", "kind", "point", "point_label", "sequence", "frames", "width", "height", "fps",
@@ -198,7 +199,7 @@ def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], 
         plot_rd(p, summary, k, meta["metrics"].get(k, {}), f"{k} vs bpp ({len(seqs)} sequence(s))")
         plots[k], paths[f"rd_{k}"] = p.name, p
     crops: dict[str, list[tuple[str, str]]] = {}
-    (out / "crops").mkdir(exist_ok=True)
+    make_dirs(out / "crops")
     for seq in seqs:
         items = []
         ref_src = crops_dir / f"ref-{seq.digest}.png"

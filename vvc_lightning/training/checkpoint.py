@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,16 +21,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to a temporary file beside it and renames it: never a half-written .ckpt."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:  # noqa: ANN001
+        from vvc_lightning.video.atomic import atomic_path, make_dirs
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(checkpoint, tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        make_dirs(path.parent)
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a full disk etc. ends in one line, no file
+            try:
+                torch.save(checkpoint, f)
+            except RuntimeError as exc:  # torch reports a failed write as "enforce fail ... unexpected pos"
+                if isinstance(exc.__context__, OSError):
+                    raise exc.__context__ from exc
+                raise
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,17 +24,37 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def special_kind(path: str | os.PathLike) -> str | None:
+    """What `path` is (followed through links) when it exists and is neither a regular file nor a folder."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    kinds = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+             (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"))
+    return next((name for test, name in kinds if test(mode)), None)
+
+
+def refuse_special(dst: str | os.PathLike) -> None:
+    """Fail if `dst` is a device, FIFO or socket: outputs are never streamed into one nor renamed over it."""
+    kind = special_kind(dst)
+    if kind is not None:
+        raise VVCError(f"output '{dst}' is {kind}, not a regular file; name a regular file (devices and pipes are "
+                       "never written into or replaced, --overwrite or not)")
+
+
 def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = None, kind: str = "video") -> Path:
     """`dst` if it is a place we may write a `kind` ("video" or "bitstream") to; a clear error otherwise.
 
     Refused: a missing parent folder, the input itself, an existing folder (its contents are never touched),
-    and for videos a suffix we cannot write. An existing *file* is replaced atomically (the CLI refuses it
-    unless --overwrite is given).
+    a device, FIFO or socket, and for videos a suffix we cannot write. An existing *file* is replaced
+    atomically (the CLI refuses it unless --overwrite is given).
     """
     dst = Path(dst)
     parent = dst.parent if str(dst.parent) else Path(".")
     if not parent.is_dir():
         raise VVCError(f"output folder '{parent}' does not exist; create it first")
+    refuse_special(dst)
     if src is not None and (_same_file(dst, Path(src)) or dst.resolve() == Path(src).resolve()):
         raise VVCError(f"output '{dst}' is the input file; choose another output path")
     if dst.is_dir():
@@ -50,10 +71,16 @@ def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = No
 
 
 def refuse_existing(dst: str | os.PathLike, overwrite: bool) -> None:
-    """Fail if `dst` exists, unless `overwrite` (folders are refused by `check_output_path` in any case)."""
+    """Fail if `dst` exists (a file, or a link even to nothing), unless `overwrite` (folders, devices and pipes
+    are refused by `check_output_path` in any case; --overwrite replaces a link itself, never its target)."""
     dst = Path(dst)
-    if dst.is_file() and not overwrite:
+    if overwrite:
+        return
+    if dst.is_file():
         raise VVCError(f"output '{dst}' already exists; remove it, choose another name or pass --overwrite")
+    if dst.is_symlink():
+        raise VVCError(f"output '{dst}' is a symbolic link to '{os.readlink(dst)}', which does not exist; remove "
+                       "it, choose another name or pass --overwrite (to replace the link)")
 
 
 def decoded_bytes_limit() -> int:

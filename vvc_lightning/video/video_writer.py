@@ -59,12 +59,13 @@ class VideoWriter:
         assert self._stack is not None
         try:
             if exc is None:
-                self._finish()
+                self._finish()  # flushing the encoder and closing the file can fail (full disk) or be interrupted
             else:
                 self._close_quietly()
-        except BaseException as err:  # the temporary is removed by atomic_path, the error goes on
-            self._close_quietly()
-            return bool(self._stack.__exit__(type(err), err, err.__traceback__))
+        except BaseException as err:  # never dropped: atomic_path removes the temporary and raises it (or its
+            self._close_quietly()  # one-line form); the ExitStack returns False rather than re-raising it
+            self._stack.__exit__(type(err), err, err.__traceback__)
+            raise
         return bool(self._stack.__exit__(kind, exc, tb))
 
     # ------------------------------------------------------------------------------- writing
@@ -84,8 +85,11 @@ class VideoWriter:
         if self.png:
             import cv2
 
-            if not cv2.imwrite(str(self._tmp / f"{self.count:05d}.png"), np.ascontiguousarray(frame[..., ::-1])):
-                raise VVCError(f"could not write PNG {self.count} into '{self._tmp}'")
+            ok, png = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
+            if not ok:
+                raise VVCError(f"could not encode frame {self.count} as PNG for '{self.path}'")
+            with open(self._tmp / f"{self.count:05d}.png", "wb") as f:  # write errors are OSErrors (atomic_path)
+                f.write(png.tobytes())
         elif self._av is not None:
             self._write_av(frame)
         else:
@@ -142,12 +146,17 @@ class VideoWriter:
         if self._av is not None:
             container, stream = self._av
             self._av = None
-            for pkt in stream.encode():
-                container.mux(pkt)
-            container.close()
+            try:
+                for pkt in stream.encode():
+                    container.mux(pkt)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    container.close()
+                raise
+            container.close()  # writes the trailer (moov): its errors are raised, not dropped
         if self._file is not None:
             self._file, f = None, self._file
-            f.close()
+            f.close()  # flushes the buffer: a full disk shows here
 
     def _close_quietly(self) -> None:
         with contextlib.suppress(Exception):
