@@ -38,16 +38,15 @@ def test_right_types_pass_and_a_number_spelled_as_text_becomes_a_float():
     assert cfg.data.crop_size is None and list(cfg.data.train_dir) == ["a", "b"]
 
 
-def test_trainer_default_root_dir_points_to_run_dir():
-    with pytest.raises(ConfigError, match=r"'trainer.default_root_dir' is set by vvc-lightning.*top-level key run_dir"):
-        load_config(["quickstart_scratch.yaml"], ["trainer.default_root_dir=/tmp/elsewhere"])
+def test_trainer_default_root_dir_is_run_dir_and_other_dirs_point_to_it():
+    assert load_config(["quickstart_scratch.yaml"], ["trainer.default_root_dir=/tmp/elsewhere"]).run_dir == "/tmp/elsewhere"
     with pytest.raises(ConfigError, match=r"unknown config key 'trainer.root_dir'.*top-level key run_dir"):
         load_config(["quickstart_scratch.yaml"], ["trainer.root_dir=/tmp/elsewhere"])
     with pytest.raises(ConfigError, match="'trainer.callbacks' is set by vvc-lightning"):
         load_config(["quickstart_scratch.yaml"], ["trainer.callbacks=[]"])
 
 
-@pytest.mark.parametrize("override", ["model.backbone.width=abc", "trainer.default_root_dir=x"])
+@pytest.mark.parametrize("override", ["model.backbone.width=abc", "trainer.max_steps=abc"])
 def test_the_cli_prints_one_line_and_exits_2(override, tmp_path, capsys):
     assert main(["fit", "--config", "quickstart_scratch.yaml", f"run_dir={tmp_path / 'run'}", override]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -11,14 +12,16 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
+from vvc_lightning.config_ranges import check_gop, check_ranges, check_yaml_size
 from vvc_lightning.config_types import NUMBER, check_types
 from vvc_lightning.errors import ConfigError
 
 OPEN_SECTIONS = ("model.backbone", "data", "trainer")  # keys checked against the named constructor
 LOSSES = ("vae", "rd")
 PERCEPTUAL = ("lpips", "stlpips", "ms-ssim")
+ROOT_DIR_ALIAS = "trainer.default_root_dir"  # Lightning's name of the run folder: accepted as run_dir
 # Trainer arguments the project sets itself (build_trainer), and where a config sets them instead.
-TRAINER_OWNED = {
+TRAINER_OWNED = {  # (trainer.default_root_dir in a file or override becomes run_dir before these are checked)
     "default_root_dir": "the run's folder (checkpoints, logs) is the top-level key run_dir: run_dir=runs/NAME",
     "callbacks": "the stage schedule and checkpoint callbacks come from the stages and checkpoint sections",
     "plugins": "checkpoints are always written atomically; the checkpoint section sets how often",
@@ -63,6 +66,11 @@ def _defaults() -> DictConfig:
     return cfg
 
 
+def packaged_defaults() -> DictConfig:
+    """The packaged defaults.yaml: every key a config may set, with its default."""
+    return _defaults()
+
+
 def _known_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
     keys = []
     for k, v in cfg.items():
@@ -83,16 +91,22 @@ def _reword(exc: OmegaConfBaseException, base: DictConfig, origin: str) -> Confi
     return ConfigError(f"bad config value for '{key}' in {origin}: {msg}")
 
 
-def load_config(configs: list[str] | None = None, overrides: list[str] | None = None) -> DictConfig:
-    """Defaults <- each config file in order <- `key.sub=value` overrides; then validated."""
+def load_config(configs: list[str] | None = None, overrides: list[str] | None = None,
+                precheck: Callable[[DictConfig], None] | None = None) -> DictConfig:
+    """Defaults <- each config file in order <- `key.sub=value` overrides; then validated (after `precheck`, a
+    quick check of the merged config that may fail before the slower validation imports every backbone)."""
     cfg = _defaults()
     base = cfg.copy()
     for name in configs or []:
         path = find_config(name)
         try:
+            check_yaml_size(yaml.safe_load(path.read_text(encoding="utf-8")), f"config '{path}'")
             loaded = OmegaConf.load(path)
+        except ConfigError:
+            raise
         except Exception as exc:
             raise ConfigError(f"cannot parse config '{path}': {str(exc).splitlines()[0]}") from exc
+        _alias_root_dir(loaded, str(path))
         for section in OPEN_SECTIONS[:2]:
             new_name = OmegaConf.select(loaded, f"{section}.name", default=None)
             _reset_if_renamed(cfg, section, new_name)
@@ -100,13 +114,15 @@ def load_config(configs: list[str] | None = None, overrides: list[str] | None = 
             cfg = OmegaConf.merge(cfg, loaded)
         except OmegaConfBaseException as exc:
             raise _reword(exc, base, str(path)) from exc
-    return apply_overrides(cfg, overrides)
+    return apply_overrides(cfg, overrides, precheck)
 
 
-def apply_overrides(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
-    """Apply `key.sub=value` overrides to a config, then validate it."""
+def apply_overrides(cfg: DictConfig, overrides: list[str] | None,
+                    precheck: Callable[[DictConfig], None] | None = None) -> DictConfig:
+    """Apply `key.sub=value` overrides to a config, then validate it (see load_config for `precheck`)."""
     base = _defaults()
     OmegaConf.set_struct(cfg.stages, False)  # stage entries are checked by _validate_stages
+    run_dirs: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
@@ -115,7 +131,14 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
             raise ConfigError(f"cannot parse the value of override '{item}': {exc}") from exc
+        check_yaml_size(parsed, f"the value of override '{key}'")
         parsed = _as_number(parsed)
+        if key.strip() in (ROOT_DIR_ALIAS, "run_dir"):
+            run_dirs[key.strip()] = parsed
+            if len(run_dirs) == 2 and len(set(map(str, run_dirs.values()))) == 2:
+                raise ConfigError(f"run_dir={run_dirs['run_dir']} and {ROOT_DIR_ALIAS}={run_dirs[ROOT_DIR_ALIAS]} "
+                                  "name two run folders; give one of them")
+            key = "run_dir"
         if key.strip().endswith(".name") and key.strip()[: -len(".name")] in OPEN_SECTIONS[:2]:
             _reset_if_renamed(cfg, key.strip()[: -len(".name")], parsed)
         try:
@@ -124,8 +147,24 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None) -> DictConfig:
             raise _reword(exc, base, f"override '{item}'") from exc
         except (IndexError, TypeError, ValueError) as exc:
             raise ConfigError(f"cannot apply override '{item}': {exc}") from exc
+    if precheck is not None:
+        precheck(cfg)
     validate(cfg)
     return cfg
+
+
+def _alias_root_dir(loaded: DictConfig, origin: str) -> None:
+    """A config file's trainer.default_root_dir (Lightning's name) becomes the run folder, run_dir."""
+    trainer = loaded.get("trainer") if isinstance(loaded, DictConfig) else None
+    if not isinstance(trainer, DictConfig) or "default_root_dir" not in trainer:
+        return
+    root = trainer.default_root_dir
+    if loaded.get("run_dir") is not None and str(loaded.run_dir) != str(root):
+        raise ConfigError(f"{origin} sets run_dir: {loaded.run_dir} and {ROOT_DIR_ALIAS}: {root}, two run "
+                          "folders; keep one of them")
+    with open_dict(loaded):
+        loaded.run_dir = root
+        del loaded.trainer["default_root_dir"]
 
 
 def _reset_if_renamed(cfg: DictConfig, section: str, new_name: Any) -> None:
@@ -158,9 +197,7 @@ def validate(cfg: DictConfig) -> None:
     except OmegaConfBaseException as exc:
         raise ConfigError(f"cannot resolve config: {str(exc).splitlines()[0]}") from exc
     _check_types(cfg, _defaults())
-    gop = cfg.model.gop
-    if not isinstance(gop, int) or gop < 1 or (gop - 1) % 4:
-        raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...), got {gop}")
+    check_gop(cfg.model.gop)
     for node, registry, kind, prefix in ((cfg.model.backbone, BACKBONES, "backbone", "model.backbone."),
                                          (cfg.data, DATAMODULES, "datamodule", "data.")):
         cls = registry.get(str(node.name))
@@ -169,6 +206,7 @@ def validate(cfg: DictConfig) -> None:
         for key, number in check_types(cls, section_kwargs(node), what, prefix).items():
             node[key] = number
     _check_trainer_keys(cfg.trainer)
+    check_ranges(cfg)
     if cfg.model.loss.perceptual not in PERCEPTUAL:
         raise ConfigError(
             f"model.loss.perceptual must be one of {', '.join(PERCEPTUAL)}, got '{cfg.model.loss.perceptual}'"
@@ -192,6 +230,9 @@ def _check_trainer_keys(trainer: DictConfig) -> None:
         if any("dir" in str(k) or "root" in str(k) for k in unknown):
             raise ConfigError(f"{exc}; the run's folder is the top-level key run_dir (run_dir=runs/NAME)") from None
         raise
+    for key, number in check_types(pl.Trainer.__init__, section_kwargs(trainer), "lightning's Trainer",
+                                   "trainer.").items():
+        trainer[key] = number
 
 
 def _as_number(value: Any) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 from vvc_lightning.errors import ConfigError
 
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+INTEGER = re.compile(r"[-+]?\d{1,18}")
 _SEQUENCES = (list, tuple, set, frozenset, cabc.Sequence, cabc.Iterable, cabc.Collection)
 _MAPPINGS = (dict, cabc.Mapping)
 
@@ -89,13 +90,16 @@ def describe(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def check_types(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") -> dict[str, float]:
+def check_types(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") -> dict[str, float | int]:
     """Raise ConfigError for the first key whose value does not fit `fn`'s annotation; returns the keys
-    whose text value spells a number where a number is expected (the caller stores them as floats)."""
-    numbers: dict[str, float] = {}
+    whose text value spells a number where a number is expected (the caller stores them as numbers)."""
+    numbers: dict[str, float | int] = {}
     hints = annotations_of(fn)
     for key, value in kwargs.items():
         if key not in hints or conforms(value, hints[key]):
+            continue
+        if isinstance(value, str) and INTEGER.fullmatch(value.strip()) and conforms(int(value), hints[key]):
+            numbers[key] = int(value)  # e.g. an ${oc.env:...} interpolation, which is always text
             continue
         if isinstance(value, str) and NUMBER.fullmatch(value.strip()) and conforms(float(value), hints[key]):
             numbers[key] = float(value)

@@ -12,6 +12,8 @@ from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
 MAX_FRAMES = 1 << 31
 MAX_MEMORY = "8G"
+MIN_FPS = 0.01
+TARGET_BPP = 0.03  # the rates this codec is for: a default quality aims below this
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -28,8 +30,8 @@ def check_options(args: argparse.Namespace) -> None:
     """One-line errors for out-of-range --gop, --fps, --max-frames, --size, --max-memory (before anything is read)."""
     if args.gop is not None and not 1 <= args.gop <= MAX_GOP:
         raise VVCError(f"--gop must be 1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17), got {args.gop}")
-    if args.fps is not None and not (math.isfinite(args.fps) and 0 < args.fps <= MAX_FPS):
-        raise VVCError(f"--fps must be a number above 0 and at most {MAX_FPS:g} (e.g. 25 or 29.97), got {args.fps}")
+    if args.fps is not None and not (math.isfinite(args.fps) and MIN_FPS <= args.fps <= MAX_FPS):
+        raise VVCError(f"--fps must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {args.fps:g}")
     if args.max_frames is not None and not 1 <= args.max_frames <= MAX_FRAMES:
         raise VVCError(f"--max-frames must be 1 to {MAX_FRAMES}, got {args.max_frames}")
     if args.size is not None:
@@ -52,7 +54,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--ckpt", default=None, help="checkpoint written by fit (or use --model)")
     c.add_argument("--model", default=None, help="a shipped model by name (`python -m vvc_lightning models`)")
     c.add_argument("--quality", type=float, default=None, help="rate of a variable-rate model: any real number in "
-                   "[0, qualities-1], higher = more bits (default: the highest)")
+                   "[0, qualities-1], higher = more bits (default: the highest quality whose measured test-split "
+                   f"bpp is below {TARGET_BPP:g}, else the lowest-rate point of the curve, else 0; for vvc-lean-vr "
+                   "quality 0, 0.042 bpp on its test split; the quality used is printed)")
     c.add_argument("--lmbda", type=float, default=None, help="rate of a variable-rate model as the lambda it was "
                    "trained for (instead of --quality)")
     c.add_argument("--gop", type=int, default=None, help="frames per GoP, 1+4k (default: the model's, 9)")
@@ -66,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default 32; 64 for "
                    "GroupNorm backbones such as cv_vae)")
     c.add_argument("--size", default=None, help="WxH of a raw .yuv input")
-    c.add_argument("--fps", type=float, default=None, help="frame rate of a raw .yuv input (or override)")
+    c.add_argument("--fps", type=float, default=None, help=f"frame rate of a raw .yuv input (or override), "
+                   f"{MIN_FPS:g} to {MAX_FPS:g}")
     c.add_argument("--matrix", default="bt709", choices=["bt709", "bt601"], help="YUV matrix of .yuv input/output")
     c.add_argument("--range", dest="rng", default="limited", choices=["limited", "full"], help="YUV range")
     c.add_argument("--max-frames", type=int, default=None, help="encode only the first N frames")
@@ -133,10 +138,35 @@ def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, A
     return load_model(args.ckpt)
 
 
+def default_quality(model) -> tuple[float, str]:  # noqa: ANN001
+    """(quality, why) of a variable-rate model without --quality: the highest measured point below TARGET_BPP,
+    else the measured point of lowest rate, else 0 (the lowest rate)."""
+    entry = getattr(model, "zoo_entry", None)
+    curve = (entry.record.get("curve") if entry is not None else None) or []
+    points = []
+    for p in curve if isinstance(curve, list) else []:
+        try:
+            q, bpp = float(p["quality"]), float(p["bpp"])
+        except (TypeError, KeyError, ValueError):
+            continue
+        if math.isfinite(q) and math.isfinite(bpp) and 0 <= q <= model.codec.qualities - 1:
+            points.append((bpp, q))
+    if not points:
+        return 0.0, "the lowest rate"
+    below = [p for p in points if p[0] < TARGET_BPP]
+    bpp, q = max(below, key=lambda p: p[1]) if below else min(points)
+    return q, f"{bpp:.3f} bpp on {entry.name}'s test split"
+
+
 def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN001
-    """--quality, or the quality of --lmbda; None (the highest) when neither is given."""
+    """--quality, or the quality of --lmbda, or the default quality (printed) of a variable-rate model."""
     if args.quality is not None and args.lmbda is not None:
         raise VVCError("give --quality or --lmbda, not both")
+    if args.lmbda is None and args.quality is None and model.codec.qualities:
+        quality, why = default_quality(model)
+        print(f"no --quality given: coding at quality {quality:g} of 0-{model.codec.qualities - 1} ({why}; "
+              f"this codec aims at < {TARGET_BPP:g} bpp); pass --quality for more bits", flush=True)
+        return quality
     if args.lmbda is None:
         return args.quality
     quality = model.quality_for_lambda(args.lmbda)

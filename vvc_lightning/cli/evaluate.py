@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--lpips-weights", default=os.environ.get("VVC_LPIPS_ALEX"),
                    help="torchvision AlexNet weights for LPIPS (else $VVC_LPIPS_ALEX or the torch hub cache; "
                         "without them 'lpips' falls back to ST-LPIPS, reported as 'stlpips')")
-    p.add_argument("--frame-stride", type=int, default=1, help="use every k-th frame for fid/kid/brisque")
+    p.add_argument("--frame-stride", type=int, default=1, help="use every k-th frame for fid/kid/brisque (k >= 1)")
     g = p.add_argument_group("neural codec")
     g.add_argument("--gop", type=int, default=9)
     g.add_argument("--overlap", type=int, default=1)
@@ -56,6 +56,46 @@ def register(subparsers: Any) -> None:
     g.add_argument("--tile", type=int, default=None, help="spatial tile size in pixels (default: the codec's)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """One-line errors for out-of-range numbers, an unknown or missing --device and an -o that is a file."""
+    from pathlib import Path
+
+    from vvc_lightning.errors import VVCError
+
+    for flag, value in (("--frame-stride", args.frame_stride), ("--max-frames", args.max_frames),
+                        ("--batch", args.batch), ("--intra-period", args.intra_period)):
+        if value is not None and value < 1:
+            raise VVCError(f"{flag} must be a whole number >= 1, got {value}")
+    if not (0 <= args.theta <= 1):
+        raise VVCError(f"--theta must be 0 to 1 (e.g. 0.5), got {args.theta}")
+    check_device(args.device)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise VVCError(f"-o '{out}' is an existing file; evaluate writes a folder of results: give a folder path")
+
+
+def check_device(device: str) -> None:
+    """--device: cpu, cuda or cuda:N (a GPU this machine has), or mps where available; one line otherwise."""
+    import re
+
+    import torch
+
+    from vvc_lightning.errors import VVCError
+
+    m = re.fullmatch(r"(cpu|cuda|mps)(?::(\d{1,3}))?", device.strip())
+    if m is None:
+        raise VVCError(f"--device must be cpu, cuda or cuda:N, got '{device}'")
+    kind, index = m[1], int(m[2]) if m[2] is not None else 0
+    if kind == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise VVCError(f"--device {device}: this machine has no usable CUDA GPU; use --device cpu")
+        if index >= count:
+            raise VVCError(f"--device {device}: this machine has {count} GPU(s), cuda:0 to cuda:{count - 1}")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise VVCError(f"--device {device}: this machine has no Apple GPU; use --device cpu")
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
@@ -77,16 +117,21 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
 def parse_qualities(text: str | None) -> list[float] | None:
     """'0,2,4.5' -> [0.0, 2.0, 4.5] (None when not given)."""
+    import math
+
     from vvc_lightning.errors import VVCError
 
     if text is None:
         return None
+    parts = text.split(",")
+    if any(not p.strip() for p in parts):
+        raise VVCError(f"--qualities has an empty entry in '{text}'; give numbers like 0,2,4,6,7")
     try:
-        qs = [float(x) for x in text.split(",") if x.strip()]
+        qs = [float(x) for x in parts]
     except ValueError as exc:
         raise VVCError(f"--qualities takes numbers like 0,2,4,6,7, got '{text}'") from exc
-    if not qs:
-        raise VVCError("--qualities is empty; give numbers like 0,2,4,6,7")
+    if not all(math.isfinite(q) and q >= 0 for q in qs):
+        raise VVCError(f"--qualities takes numbers >= 0 like 0,2,4,6,7, got '{text}'")
     return qs
 
 
@@ -96,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
 
     from vvc_lightning.evaluation.harness import evaluate
 
+    check_options(args)
     paths = evaluate(options_from_args(args))
     print(f"results: {paths['csv']}  {paths['json']}")
     print(f"report:  {paths['html']}")

@@ -22,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_fit(args: argparse.Namespace) -> int:
     """Train."""
     from vvc_lightning.config import load_config
+    from vvc_lightning.training.preflight import precheck_machine
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, precheck=precheck_machine)  # devices checked before the rest
     from vvc_lightning.training.trainer import fit
 
     trainer = fit(cfg, args.ckpt)

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from vvc_lightning.config import section_kwargs
+from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import DATAMODULES
 from vvc_lightning.training.checkpoint import AtomicCheckpointIO, load_model
+from vvc_lightning.training.preflight import check_machine, check_run_dir
 
 log = logging.getLogger("vvc_lightning")
 
@@ -40,6 +43,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
     run_dir = Path(str(cfg.run_dir))
     kwargs = dict(cfg.trainer)
     kwargs.update(overrides)
+    check_machine(kwargs)
     kwargs["strategy"] = _strategy(kwargs.get("strategy", "auto"))
     ckpt_cb = ModelCheckpoint(
         dirpath=run_dir,
@@ -56,13 +60,18 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
     cbs = [schedule, ckpt_cb, *(callbacks or [])]
     kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name="logs"))
     kwargs.setdefault("enable_model_summary", False)
-    return pl.Trainer(default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs)
+    try:
+        return pl.Trainer(default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs)
+    except MisconfigurationException as exc:
+        raise ConfigError(f"lightning's Trainer refuses the trainer.* settings: {str(exc).splitlines()[0]}") from exc
 
 
 def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
     """Train from `cfg` (resuming from `ckpt` when given: weights, optimizer, step and stage)."""
     from vvc_lightning.training.warm_start import prepare_fit
 
+    check_machine(cfg.trainer)  # before anything slow: fail in one line when the machine lacks the devices
+    check_run_dir(cfg.run_dir)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     # model.init (a shipped model's weights) and weights-only resumes; a Lightning checkpoint passes through
     cfg, model, ckpt, resume = prepare_fit(cfg, ckpt)

@@ -1,8 +1,10 @@
 """`fit` from weights alone: start from a shipped model (`model.init`), or resume from a weights-only file.
 
 `model.init: zoo:NAME` (or a path to an exported NAME.safetensors with NAME.json beside it) takes the
-architecture (model.gop, model.backbone, model.codec, and model.loss.lmbda_range unless the config sets
-one) and the weights of that model, then trains from step 0 with the config's stages and data.
+architecture (model.backbone, model.codec, model.gop, and model.loss.lmbda_range unless the config sets
+one) and the weights of that model, then trains from step 0 with the config's stages and data. A
+model.backbone.* or model.codec.* key the config sets (away from the packaged default) to another value than
+the model's is an error naming both; a model.gop set that way applies (the weights fit any GoP length).
 
 `fit --ckpt NAME.safetensors` / `--ckpt zoo:NAME` resumes from an exported model: its weights, a fresh
 optimizer, and the step, epoch and stage it records. A Lightning checkpoint of a fixed-rate model given to a
@@ -71,6 +73,8 @@ def _adopt_architecture(cfg: DictConfig, record: dict[str, Any], origin: str) ->
     stored = (record or {}).get("config", {}).get("model")
     if not stored:
         raise VVCError(f"model.init '{origin}' has no record with its config (NAME.json beside the weights)")
+    _refuse_conflicts(cfg, stored, origin)
+    keep_gop = _user_value(cfg, "gop", stored)
     cfg = cfg.copy()
     with open_dict(cfg):
         for key in ARCHITECTURE:
@@ -78,8 +82,44 @@ def _adopt_architecture(cfg: DictConfig, record: dict[str, Any], origin: str) ->
         if cfg.model.loss.get("lmbda_range") is None and stored.get("loss", {}).get("lmbda_range") is not None:
             cfg.model.loss.lmbda_range = list(stored["loss"]["lmbda_range"])
         cfg.model.backbone.weights = None
+        if keep_gop is not None:  # the weights do not depend on the GoP length: the config's applies
+            cfg.model.gop = keep_gop
+            log.info("model.init: model.gop=%d from the config (%s was trained at %s)", keep_gop, origin, stored["gop"])
     OmegaConf.set_struct(cfg.model.backbone, False)
     return apply_overrides(cfg, [])
+
+
+def _user_value(cfg: DictConfig, key: str, stored: dict[str, Any]) -> Any:
+    """The config's model.KEY when set away from the packaged default and from the record's; else None."""
+    from vvc_lightning.config import packaged_defaults
+
+    mine, default = cfg.model.get(key), packaged_defaults().model.get(key)
+    return None if mine == default or mine == stored.get(key) else mine
+
+
+def _refuse_conflicts(cfg: DictConfig, stored: dict[str, Any], origin: str) -> None:
+    """model.backbone.* / model.codec.* set by the config or command line that model.init would replace."""
+    from vvc_lightning.config import packaged_defaults
+
+    defaults = packaged_defaults().model
+    for section in ("backbone", "codec"):
+        mine = OmegaConf.to_container(cfg.model[section], resolve=True)
+        default = OmegaConf.to_container(defaults[section], resolve=True)
+        theirs = stored.get(section) if isinstance(stored.get(section), dict) else {}
+        assert isinstance(mine, dict) and isinstance(default, dict)
+        keys = sorted(mine, key=lambda k: k != "name")  # a different backbone name first: it explains the rest
+        for k in keys:
+            v = mine[k]
+            if (k in default and default[k] == v) or (k in theirs and theirs[k] == v) or (k not in theirs and v is None):
+                continue
+            if section == "backbone" and k == "weights" and v is None:
+                continue
+            has = f"model.{section}.{k}={theirs[k]}" if k in theirs else f"no model.{section}.{k}"
+            raise VVCError(
+                f"model.{section}.{k}={v} conflicts with model.init={origin}, whose architecture replaces it "
+                f"({origin} has {has}); set model.init=null to train your own model.{section}, or drop "
+                f"model.{section}.{k} to fine-tune {origin}"
+            )
 
 
 def prepare_fit(cfg: DictConfig, ckpt: str | None) -> tuple[DictConfig, Any, str | None, list[pl.Callback]]:

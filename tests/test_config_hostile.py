@@ -1,0 +1,82 @@
+"""Issue 22 on configs: values in range (14), interpolations type-checked (13), bounded YAML (13), Lightning's
+trainer.default_root_dir accepted as the run folder (3)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from vvc_lightning.config import load_config
+from vvc_lightning.errors import ConfigError
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.gop=70001", "model.gop must be 1 + 4k frames (5, 9, 13, 17, ...) and at most 257, got 70001"),
+        ("optim.lr=.nan", "config key 'optim.lr' must be a finite number above 0"),
+        ("optim.lr=.inf", "config key 'optim.lr' must be a finite number above 0"),
+        ("optim.aux_lr=0", "config key 'optim.aux_lr' must be a finite number above 0"),
+        ("model.loss.lmbda=-1", "config key 'model.loss.lmbda' must be a finite number above 0"),
+        ("model.loss.alpha=-0.5", "config key 'model.loss.alpha' must be a finite number >= 0"),
+        ("trainer.max_steps=-5", "config key 'trainer.max_steps' must be a whole number >= 1 (or -1: no limit)"),
+        ("trainer.precision=64-evil", "config key 'trainer.precision' must be one of"),
+        ("trainer.max_steps=${oc.env:HOME}", "config key 'trainer.max_steps' must be an integer"),
+        ("stages.0.lr=-1e-4", "config key 'stages.0.lr' must be a finite number above 0"),
+        ("model.loss.lmbda_range=[0.5,0.1]", "model.loss.lmbda_range' must be [lo, hi] with 0 < lo < hi"),
+        ("checkpoint.every_n_train_steps=0", "config key 'checkpoint.every_n_train_steps' must be"),
+    ],
+)
+def test_out_of_range_values_are_one_config_error(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(["quickstart.yaml"], [override])
+    assert message in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_an_interpolation_is_resolved_and_type_checked_like_any_value(monkeypatch):
+    monkeypatch.setenv("VVC_TEST_STEPS", "7")
+    assert load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"]).trainer.max_steps == 7
+    monkeypatch.setenv("VVC_TEST_STEPS", "seven")
+    with pytest.raises(ConfigError, match="'trainer.max_steps' must be an integer .* got 'seven'"):
+        load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"])
+
+
+def _billion_laughs() -> str:
+    parts = ["&a0 [1,1,1,1,1,1,1,1,1,1]"]
+    parts += [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    return "[" + ",".join(parts) + "]"  # 10^9 values once the aliases are expanded
+
+
+@pytest.mark.timeout(60)
+def test_a_billion_laughs_override_fails_at_once():
+    start = time.monotonic()
+    with pytest.raises(ConfigError, match="override 'data.epoch_length' expands to more than 100000 values"):
+        load_config(["quickstart.yaml"], ["data.epoch_length=" + _billion_laughs()])
+    assert time.monotonic() - start < 20
+
+
+@pytest.mark.timeout(60)
+def test_a_billion_laughs_config_file_fails_at_once(tmp_path):
+    bad = tmp_path / "laughs.yaml"
+    bad.write_text("data:\n  epoch_length: " + _billion_laughs() + "\n")
+    with pytest.raises(ConfigError, match="laughs.yaml' expands to more than"):
+        load_config(["quickstart.yaml", str(bad)])
+
+
+def test_trainer_default_root_dir_is_the_run_folder(tmp_path):
+    cfg = load_config(["quickstart.yaml"], [f"trainer.default_root_dir={tmp_path / 'r1'}"])
+    assert cfg.run_dir == str(tmp_path / "r1") and "default_root_dir" not in cfg.trainer
+    own = tmp_path / "lightning.yaml"
+    own.write_text(f"trainer:\n  default_root_dir: {tmp_path / 'r2'}\n")
+    cfg = load_config(["quickstart.yaml", str(own)])
+    assert cfg.run_dir == str(tmp_path / "r2") and "default_root_dir" not in cfg.trainer
+
+
+def test_two_different_run_folders_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="name two run folders; give one of them"):
+        load_config(["quickstart.yaml"], ["run_dir=a", "trainer.default_root_dir=b"])
+    both = tmp_path / "both.yaml"
+    both.write_text("run_dir: a\ntrainer:\n  default_root_dir: b\n")
+    with pytest.raises(ConfigError, match="two run folders"):
+        load_config([str(both)])

@@ -1,0 +1,91 @@
+"""Value ranges of config keys (rates, weights, step counts, GoP length) and bounds on YAML values."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from vvc_lightning.errors import ConfigError
+
+MAX_YAML_NODES = 100_000  # scalars + containers of one value, aliases expanded
+MAX_YAML_DEPTH = 64
+MAX_QUALITIES = 64
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# key -> (test, what the value must be)
+RANGES: dict[str, tuple[Any, str]] = {
+    "model.loss.lmbda": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 0.1)"),
+    "model.loss.alpha": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 1e-3)"),
+    "model.loss.beta": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 1.0)"),
+    "model.codec.qualities": (lambda v: _whole(v) and 0 <= v <= MAX_QUALITIES,
+                              f"a whole number from 0 (fixed rate) to {MAX_QUALITIES} (e.g. 8)"),
+    "model.codec.transform_blocks": (lambda v: _whole(v) and 0 <= v <= 64, "a whole number from 0 to 64 (e.g. 2)"),
+    "optim.lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 5e-6)"),
+    "optim.aux_lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 1e-3)"),
+    "optim.weight_decay": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 0.0)"),
+    "optim.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "a finite number above 0, or null (off)"),
+    "optim.warmup_steps": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
+    "optim.min_lr_ratio": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1 (e.g. 0.1)"),
+    "checkpoint.every_n_train_steps": (lambda v: _whole(v) and v >= 1, "a whole number >= 1 (e.g. 1000)"),
+    "checkpoint.keep": (lambda v: _whole(v) and v >= -1, "a whole number >= 0 (or -1: keep all)"),
+    "trainer.max_steps": (lambda v: _whole(v) and (v >= 1 or v == -1), "a whole number >= 1 (or -1: no limit)"),
+    "trainer.max_epochs": (lambda v: v is None or (_whole(v) and (v >= 1 or v == -1)),
+                           "a whole number >= 1, -1 (no limit) or null"),
+}
+
+
+def check_ranges(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key whose (resolved) value is out of its range."""
+    for key, (ok, what) in RANGES.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None and key.startswith("trainer.") and key.rsplit(".", 1)[1] not in cfg.trainer:
+            continue
+        if not ok(value):
+            raise ConfigError(f"config key '{key}' must be {what}, got {value!r}")
+    rng = cfg.model.loss.get("lmbda_range")
+    if rng is not None:
+        lo_hi = list(rng) if isinstance(rng, ListConfig) else rng
+        if not (isinstance(lo_hi, list) and len(lo_hi) == 2 and all(_number(v) for v in lo_hi)
+                and 0 < lo_hi[0] < lo_hi[1]):
+            raise ConfigError(f"config key 'model.loss.lmbda_range' must be [lo, hi] with 0 < lo < hi "
+                              f"(e.g. [0.01, 1.0]), got {rng}")
+    for i, stage in enumerate(cfg.stages):
+        lr = stage.get("lr") if isinstance(stage, DictConfig) else None
+        if lr is not None and not (_number(lr) and lr > 0):
+            raise ConfigError(f"config key 'stages.{i}.lr' must be a finite number above 0 (e.g. 1e-4), got {lr!r}")
+
+
+def check_gop(gop: Any) -> None:
+    """model.gop: 1 + 4k frames, at most the bitstream's GoP limit."""
+    from vvc_lightning.codec.container import MAX_GOP
+
+    if not _whole(gop) or gop < 1 or (gop - 1) % 4 or gop > MAX_GOP:
+        raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...) and at most {MAX_GOP}, got {gop}")
+
+
+def check_yaml_size(value: Any, origin: str) -> None:
+    """Refuse a parsed YAML value whose expansion (aliases counted each time used) is huge or too deep."""
+    budget = [MAX_YAML_NODES]
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0 or depth > MAX_YAML_DEPTH:
+            raise ConfigError(
+                f"{origin} expands to more than {MAX_YAML_NODES} values or {MAX_YAML_DEPTH} levels "
+                "(YAML anchors / aliases?); write the value out plainly"
+            )
+        if isinstance(node, dict):
+            stack.extend((x, depth + 1) for pair in node.items() for x in pair)
+        elif isinstance(node, (list, tuple)):
+            stack.extend((x, depth + 1) for x in node)
