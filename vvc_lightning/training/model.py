@@ -234,6 +234,9 @@ class VideoCompressionModel(pl.LightningModule):
         # Store CDF tables that match the weights, so every loader codes with identical integer tables.
         was_training = self.codec.training
         self.codec.apply_context_masks()
+        # The aux loss moves the quantiles by at most aux_lr a step (Adam), too slowly to follow z when the main
+        # stages change it; solve them exactly (bisection on the monotone cumulative) before building the tables.
+        self.codec.entropy_bottleneck._update_quantiles()
         self.codec.update_tables(force=True)
         state = checkpoint["state_dict"]
         for key, value in self.codec.state_dict(prefix="codec.").items():
