@@ -69,10 +69,9 @@ class VideoBackbone(nn.Module):
                 f"backbone weights file '{path}' does not exist; set model.backbone.weights to a .pt/.ckpt "
                 "file holding this backbone's state_dict, or null to start from scratch"
             )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as exc:
-            raise WeightsError(f"cannot read backbone weights '{path}': {exc}") from exc
+        from vvc_lightning.backbones.pretrained import load_tensor_file
+
+        state = load_tensor_file(path, "backbone weights")
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         if not isinstance(state, dict):

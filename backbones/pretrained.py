@@ -15,6 +15,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,6 +41,27 @@ def _weights_file(path: Path, layout: str | None) -> Path:
     )
 
 
+def load_tensor_file(path: str | Path, what: str) -> Any:
+    """`torch.load(weights_only=True)` of a weights file; a file holding more than tensors (pickled code) is
+    refused in one line (never loaded unsafely), any other failure named in one line."""
+    import pickle
+    import warnings
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:  # torch's text advises unsafe loading: never shown
+        if "allowed global" in str(exc) or "Unsupported global" in str(exc):
+            raise WeightsError(f"'{path}' holds more than tensors (pickled code) and is refused; give {what} saved "
+                               "as plain tensors (a state_dict by torch.save, or .safetensors)") from exc
+        raise WeightsError(f"cannot read {what} '{path}': it is not tensors saved by torch.save (damaged, another "
+                           "format, or other pickled data: refused); replace the file") from exc
+    except Exception as exc:
+        first = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
+        raise WeightsError(f"cannot read {what} '{path}' ({first}); replace the file") from exc
+
+
 def read_state_dict(path: str | Path, layout: str | None = None) -> dict[str, torch.Tensor]:
     """All tensors of a released weight file or folder, as one flat dict (nothing but tensors is built)."""
     path = Path(path)
@@ -53,9 +75,11 @@ def read_state_dict(path: str | Path, layout: str | None = None) -> dict[str, to
 
             state = load_file(str(path), device="cpu")
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_tensor_file(path, "pretrained weights")
+    except WeightsError:
+        raise
     except Exception as exc:  # a corrupt or foreign file: one line, naming it
-        raise WeightsError(f"cannot read pretrained weights '{path}': {exc}") from exc
+        raise WeightsError(f"cannot read pretrained weights '{path}': {str(exc).splitlines()[0]}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):

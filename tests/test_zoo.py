@@ -176,8 +176,7 @@ def test_a_fixed_rate_checkpoint_resumes_into_a_variable_rate_config(tiny_ckpt, 
 
 
 def test_quickstart_starts_from_a_shipped_model(zoo, tmp_path):
-    ckpt = _fit(tmp_path, ["model.init=zoo:tiny-vr", "trainer.max_steps=2", "trainer.val_check_interval=2",
-                           "model.backbone.latent_channels=32", "model.backbone.width=64"],
+    ckpt = _fit(tmp_path, ["model.init=zoo:tiny-vr", "trainer.max_steps=2", "trainer.val_check_interval=2"],
                 configs=("quickstart.yaml",), stages=False)
     state = torch.load(ckpt, weights_only=True)
     model_cfg = state["hyper_parameters"]["config"]["model"]
@@ -219,3 +218,178 @@ def test_a_file_from_a_shipped_model_that_is_not_installed_is_one_clear_error(zo
     assert main(["decompress", str(tmp_path / "a.vvc"), "-o", str(tmp_path / "png")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "shipped model 'tiny-vr'" in err[0] and "not installed" in err[0]
+
+
+# ------------------------------------------------------------------ untrusted model folders (issue 22)
+def _one_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    return err[0]
+
+
+def _copy_entry(entry, folder: Path, name: str | None = None) -> tuple[Path, Path]:
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    name = name or entry.name
+    shutil.copy(entry.weights, folder / f"{name}.safetensors")
+    shutil.copy(entry.record_path, folder / f"{name}.json")
+    return folder / f"{name}.json", folder / f"{name}.safetensors"
+
+
+def _bad_records(folder: Path) -> None:
+    """Records no export writes: invalid UTF-8, JSON nested 10^5 deep, `params` "abc", a curve of ints."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in [("broken", b'{"format": 1, "name": "\xff\xfe"}'), ("deep", b"[" * 100_000 + b"]" * 100_000),
+                       ("abc", None), ("ints", None)]:
+        if text is None:
+            rec = json.loads(get_entry("tiny-vr").record_path.read_text())
+            rec.update({"params": "abc"} if name == "abc" else {"curve": [1, 2]})
+            text = json.dumps(rec).encode()
+        (folder / f"{name}.json").write_bytes(text)
+        (folder / f"{name}.safetensors").write_bytes(get_entry("tiny-vr").weights.read_bytes())
+
+
+def test_malformed_records_are_skipped_with_a_warning_and_block_no_other_model(zoo, tmp_path, monkeypatch,
+                                                                              bikes_frames, caplog):
+    src = _clip(tmp_path, bikes_frames)
+    assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", "tiny-vr"]) == 0
+    _bad_records(tmp_path / "bad")
+    monkeypatch.setenv(ENV, os.pathsep.join([str(tmp_path / "bad"), str(zoo)]))
+    r = run_cli("models")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "tiny-vr" in r.stdout and "vvc-lean-vr" in r.stdout and "Traceback" not in r.stderr
+    warned = [line for line in r.stderr.splitlines() if "skipped model record" in line]
+    assert len(warned) == 4 and all(any(f"{n}.json" in w for w in warned) for n in ("broken", "deep", "abc", "ints"))
+    assert "not UTF-8" in r.stderr and "nests deeper" in r.stderr
+    assert main(["decompress", str(tmp_path / "a.vvc"), "-o", str(tmp_path / "out.y4m")]) == 0  # a genuine file
+    assert main(["compress", str(src), "-o", str(tmp_path / "b.vvc"), "--model", "vvc-lean-vr", "--quality", "0"]) == 0
+    assert any("skipped model record" in m and "deep.json" in m for m in caplog.messages)
+
+
+def _clip(tmp_path: Path, bikes_frames) -> Path:
+    src = tmp_path / "clip.y4m"
+    write_video(src, small_clip(bikes_frames, 5, 32, 32), 25.0)
+    return src
+
+
+def test_using_a_malformed_record_is_one_line_naming_it(zoo, tmp_path, monkeypatch, capsys, bikes_frames):
+    _bad_records(tmp_path / "bad")
+    monkeypatch.setenv(ENV, str(tmp_path / "bad"))
+    src = _clip(tmp_path, bikes_frames)
+    for name, problem in [("broken", "is not UTF-8 text"), ("deep", "nests deeper than"),
+                          ("abc", "'params' is \"abc\""), ("ints", "'curve' point 0 is 1")]:
+        assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", name]) == 2
+        line = _one_line(capsys)
+        assert line.startswith(f"error: model '{name}' ({tmp_path / 'bad' / name}.json): ") and problem in line
+        assert line.endswith("fix or remove that file")
+
+
+def _crafted(tmp_path: Path, monkeypatch, change, fix_sha: bool = True) -> str:
+    """A copy of tiny-vr as 'crafted' whose record (change(rec, state)) or weights were changed."""
+    from safetensors.torch import load_file, save_file
+
+    rec_path, weights = _copy_entry(get_entry("tiny-vr"), tmp_path / "crafted", "crafted")
+    rec, state = json.loads(rec_path.read_text()), load_file(str(weights))
+    change(rec, state)
+    save_file(state, str(weights))
+    if fix_sha and "sha256" in rec:
+        import hashlib
+
+        rec["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    rec_path.write_text(json.dumps(rec))
+    monkeypatch.setenv(ENV, os.pathsep.join([str(tmp_path / "crafted"), os.environ[ENV]]))
+    return "crafted"
+
+
+def _cdf(state, key: str, value) -> None:
+    state[key] = value(state[key]).contiguous()
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda r, s: r["config"]["model"]["backbone"].update(width=2**21), "'config.model.backbone.width' is 2097152"),
+    (lambda r, s: r.update(latent_channels=2**20), "'latent_channels' is 1048576"),
+    (lambda r, s: r.update(qualities=10**6), "'qualities' is 1000000"),
+    (lambda r, s: r["config"]["model"]["backbone"].update(width=16), "parameters but the record says"),
+    (lambda r, s: r["training"].update(global_step=1e400), "it holds Infinity"),
+    (lambda r, s: s.update({"codec.h_s.0.weight": s["codec.h_s.0.weight"] * float("nan")}), "NaN or infinite"),
+    (lambda r, s: s.update({"codec.h_s.4.weight": s["codec.h_s.4.weight"].float() * 1e9}), "too large for an exact integer"),
+    (lambda r, s: _cdf(s, "codec.gaussian_conditional._quantized_cdf", lambda t: t.flip(1)), "row 0 is not a CDF"),
+    (lambda r, s: _cdf(s, "codec.entropy_bottleneck._quantized_cdf", torch.zeros_like), "row 0 is not a CDF"),
+    (lambda r, s: _cdf(s, "codec.entropy_bottleneck._quantized_cdf",
+                       lambda t: torch.cat([t, torch.zeros(t.shape[0], 70_000, dtype=t.dtype)], 1)), "of at most 65537"),
+    (lambda r, s: _cdf(s, "codec.gaussian_conditional._offset", lambda t: t - 2**30), "has an offset of"),
+    (lambda r, s: (r.update(identity="ab" * 32), r.pop("sha256")), "not the abababababab its record claims"),
+])
+def test_a_crafted_entry_is_refused_before_anything_is_built(zoo, tmp_path, monkeypatch, capsys, change, problem,
+                                                             bikes_frames):
+    name = _crafted(tmp_path, monkeypatch, change)
+    src = _clip(tmp_path, bikes_frames)
+    assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", name]) == 2
+    line = _one_line(capsys)
+    assert line.startswith(f"error: model '{name}' (") and problem in line, line
+    assert "tiny-vr" in [e.name for e in list_models()]  # and the genuine entry stays usable
+
+
+def test_a_same_named_entry_does_not_shadow_the_one_a_file_was_made_with(zoo, tmp_path, monkeypatch, bikes_frames):
+    from tests.fuzz_records import make_entry
+
+    src = _clip(tmp_path, bikes_frames)
+    assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", "tiny-vr"]) == 0
+    make_entry(tmp_path / "user", "tiny-vr", seed=5)  # another model under the same name, in an earlier folder
+    monkeypatch.setenv(ENV, os.pathsep.join([str(tmp_path / "user"), str(zoo)]))
+    assert get_entry("tiny-vr").record_path.parent == tmp_path / "user"  # --model NAME: first folder wins
+    assert main(["decompress", str(tmp_path / "a.vvc"), "-o", str(tmp_path / "out.y4m")]) == 0  # by identity
+
+
+def test_files_holding_more_than_tensors_are_refused_in_one_line(tmp_path):
+    from vvc_lightning.backbones.lean_vae import LeanVAE
+    from vvc_lightning.backbones.pretrained import read_state_dict
+    from vvc_lightning.training.perceptual import build_lpips
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this would run",))
+
+    crafted = tmp_path / "crafted.pt"
+    torch.save({"conv.weight": torch.zeros(1), "x": Payload()}, crafted)
+    for load in (lambda: read_state_dict(crafted), lambda: build_lpips("alex", crafted),
+                 lambda: LeanVAE(width=8, latent_channels=16).load_weights(crafted)):
+        with pytest.raises(WeightsError) as info:
+            load()
+        text = str(info.value)
+        assert "\n" not in text and f"'{crafted}' holds more than tensors (pickled code) and is refused" in text
+        assert "weights_only" not in text
+
+
+def test_export_to_an_existing_file_is_one_line(zoo, tmp_path, capsys):
+    target = tmp_path / "models"
+    target.write_bytes(b"mine")
+    ckpt = tmp_path / "x.ckpt"
+    ckpt.write_bytes(b"")
+    assert main(["export", "--ckpt", str(ckpt), "--name", "m", "-o", str(target)]) == 2
+    assert "is a file, not a folder" in _one_line(capsys) and target.read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"codec,point,bpp\nours,tiny-vr@q0,0.1\xff\n", "is not UTF-8 text"),
+    (b"codec,point,bpp,psnr\nours,tiny-vr@q0,0.1,20\nours,tiny-vr@q3,inf,30\n", "'bpp' is inf"),
+    (b"codec,point,bpp,psnr\nours,tiny-vr@q0,nan,20\n", "'bpp' is nan"),
+])
+def test_attach_curve_refuses_bad_csvs_in_one_line_and_keeps_the_record(zoo, tmp_path, capsys, content, problem):
+    csv_path = tmp_path / "summary.csv"
+    csv_path.write_bytes(content)
+    before = get_entry("tiny-vr").record_path.read_bytes()
+    assert main(["models", "tiny-vr", "--attach-curve", str(csv_path)]) == 2
+    assert problem in _one_line(capsys)
+    assert get_entry("tiny-vr").record_path.read_bytes() == before
+
+
+def test_records_hold_no_absolute_paths(zoo):
+    def strings(obj):
+        if isinstance(obj, dict):
+            return [s for v in obj.values() for s in strings(v)]
+        return [s for v in obj for s in strings(v)] if isinstance(obj, list) else [obj] if isinstance(obj, str) else []
+
+    for entry in (get_entry("tiny-vr"), get_entry("vvc-lean-vr")):
+        assert not [s for s in strings(entry.record) if os.path.isabs(s)], entry.name

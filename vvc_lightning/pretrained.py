@@ -4,11 +4,14 @@ A zoo entry is two files in a models folder: NAME.safetensors (weights and CDF t
 float weights of the backbone and transforms in float16, entropy models, gains and integer tables as
 trained) and NAME.json (the record: identity, architecture, how it was trained, its measured curve).
 Folders searched, first match wins: each folder in $VVC_LIGHTNING_MODELS (os.pathsep-separated), then
-the packaged vvc_lightning/assets/models/.
+the packaged vvc_lightning/assets/models/. A folder is untrusted: a record that cannot be used is skipped
+with a one-line warning naming it (`zoo_record` says what is checked) and never hides another entry.
 
-A zoo model's weights file is checked against the SHA-256 in its record on load, and a bitstream it wrote
-decodes anywhere the package is installed: `decompress` finds the entry the header names (checkpoint
-'zoo:NAME'), or else the entry whose recorded identity the header holds; the codec then checks the identity.
+On load, a zoo model's weights file is checked against the SHA-256 in its record, against its record's
+architecture before anything is built, and the built model's identity against the record's. A bitstream
+it wrote decodes anywhere the package is installed: `decompress` finds the entry whose identity the header
+holds (the one the header names first, even where a same-named entry in an earlier folder shadows it),
+else the entry the header names; the codec then checks the identity.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -27,9 +31,22 @@ import torch
 
 from vvc_lightning import __version__
 from vvc_lightning.errors import VVCError, WeightsError
+from vvc_lightning.zoo_record import (
+    FIX,
+    FORMAT,
+    RecordProblem,
+    check_int_layers,
+    check_tensors,
+    portable_path,
+    portable_strings,
+    read_curve,
+    read_record,
+    sha256_file,
+)
+
+log = logging.getLogger(__name__)
 
 ENV = "VVC_LIGHTNING_MODELS"
-FORMAT = 1
 PREFIX = "zoo:"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # Kept in float32 when exporting: small, and they shape the entropy coder's tables and the rate.
@@ -84,49 +101,90 @@ class ZooEntry:
         }
 
 
-def _read_record(path: Path) -> dict[str, Any] | None:
-    try:
-        rec = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return rec if isinstance(rec, dict) and rec.get("format") == FORMAT else None
+@dataclass
+class BadEntry:
+    """A record in a models folder that cannot be used, and why."""
+
+    name: str
+    record_path: Path
+    problem: str
+
+    def error(self) -> WeightsError:
+        return WeightsError(f"model '{self.name}' ({self.record_path}): {self.problem}; {FIX}")
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def _skip(bad: BadEntry) -> None:
+    """Warn once per process that `bad` is skipped."""
+    key = (str(bad.record_path), bad.problem)
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("warning: skipped model record '%s': %s", bad.record_path, bad.problem)
+
+
+def scan_models() -> tuple[list[ZooEntry], list[BadEntry]]:
+    """Every usable entry in every folder, in search order (names may repeat), and the unusable records."""
+    good: list[ZooEntry] = []
+    bad: list[BadEntry] = []
+    for folder in model_dirs():
+        try:
+            paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        except OSError:
+            continue
+        for rec_path in paths:
+            name, weights = rec_path.stem, folder / f"{rec_path.stem}.safetensors"
+            try:
+                if not NAME_RE.fullmatch(name):
+                    raise RecordProblem("its name is not letters, digits, '.', '_' or '-' (at most 64)")
+                rec = read_record(rec_path)
+                if not weights.is_file():
+                    raise RecordProblem(f"its weights file '{weights.name}' is missing beside it")
+            except RecordProblem as exc:
+                bad.append(BadEntry(name, rec_path, str(exc)))
+                _skip(bad[-1])
+                continue
+            good.append(ZooEntry(name, weights, rec_path, rec))
+    return good, bad
 
 
 def list_models() -> list[ZooEntry]:
-    """Every zoo entry found (a name in an earlier folder hides the same name in a later one)."""
+    """Every usable zoo entry (a name in an earlier folder hides the same name in a later one); unusable
+    records are skipped with a warning naming them."""
     found: dict[str, ZooEntry] = {}
-    for folder in model_dirs():
-        if not folder.is_dir():
-            continue
-        for rec_path in sorted(folder.glob("*.json")):
-            name = rec_path.stem
-            weights = folder / f"{name}.safetensors"
-            rec = _read_record(rec_path)
-            if name in found or rec is None or not weights.is_file():
-                continue
-            found[name] = ZooEntry(name, weights, rec_path, rec)
+    for entry in scan_models()[0]:
+        found.setdefault(entry.name, entry)
     return list(found.values())
 
 
 def get_entry(name: str) -> ZooEntry:
-    """The zoo entry called `name` (a leading 'zoo:' is allowed), or one line naming the known ones."""
+    """The zoo entry called `name` (a leading 'zoo:' is allowed; 'NAME@ID' picks the entry of that name whose
+    identity starts with ID), or one line naming the known ones."""
     name = name[len(PREFIX) :] if name.startswith(PREFIX) else name
-    entries = list_models()
-    for e in entries:
-        if e.name == name:
-            return e
-    known = ", ".join(e.name for e in entries) or "none installed"
+    base, _, ident = name.partition("@")
+    good, bad = scan_models()
+    for e in good:
+        if e.name == base and e.identity.startswith(ident):
+            return ZooEntry(name, e.weights, e.record_path, e.record) if ident else e
+    for b in bad:
+        if b.name == base:
+            raise b.error()
+    known = ", ".join(dict.fromkeys(e.name for e in good)) or "none installed"
     raise VVCError(f"no shipped model named '{name}'; known models: {known} (see `python -m vvc_lightning models`)")
 
 
 def find_for_header(identity: str, checkpoint: str) -> ZooEntry | None:
-    """The installed zoo entry a bitstream names (checkpoint 'zoo:NAME'), else the one with its identity."""
-    entries = list_models()
-    if checkpoint.startswith(PREFIX):
-        named = next((e for e in entries if e.name == checkpoint[len(PREFIX) :]), None)
-        if named is not None:
-            return named
-    return next((e for e in entries if identity and e.identity == identity), None)
+    """The installed zoo entry whose identity the bitstream holds (the one it names first), as a name that
+    `get_entry` resolves to it even where an entry of the same name shadows it; else the entry it names."""
+    good = scan_models()[0]
+    named = checkpoint[len(PREFIX) :] if checkpoint.startswith(PREFIX) else None
+    matches = sorted((e for e in good if identity and e.identity == identity), key=lambda e: e.name != named)
+    if matches:
+        e = matches[0]
+        first = next(x for x in good if x.name == e.name)
+        return e if first is e else ZooEntry(f"{e.name}@{e.identity}", e.weights, e.record_path, e.record)
+    return next((e for e in good if e.name == named), None)
 
 
 def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -145,20 +203,6 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}, meta
 
 
-def build_model(config: dict[str, Any], state: dict[str, torch.Tensor], origin: str, strict: bool = True):
-    """A VideoCompressionModel from a stored config and state dict (gains may be missing when not strict)."""
-    from vvc_lightning.config import from_container
-    from vvc_lightning.training.model import VideoCompressionModel
-
-    cfg = from_container(config)
-    if cfg.model.backbone.get("weights") is not None:
-        cfg.model.backbone.weights = None  # the weights come from the state dict
-    cfg.model.init = None
-    model = VideoCompressionModel(cfg)
-    load_state(model, state, origin, strict)
-    return model
-
-
 def load_state(model: Any, state: dict[str, torch.Tensor], origin: str, strict: bool = True) -> list[str]:
     """Load weights into a model; returns the gain keys that were missing (allowed unless `strict`; any
     other difference in keys or shapes is an error)."""
@@ -172,21 +216,46 @@ def load_state(model: Any, state: dict[str, torch.Tensor], origin: str, strict: 
 
 
 def load_pretrained(name: str, map_location: str | torch.device = "cpu"):
-    """The zoo model `name` in eval mode with its CDF tables, its weights file checked against its record."""
+    """The zoo model `name` in eval mode with its CDF tables. Before it is built, its weights are checked
+    against its record (checksum, architecture, parameter count, finite values, CDF tables); after, its
+    identity against the record's. Any difference: one line naming the entry."""
+    from vvc_lightning.codec.determinism import model_identity
+    from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.training.stages import stage_index
 
     entry = get_entry(name)
+
+    def refused(problem: str, fix: str = "re-export it, or remove it from its folder") -> WeightsError:
+        return WeightsError(f"model '{entry.name}' ({entry.weights}): {problem}; {fix}")
+
+    try:
+        size, most = entry.weights.stat().st_size, 8 * int(entry.record["params"]) + (64 << 20)
+    except OSError as exc:
+        raise refused(f"its weights file cannot be read ({exc.strerror or exc})") from exc
+    if size > most:
+        raise refused(f"its weights file is {size} bytes, more than a model of {entry.record['params']} "
+                      f"parameters and its tables fill ({most})")
     digest = entry.record.get("sha256")
-    if digest and hashlib.sha256(entry.weights.read_bytes()).hexdigest() != digest:
-        raise WeightsError(f"zoo model '{entry.name}' ({entry.weights}) does not match the checksum in its record; "
-                           "the files are damaged or mismatched: re-export or reinstall it")
+    if digest and sha256_file(entry.weights) != digest:
+        raise refused("its weights file does not match the checksum in its record (damaged or mismatched files)",
+                      "re-export or reinstall it")
     state, _ = read_weights(entry.weights)
-    model = build_model(entry.record["config"], state, str(entry.weights))
+    try:
+        cfg = check_tensors(state, entry.record)
+        model = VideoCompressionModel(cfg)
+        load_state(model, state, str(entry.weights))
+        check_int_layers(model)
+    except RecordProblem as exc:
+        raise refused(str(exc)) from exc
     tr = entry.record.get("training", {})
     model.stage = model.cfg.stages[stage_index(model.cfg.stages, int(tr.get("global_step", 0)), int(tr.get("epoch", 0)))]
     model.eval()
     if not model.codec.tables_ready():
-        raise WeightsError(f"zoo model '{entry.name}' has no CDF tables; re-export it")
+        raise refused("its weights file has no CDF tables")
+    identity = model_identity(model)
+    if identity != entry.identity:
+        raise refused(f"its weights and config have identity {identity[:12]}, not the {entry.identity[:12]} its "
+                      "record claims (a record must hold the identity `export` wrote)")
     model.checkpoint_path = f"{PREFIX}{entry.name}"
     model.zoo_entry = entry
     return model.to(map_location)
@@ -220,12 +289,17 @@ def export_model(
     from safetensors.torch import save
 
     from vvc_lightning.training.checkpoint import load_model, read_checkpoint
-    from vvc_lightning.video.video_io import write_bytes_atomic
 
     if not NAME_RE.fullmatch(name):
         raise VVCError(f"model name '{name}' must be letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit")
     out = Path(out_dir) if out_dir is not None else packaged_dir()
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise VVCError(f"-o '{out}' is a file, not a folder; pass the models folder to write {name}.safetensors "
+                       f"and {name}.json into")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VVCError(f"cannot make the models folder '{out}' ({exc.strerror or exc}); pass another -o") from exc
     weights_path, record_path = out / f"{name}.safetensors", out / f"{name}.json"
     if not overwrite and (weights_path.exists() or record_path.exists()):
         raise VVCError(f"zoo entry '{name}' already exists in {out}; pick another --name or pass --force")
@@ -243,6 +317,7 @@ def export_model(
 
     config = OmegaConf.to_container(cfg, resolve=True)
     config["model"]["init"] = None
+    config = {k: v if k == "model" else portable_strings(v) for k, v in config.items()}  # model: identity
     step, epoch = int(raw.get("global_step", 0)), int(raw.get("epoch", 0))
     record = {
         "format": FORMAT,
@@ -260,8 +335,8 @@ def export_model(
             "global_step": step,
             "epoch": epoch,
             "stage": str(model.stage.name),
-            "data": OmegaConf.to_container(cfg.data, resolve=True),
-            "source_checkpoint": str(Path(ckpt).resolve()),
+            "data": config.get("data"),
+            "source_checkpoint": portable_path(ckpt),
             "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "vvc_lightning": __version__,
             "notes": notes,
@@ -270,40 +345,36 @@ def export_model(
         "curve_source": "",
         "config": config,
     }
-    write_bytes_atomic(weights_path, save(stored, metadata={"name": name, "identity": identity, "format": str(FORMAT)}))
-    record["sha256"] = hashlib.sha256(weights_path.read_bytes()).hexdigest()
-    write_bytes_atomic(record_path, (json.dumps(record, indent=1) + "\n").encode())
+    blob = save(stored, metadata={"name": name, "identity": identity, "format": str(FORMAT)})
+    record["sha256"] = hashlib.sha256(blob).hexdigest()
+    existed = weights_path.exists()
+    _write(weights_path, blob)
+    try:
+        _write(record_path, (json.dumps(record, indent=1) + "\n").encode())
+    except VVCError:
+        if not existed:  # no weights without their record
+            weights_path.unlink(missing_ok=True)
+        raise
     return record_path
+
+
+def _write(path: Path, data: bytes) -> None:
+    """`write_bytes_atomic`, a failure as one line naming the path and the cause."""
+    from vvc_lightning.video.video_io import write_bytes_atomic
+
+    try:
+        write_bytes_atomic(path, data)
+    except OSError as exc:
+        raise VVCError(f"cannot write '{path}' ({exc.strerror or exc}); free space or pick another folder") from exc
 
 
 def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str = "ours", source: str = "") -> Path:
     """Store the measured curve of zoo entry `name` (rows of `codec` in an `evaluate` summary.csv) in its record."""
-    import csv
-
-    from vvc_lightning.video.video_io import write_bytes_atomic
-
     entry = get_entry(name)
+    if "@" in entry.name:
+        raise VVCError(f"'{name}': give the model's plain name")
     path = Path(summary_csv)
-    if not path.is_file():
-        raise VVCError(f"'{path}' does not exist; pass the summary.csv written by `evaluate`")
-    with open(path) as f:
-        rows = [r for r in csv.DictReader(f) if r.get("codec") == codec]
-    if not rows:
-        raise VVCError(f"'{path}' holds no rows of codec '{codec}'; pass --codec with the name used in evaluate")
-    curve = []
-    for r in rows:
-        point: dict[str, Any] = {"point": r.get("point", "")}
-        if "@q" in point["point"]:
-            point["quality"] = float(point["point"].rsplit("@q", 1)[1])
-        for k, v in r.items():
-            if k in ("codec", "label", "kind", "point", "point_label"):
-                continue
-            try:
-                point[k] = float(v)
-            except (TypeError, ValueError):
-                continue
-        curve.append(point)
-    entry.record["curve"] = sorted(curve, key=lambda p: p.get("bpp", 0.0))
-    entry.record["curve_source"] = source or str(path.resolve())
-    write_bytes_atomic(entry.record_path, (json.dumps(entry.record, indent=1) + "\n").encode())
+    curve = read_curve(path, codec)
+    record = {**entry.record, "curve": curve, "curve_source": source or portable_path(path)}
+    _write(entry.record_path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
     return entry.record_path

@@ -31,7 +31,7 @@ from vvc_lightning.codec.gain import GainUnits
 from vvc_lightning.codec.intnet import IntReLU, int_conv, int_deconv
 from vvc_lightning.codec.rans_bounded import BoundedRansDecoder, RansEncoder, RansTables
 from vvc_lightning.codec.symbol_check import SymbolDigest, open_payload
-from vvc_lightning.errors import BitstreamError, VVCError
+from vvc_lightning.errors import BitstreamError, VVCError, WeightsError
 from vvc_lightning.ops import fold_time, unfold_time
 
 TABLE_BUFFERS = {
@@ -189,6 +189,7 @@ class LatentCodec(nn.Module):
         return self.entropy_bottleneck._offset.numel() > 0 and self.gaussian_conditional._offset.numel() > 0
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+        check_tables(state_dict, prefix, self.channels)
         # CDF buffers change size after update(); resize ours to the incoming ones before loading.
         for mod_name, names in TABLE_BUFFERS.items():
             module = getattr(self, mod_name)
@@ -337,6 +338,36 @@ class LatentCodec(nn.Module):
             dec.finish()  # the payload is used up exactly, the coder back in its initial state
             digest.verify(expected)
         return y_hat
+
+
+MAX_CDF_LENGTH = (1 << 16) + 1  # a strictly increasing CDF of 16-bit precision has at most this many entries
+MAX_OFFSET = 1 << 24  # with symbols within +-2**26 (`_symbols`), every escape value stays below 2**31: decodable
+
+
+def check_tables(state: dict[str, Tensor], prefix: str, channels: int) -> None:
+    """Refuse (WeightsError) loaded CDF tables that could code a stream no decoder reads: rows not rising strictly
+    from 0 to 2**16, too long, offsets past +-2**24, counts unlike the channels or scale table (absent: rebuilt)."""
+    for mod in TABLE_BUFFERS:
+        cdf, offset, length = (state.get(f"{prefix}{mod}.{n}") for n in TABLE_BUFFERS[mod][:3])
+        if cdf is None or offset is None or length is None or cdf.numel() == offset.numel() == 0:
+            continue
+        where = f"CDF table '{prefix}{mod}'"
+        if cdf.dim() != 2 or offset.dim() != 1 or length.dim() != 1 or len({cdf.shape[0], len(offset), len(length)}) != 1:
+            raise WeightsError(f"{where}: {tuple(cdf.shape)} rows with {len(offset)} offsets, {len(length)} lengths")
+        if any(t.is_floating_point() for t in (cdf, offset, length)):
+            raise WeightsError(f"{where} holds floats, not integers")
+        scales = state.get(f"{prefix}{mod}.scale_table", torch.ones(1)).double().reshape(-1)
+        if not (torch.isfinite(scales).all() and (scales > 0).all() and (scales.diff() > 0).all()):
+            raise WeightsError(f"scale table '{prefix}{mod}.scale_table' is not positive and increasing")
+        rows = channels if mod == "entropy_bottleneck" else len(scales)
+        if cdf.shape[0] != rows or not 0 < cdf.shape[1] <= MAX_CDF_LENGTH:
+            raise WeightsError(f"{where} is {tuple(cdf.shape)}; it should have {rows} rows of at most {MAX_CDF_LENGTH}")
+        if int(offset.long().abs().max()) > MAX_OFFSET:
+            raise WeightsError(f"{where} has an offset of {int(offset.long().abs().max())} (at most {MAX_OFFSET})")
+        for i, size in enumerate(length.tolist()):
+            row = cdf[i, : max(size, 0)].cpu().numpy().astype(np.int64)
+            if not 2 <= size <= cdf.shape[1] or row[0] != 0 or row[-1] != 1 << 16 or (np.diff(row) <= 0).any():
+                raise WeightsError(f"{where} row {i} is not a CDF rising strictly from 0 to 2**16; it cannot code")
 
 
 def _symbols(x: Tensor) -> Tensor:

@@ -116,10 +116,9 @@ def _load_checked(module: nn.Module, state: dict, what: str, loaded_elsewhere: t
 
 
 def _torch_load(path: Path, what: str) -> dict:
-    try:
-        return torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise WeightsError(f"{what} '{path}' cannot be read ({exc}); replace the file") from exc
+    from vvc_lightning.backbones.pretrained import load_tensor_file
+
+    return load_tensor_file(path, what)
 
 
 def build_lpips(net: str = "alex", weights: str | os.PathLike | None = None) -> PerceptualDistance:
