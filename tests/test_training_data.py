@@ -1,0 +1,153 @@
+"""scripts/build_training_data.py: one line naming a package that cannot be had, scenes told apart by name,
+hash and view, splits by source item, the licence of each file, the test camera, all without the network."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import cv2
+import matplotlib
+import numpy as np
+import pytest
+
+from vvc_lightning.errors import VVCError
+
+ROOT = Path(__file__).resolve().parents[1]
+MISSING = "vvc-lightning-no-such-package"
+
+
+@pytest.fixture(scope="module")
+def build():
+    """The build script as a module (it puts scripts/ on sys.path for training_sources)."""
+    spec = importlib.util.spec_from_file_location("build_training_data", ROOT / "scripts" / "build_training_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def ts(build):
+    return sys.modules["training_sources"]
+
+
+def photo() -> np.ndarray:
+    path = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
+    return np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[..., ::-1])
+
+
+def save(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]))
+
+
+@pytest.mark.skipif(shutil.which("apt-get") is None, reason="needs apt-get (Debian)")
+def test_a_package_that_cannot_be_had_stops_with_one_line_naming_it(build, ts, tmp_path, capsys, monkeypatch):
+    with pytest.raises(ts.SourceError, match=f"package '{MISSING}' cannot be had"):
+        ts.fetch_deb(MISSING, tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == []  # nothing half-downloaded left
+    monkeypatch.setattr(ts, "DEB_PHOTOS", {MISSING: ["*"]})
+    out = tmp_path / "data" / "offline"
+    assert build.main(["-o", str(out), "--cache", str(tmp_path / "cache")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: package '{MISSING}' cannot be had")
+    assert not out.exists() and list((tmp_path / "data").iterdir()) == []  # no half-built folder either
+
+
+def test_an_existing_output_folder_is_never_touched(build, tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    assert build.main(["-o", str(out), "--cache", str(tmp_path / "cache")]) == 2
+    assert "already exists" in capsys.readouterr().err and (out / "keep.txt").read_text() == "x"
+
+
+def test_scene_keys_join_variants_of_one_picture_only(ts):
+    key = ts.scene_key
+    assert key("m", "a/Elephants_3840x2160.jpg") == key("m", "a/Elephants.jpg")
+    assert key("o", "data/aloeL.jpg") == key("o", "data/aloeR.jpg")
+    assert key("g", "bg/adwaita-d.webp") == key("g", "bg/adwaita-l.webp")
+    assert key("h", "x/Big_ben_circ_fisheye.jpg") == key("h", "x/Big_ben_cylindrical.jpg")
+    p = "plasma-workspace-wallpapers"
+    assert key(p, "usr/share/wallpapers/Kay/contents/images/5120x2880.png") == \
+        key(p, "usr/share/wallpapers/Kay/contents/images_dark/1080x1920.png")
+    assert key("o", "text/scenetext01.jpg") != key("o", "text/scenetext03.jpg")
+    assert key("o", "data/home.jpg") != key("o", "reg/home.png")  # other folder, other picture
+
+
+def test_licence_comes_from_the_files_own_stanza(ts, tmp_path):
+    doc = tmp_path / "usr" / "share" / "doc" / "pkg"
+    doc.mkdir(parents=True)
+    (doc / "copyright").write_text("Format: dep5\n\nFiles: *\nLicense: GPL-2+\n\n"
+                                   "Files: 16.04/Bridge.jpg\n nature/*.jpg\nCopyright: someone\nLicense: CC-BY-SA-4.0\n")
+    pkg = ts.Package("pkg", "1", "GPL-2+", tmp_path, "debian", tuple(ts.copyright_stanzas(tmp_path, "pkg")))
+    assert ts.licence_for(pkg, "usr/share/backgrounds/Bridge.jpg") == "CC-BY-SA-4.0"  # same name, other folder
+    assert ts.licence_for(pkg, "usr/share/backgrounds/nature/Aqua.jpg") == "CC-BY-SA-4.0"
+    assert ts.licence_for(pkg, "usr/share/backgrounds/abstract/Flow.png") == "GPL-2+"
+
+
+def test_select_photos_measures_dedupes_and_lists_what_it_drops(build, ts, tmp_path):
+    img = photo()
+    root = tmp_path / "pkg"
+    save(root / "bg" / "view_1024x1200.png", cv2.resize(img, (1024, 1200)))  # one scene at two sizes ...
+    save(root / "bg" / "view.png", img)
+    save(root / "bg" / "copy.png", cv2.resize(img, (256, 300), interpolation=cv2.INTER_AREA))  # ... a copy
+    save(root / "bg" / "moved.png", cv2.resize(img[60:, 40:], None, fx=0.9, fy=0.9))  # another view of it
+    y, x = np.mgrid[0:480, 0:640]
+    save(root / "bg" / "gradient.png", np.stack([x * 255 // 640, x * 0 + 90, y * 255 // 480], -1).astype(np.uint8))
+    pkg = ts.Package("pkg", "1", "GPL-2+", root, "debian")
+    found = [(pkg, str(p.relative_to(root)), ts.scene_key("pkg", str(p.relative_to(root))))
+             for p in ts.deb_images(pkg, ["bg/*"])]
+    kept, dropped, same = build.select_photos(found, 720)
+    assert [k["file"] for k in kept] == ["bg/view_1024x1200.png"]
+    assert [(d["file"], d["reason"].split(" (")[0]) for d in dropped] == [("bg/gradient.png", "smooth render or gradient")]
+    assert dropped[0]["traits"]["texture"] < 8.5 and dropped[0]["licence"] == "GPL-2+"
+    whys = {s["file"]: s["why"] for s in same}
+    assert whys["bg/view.png"] == "variant name"
+    assert "hash" in whys["bg/copy.png"] and "ORB" in whys["bg/moved.png"]
+    assert min(kept[0]["rgb"].shape[:2]) == 720  # stored at the photo side
+
+
+def test_splits_are_by_source_item_and_the_test_hold_out_is_new_and_seeded(build):
+    def photos():
+        big, small = {"short_side": 1080.0}, {"short_side": 480.0}
+        return [{"scene": f"deb:s{chr(97 + i)}", "python": False, "traits": big} for i in range(20)] + \
+               [{"scene": f"deb:crop_{i:02d}", "python": False, "traits": big} for i in range(4)] + \
+               [{"scene": f"deb:small{chr(97 + i)}", "python": False, "traits": small} for i in range(4)] + \
+               [{"scene": f"py:{i}", "python": True, "traits": big} for i in range(3)]
+
+    a, b = photos(), photos()
+    build.assign_photo_splits(a, 5, seed=0)
+    build.assign_photo_splits(b, 5, seed=0)
+    assert [p["split"] for p in a] == [p["split"] for p in b]
+    test = [p for p in a if p["split"] == "test"]
+    assert len(test) == 5 and not any(p["python"] for p in test)  # photos trained on before are never test
+    d = photos()
+    build.assign_photo_splits(d, 20, seed=0)  # numbered siblings (crops of one picture), small photos never test
+    assert {p["scene"] for p in d if p["split"] == "test"} == {f"deb:s{chr(97 + i)}" for i in range(20)}
+    c = photos()
+    build.assign_photo_splits(c, 5, seed=1)
+    assert {p["scene"] for p in c if p["split"] == "test"} != {p["scene"] for p in test}
+    with pytest.raises(VVCError, match="fewer than --test-photos 30"):
+        build.assign_photo_splits(photos(), 30, seed=0)
+
+    items = [{"scene": "s1", "split": "train", "kind": "clip", "path": "a"},
+             {"scene": "s1", "split": "train", "kind": "clip", "path": "b"},
+             {"scene": "s2", "split": "test", "kind": "photo", "path": "c"}]
+    assert build.check_splits(items) == {"train": {"scenes": 1, "photos": 0, "clips": 2},
+                                         "val": {"scenes": 0, "photos": 0, "clips": 0},
+                                         "test": {"scenes": 1, "photos": 1, "clips": 0}}
+    items[1]["split"] = "val"  # one shot's scene in two splits
+    with pytest.raises(VVCError, match="scene s1 is in both train and val"):
+        build.check_splits(items)
+
+
+def test_the_test_camera_films_a_photo_the_same_way_every_time(build):
+    img = photo()
+    a, b = build.film(img, "grace", 0), build.film(img, "grace", 0)
+    assert a.shape == (17, 256, 256, 3) and a.dtype == np.uint8
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a[0], a[-1])  # the camera moves
+    assert not np.array_equal(a, build.film(img, "other", 0))  # each photo its own motion
