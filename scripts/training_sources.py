@@ -80,8 +80,10 @@ def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> subpr
         return subprocess.CompletedProcess(cmd, 124, "", f"E: no answer within {timeout:.0f} s (no network?)")
 
 
-def fetch_deb(name: str, cache: Path) -> Path:
-    """The package's .deb from `cache`, downloaded there with `apt-get download` when not yet cached."""
+def fetch_deb(name: str, cache: Path, timeout: float = 600, apt_options: tuple[str, ...] = (),
+              advice: bool = True) -> Path:
+    """The package's .deb from `cache`, downloaded there with `apt-get download` when not yet cached (the error
+    ends with what to do unless `advice` is False)."""
     cache.mkdir(parents=True, exist_ok=True)
     have = sorted(cache.glob(f"{name}_*.deb"))
     if have:
@@ -89,13 +91,31 @@ def fetch_deb(name: str, cache: Path) -> Path:
     if shutil.which("apt-get") is None:
         raise SourceError(f"package '{name}' cannot be had: no apt-get here; put its .deb in {cache}")
     with tempfile.TemporaryDirectory(dir=cache) as tmp:  # a failed download leaves nothing in the cache
-        r = _run(["apt-get", "download", "-q", name], cwd=Path(tmp))
+        r = _run(["apt-get", "download", "-q", *apt_options, name], cwd=Path(tmp), timeout=timeout)
         debs = list(Path(tmp).glob(f"{name}_*.deb"))
         if r.returncode != 0 or not debs:
             why = next((ln for ln in r.stderr.splitlines() if ln.startswith("E:")), r.stderr.strip()[-200:])
-            raise SourceError(f"package '{name}' cannot be had: apt-get download failed ({why or 'no .deb'}); "
-                              f"run 'apt-get update', or put its .deb in {cache}")
+            fix = f"; run 'apt-get update', or put its .deb in {cache}" if advice else ""
+            raise SourceError(f"package '{name}' cannot be had: apt-get download failed ({why or 'no .deb'}){fix}")
         return Path(shutil.move(str(debs[0]), cache / debs[0].name))
+
+
+def check_can_fetch(names: list[str], cache: Path, timeout: float = 60) -> None:
+    """Return when every package's .deb is in `cache` or this machine downloads the smallest missing one
+    there within `timeout` s (a machine without network fails in seconds); else raise `SourceError`."""
+    missing = [n for n in names if not any(cache.glob(f"{n}_*.deb"))]
+    if not missing:
+        return
+    if shutil.which("apt-get") is None:
+        raise SourceError(f"package '{missing[0]}' cannot be had: no apt-get here")
+    r = _run(["apt-get", "download", "--print-uris", "-q", *missing], timeout=timeout)  # sizes, no network
+    sizes = {ln.split()[1].split("_")[0]: int(ln.split()[2]) for ln in r.stdout.splitlines()
+             if ln.startswith("'") and len(ln.split()) >= 3 and ln.split()[2].isdigit()}
+    if r.returncode != 0 or not sizes:
+        why = next((ln for ln in r.stderr.splitlines() if ln.startswith("E:")), r.stderr.strip()[-200:])
+        raise SourceError(f"package '{missing[0]}' cannot be had: {why or 'apt-get lists no download'}")
+    fetch_deb(min(sizes, key=sizes.__getitem__), cache, timeout,
+              ("-o", "Acquire::Retries=0", "-o", f"Acquire::http::Timeout={max(1, int(timeout) // 4)}"), advice=False)
 
 
 def copyright_stanzas(root: Path, name: str) -> list[tuple[tuple[str, ...], str]]:

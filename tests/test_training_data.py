@@ -4,7 +4,9 @@ hash and view, splits by source item, the licence of each file, the test camera,
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -151,3 +153,103 @@ def test_the_test_camera_films_a_photo_the_same_way_every_time(build):
     assert np.array_equal(a, b)
     assert not np.array_equal(a[0], a[-1])  # the camera moves
     assert not np.array_equal(a, build.film(img, "other", 0))  # each photo its own motion
+
+
+def small_clip() -> np.ndarray:
+    """9 frames of 64x96 of a photo under a panning camera: real content that moves."""
+    img = photo()
+    return np.stack([img[200 + 2 * i: 264 + 2 * i, 150 + 3 * i: 246 + 3 * i] for i in range(9)])
+
+
+def test_test_clips_are_lossless_mkv_that_every_reader_reads_as_the_y4m(build, tmp_path):
+    import av
+    import lossless_video as lv
+
+    from vvc_lightning.datamodules.folder import FolderDataModule
+    from vvc_lightning.evaluation.inputs import load_sequences
+    from vvc_lightning.video.video_io import read_video, write_video
+
+    frames = small_clip()
+    (tmp_path / "test").mkdir()
+    (tmp_path / "ref").mkdir()
+    mkv = lv.write_lossless(tmp_path / "test" / "clip.mkv", frames, 30000 / 1001)
+    y4m = write_video(tmp_path / "ref" / "clip.y4m", frames, 30000 / 1001)
+    with av.open(str(mkv)) as c:
+        planes = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
+    want = [np.concatenate([y, u.reshape(-1, 96), v.reshape(-1, 96)]) for y, u, v in lv.yuv_planes(frames)]
+    assert len(planes) == 9 and all(np.array_equal(a, b) for a, b in zip(planes, want, strict=True))
+    ref = read_video(y4m)
+    got = read_video(mkv)
+    assert np.array_equal(got.frames, ref.frames) and abs(got.fps - ref.fps) < 1e-9
+    source, = FolderDataModule(test_dir=str(tmp_path / "test")).build_test_sources()
+    assert np.array_equal(np.stack(list(source.iter_frames())), ref.frames)
+    seq, = load_sequences(str(tmp_path / "test"))
+    assert seq.name == "clip" and np.array_equal(seq.video.frames, ref.frames)
+    assert mkv.stat().st_size < y4m.stat().st_size / 2
+    assert [p.name for p in (tmp_path / "test").iterdir()] == ["clip.mkv"]  # no temporary left beside it
+
+
+def built(root: Path, test_bytes: int) -> Path:
+    """A built data folder: manifest, a shard, a still, a test clip of `test_bytes` (sparse) and footage."""
+    for rel, size in (("manifest.json", 1000), ("shards/train/a.tar", 3 << 20), ("stills/a.jpg", 1 << 20),
+                      ("test/a.y4m", test_bytes), ("footage/train/a.mp4", 40 << 20)):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        with open(root / rel, "wb") as f:
+            f.truncate(size)
+    return root
+
+
+def test_carry_names_what_a_device_needs_and_whether_it_fits(build, tmp_path, capsys):
+    out = built(tmp_path / "offline", 2 << 20)
+    assert build.main(["--carry", "-o", str(out)]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("carry to a GPU machine: 6.0 MiB of 64 MiB")  # footage/ (40 MiB) is not counted
+    assert line.endswith(f'carry=["{out}/manifest.json", "{out}/shards", "{out}/stills", "{out}/test"]')
+    big = built(tmp_path / "old", 70 << 20)
+    assert build.main(["--carry", "-o", str(big)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "74.0 MiB, over the 64 MiB" in err[0] and "rebuild it" in err[0]
+    (out / "manifest.json").unlink()
+    assert build.main(["--carry", "-o", str(out)]) == 2
+    assert "holds no manifest.json; build it first" in capsys.readouterr().err
+    dc = build.device_carry  # inside the repository: the paths the device tool's `carry` takes
+    assert dc.carry_paths(dc.ROOT / "data" / "offline") == [f"data/offline/{n}" for n in dc.CARRY]
+
+
+def no_network(tmp_path: Path) -> dict[str, str]:
+    """Environment in which apt-get reads its package lists but every download fails at once, as on a
+    machine without network (its proxy is a closed local port)."""
+    conf = tmp_path / "apt.conf"
+    conf.write_text('Acquire::http::Proxy "http://127.0.0.1:9/";\nAcquire::https::Proxy "http://127.0.0.1:9/";\n')
+    return {"APT_CONFIG": str(conf)}
+
+
+HAS_LISTS = shutil.which("apt-get") is not None and bool(
+    subprocess.run(["apt-cache", "show", "sway-backgrounds"], capture_output=True).stdout)
+
+
+@pytest.mark.skipif(not HAS_LISTS, reason="needs apt-get with package lists (apt-get update)")
+def test_without_network_can_build_says_to_build_here_and_carry(build, ts, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(ts, "DEB_PHOTOS", {"sway-backgrounds": ["*"]})
+    for k, v in no_network(tmp_path).items():
+        monkeypatch.setenv(k, v)
+    out, cache = tmp_path / "offline", tmp_path / "cache"
+    assert build.main(["--can-build", "-o", str(out), "--cache", str(cache)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: {out}/manifest.json is missing and this machine cannot fetch")
+    assert "'sway-backgrounds' cannot be had" in err[0] and f"carry {out} without footage/" in err[0]
+    assert list(cache.iterdir()) == [] and not out.exists()
+    (cache / "sway-backgrounds_1.7-6_all.deb").write_bytes(b"x")  # cached: no network needed
+    assert build.main(["--can-build", "-o", str(out), "--cache", str(cache)]) == 0
+
+
+@pytest.mark.skipif(not HAS_LISTS, reason="needs apt-get with package lists (apt-get update)")
+def test_device_scripts_stop_in_one_line_without_data_or_network(tmp_path):
+    env = {**os.environ, **no_network(tmp_path), "DATA": str(tmp_path / "offline"), "PYTHON": sys.executable,
+           "VVC_DEB_CACHE": str(tmp_path / "cache"), "VVC_SITE": str(tmp_path / "site"), "OUT": str(tmp_path / "o")}
+    r = subprocess.run(["bash", "benchmarks/gpu_throughput.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1, r.stderr
+    assert err[0].startswith(f"error: {tmp_path}/offline/manifest.json is missing") and "carry" in err[0]
+    assert not (tmp_path / "offline").exists() and not (tmp_path / "o").exists()
