@@ -153,3 +153,38 @@ def test_version_1_files_are_refused_with_the_version_named(tiny_model):
     struct.pack_into("<H", data, 4, 1)
     with pytest.raises(BitstreamError, match="container version 1.*re-encode"):
         bitstream.unpack(bytes(data))
+
+
+# ------------------------------------------------------------------ --batch never changes the output (issue 22.6)
+def _four_gop_clip(bikes_frames: np.ndarray) -> Video:
+    from tests.conftest import small_clip
+
+    return Video(small_clip(bikes_frames, 17, 32, 48), 25)
+
+
+@pytest.fixture(scope="module")
+def four_gops(tiny_model, bikes_frames) -> bytes:
+    """A real 17-frame clip in four 5-frame GoPs: with --batch 3 the second pass holds one GoP alone."""
+    return VideoCodec(tiny_model, gop=5, batch=3).encode(_four_gop_clip(bikes_frames))
+
+
+def test_decoding_with_batch_1_or_3_gives_identical_frames(tiny_model, four_gops):
+    """The same file decoded one GoP per pass and three per pass (then one alone): the same pixels."""
+    one = VideoCodec(tiny_model, batch=1).decode(four_gops).frames
+    three = VideoCodec(tiny_model, batch=3).decode(four_gops).frames
+    assert one.shape == (17, 32, 48, 3) and np.array_equal(one, three)
+
+
+def test_each_gops_reconstruction_is_bit_identical_alone_or_batched(tiny_model, four_gops):
+    """Float reconstructions (latent codec g_s + backbone) of each GoP: alone == in a batch of four, bit for bit."""
+    codec = VideoCodec(tiny_model, batch=4)
+    header, records = codec.read_header(four_gops)
+    grid = codec._plan("decode", header.height, header.width, header.gop).grid
+    with torch.no_grad():
+        batched = codec._decode_chunk(four_gops, records, header, grid, "test")
+        alone = torch.cat([codec._decode_chunk(four_gops, [r], header, grid, "test") for r in records])
+    assert batched.shape[0] == 4 and torch.equal(alone, batched)
+
+
+def test_encoding_with_batch_1_or_3_gives_the_same_bytes(tiny_model, bikes_frames, four_gops):
+    assert VideoCodec(tiny_model, gop=5, batch=1).encode(_four_gop_clip(bikes_frames)) == four_gops

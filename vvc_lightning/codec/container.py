@@ -23,8 +23,11 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
+
+import numpy as np
 
 from vvc_lightning.errors import BitstreamError
 
@@ -216,29 +219,69 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
     return header, end + _CRC.size
 
 
-def index_records(data: bytes, header: Header, start: int, label: str = "bitstream") -> list[Record]:
-    """Walk the record lengths (no CRC check yet); fails on truncation, a missing or an extra record."""
-    records, pos = [], start
-    for i in range(header.num_gops):
-        if pos + _RECORD.size > len(data):
+class RecordIndex(Sequence[Record]):
+    """Where every GoP's payload sits, in compact arrays (16 bytes per record, never more than the file holds)."""
+
+    def __init__(self, offsets: np.ndarray, lengths: np.ndarray, crcs: np.ndarray) -> None:
+        self._offsets, self._lengths, self._crcs = offsets, lengths, crcs
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, i: int) -> Record: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[Record]: ...
+
+    def __getitem__(self, i: int | slice) -> Record | list[Record]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        k = range(len(self))[i]  # IndexError past the end, negative indexes count from it
+        return Record(k, int(self._offsets[k]), int(self._lengths[k]), int(self._crcs[k]))
+
+
+def index_records(
+    data: bytes, header: Header, start: int, label: str = "bitstream", min_payload: int = 0
+) -> RecordIndex:
+    """Walk the record lengths (no CRC check yet); fails on truncation, a missing or an extra record.
+
+    The record count the header claims is checked against the bytes left (each record takes at least
+    8 + `min_payload` bytes) before any per-record state exists, and each payload against `min_payload`.
+    """
+    n, left, least = header.num_gops, len(data) - start, _RECORD.size + min_payload
+    if n * least > left:
+        raise BitstreamError(
+            f"{label} header claims {n} GoP records but the {max(left, 0)} bytes after it hold at most "
+            f"{max(left, 0) // least}; the file is truncated or damaged"
+        )
+    offsets, lengths, crcs = np.empty(n, np.uint64), np.empty(n, np.uint32), np.empty(n, np.uint32)
+    pos, end, unpack_from = start, len(data), _RECORD.unpack_from
+    for i in range(n):
+        if pos + _RECORD.size > end:
             raise BitstreamError(
-                f"{label} is truncated: GoP record {i} of {header.num_gops} is missing "
-                f"(file ends at byte {len(data)}); re-create or re-download it"
+                f"{label} is truncated: GoP record {i} of {n} is missing "
+                f"(file ends at byte {end}); re-create or re-download it"
             )
-        length, crc = _RECORD.unpack_from(data, pos)
+        length, crc = unpack_from(data, pos)
         pos += _RECORD.size
-        if pos + length > len(data):
+        if length < min_payload:
+            raise BitstreamError(
+                f"GoP {i} of {label} holds {length} bytes, fewer than the {min_payload} any GoP needs; "
+                "the file is damaged"
+            )
+        if pos + length > end:
             raise BitstreamError(
                 f"{label} is truncated: GoP record {i} needs bytes up to {pos + length} but the file "
-                f"has {len(data)}; re-create or re-download it"
+                f"has {end}; re-create or re-download it"
             )
-        records.append(Record(i, pos, length, crc))
+        offsets[i], lengths[i], crcs[i] = pos, length, crc
         pos += length
-    if pos != len(data):
+    if pos != end:
         raise BitstreamError(
-            f"{label} has {len(data) - pos} unexpected bytes after its last GoP record; the file is damaged"
+            f"{label} has {end - pos} unexpected bytes after its last GoP record; the file is damaged"
         )
-    return records
+    return RecordIndex(offsets, lengths, crcs)
 
 
 def read_payload(data: bytes, record: Record, label: str = "bitstream") -> bytes:
@@ -249,13 +292,13 @@ def read_payload(data: bytes, record: Record, label: str = "bitstream") -> bytes
     return payload
 
 
-def unpack(data: bytes, label: str = "bitstream") -> tuple[Header, list[Record]]:
+def unpack(data: bytes, label: str = "bitstream", min_payload: int = 0) -> tuple[Header, RecordIndex]:
     """Header and record index of a whole container (payloads are read and checked on demand)."""
     header, start = unpack_header(data, label)
-    return header, index_records(data, header, start, label)
+    return header, index_records(data, header, start, label, min_payload)
 
 
-def iter_payloads(data: bytes, records: list[Record], label: str = "bitstream") -> Iterator[bytes]:
+def iter_payloads(data: bytes, records: Sequence[Record], label: str = "bitstream") -> Iterator[bytes]:
     """Checked payloads of `records`, in order."""
     for r in records:
         yield read_payload(data, r, label)

@@ -34,7 +34,9 @@ def model_identity(model: Any) -> str:
 # Batch invariance keeps `--batch` and `--frames a:b` from changing a decoded pixel. Its cost is nil on
 # whole frames (docs/perf.md): lean_vae calls no conv module (its convs run functionally, batch-invariant by
 # construction) and cv_vae pairs 2 of its 66 conv calls at 720x400 (the 3-channel conv_in and the decoder's
-# first conv on the latent, under 0.5% of its multiply-adds).
+# first conv on the latent, under 0.5% of its multiply-adds). The latent codec's float transforms (g_a, h_a,
+# g_s: `float_codec_parts`) are paired the same way, so a GoP decoded alone (`--batch 1`, or the last GoP of
+# a pass) gets the L_hat it gets in a batch: without it, frames differed by 1 level in a few pixels.
 _NATIVE_CONV_LIMIT = 20480
 
 
@@ -52,21 +54,23 @@ def _unpair_hook(module: torch.nn.Module, args: tuple[Any, ...], out: torch.Tens
 
 
 @contextlib.contextmanager
-def batch_invariant(module: torch.nn.Module) -> Iterator[None]:
-    """Within this block, `module` gives every item the same result whatever the batch size (CPU)."""
-    param = next(module.parameters(), None)
-    if param is None or param.device.type != "cpu":
-        yield
-        return
+def batch_invariant(*modules: torch.nn.Module) -> Iterator[None]:
+    """Within this block, each of `modules` gives every item the same result whatever the batch size (CPU)."""
+    on_cpu = [m for m in modules if (p := next(m.parameters(), None)) is not None and p.device.type == "cpu"]
+    convs = [m for mod in on_cpu for m in mod.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
     handles = []
-    for m in module.modules():
-        if isinstance(m, torch.nn.modules.conv._ConvNd):
-            handles.append(m.register_forward_pre_hook(_pair_hook))
-            handles.append(m.register_forward_hook(_unpair_hook))
+    for m in convs:
+        handles.append(m.register_forward_pre_hook(_pair_hook))
+        handles.append(m.register_forward_hook(_unpair_hook))
     try:
         yield
     finally:
         for h in handles:
             h.remove()
-        for m in module.modules():
+        for m in convs:
             m.__dict__.pop("_vvc_paired", None)
+
+
+def float_codec_parts(codec: Any) -> list[torch.nn.Module]:
+    """The latent codec's float transforms (g_a, h_a, g_s): what batching could change outside the integer nets."""
+    return [m for name in ("g_a", "h_a", "g_s") if isinstance(m := getattr(codec, name, None), torch.nn.Module)]

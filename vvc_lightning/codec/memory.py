@@ -7,8 +7,12 @@ against the peak RSS of real runs, see the README) plus four float copies of the
 output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The probe runs once
 per backbone, side and frame count (cached on the backbone).
 
-`plan_budget` then picks the cheapest plan that fits: whole frames with `batch` items per pass; whole
-frames with fewer items per pass; else the largest stride-aligned tiles that fit, one or more per pass.
+Besides the backbone, each GoP of a pass holds its frames and is entropy-coded as a whole by the latent
+codec (`gop_bytes`: per-pixel frame buffers plus `CODEC_BYTES` per latent element, measured at 250-360 on
+the shipped and the tiny model, encode and decode alike). `plan_budget` reserves that for at least one GoP,
+refuses up front when one GoP alone exceeds the budget (a long --gop on a large frame), then picks the
+cheapest plan that fits: whole frames with `batch` items per pass; whole frames with fewer items per pass;
+else the largest stride-aligned tiles that fit, one or more per pass; and as many GoPs per pass as fit.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ from vvc_lightning.errors import VVCError
 DEFAULT_MAX_MEMORY = 8 << 30
 PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
+# Bytes per pixel of a GoP held through a pass (resident) and briefly on top (transient): encode keeps the
+# uint8 frames twice (reader buffer, GoP stack) and the padded float copy (3+3+12), and briefly the float stack
+# and its padded copy (12+12); decode keeps the float reconstruction (12) and briefly the blended frames.
+FRAME_BYTES = {"encode": (18, 24), "decode": (12, 6)}
+CODEC_BYTES = 320  # per latent element: the latent codec's working set on one GoP (compress or decompress)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -97,32 +106,63 @@ class MemoryModel:
         return int(PEAK_FACTOR * self._per_pixel(side, frames) * pixels) + frame_io
 
 
+def size_text(n: int) -> str:
+    """A byte count as --max-memory takes it, rounded up: '700M', '5.7G'."""
+    return f"{-(-n // 2**20)}M" if n < 2**30 else f"{-(-n * 10 // 2**30) / 10:g}G"
+
+
+def gop_bytes(side: str, frames: int, height: int, width: int, latent_elements: int) -> int:
+    """Estimated bytes one GoP adds to a pass besides the backbone: its frames and its latent coding."""
+    resident, transient = FRAME_BYTES[side]
+    pixels = frames * height * width
+    return resident * pixels + max(transient * pixels, CODEC_BYTES * latent_elements)
+
+
 @dataclass(frozen=True)
 class Plan:
-    """How a frame is run through the backbone: its tile grid (pixels) and backbone items per pass."""
+    """How a frame is run through the backbone: its tile grid (pixels), backbone items and GoPs per pass."""
 
     grid: TileGrid
     items: int
     tile: int = 0  # the tile size asked of `plan_tiles` (0: the frame is one tile)
+    gops: int = 0  # GoPs held per pass (0: as many as `items` backbone items cover)
 
 
 def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: int, batch: int,
-                budget: int, overlap: int) -> Plan:
-    """Whole frames, `batch` (or fewer) per pass, when they fit `budget` bytes; else the largest tiles that fit."""
+                budget: int, overlap: int, per_gop: int = 0) -> Plan:
+    """Whole frames, `batch` (or fewer) per pass, when they fit `budget` bytes; else the largest tiles that fit.
+
+    per_gop: bytes each GoP of a pass needs besides the backbone (`gop_bytes`); one GoP's worth is reserved
+    first, and the plan holds as many GoPs per pass as fit beside the backbone pass.
+    """
+    if per_gop >= budget:  # refused before the backbone is probed (a long GoP's probe alone is costly)
+        raise VVCError(
+            f"--max-memory {budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs of {width}x{height}: "
+            f"one GoP's frames and latent coding alone need about {size_text(per_gop)}; raise --max-memory "
+            f"above {size_text(per_gop)}" + (" or use a smaller --gop (e.g. 9)" if side == "encode" else "")
+        )
     stride = model.stride
+    low = -(-max(2 * overlap + stride, 2 * stride) // stride) * stride  # the smallest tile
+    room = budget - per_gop
+
+    def plan(grid: TileGrid, need: int, tile: int) -> Plan:
+        items = max(1, min(batch, room // need))
+        gops = max(1, items // grid.count)
+        if per_gop:
+            gops = max(1, min(gops, (budget - items * need) // per_gop))
+        return Plan(grid, items, tile, gops)
+
     whole = model.peak(side, frames, height, width)
-    if whole <= budget:
-        return Plan(plan_tiles(height, width, 0, overlap, stride), max(1, min(batch, budget // whole)))
-    low = max(2 * overlap + stride, 2 * stride)
-    low = -(-low // stride) * stride
+    if whole <= room:
+        return plan(plan_tiles(height, width, 0, overlap, stride), whole, 0)
     tile = -(-max(height, width) // stride) * stride
     while tile >= low:
         grid = plan_tiles(height, width, tile, overlap, stride)
         need = model.peak(side, frames, *grid.tile_shape)
-        if need <= budget:
-            return Plan(grid, max(1, min(batch, budget // need)), tile)
+        if need <= room:
+            return plan(grid, need, tile)
         tile = min(tile - stride, max(grid.tile_shape) - stride)
-    need = model.peak(side, frames, low, low)
+    need = model.peak(side, frames, low, low) + per_gop
     raise VVCError(
         f"--max-memory {budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs even in {low}-pixel tiles "
         f"(about {need / 2**20:.0f}M needed); raise --max-memory or use a smaller --gop"

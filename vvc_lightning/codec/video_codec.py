@@ -8,15 +8,19 @@ backbone decoder on whole latents or overlapping latent tiles, blend the pixel t
 crop, blend the frames shared by adjacent GoPs (`theta * last_of_previous + (1 - theta) * first_of_next`)
 and drop the temporal padding.
 
-Tiles only when needed: a memory budget (`max_memory`, default 8 GiB; `codec.memory`) gives whole frames
-when `batch` of them fit, whole frames fewer per pass when one fits, else the largest tiles that fit.
+Tiles only when needed: a memory budget (`max_memory`, default 8 GiB; `codec.memory`) covers each pass's
+GoP frames and latent coding as well as the backbone (a GoP too long for it is refused up front), and gives
+whole frames when `batch` of them fit, whole frames fewer per pass when one fits, else the largest tiles
+that fit.
 Encoder and decoder each plan from their own budget (tiles do not change the bitstream; the header's tile
 fields record the encoder's choice). Tiled passes share GroupNorm statistics and attention inputs over
 the whole frame (`codec.tile_norm`, `norm_passes` statistics passes), so tiled and untiled coding agree.
 
 The latent codec codes all GoPs of a pass in one batched call: its entropy parameters come from integer
 networks, so the scale indexes and means the decoder derives never depend on the batch size, thread
-count, convolution backend or device. The backbone runs batched and is batch-size invariant on the CPU.
+count, convolution backend or device. The backbone and the codec's float transforms (g_a, h_a, g_s) run
+batched and are batch-size invariant on the CPU (`codec.determinism`): `batch` never changes a byte or a
+decoded pixel there. On a GPU only the entropy-coded symbols are guaranteed batch-invariant.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import contextlib
 import itertools
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +39,18 @@ import torch.nn.functional as F
 
 from vvc_lightning.codec import container as bitstream
 from vvc_lightning.codec.container import Header
-from vvc_lightning.codec.determinism import batch_invariant, model_identity
+from vvc_lightning.codec.determinism import batch_invariant, float_codec_parts, model_identity
 from vvc_lightning.codec.gop import GopBlender, GopPlan, iter_gops
-from vvc_lightning.codec.memory import DEFAULT_MAX_MEMORY, MemoryModel, Plan, parse_bytes, plan_budget
-from vvc_lightning.codec.symbol_check import SymbolCheckError, bind_to_gop
+from vvc_lightning.codec.memory import (
+    DEFAULT_MAX_MEMORY,
+    MemoryModel,
+    Plan,
+    gop_bytes,
+    parse_bytes,
+    plan_budget,
+)
+from vvc_lightning.codec.symbol_check import DIGEST_SIZE, SymbolCheckError, bind_to_gop
+from vvc_lightning.codec.threads import ThreadGovernor
 from vvc_lightning.codec.tile_norm import default_overlap, run_on_tiles
 from vvc_lightning.codec.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.errors import BitstreamError, VVCError
@@ -73,11 +85,13 @@ class VideoCodec:
     """Encode a Video to .vvc bytes and back with a VideoCompressionModel already in memory.
 
     gop/overlap/theta: GoP size (1+4k), frames shared by neighbouring GoPs and their blend weight; batch:
-    backbone items (GoPs, or GoP tiles) per pass, at most; max_memory: budget in bytes (or '8G') for
-    the backbone passes; tile: tile size in pixels (None: from the budget, 0: never tile), tile_overlap
-    in pixels (None: 64 for GroupNorm backbones, else 32); norm_passes: most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile
-    statistics); quality: rate of a variable-rate model (None: its highest). Decoding takes gop/overlap/theta/quality
-    from the file and plans its own tiles.
+    backbone items (GoPs, or GoP tiles) per pass, at most; max_memory: budget in bytes (or '8G') of a
+    pass (its GoPs' frames and latent coding, and the backbone); tile: tile size in pixels (None: from the
+    budget, 0: never tile), tile_overlap in pixels (None: 64 for GroupNorm backbones, else 32); norm_passes:
+    most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile statistics); quality:
+    rate of a variable-rate model (None: its highest); threads: torch threads (None: chosen from the load
+    beside the run, `codec.threads`). Decoding takes gop/overlap/theta/quality from the file and plans its
+    own tiles.
     """
 
     def __init__(
@@ -94,6 +108,7 @@ class VideoCodec:
         quality: float | None = None,
         max_memory: int | str | None = None,
         norm_passes: int | None = NORM_PASSES,
+        threads: int | None = None,
     ) -> None:
         self.model = model
         self.quality = model.codec._quality(quality)  # variable-rate quality (None: fixed-rate model)
@@ -103,6 +118,10 @@ class VideoCodec:
         self.tile_overlap = default_overlap(self.backbone) if tile_overlap is None else int(tile_overlap)
         self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else parse_bytes(max_memory)
         self.norm_passes = None if norm_passes is None else int(norm_passes)
+        self.threads = None if threads is None else int(threads)
+        if self.threads is not None and self.threads < 1:
+            raise VVCError(f"--threads must be 1 or more, got {threads}")
+        self.thread_history: list[int] = []  # threads each pass of the last run used (codec.threads)
         self._plans: dict[tuple[str, int, int, int], Plan] = {}
         self.matrix, self.rng = matrix, rng
         if matrix not in bitstream.MATRICES or rng not in bitstream.RANGES:
@@ -148,8 +167,10 @@ class VideoCodec:
         key = (side, hp, wp, frames)
         if key not in self._plans:
             if self.tile is None:
+                latent = int(np.prod(self.backbone.latent_shape(frames, hp, wp)))
+                per_gop = gop_bytes(side, frames, hp, wp, latent)
                 plan = plan_budget(MemoryModel(self.backbone), side, frames, hp, wp, self.batch, self.max_memory,
-                                   self.tile_overlap)
+                                   self.tile_overlap, per_gop)
             else:
                 tile = self.tile if self.tile and (hp > self.tile or wp > self.tile) else 0
                 plan = Plan(plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s), self.batch, tile)
@@ -159,7 +180,7 @@ class VideoCodec:
     def _gops_per_pass(self, height: int, width: int, side: str = "encode", frames: int | None = None) -> int:
         """GoPs held in memory at once: enough for the plan's backbone items (GoPs, or GoP tiles when tiled)."""
         plan = self._plan(side, height, width, frames)
-        return max(1, plan.items // plan.grid.count)
+        return plan.gops or max(1, plan.items // plan.grid.count)
 
     def _tick(self, key: str, since: float) -> None:
         self.timings[key] = self.timings.get(key, 0.0) + time.perf_counter() - since
@@ -189,17 +210,20 @@ class VideoCodec:
         payloads: list[bytes] = []
         shape: dict[str, Any] = {}
         model = self.model
-        with _inference(model):
+        with _inference(model), ThreadGovernor(self.threads) as threads:
             identity = model_identity(model)
             chunk: list[np.ndarray] = []
-            counter = FrameCounter(frames)
+            # the plan (or a refusal) comes with the first frame, before a whole GoP is read
+            counter = FrameCounter(frames, first=lambda h, w: self._plan("encode", h, w))
             for gop_frames, _ in iter_gops(counter, self.gop, self.overlap):
                 chunk.append(gop_frames)
                 if len(chunk) >= self._gops_per_pass(*gop_frames.shape[1:3]):
                     payloads += self._encode_chunk(chunk, shape)
                     chunk = []
+                    threads.update()
             if chunk:
                 payloads += self._encode_chunk(chunk, shape)
+        self.thread_history = threads.history
         count = counter.count
         if not payloads:
             raise VVCError("the video holds no frame to encode")
@@ -236,16 +260,17 @@ class VideoCodec:
         latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s), shape["items"])
         start = time.perf_counter()
         first = shape.get("gops_done", 0)
-        coded = self.model.codec.compress(latent, self.quality, reconstruct=False)[0]
+        with batch_invariant(*float_codec_parts(self.model.codec)):
+            coded = self.model.codec.compress(latent, self.quality, reconstruct=False)[0]
         payloads = [bind_to_gop(p, first + i) for i, p in enumerate(coded)]  # each GoP's check names its index
         shape["gops_done"] = first + len(payloads)
         self._tick("latent_codec", start)
         return payloads
 
     # ------------------------------------------------------------------------------- decode
-    def read_header(self, data: bytes, label: str = "bitstream") -> tuple[Header, list[bitstream.Record]]:
+    def read_header(self, data: bytes, label: str = "bitstream") -> tuple[Header, bitstream.RecordIndex]:
         """Parse a bitstream and check that this codec's model can decode it."""
-        header, records = bitstream.unpack(data, label)
+        header, records = bitstream.unpack(data, label, min_payload=DIGEST_SIZE)  # no GoP payload is shorter
         identity = model_identity(self.model)
         if header.identity != identity:
             raise BitstreamError(
@@ -271,7 +296,7 @@ class VideoCodec:
 
     def decode(self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream") -> Video:
         """The video in a .vvc bitstream (or only frames [a, b) of it, decoding just the GoPs they need)."""
-        header, _ = bitstream.unpack_header(data, label)
+        header, _ = self.read_header(data, label)  # records checked against the file before any allocation
         a, b = frames if frames is not None else (0, header.frames)
         need, limit = max(b - a, 0) * header.height * header.width * 3, decoded_bytes_limit()
         if need > limit:
@@ -300,7 +325,8 @@ class VideoCodec:
         """
         self.timings = {}
         t0 = time.perf_counter()
-        with _inference(self.model):
+        with _inference(self.model), ThreadGovernor(self.threads) as threads:
+            self.thread_history = threads.history
             header, records = self.read_header(data, label)
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
             a, b = frames if frames is not None else (0, header.frames)
@@ -318,6 +344,7 @@ class VideoCodec:
                             yield tensor_to_frames(frame[:, None])[0]
                             t0 = time.perf_counter()
                 recs = rec = frame = None  # views of this pass: release it before the next pass runs
+                threads.update()
         self._tick("total", t0)
 
     def _decode_chunk(
@@ -327,7 +354,8 @@ class VideoCodec:
         start = time.perf_counter()
         payloads = [bind_to_gop(bitstream.read_payload(data, r, label), r.index) for r in records]
         try:
-            latent = self.model.codec.decompress(payloads, header.latent_shape, header.quality)
+            with batch_invariant(*float_codec_parts(self.model.codec)):
+                latent = self.model.codec.decompress(payloads, header.latent_shape, header.quality)
         except Exception:  # a damaged payload (or a codec bug): decode GoP by GoP to name the record
             for r, payload in zip(records, payloads, strict=True):
                 try:
@@ -398,14 +426,18 @@ class VideoCodec:
             "seconds": total,
             "fps": frames / total,
             "timings": dict(self.timings),
+            "threads": list(self.thread_history),
         }
 
 
 class FrameCounter:
-    """Iterates over frames, counts them, notes their (H, W) and checks that they are RGB uint8 of one size."""
+    """Iterates over frames, counts them, notes their (H, W) and checks that they are RGB uint8 of one size.
 
-    def __init__(self, frames: Iterable[np.ndarray]) -> None:
-        self.frames, self.count, self.shape = frames, 0, (0, 0)
+    first: called with (H, W) of the first frame before it is passed on (e.g. to plan the memory).
+    """
+
+    def __init__(self, frames: Iterable[np.ndarray], first: Callable[[int, int], Any] | None = None) -> None:
+        self.frames, self.count, self.shape, self.first = frames, 0, (0, 0), first
 
     def __iter__(self) -> Iterator[np.ndarray]:
         first = None
@@ -415,6 +447,8 @@ class FrameCounter:
                 if f.ndim != 3 or f.shape[2] != 3 or f.dtype != np.uint8:
                     raise VVCError(f"frames must be RGB uint8 (H,W,3), got {f.dtype} {f.shape}")
                 self.shape = f.shape[:2]
+                if self.first is not None:
+                    self.first(*self.shape)
             elif f.shape != first:
                 raise VVCError(f"frame {self.count} is {f.shape[1]}x{f.shape[0]}, the first was {first[1]}x{first[0]}")
             self.count += 1
