@@ -15,15 +15,13 @@ import hashlib
 import json
 import os
 import random
-import resource
 import shutil
-import signal
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from tests.fuzz_vvc import Outcome, _mapped_bytes
+from tests.fuzz_vvc import Outcome, run_in_child
 
 MEMORY_LIMIT = 2 << 30  # address space one case may add to what the process already maps
 TIME_LIMIT = 60  # seconds of one case
@@ -244,31 +242,7 @@ def roundtrip(model) -> bool:  # noqa: ANN001
 
 def run_case(kind: str, folder: Path, good_identity: str) -> Outcome:
     """One case in a forked child limited to MEMORY_LIMIT bytes and TIME_LIMIT seconds."""
-    r, w = os.pipe()
-    t0 = time.perf_counter()
-    pid = os.fork()
-    if pid == 0:  # child
-        os.close(r)
-        try:
-            limit = _mapped_bytes() + MEMORY_LIMIT
-            resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            signal.alarm(TIME_LIMIT)
-            result, detail = _check_in_child(folder, good_identity)
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            os.write(w, f"{result}\t{peak}\t{detail}".encode()[:4000])
-        finally:
-            os._exit(0)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        msg = f.read().decode(errors="replace")
-    _, status = os.waitpid(pid, 0)
-    seconds = time.perf_counter() - t0
-    if not msg:
-        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
-        result = "timeout" if sig == signal.SIGALRM else "crash"
-        return Outcome(kind, result, f"signal {sig}" if sig else f"exit {os.WEXITSTATUS(status)}", seconds, 0)
-    result, peak, detail = msg.split("\t", 2)
-    return Outcome(kind, result, detail, seconds, int(peak))
+    return run_in_child(kind, lambda: _check_in_child(folder, good_identity), TIME_LIMIT, MEMORY_LIMIT)
 
 
 def fuzz(count: int, seed: int = 0) -> list[Outcome]:

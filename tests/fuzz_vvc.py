@@ -194,18 +194,19 @@ def _mapped_bytes() -> int:
     return 0
 
 
-def run_one(model, kind: str, data: bytes, original: np.ndarray) -> Outcome:  # noqa: ANN001
-    """Decode one mutation in a forked child limited to MEMORY_LIMIT bytes and TIME_LIMIT seconds."""
+def run_in_child(kind: str, check, time_limit: int = TIME_LIMIT, memory_limit: int = MEMORY_LIMIT) -> Outcome:  # noqa: ANN001
+    """`check()` -> (result, detail) in a forked child limited to `memory_limit` more bytes and `time_limit`
+    seconds; a child that dies or runs out of time is a 'crash' or 'timeout'."""
     r, w = os.pipe()
     t0 = time.perf_counter()
     pid = os.fork()
     if pid == 0:  # child
         os.close(r)
         try:
-            limit = _mapped_bytes() + MEMORY_LIMIT
+            limit = _mapped_bytes() + memory_limit
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-            signal.alarm(TIME_LIMIT)
-            result, detail = _decode_in_child(model, data, original)
+            signal.alarm(time_limit)
+            result, detail = check()
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
             os.write(w, f"{result}\t{peak}\t{detail}".encode()[:4000])
         finally:
@@ -221,6 +222,11 @@ def run_one(model, kind: str, data: bytes, original: np.ndarray) -> Outcome:  # 
         return Outcome(kind, result, f"signal {sig}" if sig else f"exit {os.WEXITSTATUS(status)}", seconds, 0)
     result, peak, detail = msg.split("\t", 2)
     return Outcome(kind, result, detail, seconds, int(peak))
+
+
+def run_one(model, kind: str, data: bytes, original: np.ndarray) -> Outcome:  # noqa: ANN001
+    """Decode one mutation in a forked child limited to MEMORY_LIMIT bytes and TIME_LIMIT seconds."""
+    return run_in_child(kind, lambda: _decode_in_child(model, data, original))
 
 
 def findings(outcomes: list[Outcome]) -> list[Outcome]:
