@@ -393,3 +393,15 @@ def test_records_hold_no_absolute_paths(zoo):
 
     for entry in (get_entry("tiny-vr"), get_entry("vvc-lean-vr")):
         assert not [s for s in strings(entry.record) if os.path.isabs(s)], entry.name
+
+
+def test_fit_from_an_exported_file_with_a_malformed_record_is_one_line(tmp_path):
+    from vvc_lightning.errors import VVCError
+    from vvc_lightning.training.warm_start import resolve_weights
+
+    weights = tmp_path / "m.safetensors"
+    weights.write_bytes(b"\0" * 16)
+    for bad in (b"\xff\xfe not utf-8", b"[" * 100_000, b'{"format": 1, "identity": "x"}'):
+        (tmp_path / "m.json").write_bytes(bad)
+        with pytest.raises(VVCError, match="record '.*m.json': .*; re-export the model"):
+            resolve_weights(str(weights))

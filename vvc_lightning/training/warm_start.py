@@ -13,7 +13,6 @@ variable-rate config resumes the same way (its gain vectors start from their ini
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.pretrained import PREFIX, get_entry, load_state, read_weights
+from vvc_lightning.zoo_record import RecordProblem, check_record, read_record
 
 log = logging.getLogger("vvc_lightning")
 ARCHITECTURE = ("gop", "backbone", "codec")
@@ -60,9 +60,10 @@ def resolve_weights(spec: str) -> tuple[Path, dict[str, Any] | None]:
     record = None
     if rec_path.is_file():
         try:
-            record = json.loads(rec_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise VVCError(f"record '{rec_path}' is not valid JSON ({exc}); re-export the model") from exc
+            record = read_record(rec_path)
+            check_record(record)
+        except RecordProblem as exc:
+            raise VVCError(f"record '{rec_path}': {exc}; re-export the model") from exc
     return path, record
 
 
