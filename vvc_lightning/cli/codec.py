@@ -56,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--quality", type=float, default=None, help="rate of a variable-rate model: any real number in "
                    "[0, qualities-1], higher = more bits (default: the highest quality whose measured test-split "
                    f"bpp is below {TARGET_BPP:g}, else the lowest-rate point of the curve, else 0; for vvc-lean-vr "
-                   "quality 0, 0.042 bpp on its test split; the quality used is printed)")
+                   "quality 0, 0.040 bpp on its test split; the quality used is printed)")
     c.add_argument("--lmbda", type=float, default=None, help="rate of a variable-rate model as the lambda it was "
                    "trained for (instead of --quality)")
     c.add_argument("--gop", type=int, default=None, help="frames per GoP, 1+4k (default: the model's, 9)")
