@@ -295,20 +295,25 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def portable_strings(obj: Any) -> Any:
-    """`obj` with every absolute path string made portable (`portable_path`)."""
+def portable_strings(obj: Any, root: str | os.PathLike | None = None) -> Any:
+    """`obj` with every absolute path string (one line) made portable (`portable_path`)."""
     if isinstance(obj, dict):
-        return {k: portable_strings(v) for k, v in obj.items()}
+        return {k: portable_strings(v, root) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [portable_strings(v) for v in obj]
-    return portable_path(obj) if isinstance(obj, str) and os.path.isabs(obj) else obj
+        return [portable_strings(v, root) for v in obj]
+    if isinstance(obj, str) and os.path.isabs(obj) and "\n" not in obj:
+        return portable_path(obj, root)
+    return obj
 
 
-def portable_path(path: str | os.PathLike) -> str:
-    """`path` relative to the working folder when inside it, else its file name: a record holds no absolute
-    path of the machine that wrote it."""
-    p = Path(path).resolve()
+def portable_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
+    """`path` as a record keeps it: a relative path as given; an absolute one relative to `root` (default: the
+    working folder) when inside it, else its file name. A record holds no absolute path of its machine."""
+    text = str(path)
+    if not text or not os.path.isabs(text):
+        return text
+    p = Path(text).resolve()
     try:
-        return p.relative_to(Path.cwd().resolve()).as_posix()
+        return p.relative_to(Path(root or os.getcwd()).resolve()).as_posix()
     except ValueError:
         return p.name

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.errors import VVCError, WeightsError
+from vvc_lightning.zoo_record import portable_path, portable_strings, sha256_file
 
 METRIC = "stlpips"
 FIGURES = ("quality", "bpp", "psnr", "ms_ssim", "stlpips")  # kept per curve point in a history entry
@@ -84,7 +85,7 @@ def decide(previous_curve: Sequence[dict[str, Any]], new_curve: Sequence[dict[st
 def file_sha256(path: str | os.PathLike) -> str | None:
     """SHA-256 of a file's bytes, or None when there is no such file."""
     path = Path(path)
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return sha256_file(path) if path.is_file() else None
 
 
 def _num(v: Any) -> float | None:
@@ -128,28 +129,6 @@ def history_entry(*, device: str, device_seconds: float, steps: int, step_start:
     }
 
 
-def portable_path(path: str | os.PathLike, root: str | os.PathLike | None = None) -> str:
-    """A path as a record may keep it: relative to `root` (the working folder) when inside it, else its name."""
-    text = str(path)
-    if not text or not os.path.isabs(text):
-        return text
-    p, base = Path(text).resolve(), Path(root or os.getcwd()).resolve()
-    try:
-        return p.relative_to(base).as_posix()
-    except ValueError:
-        return p.name
-
-
-def _portable(obj: Any, root: str | os.PathLike | None) -> Any:
-    if isinstance(obj, dict):
-        return {k: _portable(v, root) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_portable(v, root) for v in obj]
-    if isinstance(obj, str) and os.path.isabs(obj) and "\n" not in obj:
-        return portable_path(obj, root)
-    return obj
-
-
 def portable_record(record: dict[str, Any], root: str | os.PathLike | None = None) -> dict[str, Any]:
     """The record with every absolute path in its training data, config data and source fields made portable."""
     out = dict(record)
@@ -158,7 +137,7 @@ def portable_record(record: dict[str, Any], root: str | os.PathLike | None = Non
         if key in tr:
             tr[key] = portable_path(tr[key], root)
     if "data" in tr:
-        tr["data"] = _portable(tr["data"], root)
+        tr["data"] = portable_strings(tr["data"], root)
     out["training"] = tr
     if "curve_source" in out:
         out["curve_source"] = portable_path(out["curve_source"], root)
@@ -166,7 +145,7 @@ def portable_record(record: dict[str, Any], root: str | os.PathLike | None = Non
         cfg = dict(out["config"])
         for key in ("data", "run_dir"):
             if key in cfg:
-                cfg[key] = _portable(cfg[key], root)
+                cfg[key] = portable_strings(cfg[key], root)
         out["config"] = cfg
     return out
 
