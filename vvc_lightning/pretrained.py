@@ -31,6 +31,7 @@ import torch
 
 from vvc_lightning import __version__
 from vvc_lightning.errors import VVCError, WeightsError
+from vvc_lightning.video.atomic import sha256_file
 from vvc_lightning.zoo_record import (
     FIX,
     FORMAT,
@@ -41,7 +42,6 @@ from vvc_lightning.zoo_record import (
     portable_strings,
     read_curve,
     read_record,
-    sha256_file,
 )
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,6 @@ count of the record; every float tensor finite; CDF tables that code (`latent_co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -286,15 +285,6 @@ def read_curve(path: Path, codec: str) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------------------------ writing
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def portable_strings(obj: Any, root: str | os.PathLike | None = None) -> Any:
     """`obj` with every absolute path string (one line) made portable (`portable_path`)."""
     if isinstance(obj, dict):

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.errors import VVCError, WeightsError
-from vvc_lightning.zoo_record import portable_path, portable_strings, sha256_file
+from vvc_lightning.video.atomic import sha256_file
+from vvc_lightning.zoo_record import portable_path, portable_strings
 
 METRIC = "stlpips"
 FIGURES = ("quality", "bpp", "psnr", "ms_ssim", "stlpips")  # kept per curve point in a history entry

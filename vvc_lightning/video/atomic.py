@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import shutil
 import tempfile
@@ -113,3 +114,12 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
             if err is not None:
                 raise err from exc
             raise
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB pieces (how shards and zoo entries are checked after writing)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.errors import VVCError
+from vvc_lightning.video.atomic import sha256_file
 from vvc_lightning.video.shard_sources import (
     VideoItem,
     find_inputs,
@@ -35,7 +36,6 @@ from vvc_lightning.video.shard_state import (
     index_problem,
     load_doc,
     plan_problem,
-    sha256_file,
     verify_tar,
 )
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vvc_lightning.video.atomic import sha256_file
 from vvc_lightning.video.shard_sources import VideoItem, member_ext
 from vvc_lightning.video.video_io import write_bytes_atomic
 
@@ -96,15 +97,6 @@ def load_doc(path: Path, problem: Callable[[Any], str | None]) -> tuple[dict[str
         return None, f"unreadable ({exc.strerror or exc})"
     why = problem(doc)
     return (None, why) if why else (doc, "")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB pieces."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _journal_problem(doc: Any) -> str | None:
