@@ -17,28 +17,11 @@
 # Wheels: scripts/gpu_wheels.sh fills .whl/ (carried to the device machine; see README).
 set -euo pipefail
 export VVC_SCRIPT_START=$(date +%s)
-PY=${PYTHON:-python3}
 OUT=${OUT:-runs/gpu_out}
 BUDGET_S=${BUDGET_S:-450}
-SITE=${VVC_SITE:-/tmp/vvc_site}
-export PYTHONUNBUFFERED=1 PYTHONSAFEPATH=1  # never import the bare ./vvc_lightning folder from the cwd
-
-if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1 && [ -z "${CPU_SMOKE:-}" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE/deps" .whl/*.whl
-  export PYTHONPATH="$SITE/deps:${PYTHONPATH:-}"
-fi
-# vvc_lightning with its sub-packages where setup.cfg's package_dir puts them.
-rm -rf "$SITE/src" && mkdir -p "$SITE/src"
-cp -r vvc_lightning "$SITE/src/vvc_lightning"
-for sub in backbones datamodules configs; do cp -r "$sub" "$SITE/src/vvc_lightning/$sub"; done
-export PYTHONPATH="$SITE/src:${PYTHONPATH:-}"
+. scripts/device_env.sh
 $PY -c "import vvc_lightning.datamodules, vvc_lightning.backbones, compressai, av, webdataset, omegaconf, stlpips_pytorch; print('imports ok')"
-
-DATA=${DATA:-data/offline}
-if [ ! -f "$DATA/manifest.json" ]; then  # no network on a lent GPU machine: one line saying to build here and carry
-  $PY scripts/build_training_data.py --can-build -o "$DATA" || exit 2
-  $PY scripts/build_training_data.py -o "$DATA"
-fi
+ensure_data
 echo "data ready after $(( $(date +%s) - VVC_SCRIPT_START )) s"
 PATHS="data.train_images=$DATA/stills data.train_shards=$DATA/shards/train data.val_shards=$DATA/shards/val data.test_dir=$DATA/test"
 
