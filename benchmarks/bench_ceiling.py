@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from vvc_lightning.codec.gop import GopBlender, GopPlan, iter_gops
-from vvc_lightning.codec.video_codec import VideoCodec
-from vvc_lightning.evaluation.metrics import VideoMetrics
+from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
+from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+from vvc_lightning.metrics import VideoMetrics
 from vvc_lightning.ops import fold_time, unfold_time
 from vvc_lightning.video.video_io import frames_to_tensor, read_video, tensor_to_frames
 from vvc_lightning.zoo import load_any_model

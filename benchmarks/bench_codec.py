@@ -61,7 +61,7 @@ def _peak_rss_mb() -> float:
 
 def case_roundtrip(backbone: str, n: int, h: int, w: int, batch: int, tile: int | None, warmup: bool = False) -> dict:
     """Encode and decode n frames; speeds, latent-codec share, bytes, peak RSS."""
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.video.video_io import Video
 
     video = Video(_frames(n, h, w), 25.0)
@@ -91,8 +91,8 @@ def case_tile_extrapolated(backbone: str, h: int, w: int, batch: int, tile: int 
     """One GoP of h x w from the time of `batch` tiles (backbone) and the whole latent (latent codec)."""
     import torch
 
-    from vvc_lightning.codec.tiling import plan_tiles
-    from vvc_lightning.codec.video_codec import VideoCodec, batch_invariant
+    from vvc_lightning.codec.pipeline.tiling import plan_tiles
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec, batch_invariant
     from vvc_lightning.video.video_io import frames_to_tensor
 
     model = _model(backbone)
@@ -136,8 +136,8 @@ def case_pass_memory(backbone: str, h: int, w: int, batch: int) -> dict:
     """Peak RSS of one backbone encode + decode pass of `batch` tiles of the shape the codec uses for h x w."""
     import torch
 
-    from vvc_lightning.codec.tiling import plan_tiles
-    from vvc_lightning.codec.video_codec import VideoCodec, batch_invariant
+    from vvc_lightning.codec.pipeline.tiling import plan_tiles
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec, batch_invariant
 
     model = _model(backbone)
     codec = VideoCodec(model, batch=batch)
@@ -161,8 +161,8 @@ def case_pass_memory(backbone: str, h: int, w: int, batch: int) -> dict:
 
 def case_overlap(backbone: str, h: int, w: int, ns: list[int]) -> dict:
     """Bytes with overlap 1 vs 0 for N*T frames, against the paper's 1/(T-1) - 1/(N*T)."""
-    from vvc_lightning.codec.gop import GopPlan
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.gop import GopPlan
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.video.video_io import Video
 
     model = _model(backbone)

@@ -76,7 +76,7 @@ def train_step_time(backbone: str, precision: str, batch: int, size: int, steps:
 
 def codec_fps(backbone: str, width: int, height: int, frames: int, batch: int) -> dict:
     """Encode / decode frames per second of the real codec (bytes out, bytes in) on the GPU."""
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.video.video_io import Video
 
     cfg = load_config([f"{backbone}.yaml"], ["model.loss.perceptual=ms-ssim", "data.name=folder", *SMOKE,

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-import vvc_lightning.codec.latent_codec as lc
+import vvc_lightning.codec.entropy.latent_codec as lc
 
 
 def smooth_latent(b: int, c: int, t: int, h: int, w: int, seed: int) -> torch.Tensor:

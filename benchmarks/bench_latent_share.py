@@ -34,7 +34,7 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
     import torch
 
     import vvc_lightning
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.config import load_config
     from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.video.video_io import Video, read_video
@@ -60,7 +60,7 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
         "latent_codec_share_encode": enc["latent_codec"] / enc["total"],
         "latent_codec_share_decode": dec["latent_codec"] / dec["total"],
     }
-    if importlib.util.find_spec("vvc_lightning.codec.intgemm") is not None:  # a version with int8 GEMMs
+    if importlib.util.find_spec("vvc_lightning.codec.entropy.intgemm") is not None:  # a version with int8 GEMMs
         result["floor"] = _floor(codec, model, Video(frames, 25), data, enc, dec)
     return result
 

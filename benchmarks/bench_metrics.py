@@ -91,7 +91,7 @@ def use_inception_proxy(device: str) -> None:
     import torch
     import torchvision
 
-    from vvc_lightning.evaluation.metrics import distribution
+    from vvc_lightning.metrics import distribution
 
     net = torchvision.models.inception_v3(weights=None, aux_logits=False, init_weights=False)
     net.fc = torch.nn.Identity()
@@ -111,8 +111,8 @@ def use_inception_proxy(device: str) -> None:
 
 
 def time_metric(name: str, ref: np.ndarray, rec: np.ndarray, device: str, options: dict) -> dict:
-    from vvc_lightning.evaluation.metrics import build_metric
-    from vvc_lightning.evaluation.metrics.base import frames_to_u8
+    from vvc_lightning.metrics import build_metric
+    from vvc_lightning.metrics.base import frames_to_u8
 
     t0 = time.perf_counter()
     m = build_metric(name, device, **options)
@@ -145,7 +145,7 @@ def time_metric(name: str, ref: np.ndarray, rec: np.ndarray, device: str, option
 def main() -> None:
     import torch
 
-    from vvc_lightning.evaluation.metrics import ALL
+    from vvc_lightning.metrics import ALL
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--frames", type=int, default=6)
@@ -175,7 +175,7 @@ def main() -> None:
         print(f"{name:>12} ({r['key']}): {r['seconds_per_frame'] * 1000:8.1f} ms/frame, setup {r['setup_s']:.2f} s",
               flush=True)
     if "lpips" in results and "tlp" in results:  # the harness computes both from one pass of the network
-        from vvc_lightning.evaluation.metrics import VideoMetrics
+        from vvc_lightning.metrics import VideoMetrics
 
         vm = VideoMetrics(["lpips", "tlp"], args.device)
         vm.sequence(ref[:2], rec[:2])

@@ -28,10 +28,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from vvc_lightning.codec import container as bitstream
-from vvc_lightning.codec.latent_codec import _scale_indexes, _symbols
-from vvc_lightning.codec.symbol_check import DIGEST_SIZE
-from vvc_lightning.codec.video_codec import VideoCodec
+from vvc_lightning.codec.pipeline import container as bitstream
+from vvc_lightning.codec.entropy.latent_codec import _scale_indexes, _symbols
+from vvc_lightning.codec.entropy.symbol_check import DIGEST_SIZE
+from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.video.video_io import read_video
 from vvc_lightning.zoo import load_any_model
 

@@ -85,7 +85,7 @@ def _case(backbone: str, width: int, height: int, save: str | None) -> dict:
     import torch
 
     import vvc_lightning
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.complexity import macs_per_frame
     from vvc_lightning.video.video_io import Video
 
@@ -131,7 +131,7 @@ def _profile(backbone: str, width: int, height: int, rows: int = 12) -> None:
     import numpy as np
     from torch.profiler import ProfilerActivity, profile
 
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.video.video_io import Video
 
     n = FRAMES[backbone]
@@ -156,7 +156,7 @@ def _backbone_only(backbone: str, width: int, height: int, repeats: int = 3) -> 
     """
     import torch
 
-    from vvc_lightning.codec.determinism import batch_invariant
+    from vvc_lightning.codec.pipeline.determinism import batch_invariant
 
     n = FRAMES[backbone]
     model = _model(backbone)

@@ -35,7 +35,7 @@ CHILD = r"""
 import sys, torch
 from vvc_lightning.config import load_config
 from vvc_lightning.training.model import VideoCompressionModel
-from vvc_lightning.codec.video_codec import VideoCodec
+from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 backbone, width, tile, batch, mode, src, dst = sys.argv[1:8]
 overrides = ["model.loss.perceptual=ms-ssim", "model.init=null"]
 if width != "default":  # the registry backbone of that name (the configs name the official presets) at `width`

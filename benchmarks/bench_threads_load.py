@@ -4,7 +4,7 @@ The CLI (`python -m vvc_lightning compress --model vvc-lean-vr`) compresses a se
 resized, written as .y4m) while a busy Python loop runs beside it, in fresh processes, in the order
 1, 2, auto for each round. `OMP_NUM_THREADS=1` / `=2` fix the count (2 is what the encoder ran before on
 a 2-core machine: torch's default, every core); `auto` leaves it unset, so the codec chooses
-(`vvc_lightning.codec.threads`). The frames/s are the CLI's own (encoding, model loading excluded).
+(`vvc_lightning.codec.pipeline.threads`). The frames/s are the CLI's own (encoding, model loading excluded).
 The CPU is shared with other jobs: each case records the load average (1, 5, 15 min) at its start and end,
 so read the numbers beside it.
 

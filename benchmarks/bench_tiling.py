@@ -37,7 +37,7 @@ PROBE = r"""
 import ctypes, json, sys, torch
 torch.set_num_threads(2)
 name, kw, side, size = sys.argv[1], eval(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-from vvc_lightning.codec.memory import MemoryModel
+from vvc_lightning.codec.pipeline.memory import MemoryModel
 from vvc_lightning.registry import BACKBONES
 if name == "zoo":
     from vvc_lightning.zoo import load_any_model
@@ -78,8 +78,8 @@ def agreement(quick: bool) -> list[dict]:
     """Tiled vs untiled rows (untiled, per-tile statistics, shared statistics)."""
     sys.path.insert(0, str(ROOT))
     from tests.conftest import bikes_path
-    from vvc_lightning.codec.tile_norm import tiled_round_trip
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.tile_norm import tiled_round_trip
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.registry import BACKBONES
     from vvc_lightning.video.video_io import Video, frames_to_tensor, read_video, tensor_to_frames
 

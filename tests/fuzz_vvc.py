@@ -21,7 +21,7 @@ import numpy as np
 MEMORY_LIMIT = 2 << 30  # address space one decode may add to what the process already maps
 TIME_LIMIT = 20  # seconds of one decode
 
-# Offsets of the header body fields (see vvc_lightning.codec.container): name -> (offset, struct format).
+# Offsets of the header body fields (see vvc_lightning.codec.pipeline.container): name -> (offset, struct format).
 _BODY_FIELDS = {
     "width": (10, "<I"), "height": (14, "<I"), "frames": (18, "<I"), "fps": (22, "<d"), "gop": (30, "<H"),
     "overlap": (32, "<H"), "theta": (34, "<d"), "tile": (42, "<I"), "tile_overlap": (46, "<I"),
@@ -44,7 +44,7 @@ def make_model_and_stream(seed: int = 0):  # noqa: ANN201
     import torch
 
     from tests.conftest import TINY_OVERRIDES, bikes_path, small_clip
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.config import load_config
     from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.video.video_io import Video, read_video
@@ -170,7 +170,7 @@ def mutations(data: bytes, count: int, seed: int) -> list[tuple[str, bytes]]:
 
 
 def _decode_in_child(model, data: bytes, original: np.ndarray) -> tuple[str, str]:  # noqa: ANN001
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.errors import VVCError
 
     try:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from tests.conftest import TINY_OVERRIDES, one_thread, small_clip
-from vvc_lightning.codec import container as bitstream
-from vvc_lightning.codec.gain import GRID, GainUnits, lambda_to_quality, quality_to_lambda
-from vvc_lightning.codec.latent_codec import LatentCodec
-from vvc_lightning.codec.video_codec import VideoCodec
+from vvc_lightning.codec.pipeline import container as bitstream
+from vvc_lightning.codec.entropy.gain import GRID, GainUnits, lambda_to_quality, quality_to_lambda
+from vvc_lightning.codec.entropy.latent_codec import LatentCodec
+from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.config import load_config
 from vvc_lightning.errors import BitstreamError, ConfigError, VVCError
 from vvc_lightning.training.losses import bits

@@ -15,7 +15,7 @@ import torch
 
 from tests.conftest import TINY_OVERRIDES, small_clip
 from vvc_lightning.cli.main import main
-from vvc_lightning.codec import container as bitstream
+from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.errors import VVCError, WeightsError
 from vvc_lightning.pretrained import ENV, attach_curve, export_model, get_entry, list_models, load_pretrained
 from vvc_lightning.video.video_io import write_video
@@ -109,7 +109,7 @@ def test_compress_with_model_and_decompress_from_the_header_in_a_fresh_process(z
     assert header.identity == get_entry("tiny-vr").identity
     r = run_cli("decompress", tmp_path / "q1.5.vvc", "-o", tmp_path / "png")  # a fresh process, no --ckpt
     assert r.returncode == 0, r.stderr[-2000:]
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 
     here = VideoCodec(load_pretrained("tiny-vr")).decode((tmp_path / "q1.5.vvc").read_bytes())
     assert np.array_equal(read_pngs(tmp_path / "png"), here.frames)
@@ -345,7 +345,7 @@ def test_a_same_named_entry_does_not_shadow_the_one_a_file_was_made_with(zoo, tm
 def test_files_holding_more_than_tensors_are_refused_in_one_line(tmp_path):
     from vvc_lightning.backbones.lean_vae import LeanVAE
     from vvc_lightning.backbones.pretrained import read_state_dict
-    from vvc_lightning.training.perceptual import build_lpips
+    from vvc_lightning.metrics.perceptual import build_lpips
 
     class Payload:
         def __reduce__(self):

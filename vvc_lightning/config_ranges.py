@@ -67,7 +67,7 @@ def check_ranges(cfg: DictConfig) -> None:
 
 def check_gop(gop: Any) -> None:
     """model.gop: 1 + 4k frames, at most the bitstream's GoP limit."""
-    from vvc_lightning.codec.container import MAX_GOP
+    from vvc_lightning.codec.pipeline.container import MAX_GOP
 
     if not _whole(gop) or gop < 1 or (gop - 1) % 4 or gop > MAX_GOP:
         raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...) and at most {MAX_GOP}, got {gop}")

@@ -219,7 +219,7 @@ def load_pretrained(name: str, map_location: str | torch.device = "cpu"):
     """The zoo model `name` in eval mode with its CDF tables. Before it is built, its weights are checked
     against its record (checksum, architecture, parameter count, finite values, CDF tables); after, its
     identity against the record's. Any difference: one line naming the entry."""
-    from vvc_lightning.codec.determinism import model_identity
+    from vvc_lightning.codec.pipeline.determinism import model_identity
     from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.training.stages import stage_index
 

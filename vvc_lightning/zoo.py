@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from vvc_lightning.codec.video_codec import VideoCodec
+from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.training.checkpoint import load_model
 
 

@@ -186,7 +186,7 @@ def _check_config(cfg: Any, rec: dict, channels: int, qualities: int) -> None:
 def check_tensors(state: dict[str, torch.Tensor], rec: dict[str, Any]) -> dict[str, Any]:
     """The validated config of `rec` after checking the weights against it (built on the meta device only):
     RecordProblem naming the first difference."""
-    from vvc_lightning.codec.latent_codec import check_tables
+    from vvc_lightning.codec.entropy.latent_codec import check_tables
     from vvc_lightning.config import from_container
     from vvc_lightning.errors import VVCError
     from vvc_lightning.training.model import VideoCompressionModel
@@ -229,7 +229,7 @@ def check_tensors(state: dict[str, torch.Tensor], rec: dict[str, Any]) -> dict[s
 
 def check_int_layers(model: Any) -> None:
     """RecordProblem if an integer-network layer's weights are too large to convolve exactly."""
-    from vvc_lightning.codec.intnet import _IntConvMixin
+    from vvc_lightning.codec.entropy.intnet import _IntConvMixin
 
     for name, layer in model.named_modules():
         if isinstance(layer, _IntConvMixin):

@@ -14,7 +14,7 @@ import torch
 
 from tests.conftest import small_clip
 from vvc_lightning.cli.main import main
-from vvc_lightning.codec import container as bitstream
+from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.video.video_io import read_video, write_video
 
 

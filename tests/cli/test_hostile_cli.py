@@ -17,7 +17,7 @@ import pytest
 from tests.conftest import small_clip
 from tests.fuzz_vvc import consistent_header
 from vvc_lightning.cli.main import main
-from vvc_lightning.codec import container as bitstream
+from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.video.video_io import write_video
 
 
@@ -176,7 +176,7 @@ def test_a_signal_mid_write_leaves_no_temporary_file(tmp_path, sig, code, name):
 
 # ------------------------------------------------------------------------ 10: checks before decoding
 def test_an_unsupported_extension_is_refused_before_decoding(work, capsys, tmp_path, monkeypatch):
-    import vvc_lightning.codec.video_codec as codec_mod
+    import vvc_lightning.codec.pipeline.video_codec as codec_mod
 
     def no_decode(*a, **k):  # noqa: ANN002, ANN003, ANN202
         raise AssertionError("decoded before checking the output path")

@@ -9,8 +9,8 @@ from tests.conftest import small_clip
 from vvc_lightning.errors import RegistryError, VVCError
 from vvc_lightning.evaluation import baselines
 from vvc_lightning.evaluation.baselines import ENCODERS, get_encoder, run_ffmpeg, write_input
-from vvc_lightning.evaluation.metrics import build_metric
-from vvc_lightning.evaluation.metrics.base import frames_to_u8
+from vvc_lightning.metrics import build_metric
+from vvc_lightning.metrics.base import frames_to_u8
 from vvc_lightning.video.video_io import Video
 
 FAST = {"x265": "ultrafast", "vvenc": "faster", "svtav1": "10", "x264": "ultrafast"}

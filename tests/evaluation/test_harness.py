@@ -81,7 +81,7 @@ def test_a_rerun_reuses_every_finished_row_without_coding_again(first_run, clips
 
 
 def test_a_rerun_with_another_metric_computes_only_that_metric(first_run, clips, monkeypatch):
-    from vvc_lightning.evaluation.metrics.fidelity import PSNR, PSNRY
+    from vvc_lightning.metrics.fidelity import PSNR, PSNRY
 
     out, paths = first_run
     before = {(r["codec"], r["point"], r["sequence"]): r["psnr"] for r in read_csv(paths["csv"])}

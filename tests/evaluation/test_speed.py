@@ -92,7 +92,7 @@ def test_streamed_neural_rows_score_as_the_whole_decoded_video(speed_run, clips,
 
     import numpy as np
 
-    from vvc_lightning.evaluation.metrics import VideoMetrics
+    from vvc_lightning.metrics import VideoMetrics
     from vvc_lightning.video.video_io import read_video
     from vvc_lightning.zoo import load_codec
 

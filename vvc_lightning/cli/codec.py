@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from vvc_lightning.codec.container import MAX_FPS, MAX_GOP, MAX_SIDE
+from vvc_lightning.codec.pipeline.container import MAX_FPS, MAX_GOP, MAX_SIDE
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
@@ -41,7 +41,7 @@ def check_options(args: argparse.Namespace) -> None:
 
 def _check_max_memory(args: argparse.Namespace) -> None:
     """--max-memory as bytes (512M, 8G or a number of bytes), or a one-line error."""
-    from vvc_lightning.codec.memory import parse_bytes
+    from vvc_lightning.codec.pipeline.memory import parse_bytes
 
     args.max_memory = parse_bytes(args.max_memory)
 
@@ -101,7 +101,7 @@ def run_compress(args: argparse.Namespace) -> int:
     if not Path(args.input).is_file():
         raise VVCError(f"video '{args.input}' does not exist or is not a file")
     _check_output(args, "bitstream")
-    from vvc_lightning.codec.video_codec import VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.video.video_io import parse_yuv_name
     from vvc_lightning.zoo import load_any_model
 
@@ -195,9 +195,9 @@ def run_decompress(args: argparse.Namespace) -> int:
     """Decompress a .vvc file."""
     _check_max_memory(args)
     _check_output(args, "video")
-    from vvc_lightning.codec import container as bitstream
-    from vvc_lightning.codec.gop import parse_frame_range
-    from vvc_lightning.codec.video_codec import read_bitstream_file
+    from vvc_lightning.codec.pipeline import container as bitstream
+    from vvc_lightning.codec.pipeline.gop import parse_frame_range
+    from vvc_lightning.codec.pipeline.video_codec import read_bitstream_file
     from vvc_lightning.zoo import load_codec
 
     data = read_bitstream_file(args.input)

@@ -67,7 +67,7 @@ class Harness:
     """Runs the rows of one evaluation, with the cache."""
 
     def __init__(self, opts: EvalOptions) -> None:
-        from vvc_lightning.evaluation.metrics import METRICS, VideoMetrics, build_metric, resolve_names
+        from vvc_lightning.metrics import METRICS, VideoMetrics, build_metric, resolve_names
 
         self.opts = opts
         self.out = Path(opts.out)
@@ -103,7 +103,7 @@ class Harness:
             return None
 
     def _features(self, path: Path, frames: np.ndarray) -> np.ndarray:
-        from vvc_lightning.evaluation.metrics.base import frames_to_u8
+        from vvc_lightning.metrics.base import frames_to_u8
 
         if path.is_file():
             return np.load(path)["f"]
@@ -122,7 +122,7 @@ class Harness:
     # -------------------------------------------------------------------------------- rows
     def run_row(self, spec: CodecSpec, point: Any, seq: Sequence) -> dict:
         """One row: cached if complete, else coded and measured (only the missing metrics)."""
-        from vvc_lightning.evaluation.metrics.base import check_sequences, frames_to_u8
+        from vvc_lightning.metrics.base import check_sequences, frames_to_u8
 
         key = self.row_key(spec, point, seq)
         row = self._load(key)
@@ -170,7 +170,7 @@ class Harness:
         """Read the decoded frames once, a GoP-sized chunk at a time: per-frame metric values, the decoded
         frames' set-metric features (saved to the cache) when wanted, and the middle frame (for the crop)."""
         from vvc_lightning.errors import FrameCountError
-        from vvc_lightning.evaluation.metrics.stream import StreamingScores, frame_chunks
+        from vvc_lightning.metrics.stream import StreamingScores, frame_chunks
 
         metrics = [m for m in (self.vm.metrics.values() if self.vm else []) if m.key in frame_keys]
         first_set = next(iter(self.set_metrics.values()), None)

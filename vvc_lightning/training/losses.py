@@ -28,12 +28,12 @@ def build_perceptual(name: str, lpips_net: str = "alex", lpips_weights: str | No
     """The perceptual distance P by name: lpips, stlpips or ms-ssim; each maps two (N,3,H,W) to (N,)."""
 
     def lpips() -> nn.Module:
-        from vvc_lightning.training.perceptual import build_lpips
+        from vvc_lightning.metrics.perceptual import build_lpips
 
         return build_lpips(net=lpips_net, weights=lpips_weights)
 
     def stlpips() -> nn.Module:
-        from vvc_lightning.training.perceptual import build_stlpips
+        from vvc_lightning.metrics.perceptual import build_stlpips
 
         return build_stlpips(net=lpips_net)
 

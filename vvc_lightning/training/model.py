@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vvc_lightning import __version__
-from vvc_lightning.codec.gain import lambda_to_quality, quality_to_lambda
-from vvc_lightning.codec.latent_codec import LatentCodec
+from vvc_lightning.codec.entropy.gain import lambda_to_quality, quality_to_lambda
+from vvc_lightning.codec.entropy.latent_codec import LatentCodec
 from vvc_lightning.config import from_container, section_kwargs, to_yaml
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vvc_lightning.codec.gop import iter_gops
+from vvc_lightning.codec.pipeline.gop import iter_gops
 from vvc_lightning.training.losses import bits
 from vvc_lightning.video.video_io import frames_to_tensor, tensor_to_frames
 
@@ -77,10 +77,10 @@ def _frame_source(x: Any) -> Callable[[], Iterator[np.ndarray]]:
 
 def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> dict[str, float]:
     """One sequence at one quality; returns and logs the results (keys + suffix)."""
-    from vvc_lightning.codec.video_codec import FrameCounter, VideoCodec
+    from vvc_lightning.codec.pipeline.video_codec import FrameCounter, VideoCodec
     from vvc_lightning.errors import FrameCountError
-    from vvc_lightning.evaluation.metrics import VideoMetrics
-    from vvc_lightning.evaluation.metrics.stream import StreamingScores, frame_chunks
+    from vvc_lightning.metrics import VideoMetrics
+    from vvc_lightning.metrics.stream import StreamingScores, frame_chunks
 
     cfg = model.cfg.test
     source = _frame_source(x)

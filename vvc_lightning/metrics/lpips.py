@@ -1,0 +1,116 @@
+"""LPIPS family: AlexNet LPIPS where its torchvision weights are present, else ST-LPIPS (labelled so)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from torch import Tensor
+
+from vvc_lightning.metrics.base import VideoMetric
+from vvc_lightning.metrics.registry import register_metric
+from vvc_lightning.metrics import perceptual
+
+# variant -> (output key, builder); "auto" resolves to "alex" or "st_alex".
+VARIANTS = {
+    "alex": ("lpips", lambda w: perceptual.build_lpips("alex", w)),
+    "vgg": ("lpips_vgg", lambda w: perceptual.build_lpips("vgg", w)),
+    "st_alex": ("stlpips", lambda w: perceptual.build_stlpips("alex")),
+    "st_vgg": ("stlpips_vgg", lambda w: perceptual.build_stlpips("vgg")),
+}
+_CACHE: dict[tuple[str, str | None], perceptual.PerceptualDistance] = {}
+
+
+def resolve_variant(variant: str, weights: str | os.PathLike | None = None) -> str:
+    """'auto' -> 'alex' when AlexNet weights are asked for (a path, $VVC_LPIPS_ALEX: then they must exist)
+    or found in the torch hub cache, else 'st_alex'."""
+    if variant == "auto":
+        explicit = weights is not None or bool(os.environ.get(perceptual.ENV_VARS["alex"]))
+        return "alex" if explicit or perceptual.lpips_available("alex", weights) else "st_alex"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown LPIPS variant {variant!r}")
+    return variant
+
+
+def perceptual_net(variant: str, weights: str | os.PathLike | None = None) -> perceptual.PerceptualDistance:
+    """The (shared, CPU-built) network of a resolved variant."""
+    key = (variant, None if weights is None else str(weights))
+    if key not in _CACHE:
+        _CACHE[key] = VARIANTS[variant][1](weights)
+    return _CACHE[key]
+
+
+def to_unit(x: Tensor) -> Tensor:
+    """[0,255] -> [-1,1]."""
+    return x / 127.5 - 1.0
+
+
+class _LPIPSBase(VideoMetric):
+    """Per-frame LPIPS-style distance between reference and decoded frames."""
+
+    higher_is_better = False
+    variant = "auto"
+
+    def __init__(self, weights: str | os.PathLike | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.weights = weights
+        self.resolved = resolve_variant(self.variant, weights)
+        self.hide("_net", perceptual_net(self.resolved, weights))
+
+    @property
+    def key(self) -> str:
+        return VARIANTS[self.resolved][0]
+
+    @property
+    def label(self) -> str:  # type: ignore[override]
+        return {"lpips": "LPIPS (AlexNet)", "lpips_vgg": "LPIPS (VGG)", "stlpips": "ST-LPIPS (AlexNet)",
+                "stlpips_vgg": "ST-LPIPS (VGG)"}[self.key]
+
+    def info(self) -> dict[str, Any]:
+        out = {"network": self._net.name, "version": "0.1", "input": "RGB in [-1,1], whole frames"}
+        if self.variant == "auto" and self.resolved != "alex":
+            out["note"] = ("AlexNet LPIPS weights not found (torchvision alexnet-owt-7be5be79.pth); "
+                           "ST-LPIPS used instead and labelled 'stlpips'")
+        return out
+
+    def frame_scores(self, ref: Tensor, rec: Tensor) -> Tensor:
+        return self._net(to_unit(rec), to_unit(ref))
+
+
+@register_metric("lpips")
+class LPIPS(_LPIPSBase):
+    """LPIPS (AlexNet) if its weights are present, otherwise ST-LPIPS reported under the key 'stlpips'."""
+
+    name = "lpips"
+
+
+@register_metric("lpips_alex")
+class LPIPSAlex(_LPIPSBase):
+    """AlexNet LPIPS explicitly: fails (saying where to put the weights) when they are absent."""
+
+    name = "lpips_alex"
+    variant = "alex"
+
+
+@register_metric("lpips_vgg")
+class LPIPSVGG(_LPIPSBase):
+    """VGG16 LPIPS (torchvision VGG16 weights needed)."""
+
+    name = "lpips_vgg"
+    variant = "vgg"
+
+
+@register_metric("stlpips")
+class STLPIPS(_LPIPSBase):
+    """Shift-tolerant LPIPS, AlexNet trunk (weights ship with stlpips-pytorch)."""
+
+    name = "stlpips"
+    variant = "st_alex"
+
+
+@register_metric("stlpips_vgg")
+class STLPIPSVGG(_LPIPSBase):
+    """Shift-tolerant LPIPS, VGG16 trunk."""
+
+    name = "stlpips_vgg"
+    variant = "st_vgg"
