@@ -29,7 +29,8 @@ from timm.models import checkpoint_seq
 from torch import nn
 
 from vvc_lightning.backbones.base import EncoderDecoderBackbone
-from vvc_lightning.backbones.layers import FrameGroupNorm
+from vvc_lightning.backbones.layers import FrameConv2d, FrameGroupNorm
+from vvc_lightning.backbones.tile_aware import FrameMixing, TileGroupNorm
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.ops import fold_time, unfold_time
 from vvc_lightning.registry import BACKBONES
@@ -57,14 +58,6 @@ class PadConv3d(nn.Conv3d):
         return super().forward(x)
 
 
-class FrameConv2d(nn.Conv2d):
-    """2D conv on every frame of a (B,C,T,H,W) clip."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolve each frame."""
-        return unfold_time(super().forward(fold_time(x)), x.shape[2])
-
-
 class Spec:
     """How one side (encoder or decoder) of a layout pads and normalises."""
 
@@ -81,7 +74,7 @@ class Spec:
         """GroupNorm over the clip (official) or per frame (causal option)."""
         if self.norm == "frame":
             return FrameGroupNorm(channels, eps=self.eps)
-        return nn.GroupNorm(32, channels, eps=self.eps)
+        return TileGroupNorm(32, channels, eps=self.eps)
 
 
 class ResnetBlock(nn.Module):
@@ -105,7 +98,7 @@ class ResnetBlock(nn.Module):
         return (self.nin_shortcut(x) if hasattr(self, "nin_shortcut") else x) + h
 
 
-class MidAttention(nn.Module):
+class MidAttention(FrameMixing):
     """Single-head spatial self-attention per frame, then (optionally) temporal attention per pixel (masked when causal)."""
 
     def __init__(self, ch: int, eps: float, temporal: bool, causal: bool = False) -> None:
@@ -118,7 +111,7 @@ class MidAttention(nn.Module):
             self.norm_t = nn.LayerNorm(ch)
             self.q_t, self.k_t, self.v_t, self.proj_out_t = (nn.Linear(ch, ch) for _ in range(4))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
         """x + attention(x)."""
         b, c, t, hh, ww = x.shape
         y = self.norm(fold_time(x))

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from vvc_lightning.backbones.tile_aware import FrameMixing, TileGroupNorm
 from vvc_lightning.ops import fold_time, unfold_time
 
 
@@ -64,8 +65,8 @@ def causal_pad(x: torch.Tensor, past: int, top: int, bottom: int, left: int, rig
     return out
 
 
-class FrameGroupNorm(nn.GroupNorm):
-    """GroupNorm computed on each frame separately (keeps the network causal in time)."""
+class FrameGroupNorm(TileGroupNorm):
+    """GroupNorm computed on each frame separately (keeps the network causal in time); tile-aware."""
 
     def __init__(self, channels: int, max_groups: int = 32, eps: float = 1e-6) -> None:
         super().__init__(num_groups(channels, max_groups), channels, eps=eps)
@@ -73,9 +74,9 @@ class FrameGroupNorm(nn.GroupNorm):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Normalise (B,C,T,H,W) per frame."""
         if x.dim() != 5:
-            return super().forward(x)
+            return self.normalize(x)
         y, t = _frames(x)
-        return unfold_time(super().forward(y), t)
+        return unfold_time(self.normalize(y), t)
 
 
 class CausalConv3d(nn.Conv3d):
@@ -132,8 +133,8 @@ class ResnetBlock3D(nn.Module):
         return self.shortcut(x) + h
 
 
-class SpatialAttention(nn.Module):
-    """Single-head self-attention over the pixels of each frame (SD-VAE mid-block attention)."""
+class SpatialAttention(FrameMixing):
+    """Single-head self-attention over the pixels of each frame (SD-VAE mid-block attention); tile-aware."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -141,7 +142,7 @@ class SpatialAttention(nn.Module):
         self.qkv = nn.Conv2d(channels, 3 * channels, 1)
         self.proj = nn.Conv2d(channels, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
         """Residual attention update of `x`."""
         y, t = _frames(self.norm(x))
         n, c, h, w = y.shape

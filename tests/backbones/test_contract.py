@@ -11,7 +11,7 @@ from vvc_lightning.backbones.base import VideoBackbone
 from vvc_lightning.errors import ConfigError, FrameCountError, WeightsError
 from vvc_lightning.registry import BACKBONES
 
-NAMES = ["cv_vae", "lean_vae"]
+NAMES = ["cv_vae_causal", "lean_vae_lite"]
 SMALL = {"width": 16, "latent_channels": 8}
 
 
@@ -150,7 +150,7 @@ def test_mismatching_weights_name_the_key(name, tmp_path):
         make(name, weights=str(path))
     msg = str(err.value)
     assert "shape mismatches" in msg
-    key = {"cv_vae": "encoder.conv_out.weight", "lean_vae": "encoder.head.weight"}[name]
+    key = {"cv_vae_causal": "encoder.conv_out.weight", "lean_vae_lite": "encoder.head.weight"}[name]
     assert f"{key}: file (4," in msg and "model (8," in msg
 
 

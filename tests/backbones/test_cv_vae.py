@@ -19,8 +19,8 @@ from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
 
 
-def test_registered_under_cv_vae():
-    assert BACKBONES.get("cv_vae") is CVVAE
+def test_registered_as_cv_vae_causal():
+    assert BACKBONES.get("cv_vae_causal") is CVVAE
 
 
 def test_default_layout():

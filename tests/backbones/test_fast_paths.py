@@ -129,7 +129,7 @@ def test_causal_conv_and_temporal_upsampling_keep_their_definitions():
         assert torch.equal(up(x), ref)
 
 
-@pytest.mark.parametrize("backbone", ["lean_vae", "cv_vae"])
+@pytest.mark.parametrize("backbone", ["lean_vae_lite", "cv_vae_causal"])
 def test_coding_twice_gives_the_same_bytes_and_frames(tiny_config, bikes_frames, backbone):
     from tests.conftest import small_clip
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec

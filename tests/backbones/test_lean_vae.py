@@ -13,8 +13,8 @@ from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
 
 
-def test_registered_under_lean_vae():
-    assert BACKBONES.get("lean_vae") is LeanVAE
+def test_registered_as_lean_vae_lite():
+    assert BACKBONES.get("lean_vae_lite") is LeanVAE
 
 
 def test_haar_is_orthonormal_and_invertible():

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from tests.conftest import small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.codec.pipeline.determinism import batch_invariant
 from vvc_lightning.codec.pipeline.memory import MemoryModel, gop_bytes, parse_bytes, plan_budget
-from vvc_lightning.codec.pipeline.tile_norm import FrameNorms, default_overlap, tiled_round_trip
+from vvc_lightning.codec.pipeline.tile_norm import FrameNorms, default_overlap, run_tiled, tiled_round_trip
 from vvc_lightning.codec.pipeline.tiling import plan_tiles
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
@@ -54,10 +57,10 @@ def test_owned_boxes_partition_the_plane(scale):
 
 # ------------------------------------------------------------------------------- shared norms
 @pytest.mark.parametrize("name, kw", [
-    ("cv_vae", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1)),  # FrameGroupNorm + attention
+    ("cv_vae_causal", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1)),  # FrameGroupNorm + attention
 ])
 def test_tiled_groupnorm_backbone_agrees_with_untiled(clip64, name, kw):
-    """Random weights: per-tile statistics (the old way) miss by far more than 0.1 dB; shared ones do not."""
+    """Random weights: per-tile statistics miss by far more than 0.1 dB; shared ones do not."""
     torch.manual_seed(0)
     bb = BACKBONES.get(name)(**kw).eval()
     x = frames_to_tensor(clip64[:1])[None]
@@ -85,8 +88,9 @@ def test_tiled_clip_groupnorm_backbone_agrees_with_untiled(clip64):
 def test_passes_stop_when_the_statistics_settle(clip64):
     """Statistics passes end early once nothing moves; a backbone without GroupNorm pays none."""
     torch.manual_seed(0)
-    cv = BACKBONES.get("cv_vae")(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1, attention=False).eval()
-    lean = BACKBONES.get("lean_vae")(width=16, latent_channels=8).eval()
+    cv = BACKBONES.get("cv_vae_causal")(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1,
+                                        attention=False).eval()
+    lean = BACKBONES.get("lean_vae_lite")(width=16, latent_channels=8).eval()
     pixels = plan_tiles(64, 256, 160, 64, 8)
     grid = pixels.scaled(8)
     assert FrameNorms(lean, grid, 1).depth == 0
@@ -105,10 +109,61 @@ def test_passes_stop_when_the_statistics_settle(clip64):
     assert changes[0] == float("inf") and changes[-1] < 1e-6  # exact after `depth` passes: nothing moves
 
 
+def test_tiled_run_leaves_torch_and_other_models_alone(clip64):
+    """While one model runs tiled, nn.GroupNorm.forward is torch's, and other GroupNorm models (plain or
+    tile-aware, in this thread or another, the tiled model itself in another thread) compute as ever."""
+    torch.manual_seed(0)
+    kw = dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1)
+    tiled, other = (BACKBONES.get("cv_vae_causal")(**kw).eval() for _ in range(2))
+    plain = nn.Sequential(nn.Conv2d(3, 8, 3), nn.GroupNorm(4, 8)).eval()
+    original = nn.GroupNorm.forward
+    x = frames_to_tensor(clip64[:1])[None]
+    probe = torch.rand(1, 3, 1, 16, 16) * 2 - 1
+
+    def everyone() -> list[torch.Tensor]:
+        return [other.encode(probe), tiled.encode(probe), plain(probe[:, :, 0])]
+
+    with torch.no_grad():
+        expected = everyone()
+        seen: list[list[torch.Tensor]] = []
+
+        def encode(items: torch.Tensor) -> torch.Tensor:
+            assert nn.GroupNorm.forward is original
+            same_thread = [other.encode(probe), plain(probe[:, :, 0])]  # the tiled model itself is attached here
+            box: list[list[torch.Tensor]] = []
+            worker = threading.Thread(target=lambda: box.append(everyone()))
+            worker.start()
+            worker.join()
+            seen.append(same_thread + box[0])
+            return tiled.encode(items)
+
+        pixels = plan_tiles(64, 256, 160, 64, 8)
+        run_tiled(tiled, encode, torch.cat(pixels.split(x)), pixels.scaled(8), 1, 1, passes=2)
+    assert nn.GroupNorm.forward is original
+    assert len(seen) == 6  # two statistics passes and the final one, over two tiles
+    for other_here, plain_here, *elsewhere in seen:
+        assert torch.equal(other_here, expected[0]) and torch.equal(plain_here, expected[2])
+        assert all(torch.equal(a, b) for a, b in zip(elsewhere, expected, strict=True))
+
+
+def test_undeclared_layers_run_with_each_tile_s_own_statistics():
+    """A third-party backbone with plain nn.GroupNorm and its own attention: no statistics passes."""
+
+    class Attention(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + x.mean((-2, -1), keepdim=True)
+
+    model = nn.Sequential(nn.Conv3d(3, 8, 1), nn.GroupNorm(4, 8), Attention())
+    grid = plan_tiles(64, 256, 160, 64, 8).scaled(8)
+    norms = FrameNorms(model, grid, 1)
+    assert norms.depth == 0 and norms.norms == [] and norms.attentions == []
+    assert default_overlap(model) == 64  # still the wider overlap of a GroupNorm backbone
+
+
 def test_tiled_lean_backbone_agrees_with_untiled(clip96):
     """LayerNorm per position: only convolution borders differ, which the blend keeps out."""
     torch.manual_seed(0)
-    bb = BACKBONES.get("lean_vae")(width=32, latent_channels=8).eval()
+    bb = BACKBONES.get("lean_vae_lite")(width=32, latent_channels=8).eval()
     x = frames_to_tensor(clip96)[None]
     whole = backbone_round_trip(bb, x, 0, 0, None)
     tiled = backbone_round_trip(bb, x, 72, 32, None)

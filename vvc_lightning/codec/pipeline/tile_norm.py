@@ -14,37 +14,32 @@ so tiles of a GroupNorm network disagree with the untiled network (a random CV-V
   pass n is exact, and the shift keeps the passes in between stable (using pass p - 1's whole-frame
   statistics as they are oscillates by tens of dB in a random CV-VAE).
 
-Attention modules (class name containing "Attention", e.g. the mid-block attention at latent resolution)
-mix all positions of a frame: each pass assembles their whole-frame input from the tiles' owned parts,
-and pass p adds to a tile's own attention output what the whole-frame run of pass p - 1's input gave
-beyond the tile's own output then. GroupNorms inside attention modules run as they are. Any
-`nn.GroupNorm` subclass that normalises through `nn.GroupNorm.forward` (e.g. a per-frame GroupNorm that
-folds time into the batch) is covered: statistics are per sample of the tensor `nn.GroupNorm.forward`
-receives, as it computes them.
+Layers that mix all positions of a frame (`FrameMixing`, e.g. the mid-block attention at latent
+resolution) get the same treatment for their input: each pass assembles their whole-frame input from the
+tiles' owned parts, and pass p adds to a tile's own output what the whole-frame run of pass p - 1's input
+gave beyond the tile's own output then. Norms inside such a layer run as they are.
+
+Only layers that declare themselves (`vvc_lightning.backbones.tile_aware`: `TileGroupNorm` and its
+subclasses such as the per-frame `FrameGroupNorm`, `FrameMixing`) take part, through the context that
+`FrameNorms` attaches to the layers of the one model it runs, in the calling thread, while it is open.
+Statistics are per sample of the tensor `TileGroupNorm.normalize` receives. A plain `nn.GroupNorm` or an
+undeclared attention runs on each tile alone.
 """
 
 from __future__ import annotations
 
 import contextlib
-import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from vvc_lightning.backbones.tile_aware import TILE_MIXING, TILE_NORM, TileGroupNorm, tile_layers
 from vvc_lightning.codec.pipeline.tiling import TileGrid, plan_tiles
 
-_ORIGINAL_FORWARD = nn.GroupNorm.forward
-_HANDLERS: dict[int, Any] = {}  # id(GroupNorm module) -> handler, while a FrameNorms context is open
-_LOCK = threading.Lock()
 TOLERANCE = 1e-3  # statistics passes stop once no normalised value moves by more than this
-
-
-def _dispatch(self: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
-    """nn.GroupNorm.forward while a FrameNorms context is open: shared statistics for registered modules."""
-    handler = _HANDLERS.get(id(self))
-    return _ORIGINAL_FORWARD(self, x) if handler is None else handler(self, x)
 
 
 def _scale(feature: int, tile: int) -> int:
@@ -56,12 +51,8 @@ def _scale(feature: int, tile: int) -> int:
 
 def default_overlap(model: nn.Module) -> int:
     """Tile overlap in pixels: 64 for GroupNorm/attention backbones (their convolutions reach far), else 32."""
-    return 64 if any(isinstance(m, nn.GroupNorm) or is_nonlocal(m) for m in model.modules()) else 32
-
-
-def is_nonlocal(module: nn.Module) -> bool:
-    """Whether `module` mixes all positions of a frame (attention), so tiles must see the whole frame's input."""
-    return "Attention" in type(module).__name__
+    wide = any(isinstance(m, nn.GroupNorm) or getattr(m, "tile_role", "") == TILE_MIXING for m in model.modules())
+    return 64 if wide else 32
 
 
 class FrameNorms:
@@ -77,11 +68,8 @@ class FrameNorms:
         self.boxes, self.tops = grid.owned_boxes(), grid.boxes()
         self.th, self.tw = grid.tile_shape
         self.first, self.count = 0, 0
-        found = [m for m in model.modules() if is_nonlocal(m)]
-        inner = {id(s) for m in found for s in list(m.modules())[1:]}  # strictly inside an attention module
-        self.attentions = [m for m in found if id(m) not in inner]
-        inside = inner | {id(m) for m in self.attentions}
-        self.norms = [m for m in model.modules() if isinstance(m, nn.GroupNorm) and id(m) not in inside]
+        self.attentions = tile_layers(model, TILE_MIXING)
+        self.norms = tile_layers(model, TILE_NORM)
         self.whole: dict[int, torch.Tensor] = {}  # id(norm) -> (gops, S, G, 2) last pass's mean, 1/std
         self.sums: dict[int, torch.Tensor] = {}  # id(norm) -> (gops, S, G, 3) this pass's count, sum, squares
         self.own: dict[int, torch.Tensor] = {}  # id(module) -> per item: this pass's own stats / attention output
@@ -100,23 +88,13 @@ class FrameNorms:
 
     # ----------------------------------------------------------------------------- context
     def __enter__(self) -> FrameNorms:
-        with _LOCK:
-            if not _HANDLERS:
-                nn.GroupNorm.forward = _dispatch
-            for m in self.norms:
-                _HANDLERS[id(m)] = self._norm
-        for m in self.attentions:
-            m.forward = self._attention_forward(m, m.forward)
+        for m in self.norms + self.attentions:
+            m.attach_tile_context(self)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for m in self.attentions:
-            m.__dict__.pop("forward", None)
-        with _LOCK:
-            for m in self.norms:
-                _HANDLERS.pop(id(m), None)
-            if not _HANDLERS:
-                nn.GroupNorm.forward = _ORIGINAL_FORWARD
+        for m in self.norms + self.attentions:
+            m.detach_tile_context()
 
     @contextlib.contextmanager
     def items(self, first: int, stop: int) -> Iterator[None]:
@@ -181,10 +159,10 @@ class FrameNorms:
         prev = self.own_prev.get(key)
         return None if prev is None else prev[self.first : self.first + self.count]
 
-    def _norm(self, module: nn.GroupNorm, x: torch.Tensor) -> torch.Tensor:
+    def group_norm(self, module: TileGroupNorm, x: torch.Tensor) -> torch.Tensor:
         """GroupNorm of a tile batch: record owned-part sums; normalise with shifted own statistics."""
         if self.count == 0:
-            return _ORIGINAL_FORWARD(module, x)
+            return F.group_norm(x, module.num_groups, module.weight, module.bias, module.eps)
         n, c = x.shape[:2]
         if n % self.count:
             raise ValueError(f"a GroupNorm input of {n} samples does not split into {self.count} items")
@@ -205,7 +183,7 @@ class FrameNorms:
         prev = self._record(key, own)
         whole = self.whole.get(key)
         if prev is None or whole is None:  # pass 0: the tile's own statistics
-            return _ORIGINAL_FORWARD(module, x)
+            return F.group_norm(x, module.num_groups, module.weight, module.bias, module.eps)
         gops = [gop for _, gop, _, _ in self._item_boxes(*x.shape[-2:])]
         whole = whole[gops]
         st = torch.stack([own[..., 0] + whole[..., 0] - prev[..., 0], own[..., 1] * whole[..., 1] / prev[..., 1]], -1)
@@ -217,36 +195,29 @@ class FrameNorms:
             out = out * module.weight.reshape(bshape) + module.bias.reshape(bshape)
         return out
 
-    def _attention_forward(self, module: nn.Module, forward: Any) -> Any:
-        """`module.forward` on tiles: own output + (whole-frame output - own output) of the last pass."""
-
-        def run(x: torch.Tensor) -> torch.Tensor:
-            if self.count == 0 or x.dim() != 5:
-                return forward(x)
-            key = id(module)
-            h, w = x.shape[-2:]
-            full = self.inputs.get(key)
-            if full is None:
-                full = self.inputs[key] = x.new_zeros(self.gops, *x.shape[1:3], self.grid.ys.length * (h // self.th),
-                                                       self.grid.xs.length * (w // self.tw))
-            for b, gop, (y0, y1, x0, x1), (ty, tx) in self._item_boxes(h, w):
-                full[gop, :, :, ty + y0 : ty + y1, tx + x0 : tx + x1] = x[b, :, :, y0:y1, x0:x1]
-            own = forward(x)
-            prev = self._record(key, own)
-            last = self.inputs_prev.get(key)
-            if prev is None or last is None:  # pass 0: the tile alone
-                return own
-            out = self.outputs.get(key)
-            if out is None:  # the whole frame, one GoP at a time (attention memory grows with the frame)
-                count, self.count = self.count, 0  # GroupNorms run as themselves meanwhile
-                try:
-                    out = self.outputs[key] = torch.cat([forward(last[i : i + 1]) for i in range(self.gops)])
-                finally:
-                    self.count = count
-            crops = [out[gop, :, :, ty : ty + h, tx : tx + w] for _, gop, _, (ty, tx) in self._item_boxes(h, w)]
-            return own + torch.stack(crops) - prev
-
-        return run
+    def frame_mixing(self, module: nn.Module, x: torch.Tensor,
+                     mix: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """`mix` on a tile batch: own output + (whole-frame output - own output) of the last pass."""
+        if self.count == 0 or x.dim() != 5:
+            return mix(x)
+        key = id(module)
+        h, w = x.shape[-2:]
+        full = self.inputs.get(key)
+        if full is None:
+            full = self.inputs[key] = x.new_zeros(self.gops, *x.shape[1:3], self.grid.ys.length * (h // self.th),
+                                                   self.grid.xs.length * (w // self.tw))
+        for b, gop, (y0, y1, x0, x1), (ty, tx) in self._item_boxes(h, w):
+            full[gop, :, :, ty + y0 : ty + y1, tx + x0 : tx + x1] = x[b, :, :, y0:y1, x0:x1]
+        own = mix(x)
+        prev = self._record(key, own)
+        last = self.inputs_prev.get(key)
+        if prev is None or last is None:  # pass 0: the tile alone
+            return own
+        out = self.outputs.get(key)
+        if out is None:  # the whole frame, one GoP at a time (attention memory grows with the frame)
+            out = self.outputs[key] = torch.cat([mix(last[i : i + 1]) for i in range(self.gops)])
+        crops = [out[gop, :, :, ty : ty + h, tx : tx + w] for _, gop, _, (ty, tx) in self._item_boxes(h, w)]
+        return own + torch.stack(crops) - prev
 
 
 def run_tiled(model: nn.Module, fn: Any, items: torch.Tensor, grid: TileGrid, gops: int, batch: int,
