@@ -1,10 +1,12 @@
-"""Building blocks shared by the built-in video VAEs: causal 3D convs, frame-wise norms, resnet and
-attention blocks, causal resampling, Haar wavelet patchify and Neighborhood-Aware Feedforward blocks.
+"""Building blocks shared by the built-in video VAE families: causal 3D convs, per-frame convs and norms,
+resnet and attention blocks, causal resampling, Haar wavelet patchify and Neighborhood-Aware Feedforward
+(NAF) blocks. Each block is defined here once; the family files import them.
 
-Tensors are channels-first video, (B, C, T, H, W). "Causal" means output frame t depends on input
-frames <= t only: temporal padding is on the past side and replicates the first frame, and every
-normalisation is per frame (a GroupNorm over the whole clip would let later frames leak into earlier
-ones through its statistics).
+Tensors are channels-first video, (B, C, T, H, W), unless a name says channels-last. "Causal" means
+output frame t depends on input frames <= t only: temporal padding is on the past side (replicating the
+first frame, or zeros in the released LeanVAE layer `GegluNAFBlock`), and every normalisation is per frame
+(a GroupNorm over the whole clip would let later frames leak into earlier ones through its statistics).
+Norms and attention that see the whole frame are tile-aware (`backbones/tile_aware.py`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
+from timm.layers import DropPath, GluMlp
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -259,7 +263,8 @@ class ChannelLayerNorm(nn.LayerNorm):
 
 
 class NAFBlock(nn.Module):
-    """Neighborhood-Aware Feedforward: causal depthwise 3x3x3 conv mixing neighbours, then a pointwise MLP."""
+    """Neighborhood-Aware Feedforward: causal depthwise 3x3x3 conv (first frame replicated on the past side)
+    mixing neighbours, then a pointwise GELU MLP (`lean_vae_lite`; `GegluNAFBlock` is the released layer)."""
 
     def __init__(self, channels: int, mlp_ratio: float = 4.0) -> None:
         super().__init__()
@@ -287,3 +292,49 @@ class NAFBlock(nn.Module):
         h = F.linear(self.norm.forward_cl(x), self.fc1.weight.flatten(1), self.fc1.bias)
         h = torch._C._nn.gelu_(h) if not torch.is_grad_enabled() else F.gelu(h)
         return x + F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
+
+
+class ZeroPadDepthwiseConv(nn.Module):
+    """Depthwise 3x3x3 conv on (B,T,H,W,C), zero padding with both time pads on the past side."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv3d(dim, dim, 3, groups=dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Mix each channel over its causal 3x3x3 neighbourhood."""
+        y = F.pad(rearrange(x, "b t h w c -> b c t h w"), (1, 1, 1, 1, 2, 0))
+        return rearrange(self.conv(y), "b c t h w -> b t h w c")
+
+
+class GegluFeedForward(nn.Module):
+    """LayerNorm then a bias-free GEGLU MLP, hidden int(8/3 C) (timm GluMlp, GELU gate on the second half)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        hidden = int(4 * (2 / 3) * dim)
+        self.norm = nn.LayerNorm(dim)
+        self.mlp = GluMlp(dim, 2 * hidden, act_layer=nn.GELU, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pointwise MLP."""
+        return self.mlp(self.norm(x))
+
+
+class GegluNAFBlock(nn.Module):
+    """LeanVAE's released NAF layer on (B,T,H,W,C): zero-padded depthwise conv, GEGLU MLP; `residual` blocks add
+    both parts to their input (ResNAF), plain ones chain them (the ISTA bottleneck's layers)."""
+
+    def __init__(self, dim: int, residual: bool = True, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.dwconv = ZeroPadDepthwiseConv(dim)
+        self.ffn = GegluFeedForward(dim)
+        self.residual = residual
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Neighbourhood mixing then the MLP."""
+        if not self.residual:
+            return self.ffn(self.dwconv(x))
+        x = x + self.drop_path(self.dwconv(x))
+        return x + self.drop_path(self.ffn(x))

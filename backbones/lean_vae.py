@@ -85,7 +85,7 @@ def _deconv_pair(t: torch.Tensor, low: nn.ConvTranspose3d, high: nn.ConvTranspos
                      dim=1)
 
 
-class LeanEncoder(nn.Module):
+class LiteEncoder(nn.Module):
     """Frames (B,3,T,H,W) -> latent (B,c,1+(T-1)/4,H/8,W/8)."""
 
     def __init__(
@@ -133,7 +133,7 @@ class LeanEncoder(nn.Module):
         return z.permute(0, 4, 1, 2, 3).contiguous()
 
 
-class LeanDecoder(nn.Module):
+class LiteDecoder(nn.Module):
     """Latent (B,c,t,h,w) -> frames (B,3,1+4(t-1),8h,8w)."""
 
     def __init__(
@@ -212,8 +212,8 @@ class LeanVAE(VideoBackbone):
         self.latent_channels = int(latent_channels)
         self.width = int(width)
         args = (self.width, self.latent_channels, int(sep_layers), int(fusion_layers), float(mlp_ratio))
-        self.encoder = LeanEncoder(*args)
-        self.decoder = LeanDecoder(*args)
+        self.encoder = LiteEncoder(*args)
+        self.decoder = LiteDecoder(*args)
         self.gradient_checkpointing = gradient_checkpointing
         if weights:
             self.load_weights(weights)

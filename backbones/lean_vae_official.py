@@ -19,11 +19,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, GluMlp
 from timm.models import checkpoint_seq
 from torch import nn
 
 from vvc_lightning.backbones.base import EncoderDecoderBackbone
+from vvc_lightning.backbones.layers import GegluNAFBlock
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
 
@@ -71,55 +71,10 @@ def ihaar_video(x: torch.Tensor) -> torch.Tensor:
     return bands[0]
 
 
-# ------------------------------------------------------------------ NAF blocks (channels last)
-class DepthwiseConv(nn.Module):
-    """Depthwise 3x3x3 conv on (B,T,H,W,C), zero padding with both time pads on the past side."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        self.conv = nn.Conv3d(dim, dim, 3, groups=dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Mix each channel over its causal 3x3x3 neighbourhood."""
-        y = F.pad(rearrange(x, "b t h w c -> b c t h w"), (1, 1, 1, 1, 2, 0))
-        return rearrange(self.conv(y), "b c t h w -> b t h w c")
-
-
-class FeedForward(nn.Module):
-    """LayerNorm then a bias-free GEGLU MLP, hidden int(8/3 C) (timm GluMlp, GELU gate on the second half)."""
-
-    def __init__(self, dim: int) -> None:
-        super().__init__()
-        hidden = int(4 * (2 / 3) * dim)
-        self.norm = nn.LayerNorm(dim)
-        self.mlp = GluMlp(dim, 2 * hidden, act_layer=nn.GELU, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pointwise MLP."""
-        return self.mlp(self.norm(x))
-
-
-class NAFBlock(nn.Module):
-    """One NAF layer; `residual` blocks add both parts to their input (ResNAF), plain ones chain them (ISTA)."""
-
-    def __init__(self, dim: int, residual: bool = True, drop_path: float = 0.0) -> None:
-        super().__init__()
-        self.dwconv = DepthwiseConv(dim)
-        self.ffn = FeedForward(dim)
-        self.residual = residual
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Neighbourhood mixing then the MLP."""
-        if not self.residual:
-            return self.ffn(self.dwconv(x))
-        x = x + self.drop_path(self.dwconv(x))
-        return x + self.drop_path(self.ffn(x))
-
-
+# ------------------------------------------------------------------ NAF stacks and the ISTA bottleneck
 def naf_stack(dim: int, depth: int, residual: bool = True, drop_path: float = 0.0) -> nn.Sequential:
-    """`depth` NAF blocks in sequence."""
-    return nn.Sequential(*(NAFBlock(dim, residual, drop_path) for _ in range(depth)))
+    """`depth` NAF layers in sequence."""
+    return nn.Sequential(*(GegluNAFBlock(dim, residual, drop_path) for _ in range(depth)))
 
 
 class ISTA(nn.Module):
