@@ -2,7 +2,7 @@
 
 Computes what the released CV-VAE computes (AILab-CVC/CV-VAE, `CVVAEModel` "vae3d" and
 `CVVAESD3Model` "vae3d_sd3"), with the module names of the SD2.1 release so that its state dict maps
-one to one (the SD3 release is renamed by `vvc_lightning.backbones.pretrained`):
+one to one (the SD3 release is renamed here, `sd3_to_ours`, for `pretrained=`):
 
 - GroupNorm over the whole clip (SD2.1 eps 1e-5, SD3 1e-6); the attention's GroupNorm is per frame;
 - "half-3D" resnet blocks: a 3x3x3 conv then a per-frame 3x3 conv, 1x1x1 shortcut;
@@ -19,6 +19,7 @@ and `checkpoint_seq`; the 3D convolutions, clip-wide norms and 3D resampling hav
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -30,6 +31,7 @@ from torch import nn
 
 from vvc_lightning.backbones.base import EncoderDecoderBackbone
 from vvc_lightning.backbones.layers import FrameConv2d, FrameGroupNorm
+from vvc_lightning.backbones.pretrained import Release, register_release
 from vvc_lightning.backbones.tile_aware import FrameMixing, TileGroupNorm
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.ops import fold_time, unfold_time
@@ -305,3 +307,48 @@ class CVVAEOfficial(EncoderDecoderBackbone):
 
 BACKBONES.register_variant("cv_vae_sd21", CVVAEOfficial, layout="sd21")
 BACKBONES.register_variant("cv_vae_sd3", CVVAEOfficial, layout="sd3")
+
+
+# ------------------------------------------------------------------------------------------ released files
+LEVELS = 4  # resolution levels of every CV-VAE (channel_mult has 4 entries)
+ADAPTED = {  # our latent-facing keys -> (dim of the latent channels, file holds (mean, logvar) there)
+    "encoder.conv_out.weight": (0, True),
+    "encoder.conv_out.bias": (0, True),
+    "decoder.conv_in.weight": (1, False),
+}
+_SD3_RULES = [
+    (r"^(encoder|decoder)\.conv_norm_out\.", r"\1.norm_out."),
+    (r"^encoder\.down_blocks\.(\d+)\.resnets\.(\d+)\.", r"encoder.down.\1.block.\2."),
+    (r"^encoder\.down_blocks\.(\d+)\.downsamplers\.0\.", r"encoder.down.\1.downsample."),
+    (r"^(encoder|decoder)\.mid_block\.resnets\.0\.", r"\1.mid.block_1."),
+    (r"^(encoder|decoder)\.mid_block\.resnets\.1\.", r"\1.mid.block_2."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.group_norm\.", r"\1.mid.attn_1.norm."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.to_(q|k|v)\.", r"\1.mid.attn_1.\2."),
+    (r"^(encoder|decoder)\.mid_block\.attentions\.0\.to_out\.0\.", r"\1.mid.attn_1.proj_out."),
+    (r"\.conv_shortcut\.", ".nin_shortcut."),
+]
+
+
+def _is_sd3(keys: Sequence[str]) -> bool:
+    """Whether the keys are the diffusers-named SD3 release (`down_blocks`, `mid_block`)."""
+    return any(".down_blocks." in k or ".mid_block." in k for k in keys)
+
+
+def sd3_to_ours(key: str) -> str:
+    """Our name for a key of the SD3 release (diffusers names; decoder levels numbered from the bottom)."""
+    m = re.match(r"^decoder\.up_blocks\.(\d+)\.(resnets|upsamplers)\.(\d+)\.(.*)$", key)
+    if m:
+        part = f"block.{m.group(3)}" if m.group(2) == "resnets" else "upsample"
+        key = f"decoder.up.{LEVELS - 1 - int(m.group(1))}.{part}.{m.group(4)}"
+    for pat, rep in _SD3_RULES:
+        key = re.sub(pat, rep, key)
+    return key
+
+
+register_release(Release(
+    "cvvae_sd21", CVVAEOfficial, "cv_vae_sd21", rename=lambda key: key, adapted=ADAPTED,
+    matches=lambda keys: not _is_sd3(keys) and any(k.startswith("encoder.down.") for k in keys),
+    fits=lambda model: getattr(model, "layout", None) == "sd21", subfolder="vae3d"))
+register_release(Release(
+    "cvvae_sd3", CVVAEOfficial, "cv_vae_sd3", rename=sd3_to_ours, adapted=ADAPTED, matches=_is_sd3,
+    fits=lambda model: getattr(model, "layout", None) == "sd3", subfolder="vae3d_sd3"))

@@ -16,6 +16,8 @@ scaled back to [-1,1].
 
 from __future__ import annotations
 
+import re
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -24,6 +26,7 @@ from torch import nn
 
 from vvc_lightning.backbones.base import EncoderDecoderBackbone
 from vvc_lightning.backbones.layers import GegluNAFBlock
+from vvc_lightning.backbones.pretrained import Release, register_release
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import BACKBONES
 
@@ -219,3 +222,34 @@ class LeanVAEOfficial(EncoderDecoderBackbone):
 
 
 BACKBONES.register_variant("lean_vae_base", LeanVAEOfficial)
+
+
+# ------------------------------------------------------------------------------------------ released files
+PARTS = ("encoder.", "decoder.", "latent_bottleneck.")
+PREFIXES = ("autoencoder.", "model.", "module.")  # a training checkpoint's wrappers around the VAE
+DROPPED = ("std_layer.",)  # the official log-variance head; the codec codes the mean
+_RULES = [
+    (r"^(encoder|decoder)\.(image|video)_(low|high)_proj\.[01]\.", r"\1.\2_\3_proj."),
+    (r"\.dconv_layer\.(\d+)\.ds_conv\.", r".\1.dwconv.conv."),
+    (r"\.ffd_layer\.(\d+)\.0\.", r".\1.ffn.norm."),
+    (r"\.ffd_layer\.(\d+)\.1\.", r".\1.ffn.mlp.fc1."),
+    (r"\.ffd_layer\.(\d+)\.4\.", r".\1.ffn.mlp.fc2."),
+]
+
+
+def release_to_ours(key: str) -> str | None:
+    """Our name for a key of the LeanVAE release (or a training checkpoint of it), None for one we drop."""
+    for prefix in PREFIXES:
+        if key.startswith(prefix) and not key.startswith(PARTS):
+            key = key[len(prefix):]
+    if key.startswith(DROPPED) or not key.startswith(PARTS):
+        return None
+    for pat, rep in _RULES:
+        key = re.sub(pat, rep, key)
+    return key
+
+
+register_release(Release(
+    "leanvae", LeanVAEOfficial, "lean_vae_base", rename=release_to_ours,
+    matches=lambda keys: any(k.endswith("latent_bottleneck.phi") for k in keys),
+    adapted={"latent_bottleneck.phi": (0, False), "latent_bottleneck.Q": (1, False)}))

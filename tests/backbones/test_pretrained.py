@@ -9,7 +9,16 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from vvc_lightning.backbones.pretrained import ADAPTED, convert_state_dict, official_to_ours, read_state_dict
+from vvc_lightning.backbones.pretrained import (
+    RELEASES,
+    Release,
+    convert_state_dict,
+    detect_release,
+    load_pretrained,
+    official_to_ours,
+    read_state_dict,
+    register_release,
+)
 from vvc_lightning.errors import WeightsError
 from vvc_lightning.registry import BACKBONES
 
@@ -93,16 +102,17 @@ def test_every_tensor_lands_where_the_map_says(release, fmt, tmp_path, capsys):
     line = capsys.readouterr().out
     assert "tensors loaded" in line and " re-initialised" in line
     ours = model.state_dict()
+    adapted = RELEASES[release.rsplit("_", 1)[0]].adapted
     for key, src in state.items():
         mapped = official_to_ours(key, release.rsplit("_", 1)[0])
         if mapped is None:
             assert key.startswith("std_layer.")
             continue
-        if mapped not in ADAPTED:
+        if mapped not in adapted:
             assert torch.equal(ours[mapped].flatten(), src.flatten()), key
             continue
-        dim, doubled = ADAPTED[mapped]
-        if doubled and release.startswith("cvvae"):
+        dim, doubled = adapted[mapped]
+        if doubled:
             src = src.narrow(dim, 0, src.shape[dim] // 2)  # official mean half
         assert torch.equal(ours[mapped].narrow(dim, 0, z), src), key  # official filters embedded
         assert not ours[mapped].narrow(dim, z, 4).any(), key  # new channels start at zero
@@ -172,3 +182,34 @@ def test_too_narrow_latent_and_wrong_family_are_refused(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="cannot read pretrained weights"):
         build("leanvae_z4", pretrained=str(tmp_path / "junk.pt"))
+
+
+@pytest.mark.parametrize("release", list(PRESET))
+def test_each_release_is_recognised_and_defined_by_its_family(release):
+    name = release.rsplit("_", 1)[0]
+    assert detect_release({k: torch.empty(0) for k in MANIFEST[release]}) == name
+    rules = RELEASES[name]
+    assert rules.rename.__module__ == rules.family.__module__  # the conversion lives in the family's file
+    assert issubclass(BACKBONES.get(rules.preset), rules.family)
+
+
+def test_a_release_registered_by_another_family_loads_through_the_same_reader(tmp_path, capsys):
+    class Toy(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(2, 3)
+
+    toy = register_release(Release("toy_v1", Toy, "toy", matches=lambda keys: "net.fc.weight" in keys,
+                                   rename=lambda key: key.replace("net.fc.", "proj.")))
+    try:
+        state = {"net.fc.weight": torch.randn(3, 2), "net.fc.bias": torch.randn(3)}
+        save_file(state, str(tmp_path / "toy.safetensors"))
+        model = Toy()
+        load_pretrained(model, tmp_path / "toy.safetensors")
+        assert torch.equal(model.proj.weight, state["net.fc.weight"]) and "pretrained toy_v1" in capsys.readouterr().out
+        with pytest.raises(WeightsError, match="toy_v1 release but the backbone is .*; use toy"):
+            build("leanvae_z4", pretrained=str(tmp_path / "toy.safetensors"))
+    finally:
+        del RELEASES[toy.name]
+    with pytest.raises(WeightsError, match=r"none of the known releases \(cvvae_sd21 \(cv_vae_sd21\)"):
+        detect_release(state)
