@@ -1,4 +1,13 @@
-"""The contract every video VAE backbone fulfils."""
+"""The contract every video VAE backbone fulfils.
+
+A backbone is an `nn.Module` with `encode` / `decode` and the strides below. The codec may run it on
+overlapping tiles of a frame; layers whose output depends on the whole frame declare it so that tiles
+agree with the whole frame: norms over the frame are `TileGroupNorm` (or a subclass such as the per-frame
+`FrameGroupNorm`) and layers that mix all positions (attention) are `FrameMixing`
+(`vvc_lightning.backbones.tile_aware`). A tiled run attaches its context to those layers of this model
+only, in its own thread, for its duration. A plain `nn.GroupNorm` or an undeclared attention still works:
+tiled, it sees each tile alone (the tile's own statistics), which differs from the untiled network.
+"""
 
 from __future__ import annotations
 

@@ -23,13 +23,13 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 AGREEMENT = [  # backbone, kwargs, frames, height, width, tile, overlap
-    ("cv_vae", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1), 1, 64, 256, 160, 64),
-    ("cv_vae", dict(width=8, latent_channels=8), 1, 96, 320, 192, 64),
+    ("cv_vae_causal", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1), 1, 64, 256, 160, 64),
+    ("cv_vae_causal", dict(width=8, latent_channels=8), 1, 96, 320, 192, 64),
     ("cv_vae_sd21", dict(width=32, latent_channels=8, enc_blocks=1, dec_blocks=1), 5, 64, 256, 160, 64),
-    ("lean_vae", dict(width=32, latent_channels=8), 5, 96, 320, 72, 32),
+    ("lean_vae_lite", dict(width=32, latent_channels=8), 5, 96, 320, 72, 32),
 ]
 ZOO = [(96, 160, 72, 32), (272, 640, 256, 32)]
-MEMORY = [(b, kw, side, s) for b, kw in [("zoo", {}), ("cv_vae", dict(width=32, latent_channels=16)),
+MEMORY = [(b, kw, side, s) for b, kw in [("zoo", {}), ("cv_vae_causal", dict(width=32, latent_channels=16)),
                                          ("cv_vae_sd21", dict(width=32, latent_channels=16))]
           for side in ("encode", "decode") for s in (128, 256, 512) if not (b != "zoo" and s == 512)]
 
@@ -120,7 +120,7 @@ def agreement(quick: bool) -> list[dict]:
                         ("shared", dict(tile=tile, tile_overlap=ov))]:
             codec = VideoCodec(model, **kw)
             runs[key] = timed(codec_trip, codec, video)
-        rows.append(_row(f"lean_vae zoo:vvc-lean-vr 9x{h}x{w} tile {tile}/{ov} (whole codec)", video.frames, runs))
+        rows.append(_row(f"lean_vae_lite zoo:vvc-lean-vr 9x{h}x{w} tile {tile}/{ov} (whole codec)", video.frames, runs))
     return rows
 
 
