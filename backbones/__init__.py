@@ -1,4 +1,4 @@
-"""Video VAE backbones: one family per file, each registering named presets (see vvc_lightning.registry.BACKBONES).
+"""Video VAE backbones: one family per file, each registering named presets (`registry.BACKBONES`).
 
 Families: `cv_vae` (causal CV-VAE-style, preset `cv_vae_causal`), `cv_vae_official` (`cv_vae_sd21`,
 `cv_vae_sd3`), `lean_vae` (lightweight, `lean_vae_lite`), `lean_vae_official` (`lean_vae_base`).

@@ -189,7 +189,7 @@ class CVVAE(VideoBackbone):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """Frames (B,3,T,H,W) in [-1,1] -> latent (B,c,1+(T-1)/4,H/8,W/8)."""
         self.check_input(x)
-        return self.encoder(x.contiguous())  # a strided input (e.g. frames permuted from HWC) slows every conv
+        return self.encoder(x.contiguous())  # a strided input (frames permuted from HWC) slows every conv
 
     def decode(self, latent: torch.Tensor) -> torch.Tensor:
         """Latent (B,c,t,h,w) -> frames (B,3,1+4(t-1),8h,8w), roughly in [-1,1]."""

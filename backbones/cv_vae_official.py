@@ -1,4 +1,4 @@
-"""CV-VAE family with the official parameter layout (Zhao et al. 2024), presets `cv_vae_sd21` and `cv_vae_sd3`.
+"""CV-VAE family with the official parameter layout (Zhao et al. 2024): presets `cv_vae_sd21`, `cv_vae_sd3`.
 
 Computes what the released CV-VAE computes (AILab-CVC/CV-VAE, `CVVAEModel` "vae3d" and
 `CVVAESD3Model` "vae3d_sd3"), with the module names of the SD2.1 release so that its state dict maps
@@ -41,7 +41,7 @@ LAYOUTS = ("sd21", "sd3")
 
 
 class PadConv3d(nn.Conv3d):
-    """3D conv with explicit padding: `causal` puts 2p frames on the past side (replicated), else p each side."""
+    """3D conv, explicit padding: `causal` puts 2p frames on the past side (replicated), else p each side."""
 
     def __init__(self, cin: int, cout: int, k: int, *, causal: bool, mode: str, time_mode: str,
                  stride: int | tuple[int, int, int] = 1) -> None:
@@ -101,7 +101,8 @@ class ResnetBlock(nn.Module):
 
 
 class MidAttention(FrameMixing):
-    """Single-head spatial self-attention per frame, then (optionally) temporal attention per pixel (masked when causal)."""
+    """Single-head spatial self-attention per frame, then (optionally) temporal attention per pixel (masked
+    when causal); tile-aware."""
 
     def __init__(self, ch: int, eps: float, temporal: bool, causal: bool = False) -> None:
         super().__init__()
@@ -144,7 +145,7 @@ class Downsample(nn.Module):
 
 
 class Upsample(nn.Module):
-    """Nearest x2 in space, a 3D conv that predicts `factor` frames per step (channels -> time), first dropped."""
+    """Nearest x2 in space, a 3D conv predicting `factor` frames a step (channels -> time), first dropped."""
 
     def __init__(self, ch: int, time: bool, spec: Spec) -> None:
         super().__init__()
@@ -187,8 +188,8 @@ class Encoder(nn.Module):
         ch = width
         for level, m in enumerate(mults):
             stage = nn.Module()
-            stage.block = nn.Sequential(*(ResnetBlock(ch if i == 0 else width * m, width * m, spec, act, dropout)
-                                          for i in range(blocks)))
+            widths = [(ch if i == 0 else width * m, width * m) for i in range(blocks)]
+            stage.block = nn.Sequential(*(ResnetBlock(a, b, spec, act, dropout) for a, b in widths))
             ch = width * m
             if level < len(mults) - 1:
                 stage.downsample = Downsample(ch, level % 2 == 0, layout)
@@ -247,7 +248,7 @@ class Decoder(nn.Module):
 
 
 class CVVAEOfficial(EncoderDecoderBackbone):
-    """CV-VAE with the official layout and function: temporal stride 4, spatial stride 8, deterministic latent."""
+    """CV-VAE, official layout and function: temporal stride 4, spatial stride 8, deterministic latent."""
 
     temporal_stride = 4
     spatial_stride = 8
@@ -288,10 +289,9 @@ class CVVAEOfficial(EncoderDecoderBackbone):
         self.latent_channels = int(latent_channels)
         self.width = int(width)
         self.layout = layout
-        self.encoder = Encoder(width, mults, enc_blocks, latent_channels, Spec(True, layout, norm, eps), layout,
-                               act, dropout)
-        self.decoder = Decoder(width, mults, dec_blocks, latent_channels, Spec(causal_decoder, layout, norm, eps),
-                               act, dropout, temporal)
+        enc_spec, dec_spec = Spec(True, layout, norm, eps), Spec(causal_decoder, layout, norm, eps)
+        self.encoder = Encoder(width, mults, enc_blocks, latent_channels, enc_spec, layout, act, dropout)
+        self.decoder = Decoder(width, mults, dec_blocks, latent_channels, dec_spec, act, dropout, temporal)
         self.gradient_checkpointing = gradient_checkpointing
         self.load_initial(weights, pretrained)
 

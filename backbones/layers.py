@@ -53,7 +53,7 @@ def memory_format(x: torch.Tensor) -> torch.memory_format:
 
 
 def causal_pad(x: torch.Tensor, past: int, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
-    """`past` copies of frame 0 before the clip and zeros around each frame, in one copy that keeps x's layout."""
+    """`past` copies of frame 0 before the clip, zeros around each frame, in one copy keeping x's layout."""
     b, c, t, h, w = x.shape
     out = torch.empty((b, c, t + past, h + top + bottom, w + left + right), dtype=x.dtype, device=x.device,
                       memory_format=memory_format(x))
@@ -190,7 +190,8 @@ class Upsample3D(nn.Module):
         if self.factor == 1:
             return x
         b, c2, t, h, w = x.shape  # channels [k*C, (k+1)*C) of step s are frame 2s+k
-        out = torch.empty((b, c2 // 2, 2 * t, h, w), dtype=x.dtype, device=x.device, memory_format=memory_format(x))
+        out = torch.empty((b, c2 // 2, 2 * t, h, w), dtype=x.dtype, device=x.device,
+                          memory_format=memory_format(x))
         out[:, :, 0::2] = x[:, : c2 // 2]
         out[:, :, 1::2] = x[:, c2 // 2 :]
         return out[:, :, 1:]
@@ -235,14 +236,14 @@ def ihaar_space(x: torch.Tensor) -> torch.Tensor:
 
 
 def patches(x: torch.Tensor, frames: int, size: int = 8) -> torch.Tensor:
-    """(B,C,k*frames,h*size,w*size) -> non-overlapping patches (B,k,h,w,C*frames*size*size), (c,t,y,x) order."""
+    """(B,C,k*frames,h*size,w*size) -> non-overlapping patches (B,k,h,w,C*frames*size*size), (c,t,y,x)."""
     b, c, t, h, w = x.shape
     p = x.reshape(b, c, t // frames, frames, h // size, size, w // size, size)
     return p.permute(0, 2, 4, 6, 1, 3, 5, 7).reshape(b, t // frames, h // size, w // size, -1)
 
 
 def unpatch(p: torch.Tensor, out: torch.Tensor, frames: int, size: int = 8) -> None:
-    """Write patches (B,k,h,w,C*frames*size*size) into `out` (B,C,k*frames,h*size,w*size), the inverse of `patches`."""
+    """Write patches (B,k,h,w,C*frames*size*size) into `out` (B,C,k*frames,h*size,w*size) (undo `patches`)."""
     b, k, h, w, _ = p.shape
     c = out.shape[1]
     view = out.unflatten(4, (w, size)).unflatten(3, (h, size)).unflatten(2, (k, frames))
@@ -322,8 +323,8 @@ class GegluFeedForward(nn.Module):
 
 
 class GegluNAFBlock(nn.Module):
-    """LeanVAE's released NAF layer on (B,T,H,W,C): zero-padded depthwise conv, GEGLU MLP; `residual` blocks add
-    both parts to their input (ResNAF), plain ones chain them (the ISTA bottleneck's layers)."""
+    """LeanVAE's released NAF layer on (B,T,H,W,C): zero-padded depthwise conv, GEGLU MLP; `residual`
+    blocks add both parts to their input (ResNAF), plain ones chain them (the ISTA bottleneck's layers)."""
 
     def __init__(self, dim: int, residual: bool = True, drop_path: float = 0.0) -> None:
         super().__init__()

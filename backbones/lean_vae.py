@@ -80,9 +80,9 @@ def _conv_pair(v: torch.Tensor, low: nn.Conv3d, high: nn.Conv3d, split: int) -> 
 def _deconv_pair(t: torch.Tensor, low: nn.ConvTranspose3d, high: nn.ConvTranspose3d, split: int,
                  bias: bool) -> torch.Tensor:
     """cat([low(t[:, :split]), high(t[:, split:])]) (transposed convs), with or without the biases."""
-    return torch.cat([F.conv_transpose3d(t[:, :split], low.weight, low.bias if bias else None, low.stride),
-                      F.conv_transpose3d(t[:, split:], high.weight, high.bias if bias else None, high.stride)],
-                     dim=1)
+    lb, hb = (low.bias, high.bias) if bias else (None, None)
+    return torch.cat([F.conv_transpose3d(t[:, :split], low.weight, lb, low.stride),
+                      F.conv_transpose3d(t[:, split:], high.weight, hb, high.stride)], dim=1)
 
 
 class LiteEncoder(nn.Module):
@@ -105,7 +105,7 @@ class LiteEncoder(nn.Module):
         self.head = nn.Conv3d(width, latent, 1)
 
     def patch_maps(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Haar transform and patch embedding fused into one affine map per path: weight (width, 3*pt*8*8), bias."""
+        """Haar transform and patch embedding fused, one affine map a path: weight (width, 3*pt*64), bias."""
         maps = {}
         for key, frames, low, high, split in (
             ("img", 1, self.embed_low_img, self.embed_high_img, LOW_IMG),
@@ -153,14 +153,15 @@ class LiteDecoder(nn.Module):
         self.unembed_high_vid = nn.ConvTranspose3d(high, HIGH_VID, PATCH_VID, stride=PATCH_VID)
 
     def patch_maps(self) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Patch un-embedding and inverse Haar fused into one affine map per path: weight (3*pt*8*8, width), bias."""
+        """Patch un-embedding and inverse Haar fused, one affine map a path: weight (3*pt*64, width), bias."""
         maps = {}
         for key, low, high in (
             ("img", self.unembed_low_img, self.unembed_high_img),
             ("vid", self.unembed_low_vid, self.unembed_high_vid),
         ):
             width = low.in_channels + high.in_channels
-            basis = torch.eye(width, dtype=low.weight.dtype, device=low.weight.device).reshape(width, width, 1, 1, 1)
+            eye = torch.eye(width, dtype=low.weight.dtype, device=low.weight.device)
+            basis = eye.reshape(width, width, 1, 1, 1)
             inverse = ihaar_space if key == "img" else (lambda v: ihaar_time(ihaar_space(v)))
             weight = inverse(_deconv_pair(basis, low, high, self.low, bias=False)).reshape(width, -1).t()
             bias = inverse(_deconv_pair(basis[:1] * 0, low, high, self.low, bias=True)).reshape(-1)

@@ -1,4 +1,4 @@
-"""LeanVAE family with the official function (Cheng & Yuan 2025, westlake-repl/LeanVAE): preset `lean_vae_base`.
+"""LeanVAE family with the official function (Cheng & Yuan 2025, westlake-repl/LeanVAE): `lean_vae_base`.
 
 - input: frames in [-1,1] are scaled to the official [-0.5,0.5]; the first frame gets a 2D Haar
   transform, frame pairs a 3D one, with the official scaling (subband k of n filters times 2^(n/2),
@@ -100,7 +100,8 @@ class ISTA(nn.Module):
     def recon(self, y: torch.Tensor) -> torch.Tensor:
         """(B,T,H,W,c) latent -> (B,T,H,W,D) features."""
         x = y @ self.Q.t()
-        for w, thr, fwd, bwd in zip(self.weights, self.threshold, self.forward_l, self.backward_l, strict=True):
+        steps = zip(self.weights, self.threshold, self.forward_l, self.backward_l, strict=True)
+        for w, thr, fwd, bwd in steps:
             r = x - w * ((x @ self.phi.t() - y) @ self.phi)
             h = fwd(r)
             h = torch.sign(h) * F.relu(h.abs() - thr)
@@ -159,8 +160,8 @@ class LeanDecoder(LeanEncoder):
         x = torch.cat([getattr(self, f"{kind}_low_proj")(lo), getattr(self, f"{kind}_high_proj")(hi)], -1)
         n = RGB * pt * ph * pw
         parts = [x[..., :n], x[..., n:]]
-        return torch.cat([rearrange(p, "b t h w (c pt ph pw) -> b c (t pt) (h ph) (w pw)", pt=pt, ph=ph, pw=pw)
-                          for p in parts], dim=1)
+        pattern = "b t h w (c pt ph pw) -> b c (t pt) (h ph) (w pw)"
+        return torch.cat([rearrange(p, pattern, pt=pt, ph=ph, pw=pw) for p in parts], dim=1)
 
     def forward(self, p: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         """Features (B,t,h,w,D) -> frames (B,3,1+4(t-1),8h,8w) in [-0.5,0.5]."""
@@ -173,7 +174,7 @@ class LeanDecoder(LeanEncoder):
 
 
 class LeanVAEOfficial(EncoderDecoderBackbone):
-    """LeanVAE with the official layout and function: temporal stride 4, spatial stride 8, deterministic latent."""
+    """LeanVAE, official layout and function: temporal stride 4, spatial stride 8, deterministic latent."""
 
     temporal_stride = 4
     spatial_stride = 8
@@ -195,7 +196,8 @@ class LeanVAEOfficial(EncoderDecoderBackbone):
         super().__init__()
         if not 0 < low_width < width or latent_channels < 1 or min(sep_layers, fusion_layers, ista_iters) < 0:
             raise ConfigError(
-                "model.backbone needs 0 < low_width < width, latent_channels >= 1 and non-negative layer counts; "
+                "model.backbone needs 0 < low_width < width, latent_channels >= 1 and non-negative layer "
+                "counts; "
                 f"got width={width}, low_width={low_width}, latent_channels={latent_channels}"
             )
         self.latent_channels = int(latent_channels)

@@ -81,10 +81,11 @@ def load_tensor_file(path: str | Path, what: str) -> Any:
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:  # torch's text advises unsafe loading: never shown
         if "allowed global" in str(exc) or "Unsupported global" in str(exc):
-            raise WeightsError(f"'{path}' holds more than tensors (pickled code) and is refused; give {what} saved "
-                               "as plain tensors (a state_dict by torch.save, or .safetensors)") from exc
-        raise WeightsError(f"cannot read {what} '{path}': it is not tensors saved by torch.save (damaged, another "
-                           "format, or other pickled data: refused); replace the file") from exc
+            raise WeightsError(f"'{path}' holds more than tensors (pickled code) and is refused; give {what} "
+                               "saved as plain tensors (a state_dict by torch.save, or .safetensors)"
+                               ) from exc
+        raise WeightsError(f"cannot read {what} '{path}': it is not tensors saved by torch.save (damaged, "
+                           "another format, or other pickled data: refused); replace the file") from exc
     except Exception as exc:
         first = str(exc).splitlines()[0].split(". ")[0] if str(exc) else type(exc).__name__
         raise WeightsError(f"cannot read {what} '{path}' ({first}); replace the file") from exc
@@ -96,7 +97,8 @@ def read_state_dict(path: str | Path, subfolders: Sequence[str] = ()) -> dict[st
     subfolders: where to look first inside a hub snapshot root."""
     path = Path(path)
     if not path.exists():
-        raise WeightsError(f"pretrained weights '{path}' do not exist; download them first (see README, Backbones)")
+        raise WeightsError(f"pretrained weights '{path}' do not exist; download them first "
+                           "(see README, Backbones)")
     if path.is_dir():
         path = _weights_file(path, subfolders)
     try:
@@ -112,7 +114,8 @@ def read_state_dict(path: str | Path, subfolders: Sequence[str] = ()) -> dict[st
         raise WeightsError(f"cannot read pretrained weights '{path}': {str(exc).splitlines()[0]}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+    tensors = isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+    if not tensors or not state:
         raise WeightsError(f"'{path}' holds no state dict of tensors (got {type(state).__name__})")
     return state
 
@@ -163,16 +166,17 @@ class LoadReport:
 
     def line(self, path: str | Path, release: str) -> str:
         """The one summary line."""
-        extra = f" (kept at init: {', '.join(self.reinitialised[:4])}{' ...' if len(self.reinitialised) > 4 else ''})"
+        more = " ..." if len(self.reinitialised) > 4 else ""
+        extra = f" (kept at init: {', '.join(self.reinitialised[:4])}{more})"
         return (
-            f"pretrained {release} '{path}': {len(self.loaded)} tensors loaded, {len(self.adapted)} adapted to "
-            f"the latent width, {len(self.reinitialised)} re-initialised, {len(self.dropped)} dropped"
+            f"pretrained {release} '{path}': {len(self.loaded)} tensors loaded, {len(self.adapted)} adapted "
+            f"to the latent width, {len(self.reinitialised)} re-initialised, {len(self.dropped)} dropped"
             + (extra if self.reinitialised else "")
         )
 
 
 def _same_pointwise(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Whether `a` and `b` are the same 1x1 (pointwise) weight stored with different trailing singleton dims."""
+    """Whether `a` and `b` are one 1x1 (pointwise) weight stored with different trailing singleton dims."""
     return a.shape[:2] == b.shape[:2] and a.numel() == b.numel() and a.dim() >= 2 and b.dim() >= 2
 
 
@@ -225,8 +229,8 @@ def load_pretrained(model: nn.Module, path: str | Path) -> LoadReport:
     converted, report = convert_state_dict(model, state, rules.name)
     if len(report.reinitialised) > len(converted) // 2:
         raise WeightsError(
-            f"'{path}' fills only {len(converted) - len(report.reinitialised)} of {len(converted)} tensors of "
-            f"{type(model).__name__}; it is not a release of this backbone"
+            f"'{path}' fills only {len(converted) - len(report.reinitialised)} of {len(converted)} tensors "
+            f"of {type(model).__name__}; it is not a release of this backbone"
         )
     model.load_state_dict(converted)
     print(report.line(path, rules.name), flush=True)

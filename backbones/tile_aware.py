@@ -44,7 +44,7 @@ class TileContext(Protocol):
 
 
 class TileAware:
-    """Mixin of a layer that needs the whole frame; `tile_role` says which kind (`TILE_NORM`, `TILE_MIXING`)."""
+    """Mixin of a layer that needs the whole frame; `tile_role` says how (`TILE_NORM`, `TILE_MIXING`)."""
 
     tile_role: str = ""
 

@@ -46,7 +46,10 @@ else:
     torch.manual_seed(0)
     bb = BACKBONES.get(name)(**kw).eval()
 est = MemoryModel(bb).peak(side, 9, size, size)
-inp = torch.randn(1, *bb.latent_shape(9, size, size)) if side == "decode" else torch.rand(1, 3, 9, size, size) * 2 - 1
+if side == "decode":
+    inp = torch.randn(1, *bb.latent_shape(9, size, size))
+else:
+    inp = torch.rand(1, 3, 9, size, size) * 2 - 1
 def status(key):
     return next(int(ln.split()[1]) * 1024 for ln in open("/proc/self/status") if ln.startswith(key))
 ctypes.CDLL("libc.so.6").malloc_trim(0)
@@ -69,8 +72,8 @@ def _row(label: str, src: np.ndarray, runs: dict[str, tuple[np.ndarray, float]])
     row = {"case": label, **{f"psnr_{k}": psnr(v[0], src) for k, v in runs.items()},
            **{f"agree_{k}": psnr(v[0], whole) for k, v in runs.items() if k != "untiled"},
            **{f"seconds_{k}": v[1] for k, v in runs.items()}}
-    print(f"| {label} | " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in list(row.values())[1:]) + " |",
-          flush=True)
+    cells = (f"{v:.3f}" if isinstance(v, float) else str(v) for v in list(row.values())[1:])
+    print(f"| {label} | " + " | ".join(cells) + " |", flush=True)
     return row
 
 
@@ -106,7 +109,8 @@ def agreement(quick: bool) -> list[dict]:
         bb = BACKBONES.get(name)(**kw).eval()
         src = crop(n, h, w)
         x = frames_to_tensor(src)[None]
-        runs = {key: timed(round_trip, bb, x, t, ov, p) for key, t, p in [("untiled", 0, None), ("per_tile", tile, 0), ("shared", tile, None)]}
+        settings = [("untiled", 0, None), ("per_tile", tile, 0), ("shared", tile, None)]
+        runs = {key: timed(round_trip, bb, x, t, ov, p) for key, t, p in settings}
         rows.append(_row(f"{name} random {kw} {n}x{h}x{w} tile {tile}/{ov}", src, runs))
     if quick:
         return rows
@@ -116,11 +120,13 @@ def agreement(quick: bool) -> list[dict]:
     for h, w, tile, ov in ZOO:
         video = Video(crop(9, h, w), 25)
         runs = {}
-        for key, kw in [("untiled", dict(tile=0)), ("per_tile", dict(tile=tile, tile_overlap=ov, norm_passes=0)),
+        for key, kw in [("untiled", dict(tile=0)),
+                        ("per_tile", dict(tile=tile, tile_overlap=ov, norm_passes=0)),
                         ("shared", dict(tile=tile, tile_overlap=ov))]:
             codec = VideoCodec(model, **kw)
             runs[key] = timed(codec_trip, codec, video)
-        rows.append(_row(f"lean_vae_lite zoo:vvc-lean-vr 9x{h}x{w} tile {tile}/{ov} (whole codec)", video.frames, runs))
+        label = f"lean_vae_lite zoo:vvc-lean-vr 9x{h}x{w} tile {tile}/{ov} (whole codec)"
+        rows.append(_row(label, video.frames, runs))
     return rows
 
 
@@ -128,13 +134,13 @@ def memory(quick: bool) -> list[dict]:
     """Estimate vs measured peak RSS of one 9-frame item, each case in a fresh process."""
     rows = []
     for name, kw, side, size in MEMORY[:2] if quick else MEMORY:
-        out = subprocess.run([sys.executable, "-c", PROBE, name, repr(kw), side, str(size)], capture_output=True,
-                             text=True, cwd=ROOT)
+        out = subprocess.run([sys.executable, "-c", PROBE, name, repr(kw), side, str(size)],
+                             capture_output=True, text=True, cwd=ROOT)
         res = json.loads(out.stdout.strip().splitlines()[-1])
         row = {"backbone": name, "kwargs": kw, "side": side, "size": size, **res,
                "ratio": res["estimate_mib"] / res["measured_mib"]}
-        print(f"| {name} {kw} | {side} | {size} x {size} | {res['estimate_mib']:.0f} | {res['measured_mib']:.0f} | "
-              f"{row['ratio']:.2f} |", flush=True)
+        print(f"| {name} {kw} | {side} | {size} x {size} | {res['estimate_mib']:.0f} | "
+              f"{res['measured_mib']:.0f} | {row['ratio']:.2f} |", flush=True)
         rows.append(row)
     return rows
 

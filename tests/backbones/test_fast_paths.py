@@ -21,7 +21,7 @@ from vvc_lightning.backbones.lean_vae import LOW_IMG, LOW_VID, LeanVAE
 
 
 def _naf_reference(block: NAFBlock, x: torch.Tensor) -> torch.Tensor:
-    """NAF block on channels-first video through its modules: x + dwconv(x), then x + fc2(gelu(fc1(norm(x))))."""
+    """NAF block on channels-first video through its modules: x + dwconv(x), x + fc2(gelu(fc1(norm(x))))."""
     x = x + block.dwconv(x)
     return x + block.fc2(F.gelu(block.fc1(block.norm(x))))
 
@@ -123,9 +123,11 @@ def test_causal_conv_and_temporal_upsampling_keep_their_definitions():
         ref = F.conv3d(F.pad(torch.cat([x[:, :, :1].expand(-1, -1, 2, -1, -1), x], 2), (1, 1, 1, 1, 0, 0)),
                        conv.weight, conv.bias)
         assert torch.allclose(conv(x), ref, atol=1e-6)
-        y = up.conv(F.interpolate(x.transpose(1, 2).flatten(0, 1), scale_factor=2.0).unflatten(0, (1, 3)).transpose(1, 2))
+        frames = F.interpolate(x.transpose(1, 2).flatten(0, 1), scale_factor=2.0)
+        y = up.conv(frames.unflatten(0, (1, 3)).transpose(1, 2))
         b, c2, t, h, w = y.shape
-        ref = y.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5).reshape(b, c2 // 2, 2 * t, h, w)[:, :, 1:]
+        ref = y.reshape(b, 2, c2 // 2, t, h, w).permute(0, 2, 3, 1, 4, 5)
+        ref = ref.reshape(b, c2 // 2, 2 * t, h, w)[:, :, 1:]
         assert torch.equal(up(x), ref)
 
 
@@ -138,7 +140,8 @@ def test_coding_twice_gives_the_same_bytes_and_frames(tiny_config, bikes_frames,
     from vvc_lightning.video.video_io import Video
 
     torch.manual_seed(5)
-    model = VideoCompressionModel(apply_overrides(tiny_config.copy(), [f"model.backbone.name={backbone}"])).eval()
+    config = apply_overrides(tiny_config.copy(), [f"model.backbone.name={backbone}"])
+    model = VideoCompressionModel(config).eval()
     video = Video(small_clip(bikes_frames, 9, 32, 48), 25)
     codec = VideoCodec(model, tile=0)
     data = codec.encode(video)

@@ -72,7 +72,7 @@ def test_haar_is_the_official_scaling_and_inverts():
     torch.testing.assert_close(ihaar_video(bands), x)
     img = haar_image(x[:, :, :1])
     assert torch.allclose(img[:, :3, 0, 0, 0], x[:, :, 0, :2, :2].sum((2, 3)))  # LL = sum of 4
-    lh = x[:, :, 0, 0, :2].sum(-1) - x[:, :, 0, 1, :2].sum(-1)  # 2nd band: low across width, high across height
+    lh = x[:, :, 0, 0, :2].sum(-1) - x[:, :, 0, 1, :2].sum(-1)  # 2nd band: low across width, high across rows
     assert torch.allclose(img[:, 3:6, 0, 0, 0], lh)
     torch.testing.assert_close(ihaar_image(img), x[:, :, :1])
 

@@ -1,4 +1,4 @@
-"""`pretrained=`: random state dicts built from the official manifest, written in each released file format."""
+"""`pretrained=`: random state dicts from the official manifest, written in each released file format."""
 
 from __future__ import annotations
 
@@ -123,7 +123,8 @@ def test_every_tensor_lands_where_the_map_says(release, fmt, tmp_path, capsys):
     ("decoder.up_blocks.3.resnets.2.norm1.bias", "decoder.up.0.block.2.norm1.bias", "cvvae_sd3"),
     ("encoder.mid_block.attentions.0.to_out.0.weight", "encoder.mid.attn_1.proj_out.weight", "cvvae_sd3"),
     ("encoder.mid_block.resnets.1.conv2.weight", "encoder.mid.block_2.conv2.weight", "cvvae_sd3"),
-    ("encoder.down_blocks.1.resnets.0.conv_shortcut.bias", "encoder.down.1.block.0.nin_shortcut.bias", "cvvae_sd3"),
+    ("encoder.down_blocks.1.resnets.0.conv_shortcut.bias", "encoder.down.1.block.0.nin_shortcut.bias",
+     "cvvae_sd3"),
     ("decoder.mid.attn_1.q_t.weight", "decoder.mid.attn_1.q_t.weight", "cvvae_sd21"),
     ("encoder.fusion_layer.ffd_layer.3.4.weight", "encoder.fusion_layer.3.ffn.mlp.fc2.weight", "leanvae"),
     ("autoencoder.latent_bottleneck.backward_l.1.dconv_layer.0.ds_conv.bias",
@@ -136,7 +137,8 @@ def test_official_names_map_to_ours(official, ours, release):
 
 @pytest.mark.parametrize("release", ["cvvae_sd21_z4", "leanvae_z4"])
 def test_c_equal_z_is_bit_identical_to_the_converted_state_dict(release, tmp_path):
-    path = write("safetensors" if release.startswith("cvvae") else "ckpt", random_state(release), tmp_path, release)
+    fmt = "safetensors" if release.startswith("cvvae") else "ckpt"
+    path = write(fmt, random_state(release), tmp_path, release)
     a = build(release, pretrained=str(path))
     torch.manual_seed(123)
     b = build(release)
@@ -165,13 +167,15 @@ def test_misfit_names_key_and_both_shapes(tmp_path):
     state = random_state("cvvae_sd21_z4")
     state["encoder.down.0.block.0.conv1.weight"] = torch.zeros(32, 32, 1, 3, 3)
     path = write("safetensors", state, tmp_path, "cvvae_sd21_z4")
-    with pytest.raises(WeightsError, match=r"encoder\.down\.0\.block\.0\.conv1\.weight.*\(32, 32, 1, 3, 3\).*\(32, 32, 3, 3, 3\)"):
+    key = r"encoder\.down\.0\.block\.0\.conv1\.weight"
+    with pytest.raises(WeightsError, match=key + r".*\(32, 32, 1, 3, 3\).*\(32, 32, 3, 3, 3\)"):
         build("cvvae_sd21_z4", pretrained=str(path))
 
 
 def test_too_narrow_latent_and_wrong_family_are_refused(tmp_path):
     path = write("safetensors", random_state("cvvae_sd3_z16"), tmp_path, "cvvae_sd3_z16")
-    with pytest.raises(WeightsError, match=r"(encoder\.conv_out|decoder\.conv_in)\.weight.*latent_channels >= the release.s 16"):
+    latent_keys = r"(encoder\.conv_out|decoder\.conv_in)\.weight"
+    with pytest.raises(WeightsError, match=latent_keys + r".*latent_channels >= the release.s 16"):
         build("cvvae_sd3_z16", c=8, pretrained=str(path))
     with pytest.raises(WeightsError, match="cv_vae_sd3"):
         build("cvvae_sd21_z4", c=16, pretrained=str(path))
@@ -206,7 +210,8 @@ def test_a_release_registered_by_another_family_loads_through_the_same_reader(tm
         save_file(state, str(tmp_path / "toy.safetensors"))
         model = Toy()
         load_pretrained(model, tmp_path / "toy.safetensors")
-        assert torch.equal(model.proj.weight, state["net.fc.weight"]) and "pretrained toy_v1" in capsys.readouterr().out
+        assert torch.equal(model.proj.weight, state["net.fc.weight"])
+        assert "pretrained toy_v1" in capsys.readouterr().out
         with pytest.raises(WeightsError, match="toy_v1 release but the backbone is .*; use toy"):
             build("leanvae_z4", pretrained=str(tmp_path / "toy.safetensors"))
     finally:

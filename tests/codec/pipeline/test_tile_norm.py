@@ -27,7 +27,8 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
-def backbone_round_trip(bb: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int, passes: int | None) -> np.ndarray:
+def backbone_round_trip(bb: torch.nn.Module, x: torch.Tensor, tile: int, overlap: int,
+                        passes: int | None) -> np.ndarray:
     """Encode then decode (1,3,T,H,W) through tiles as VideoCodec._run_tiles does (tile 0: whole frames)."""
     with batch_invariant(bb):
         return tensor_to_frames(tiled_round_trip(bb, x, tile, overlap, passes)[0])
@@ -45,7 +46,7 @@ def clip64(bikes_frames) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------- tiling
-@pytest.mark.parametrize("scale", [1, 8])  # FrameNorms cuts on the latent grid, which every layer scales exactly
+@pytest.mark.parametrize("scale", [1, 8])  # FrameNorms cuts on the latent grid; every layer scales it exactly
 def test_owned_boxes_partition_the_plane(scale):
     grid = plan_tiles(272, 640, 128, 32, 8).scaled(scale)
     cover = torch.zeros(grid.ys.length, grid.xs.length, dtype=torch.int32)
@@ -57,7 +58,7 @@ def test_owned_boxes_partition_the_plane(scale):
 
 # ------------------------------------------------------------------------------- shared norms
 @pytest.mark.parametrize("name, kw", [
-    ("cv_vae_causal", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1)),  # FrameGroupNorm + attention
+    ("cv_vae_causal", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1)),  # GroupNorm, attention
 ])
 def test_tiled_groupnorm_backbone_agrees_with_untiled(clip64, name, kw):
     """Random weights: per-tile statistics miss by far more than 0.1 dB; shared ones do not."""
@@ -129,7 +130,7 @@ def test_tiled_run_leaves_torch_and_other_models_alone(clip64):
 
         def encode(items: torch.Tensor) -> torch.Tensor:
             assert nn.GroupNorm.forward is original
-            same_thread = [other.encode(probe), plain(probe[:, :, 0])]  # the tiled model itself is attached here
+            same_thread = [other.encode(probe), plain(probe[:, :, 0])]  # (the tiled model is attached here)
             box: list[list[torch.Tensor]] = []
             worker = threading.Thread(target=lambda: box.append(everyone()))
             worker.start()

@@ -52,7 +52,7 @@ def test_split_then_merge_is_the_identity():
 
 
 def test_a_local_operator_gives_the_same_result_tiled_and_untiled():
-    """Average pooling by the stride is local: tiling it on the pixel grid and merging on the latent grid is exact."""
+    """Average pooling by the stride is local: split on the pixel grid, merged on the latent grid: exact."""
     x = torch.randn(1, 3, 2, 136, 200)
     grid = plan_tiles(136, 200, 64, 16, 8)
 

@@ -1,4 +1,4 @@
-"""Whole-frame normalisation for tiled backbone passes: GroupNorm statistics and attention shared by all tiles.
+"""Whole-frame normalisation for tiled backbone passes: GroupNorm statistics and attention shared by tiles.
 
 A GroupNorm normalises with statistics over the whole frame (or clip); a tile alone sees only its part,
 so tiles of a GroupNorm network disagree with the untiled network (a random CV-VAE by 13-16 dB PSNR).
@@ -39,24 +39,27 @@ from torch import nn
 from vvc_lightning.backbones.tile_aware import TILE_MIXING, TILE_NORM, TileGroupNorm, tile_layers
 from vvc_lightning.codec.pipeline.tiling import TileGrid, plan_tiles
 
+Box = tuple[int, int, int, int]  # y0, y1, x0, x1
 TOLERANCE = 1e-3  # statistics passes stop once no normalised value moves by more than this
 
 
 def _scale(feature: int, tile: int) -> int:
-    """Resolution of a layer relative to the grid's units (its tile spans `feature` positions for `tile` units)."""
+    """A layer's resolution relative to the grid's units (a tile spans `feature` positions, `tile` units)."""
     if feature % tile:
-        raise ValueError(f"a layer of {feature} positions is not a multiple of the tile's {tile}; cannot share stats")
+        raise ValueError(f"a layer of {feature} positions is not a multiple of the tile's {tile}; "
+                         "cannot share stats")
     return feature // tile
 
 
 def default_overlap(model: nn.Module) -> int:
-    """Tile overlap in pixels: 64 for GroupNorm/attention backbones (their convolutions reach far), else 32."""
-    wide = any(isinstance(m, nn.GroupNorm) or getattr(m, "tile_role", "") == TILE_MIXING for m in model.modules())
+    """Tile overlap in pixels: 64 for GroupNorm / attention backbones (convolutions reaching far), else 32."""
+    wide = any(isinstance(m, nn.GroupNorm) or getattr(m, "tile_role", "") == TILE_MIXING
+               for m in model.modules())
     return 64 if wide else 32
 
 
 class FrameNorms:
-    """Context over a tiled run of `model`: GroupNorms and attention converge to whole-frame statistics/inputs.
+    """Context over a tiled run of `model`: tile-aware norms and attention converge to the whole frame's.
 
     grid: the tile grid in the units of the coarsest layer (latent positions); gops: GoPs per tile. Items
     are tile-major (item = tile * gops + gop), as `VideoCodec._run_tiles` stacks them; call `items(a, b)`
@@ -72,7 +75,7 @@ class FrameNorms:
         self.norms = tile_layers(model, TILE_NORM)
         self.whole: dict[int, torch.Tensor] = {}  # id(norm) -> (gops, S, G, 2) last pass's mean, 1/std
         self.sums: dict[int, torch.Tensor] = {}  # id(norm) -> (gops, S, G, 3) this pass's count, sum, squares
-        self.own: dict[int, torch.Tensor] = {}  # id(module) -> per item: this pass's own stats / attention output
+        self.own: dict[int, torch.Tensor] = {}  # id(module) -> per item: this pass's own stats / output
         self.own_prev: dict[int, torch.Tensor] = {}
         self.inputs: dict[int, torch.Tensor] = {}  # id(attention) -> (gops, C, T, H, W) assembled this pass
         self.inputs_prev: dict[int, torch.Tensor] = {}
@@ -119,7 +122,8 @@ class FrameNorms:
             new = torch.stack([mean, rstd], -1)
             old = self.whole.get(key)
             if old is not None:
-                shift = (new[..., 0] - old[..., 0]).abs() * new[..., 1] + (old[..., 1] / new[..., 1] - 1).abs()
+                shift = ((new[..., 0] - old[..., 0]).abs() * new[..., 1]
+                         + (old[..., 1] / new[..., 1] - 1).abs())
                 change = max(change, float(shift.max()))
             self.whole[key] = new
         for key, x in self.inputs.items():
@@ -140,8 +144,8 @@ class FrameNorms:
         """GroupNorm epsilons by id."""
         return {id(m): float(m.eps) for m in self.norms}
 
-    def _item_boxes(self, h: int, w: int) -> Iterator[tuple[int, int, tuple[int, int, int, int], tuple[int, int]]]:
-        """Per item of the current call: (index in call, gop, owned box, tile's top-left), at this resolution."""
+    def _item_boxes(self, h: int, w: int) -> Iterator[tuple[int, int, Box, tuple[int, int]]]:
+        """Per item of this call: (index in call, gop, owned box, tile's top-left), at this resolution."""
         ry, rx = _scale(h, self.th), _scale(w, self.tw)
         for b in range(self.count):
             tile, gop = divmod(self.first + b, self.gops)
@@ -186,7 +190,8 @@ class FrameNorms:
             return F.group_norm(x, module.num_groups, module.weight, module.bias, module.eps)
         gops = [gop for _, gop, _, _ in self._item_boxes(*x.shape[-2:])]
         whole = whole[gops]
-        st = torch.stack([own[..., 0] + whole[..., 0] - prev[..., 0], own[..., 1] * whole[..., 1] / prev[..., 1]], -1)
+        st = torch.stack([own[..., 0] + whole[..., 0] - prev[..., 0],
+                          own[..., 1] * whole[..., 1] / prev[..., 1]], -1)
         st = st.to(device=x.device, dtype=x.dtype)
         shape = (self.count, s, g) + (1,) * (v.dim() - 3)
         out = ((v - st[..., 0].reshape(shape)) * st[..., 1].reshape(shape)).reshape(x.shape)
@@ -204,8 +209,8 @@ class FrameNorms:
         h, w = x.shape[-2:]
         full = self.inputs.get(key)
         if full is None:
-            full = self.inputs[key] = x.new_zeros(self.gops, *x.shape[1:3], self.grid.ys.length * (h // self.th),
-                                                   self.grid.xs.length * (w // self.tw))
+            frame = (self.grid.ys.length * (h // self.th), self.grid.xs.length * (w // self.tw))
+            full = self.inputs[key] = x.new_zeros(self.gops, *x.shape[1:3], *frame)
         for b, gop, (y0, y1, x0, x1), (ty, tx) in self._item_boxes(h, w):
             full[gop, :, :, ty + y0 : ty + y1, tx + x0 : tx + x1] = x[b, :, :, y0:y1, x0:x1]
         own = mix(x)
@@ -252,8 +257,8 @@ def run_tiled(model: nn.Module, fn: Any, items: torch.Tensor, grid: TileGrid, go
     return torch.cat(outs) if len(outs) > 1 else outs[0]
 
 
-def run_on_tiles(model: nn.Module, fn: Any, x: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid, batch: int,
-                 passes: int | None = None) -> torch.Tensor:
+def run_on_tiles(model: nn.Module, fn: Any, x: torch.Tensor, in_grid: TileGrid, out_grid: TileGrid,
+                 batch: int, passes: int | None = None) -> torch.Tensor:
     """`fn` on the tiles of x (G,C,T,H,W), `batch` GoP-tiles per call (shared norms), blended on `out_grid`.
 
     One grid is in pixels, the other in latent units (encode: pixels -> latent; decode: the reverse)."""
@@ -267,7 +272,7 @@ def run_on_tiles(model: nn.Module, fn: Any, x: torch.Tensor, in_grid: TileGrid, 
 
 def tiled_round_trip(backbone: nn.Module, x: torch.Tensor, tile: int, overlap: int, passes: int | None = None,
                      batch: int = 2) -> torch.Tensor:
-    """Encode then decode frames (G,3,T,H,W) through tiles as the codec does (tile 0: whole frames), no quantization."""
+    """Encode then decode frames (G,3,T,H,W) through tiles as the codec does (tile 0: whole frames)."""
     stride = int(backbone.spatial_stride)
     grid = plan_tiles(x.shape[-2], x.shape[-1], tile, overlap, stride)
     latent = grid.scaled(stride)

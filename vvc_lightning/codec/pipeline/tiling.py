@@ -44,7 +44,7 @@ class AxisTiles:
     def owned(self) -> list[tuple[int, int]]:
         """Per tile, the [lo, hi) span (from its start) it owns: neighbours split their overlap in the middle.
 
-        The spans partition the axis, so statistics summed over each tile's own span count every position once.
+        The spans partition the axis: statistics summed over each tile's own span count every position once.
         """
         cuts = [0]
         for a, b in zip(self.starts, self.starts[1:], strict=False):
@@ -54,7 +54,7 @@ class AxisTiles:
 
 
 def _ramp(k: torch.Tensor, overlap: int) -> torch.Tensor:
-    """0 over the first quarter of an overlap, rising linearly to 1 at its last quarter (k from the border)."""
+    """0 over the first quarter of an overlap, rising linearly to 1 at its last quarter (k from the edge)."""
     if overlap <= 0:
         return torch.ones_like(k)
     margin = overlap // 4
@@ -79,12 +79,12 @@ def check_tile_options(tile: int, overlap: int, stride: int) -> None:
     if tile <= 0 or tile % stride:
         raise VVCError(f"--tile must be a positive multiple of the backbone stride {stride}, got {tile}")
     if overlap < 0 or overlap % stride:
-        raise VVCError(f"--tile-overlap must be a multiple of the backbone stride {stride} (e.g. 32), got {overlap}")
+        raise VVCError(f"--tile-overlap must be a multiple of the backbone stride {stride} (e.g. 32), "
+                       f"got {overlap}")
     if 2 * overlap >= tile:
-        raise VVCError(
-            f"--tile-overlap {overlap} must be less than half of --tile {tile}; "
-            f"e.g. --tile {max(tile, 4 * stride)} --tile-overlap {max(tile, 4 * stride) // 4 // stride * stride}"
-        )
+        fit = max(tile, 4 * stride)
+        raise VVCError(f"--tile-overlap {overlap} must be less than half of --tile {tile}; "
+                       f"e.g. --tile {fit} --tile-overlap {fit // 4 // stride * stride}")
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class TileGrid:
         return [(y, x) for y in self.ys.starts for x in self.xs.starts]
 
     def owned_boxes(self) -> list[tuple[int, int, int, int]]:
-        """Per tile (row-major), the box (y0, y1, x0, x1) inside it that it owns; the boxes partition the plane."""
+        """Per tile (row-major), the box (y0, y1, x0, x1) in it that it owns; boxes partition the plane."""
         return [(y0, y1, x0, x1) for y0, y1 in self.ys.owned() for x0, x1 in self.xs.owned()]
 
     def split(self, x: torch.Tensor) -> list[torch.Tensor]:
