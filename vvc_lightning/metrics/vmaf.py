@@ -20,6 +20,7 @@ from vvc_lightning.errors import VVCError
 from vvc_lightning.metrics.base import VideoMetric, check_sequences, u8_to_frames
 from vvc_lightning.metrics.registry import register_metric
 from vvc_lightning.video.colour import rgb_to_yuv420
+from vvc_lightning.video.ffmpeg import ffmpeg_exe, ffmpeg_has
 
 MODEL = "vmaf_v0.6.1"
 
@@ -40,8 +41,6 @@ def write_yuv420(path: Path, frames: np.ndarray, matrix: str, rng: str) -> tuple
 def vmaf_scores(ref: np.ndarray, rec: np.ndarray, matrix: str = "bt709", rng: str = "limited",
                 threads: int = 2, fps: float = 25.0) -> tuple[np.ndarray, str]:
     """Per-frame VMAF of decoded RGB frames against reference frames, and the libvmaf version."""
-    from vvc_lightning.evaluation.baselines import ffmpeg_exe, ffmpeg_has
-
     exe = ffmpeg_exe()
     if not ffmpeg_has("filters", "libvmaf"):
         raise VVCError(f"the ffmpeg at '{exe}' has no libvmaf filter; install imageio-ffmpeg>=0.5 or set "

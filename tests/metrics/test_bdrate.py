@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from vvc_lightning.evaluation.bdrate import BDRateError, bd_quality, bd_rate, try_bd_rate
+from vvc_lightning.metrics.bdrate import BDRateError, bd_quality, bd_rate, try_bd_rate
 
 # JCTVC-E137 data as used by Netflix VMAF's tests (python/test/bd_rate_calculator_test.py,
 # BDrateCalculatorJCTVCTest): expected fractions -0.00465215420752807 and -0.018779823450567612
