@@ -27,7 +27,7 @@ class YUVDataModule(VideoDataModule):
         height: int | None = None,
         fps: float | None = None,
         matrix: str = "bt709",
-        range: str = "limited",  # noqa: A002  (the config key users expect)
+        range: str = "limited",  # the config key users expect
         frames: int = 9,
         frame_stride: int = 3,
         crop_size: int | None = 256,

@@ -1,5 +1,5 @@
-"""Issue 22 on configs: values in range (14), interpolations type-checked (13), bounded YAML (13), Lightning's
-trainer.default_root_dir accepted as the run folder (3)."""
+"""Hostile configs: values in range, interpolations type-checked, bounded YAML, Lightning's
+trainer.default_root_dir accepted as the run folder."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ def test_unknown_name_lists_known_names_and_suggests():
 
 def test_builtins_are_registered_with_their_source():
     assert BACKBONES.entry("cv_vae_causal").source == "built-in"
-    assert BACKBONES.entry("cv_vae").source == "built-in alias of cv_vae_causal"
+    assert BACKBONES.entry("cv_vae", warn=False).source == "built-in alias of cv_vae_causal"
     assert {"folder", "openvid", "yuv"} <= set(DATAMODULES.names())
 
 
@@ -118,15 +119,51 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
     assert state["global_step"] == 2
 
 
-def test_old_names_are_aliases_of_the_same_classes_and_keys():
+def test_deprecated_aliases_warn_once_and_build_the_same_classes_and_keys(monkeypatch):
+    from vvc_lightning import deprecation
     from vvc_lightning.backbones.cv_vae import CVVAE
     from vvc_lightning.backbones.lean_vae import LeanVAE
 
-    assert BACKBONES.get("cv_vae") is CVVAE and BACKBONES.get("lean_vae") is LeanVAE
+    monkeypatch.setattr(deprecation, "_WARNED", set())  # a fresh process as far as warnings go
     assert BACKBONES.aliases() == {"cv_vae": "cv_vae_causal", "lean_vae": "lean_vae_lite"}
-    old = BACKBONES.create("lean_vae", width=16, latent_channels=8)
-    new = BACKBONES.create("lean_vae_lite", width=16, latent_channels=8)
-    assert list(old.state_dict()) == list(new.state_dict()) and type(old) is type(new)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert BACKBONES.get("cv_vae") is CVVAE and BACKBONES.get("lean_vae") is LeanVAE
+        old = BACKBONES.create("lean_vae", width=16, latent_channels=8)
+        old_again = BACKBONES.create("lean_vae", width=16, latent_channels=8)
+        new = BACKBONES.create("lean_vae_lite", width=16, latent_channels=8)
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert messages == ["backbone 'cv_vae' is deprecated; use 'cv_vae_causal'",
+                        "backbone 'lean_vae' is deprecated; use 'lean_vae_lite'"]
+    assert list(old.state_dict()) == list(new.state_dict()) and type(old) is type(new) is type(old_again)
+
+
+def test_canonical_names_and_listings_do_not_warn(monkeypatch):
+    from vvc_lightning import deprecation
+
+    monkeypatch.setattr(deprecation, "_WARNED", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BACKBONES.canonical("lean_vae") == "lean_vae_lite"
+        assert BACKBONES.canonical("lean_vae_lite") == "lean_vae_lite"
+        assert BACKBONES.entry("cv_vae", warn=False).source == "built-in alias of cv_vae_causal"
+
+
+def test_the_packaged_configs_name_no_deprecated_backbone(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from vvc_lightning import deprecation
+    from vvc_lightning.config import find_config, load_config, packaged_configs, packaged_defaults
+
+    aliases = BACKBONES.aliases()
+    assert packaged_defaults().model.backbone.name not in aliases
+    for name in packaged_configs():
+        assert OmegaConf.select(OmegaConf.load(find_config(name)), "model.backbone.name") not in aliases, name
+    monkeypatch.setattr(deprecation, "_WARNED", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        load_config(["quickstart_scratch.yaml"])
+        load_config(["zoo_lean_vr.yaml"])
 
 
 def test_variants_are_presets_of_one_family():

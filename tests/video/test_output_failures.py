@@ -103,7 +103,7 @@ def test_a_real_full_and_a_read_only_file_system(tmp_path):
             make_dirs(ro / "results")
 
 
-def as_nobody(fn) -> str:  # noqa: ANN001
+def as_nobody(fn) -> str:
     """What `fn()` raises (its message) when run by a user without root's rights: a forked child drops to 'nobody'
     when we are root (root writes into any folder), else runs it as is."""
     read, write = os.pipe()
@@ -116,7 +116,7 @@ def as_nobody(fn) -> str:  # noqa: ANN001
                 os.setgid(65534)
                 os.setuid(65534)
             fn()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        except BaseException as exc:  # reported to the parent
             msg = f"{type(exc).__name__}: {exc}"
         os.write(write, msg.encode())
         os._exit(0)

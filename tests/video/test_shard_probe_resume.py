@@ -1,4 +1,4 @@
-"""Issue 22 (items 4, 9b, 10, 12): `shard` takes what probes as a video and lists every file it skips, checks
+"""`shard` takes what probes as a video and lists every file it skips, checks
 a finished shard member by member without shards.json, survives damaged state files, refuses bad CSVs and an
 output path that is a file in one line."""
 
@@ -93,7 +93,7 @@ def _cut_last_member(path) -> None:
 
 @pytest.fixture(scope="module")
 def mp4s(mixed, tmp_path_factory):
-    """Three good mp4s and a short one (all of them names the old suffix list took)."""
+    """Three good mp4s and a short one (names with common video suffixes)."""
     d = tmp_path_factory.mktemp("mp4s")
     for name in ("a.mp4", "b.mp4", "short.mp4"):
         shutil.copy(mixed / name, d)
@@ -179,7 +179,7 @@ def test_a_metadata_csv_with_a_huge_field_is_one_line(mixed, tmp_path, capsys):
     assert len(err) == 1 and "cannot be read at line 3" in err[0] and "field larger than field limit" in err[0]
 
 
-def test_a_csv_with_a_byte_order_mark_still_matches(mixed, tmp_path):
+def test_a_csv_with_a_byte_order_mark_matches(mixed, tmp_path):
     meta = tmp_path / "meta.csv"
     meta.write_bytes("\ufeffvideo,caption\ncity.mpg,rooftops\n".encode())
     write_shards(mixed, tmp_path / "out", "1MB", min_frames=8, csv_path=meta, progress=False)

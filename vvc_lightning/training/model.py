@@ -219,7 +219,7 @@ class VideoCompressionModel(pl.LightningModule):
         betas = tuple(float(b) for b in self.cfg.optim.betas)
         return torch.optim.AdamW(self.param_groups(), lr=float(self.cfg.optim.lr), betas=betas)
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):  # noqa: ANN001
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         clip = self.cfg.optim.grad_clip
         if clip:
             params = [p for g in optimizer.param_groups if g["name"] != AUX_GROUP for p in g["params"]]

@@ -102,7 +102,7 @@ _depth = 0
 _saved: dict[int, object] = {}
 
 
-def _raise_terminated(signum: int, frame: object) -> None:  # noqa: ARG001
+def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(128 + signum)
 
 

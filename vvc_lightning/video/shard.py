@@ -308,7 +308,7 @@ def _why_none(summary: Summary) -> str:
     return "; ".join(parts) or "no input video"
 
 
-def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int,  # noqa: ANN001
+def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int,
                journal: TempJournal) -> ShardStats:
     stats = ShardStats(path.name)
     jobs = [(it, min_frames) for it in group]
@@ -334,7 +334,7 @@ def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, m
     return stats
 
 
-def _fill(tar: tarfile.TarFile, group: list[VideoItem], results, stats: ShardStats, bar) -> None:  # noqa: ANN001
+def _fill(tar: tarfile.TarFile, group: list[VideoItem], results, stats: ShardStats, bar) -> None:
     """Add each video of `group` that loaded and probed (with its JSON) to `tar`; record the skipped ones."""
     for it, (data, info, why) in zip(group, results, strict=True):
         bar.update(1)

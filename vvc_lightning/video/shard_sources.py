@@ -97,7 +97,7 @@ def not_video(f: IO[bytes], name: str) -> tuple[str, str] | None:
             fmt = c.format.name
             moving = [s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
             pictures = len(c.streams.video) - len(moving)
-    except Exception as exc:  # noqa: BLE001  (whatever FFmpeg rejects is not a video we can use)
+    except Exception as exc:  # whatever FFmpeg rejects is not a video we can use
         if says_video(name):
             return "undecodable", f"FFmpeg cannot open it, {type(exc).__name__}"
         return "unsupported", "not a video format FFmpeg reads"
@@ -124,7 +124,7 @@ def probe_bytes(data: bytes, label: str, min_frames: int) -> tuple[dict[str, Any
         fps = src.fps()
     except ClipError as exc:
         return None, ("undecodable", "no frame decodes" if "no decodable frame" in str(exc) else "decoding fails")
-    except Exception as exc:  # noqa: BLE001  (any decoder failure is a skip, not a crash)
+    except Exception as exc:  # any decoder failure is a skip, not a crash
         return None, ("undecodable", f"decoding fails, {type(exc).__name__}")
     if n < min_frames:
         return None, ("too short", f"{n} frames, fewer than --min-frames {min_frames}")

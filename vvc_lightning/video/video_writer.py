@@ -110,7 +110,7 @@ class VideoWriter:
             stream.options = {"crf": str(self.crf), "preset": "medium"}
             self._av = (container, stream)
             return
-        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _finish / _close_quietly
+        self._file = open(self._tmp, "wb")  # closed in _finish / _close_quietly
         if self.suffix == ".y4m":
             fr = Fraction(self.fps).limit_denominator(1001)
             colour_range = "XCOLORRANGE=LIMITED" if self.rng == "limited" else "XCOLORRANGE=FULL"

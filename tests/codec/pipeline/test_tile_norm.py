@@ -57,7 +57,7 @@ def test_owned_boxes_partition_the_plane(scale):
     ("cv_vae", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1)),  # FrameGroupNorm + attention
 ])
 def test_tiled_groupnorm_backbone_agrees_with_untiled(clip64, name, kw):
-    """Random weights: per-tile statistics (the old way) miss by far more than 0.1 dB; shared ones do not."""
+    """Random weights: per-tile statistics miss by far more than 0.1 dB; shared ones do not."""
     torch.manual_seed(0)
     bb = BACKBONES.get(name)(**kw).eval()
     x = frames_to_tensor(clip64[:1])[None]

@@ -101,10 +101,6 @@ class SpaceChannelContext(nn.Module):
         params[..., positions] = out
         return params
 
-    @property
-    def num_steps(self) -> int:
-        return 2 * len(self.groups)
-
     def run(
         self,
         y: Tensor | None,

@@ -55,17 +55,17 @@ import torch
 from torch import Tensor
 
 from vvc_lightning.codec.entropy import intgemm_kernels as kernels
+from vvc_lightning.codec.entropy.grid import ACT_BITS, ACT_LIMIT, EXACT_LIMIT
+from vvc_lightning.codec.entropy.intgemm_kernels import BASE, DIGIT_BITS, HALF
 
-DIGIT_BITS = 7
-_BASE = 1 << DIGIT_BITS
-_HALF = _BASE // 2
 MAX_K = 1 << 17  # products per output sum: K * 2**12 < 2**29, far inside int32
 DENSE = 2  # activation digits computed at every position; a wider value's rest is scattered
 SPARSE_LIMIT = 0.01  # scatter the rests while at most this share of the values is wide, else go dense
 _SCRATCH_BYTES = 1 << 25  # GEMM rows at a time: their im2col and int32 products stay below ~32 MiB each
-_EXACT_LIMIT = 2.0**53
 _NO_BIAS = np.zeros(1)
-ACT_LIMIT_INT = float(2**22)  # intnet's activation clamp (1024 on the 2**-12 grid), as an integer
+ACT_LIMIT_INT = ACT_LIMIT * 2**ACT_BITS  # 2**22: intnet's activation clamp as an integer
+# 2**15 > 2 * 8256: room for the dense parts around a scattered rest (8256 = the largest |value| of two digits)
+_DENSE_MARGIN = 2.0**15
 _scratch = threading.local()
 _MIN_ROWS = 64  # rows of work below which a kernel is not split among threads
 
@@ -73,7 +73,7 @@ _MIN_ROWS = 64  # rows of work below which a kernel is not split among threads
 def digits_needed(max_abs: int) -> int:
     """Fewest balanced base-128 digits that represent every integer in [-max_abs, max_abs]."""
     n = 1
-    while 63 * (_BASE**n - 1) // (_BASE - 1) < max_abs:
+    while (HALF - 1) * (BASE**n - 1) // (BASE - 1) < max_abs:
         n += 1
     return n
 
@@ -82,8 +82,8 @@ def split_digits(v: Tensor, n: int) -> tuple[Tensor, Tensor]:
     """Integer tensor v (int32) -> (its n lowest digits, int8 (n, *v.shape); the rest r), v = low + 128**n * r."""
     out = torch.empty((n, *v.shape), dtype=torch.int8, device=v.device)
     for i in range(n):
-        shifted = v + _HALF
-        out[i] = (shifted & (_BASE - 1)) - _HALF
+        shifted = v + HALF
+        out[i] = (shifted & (BASE - 1)) - HALF
         v = shifted >> DIGIT_BITS  # (v - d) / 128, exact
     return out, v
 
@@ -103,7 +103,7 @@ def int8_gemm_exact() -> bool:
 
 def karatsuba_exact() -> bool:
     """Whether `_int_mm` is also exact on digit sums (8-bit operands in [-128, 126]): three-GEMM products."""
-    return _karatsuba and int8_gemm_exact() and _probe(_onednn(), 2 * _HALF)
+    return _karatsuba and int8_gemm_exact() and _probe(_onednn(), 2 * HALF)
 
 
 def _onednn() -> bool:
@@ -112,12 +112,12 @@ def _onednn() -> bool:
 
 
 @functools.cache
-def _probe(onednn: bool, half: int = _HALF) -> bool:
+def _probe(onednn: bool, half: int = HALF) -> bool:
     """`_int_mm` against float64 on operands in [-half, half - 1] (their extremes, all of one sign included)."""
     if not hasattr(torch, "_int_mm"):
         return False
     g = torch.Generator().manual_seed(0)
-    top = half - 1 if half < 128 else 126  # digit sums reach 126 at most
+    top = half - 1 if half < BASE else BASE - 2  # digit sums reach 126 at most
     try:
         for m, k, n in ((1, 3, 1), (37, 200, 24), (300, 3200, 256), (64, MAX_K - 1, 8)):
             a = torch.randint(-half, top + 1, (m, k), generator=g, dtype=torch.int8)
@@ -171,7 +171,7 @@ class DigitWeights:
         self.digits = digits_needed(int(w.abs().max()) if w.numel() else 0)
         digits = to_digits(w, self.digits)
         self.matrix = digits.permute(1, 0, 2).reshape(k, self.digits * n).contiguous()
-        self.usable = k < MAX_K and l1 * (2.0**22 + 2.0**15) < _EXACT_LIMIT  # bounds of steps 2-4
+        self.usable = k < MAX_K and l1 * (ACT_LIMIT_INT + _DENSE_MARGIN) < EXACT_LIMIT  # bounds of steps 2-4
         # two-digit weights: W0, W1 and W0 + W1 (in [-128, 126]) for three-product GEMMs (step 5)
         self.karatsuba = (digits[0], digits[1], digits[0] + digits[1]) if self.digits == DENSE else None
 
@@ -287,7 +287,7 @@ def _activation_digits(
         more[:, :, ph : ph + h, pw : pw + w] = to_digits(rest_t, more.shape[0])
         return torch.cat([torch.from_numpy(buf[:DENSE]), more]), None, False
     where = rest_t.nonzero()
-    wide = (where, rest_t[tuple(where.t())].double().mul_(_BASE**DENSE))
+    wide = (where, rest_t[tuple(where.t())].double().mul_(BASE**DENSE))
     return torch.from_numpy(buf), wide, sums
 
 

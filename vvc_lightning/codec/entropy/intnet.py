@@ -21,11 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vvc_lightning.codec.entropy import intgemm
-
-ACT_BITS = 12  # activations: multiples of 2**-12
-WEIGHT_BITS = 14  # weights: multiples of 2**-14
-ACT_LIMIT = 1024.0  # every activation, input and output is clamped to [-1024, 1024]
-EXACT_LIMIT = 2.0**53  # float64 holds every integer below this exactly
+from vvc_lightning.codec.entropy.grid import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, WEIGHT_BITS
 
 _A = 2.0**ACT_BITS
 _W = 2.0**WEIGHT_BITS
@@ -144,7 +140,7 @@ def _check_bound(layer: nn.Module, w_int: Tensor, b_int: Tensor | None) -> None:
 class IntConv2d(_IntConvMixin, nn.Conv2d):
     """A Conv2d on the integer grid; relu=True folds a ReLU into the output clamp."""
 
-    def __init__(self, *args, relu: bool = False, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, relu: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.relu = relu
 
@@ -155,7 +151,7 @@ class IntConv2d(_IntConvMixin, nn.Conv2d):
 class IntMaskedConv2d(IntConv2d):
     """IntConv2d with ELIC's checkerboard mask (type A: the centre and the anchors' own parity are unseen)."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         mask = torch.ones_like(self.weight.data)
         mask[:, :, 0::2, 0::2] = 0
@@ -171,7 +167,7 @@ class IntMaskedConv2d(IntConv2d):
 class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
     """A ConvTranspose2d on the integer grid; relu=True folds a ReLU into the output clamp."""
 
-    def __init__(self, *args, relu: bool = False, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, relu: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.relu = relu
 

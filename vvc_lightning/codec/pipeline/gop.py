@@ -45,11 +45,6 @@ class GopPlan:
             return 1
         return 1 + -(-(self.num_frames - self.gop) // self.step)
 
-    @property
-    def padded_frames(self) -> int:
-        """Frames covered including the temporal padding of the last GoP."""
-        return (self.num_gops - 1) * self.step + self.gop
-
     def gop_start(self, g: int) -> int:
         """First frame index of GoP g."""
         if not 0 <= g < self.num_gops:
