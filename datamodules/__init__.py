@@ -10,5 +10,11 @@ from vvc_lightning.datamodules.openvid import OpenVidDataModule
 from vvc_lightning.datamodules.stills import StillsDataModule
 from vvc_lightning.datamodules.yuv import YUVDataModule
 
-__all__ = ["DeviceClipsDataModule", "FolderDataModule", "OpenVidDataModule", "StillsDataModule", "VideoDataModule",
-           "YUVDataModule"]
+__all__ = [
+    "DeviceClipsDataModule",
+    "FolderDataModule",
+    "OpenVidDataModule",
+    "StillsDataModule",
+    "VideoDataModule",
+    "YUVDataModule",
+]

@@ -74,8 +74,10 @@ class ClipBank:
             nonlocal used
             used += nbytes
             if used > limit:
-                raise VVCError(f"device_clips: the decoded training set passes data.bank_max_gb={max_gb:g} GB at "
-                               f"{what}; raise data.bank_max_gb or train with data.name=stills")
+                raise VVCError(
+                    f"device_clips: the decoded training set passes data.bank_max_gb={max_gb:g} GB at "
+                    f"{what}; raise data.bank_max_gb or train with data.name=stills"
+                )
 
         videos = []
         for label, data in shard_videos(shards):
@@ -179,9 +181,30 @@ class DeviceClipsDataModule(StillsDataModule):
         bank_max_gb: float = 24.0,
         device: str | None = None,
     ) -> None:
-        super().__init__(train_images, val_images, test_dir, train_shards, val_shards, video_fraction, val_clips,
-                         pan, zoom, rotate, brightness, epoch_length, shuffle_buffer, frames, frame_stride,
-                         crop_size, batch_size, num_workers, seed, test_max_frames, seek, decode_threads)
+        super().__init__(
+            train_images,
+            val_images,
+            test_dir,
+            train_shards,
+            val_shards,
+            video_fraction,
+            val_clips,
+            pan,
+            zoom,
+            rotate,
+            brightness,
+            epoch_length,
+            shuffle_buffer,
+            frames,
+            frame_stride,
+            crop_size,
+            batch_size,
+            num_workers,
+            seed,
+            test_max_frames,
+            seek,
+            decode_threads,
+        )
         if not isinstance(bank_max_gb, int | float) or bank_max_gb <= 0:
             raise ConfigError(f"data.bank_max_gb must be a number > 0, got {bank_max_gb!r}")
         self.bank_max_gb, self.device_name = float(bank_max_gb), device

@@ -80,7 +80,9 @@ def plan_motion(u: torch.Tensor, sizes: torch.Tensor, frames: int, stride: int, 
             "gain": gain, "flip": u[:, 0] < 0.5, "down": scale > 1, "side": torch.tensor(side)}
 
 
-def cut_box(img: torch.Tensor, size: tuple[int, int], box: tuple[int, int], side: int, down: bool) -> torch.Tensor:
+def cut_box(
+    img: torch.Tensor, size: tuple[int, int], box: tuple[int, int], side: int, down: bool
+) -> torch.Tensor:
     """(3,side,side) float 0..255: `img` (3,H,W) uint8 resized to `size`, the box at `box` (edges replicated)."""
     x = img[None].float()
     if tuple(size) != tuple(img.shape[-2:]):

@@ -137,8 +137,16 @@ class StillsDataModule(OpenVidDataModule):
         if not paths:
             return None
         length = self.epoch_length if train else self.val_clips
-        return StillClips(paths, self.frames, self.frame_stride, self.crop_size, self.motion, train, self.seed,
-                          max(length, len(paths)) if not train else length)
+        return StillClips(
+            paths,
+            self.frames,
+            self.frame_stride,
+            self.crop_size,
+            self.motion,
+            train,
+            self.seed,
+            max(length, len(paths)) if not train else length,
+        )
 
     def build_train(self) -> Dataset | None:
         """Photo clips, mixed with shard clips when `train_shards` is set (`video_fraction` of them)."""

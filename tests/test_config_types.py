@@ -33,13 +33,19 @@ def test_a_wrong_type_names_the_key_and_the_expected_type(overrides, message):
 
 
 def test_right_types_pass_and_a_number_spelled_as_text_becomes_a_float():
-    cfg = load_config(["quickstart_scratch.yaml"], ["model.backbone.mlp_ratio=2e0", "data.crop_size=null", "data.train_dir=[a, b]"])
+    cfg = load_config(
+        ["quickstart_scratch.yaml"],
+        ["model.backbone.mlp_ratio=2e0", "data.crop_size=null", "data.train_dir=[a, b]"],
+    )
     assert cfg.model.backbone.mlp_ratio == 2.0 and isinstance(cfg.model.backbone.mlp_ratio, float)
     assert cfg.data.crop_size is None and list(cfg.data.train_dir) == ["a", "b"]
 
 
 def test_trainer_default_root_dir_is_run_dir_and_other_dirs_point_to_it():
-    assert load_config(["quickstart_scratch.yaml"], ["trainer.default_root_dir=/tmp/elsewhere"]).run_dir == "/tmp/elsewhere"
+    assert (
+        load_config(["quickstart_scratch.yaml"], ["trainer.default_root_dir=/tmp/elsewhere"]).run_dir
+        == "/tmp/elsewhere"
+    )
     with pytest.raises(ConfigError, match=r"unknown config key 'trainer.root_dir'.*top-level key run_dir"):
         load_config(["quickstart_scratch.yaml"], ["trainer.root_dir=/tmp/elsewhere"])
     with pytest.raises(ConfigError, match="'trainer.callbacks' is set by vvc-lightning"):
@@ -54,7 +60,11 @@ def test_the_cli_prints_one_line_and_exits_2(override, tmp_path, capsys):
 
 
 def test_the_checker_on_annotations_a_config_can_spell():
-    assert conforms([1, 2], Sequence[int]) and not conforms("12", Sequence[int]) and not conforms([1, "a"], list[int])
+    assert (
+        conforms([1, 2], Sequence[int])
+        and not conforms("12", Sequence[int])
+        and not conforms([1, "a"], list[int])
+    )
     assert conforms((1, "a"), tuple[int, str]) and not conforms((1,), tuple[int, str])
     assert conforms("b", Literal["a", "b"]) and not conforms("c", Literal["a", "b"])
     assert conforms(3, float) and not conforms(True, int) and not conforms(1, bool)

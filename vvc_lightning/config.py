@@ -136,8 +136,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None,
         if key.strip() in (ROOT_DIR_ALIAS, "run_dir"):
             run_dirs[key.strip()] = parsed
             if len(run_dirs) == 2 and len(set(map(str, run_dirs.values()))) == 2:
-                raise ConfigError(f"run_dir={run_dirs['run_dir']} and {ROOT_DIR_ALIAS}={run_dirs[ROOT_DIR_ALIAS]} "
-                                  "name two run folders; give one of them")
+                raise ConfigError(
+                    f"run_dir={run_dirs['run_dir']} and {ROOT_DIR_ALIAS}={run_dirs[ROOT_DIR_ALIAS]} "
+                    "name two run folders; give one of them"
+                )
             key = "run_dir"
         if key.strip().endswith(".name") and key.strip()[: -len(".name")] in OPEN_SECTIONS[:2]:
             _reset_if_renamed(cfg, key.strip()[: -len(".name")], parsed)

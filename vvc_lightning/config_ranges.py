@@ -27,20 +27,33 @@ RANGES: dict[str, tuple[Any, str]] = {
     "model.loss.lmbda": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 0.1)"),
     "model.loss.alpha": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 1e-3)"),
     "model.loss.beta": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 1.0)"),
-    "model.codec.qualities": (lambda v: _whole(v) and 0 <= v <= MAX_QUALITIES,
-                              f"a whole number from 0 (fixed rate) to {MAX_QUALITIES} (e.g. 8)"),
-    "model.codec.transform_blocks": (lambda v: _whole(v) and 0 <= v <= 64, "a whole number from 0 to 64 (e.g. 2)"),
+    "model.codec.qualities": (
+        lambda v: _whole(v) and 0 <= v <= MAX_QUALITIES,
+        f"a whole number from 0 (fixed rate) to {MAX_QUALITIES} (e.g. 8)",
+    ),
+    "model.codec.transform_blocks": (
+        lambda v: _whole(v) and 0 <= v <= 64,
+        "a whole number from 0 to 64 (e.g. 2)",
+    ),
     "optim.lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 5e-6)"),
     "optim.aux_lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 1e-3)"),
     "optim.weight_decay": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 0.0)"),
-    "optim.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "a finite number above 0, or null (off)"),
+    "optim.grad_clip": (
+        lambda v: v is None or (_number(v) and v > 0),
+        "a finite number above 0, or null (off)",
+    ),
     "optim.warmup_steps": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
     "optim.min_lr_ratio": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1 (e.g. 0.1)"),
     "checkpoint.every_n_train_steps": (lambda v: _whole(v) and v >= 1, "a whole number >= 1 (e.g. 1000)"),
     "checkpoint.keep": (lambda v: _whole(v) and v >= -1, "a whole number >= 0 (or -1: keep all)"),
-    "trainer.max_steps": (lambda v: _whole(v) and (v >= 1 or v == -1), "a whole number >= 1 (or -1: no limit)"),
-    "trainer.max_epochs": (lambda v: v is None or (_whole(v) and (v >= 1 or v == -1)),
-                           "a whole number >= 1, -1 (no limit) or null"),
+    "trainer.max_steps": (
+        lambda v: _whole(v) and (v >= 1 or v == -1),
+        "a whole number >= 1 (or -1: no limit)",
+    ),
+    "trainer.max_epochs": (
+        lambda v: v is None or (_whole(v) and (v >= 1 or v == -1)),
+        "a whole number >= 1, -1 (no limit) or null",
+    ),
 }
 
 

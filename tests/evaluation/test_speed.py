@@ -18,20 +18,35 @@ def read_csv(path):
 
 
 def row(codec, seq, point, frames, enc, dec):
-    return {"codec": codec, "label": codec, "kind": "neural" if codec == "ours" else "baseline", "sequence": seq,
-            "point": point, "frames": frames, "encode_seconds": enc, "decode_seconds": dec}
+    return {
+        "codec": codec,
+        "label": codec,
+        "kind": "neural" if codec == "ours" else "baseline",
+        "sequence": seq,
+        "point": point,
+        "frames": frames,
+        "encode_seconds": enc,
+        "decode_seconds": dec,
+    }
 
 
 def test_ratios_pool_the_rate_points_per_sequence_and_above_one_means_faster():
-    rows = [row("ours", "a", "m", 10, 2.0, 1.0), row("x265", "a", 22, 10, 0.5, 0.1), row("x265", "a", 32, 10, 0.5, 0.1),
-            row("vvenc", "a", 22, 10, 4.0, 0.2), row("x264", "a", 22, 10, 0.1, 0.1),
-            row("ours", "b", "m", 5, 1.0, None)]
+    rows = [
+        row("ours", "a", "m", 10, 2.0, 1.0),
+        row("x265", "a", 22, 10, 0.5, 0.1),
+        row("x265", "a", 32, 10, 0.5, 0.1),
+        row("vvenc", "a", 22, 10, 4.0, 0.2),
+        row("x264", "a", 22, 10, 0.1, 0.1),
+        row("ours", "b", "m", 5, 1.0, None),
+    ]
     table = {(r["codec"], r["sequence"]): r for r in speed.speed_table(rows)}
     ours = table[("ours", "a")]
     assert ours["encode_fps"] == pytest.approx(5.0) and ours["decode_fps"] == pytest.approx(10.0)
     assert ours["encode_vs_x265"] == pytest.approx(5.0 / 20.0)  # x265: 20 frames in 1.0 s
     assert ours["decode_vs_x265"] == pytest.approx(10.0 / 100.0)
-    assert ours["encode_vs_vvenc"] == pytest.approx(5.0 / 2.5) and ours["encode_vs_vvenc"] > 1  # faster than vvenc
+    assert (
+        ours["encode_vs_vvenc"] == pytest.approx(5.0 / 2.5) and ours["encode_vs_vvenc"] > 1
+    )  # faster than vvenc
     assert table[("x265", "a")]["encode_vs_x265"] == pytest.approx(1.0)
     b = table[("ours", "b")]
     assert math.isnan(b["decode_fps"]) and math.isnan(b["encode_vs_x265"])  # no time, no x265 row on b: no ratio

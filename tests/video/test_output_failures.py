@@ -77,7 +77,9 @@ def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, na
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bytes_copies_and_checkpoints_on_a_full_disk_are_one_line_and_leave_nothing(tmp_path, tmp_path_factory):
+def test_bytes_copies_and_checkpoints_on_a_full_disk_are_one_line_and_leave_nothing(
+    tmp_path, tmp_path_factory
+):
     src = tmp_path_factory.mktemp("src") / "big.png"
     src.write_bytes(bytes(5000))
     with file_size_limit(2000):
@@ -136,8 +138,10 @@ def test_a_folder_without_write_permission():
         folder.chmod(0o555)
         for fn, name in ((lambda: write_bytes_atomic(folder / "x.vvc", b"data"), "x.vvc"),
                          (lambda: write_video(folder / "x.mp4", noise(2), 25), "x.mp4")):
-            assert as_nobody(fn) == (f"WriteError: cannot write '{folder / name}': Permission denied; choose a folder "
-                                     "you may write to (nothing was written)")
+            assert as_nobody(fn) == (
+                f"WriteError: cannot write '{folder / name}': Permission denied; choose a folder "
+                "you may write to (nothing was written)"
+            )
         assert as_nobody(lambda: make_dirs(folder / "sub")).startswith(
             f"WriteError: cannot create folder '{folder / 'sub'}': Permission denied")
         assert list(folder.iterdir()) == []
@@ -166,8 +170,10 @@ def test_cli_decompress_onto_a_full_disk_exits_2_with_one_line(clip, tmp_path, c
         code = main(["decompress", str(clip["vvc"]), "-o", str(dst), "--ckpt", str(clip["ckpt"])])
     out, err = capsys.readouterr()
     assert code == 2 and "decompressed" not in out
-    assert err.strip() == (f"error: cannot write '{dst}': File too large; choose a folder whose file system (or "
-                           "file-size limit) takes a file this large (nothing was written)")
+    assert err.strip() == (
+        f"error: cannot write '{dst}': File too large; choose a folder whose file system (or "
+        "file-size limit) takes a file this large (nothing was written)"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -270,8 +276,10 @@ def test_cli_a_dangling_link_at_the_output_needs_overwrite(clip, tmp_path, capsy
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: output '{link}' is a symbolic link to '{tmp_path / 'gone.vvc'}', which does not exist; "
-                   "remove it, choose another name or pass --overwrite (to replace the link)")
+    assert err == (
+        f"error: output '{link}' is a symbolic link to '{tmp_path / 'gone.vvc'}', which does not exist; "
+        "remove it, choose another name or pass --overwrite (to replace the link)"
+    )
     assert link.is_symlink()
     assert main([*args, "--overwrite"]) == 0
     assert not link.is_symlink() and link.stat().st_size > 0 and not (tmp_path / "gone.vvc").exists()

@@ -67,7 +67,9 @@ def test_greyscale_noise_small_and_cut_out_images_are_dropped():
     assert "noise" in photo_verdict(measure(noise))
     assert "smaller" in photo_verdict(measure(photo[:200, :300]))
     assert "cut-out" in photo_verdict(measure(photo, transparent=0.3))
-    assert photo_verdict(measure(photo[:200, :300], short_side=600)) is None  # decoded reduced: the file's side counts
+    assert (
+        photo_verdict(measure(photo[:200, :300], short_side=600)) is None
+    )  # decoded reduced: the file's side counts
 
 
 def test_measure_rejects_what_is_no_rgb_image():

@@ -134,10 +134,31 @@ class Encoder:
                     preset: str, matrix: str, rng: str) -> list[str]:
         """The full ffmpeg argument list, reading input.yuv and writing stream.EXT in the working folder."""
         # colour tags on the input side: as output options they make ffmpeg convert the samples
-        return ["-hide_banner", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-s",
-                f"{width}x{height}", "-r", f"{fps:g}", "-colorspace", COLORSPACE_TAGS[matrix],
-                "-color_range", RANGE_TAGS[rng], "-i", f"input{self.bit_depth}.yuv", "-c:v", self.ffmpeg_codec, *self.codec_args(point, intra_period, preset),
-                "-f", self.raw_format, f"stream.{self.extension}"]
+        return [
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            self.pix_fmt,
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{fps:g}",
+            "-colorspace",
+            COLORSPACE_TAGS[matrix],
+            "-color_range",
+            RANGE_TAGS[rng],
+            "-i",
+            f"input{self.bit_depth}.yuv",
+            "-c:v",
+            self.ffmpeg_codec,
+            *self.codec_args(point, intra_period, preset),
+            "-f",
+            self.raw_format,
+            f"stream.{self.extension}",
+        ]
 
     def decode_args(self) -> list[str]:
         """ffmpeg arguments decoding stream.EXT to raw decoded.yuv, every frame kept."""
@@ -202,7 +223,9 @@ def write_input(work: Path, frames: np.ndarray, bit_depth: int, matrix: str, rng
     return path
 
 
-def read_output(path: Path, n: int, w: int, h: int, bit_depth: int, matrix: str, rng: str, name: str) -> np.ndarray:
+def read_output(
+    path: Path, n: int, w: int, h: int, bit_depth: int, matrix: str, rng: str, name: str
+) -> np.ndarray:
     """Decoded raw 4:2:0 frames -> RGB uint8 (N,h,w,3); the frame count must be `n`."""
     bps = 1 if bit_depth == 8 else 2
     frame_size = w * h * 3 // 2 * bps

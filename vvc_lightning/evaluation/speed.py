@@ -58,8 +58,14 @@ def speed_table(rows: list[dict]) -> list[dict]:
     for codec in dict.fromkeys(r["codec"] for r in rows):
         for seq in dict.fromkeys(r["sequence"] for r in rows if r["codec"] == codec):
             sel = [r for r in rows if r["codec"] == codec and r["sequence"] == seq]
-            rec: dict[str, Any] = {"codec": codec, "label": sel[0].get("label", codec), "kind": sel[0].get("kind", ""),
-                                   "sequence": seq, "points": len(sel), **_pooled(sel)}
+            rec: dict[str, Any] = {
+                "codec": codec,
+                "label": sel[0].get("label", codec),
+                "kind": sel[0].get("kind", ""),
+                "sequence": seq,
+                "points": len(sel),
+                **_pooled(sel),
+            }
             for ref in refs:
                 base = _pooled([r for r in rows if r["codec"] == ref and r["sequence"] == seq])
                 for side in ("encode", "decode"):

@@ -107,7 +107,9 @@ def _normalize(x: Tensor, eps: float = 1e-10) -> Tensor:
     return x / (torch.sqrt(torch.sum(x**2, dim=1, keepdim=True)) + eps)
 
 
-def _load_checked(module: nn.Module, state: dict, what: str, loaded_elsewhere: tuple[str, ...] = ("lins.",)) -> None:
+def _load_checked(
+    module: nn.Module, state: dict, what: str, loaded_elsewhere: tuple[str, ...] = ("lins.",)
+) -> None:
     """Load `state` into `module`, failing on any key neither loaded nor listed in `loaded_elsewhere`."""
     result = module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(loaded_elsewhere)]

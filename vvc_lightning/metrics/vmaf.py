@@ -50,9 +50,24 @@ def vmaf_scores(ref: np.ndarray, rec: np.ndarray, matrix: str = "bt709", rng: st
         w, h = write_yuv420(d / "ref.yuv", ref, matrix, rng)
         write_yuv420(d / "rec.yuv", rec, matrix, rng)
         raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-r", f"{fps:g}"]
-        cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", *raw, "-i", "rec.yuv", *raw, "-i", "ref.yuv",
-               "-lavfi", f"[0:v][1:v]libvmaf=model=version={MODEL}:log_fmt=json:log_path=vmaf.json"
-               f":n_threads={threads}", "-f", "null", "-"]
+        cmd = [
+            exe,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            *raw,
+            "-i",
+            "rec.yuv",
+            *raw,
+            "-i",
+            "ref.yuv",
+            "-lavfi",
+            f"[0:v][1:v]libvmaf=model=version={MODEL}:log_fmt=json:log_path=vmaf.json:n_threads={threads}",
+            "-f",
+            "null",
+            "-",
+        ]
         proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
         if proc.returncode != 0 or not (d / "vmaf.json").is_file():
             raise VVCError(f"VMAF through ffmpeg failed: {proc.stderr.strip()[-400:]}")

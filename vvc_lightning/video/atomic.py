@@ -32,7 +32,9 @@ class WriteError(VVCError):
     """An output could not be written (full disk, read-only file system, no permission ...)."""
 
 
-def write_error(path: str | os.PathLike, exc: BaseException, tmp: str | os.PathLike | None = None) -> WriteError | None:
+def write_error(
+    path: str | os.PathLike, exc: BaseException, tmp: str | os.PathLike | None = None
+) -> WriteError | None:
     """The one-line error for an OSError raised while writing `path` (through `tmp`), or None when `exc` is not
     a write failure of that output (e.g. an input that cannot be read keeps its own error)."""
     if not isinstance(exc, OSError) or exc.errno not in WRITE_FIXES:
@@ -41,7 +43,9 @@ def write_error(path: str | os.PathLike, exc: BaseException, tmp: str | os.PathL
     ours = [Path(path), *([Path(tmp)] if tmp is not None else [])]
     if names and not any(n == p or p in n.parents for n in names for p in ours):  # e.g. sendfile names src, dst
         return None
-    return WriteError(f"cannot write '{path}': {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]} (nothing was written)")
+    return WriteError(
+        f"cannot write '{path}': {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]} (nothing was written)"
+    )
 
 
 def make_dirs(path: str | os.PathLike) -> Path:

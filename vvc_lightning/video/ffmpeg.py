@@ -18,7 +18,9 @@ def ffmpeg_exe() -> str:
 
         return imageio_ffmpeg.get_ffmpeg_exe()
     except Exception as exc:  # missing package or binary
-        raise VVCError(f"no ffmpeg found ({exc}); pip install imageio-ffmpeg==0.8.1 or set IMAGEIO_FFMPEG_EXE") from exc
+        raise VVCError(
+            f"no ffmpeg found ({exc}); pip install imageio-ffmpeg==0.8.1 or set IMAGEIO_FFMPEG_EXE"
+        ) from exc
 
 
 @functools.cache

@@ -39,11 +39,15 @@ def refuse_special(dst: str | os.PathLike) -> None:
     """Fail if `dst` is a device, FIFO or socket: outputs are never streamed into one nor renamed over it."""
     kind = special_kind(dst)
     if kind is not None:
-        raise VVCError(f"output '{dst}' is {kind}, not a regular file; name a regular file (devices and pipes are "
-                       "never written into or replaced, --overwrite or not)")
+        raise VVCError(
+            f"output '{dst}' is {kind}, not a regular file; name a regular file (devices and pipes are "
+            "never written into or replaced, --overwrite or not)"
+        )
 
 
-def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = None, kind: str = "video") -> Path:
+def check_output_path(
+    dst: str | os.PathLike, src: str | os.PathLike | None = None, kind: str = "video"
+) -> Path:
     """`dst` if it is a place we may write a `kind` ("video" or "bitstream") to; a clear error otherwise.
 
     Refused: a missing parent folder, the input itself, an existing folder (its contents are never touched),
@@ -79,8 +83,10 @@ def refuse_existing(dst: str | os.PathLike, overwrite: bool) -> None:
     if dst.is_file():
         raise VVCError(f"output '{dst}' already exists; remove it, choose another name or pass --overwrite")
     if dst.is_symlink():
-        raise VVCError(f"output '{dst}' is a symbolic link to '{os.readlink(dst)}', which does not exist; remove "
-                       "it, choose another name or pass --overwrite (to replace the link)")
+        raise VVCError(
+            f"output '{dst}' is a symbolic link to '{os.readlink(dst)}', which does not exist; remove "
+            "it, choose another name or pass --overwrite (to replace the link)"
+        )
 
 
 def decoded_bytes_limit() -> int:
@@ -97,7 +103,9 @@ class Terminated(SystemExit):
     """Raised in the main thread by SIGTERM / SIGHUP while a temporary output exists (exit code 128 + signal)."""
 
 
-_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
+)
 _depth = 0
 _saved: dict[int, object] = {}
 

@@ -167,15 +167,20 @@ class Summary:
         reasons = self.skip_reasons()
         skipped = self.skipped()
         lines.append(f"videos written: {self.videos}")
-        lines.append(f"files skipped: {len(skipped)}" + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})"
-                                                        if skipped else ""))
+        lines.append(
+            f"files skipped: {len(skipped)}"
+            + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})" if skipped else "")
+        )
         for s in skipped[:MAX_LISTED]:
             lines.append(f"  skipped {s['origin']}: {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else ""))
         if len(skipped) > MAX_LISTED:
             lines.append(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in {self.outdir / INDEX_FILE}")
         empty = sum(1 for s in self.shards if s.videos == 0)
-        lines.append(f"shards: {len(self.shards)} ({self.written_now} written now, {self.resumed} already done"
-                     + (f", {empty} empty" if empty else "") + ")")
+        lines.append(
+            f"shards: {len(self.shards)} ({self.written_now} written now, {self.resumed} already done"
+            + (f", {empty} empty" if empty else "")
+            + ")"
+        )
         lines.append(f"bytes: {self.bytes} ({self.bytes / 1e9:.2f} GB)")
         lines.append(f"use: data.train_shards={self.pattern()}")
         return "\n".join(lines)

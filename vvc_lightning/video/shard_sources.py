@@ -22,12 +22,28 @@ from vvc_lightning.errors import VVCError
 # "undecodable" rather than "unsupported". Every other file is probed before it is taken or skipped.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".y4m", ".mpg", ".mpeg", ".m1v", ".m2v",
                   ".ts", ".m2ts", ".mts", ".vob", ".flv", ".wmv", ".asf", ".3gp", ".ogv", ".mxf", ".dv")
-READER_KEYS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "y4m")  # datamodules.streaming.VIDEO_KEYS but 'video'
+READER_KEYS = (
+    "mp4",
+    "mkv",
+    "webm",
+    "avi",
+    "mov",
+    "m4v",
+    "y4m",
+)  # datamodules.streaming.VIDEO_KEYS but 'video'
 NOT_PROBED = (".csv", ".zip")  # metadata and archives (a zip is opened and its members probed)
 STILL_FORMATS = ("image2", "image2pipe")  # FFmpeg demuxers of single pictures; also every '*_pipe'
 NAME_COLUMNS = ("video", "file", "filename", "file_name", "video_name", "path", "video_path", "name")
 # reading a file or a zip member: missing, encrypted, an unknown compression, a bad CRC or deflate stream
-ZIP_READ_ERRORS = (OSError, zipfile.BadZipFile, KeyError, EOFError, RuntimeError, NotImplementedError, zlib.error)
+ZIP_READ_ERRORS = (
+    OSError,
+    zipfile.BadZipFile,
+    KeyError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
 SPLIT_PART = re.compile(r".*_part[a-z]{2}$|.*\.zip\.\d+$|.*\.z\d\d$", re.IGNORECASE)
 
 
@@ -134,7 +150,9 @@ def probe_bytes(data: bytes, label: str, min_frames: int) -> tuple[dict[str, Any
 _ZIPS: dict[str, zipfile.ZipFile] = {}
 
 
-def load_and_probe(args: tuple[VideoItem, int]) -> tuple[bytes | None, dict[str, Any] | None, tuple[str, str]]:
+def load_and_probe(
+    args: tuple[VideoItem, int],
+) -> tuple[bytes | None, dict[str, Any] | None, tuple[str, str]]:
     """(bytes, probe info, ('', '')) of a video to shard, or (None, None, (reason, detail)) of a skipped file."""
     item, min_frames = args
     try:

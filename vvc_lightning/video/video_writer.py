@@ -114,8 +114,9 @@ class VideoWriter:
         if self.suffix == ".y4m":
             fr = Fraction(self.fps).limit_denominator(1001)
             colour_range = "XCOLORRANGE=LIMITED" if self.rng == "limited" else "XCOLORRANGE=FULL"
-            self._file.write(f"YUV4MPEG2 W{w} H{h} F{fr.numerator}:{fr.denominator} Ip A1:1 C420 {colour_range}\n"
-                             .encode())
+            self._file.write(
+                f"YUV4MPEG2 W{w} H{h} F{fr.numerator}:{fr.denominator} Ip A1:1 C420 {colour_range}\n".encode()
+            )
 
     def _write_av(self, frame: np.ndarray) -> None:
         import av

@@ -121,7 +121,9 @@ def test_pixel_kernel_equals_the_generic_one(sums):
     pick = torch.rand(x.shape, generator=g) < 0.05
     x[pick] = (torch.rand(int(pick.sum()), generator=g, dtype=torch.float64) * 2 - 1) * 1100
     x[0, 3, 2, 5] = float("nan")
-    view = x[:, :, :w].permute(0, 3, 1, 2).numpy()  # (n, c, h, w) channels-last, cropped (generic kernel: NCHW copy)
+    view = (
+        x[:, :, :w].permute(0, 3, 1, 2).numpy()
+    )  # (n, c, h, w) channels-last, cropped (generic kernel: NCHW copy)
     for ph, pw in ((0, 0), (2, 1)):
         outs = []
         for run in (0, 1):

@@ -163,7 +163,12 @@ class DigitWeights:
     `per_tap` the float64 (Cin, N) block of each tap, for the scatter of wide values."""
 
     def __init__(
-        self, w_mat: Tensor, kernel: tuple[int, int], taps: list[tuple[int, int]] | None, per_tap: list[Tensor], l1: float
+        self,
+        w_mat: Tensor,
+        kernel: tuple[int, int],
+        taps: list[tuple[int, int]] | None,
+        per_tap: list[Tensor],
+        l1: float,
     ) -> None:
         k, n = w_mat.shape
         self.kernel, self.taps, self.per_tap, self.k, self.n = kernel, taps, per_tap, k, n
@@ -325,7 +330,9 @@ def _im2col(flat: Tensor, offsets: list[int], rows: int, g0: int, g1: int) -> Te
     return cols.view(nd, g1 - g0, -1)
 
 
-def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue: tuple | None = None) -> Tensor | None:
+def conv2d(
+    x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue: tuple | None = None
+) -> Tensor | None:
     """Exact F.conv2d(x_int, w_int, padding=padding) (stride 1, no bias) of the quantised x (None: NaN in x).
 
     epilogue (bias, lo, hi): return intnet's rescaled layer output instead (`layer_forward`)."""

@@ -55,7 +55,14 @@ def _split(q: int) -> tuple[int, int, int]:
 
 @njit(cache=True, nogil=True)
 def quantize_digits(
-    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, first: int = 0, last: int = -1
+    x: np.ndarray,
+    buf: np.ndarray,
+    ph: int,
+    pw: int,
+    rest: np.ndarray,
+    limit: float,
+    first: int = 0,
+    last: int = -1,
 ) -> tuple[int, int, bool]:
     """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
     at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).

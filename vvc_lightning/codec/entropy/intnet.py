@@ -189,7 +189,9 @@ def int_conv(cin: int, cout: int, kernel_size: int = 5, stride: int = 1, relu: b
     return IntConv2d(cin, cout, kernel_size, stride=stride, padding=kernel_size // 2, relu=relu)
 
 
-def int_deconv(cin: int, cout: int, kernel_size: int = 5, stride: int = 2, relu: bool = False) -> IntTransposedConv2d:
+def int_deconv(
+    cin: int, cout: int, kernel_size: int = 5, stride: int = 2, relu: bool = False
+) -> IntTransposedConv2d:
     """compressai's `deconv` (output = stride * input) as an integer layer."""
     return IntTransposedConv2d(
         cin, cout, kernel_size, stride=stride, output_padding=stride - 1, padding=kernel_size // 2, relu=relu

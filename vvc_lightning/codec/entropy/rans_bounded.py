@@ -273,7 +273,9 @@ class BoundedRansDecoder:
             raise BitstreamError("entropy-coded data starts with a state no encoder writes")
         self._state, self._pos = state, 2
 
-    def decode_stream(self, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None) -> list[int]:
+    def decode_stream(
+        self, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None
+    ) -> list[int]:
         """Decode one symbol per CDF index (CompressAI's `decode_stream` arguments, a list back)."""
         return self.decode_array(indexes, cdfs, cdf_sizes, offsets).tolist()
 
