@@ -230,7 +230,8 @@ class VideoDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        """(B,3,T,H,W) float clips in [-1,1], the same clips and crops on every run; [] when not configured."""
+        """(B,3,T,H,W) float clips in [-1,1], the same clips and crops on every run; [] when not
+        configured."""
         if self.val_set is None:
             self.val_set = self.build_val()
         if self.val_set is None:

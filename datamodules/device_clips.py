@@ -103,9 +103,11 @@ class ClipBank:
         return cls(videos, photos, spec, motion, video_fraction)
 
     def batch(self, size: int, gen: torch.Generator) -> torch.Tensor:
-        """(size,3,T,c,c) float clips in [-1,1] on the bank's device; the same `gen` state gives the same batch."""
+        """(size,3,T,c,c) float clips in [-1,1] on the bank's device; the same `gen` state gives the same
+        batch."""
         spec, c = self.spec, int(self.spec.crop_size or 0)
-        u = torch.rand(size, 4 + DRAWS, generator=gen, dtype=torch.float64)  # a fixed number of draws per clip
+        # a fixed number of draws per clip
+        u = torch.rand(size, 4 + DRAWS, generator=gen, dtype=torch.float64)
         is_video = (u[:, 0] < self.video_fraction).tolist()
         out = torch.empty(size, 3, spec.frames, c, c, device=self.device)
         vid = [i for i in range(size) if is_video[i]]

@@ -83,7 +83,8 @@ def plan_motion(u: torch.Tensor, sizes: torch.Tensor, frames: int, stride: int, 
 def cut_box(
     img: torch.Tensor, size: tuple[int, int], box: tuple[int, int], side: int, down: bool
 ) -> torch.Tensor:
-    """(3,side,side) float 0..255: `img` (3,H,W) uint8 resized to `size`, the box at `box` (edges replicated)."""
+    """(3,side,side) float 0..255: `img` (3,H,W) uint8 resized to `size`, the box at `box` (edges
+    replicated)."""
     x = img[None].float()
     if tuple(size) != tuple(img.shape[-2:]):
         x = F.interpolate(x, size=tuple(size), mode="area" if down else "bicubic",

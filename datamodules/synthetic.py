@@ -64,7 +64,8 @@ def write_h264(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int
 
 def write_index_video(path: str | Path, num_frames: int, height: int = 64, width: int = 96,
                       fps: float = 25.0, crf: int = 10, gop: int = 16) -> Path:
-    """Write an index video (.mp4/.mkv H.264 with keyframes every `gop`, or .y4m, .yuv) and return its path."""
+    """Write an index video (.mp4/.mkv H.264 with keyframes every `gop`, or .y4m, .yuv) and return its
+    path."""
     frames = index_video(num_frames, height, width)
     if Path(path).suffix.lower() in (".mp4", ".mkv"):
         return write_h264(path, frames, fps, crf, gop)

@@ -1,4 +1,5 @@
-"""Backbone and datamodule keys checked against their constructors' annotations; Trainer keys the project owns."""
+"""Backbone and datamodule keys checked against their constructors' annotations; Trainer keys the project
+owns."""
 
 from __future__ import annotations
 

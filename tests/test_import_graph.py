@@ -68,7 +68,8 @@ def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
 
 
 def imports_of(name: str, path: Path, modules: Mapping[str, Path]) -> set[str]:
-    """The package modules that `name` imports anywhere in its file (in functions too), relative ones resolved."""
+    """The package modules that `name` imports anywhere in its file (in functions too), relative ones
+    resolved."""
     is_pkg = path.name == "__init__.py"
     found: set[str] = set()
     for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
@@ -101,7 +102,8 @@ def import_graph(package_dirs: Mapping[str, Path] = PACKAGE_DIRS) -> Graph:
 
 
 def concern_of(module: str, modules: Mapping[str, Path], top: str = TOP) -> str:
-    """The innermost package holding `module` (a package is its own concern); a top-level module is its own."""
+    """The innermost package holding `module` (a package is its own concern); a top-level module is its
+    own."""
     if modules[module].name == "__init__.py":
         return module
     parent = module.rsplit(".", 1)[0]

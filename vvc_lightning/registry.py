@@ -120,7 +120,8 @@ class Registry:
         return sorted([*self._entries, *(a for a in self._deprecated if a not in self._entries)])
 
     def canonical(self, name: str) -> str:
-        """The registered name that `name` means: itself, or the current name of a deprecated alias (no warning)."""
+        """The registered name that `name` means: itself, or the current name of a deprecated alias (no
+        warning)."""
         self._scan()
         return name if name in self._entries else self._deprecated.get(name, name)
 

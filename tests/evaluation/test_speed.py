@@ -49,7 +49,8 @@ def test_ratios_pool_the_rate_points_per_sequence_and_above_one_means_faster():
     )  # faster than vvenc
     assert table[("x265", "a")]["encode_vs_x265"] == pytest.approx(1.0)
     b = table[("ours", "b")]
-    assert math.isnan(b["decode_fps"]) and math.isnan(b["encode_vs_x265"])  # no time, no x265 row on b: no ratio
+    # no time, no x265 row on b: no ratio
+    assert math.isnan(b["decode_fps"]) and math.isnan(b["encode_vs_x265"])
     assert "x264" not in speed.present_references(rows)
 
 

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @contextlib.contextmanager
 def file_size_limit(n: int) -> Iterator[None]:
-    """Within the block, this process's writes beyond `n` bytes of a file fail with EFBIG (as a full disk would)."""
+    """Within the block, this process's writes beyond `n` bytes of a file fail with EFBIG (as a full disk
+    would)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
@@ -67,7 +68,8 @@ def noise(n: int = 8, h: int = 64, w: int = 96) -> np.ndarray:
 # ------------------------------------------------------------------------------------ full disk
 @pytest.mark.parametrize("name", ["x.mp4", "x.mkv", "x.mov", "x.y4m", "x.yuv", "pngs"])
 def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, name):
-    """Before: .mp4/.mkv/.mov returned as if written (the close error was dropped), .y4m/.yuv/PNG raised OSError."""
+    """Before: .mp4/.mkv/.mov returned as if written (the close error was dropped), .y4m/.yuv/PNG raised
+    OSError."""
     dst = tmp_path / name
     with file_size_limit(2000), pytest.raises(WriteError) as info:
         write_video(dst, noise(), 25)
@@ -85,10 +87,12 @@ def test_bytes_copies_and_checkpoints_on_a_full_disk_are_one_line_and_leave_noth
     with file_size_limit(2000):
         with pytest.raises(WriteError, match=r"cannot write '.*out\.vvc': File too large"):
             write_bytes_atomic(tmp_path / "out.vvc", bytes(5000))
-        with pytest.raises(WriteError, match=r"cannot write '.*copy\.png': File too large"):  # as report.py copies
+        # as report.py copies
+        with pytest.raises(WriteError, match=r"cannot write '.*copy\.png': File too large"):
             with atomic_path(tmp_path / "copy.png") as tmp:
                 shutil.copyfile(src, tmp)
-        with pytest.raises(WriteError, match=r"cannot write '.*last\.ckpt': File too large"):  # was a RuntimeError
+        # was a RuntimeError
+        with pytest.raises(WriteError, match=r"cannot write '.*last\.ckpt': File too large"):
             AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(5000)}, tmp_path / "run" / "last.ckpt")
     assert [p.name for p in tmp_path.rglob("*")] == ["run"]
 
@@ -106,8 +110,8 @@ def test_a_real_full_and_a_read_only_file_system(tmp_path):
 
 
 def as_nobody(fn) -> str:
-    """What `fn()` raises (its message) when run by a user without root's rights: a forked child drops to 'nobody'
-    when we are root (root writes into any folder), else runs it as is."""
+    """What `fn()` raises (its message) when run by a user without root's rights: a forked child drops to
+    'nobody' when we are root (root writes into any folder), else runs it as is."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -130,7 +134,8 @@ def as_nobody(fn) -> str:
 
 
 def test_a_folder_without_write_permission():
-    top = Path(tempfile.mkdtemp(prefix="vvc-perm-"))  # not under pytest's 0700 folders: 'nobody' must reach it
+    # not under pytest's 0700 folders: 'nobody' must reach it
+    top = Path(tempfile.mkdtemp(prefix="vvc-perm-"))
     try:
         folder = top / "locked"
         folder.mkdir()
@@ -156,7 +161,8 @@ def clip(tmp_path_factory, bikes_frames, tiny_ckpt) -> dict:
     write_video(src, small_clip(bikes_frames, 12, 40, 56), 25)
     vvc = root / "clip.vvc"
     assert main(["compress", str(src), "-o", str(vvc), "--ckpt", str(tiny_ckpt), "--batch", "2"]) == 0
-    # numba compiles (and caches to disk) the rANS decoder on first use: done here, before a test limits writes
+    # numba compiles (and caches to disk) the rANS decoder on first use: done here, before a test limits
+    # writes
     assert main(["decompress", str(vvc), "-o", str(root / "warm.y4m"), "--ckpt", str(tiny_ckpt)]) == 0
     return {"src": src, "vvc": vvc, "ckpt": tiny_ckpt}
 
@@ -203,7 +209,8 @@ print(json.dumps(result))
 
 @pytest.mark.parametrize("size", [(640, 360), pytest.param((1280, 720), marks=pytest.mark.slow)])
 def test_a_signal_during_the_final_flush_of_an_mp4_is_not_a_success(tmp_path, size):
-    """Before: SIGINT / SIGTERM in the flush of a 1280x720 33-frame .mp4 returned normally, and no file existed."""
+    """Before: SIGINT / SIGTERM in the flush of a 1280x720 33-frame .mp4 returned normally, and no file
+    existed."""
     proc = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(tmp_path), *map(str, size)],
                           capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)

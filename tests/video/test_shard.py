@@ -20,7 +20,8 @@ from vvc_lightning.video.video_sources import ClipSpec
 
 @pytest.fixture(scope="module")
 def src_dir(tmp_path_factory):
-    """6 good index videos (26..31 frames), a short one, a corrupt one, a zip part and an OpenVid-style CSV."""
+    """6 good index videos (26..31 frames), a short one, a corrupt one, a zip part and an OpenVid-style
+    CSV."""
     d = tmp_path_factory.mktemp("src")
     for i in range(6):
         write_index_video(d / f"clip{i}.mp4", 26 + i, 32, 48)

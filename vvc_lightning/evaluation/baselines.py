@@ -284,7 +284,8 @@ class VVenC(Encoder):
 
 @register_encoder("svtav1")
 class SvtAv1(Encoder):
-    """AV1 by SVT-AV1: CRF, keyint -1 (first frame only) unless an intra period is given, no scene detection."""
+    """AV1 by SVT-AV1: CRF, keyint -1 (first frame only) unless an intra period is given, no scene
+    detection."""
 
     name, label, ffmpeg_codec, raw_format, extension = "svtav1", "AV1 (SVT-AV1)", "libsvtav1", "obu", "obu"
     rate_option = "crf"

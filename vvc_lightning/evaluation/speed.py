@@ -1,4 +1,5 @@
-"""Speed beside quality: encode / decode frames per second of every row, and how ours compares with x265 and vvenc.
+"""Speed beside quality: encode / decode frames per second of every row, and how ours compares with x265 and
+vvenc.
 
 A row's fps is its frames over its measured seconds. Per codec and sequence the fps pools the rate points
 (all frames over all seconds); the ratio of a codec to a reference codec (x265, vvenc) is its fps over the

@@ -30,7 +30,8 @@ def psnr(a: Tensor, b: Tensor, peak: float = 255.0) -> Tensor:
 
 
 def msssim_window(height: int, width: int, preferred: int = MSSSIM_WINDOW) -> int:
-    """Gaussian window for 5-scale MS-SSIM: the largest odd size up to `preferred` the coarsest scale holds."""
+    """Gaussian window for 5-scale MS-SSIM: the largest odd size up to `preferred` the coarsest scale
+    holds."""
     side = min(height, width)
     win = preferred
     while win > MSSSIM_MIN_WINDOW and side <= (win - 1) * MSSSIM_DOWNSCALE:

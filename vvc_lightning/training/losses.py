@@ -56,7 +56,8 @@ class RatePerceptionLoss(nn.Module):
         z_lik: Tensor | None = None,
         lmbda: float | None = None,
     ) -> LossTerms:
-        """The loss terms; `lmbda` overrides the fixed lambda (variable-rate training samples it per batch)."""
+        """The loss terms; `lmbda` overrides the fixed lambda (variable-rate training samples it per
+        batch)."""
         mse, p = self.distortion(x, x_hat)
         d = self.alpha * mse + self.beta * p
         if y_lik is None:

@@ -35,13 +35,14 @@ class WriteError(VVCError):
 def write_error(
     path: str | os.PathLike, exc: BaseException, tmp: str | os.PathLike | None = None
 ) -> WriteError | None:
-    """The one-line error for an OSError raised while writing `path` (through `tmp`), or None when `exc` is not
-    a write failure of that output (e.g. an input that cannot be read keeps its own error)."""
+    """The one-line error for an OSError raised while writing `path` (through `tmp`), or None when `exc` is
+    not a write failure of that output (e.g. an input that cannot be read keeps its own error)."""
     if not isinstance(exc, OSError) or exc.errno not in WRITE_FIXES:
         return None
     names = [Path(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if isinstance(n, (str, bytes, os.PathLike))]
     ours = [Path(path), *([Path(tmp)] if tmp is not None else [])]
-    if names and not any(n == p or p in n.parents for n in names for p in ours):  # e.g. sendfile names src, dst
+    # e.g. sendfile names src, dst
+    if names and not any(n == p or p in n.parents for n in names for p in ours):
         return None
     return WriteError(
         f"cannot write '{path}': {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]} (nothing was written)"
@@ -62,7 +63,8 @@ def make_dirs(path: str | os.PathLike) -> Path:
 
 
 def _fsync(path: Path) -> None:
-    """Flush a finished temporary file to the disk (late quota / space errors surface here, not after a crash)."""
+    """Flush a finished temporary file to the disk (late quota / space errors surface here, not after a
+    crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -80,9 +82,10 @@ def _remove(tmp: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C or
-    SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied; a device,
-    FIFO or socket at `path` is refused, never replaced. Write failures become one-line `WriteError`s."""
+    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C
+    or SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied; a
+    device, FIFO or socket at `path` is refused, never replaced. Write failures become one-line
+    `WriteError`s."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():

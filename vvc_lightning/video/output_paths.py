@@ -75,8 +75,9 @@ def check_output_path(
 
 
 def refuse_existing(dst: str | os.PathLike, overwrite: bool) -> None:
-    """Fail if `dst` exists (a file, or a link even to nothing), unless `overwrite` (folders, devices and pipes
-    are refused by `check_output_path` in any case; --overwrite replaces a link itself, never its target)."""
+    """Fail if `dst` exists (a file, or a link even to nothing), unless `overwrite` (folders, devices and
+    pipes are refused by `check_output_path` in any case; --overwrite replaces a link itself, never its
+    target)."""
     dst = Path(dst)
     if overwrite:
         return
@@ -100,7 +101,8 @@ def decoded_bytes_limit() -> int:
 
 # ------------------------------------------------------------------------------------------ signals
 class Terminated(SystemExit):
-    """Raised in the main thread by SIGTERM / SIGHUP while a temporary output exists (exit code 128 + signal)."""
+    """Raised in the main thread by SIGTERM / SIGHUP while a temporary output exists (exit code 128 +
+    signal)."""
 
 
 _SIGNALS = tuple(
@@ -116,8 +118,9 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 @contextlib.contextmanager
 def cleanup_on_signals() -> Iterator[None]:
-    """Within this block SIGTERM/SIGHUP raise `Terminated`, so `finally`/`except` clauses remove temporary files
-    (SIGINT already raises KeyboardInterrupt). Nested blocks share one installation; only the main thread installs."""
+    """Within this block SIGTERM/SIGHUP raise `Terminated`, so `finally`/`except` clauses remove temporary
+    files (SIGINT already raises KeyboardInterrupt). Nested blocks share one installation; only the main
+    thread installs."""
     global _depth
     main = threading.current_thread() is threading.main_thread()
     if main and _depth == 0:

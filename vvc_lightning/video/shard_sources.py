@@ -73,7 +73,8 @@ class VideoItem:
 
 @dataclass
 class Inputs:
-    """What `find_inputs` found: the candidate videos, the CSV used, notes, and the files skipped as no video."""
+    """What `find_inputs` found: the candidate videos, the CSV used, notes, and the files skipped as no
+    video."""
 
     items: list[VideoItem]
     csv_path: Path | None
@@ -153,7 +154,8 @@ _ZIPS: dict[str, zipfile.ZipFile] = {}
 def load_and_probe(
     args: tuple[VideoItem, int],
 ) -> tuple[bytes | None, dict[str, Any] | None, tuple[str, str]]:
-    """(bytes, probe info, ('', '')) of a video to shard, or (None, None, (reason, detail)) of a skipped file."""
+    """(bytes, probe info, ('', '')) of a video to shard, or (None, None, (reason, detail)) of a skipped
+    file."""
     item, min_frames = args
     try:
         data = item.read(_ZIPS)

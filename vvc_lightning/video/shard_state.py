@@ -82,7 +82,8 @@ def index_problem(doc: Any) -> str | None:
 
 
 def load_doc(path: Path, problem: Callable[[Any], str | None]) -> tuple[dict[str, Any] | None, str]:
-    """(the JSON document at `path`, '') when it is sound; (None, why) when damaged; (None, '') when absent."""
+    """(the JSON document at `path`, '') when it is sound; (None, why) when damaged; (None, '') when
+    absent."""
     if not path.exists() and not path.is_symlink():
         return None, ""
     if path.is_symlink() or not path.is_file():

@@ -137,7 +137,8 @@ class AVSource:
             return float(s.average_rate or s.guessed_rate or default)
 
     def _seek(self, c, s, start: int):
-        """Seek to a keyframe at or before frame `start`; the decoded iterator and its first index, or None."""
+        """Seek to a keyframe at or before frame `start`; the decoded iterator and its first index, or
+        None."""
         fps = float(s.average_rate or s.guessed_rate or 0)
         tb = s.time_base
         if not fps or tb is None:

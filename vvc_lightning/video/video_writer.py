@@ -59,7 +59,8 @@ class VideoWriter:
         assert self._stack is not None
         try:
             if exc is None:
-                self._finish()  # flushing the encoder and closing the file can fail (full disk) or be interrupted
+                # flushing the encoder and closing the file can fail (full disk) or be interrupted
+                self._finish()
             else:
                 self._close_quietly()
         except BaseException as err:  # never dropped: atomic_path removes the temporary and raises it (or its
@@ -88,7 +89,8 @@ class VideoWriter:
             ok, png = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
             if not ok:
                 raise VVCError(f"could not encode frame {self.count} as PNG for '{self.path}'")
-            with open(self._tmp / f"{self.count:05d}.png", "wb") as f:  # write errors are OSErrors (atomic_path)
+            # write errors are OSErrors (atomic_path)
+            with open(self._tmp / f"{self.count:05d}.png", "wb") as f:
                 f.write(png.tobytes())
         elif self._av is not None:
             self._write_av(frame)

@@ -64,7 +64,8 @@ def test_numba_decoder_equals_compressai_on_random_streams(tables, seed):
     for name, idx, values in chunks:
         expected = ref.decode_stream(idx, *tables[name])
         assert dec.decode_stream(idx, *tables[name]) == expected == values  # list API, like CompressAI
-        got = arr.decode_array(np.asarray(idx, dtype=np.int32), as_arrays[name])  # array API, as decode_y uses
+        # array API, as decode_y uses
+        got = arr.decode_array(np.asarray(idx, dtype=np.int32), as_arrays[name])
         assert got.dtype == np.int32 and got.tolist() == expected
     dec.finish()
     arr.finish()

@@ -64,7 +64,8 @@ SPARSE_LIMIT = 0.01  # scatter the rests while at most this share of the values 
 _SCRATCH_BYTES = 1 << 25  # GEMM rows at a time: their im2col and int32 products stay below ~32 MiB each
 _NO_BIAS = np.zeros(1)
 ACT_LIMIT_INT = ACT_LIMIT * 2**ACT_BITS  # 2**22: intnet's activation clamp as an integer
-# 2**15 > 2 * 8256: room for the dense parts around a scattered rest (8256 = the largest |value| of two digits)
+# 2**15 > 2 * 8256: room for the dense parts around a scattered rest (8256 = the largest |value| of two
+# digits)
 _DENSE_MARGIN = 2.0**15
 _scratch = threading.local()
 _MIN_ROWS = 64  # rows of work below which a kernel is not split among threads
@@ -79,7 +80,8 @@ def digits_needed(max_abs: int) -> int:
 
 
 def split_digits(v: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Integer tensor v (int32) -> (its n lowest digits, int8 (n, *v.shape); the rest r), v = low + 128**n * r."""
+    """Integer tensor v (int32) -> (its n lowest digits, int8 (n, *v.shape); the rest r), v = low + 128**n *
+    r."""
     out = torch.empty((n, *v.shape), dtype=torch.int8, device=v.device)
     for i in range(n):
         shifted = v + HALF
@@ -97,7 +99,8 @@ def to_digits(v: Tensor, n: int) -> Tensor:
 
 
 def int8_gemm_exact() -> bool:
-    """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once per backend)."""
+    """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once per
+    backend)."""
     return _probe(_onednn())
 
 
@@ -113,7 +116,8 @@ def _onednn() -> bool:
 
 @functools.cache
 def _probe(onednn: bool, half: int = HALF) -> bool:
-    """`_int_mm` against float64 on operands in [-half, half - 1] (their extremes, all of one sign included)."""
+    """`_int_mm` against float64 on operands in [-half, half - 1] (their extremes, all of one sign
+    included)."""
     if not hasattr(torch, "_int_mm"):
         return False
     g = torch.Generator().manual_seed(0)
@@ -157,7 +161,8 @@ def disabled(karatsuba_only: bool = False) -> Iterator[None]:
 
 
 class DigitWeights:
-    """A layer's integer weight matrix (K, N) as int8 digits side by side (K, n_digits * N), plus float64 rows.
+    """A layer's integer weight matrix (K, N) as int8 digits side by side (K, n_digits * N), plus float64
+    rows.
 
     `kernel` is (kh, kw); `taps` the kernel positions the rows hold (convolutions; None: transposed);
     `per_tap` the float64 (Cin, N) block of each tap, for the scatter of wide values."""
@@ -182,7 +187,8 @@ class DigitWeights:
 
 
 def conv_weights(w_int: Tensor) -> DigitWeights:
-    """Digits of a convolution's integer weights (Cout, Cin, kh, kw); taps zero in every filter are left out."""
+    """Digits of a convolution's integer weights (Cout, Cin, kh, kw); taps zero in every filter are left
+    out."""
     _, _, kh, kw = w_int.shape
     live = w_int.abs().sum((0, 1)) != 0  # e.g. the checkerboard mask's taps
     taps = [(i, j) for i in range(kh) for j in range(kw) if bool(live[i, j])] or [(0, 0)]
@@ -199,7 +205,8 @@ def transposed_weights(w_int: Tensor) -> DigitWeights:
 
 
 def _chunk_rows(nd: int, weights: DigitWeights, taps_c: int) -> int:
-    """Rows per GEMM chunk: the (nd, rows, taps * c) int8 columns and (nd, rows, digits * N) int32 products fit."""
+    """Rows per GEMM chunk: the (nd, rows, taps * c) int8 columns and (nd, rows, digits * N) int32 products
+    fit."""
     per_row = nd * max(taps_c, 4 * weights.digits * weights.n)
     return max(16, _SCRATCH_BYTES // per_row)
 
@@ -211,7 +218,8 @@ def _buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         numel *= s
     buf = getattr(_scratch, name, None)
     if buf is None or buf.dtype != dtype or buf.numel() < numel:
-        with torch.inference_mode(False):  # a normal tensor: usable in place inside and outside inference mode
+        # a normal tensor: usable in place inside and outside inference mode
+        with torch.inference_mode(False):
             buf = torch.empty(numel, dtype=dtype)
         setattr(_scratch, name, buf)
     return buf[:numel].view(shape)
@@ -265,7 +273,8 @@ def exact_matmul(
 def _activation_digits(
     x: Tensor, weights: DigitWeights, ph: int = 0, pw: int = 0, extra: int = 0
 ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, bool] | None:
-    """Activations (n, c, h, w) -> their int8 digits, zero-padded channels-last (nd, n, h + 2ph + extra, w + 2pw, c).
+    """Activations (n, c, h, w) -> their int8 digits, zero-padded channels-last (nd, n, h + 2ph + extra, w +
+    2pw, c).
 
     Quantised as intnet does (floor(x * 2**12 + 0.5), clamped to +-2**22). Returns (digits, wide, sums):
     wide is None when the digits hold every value, else (indexes (m, 4) (image, y, x, channel) of the values
@@ -297,7 +306,8 @@ def _activation_digits(
 
 
 def _pixel_rows(x: Tensor) -> np.ndarray:
-    """Channels-last x (n, c, h, w) as a C-contiguous (n, h, W, c) array whose first w pixels of a row are x's.
+    """Channels-last x (n, c, h, w) as a C-contiguous (n, h, W, c) array whose first w pixels of a row are
+    x's.
 
     A convolution's output cropped from its padded-width grid (W > w) is read in place; else x is copied
     where it is not contiguous channels-last."""
@@ -319,7 +329,8 @@ def _channels_last(x: Tensor) -> bool:
 
 
 def _im2col(flat: Tensor, offsets: list[int], rows: int, g0: int, g1: int) -> Tensor:
-    """Columns (nd, g1 - g0, taps * c) of global output rows [g0, g1): row r of image i reads flat[:, i, r + offset]."""
+    """Columns (nd, g1 - g0, taps * c) of global output rows [g0, g1): row r of image i reads flat[:, i, r +
+    offset]."""
     nd, _, _, c = flat.shape
     cols = _buffer("cols", (nd, g1 - g0, len(offsets), c), torch.int8)
     for i in range(g0 // rows, (g1 - 1) // rows + 1):
@@ -356,7 +367,8 @@ def conv2d(
         g1 = min(n * rows, g0 + chunk)
         cols = flat.view(nd, n * rows, c)[:, g0:g1] if pointwise else _im2col(flat, offsets, rows, g0, g1)
         exact_matmul(cols, weights, acc[g0:g1], epilogue if wide is None else None, sums)
-    if wide is not None:  # a wide value v at (img, y, x, ch) adds v * w[:, ch, i, j] to output row src - offset
+    # a wide value v at (img, y, x, ch) adds v * w[:, ch, i, j] to output row src - offset
+    if wide is not None:
         (img, y, x, ch), values = wide[0].t(), wide[1]
         src = (y + ph) * wp + x + pw
         for t, off in enumerate(offsets):
@@ -405,7 +417,8 @@ def conv_transpose2d(
 def layer_forward(
     x: Tensor, weights: DigitWeights, bias: Tensor | None, lo: float, hi: float, conv: dict
 ) -> Tensor | None:
-    """An integer layer's eval output: clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, hi), exactly as intnet.
+    """An integer layer's eval output: clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, hi), exactly as
+    intnet.
 
     `conv` holds padding (and stride, output_padding for a transposed layer). None if x holds a NaN."""
     b = bias.numpy() if bias is not None else np.zeros(weights.n)

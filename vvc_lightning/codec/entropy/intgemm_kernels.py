@@ -64,8 +64,9 @@ def quantize_digits(
     first: int = 0,
     last: int = -1,
 ) -> tuple[int, int, bool]:
-    """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
-    at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).
+    """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., .,
+    c) at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts
+    zeroed).
 
     A third plane of buf, if there is one, gets the sum of the two digits (in [-128, 126]: `karatsuba`).
     Returns (max |rest|, count of non-zero rests, NaN seen). Visits the image rows [first, last) of the n * h
@@ -190,7 +191,8 @@ def karatsuba(
     p: np.ndarray, out: np.ndarray, bias: np.ndarray, lo: float, hi: float, rescale: bool, first: int = 0,
     last: int = -1,
 ) -> None:
-    """p (3, m, o) int32: X0 W0, X1 W1, (X0 + X1)(W0 + W1) -> out (m, o) = X0 W0 + 128 (X0 W1 + X1 W0) + 16384 X1 W1.
+    """p (3, m, o) int32: X0 W0, X1 W1, (X0 + X1)(W0 + W1) -> out (m, o) = X0 W0 + 128 (X0 W1 + X1 W0) + 16384
+    X1 W1.
 
     The middle product is the third minus the first two, so acc = 128 p2 - 127 p0 + 16256 p1: integers whose
     every partial sum is below 2**53 (|p2| < 2**31), so exact in float64. `rescale`, rows: as `horner`."""
@@ -208,9 +210,11 @@ def karatsuba(
 def scatter_transposed(
     acc: np.ndarray, first: int, h: int, w: int, stride: tuple, padding: tuple, kernel: tuple, out: np.ndarray
 ) -> None:
-    """Add each input position's row acc[r] ((kh, kw, o) contributions) into out (n, ho, wo, o) (transposed conv).
+    """Add each input position's row acc[r] ((kh, kw, o) contributions) into out (n, ho, wo, o) (transposed
+    conv).
 
-    Row r is input position first + r (image, y, x); tap (i, j) lands on (y * sh - ph + i, x * sw - pw + j)."""
+    Row r is input position first + r (image, y, x); tap (i, j) lands on (y * sh - ph + i, x * sw - pw +
+    j)."""
     m = acc.shape[0]
     _, ho, wo, o = out.shape
     kh, kw = kernel

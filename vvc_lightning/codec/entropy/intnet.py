@@ -7,8 +7,8 @@ grid, every product and partial sum is an integer below 2**53 (`_check_bound` pr
 norms), so the convolution is exact whatever the summation order, thread count, batch size, kernel or
 device; the result is rescaled by a power of two and rounded half up (exact in float64). Values between
 layers are real numbers on the activation grid (float64 in eval, float32 in training).
-On a CPU the same integers come from int8 GEMMs on 7-bit digits (`vvc_lightning.codec.entropy.intgemm`, several
-times faster; its docstring proves it exact); `intgemm.disabled()` forces the float64 path.
+On a CPU the same integers come from int8 GEMMs on 7-bit digits (`vvc_lightning.codec.entropy.intgemm`,
+several times faster; its docstring proves it exact); `intgemm.disabled()` forces the float64 path.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ def _fake_round(x: Tensor) -> Tensor:
 
 
 def quantize_act(x: Tensor, training: bool, lo: float = -ACT_LIMIT) -> Tensor:
-    """x onto the activation grid, clamped to [lo, ACT_LIMIT]: float32 + STE in training, exact float64 else."""
+    """x onto the activation grid, clamped to [lo, ACT_LIMIT]: float32 + STE in training, exact float64
+    else."""
     if training:
         return torch.clamp(_fake_round(x.float() * _A) / _A, lo, ACT_LIMIT)
     return x.double().mul(_A).add_(0.5).floor_().div_(_A).clamp_(lo, ACT_LIMIT)
@@ -178,7 +179,8 @@ class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
 
 
 class IntReLU(nn.Module):
-    """Placeholder where a ReLU was: the preceding Int layer already clamps at zero (keeps state-dict keys)."""
+    """Placeholder where a ReLU was: the preceding Int layer already clamps at zero (keeps state-dict
+    keys)."""
 
     def forward(self, x: Tensor) -> Tensor:
         return x
