@@ -120,7 +120,8 @@ def collate_clips(batch: list[torch.Tensor]) -> torch.Tensor:
     shapes = {tuple(x.shape) for x in batch}
     if len(shapes) > 1:
         raise VVCError(
-            f"clips of different sizes in one batch ({sorted(shapes)}); set data.crop_size or data.batch_size=1"
+            f"clips of different sizes in one batch ({sorted(shapes)}); set data.crop_size or "
+            "data.batch_size=1"
         )
     return torch.stack(batch)
 
@@ -164,9 +165,11 @@ class VideoDataModule(pl.LightningDataModule):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
         if crop_size is not None and (not isinstance(crop_size, int) or crop_size < 1):
-            raise ConfigError(f"data.crop_size must be a positive integer or null (full frame), got {crop_size!r}")
+            raise ConfigError("data.crop_size must be a positive integer or null (full frame), got "
+                              f"{crop_size!r}")
         if test_max_frames is not None and (not isinstance(test_max_frames, int) or test_max_frames < 1):
-            raise ConfigError(f"data.test_max_frames must be a positive integer or null, got {test_max_frames!r}")
+            raise ConfigError("data.test_max_frames must be a positive integer or null, got "
+                              f"{test_max_frames!r}")
         self.frames, self.frame_stride, self.crop_size = frames, frame_stride, crop_size
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.test_max_frames = test_max_frames

@@ -50,7 +50,8 @@ class ClipBank:
     def __init__(self, videos: list[torch.Tensor], photos: list[torch.Tensor], spec: ClipSpec, motion: Motion,
                  video_fraction: float) -> None:
         if not videos and not photos:
-            raise VVCError("device_clips: no training video or photo; set data.train_shards and/or data.train_images")
+            raise VVCError("device_clips: no training video or photo; set data.train_shards and/or "
+                           "data.train_images")
         if spec.crop_size is None:
             raise ConfigError("data.crop_size must be set for the device_clips datamodule")
         self.videos, self.photos, self.spec, self.motion = videos, photos, spec, motion
@@ -88,7 +89,8 @@ class ClipBank:
                 continue
             if len(frames) < spec.span or min(frames[0].shape[:2]) < crop:
                 h, w = frames[0].shape[:2] if frames else (0, 0)
-                skipped.append(f"{label} ({len(frames)} frames of {w}x{h}; a clip needs {spec.span} of {crop}x{crop})")
+                skipped.append(f"{label} ({len(frames)} frames of {w}x{h}; a clip needs {spec.span} of "
+                               f"{crop}x{crop})")
                 continue
             take(len(frames) * frames[0].size, label)
             videos.append(torch.from_numpy(np.stack(frames)).to(device))

@@ -124,7 +124,8 @@ class StillsDataModule(OpenVidDataModule):
         if not isinstance(val_clips, int) or val_clips < 1:
             raise ConfigError(f"data.val_clips must be an integer >= 1, got {val_clips!r}")
         if train_images is None and train_shards is None:
-            raise ConfigError("the stills datamodule needs data.train_images (photos) and/or data.train_shards")
+            raise ConfigError("the stills datamodule needs data.train_images (photos) and/or "
+                              "data.train_shards")
         self.train_images, self.val_images = train_images, val_images
         self.video_fraction, self.val_clips = float(video_fraction), val_clips
         self.motion = Motion(pan, zoom, rotate, brightness)

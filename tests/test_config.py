@@ -47,7 +47,8 @@ def test_later_configs_and_overrides_win():
     "override, message",
     [
         ("model.lamda=0.1", "unknown config key 'model.lamda'"),
-        ("model.backbone.widht=8", "unknown config key 'model.backbone.widht' (did you mean 'model.backbone.width'?)"),
+        ("model.backbone.widht=8", "unknown config key 'model.backbone.widht' (did you mean "
+                                   "'model.backbone.width'?)"),
         ("data.crop=64", "unknown config key 'data.crop'"),
         ("trainer.max_step=3", "did you mean 'trainer.max_steps'"),
         ("model.gop=8", "model.gop must be 1 + 4k"),

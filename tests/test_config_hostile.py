@@ -20,7 +20,8 @@ from vvc_lightning.errors import ConfigError
         ("optim.aux_lr=0", "config key 'optim.aux_lr' must be a finite number above 0"),
         ("model.loss.lmbda=-1", "config key 'model.loss.lmbda' must be a finite number above 0"),
         ("model.loss.alpha=-0.5", "config key 'model.loss.alpha' must be a finite number >= 0"),
-        ("trainer.max_steps=-5", "config key 'trainer.max_steps' must be a whole number >= 1 (or -1: no limit)"),
+        ("trainer.max_steps=-5", "config key 'trainer.max_steps' must be a whole number >= 1 (or -1: no "
+                                 "limit)"),
         ("trainer.precision=64-evil", "config key 'trainer.precision' must be one of"),
         ("trainer.max_steps=${oc.env:HOME}", "config key 'trainer.max_steps' must be an integer"),
         ("stages.0.lr=-1e-4", "config key 'stages.0.lr' must be a finite number above 0"),

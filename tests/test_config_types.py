@@ -17,12 +17,15 @@ from vvc_lightning.errors import ConfigError
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (["model.backbone.width=abc"], "config key 'model.backbone.width' must be an integer for backbone 'lean_vae', got 'abc'"),
+        (["model.backbone.width=abc"], "config key 'model.backbone.width' must be an integer for backbone "
+                                       "'lean_vae', got 'abc'"),
         (["model.backbone.mlp_ratio=fast"], "'model.backbone.mlp_ratio' must be a number"),
-        (["model.backbone.gradient_checkpointing=1"], "'model.backbone.gradient_checkpointing' must be true or false"),
+        (["model.backbone.gradient_checkpointing=1"], "'model.backbone.gradient_checkpointing' must be true "
+                                                      "or false"),
         (["model.backbone.name=cv_vae", "model.backbone.channel_mult=7"],
          "'model.backbone.channel_mult' must be a list of integers for backbone 'cv_vae', got 7"),
-        (["data.crop_size=big"], "config key 'data.crop_size' must be an integer or null for datamodule 'folder'"),
+        (["data.crop_size=big"], "config key 'data.crop_size' must be an integer or null for datamodule "
+                                 "'folder'"),
         (["data.train_dir=3"], "'data.train_dir' must be a string or a list of strings or null"),
         (["data.name=yuv", "data.fps=[25]"], "'data.fps' must be a number or null for datamodule 'yuv'"),
     ],

@@ -54,7 +54,8 @@ def find_config(name: str) -> Path:
         if packaged.is_file():
             return Path(str(packaged))
     raise ConfigError(
-        f"config '{name}' not found as a file nor among the packaged configs ({', '.join(packaged_configs())})"
+        f"config '{name}' not found as a file nor among the packaged configs "
+        f"({', '.join(packaged_configs())})"
     )
 
 
@@ -224,7 +225,8 @@ def _check_trainer_keys(trainer: DictConfig) -> None:
 
     for key in trainer:
         if key in TRAINER_OWNED:
-            raise ConfigError(f"config key 'trainer.{key}' is set by vvc-lightning, not the config: {TRAINER_OWNED[key]}")
+            raise ConfigError(f"config key 'trainer.{key}' is set by vvc-lightning, not the config: "
+                              f"{TRAINER_OWNED[key]}")
     try:
         check_kwargs(pl.Trainer.__init__, dict(trainer), "lightning's Trainer", "trainer.")
     except ConfigError as exc:
@@ -277,7 +279,8 @@ def _validate_stages(stages: ListConfig) -> None:
             raise ConfigError(f"{where} must be a mapping with name, train, start_step/start_epoch, lr, loss")
         bad = [k for k in st if k not in allowed]
         if bad:
-            raise ConfigError(f"unknown config key '{where}.{bad[0]}'; stage keys: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"unknown config key '{where}.{bad[0]}'; stage keys: "
+                              f"{', '.join(sorted(allowed))}")
         for k in ("name", "train", "loss"):
             if st.get(k) is None:
                 raise ConfigError(f"{where} needs '{k}'")
@@ -296,7 +299,8 @@ def _validate_stages(stages: ListConfig) -> None:
         if i == 0 and start != 0:
             raise ConfigError(f"the first stage must start at 0, '{st.name}' starts at {start}")
         if start <= last[0] and i > 0:
-            raise ConfigError(f"stages must start in increasing order: {where} ('{st.name}') starts at {start}")
+            raise ConfigError(f"stages must start in increasing order: {where} ('{st.name}') starts at "
+                              f"{start}")
         last = key
     if len(units) > 1:
         raise ConfigError("give every stage a start_step, or every stage a start_epoch, not a mix")

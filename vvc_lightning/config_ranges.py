@@ -75,7 +75,8 @@ def check_ranges(cfg: DictConfig) -> None:
     for i, stage in enumerate(cfg.stages):
         lr = stage.get("lr") if isinstance(stage, DictConfig) else None
         if lr is not None and not (_number(lr) and lr > 0):
-            raise ConfigError(f"config key 'stages.{i}.lr' must be a finite number above 0 (e.g. 1e-4), got {lr!r}")
+            raise ConfigError(f"config key 'stages.{i}.lr' must be a finite number above 0 (e.g. 1e-4), got "
+                              f"{lr!r}")
 
 
 def check_gop(gop: Any) -> None:
@@ -83,7 +84,8 @@ def check_gop(gop: Any) -> None:
     from vvc_lightning.codec.pipeline.container import MAX_GOP
 
     if not _whole(gop) or gop < 1 or (gop - 1) % 4 or gop > MAX_GOP:
-        raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...) and at most {MAX_GOP}, got {gop}")
+        raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...) and at most {MAX_GOP}, got "
+                          f"{gop}")
 
 
 def check_yaml_size(value: Any, origin: str) -> None:

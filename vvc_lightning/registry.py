@@ -59,7 +59,8 @@ class Registry:
         sig = inspect.signature(family.__init__)
         unknown = [k for k in defaults if k not in sig.parameters]
         if unknown:
-            raise RegistryError(f"variant '{name}' sets unknown {family.__name__} arguments: {', '.join(unknown)}")
+            raise RegistryError(f"variant '{name}' sets unknown {family.__name__} arguments: "
+                                f"{', '.join(unknown)}")
         params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()]
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:

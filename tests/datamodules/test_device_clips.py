@@ -135,7 +135,8 @@ def test_bad_settings_are_one_clear_error(shard_dir, photos):
     with pytest.raises(VVCError, match="bank_max_gb=0.0001 GB"):
         dm.build_bank()
     tiny = ClipSpec(9, 3, H + 1)  # larger than the 48x64 videos: every video is skipped, then nothing is left
-    with pytest.warns(UserWarning, match="skipped 16 videos"), pytest.raises(VVCError, match="no training video"):
+    with pytest.warns(UserWarning, match="skipped 16 videos"), pytest.raises(VVCError, match="no training "
+                                                                                             "video"):
         ClipBank.build(sorted(str(p) for p in shard_dir.glob("*.tar")), [], tiny, Motion(), 1.0, "cpu")
 
 

@@ -140,7 +140,8 @@ def test_fewer_shards_than_readers_warns_with_the_numbers(shard_dir):
     two = [str(shard_dir / "shard-000000.tar"), str(shard_dir / "shard-000001.tar")]
     dm = OpenVidDataModule(train_shards=two, resampled=False, num_workers=2)
     dm.trainer = SimpleNamespace(world_size=2, global_rank=1)
-    with pytest.warns(ShardWarning, match="2 shards for 2 ranks x 2 workers = 4 readers: 2 readers get no shard"):
+    with pytest.warns(ShardWarning, match="2 shards for 2 ranks x 2 workers = 4 readers: 2 readers get no "
+                                          "shard"):
         loader = dm.train_dataloader()
     assert (loader.dataset.rank, loader.dataset.world_size) == (1, 2)
 

@@ -68,8 +68,7 @@ def noise(n: int = 8, h: int = 64, w: int = 96) -> np.ndarray:
 # ------------------------------------------------------------------------------------ full disk
 @pytest.mark.parametrize("name", ["x.mp4", "x.mkv", "x.mov", "x.y4m", "x.yuv", "pngs"])
 def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, name):
-    """Before: .mp4/.mkv/.mov returned as if written (the close error was dropped), .y4m/.yuv/PNG raised
-    OSError."""
+    """Every writer (.mp4/.mkv/.mov, whose close error is not dropped, .y4m/.yuv, PNGs) raises WriteError."""
     dst = tmp_path / name
     with file_size_limit(2000), pytest.raises(WriteError) as info:
         write_video(dst, noise(), 25)
@@ -91,7 +90,6 @@ def test_bytes_copies_and_checkpoints_on_a_full_disk_are_one_line_and_leave_noth
         with pytest.raises(WriteError, match=r"cannot write '.*copy\.png': File too large"):
             with atomic_path(tmp_path / "copy.png") as tmp:
                 shutil.copyfile(src, tmp)
-        # was a RuntimeError
         with pytest.raises(WriteError, match=r"cannot write '.*last\.ckpt': File too large"):
             AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(5000)}, tmp_path / "run" / "last.ckpt")
     assert [p.name for p in tmp_path.rglob("*")] == ["run"]
@@ -103,7 +101,8 @@ def test_a_real_full_and_a_read_only_file_system(tmp_path):
             write_video(full / "x.mp4", noise(33, 120, 160), 25)
         assert list(full.iterdir()) == []
     with tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
-        with pytest.raises(WriteError, match=r"cannot write '.*x\.y4m': Read-only file system; choose a folder"):
+        with pytest.raises(WriteError, match=r"cannot write '.*x\.y4m': Read-only file system; choose a "
+                                             r"folder"):
             write_video(ro / "x.y4m", noise(2), 25)
         with pytest.raises(WriteError, match=r"cannot create folder '.*results': Read-only file system"):
             make_dirs(ro / "results")
@@ -169,7 +168,7 @@ def clip(tmp_path_factory, bikes_frames, tiny_ckpt) -> dict:
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_cli_decompress_onto_a_full_disk_exits_2_with_one_line(clip, tmp_path, capsys, suffix):
-    """Before: "decompressed ... 12 frames", exit 0, and no file."""
+    """A failed write is an error, not "decompressed ... 12 frames" with exit 0 and no file."""
     dst = tmp_path / f"x{suffix}"
     capsys.readouterr()
     with file_size_limit(1000):
@@ -209,8 +208,7 @@ print(json.dumps(result))
 
 @pytest.mark.parametrize("size", [(640, 360), pytest.param((1280, 720), marks=pytest.mark.slow)])
 def test_a_signal_during_the_final_flush_of_an_mp4_is_not_a_success(tmp_path, size):
-    """Before: SIGINT / SIGTERM in the flush of a 1280x720 33-frame .mp4 returned normally, and no file
-    existed."""
+    """SIGINT / SIGTERM in the flush of an .mp4 ends the run as interrupted, never as a normal return."""
     proc = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(tmp_path), *map(str, size)],
                           capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
@@ -258,7 +256,7 @@ def test_a_device_or_fifo_is_never_replaced_nor_written_into(tmp_path, kind):
 
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
 def test_cli_compress_onto_a_device_is_refused_with_or_without_overwrite(clip, tmp_path, capsys, overwrite):
-    """Before: /dev/null (here a private copy) was replaced by a regular file holding the .vvc."""
+    """A character device (here a private copy of /dev/null) is never replaced by a regular file."""
     dev = char_device(tmp_path / "null")
     fifo = tmp_path / "null.vvc"
     os.mkfifo(fifo)
@@ -276,7 +274,7 @@ def test_cli_compress_onto_a_device_is_refused_with_or_without_overwrite(clip, t
 
 
 def test_cli_a_dangling_link_at_the_output_needs_overwrite(clip, tmp_path, capsys):
-    """Before: the link was replaced without --overwrite. With it the link (never its target) is replaced."""
+    """A dangling link is replaced only with --overwrite, and then the link (never its target)."""
     link = tmp_path / "out.vvc"
     link.symlink_to(tmp_path / "gone.vvc")
     args = ["compress", str(clip["src"]), "-o", str(link), "--ckpt", str(clip["ckpt"]), "--batch", "2"]

@@ -18,7 +18,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src", metavar="SRC", help="folder of videos / zip parts, a .zip, or a metadata .csv")
     p.add_argument("-o", "--outdir", required=True, help="output folder for shard-NNNNNN.tar")
-    p.add_argument("--max-shard-size", default="1GB", help="largest shard, e.g. 1GB, 500MB, 2GiB (default 1GB)")
+    p.add_argument("--max-shard-size", default="1GB", help="largest shard, e.g. 1GB, 500MB, 2GiB (default "
+                                                           "1GB)")
     p.add_argument(
         "--min-frames", type=int, default=25,
         help="skip videos with fewer decoded frames (default 25 = 9 frames at stride 3)",

@@ -126,7 +126,8 @@ class Encoder:
         """VVCError when this ffmpeg lacks the encoder."""
         if not ffmpeg_has("encoders", self.ffmpeg_codec):
             raise VVCError(
-                f"baseline '{self.name}' needs ffmpeg's {self.ffmpeg_codec} encoder, which '{ffmpeg_exe()}' lacks; "
+                f"baseline '{self.name}' needs ffmpeg's {self.ffmpeg_codec} encoder, which '{ffmpeg_exe()}' "
+                "lacks; "
                 f"install imageio-ffmpeg==0.8.1 or set IMAGEIO_FFMPEG_EXE to an ffmpeg built with it"
             )
 
@@ -188,7 +189,8 @@ class Encoder:
         """Encode `video` at `point`, decode it back, and measure the raw stream."""
         self.check_available()
         if intra_period is not None and intra_period < 1:
-            raise VVCError(f"intra period must be >= 1 frame or None (one intra per sequence), got {intra_period}")
+            raise VVCError("intra period must be >= 1 frame or None (one intra per sequence), got "
+                           f"{intra_period}")
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)
         n, h, w = video.num_frames, video.height, video.width

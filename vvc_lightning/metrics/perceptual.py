@@ -115,7 +115,8 @@ def _load_checked(
     missing = [k for k in result.missing_keys if not k.startswith(loaded_elsewhere)]
     if missing or result.unexpected_keys:
         raise WeightsError(
-            f"{what} does not fit the network (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}); "
+            f"{what} does not fit the network (missing {missing[:3]}, unexpected "
+            f"{result.unexpected_keys[:3]}); "
             "the file is damaged or of another version"
         )
 

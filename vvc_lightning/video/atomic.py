@@ -92,7 +92,8 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
         raise VVCError(f"output folder '{parent}' does not exist; create it first")
     refuse_special(path)
     if path.is_dir() or (is_dir and (path.exists() or path.is_symlink())):
-        raise VVCError(f"output '{path}' already exists as a folder or file; name a new one (nothing was changed)")
+        raise VVCError(f"output '{path}' already exists as a folder or file; name a new one (nothing was "
+                       "changed)")
     umask = os.umask(0)
     os.umask(umask)
     with cleanup_on_signals():

@@ -62,15 +62,18 @@ def check_output_path(
     if src is not None and (_same_file(dst, Path(src)) or dst.resolve() == Path(src).resolve()):
         raise VVCError(f"output '{dst}' is the input file; choose another output path")
     if dst.is_dir():
-        raise VVCError(f"output '{dst}' is an existing folder; name a new file or folder (existing ones are never emptied)")
+        raise VVCError(f"output '{dst}' is an existing folder; name a new file or folder (existing ones are "
+                       "never emptied)")
     if kind == "video":
         suffix = dst.suffix.lower()
         if suffix not in VIDEO_SUFFIXES + PNG_SUFFIXES:
             raise VVCError(
-                f"cannot write '{dst}': use .mp4, .mov, .mkv, .y4m, .yuv, or a new folder name (no suffix) for PNGs"
+                f"cannot write '{dst}': use .mp4, .mov, .mkv, .y4m, .yuv, or a new folder name (no suffix) "
+                "for PNGs"
             )
         if suffix == ".png" and dst.with_suffix("").exists():
-            raise VVCError(f"output folder '{dst.with_suffix('')}' already exists; name a new folder for the PNGs")
+            raise VVCError(f"output folder '{dst.with_suffix('')}' already exists; name a new folder for the "
+                           "PNGs")
     return dst
 
 

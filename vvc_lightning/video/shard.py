@@ -87,7 +87,8 @@ def plan_shards(items: list[VideoItem], max_bytes: int) -> list[list[VideoItem]]
         size = _entry_bound(it)
         if _shard_bound(size) > max_bytes:
             raise VVCError(
-                f"video '{it.origin}' ({it.size} bytes) does not fit a shard of --max-shard-size {max_bytes} bytes "
+                f"video '{it.origin}' ({it.size} bytes) does not fit a shard of --max-shard-size {max_bytes} "
+                "bytes "
                 f"(with its tar headers it needs up to {_shard_bound(size)}); raise --max-shard-size"
             )
         if current and _shard_bound(total + size) > max_bytes:
@@ -174,7 +175,8 @@ class Summary:
         for s in skipped[:MAX_LISTED]:
             lines.append(f"  skipped {s['origin']}: {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else ""))
         if len(skipped) > MAX_LISTED:
-            lines.append(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in {self.outdir / INDEX_FILE}")
+            lines.append(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in "
+                         f"{self.outdir / INDEX_FILE}")
         empty = sum(1 for s in self.shards if s.videos == 0)
         lines.append(
             f"shards: {len(self.shards)} ({self.written_now} written now, {self.resumed} already done"
@@ -197,7 +199,8 @@ def _check_plan(outdir: Path, plan: dict[str, Any], notes: list[str]) -> None:
     path = outdir / PLAN_FILE
     old, why = load_doc(path, plan_problem)
     if why:
-        notes.append(f"{path} was damaged ({why}): ignored it, checked the shards against this run's plan, wrote it anew")
+        notes.append(f"{path} was damaged ({why}): ignored it, checked the shards against this run's plan, "
+                     "wrote it anew")
     elif old is not None and (old["digest"] != plan["digest"] or old["min_frames"] != plan["min_frames"]):
         raise VVCError(
             f"'{outdir}' holds shards of a different plan (other inputs or options: was "

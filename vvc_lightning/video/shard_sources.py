@@ -241,7 +241,8 @@ def find_inputs(src: str | Path, csv_path: str | Path | None = None, exclude: Pa
                  and not (skip_dir is not None and p.resolve().is_relative_to(skip_dir))]
         files = sorted(p for p in every if not any(part.startswith(".") for part in p.relative_to(root).parts))
         if len(files) < len(every):
-            notes.append(f"left out {len(every) - len(files)} hidden file(s) (a name or folder starting with '.')")
+            notes.append(f"left out {len(every) - len(files)} hidden file(s) (a name or folder starting with "
+                         "'.')")
     else:
         files = [src]
     items: list[VideoItem] = []

@@ -15,7 +15,7 @@ from vvc_lightning.video.video_io import Video
 
 
 def test_a_257_frame_gop_beyond_the_budget_is_refused_before_any_frame_is_coded(tiny_model, bikes_frames):
-    """Before: the budget covered only the backbone, so this encoded (at several times the budget)."""
+    """The budget covers the GoP's frames and latent coding too, not only the backbone."""
     codec = VideoCodec(tiny_model, gop=257, max_memory="48M")
 
     def frames():  # the refusal comes at the first frame, before a 257-frame GoP is read and held

@@ -179,8 +179,7 @@ class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
 
 
 class IntReLU(nn.Module):
-    """Placeholder where a ReLU was: the preceding Int layer already clamps at zero (keeps state-dict
-    keys)."""
+    """Identity in the ReLU's place (its state-dict keys): the preceding Int layer clamps at zero."""
 
     def forward(self, x: Tensor) -> Tensor:
         return x

@@ -79,7 +79,8 @@ def parse_frame_range(text: str, num_frames: int) -> tuple[int, int]:
     except ValueError as exc:
         raise VVCError(f"--frames takes a:b (e.g. 0:9), got '{text}'") from exc
     if not 0 <= a < b <= num_frames:
-        raise VVCError(f"--frames {text} is outside the video's 0:{num_frames}; use 0 <= a < b <= {num_frames}")
+        raise VVCError(f"--frames {text} is outside the video's 0:{num_frames}; use 0 <= a < b <= "
+                       f"{num_frames}")
     return a, b
 
 
