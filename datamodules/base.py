@@ -52,7 +52,9 @@ def resolve_paths(spec: str | Path | list | tuple | None, exts: tuple[str, ...],
         raise VVCError(f"{what}: '{spec}' does not exist; give an existing folder, file or glob")
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
         )
         if not files:
             raise VVCError(f"{what}: folder '{spec}' holds no {kinds} file")

@@ -30,7 +30,11 @@ def rotation_factor(rotate_deg: float) -> float:
 
 def box_side(crop: int, motion: Motion) -> int:
     """Side of the square box that holds a window's whole path at the largest motion."""
-    return math.ceil(crop * (math.exp(motion.zoom) * rotation_factor(motion.rotate) + motion.pan)) + 2 * MARGIN + 2
+    return (
+        math.ceil(crop * (math.exp(motion.zoom) * rotation_factor(motion.rotate) + motion.pan))
+        + 2 * MARGIN
+        + 2
+    )
 
 
 def plan_motion(u: torch.Tensor, sizes: torch.Tensor, frames: int, stride: int, crop: int,

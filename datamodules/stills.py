@@ -53,7 +53,9 @@ class MixedClips(IterableDataset):
     """Real video clips (a resampled shard stream) with probability `video_fraction`, else photo clips.
     Epoch length, DDP rank/worker split and reseeding follow the shard stream's rules."""
 
-    def __init__(self, stills: StillClips, videos: ShardClipStream, video_fraction: float, seed: int = 0) -> None:
+    def __init__(
+        self, stills: StillClips, videos: ShardClipStream, video_fraction: float, seed: int = 0
+    ) -> None:
         super().__init__()
         self.stills, self.videos, self.video_fraction, self.seed = stills, videos, video_fraction, seed
 

@@ -69,7 +69,9 @@ class YUVDataModule(VideoDataModule):
         if self.val_dir is None:
             return None
         items = usable_sources(self._sources(self.val_dir, "val_dir"), self.spec, "data.val_dir")
-        return ClipDataset(items, self.spec, False, self.seed, clips_per_video=self.val_clips_per_video, where="val")
+        return ClipDataset(
+            items, self.spec, False, self.seed, clips_per_video=self.val_clips_per_video, where="val"
+        )
 
     def build_test_sources(self) -> list[YUVSource]:
         """Every test sequence, sorted by path; the file size is checked against the frame size here."""

@@ -37,7 +37,10 @@ def test_out_of_range_values_are_one_config_error(override, message):
 
 def test_an_interpolation_is_resolved_and_type_checked_like_any_value(monkeypatch):
     monkeypatch.setenv("VVC_TEST_STEPS", "7")
-    assert load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"]).trainer.max_steps == 7
+    assert (
+        load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"]).trainer.max_steps
+        == 7
+    )
     monkeypatch.setenv("VVC_TEST_STEPS", "seven")
     with pytest.raises(ConfigError, match="'trainer.max_steps' must be an integer .* got 'seven'"):
         load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"])

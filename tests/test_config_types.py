@@ -74,7 +74,9 @@ def test_the_checker_on_annotations_a_config_can_spell():
     assert conforms(3, float) and not conforms(True, int) and not conforms(1, bool)
     assert describe(int | None) == "an integer or null" and describe(dict[str, int]) == "a mapping"
 
-    def ctor(a: int, b: Literal["x", "y"] = "x", c: dict[str, float] | None = None, r: float = 1.0) -> None: ...
+    def ctor(
+        a: int, b: Literal["x", "y"] = "x", c: dict[str, float] | None = None, r: float = 1.0
+    ) -> None: ...
 
     assert check_types(ctor, {"a": 3, "b": "y", "c": {"k": 1}, "r": "1e-3"}, "it") == {"r": 0.001}
     with pytest.raises(ConfigError, match=r"config key 'a' must be an integer for it, got '3.0'"):

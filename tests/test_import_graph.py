@@ -82,7 +82,9 @@ def imports_of(name: str, path: Path, modules: Mapping[str, Path]) -> set[str]:
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
-            targets = [f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names]
+            targets = [
+                f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -243,10 +245,18 @@ def test_relative_imports_resolve(tmp_path):
                  "sub/b.py": "import os\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
                              "    from ..a import f\n"})
     graph = import_graph({"pkg": pkg})
-    assert graph == {"pkg": set(), "pkg.a": {"pkg.sub.b"}, "pkg.sub": {"pkg.sub.b", "pkg.a"}, "pkg.sub.b": set()}
+    assert graph == {
+        "pkg": set(),
+        "pkg.a": {"pkg.sub.b"},
+        "pkg.sub": {"pkg.sub.b", "pkg.a"},
+        "pkg.sub.b": set(),
+    }
     assert find_cycles(graph) == []
     graph["pkg.sub.b"].add("pkg.sub")
-    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.sub", "pkg.a"], ["pkg.sub", "pkg.sub.b", "pkg.sub"]]
+    assert find_cycles(graph) == [
+        ["pkg.a", "pkg.sub.b", "pkg.sub", "pkg.a"],
+        ["pkg.sub", "pkg.sub.b", "pkg.sub"],
+    ]
 
 
 def test_a_loop_between_two_folders_through_in_function_imports_is_reported(tmp_path):

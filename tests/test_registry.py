@@ -43,7 +43,8 @@ class TinyBackbone(VideoBackbone):
     def decode(self, z):
         b, _, t, h, w = z.shape
         y = self.dec(z).reshape(b, 4, 3 * 64, t, h, w)
-        frames = [y[:, 0, :, :1]] + ([y[:, :, :, 1:].permute(0, 2, 3, 1, 4, 5).reshape(b, 3 * 64, -1, h, w)] if t > 1 else [])
+        rest = [y[:, :, :, 1:].permute(0, 2, 3, 1, 4, 5).reshape(b, 3 * 64, -1, h, w)] if t > 1 else []
+        frames = [y[:, 0, :, :1], *rest]
         y = torch.cat(frames, 2)
         T = y.shape[2]
         y = nn.functional.pixel_shuffle(y.transpose(1, 2).reshape(-1, 3 * 64, h, w), 8)
@@ -109,7 +110,8 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
             sys.executable, "-m", "vvc_lightning", "fit", "--config", "quickstart_scratch.yaml",
             "model.backbone.name=tiny", "model.backbone.latent_channels=16", "model.loss.perceptual=ms-ssim",
             f"run_dir={run_dir}", "trainer.max_steps=2", "stages.1.start_step=1", "stages.2.start_step=2",
-            "data.crop_size=32", "data.batch_size=1", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
+            "data.crop_size=32", "data.batch_size=1", "trainer.limit_val_batches=0",
+            "trainer.enable_progress_bar=false",
         ],
         capture_output=True, text=True, env=env,
     )  # fmt: skip

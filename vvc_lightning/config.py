@@ -22,7 +22,8 @@ PERCEPTUAL = ("lpips", "stlpips", "ms-ssim")
 ROOT_DIR_ALIAS = "trainer.default_root_dir"  # Lightning's name of the run folder: accepted as run_dir
 # Trainer arguments the project sets itself (build_trainer), and where a config sets them instead.
 TRAINER_OWNED = {  # (trainer.default_root_dir in a file or override becomes run_dir before these are checked)
-    "default_root_dir": "the run's folder (checkpoints, logs) is the top-level key run_dir: run_dir=runs/NAME",
+    "default_root_dir": "the run's folder (checkpoints, logs) is the top-level key run_dir: "
+    "run_dir=runs/NAME",
     "callbacks": "the stage schedule and checkpoint callbacks come from the stages and checkpoint sections",
     "plugins": "checkpoints are always written atomically; the checkpoint section sets how often",
 }
@@ -232,7 +233,9 @@ def _check_trainer_keys(trainer: DictConfig) -> None:
     except ConfigError as exc:
         unknown = [k for k in trainer if k not in (accepted_kwargs(pl.Trainer.__init__) or ())]
         if any("dir" in str(k) or "root" in str(k) for k in unknown):
-            raise ConfigError(f"{exc}; the run's folder is the top-level key run_dir (run_dir=runs/NAME)") from None
+            raise ConfigError(
+                f"{exc}; the run's folder is the top-level key run_dir (run_dir=runs/NAME)"
+            ) from None
         raise
     for key, number in check_types(pl.Trainer.__init__, section_kwargs(trainer), "lightning's Trainer",
                                    "trainer.").items():
@@ -260,7 +263,9 @@ def _check_types(cfg: DictConfig, defaults: DictConfig, prefix: str = "") -> Non
         if type(default) is float and isinstance(value, str):
             cfg[key] = value = _as_number(value)
         kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
-        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and type(default) is not bool)):
+        if kinds and (
+            not isinstance(value, kinds) or (isinstance(value, bool) and type(default) is not bool)
+        ):
             raise ConfigError(
                 f"config key '{prefix}{key}' must be a {type(default).__name__} (like {default!r}), "
                 f"got {value!r}"

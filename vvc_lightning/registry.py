@@ -61,7 +61,9 @@ class Registry:
         if unknown:
             raise RegistryError(f"variant '{name}' sets unknown {family.__name__} arguments: "
                                 f"{', '.join(unknown)}")
-        params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()]
+        params = [
+            p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()
+        ]
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             family.__init__(self, *args, **{**defaults, **kwargs})
@@ -77,7 +79,9 @@ class Registry:
         """Register deprecated aliases: each maps to the current name it means (same class, same keys)."""
         for old, new in aliases.items():
             if old in self._entries:
-                raise RegistryError(f"{self.kind} alias '{old}' would hide the registered {self.kind} '{old}'")
+                raise RegistryError(
+                    f"{self.kind} alias '{old}' would hide the registered {self.kind} '{old}'"
+                )
             self._deprecated[old] = new
 
     def aliases(self) -> dict[str, str]:

@@ -123,7 +123,9 @@ def test_the_rd_plot_axis_says_which_direction_is_better(tmp_path, monkeypatch):
     seen = {}
     import matplotlib.axes
 
-    monkeypatch.setattr(matplotlib.axes.Axes, "set_ylabel", lambda self, text, **k: seen.setdefault("y", text))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_ylabel", lambda self, text, **k: seen.setdefault("y", text)
+    )
     report.plot_rd(tmp_path / "p.png", summary, "stlpips", {"higher_is_better": False}, "t")
     assert seen["y"] == "stlpips (lower is better)"
 

@@ -57,8 +57,11 @@ def test_ratios_pool_the_rate_points_per_sequence_and_above_one_means_faster():
 @pytest.fixture(scope="module")
 def speed_run(clips, tmp_path_factory, tiny_ckpt):  # noqa: F811
     out = tmp_path_factory.mktemp("speed")
-    paths = evaluate(options(clips, out, ckpts=[str(tiny_ckpt)], baselines=["x265"], points={"x265": [30, 38]},
-                             anchor="x265"))
+    paths = evaluate(
+        options(
+            clips, out, ckpts=[str(tiny_ckpt)], baselines=["x265"], points={"x265": [30, 38]}, anchor="x265"
+        )
+    )
     return out, paths
 
 
@@ -69,7 +72,9 @@ def test_every_row_has_seconds_and_fps_and_speed_csv_ratios_follow_from_the_rows
     for r in rows:
         enc, dec, n = float(r["encode_seconds"]), float(r["decode_seconds"]), int(r["frames"])
         assert enc > 0 and dec > 0
-        assert float(r["encode_fps"]) == pytest.approx(n / enc) and float(r["decode_fps"]) == pytest.approx(n / dec)
+        assert float(r["encode_fps"]) == pytest.approx(n / enc) and float(r["decode_fps"]) == pytest.approx(
+            n / dec
+        )
     table = read_csv(paths["speed"])
     assert {(t["codec"], t["sequence"]) for t in table} == {(r["codec"], r["sequence"]) for r in rows}
     for t in table:

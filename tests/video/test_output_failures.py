@@ -241,7 +241,9 @@ def test_a_device_or_fifo_is_never_replaced_nor_written_into(tmp_path, kind):
     link.symlink_to(made[0])
     what = "a FIFO (named pipe)" if kind == "fifo" else "a character device"
     for path in (*made, link):
-        with pytest.raises(VVCError, match=f"output '.*{path.name}' is {re.escape(what)}, not a regular file"):
+        with pytest.raises(
+            VVCError, match=f"output '.*{path.name}' is {re.escape(what)}, not a regular file"
+        ):
             write_bytes_atomic(path, b"data")
         with pytest.raises(VVCError, match="not a regular file"):
             check_output_path(path, kind="bitstream")
@@ -262,13 +264,17 @@ def test_cli_compress_onto_a_device_is_refused_with_or_without_overwrite(clip, t
     os.mkfifo(fifo)
     for dst, what in ((dev, "a character device"), (fifo, "a FIFO (named pipe)")):
         capsys.readouterr()
-        assert main(["compress", str(clip["src"]), "-o", str(dst), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+        assert (
+            main(["compress", str(clip["src"]), "-o", str(dst), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+        )
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: output '{dst}' is {what}, not a regular file;") and "\n" not in err
     assert stat.S_ISCHR(dev.stat().st_mode) and os.major(dev.stat().st_rdev) == 1
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     capsys.readouterr()
-    assert main(["decompress", str(clip["vvc"]), "-o", str(dev), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+    assert (
+        main(["decompress", str(clip["vvc"]), "-o", str(dev), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+    )
     assert "is a character device, not a regular file" in capsys.readouterr().err
     assert stat.S_ISCHR(dev.stat().st_mode)
 

@@ -151,7 +151,17 @@ def test_a_damaged_state_file_is_ignored_and_said(mixed, done, tmp_path, capsys,
     shutil.copytree(done, out)
     path = out / name
     path.write_bytes(_damage(json.loads(path.read_text()), how))
-    args = ["shard", str(mixed), "-o", str(out), "--min-frames", "8", "--max-shard-size", "1MB", "--no-progress"]
+    args = [
+        "shard",
+        str(mixed),
+        "-o",
+        str(out),
+        "--min-frames",
+        "8",
+        "--max-shard-size",
+        "1MB",
+        "--no-progress",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert f"{path} was damaged (" in text and ": ignored it" in text
@@ -166,7 +176,9 @@ def test_a_metadata_csv_that_is_not_utf8_is_one_line(mixed, tmp_path, capsys):
     assert main(["shard", str(mixed), "-o", str(tmp_path / "o"), "--csv", str(bad), "--min-frames", "8",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"metadata CSV '{bad}' is not UTF-8 text" in err[0] and "save it as UTF-8" in err[0]
+    assert (
+        len(err) == 1 and f"metadata CSV '{bad}' is not UTF-8 text" in err[0] and "save it as UTF-8" in err[0]
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -176,7 +188,9 @@ def test_a_metadata_csv_with_a_huge_field_is_one_line(mixed, tmp_path, capsys):
     assert main(["shard", str(mixed), "-o", str(tmp_path / "o"), "--csv", str(bad), "--min-frames", "8",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot be read at line 3" in err[0] and "field larger than field limit" in err[0]
+    assert (
+        len(err) == 1 and "cannot be read at line 3" in err[0] and "field larger than field limit" in err[0]
+    )
 
 
 def test_a_csv_with_a_byte_order_mark_matches(mixed, tmp_path):
@@ -184,7 +198,10 @@ def test_a_csv_with_a_byte_order_mark_matches(mixed, tmp_path):
     meta.write_bytes("\ufeffvideo,caption\ncity.mpg,rooftops\n".encode())
     write_shards(mixed, tmp_path / "out", "1MB", min_frames=8, csv_path=meta, progress=False)
     with tarfile.open(tmp_path / "out" / "shard-000000.tar") as tar:
-        assert json.loads(tar.extractfile("city.json").read())["csv"] == {"video": "city.mpg", "caption": "rooftops"}
+        assert json.loads(tar.extractfile("city.json").read())["csv"] == {
+            "video": "city.mpg",
+            "caption": "rooftops",
+        }
 
 
 def test_an_output_path_that_is_a_file_is_one_line_and_untouched(mixed, tmp_path, capsys):

@@ -202,7 +202,9 @@ class Encoder:
         stream = (work / f"stream.{self.extension}").read_bytes()
         dec_args = self.decode_args()
         _, dec_s = run_ffmpeg(dec_args, work, f"{self.name} decode")
-        frames = read_output(work / "decoded.yuv", n, pw, ph, self.bit_depth, matrix, rng, self.name)[:, :h, :w]
+        frames = read_output(work / "decoded.yuv", n, pw, ph, self.bit_depth, matrix, rng, self.name)[
+            :, :h, :w
+        ]
         return BaselineRun(
             codec=self.name, point=int(point), frames=frames, stream_bytes=len(stream),
             bpp=len(stream) * 8 / (n * w * h), command=shlex.join(["ffmpeg", *args]),
@@ -313,7 +315,9 @@ class X264(Encoder):
     version_pattern = r"x264 - (core \d+(?: r\d+ \w+)?)"
 
     def codec_args(self, point: int, intra_period: int | None, preset: str) -> list[str]:
-        gop = "keyint=infinite" if intra_period is None else f"keyint={intra_period}:min-keyint={intra_period}"
+        gop = (
+            "keyint=infinite" if intra_period is None else f"keyint={intra_period}:min-keyint={intra_period}"
+        )
         return ["-preset", preset, "-x264-params", f"qp={point}:{gop}:scenecut=0",
                 "-bsf:v", "filter_units=remove_types=6"]
 

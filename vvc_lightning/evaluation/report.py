@@ -68,7 +68,9 @@ def _csv_text(columns: list[str], records: list[dict]) -> str:
 
 def flat_rows(rows: list[dict], keys: list[str]) -> list[dict]:
     """Rows with their metrics as top-level columns (for the CSV)."""
-    return [{**{c: r.get(c, "") for c in ROW_COLUMNS + ROW_INFO}, **row_speed(r), **r["metrics"]} for r in rows]
+    return [
+        {**{c: r.get(c, "") for c in ROW_COLUMNS + ROW_INFO}, **row_speed(r), **r["metrics"]} for r in rows
+    ]
 
 
 def _json_safe(obj: Any) -> Any:
@@ -168,7 +170,8 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
         "</ul>",
         "<h3>Metrics</h3>",
         _table(
-            ["metric", "protocol"], [{"metric": k, "protocol": json.dumps(v)} for k, v in meta["metrics"].items()]
+            ["metric", "protocol"],
+            [{"metric": k, "protocol": json.dumps(v)} for k, v in meta["metrics"].items()],
         ),
     ]
     if bd:
@@ -198,7 +201,10 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
     parts.append("<h2>Decoded crops (centre of the middle frame, rate points of similar bpp)</h2>")
     for seq, items in crops.items():
         parts.append(f"<h3>{esc(seq)}</h3><div>")
-        parts += [f"<figure><img src='{esc(src)}'><figcaption>{esc(cap)}</figcaption></figure>" for src, cap in items]
+        parts += [
+            f"<figure><img src='{esc(src)}'><figcaption>{esc(cap)}</figcaption></figure>"
+            for src, cap in items
+        ]
         parts.append("</div>")
     parts.append("<h2>Codecs and command lines</h2>")
     for name, c in meta["codecs"].items():
@@ -226,9 +232,13 @@ def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], 
     speed_cols = ["encode_fps", "decode_fps"] + ratio_columns(present_references(rows))
     speed = speed_table(rows)
     write_bytes_atomic(paths["csv"], _csv_text(row_cols, flat_rows(rows, keys)).encode())
-    write_bytes_atomic(paths["summary"], _csv_text(list(SUMMARY_COLUMNS) + keys + speed_cols, summary).encode())
-    write_bytes_atomic(paths["speed"], _csv_text(list(SPEED_COLUMNS) + ratio_columns(present_references(rows)),
-                                                 speed).encode())
+    write_bytes_atomic(
+        paths["summary"], _csv_text(list(SUMMARY_COLUMNS) + keys + speed_cols, summary).encode()
+    )
+    write_bytes_atomic(
+        paths["speed"],
+        _csv_text(list(SPEED_COLUMNS) + ratio_columns(present_references(rows)), speed).encode(),
+    )
     write_bytes_atomic(paths["bdrate"], _csv_text(list(BD_COLUMNS), bd).encode())
     doc = {"meta": meta, "metrics": keys, "rows": [{**r, **row_speed(r)} for r in rows], "summary": summary,
            "bd_rate": bd, "speed": speed}

@@ -27,7 +27,10 @@ def _fps(frames: float, seconds: Any) -> float:
 def row_speed(row: dict) -> dict[str, float]:
     """{encode_fps, decode_fps} of one row (NaN where its seconds are missing)."""
     n = float(row["frames"])
-    return {"encode_fps": _fps(n, row.get("encode_seconds")), "decode_fps": _fps(n, row.get("decode_seconds"))}
+    return {
+        "encode_fps": _fps(n, row.get("encode_seconds")),
+        "decode_fps": _fps(n, row.get("decode_seconds")),
+    }
 
 
 def _pooled(rows: list[dict]) -> dict[str, float]:

@@ -46,7 +46,9 @@ def ms_ssim(a: Tensor, b: Tensor, data_range: float) -> Tensor:
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     win = msssim_window(a.shape[-2], a.shape[-1])
-    return _ms_ssim(a, b, data_range=data_range, size_average=False, win_size=win, weights=list(MSSSIM_WEIGHTS))
+    return _ms_ssim(
+        a, b, data_range=data_range, size_average=False, win_size=win, weights=list(MSSSIM_WEIGHTS)
+    )
 
 
 def ssim(a: Tensor, b: Tensor, data_range: float) -> Tensor:

@@ -39,7 +39,11 @@ def write_error(
     not a write failure of that output (e.g. an input that cannot be read keeps its own error)."""
     if not isinstance(exc, OSError) or exc.errno not in WRITE_FIXES:
         return None
-    names = [Path(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if isinstance(n, (str, bytes, os.PathLike))]
+    names = [
+        Path(os.fsdecode(n))
+        for n in (exc.filename, exc.filename2)
+        if isinstance(n, (str, bytes, os.PathLike))
+    ]
     ours = [Path(path), *([Path(tmp)] if tmp is not None else [])]
     # e.g. sendfile names src, dst
     if names and not any(n == p or p in n.parents for n in names for p in ours):
@@ -55,7 +59,9 @@ def make_dirs(path: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
-        raise VVCError(f"cannot create folder '{path}': a file of that name is in the way; choose another") from exc
+        raise VVCError(
+            f"cannot create folder '{path}': a file of that name is in the way; choose another"
+        ) from exc
     except OSError as exc:
         fix = WRITE_FIXES.get(exc.errno or 0, "choose another folder")
         raise WriteError(f"cannot create folder '{path}': {exc.strerror or exc}; {fix}") from exc

@@ -151,7 +151,9 @@ class Summary:
 
     def skipped(self) -> list[dict[str, str]]:
         """Every file left out, with its reason, by name."""
-        return sorted([*self.not_videos, *(s for sh in self.shards for s in sh.skipped)], key=lambda s: s["origin"])
+        return sorted(
+            [*self.not_videos, *(s for sh in self.shards for s in sh.skipped)], key=lambda s: s["origin"]
+        )
 
     def skip_reasons(self) -> Counter[str]:
         return Counter(s["reason"] for s in self.skipped())
@@ -160,7 +162,9 @@ class Summary:
         """Brace pattern naming every shard, for data.train_shards."""
         n = len(self.shards)
         last = SHARD_NAME.format(n - 1)
-        return str(self.outdir / (last if n == 1 else SHARD_NAME.replace("{:06d}", f"{{000000..{n - 1:06d}}}")))
+        return str(
+            self.outdir / (last if n == 1 else SHARD_NAME.replace("{:06d}", f"{{000000..{n - 1:06d}}}"))
+        )
 
     def text(self) -> str:
         """The closing summary printed by the CLI."""
@@ -173,7 +177,9 @@ class Summary:
             + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})" if skipped else "")
         )
         for s in skipped[:MAX_LISTED]:
-            lines.append(f"  skipped {s['origin']}: {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else ""))
+            lines.append(
+                f"  skipped {s['origin']}: {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else "")
+            )
         if len(skipped) > MAX_LISTED:
             lines.append(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in "
                          f"{self.outdir / INDEX_FILE}")
@@ -282,7 +288,9 @@ def write_shards(
     index_path = outdir / INDEX_FILE
     bar = tqdm(total=len(items), unit="video", desc="shard", disable=not progress)
     # spawn, not fork: a forked child inherits the parent's threads and open handles (torch, numba, zip files)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    )
     try:
         for i, group in enumerate(shards):
             path = outdir / SHARD_NAME.format(i)
@@ -312,7 +320,9 @@ def _why_none(summary: Summary) -> str:
     by_reason: dict[str, list[str]] = {}
     for s in summary.skipped():
         by_reason.setdefault(s["reason"], []).append(s["origin"])
-    parts = [f"{len(v)} {k}: {', '.join(v[:3])}" + (", ..." if len(v) > 3 else "") for k, v in by_reason.items()]
+    parts = [
+        f"{len(v)} {k}: {', '.join(v[:3])}" + (", ..." if len(v) > 3 else "") for k, v in by_reason.items()
+    ]
     return "; ".join(parts) or "no input video"
 
 
@@ -336,7 +346,9 @@ def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, m
                 raise
         journal.discard(tmp)
     except OSError as exc:
-        raise VVCError(f"cannot write shard '{path}': {exc.strerror or exc}; free space or pick another -o") from exc
+        raise VVCError(
+            f"cannot write shard '{path}': {exc.strerror or exc}; free space or pick another -o"
+        ) from exc
     stats.bytes = path.stat().st_size
     stats.sha256 = sha256_file(path)
     return stats

@@ -119,7 +119,10 @@ def not_video(f: IO[bytes], name: str) -> tuple[str, str] | None:
             return "undecodable", f"FFmpeg cannot open it, {type(exc).__name__}"
         return "unsupported", "not a video format FFmpeg reads"
     if not moving:
-        return "unsupported", "no video stream, only audio or a cover picture" if pictures else "no video stream"
+        return (
+            "unsupported",
+            "no video stream, only audio or a cover picture" if pictures else "no video stream",
+        )
     if fmt in STILL_FORMATS or fmt.endswith("_pipe"):
         return "unsupported", f"a still image, {fmt.removesuffix('_pipe')}"
     return None
@@ -140,7 +143,10 @@ def probe_bytes(data: bytes, label: str, min_frames: int) -> tuple[dict[str, Any
         n, h, w = src.probe()
         fps = src.fps()
     except ClipError as exc:
-        return None, ("undecodable", "no frame decodes" if "no decodable frame" in str(exc) else "decoding fails")
+        return None, (
+            "undecodable",
+            "no frame decodes" if "no decodable frame" in str(exc) else "decoding fails",
+        )
     except Exception as exc:  # any decoder failure is a skip, not a crash
         return None, ("undecodable", f"decoding fails, {type(exc).__name__}")
     if n < min_frames:
@@ -230,7 +236,9 @@ def find_inputs(src: str | Path, csv_path: str | Path | None = None, exclude: Pa
     notes: list[str] = []
     skipped: list[dict[str, str]] = []
     if not src.exists():
-        raise VVCError(f"shard source '{src}' does not exist; give a folder of videos, OpenVid zip parts or a CSV")
+        raise VVCError(
+            f"shard source '{src}' does not exist; give a folder of videos, OpenVid zip parts or a CSV"
+        )
     if src.suffix.lower() == ".csv":
         csv_path, root = csv_path or src, src.parent
     else:
@@ -239,7 +247,9 @@ def find_inputs(src: str | Path, csv_path: str | Path | None = None, exclude: Pa
     if src.is_dir() or src.suffix.lower() == ".csv":
         every = [p for p in root.rglob("*") if p.is_file()
                  and not (skip_dir is not None and p.resolve().is_relative_to(skip_dir))]
-        files = sorted(p for p in every if not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = sorted(
+            p for p in every if not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
         if len(files) < len(every):
             notes.append(f"left out {len(every) - len(files)} hidden file(s) (a name or folder starting with "
                          "'.')")
@@ -301,7 +311,9 @@ def attach_csv(items: list[VideoItem], csv_path: Path) -> list[str]:
                 rows += 1
                 name = Path(str(row.get(name_col, "")).strip()).name
                 for it in by_name.get(name, []):
-                    it.meta = {k.strip(): _value(v) for k, v in row.items() if k is not None and v is not None}
+                    it.meta = {
+                        k.strip(): _value(v) for k, v in row.items() if k is not None and v is not None
+                    }
     except UnicodeDecodeError as exc:
         raise VVCError(
             f"metadata CSV '{csv_path}' is not UTF-8 text (an invalid byte after row {rows}); "

@@ -238,8 +238,8 @@ class YUVSource:
         size = self.path.stat().st_size
         if size == 0 or size % self.frame_bytes:
             raise VVCError(
-                f"'{self.path}' is {size} bytes, not a whole number of {self.width}x{self.height} 8-bit 4:2:0 "
-                f"frames ({self.frame_bytes} bytes each); check the size in its name or "
+                f"'{self.path}' is {size} bytes, not a whole number of {self.width}x{self.height} 8-bit "
+                f"4:2:0 frames ({self.frame_bytes} bytes each); check the size in its name or "
                 "data.width/data.height"
             )
         return size // self.frame_bytes

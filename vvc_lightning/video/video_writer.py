@@ -30,8 +30,9 @@ class VideoWriter:
         path = Path(path)
         self.suffix = path.suffix.lower()
         if self.suffix not in VIDEO_SUFFIXES + PNG_SUFFIXES:
-            raise VVCError(f"cannot write '{path}': use .mp4, .mov, .mkv, .y4m, .yuv or a new folder name for "
-                           "PNGs")
+            raise VVCError(
+                f"cannot write '{path}': use .mp4, .mov, .mkv, .y4m, .yuv or a new folder name for PNGs"
+            )
         self.png = self.suffix in PNG_SUFFIXES
         self.path = path.with_suffix("") if self.suffix == ".png" else path
         self.fps, self.crf, self.rng = float(fps), int(crf), rng

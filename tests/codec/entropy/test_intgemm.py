@@ -44,7 +44,9 @@ def _inputs(shape: tuple[int, ...], seed: int) -> dict[str, torch.Tensor]:
     sparse = narrow.clone()
     pick = torch.rand(shape, generator=g) < 0.003
     sparse[pick] = full[pick]
-    edges = torch.tensor([-ACT_LIMIT, ACT_LIMIT, 8127 / 4096, -8256 / 4096, 8128 / 4096, -8257 / 4096, 63 / 4096])
+    edges = torch.tensor(
+        [-ACT_LIMIT, ACT_LIMIT, 8127 / 4096, -8256 / 4096, 8128 / 4096, -8257 / 4096, 63 / 4096]
+    )
     corner = edges[torch.randint(0, len(edges), shape, generator=g)].double()
     return {"full": full, "narrow": narrow, "sparse": sparse, "edges": corner}
 
@@ -211,7 +213,9 @@ def test_shipped_model_codes_identically_on_both_paths():
         with intgemm.disabled():
             ref = entropy_params(q)
         assert torch.equal(fast[0], ref[0])
-        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(fast[1], ref[1], strict=True))
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(fast[1], ref[1], strict=True)
+        )
         assert fast[2] == ref[2]
         t, _, h, w = fast[3]
         with torch.no_grad(), codec._at(q):

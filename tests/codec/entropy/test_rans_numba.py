@@ -41,7 +41,11 @@ def _random_stream(tables: dict, seed: int, n: int) -> tuple[bytes, list[tuple[s
         cdfs, sizes, offsets = tables[name]
         idx = rng.integers(0, len(sizes), n)
         spread = np.array(sizes)[idx] / 2
-        values = np.round(rng.normal(0, 1, n) * spread).astype(np.int64) + np.array(offsets)[idx] + spread.astype(int)
+        values = (
+            np.round(rng.normal(0, 1, n) * spread).astype(np.int64)
+            + np.array(offsets)[idx]
+            + spread.astype(int)
+        )
         esc = rng.random(n) < 0.03
         values[esc] = rng.integers(-(2**20), 2**20, esc.sum())
         values[rng.random(n) < 0.002] = rng.choice(

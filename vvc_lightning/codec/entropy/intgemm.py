@@ -267,7 +267,9 @@ def exact_matmul(
     p = _buffer("products", (nx, m, weights.digits * weights.n), torch.int32)
     for d in range(nx):
         torch._int_mm(rows[d], weights.matrix, out=p[d])
-    split_rows(kernels.horner, m, p.numpy(), nx, weights.digits, out.numpy(), bias, lo, hi, epilogue is not None)
+    split_rows(
+        kernels.horner, m, p.numpy(), nx, weights.digits, out.numpy(), bias, lo, hi, epilogue is not None
+    )
 
 
 def _activation_digits(
@@ -287,7 +289,9 @@ def _activation_digits(
     rest = np.zeros((n, h, w, c), np.int32)  # calloc: pages materialise only where a rest is written
     xd = x.detach().double()
     if _channels_last(xd):
-        parts = split_rows(kernels.quantize_pixels, n * h, _pixel_rows(xd), w, buf, ph, pw, rest, ACT_LIMIT_INT)
+        parts = split_rows(
+            kernels.quantize_pixels, n * h, _pixel_rows(xd), w, buf, ph, pw, rest, ACT_LIMIT_INT
+        )
     else:
         parts = split_rows(kernels.quantize_digits, n * h, xd.numpy(), buf, ph, pw, rest, ACT_LIMIT_INT)
     top, wide_count, nan = max(p[0] for p in parts), sum(p[1] for p in parts), any(p[2] for p in parts)
@@ -410,7 +414,9 @@ def conv_transpose2d(
         if wide is not None:  # a wide value v at (img, y, x, ch) adds v * w[ch] to its input position's row
             ok = (wide_rows >= g0) & (wide_rows < g1)
             acc.index_add_(0, wide_rows[ok] - g0, weights.per_tap[0][where[ok, 3]].mul_(values[ok, None]))
-        kernels.scatter_transposed(acc.numpy(), g0, h, w, tuple(stride), tuple(padding), (kh, kw), out.numpy())
+        kernels.scatter_transposed(
+            acc.numpy(), g0, h, w, tuple(stride), tuple(padding), (kh, kw), out.numpy()
+        )
     return out.permute(0, 3, 1, 2)
 
 

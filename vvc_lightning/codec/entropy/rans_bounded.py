@@ -237,7 +237,11 @@ class RansEncoder:
         idx = np.ascontiguousarray(np.asarray(indexes, dtype=np.int32).reshape(-1))
         if sym.shape != idx.shape:
             raise ValueError(f"{sym.size} symbols but {idx.size} CDF indexes")
-        start, freq, raw = np.empty(sym.size, np.int32), np.empty(sym.size, np.int32), np.empty(sym.size, np.int64)
+        start, freq, raw = (
+            np.empty(sym.size, np.int32),
+            np.empty(sym.size, np.int32),
+            np.empty(sym.size, np.int64),
+        )
         steps = _plan_kernel(sym, idx, tables.cdfs, tables.sizes, tables.offsets, start, freq, raw)
         if steps < 0:
             raise ValueError(f"a CDF index is out of range 0..{len(tables.sizes) - 1}")
