@@ -18,7 +18,6 @@ from vvc_lightning.errors import ConfigError
 
 OPEN_SECTIONS = ("model.backbone", "data", "trainer")  # keys checked against the named constructor
 LOSSES = ("vae", "rd")
-PERCEPTUAL = ("lpips", "stlpips", "ms-ssim")
 ROOT_DIR_ALIAS = "trainer.default_root_dir"  # Lightning's name of the run folder: accepted as run_dir
 # Trainer arguments the project sets itself (build_trainer), and where a config sets them instead.
 TRAINER_OWNED = {  # (trainer.default_root_dir in a file or override becomes run_dir before these are checked)
@@ -194,6 +193,7 @@ def section_kwargs(node: DictConfig) -> dict[str, Any]:
 
 def validate(cfg: DictConfig) -> None:
     """Check names, keys and values; raise ConfigError naming the first problem and the fix."""
+    from vvc_lightning.metrics.perceptual import DISTANCES
     from vvc_lightning.registry import BACKBONES, DATAMODULES, check_kwargs
 
     try:
@@ -211,9 +211,9 @@ def validate(cfg: DictConfig) -> None:
             node[key] = number
     _check_trainer_keys(cfg.trainer)
     check_ranges(cfg)
-    if cfg.model.loss.perceptual not in PERCEPTUAL:
+    if cfg.model.loss.perceptual not in DISTANCES:
         raise ConfigError(
-            f"model.loss.perceptual must be one of {', '.join(PERCEPTUAL)}, got '{cfg.model.loss.perceptual}'"
+            f"model.loss.perceptual must be one of {', '.join(DISTANCES)}, got '{cfg.model.loss.perceptual}'"
         )
     _validate_stages(cfg.stages)
 
