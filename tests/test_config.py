@@ -36,7 +36,7 @@ def test_later_configs_and_overrides_win():
         ["cv_vae.yaml", "quickstart_scratch.yaml"], ["model.loss.lmbda=0.2", "stages.1.start_step=70"]
     )
     assert (
-        cfg.model.backbone.name == "lean_vae"
+        cfg.model.backbone.name == "lean_vae_lite"
         and cfg.model.backbone.width == 64
         and cfg.model.loss.lmbda == 0.2
         and cfg.stages[1].start_step == 70

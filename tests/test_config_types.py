@@ -18,7 +18,7 @@ from vvc_lightning.errors import ConfigError
     "overrides, message",
     [
         (["model.backbone.width=abc"], "config key 'model.backbone.width' must be an integer for backbone "
-                                       "'lean_vae', got 'abc'"),
+                                       "'lean_vae_lite', got 'abc'"),
         (["model.backbone.mlp_ratio=fast"], "'model.backbone.mlp_ratio' must be a number"),
         (["model.backbone.gradient_checkpointing=1"], "'model.backbone.gradient_checkpointing' must be true "
                                                       "or false"),
