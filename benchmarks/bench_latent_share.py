@@ -65,7 +65,7 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
     return result
 
 
-def _floor(codec, model, video, data: bytes, enc: dict, dec: dict) -> dict:  # noqa: ANN001
+def _floor(codec, model, video, data: bytes, enc: dict, dec: dict) -> dict:
     """What the latent codec cannot go below with its present arithmetic: its float 3D transforms (g_a at the
     encoder, g_s at the decoder) and its int8 GEMMs, timed in a second encode + decode (the first one's
     timings stay clean); the share they alone would take of the measured total."""
@@ -76,7 +76,7 @@ def _floor(codec, model, video, data: bytes, enc: dict, dec: dict) -> dict:  # n
     spent = {"int8_gemm": 0.0, "transform": 0.0}
     original = torch._int_mm
 
-    def timed_mm(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def timed_mm(*args, **kwargs):
         since = time.perf_counter()
         out = original(*args, **kwargs)
         spent["int8_gemm"] += time.perf_counter() - since
@@ -84,10 +84,10 @@ def _floor(codec, model, video, data: bytes, enc: dict, dec: dict) -> dict:  # n
 
     starts: list[float] = []
 
-    def pre(*_):  # noqa: ANN002, ANN202
+    def pre(*_):
         starts.append(time.perf_counter())
 
-    def post(*_):  # noqa: ANN002, ANN202
+    def post(*_):
         spent["transform"] += time.perf_counter() - starts.pop()
 
     hooks = [m.register_forward_pre_hook(pre) for m in (model.codec.g_a, model.codec.g_s)]

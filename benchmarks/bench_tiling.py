@@ -92,15 +92,15 @@ def agreement(quick: bool) -> list[dict]:
         y0, x0 = min(80, frames.shape[1] - h), min(100, frames.shape[2] - w)
         return np.ascontiguousarray(frames[:n, y0 : y0 + h, x0 : x0 + w])
 
-    def timed(fn, *args):  # noqa: ANN001, ANN002, ANN202
+    def timed(fn, *args):
         start = time.perf_counter()
         out = fn(*args)
         return out, time.perf_counter() - start
 
-    def round_trip(bb, x, tile, ov, passes):  # noqa: ANN001, ANN202
+    def round_trip(bb, x, tile, ov, passes):
         return tensor_to_frames(tiled_round_trip(bb, x, tile, ov, passes)[0])
 
-    def codec_trip(codec, video):  # noqa: ANN001, ANN202
+    def codec_trip(codec, video):
         return codec.decode(codec.encode(video)).frames
 
     rows = []

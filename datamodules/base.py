@@ -52,7 +52,9 @@ def resolve_paths(spec: str | Path | list | tuple | None, exts: tuple[str, ...],
         raise VVCError(f"{what}: '{spec}' does not exist; give an existing folder, file or glob")
     if path.is_dir():
         files = sorted(
-            p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+            p
+            for p in path.rglob("*")
+            if p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
         )
         if not files:
             raise VVCError(f"{what}: folder '{spec}' holds no {kinds} file")
@@ -120,7 +122,8 @@ def collate_clips(batch: list[torch.Tensor]) -> torch.Tensor:
     shapes = {tuple(x.shape) for x in batch}
     if len(shapes) > 1:
         raise VVCError(
-            f"clips of different sizes in one batch ({sorted(shapes)}); set data.crop_size or data.batch_size=1"
+            f"clips of different sizes in one batch ({sorted(shapes)}); set data.crop_size or "
+            "data.batch_size=1"
         )
     return torch.stack(batch)
 
@@ -164,9 +167,11 @@ class VideoDataModule(pl.LightningDataModule):
             if not isinstance(value, int) or value < low:
                 raise ConfigError(f"data.{key} must be an integer >= {low}, got {value!r}")
         if crop_size is not None and (not isinstance(crop_size, int) or crop_size < 1):
-            raise ConfigError(f"data.crop_size must be a positive integer or null (full frame), got {crop_size!r}")
+            raise ConfigError("data.crop_size must be a positive integer or null (full frame), got "
+                              f"{crop_size!r}")
         if test_max_frames is not None and (not isinstance(test_max_frames, int) or test_max_frames < 1):
-            raise ConfigError(f"data.test_max_frames must be a positive integer or null, got {test_max_frames!r}")
+            raise ConfigError("data.test_max_frames must be a positive integer or null, got "
+                              f"{test_max_frames!r}")
         self.frames, self.frame_stride, self.crop_size = frames, frame_stride, crop_size
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.test_max_frames = test_max_frames
@@ -230,7 +235,8 @@ class VideoDataModule(pl.LightningDataModule):
         return self._loader(self.train_set, train=True)
 
     def val_dataloader(self) -> DataLoader | list:
-        """(B,3,T,H,W) float clips in [-1,1], the same clips and crops on every run; [] when not configured."""
+        """(B,3,T,H,W) float clips in [-1,1], the same clips and crops on every run; [] when not
+        configured."""
         if self.val_set is None:
             self.val_set = self.build_val()
         if self.val_set is None:

@@ -50,7 +50,8 @@ class ClipBank:
     def __init__(self, videos: list[torch.Tensor], photos: list[torch.Tensor], spec: ClipSpec, motion: Motion,
                  video_fraction: float) -> None:
         if not videos and not photos:
-            raise VVCError("device_clips: no training video or photo; set data.train_shards and/or data.train_images")
+            raise VVCError("device_clips: no training video or photo; set data.train_shards and/or "
+                           "data.train_images")
         if spec.crop_size is None:
             raise ConfigError("data.crop_size must be set for the device_clips datamodule")
         self.videos, self.photos, self.spec, self.motion = videos, photos, spec, motion
@@ -74,8 +75,10 @@ class ClipBank:
             nonlocal used
             used += nbytes
             if used > limit:
-                raise VVCError(f"device_clips: the decoded training set passes data.bank_max_gb={max_gb:g} GB at "
-                               f"{what}; raise data.bank_max_gb or train with data.name=stills")
+                raise VVCError(
+                    f"device_clips: the decoded training set passes data.bank_max_gb={max_gb:g} GB at "
+                    f"{what}; raise data.bank_max_gb or train with data.name=stills"
+                )
 
         videos = []
         for label, data in shard_videos(shards):
@@ -86,7 +89,8 @@ class ClipBank:
                 continue
             if len(frames) < spec.span or min(frames[0].shape[:2]) < crop:
                 h, w = frames[0].shape[:2] if frames else (0, 0)
-                skipped.append(f"{label} ({len(frames)} frames of {w}x{h}; a clip needs {spec.span} of {crop}x{crop})")
+                skipped.append(f"{label} ({len(frames)} frames of {w}x{h}; a clip needs {spec.span} of "
+                               f"{crop}x{crop})")
                 continue
             take(len(frames) * frames[0].size, label)
             videos.append(torch.from_numpy(np.stack(frames)).to(device))
@@ -101,9 +105,11 @@ class ClipBank:
         return cls(videos, photos, spec, motion, video_fraction)
 
     def batch(self, size: int, gen: torch.Generator) -> torch.Tensor:
-        """(size,3,T,c,c) float clips in [-1,1] on the bank's device; the same `gen` state gives the same batch."""
+        """(size,3,T,c,c) float clips in [-1,1] on the bank's device; the same `gen` state gives the same
+        batch."""
         spec, c = self.spec, int(self.spec.crop_size or 0)
-        u = torch.rand(size, 4 + DRAWS, generator=gen, dtype=torch.float64)  # a fixed number of draws per clip
+        # a fixed number of draws per clip
+        u = torch.rand(size, 4 + DRAWS, generator=gen, dtype=torch.float64)
         is_video = (u[:, 0] < self.video_fraction).tolist()
         out = torch.empty(size, 3, spec.frames, c, c, device=self.device)
         vid = [i for i in range(size) if is_video[i]]
@@ -179,9 +185,30 @@ class DeviceClipsDataModule(StillsDataModule):
         bank_max_gb: float = 24.0,
         device: str | None = None,
     ) -> None:
-        super().__init__(train_images, val_images, test_dir, train_shards, val_shards, video_fraction, val_clips,
-                         pan, zoom, rotate, brightness, epoch_length, shuffle_buffer, frames, frame_stride,
-                         crop_size, batch_size, num_workers, seed, test_max_frames, seek, decode_threads)
+        super().__init__(
+            train_images,
+            val_images,
+            test_dir,
+            train_shards,
+            val_shards,
+            video_fraction,
+            val_clips,
+            pan,
+            zoom,
+            rotate,
+            brightness,
+            epoch_length,
+            shuffle_buffer,
+            frames,
+            frame_stride,
+            crop_size,
+            batch_size,
+            num_workers,
+            seed,
+            test_max_frames,
+            seek,
+            decode_threads,
+        )
         if not isinstance(bank_max_gb, int | float) or bank_max_gb <= 0:
             raise ConfigError(f"data.bank_max_gb must be a number > 0, got {bank_max_gb!r}")
         self.bank_max_gb, self.device_name = float(bank_max_gb), device

@@ -30,7 +30,11 @@ def rotation_factor(rotate_deg: float) -> float:
 
 def box_side(crop: int, motion: Motion) -> int:
     """Side of the square box that holds a window's whole path at the largest motion."""
-    return math.ceil(crop * (math.exp(motion.zoom) * rotation_factor(motion.rotate) + motion.pan)) + 2 * MARGIN + 2
+    return (
+        math.ceil(crop * (math.exp(motion.zoom) * rotation_factor(motion.rotate) + motion.pan))
+        + 2 * MARGIN
+        + 2
+    )
 
 
 def plan_motion(u: torch.Tensor, sizes: torch.Tensor, frames: int, stride: int, crop: int,
@@ -80,8 +84,11 @@ def plan_motion(u: torch.Tensor, sizes: torch.Tensor, frames: int, stride: int, 
             "gain": gain, "flip": u[:, 0] < 0.5, "down": scale > 1, "side": torch.tensor(side)}
 
 
-def cut_box(img: torch.Tensor, size: tuple[int, int], box: tuple[int, int], side: int, down: bool) -> torch.Tensor:
-    """(3,side,side) float 0..255: `img` (3,H,W) uint8 resized to `size`, the box at `box` (edges replicated)."""
+def cut_box(
+    img: torch.Tensor, size: tuple[int, int], box: tuple[int, int], side: int, down: bool
+) -> torch.Tensor:
+    """(3,side,side) float 0..255: `img` (3,H,W) uint8 resized to `size`, the box at `box` (edges
+    replicated)."""
     x = img[None].float()
     if tuple(size) != tuple(img.shape[-2:]):
         x = F.interpolate(x, size=tuple(size), mode="area" if down else "bicubic",

@@ -39,7 +39,9 @@ class FolderDataModule(VideoDataModule):
         if epoch_length is not None and (not isinstance(epoch_length, int) or epoch_length < 1):
             raise ConfigError(f"data.epoch_length must be a positive integer or null, got {epoch_length!r}")
         if not isinstance(val_clips_per_video, int) or val_clips_per_video < 1:
-            raise ConfigError(f"data.val_clips_per_video must be an integer >= 1, got {val_clips_per_video!r}")
+            raise ConfigError(
+                f"data.val_clips_per_video must be an integer >= 1, got {val_clips_per_video!r}"
+            )
         self.train_dir, self.val_dir, self.test_dir = train_dir, val_dir, test_dir
         self.epoch_length, self.val_clips_per_video, self.seek = epoch_length, val_clips_per_video, seek
         if matrix not in (None, *AV_MATRICES):
@@ -48,14 +50,19 @@ class FolderDataModule(VideoDataModule):
         self.save_hyperparameters()
 
     def _sources(self, spec: PathSpec, key: str) -> list[AVSource]:
-        return [AVSource(p, label=str(p), matrix=self.matrix) for p in resolve_paths(spec, VIDEO_EXTS, f"data.{key}")]
+        return [
+            AVSource(p, label=str(p), matrix=self.matrix)
+            for p in resolve_paths(spec, VIDEO_EXTS, f"data.{key}")
+        ]
 
     def build_train(self) -> ClipDataset | None:
         """Random clips and crops; `epoch_length` clips per epoch (default: one per video)."""
         if self.train_dir is None:
             return None
         items = usable_sources(self._sources(self.train_dir, "train_dir"), self.spec, "data.train_dir")
-        return ClipDataset(items, self.spec, True, self.seed, self.epoch_length, seek=self.seek, where="train")
+        return ClipDataset(
+            items, self.spec, True, self.seed, self.epoch_length, seek=self.seek, where="train"
+        )
 
     def build_val(self) -> ClipDataset | None:
         """Seeded clips and crops, the same on every run."""
@@ -63,7 +70,13 @@ class FolderDataModule(VideoDataModule):
             return None
         items = usable_sources(self._sources(self.val_dir, "val_dir"), self.spec, "data.val_dir")
         return ClipDataset(
-            items, self.spec, False, self.seed, clips_per_video=self.val_clips_per_video, seek=self.seek, where="val"
+            items,
+            self.spec,
+            False,
+            self.seed,
+            clips_per_video=self.val_clips_per_video,
+            seek=self.seek,
+            where="val",
         )
 
     def build_test_sources(self) -> list[AVSource]:

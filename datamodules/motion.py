@@ -68,7 +68,8 @@ def _profile(rng: random.Random, t: np.ndarray) -> np.ndarray:
 
 def motion_clip(img: torch.Tensor, frames: int, stride: int, crop: int, motion: Motion,
                 rng: random.Random) -> torch.Tensor:
-    """(3,frames,crop,crop) in [-1,1]: every `stride`-th frame of a synthetic pan/zoom/rotate shot of `img`."""
+    """(3,frames,crop,crop) in [-1,1]: every `stride`-th frame of a synthetic pan/zoom/rotate shot of
+    `img`."""
     if rng.random() < 0.5:
         img = img.flip(-1)
     _, height, width = img.shape

@@ -40,7 +40,9 @@ def expand_shards(spec: ShardSpec, what: str) -> list[str]:
     for item in items:
         item = str(item)
         if not any(r in item for r in REMOTE) and Path(os.path.expanduser(item)).is_dir():
-            found = sorted(str(p) for p in Path(os.path.expanduser(item)).glob("*.tar") if not p.name.startswith("."))
+            found = sorted(
+                str(p) for p in Path(os.path.expanduser(item)).glob("*.tar") if not p.name.startswith(".")
+            )
             if not found:
                 raise VVCError(f"{what}: folder '{item}' holds no .tar shard")
             urls += found
@@ -139,8 +141,9 @@ def check_shard_layout(
     readers = world_size * max(1, num_workers)
     if train and num_shards < world_size:
         raise ConfigError(
-            f"{what}: {num_shards} shards for {world_size} ranks: a rank with no shard has no batch and hangs "
-            "the DDP epoch; write more, smaller shards (shard --max-shard-size) or set data.resampled=true"
+            f"{what}: {num_shards} shards for {world_size} ranks: a rank with no shard has no batch and "
+            "hangs the DDP epoch; write more, smaller shards (shard --max-shard-size) or set "
+            "data.resampled=true"
         )
     if num_shards < readers:
         warnings.warn(

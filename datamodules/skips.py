@@ -1,4 +1,5 @@
-"""Counting skipped videos and shards: a warning per skip (rate-limited), never a crash, never a silent hang."""
+"""Counting skipped videos and shards: a warning per skip (rate-limited), never a crash, never a silent
+hang."""
 
 from __future__ import annotations
 

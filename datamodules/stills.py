@@ -53,7 +53,9 @@ class MixedClips(IterableDataset):
     """Real video clips (a resampled shard stream) with probability `video_fraction`, else photo clips.
     Epoch length, DDP rank/worker split and reseeding follow the shard stream's rules."""
 
-    def __init__(self, stills: StillClips, videos: ShardClipStream, video_fraction: float, seed: int = 0) -> None:
+    def __init__(
+        self, stills: StillClips, videos: ShardClipStream, video_fraction: float, seed: int = 0
+    ) -> None:
         super().__init__()
         self.stills, self.videos, self.video_fraction, self.seed = stills, videos, video_fraction, seed
 
@@ -124,7 +126,8 @@ class StillsDataModule(OpenVidDataModule):
         if not isinstance(val_clips, int) or val_clips < 1:
             raise ConfigError(f"data.val_clips must be an integer >= 1, got {val_clips!r}")
         if train_images is None and train_shards is None:
-            raise ConfigError("the stills datamodule needs data.train_images (photos) and/or data.train_shards")
+            raise ConfigError("the stills datamodule needs data.train_images (photos) and/or "
+                              "data.train_shards")
         self.train_images, self.val_images = train_images, val_images
         self.video_fraction, self.val_clips = float(video_fraction), val_clips
         self.motion = Motion(pan, zoom, rotate, brightness)
@@ -137,8 +140,16 @@ class StillsDataModule(OpenVidDataModule):
         if not paths:
             return None
         length = self.epoch_length if train else self.val_clips
-        return StillClips(paths, self.frames, self.frame_stride, self.crop_size, self.motion, train, self.seed,
-                          max(length, len(paths)) if not train else length)
+        return StillClips(
+            paths,
+            self.frames,
+            self.frame_stride,
+            self.crop_size,
+            self.motion,
+            train,
+            self.seed,
+            max(length, len(paths)) if not train else length,
+        )
 
     def build_train(self) -> Dataset | None:
         """Photo clips, mixed with shard clips when `train_shards` is set (`video_fraction` of them)."""

@@ -94,7 +94,9 @@ class ShardClipStream(IterableDataset):
     # ------------------------------------------------------------------ iteration
     def _shard_order(self, worker: int, num_workers: int, skips: SkipCounter) -> Iterator[dict[str, str]]:
         if self.resampled:
-            rng = random.Random(f"{self.seed}:{torch.initial_seed()}:{self.rank}:{worker}:{self.epoch}:{self._iters}")
+            rng = random.Random(
+                f"{self.seed}:{torch.initial_seed()}:{self.rank}:{worker}:{self.epoch}:{self._iters}"
+            )
             limit = max(1000, 10 * len(self.urls), 2 * self.shuffle_buffer)
             last_ok, idle = -1, 0
             while True:
@@ -119,7 +121,9 @@ class ShardClipStream(IterableDataset):
         label = f"{key} in {sample.get('__url__', '?')}"
         vkey = next((k for k in VIDEO_KEYS if k in sample), None)
         if vkey is None:
-            skips.skip(label, "no video in sample", f"keys {sorted(k for k in sample if not k.startswith('__'))}")
+            skips.skip(
+                label, "no video in sample", f"keys {sorted(k for k in sample if not k.startswith('__'))}"
+            )
             return None
         try:
             meta = json.loads(sample["json"]) if "json" in sample else {}
@@ -147,10 +151,14 @@ class ShardClipStream(IterableDataset):
         worker, num_workers = worker_info()
         skips = SkipCounter(f"{self.where} (rank {self.rank}, worker {worker})")
         self.skips = skips
-        rng = random.Random(f"{self.seed}:{torch.initial_seed()}:{self.rank}:{worker}:{self.epoch}:{self._iters}")
+        rng = random.Random(
+            f"{self.seed}:{torch.initial_seed()}:{self.rank}:{worker}:{self.epoch}:{self._iters}"
+        )
         samples = wds.tarfile_samples(self._shard_order(worker, num_workers, skips), handler=skips.handler)
         if self.train and self.shuffle_buffer > 1:
-            samples = wds.filters._shuffle(samples, self.shuffle_buffer, min(self.shuffle_buffer, 100), rng=rng)
+            samples = wds.filters._shuffle(
+                samples, self.shuffle_buffer, min(self.shuffle_buffer, 100), rng=rng
+            )
         quota = self.worker_quota(worker, num_workers) if self.resampled else None
         if quota == 0:
             return

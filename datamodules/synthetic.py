@@ -40,7 +40,10 @@ def write_h264(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int
     from vvc_lightning.video.video_io import atomic_path
 
     path = Path(path)
-    with atomic_path(path) as tmp, av.open(str(tmp), "w", format="matroska" if path.suffix == ".mkv" else "mp4") as c:
+    with (
+        atomic_path(path) as tmp,
+        av.open(str(tmp), "w", format="matroska" if path.suffix == ".mkv" else "mp4") as c,
+    ):
         rate = Fraction(fps).limit_denominator(1001)
         s = c.add_stream("libx264", rate=rate)
         s.height, s.width = frames.shape[1:3]
@@ -50,8 +53,9 @@ def write_h264(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int
                      "threads": "1"}
         for i, f in enumerate(frames):
             y, u, v = rgb_to_yuv420(f, "bt601", "limited")  # what decoders assume for untagged H.264
-            vf = av.VideoFrame.from_ndarray(np.concatenate([y, u.reshape(-1, f.shape[1]), v.reshape(-1, f.shape[1])]),
-                                            format="yuv420p")
+            vf = av.VideoFrame.from_ndarray(
+                np.concatenate([y, u.reshape(-1, f.shape[1]), v.reshape(-1, f.shape[1])]), format="yuv420p"
+            )
             vf.pts = i
             c.mux(s.encode(vf))
         c.mux(s.encode())
@@ -60,7 +64,8 @@ def write_h264(path: str | Path, frames: np.ndarray, fps: float = 25.0, crf: int
 
 def write_index_video(path: str | Path, num_frames: int, height: int = 64, width: int = 96,
                       fps: float = 25.0, crf: int = 10, gop: int = 16) -> Path:
-    """Write an index video (.mp4/.mkv H.264 with keyframes every `gop`, or .y4m, .yuv) and return its path."""
+    """Write an index video (.mp4/.mkv H.264 with keyframes every `gop`, or .y4m, .yuv) and return its
+    path."""
     frames = index_video(num_frames, height, width)
     if Path(path).suffix.lower() in (".mp4", ".mkv"):
         return write_h264(path, frames, fps, crf, gop)

@@ -27,7 +27,7 @@ class YUVDataModule(VideoDataModule):
         height: int | None = None,
         fps: float | None = None,
         matrix: str = "bt709",
-        range: str = "limited",  # noqa: A002  (the config key users expect)
+        range: str = "limited",  # the config key users expect
         frames: int = 9,
         frame_stride: int = 3,
         crop_size: int | None = 256,
@@ -69,7 +69,9 @@ class YUVDataModule(VideoDataModule):
         if self.val_dir is None:
             return None
         items = usable_sources(self._sources(self.val_dir, "val_dir"), self.spec, "data.val_dir")
-        return ClipDataset(items, self.spec, False, self.seed, clips_per_video=self.val_clips_per_video, where="val")
+        return ClipDataset(
+            items, self.spec, False, self.seed, clips_per_video=self.val_clips_per_video, where="val"
+        )
 
     def build_test_sources(self) -> list[YUVSource]:
         """Every test sequence, sorted by path; the file size is checked against the frame size here."""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 
-def exact_latent(codec, data: bytes, quality: float | None) -> torch.Tensor:  # noqa: ANN001
+def exact_latent(codec, data: bytes, quality: float | None) -> torch.Tensor:
     """The float64 y_hat the entropy decoder rebuilds from `data` (before the inverse gain and g_s)."""
     from vvc_lightning.codec.pipeline import container as bitstream
     from vvc_lightning.codec.entropy.symbol_check import bind_to_gop

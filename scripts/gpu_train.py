@@ -39,7 +39,7 @@ def callbacks():
         def __init__(self) -> None:
             self.times: list[float] = []
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
             if trainer.strategy.root_device.type == "cuda":
                 import torch
 
@@ -53,7 +53,7 @@ def callbacks():
         def __init__(self, path: Path) -> None:
             self.path = path
 
-        def on_train_end(self, trainer, module) -> None:  # noqa: ANN001
+        def on_train_end(self, trainer, module) -> None:
             trainer.save_checkpoint(str(self.path))
 
     class Progress(pl.Callback):
@@ -62,7 +62,7 @@ def callbacks():
         def __init__(self, every: int) -> None:
             self.every = max(1, every)
 
-        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
             if trainer.global_step % self.every == 0:
                 m = trainer.callback_metrics
                 keys = ("train/loss", "train/psnr", "train/bpp", "train/stlpips", "val/psnr", "val/bpp")

@@ -39,7 +39,7 @@ class Outcome:
     peak_kb: int
 
 
-def make_model_and_stream(seed: int = 0):  # noqa: ANN201
+def make_model_and_stream(seed: int = 0):
     """A tiny random model (the test config) and a small real clip's .vvc (2 GoPs)."""
     import torch
 
@@ -169,7 +169,7 @@ def mutations(data: bytes, count: int, seed: int) -> list[tuple[str, bytes]]:
     return out
 
 
-def _decode_in_child(model, data: bytes, original: np.ndarray) -> tuple[str, str]:  # noqa: ANN001
+def _decode_in_child(model, data: bytes, original: np.ndarray) -> tuple[str, str]:
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.errors import VVCError
 
@@ -180,7 +180,7 @@ def _decode_in_child(model, data: bytes, original: np.ndarray) -> tuple[str, str
         return ("error" if "\n" not in text else "exception"), text[:200]
     except MemoryError:
         return "memory", "MemoryError"
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return "exception", f"{type(exc).__name__}: {str(exc)[:200]}"
     same = video.frames.shape == original.shape and np.array_equal(video.frames, original)
     return ("identical" if same else "different"), f"{video.frames.shape}"
@@ -194,7 +194,7 @@ def _mapped_bytes() -> int:
     return 0
 
 
-def run_in_child(kind: str, check, time_limit: int = TIME_LIMIT, memory_limit: int = MEMORY_LIMIT) -> Outcome:  # noqa: ANN001
+def run_in_child(kind: str, check, time_limit: int = TIME_LIMIT, memory_limit: int = MEMORY_LIMIT) -> Outcome:
     """`check()` -> (result, detail) in a forked child limited to `memory_limit` more bytes and `time_limit`
     seconds; a child that dies or runs out of time is a 'crash' or 'timeout'."""
     r, w = os.pipe()
@@ -224,7 +224,7 @@ def run_in_child(kind: str, check, time_limit: int = TIME_LIMIT, memory_limit: i
     return Outcome(kind, result, detail, seconds, int(peak))
 
 
-def run_one(model, kind: str, data: bytes, original: np.ndarray) -> Outcome:  # noqa: ANN001
+def run_one(model, kind: str, data: bytes, original: np.ndarray) -> Outcome:
     """Decode one mutation in a forked child limited to MEMORY_LIMIT bytes and TIME_LIMIT seconds."""
     return run_in_child(kind, lambda: _decode_in_child(model, data, original))
 

@@ -32,15 +32,23 @@ def test_paper_defaults_in_cv_vae_and_lean_vae_configs():
 
 
 def test_later_configs_and_overrides_win():
-    cfg = load_config(["cv_vae.yaml", "quickstart_scratch.yaml"], ["model.loss.lmbda=0.2", "stages.1.start_step=70"])
-    assert cfg.model.backbone.name == "lean_vae" and cfg.model.backbone.width == 64 and cfg.model.loss.lmbda == 0.2 and cfg.stages[1].start_step == 70
+    cfg = load_config(
+        ["cv_vae.yaml", "quickstart_scratch.yaml"], ["model.loss.lmbda=0.2", "stages.1.start_step=70"]
+    )
+    assert (
+        cfg.model.backbone.name == "lean_vae_lite"
+        and cfg.model.backbone.width == 64
+        and cfg.model.loss.lmbda == 0.2
+        and cfg.stages[1].start_step == 70
+    )
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
         ("model.lamda=0.1", "unknown config key 'model.lamda'"),
-        ("model.backbone.widht=8", "unknown config key 'model.backbone.widht' (did you mean 'model.backbone.width'?)"),
+        ("model.backbone.widht=8", "unknown config key 'model.backbone.widht' (did you mean "
+                                   "'model.backbone.width'?)"),
         ("data.crop=64", "unknown config key 'data.crop'"),
         ("trainer.max_step=3", "did you mean 'trainer.max_steps'"),
         ("model.gop=8", "model.gop must be 1 + 4k"),

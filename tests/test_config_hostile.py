@@ -1,5 +1,5 @@
-"""Issue 22 on configs: values in range (14), interpolations type-checked (13), bounded YAML (13), Lightning's
-trainer.default_root_dir accepted as the run folder (3)."""
+"""Hostile configs: values in range, interpolations type-checked, bounded YAML, Lightning's
+trainer.default_root_dir accepted as the run folder."""
 
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from vvc_lightning.errors import ConfigError
         ("optim.aux_lr=0", "config key 'optim.aux_lr' must be a finite number above 0"),
         ("model.loss.lmbda=-1", "config key 'model.loss.lmbda' must be a finite number above 0"),
         ("model.loss.alpha=-0.5", "config key 'model.loss.alpha' must be a finite number >= 0"),
-        ("trainer.max_steps=-5", "config key 'trainer.max_steps' must be a whole number >= 1 (or -1: no limit)"),
+        ("trainer.max_steps=-5", "config key 'trainer.max_steps' must be a whole number >= 1 (or -1: no "
+                                 "limit)"),
         ("trainer.precision=64-evil", "config key 'trainer.precision' must be one of"),
         ("trainer.max_steps=${oc.env:HOME}", "config key 'trainer.max_steps' must be an integer"),
         ("stages.0.lr=-1e-4", "config key 'stages.0.lr' must be a finite number above 0"),
@@ -36,7 +37,10 @@ def test_out_of_range_values_are_one_config_error(override, message):
 
 def test_an_interpolation_is_resolved_and_type_checked_like_any_value(monkeypatch):
     monkeypatch.setenv("VVC_TEST_STEPS", "7")
-    assert load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"]).trainer.max_steps == 7
+    assert (
+        load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"]).trainer.max_steps
+        == 7
+    )
     monkeypatch.setenv("VVC_TEST_STEPS", "seven")
     with pytest.raises(ConfigError, match="'trainer.max_steps' must be an integer .* got 'seven'"):
         load_config(["quickstart.yaml"], ["trainer.max_steps=${oc.env:VVC_TEST_STEPS}"])

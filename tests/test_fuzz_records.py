@@ -1,4 +1,4 @@
-"""Crafted model folders (issue 22): every crafted record of the issue, then random damage to records and
+"""Crafted model folders: every named crafted record, then random damage to records and
 weight files, beside a genuine entry (tests/fuzz_records.py). A finding is any outcome other than a one-line
 refusal naming the entry or a model whose coded latent decodes exactly; the genuine entry always stays usable."""
 
@@ -27,7 +27,7 @@ def run_fuzzer(count: int, seed: int, timeout: int) -> None:
     assert (int(m[1]), int(m[2])) == (count, 0), proc.stdout
 
 
-def test_the_issues_crafted_records_and_some_random_damage_find_nothing():
+def test_named_crafted_records_and_some_random_damage_find_nothing():
     run_fuzzer(20, seed=1, timeout=600)
 
 

@@ -1,35 +1,51 @@
-"""The package's import graph, read from the source with `ast`: no loops, and the lower layers never reach up."""
+"""The package's import graph, read from the source with `ast`: no two concerns import each other, and the
+lower layers never reach up.
+
+A concern is the innermost package (folder) that holds a module: `vvc_lightning.training`,
+`vvc_lightning.metrics`, `vvc_lightning.codec.entropy`, `vvc_lightning.codec.pipeline`, ...; each module at
+the top of the package (`vvc_lightning.zoo`, `vvc_lightning.config`, ...) is a concern of its own. Every
+import in a file counts (module level and inside functions, relative ones resolved), except those under
+`if TYPE_CHECKING:`, which never run.
+"""
 
 from __future__ import annotations
 
 import ast
+import itertools
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+TOP = "vvc_lightning"
 # Installed package name -> folder in the repository (setup.cfg's package_dir).
 PACKAGE_DIRS = {
-    "vvc_lightning": ROOT / "vvc_lightning",
-    "vvc_lightning.backbones": ROOT / "backbones",
-    "vvc_lightning.datamodules": ROOT / "datamodules",
-    "vvc_lightning.configs": ROOT / "configs",
+    TOP: ROOT / "vvc_lightning",
+    f"{TOP}.backbones": ROOT / "backbones",
+    f"{TOP}.datamodules": ROOT / "datamodules",
+    f"{TOP}.configs": ROOT / "configs",
 }
 # A module under the key may not import anything under these (the codec is built from a model object;
-# reading a checkpoint into a codec is zoo.py's job, above both).
+# reading a checkpoint into a codec is the loader's job, above both).
 FORBIDDEN = {
-    "vvc_lightning.video": ("codec", "training", "evaluation", "cli", "zoo", "backbones", "datamodules"),
-    "vvc_lightning.codec": ("training", "evaluation", "cli", "zoo", "datamodules"),
-    "vvc_lightning.training": ("cli", "zoo", "evaluation.harness", "evaluation.inputs", "evaluation.report"),
-    "vvc_lightning.backbones": ("codec", "training", "evaluation", "cli", "zoo", "datamodules"),
-    "vvc_lightning.datamodules": ("codec", "training", "evaluation", "cli", "zoo", "backbones"),
+    "vvc_lightning.video": ("codec", "training", "evaluation", "cli", "zoo", "backbones", "datamodules",
+                            "metrics"),
+    "vvc_lightning.codec": ("training", "evaluation", "cli", "zoo", "datamodules", "metrics"),
+    "vvc_lightning.codec.entropy": ("codec.pipeline",),
+    "vvc_lightning.training": ("cli", "zoo", "evaluation"),
+    "vvc_lightning.metrics": ("training", "evaluation", "cli", "zoo", "codec", "datamodules"),
+    "vvc_lightning.backbones": ("codec", "training", "evaluation", "cli", "zoo", "datamodules", "metrics"),
+    "vvc_lightning.datamodules": ("codec", "training", "evaluation", "cli", "zoo", "backbones", "metrics"),
     "vvc_lightning.errors": ("",),
     "vvc_lightning.ops": ("",),
 }
 
+Graph = dict[str, set[str]]
 
-def discover() -> dict[str, Path]:
-    """Every module of the package (dotted name -> file), sub-packages included."""
+
+def discover(package_dirs: Mapping[str, Path] = PACKAGE_DIRS) -> dict[str, Path]:
+    """Every module of the packages (dotted name -> file), sub-packages included."""
     modules: dict[str, Path] = {}
-    for pkg, folder in PACKAGE_DIRS.items():
+    for pkg, folder in package_dirs.items():
         for path in sorted(folder.rglob("*.py")):
             rel = path.relative_to(folder).with_suffix("").parts
             if rel[-1] == "__init__":
@@ -38,7 +54,7 @@ def discover() -> dict[str, Path]:
     return modules
 
 
-def _runtime_nodes(tree: ast.AST):
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
     """Every node, skipping `if TYPE_CHECKING:` bodies (never run, so never part of a loop)."""
     stack = [tree]
     while stack:
@@ -51,8 +67,9 @@ def _runtime_nodes(tree: ast.AST):
             stack.append(child)
 
 
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package modules that `name` imports anywhere in its file (in functions too), relative ones resolved."""
+def imports_of(name: str, path: Path, modules: Mapping[str, Path]) -> set[str]:
+    """The package modules that `name` imports anywhere in its file (in functions too), relative ones
+    resolved."""
     is_pkg = path.name == "__init__.py"
     found: set[str] = set()
     for node in _runtime_nodes(ast.parse(path.read_text(), str(path))):
@@ -65,7 +82,9 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
                 source = ".".join(base + ([node.module] if node.module else []))
             else:
                 source = node.module or ""
-            targets = [f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names]
+            targets = [
+                f"{source}.{a.name}" if f"{source}.{a.name}" in modules else source for a in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -78,14 +97,35 @@ def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
     return found
 
 
-def import_graph() -> dict[str, set[str]]:
+def import_graph(package_dirs: Mapping[str, Path] = PACKAGE_DIRS) -> Graph:
     """Module -> the package modules it imports."""
-    modules = discover()
+    modules = discover(package_dirs)
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
 
-def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """One loop (as a path a -> ... -> a) per strongly connected group of modules (Tarjan)."""
+def concern_of(module: str, modules: Mapping[str, Path], top: str = TOP) -> str:
+    """The innermost package holding `module` (a package is its own concern); a top-level module is its
+    own."""
+    if modules[module].name == "__init__.py":
+        return module
+    parent = module.rsplit(".", 1)[0]
+    return module if parent == top else parent
+
+
+def concern_graph(graph: Graph, modules: Mapping[str, Path], top: str = TOP) -> dict[str, dict[str, str]]:
+    """Concern -> {concern it imports: one module-level import that shows it, 'a.b -> c.d'}."""
+    out: dict[str, dict[str, str]] = {concern_of(m, modules, top): {} for m in graph}
+    for module in sorted(graph):
+        src = concern_of(module, modules, top)
+        for target in sorted(graph[module]):
+            dst = concern_of(target, modules, top)
+            if dst != src:
+                out[src].setdefault(dst, f"{module} -> {target}")
+    return out
+
+
+def _strong_groups(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """The strongly connected groups of more than one node (Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -111,74 +151,157 @@ def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
                 if w == v:
                     break
             if len(group) > 1:
-                groups.append(group)
+                groups.append(sorted(group))
 
     for v in sorted(graph):
         if v not in index:
             visit(v)
-    return [_loop_in(sorted(g), graph) for g in groups]
+    return groups
 
 
-def _loop_in(group: list[str], graph: dict[str, set[str]]) -> list[str]:
-    """A shortest loop through the group's first module (breadth-first inside the group)."""
-    start, members = group[0], set(group)
-    prev: dict[str, str] = {}
+def _shortest_path(start: str, end: str, graph: Mapping[str, set[str]], members: set[str]) -> list[str]:
+    """A shortest path start -> ... -> end through `members` (breadth-first)."""
+    prev: dict[str, str] = {start: start}
     frontier = [start]
-    while frontier:
-        nxt = []
-        for v in frontier:
-            for w in sorted(graph[v] & members):
-                if w == start:
-                    path = [v]
-                    while path[-1] != start:
-                        path.append(prev[path[-1]])
-                    return [*reversed(path), start]
-                if w not in prev:
-                    prev[w] = v
-                    nxt.append(w)
-        frontier = nxt
-    return group
+    while end not in prev:
+        frontier = [w for v in frontier for w in sorted(set(graph[v]) & members) if w not in prev
+                    and prev.setdefault(w, v) == v]
+    path = [end]
+    while path[-1] != start:
+        path.append(prev[path[-1]])
+    return path[::-1]
+
+
+def find_cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:
+    """Loops as paths a -> ... -> a: for every edge inside a strongly connected group, a shortest loop
+    through it (each loop once, starting at its first node in sorted order)."""
+    loops: set[tuple[str, ...]] = set()
+    for group in _strong_groups(graph):
+        members = set(group)
+        for v in group:
+            for w in sorted(set(graph[v]) & members):
+                ring = [v, *_shortest_path(w, v, graph, members)[:-1]]
+                first = ring.index(min(ring))
+                ring = ring[first:] + ring[:first]
+                loops.add((*ring, ring[0]))
+    return [list(loop) for loop in sorted(loops)]
+
+
+def concern_loops(package_dirs: Mapping[str, Path] = PACKAGE_DIRS, top: str = TOP) -> list[str]:
+    """Each loop between concerns, written 'a -> b -> a' with the import that makes each step."""
+    modules = discover(package_dirs)
+    graph = {name: imports_of(name, path, modules) for name, path in modules.items()}
+    concerns = concern_graph(graph, modules, top)
+    loops = find_cycles({c: set(deps) for c, deps in concerns.items()})
+    return [" -> ".join(loop) + " (" + "; ".join(concerns[a][b] for a, b in itertools.pairwise(loop)) + ")"
+            for loop in loops]
+
+
+def layer_violations(graph: Graph, forbidden: Mapping[str, tuple[str, ...]] = FORBIDDEN) -> set[str]:
+    """'module -> target' for each import of a lower layer reaching into one it must not use."""
+
+    def under(name: str, prefix: str) -> bool:
+        return name == prefix or name.startswith(prefix + ".")
+
+    bad = set()
+    for module, targets in graph.items():
+        for layer, banned in forbidden.items():
+            if under(module, layer):
+                prefixes = [f"{TOP}.{b}" if b else TOP for b in banned]
+                bad |= {f"{module} -> {t}" for t in targets if any(under(t, p) for p in prefixes)}
+    return bad
+
+
+def _write(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
 
 
 def test_the_graph_covers_the_package_and_sees_lazy_and_relative_imports():
     graph = import_graph()
     assert {"vvc_lightning.cli.main", "vvc_lightning.zoo", "vvc_lightning.backbones.lean_vae",
             "vvc_lightning.datamodules.folder", "vvc_lightning.metrics.lpips"} <= set(graph)
-    # In-function imports count: the LightningModule's test step is imported inside a method.
-    assert "vvc_lightning.training.test_step" in graph["vvc_lightning.training.model"]
-    assert "vvc_lightning.training.checkpoint" in graph["vvc_lightning.zoo"]
+    assert "vvc_lightning.metrics.perceptual" in graph["vvc_lightning.metrics.lpips"]
+    # In-function imports count: the synthetic clips import their writer inside a function.
+    assert "vvc_lightning.video.video_io" in graph["vvc_lightning.datamodules.synthetic"]
+
+
+def test_concerns_are_innermost_packages_and_top_level_modules():
+    modules = discover()
+    assert concern_of("vvc_lightning.codec.entropy.gain", modules) == "vvc_lightning.codec.entropy"
+    assert concern_of("vvc_lightning.codec.pipeline", modules) == "vvc_lightning.codec.pipeline"
+    assert concern_of("vvc_lightning.metrics.fidelity", modules) == "vvc_lightning.metrics"
+    assert concern_of("vvc_lightning.backbones.lean_vae", modules) == "vvc_lightning.backbones"
+    assert concern_of("vvc_lightning.zoo", modules) == "vvc_lightning.zoo"
+    assert concern_of("vvc_lightning", modules) == "vvc_lightning"
 
 
 def test_relative_imports_resolve(tmp_path):
     pkg = tmp_path / "pkg"
-    (pkg / "sub").mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("def f():\n    from .sub import b\n")
-    (pkg / "sub" / "__init__.py").write_text("from . import b\nfrom ..a import f\n")
-    (pkg / "sub" / "b.py").write_text("import os\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
-                                      "    from ..a import f\n")
-    modules = {"pkg": pkg / "__init__.py", "pkg.a": pkg / "a.py", "pkg.sub": pkg / "sub" / "__init__.py",
-               "pkg.sub.b": pkg / "sub" / "b.py"}
-    graph = {n: imports_of(n, p, modules) for n, p in modules.items()}
-    assert graph == {"pkg": set(), "pkg.a": {"pkg.sub.b"}, "pkg.sub": {"pkg.sub.b", "pkg.a"}, "pkg.sub.b": set()}
+    _write(pkg, {"__init__.py": "", "a.py": "def f():\n    from .sub import b\n",
+                 "sub/__init__.py": "from . import b\nfrom ..a import f\n",
+                 "sub/b.py": "import os\nfrom typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                             "    from ..a import f\n"})
+    graph = import_graph({"pkg": pkg})
+    assert graph == {
+        "pkg": set(),
+        "pkg.a": {"pkg.sub.b"},
+        "pkg.sub": {"pkg.sub.b", "pkg.a"},
+        "pkg.sub.b": set(),
+    }
     assert find_cycles(graph) == []
     graph["pkg.sub.b"].add("pkg.sub")
-    assert find_cycles(graph) == [["pkg.a", "pkg.sub.b", "pkg.sub", "pkg.a"]]
+    assert find_cycles(graph) == [
+        ["pkg.a", "pkg.sub.b", "pkg.sub", "pkg.a"],
+        ["pkg.sub", "pkg.sub.b", "pkg.sub"],
+    ]
 
 
-def test_no_import_loops():
-    loops = find_cycles(import_graph())
-    assert not loops, "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)
+def test_a_loop_between_two_folders_through_in_function_imports_is_reported(tmp_path):
+    pkg = tmp_path / "pkg"
+    _write(pkg, {"__init__.py": "", "alpha/__init__.py": "", "beta/__init__.py": "",
+                 "alpha/one.py": "def f():\n    from pkg.beta.two import g\n    return g\n",
+                 "alpha/three.py": "X = 1\n",
+                 "beta/two.py": "def g():\n    from ..alpha import three\n    return three.X\n"})
+    # No module loop: alpha.one -> beta.two -> alpha.three.
+    assert find_cycles(import_graph({"pkg": pkg})) == []
+    loops = concern_loops({"pkg": pkg}, top="pkg")
+    assert loops == ["pkg.alpha -> pkg.beta -> pkg.alpha "
+                     "(pkg.alpha.one -> pkg.beta.two; pkg.beta.two -> pkg.alpha.three)"]
+
+
+def test_a_loop_through_three_concerns_is_reported(tmp_path):
+    pkg = tmp_path / "pkg"
+    _write(pkg, {"__init__.py": "", "alpha/__init__.py": "", "alpha/one.py": "from pkg import gamma\n",
+                 "gamma.py": "def h():\n    import pkg.beta.two\n",
+                 "beta/__init__.py": "", "beta/two.py": "from pkg.alpha import one\n"})
+    assert concern_loops({"pkg": pkg}, top="pkg") == [
+        "pkg.alpha -> pkg.gamma -> pkg.beta -> pkg.alpha "
+        "(pkg.alpha.one -> pkg.gamma; pkg.gamma -> pkg.beta.two; pkg.beta.two -> pkg.alpha.one)"]
+
+
+def test_folders_that_import_one_way_pass(tmp_path):
+    pkg = tmp_path / "pkg"
+    _write(pkg, {"__init__.py": "", "alpha/__init__.py": "from .one import f\n", "beta/__init__.py": "",
+                 "alpha/one.py": "def f():\n    from pkg.beta.two import g\n    return g\n",
+                 "beta/two.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                                "    from pkg.alpha.one import f\n\ndef g():\n    from . import three\n",
+                 "beta/three.py": "from .two import g\n"})
+    assert concern_loops({"pkg": pkg}, top="pkg") == []
+
+
+def test_no_loop_between_concerns():
+    loops = concern_loops()
+    assert not loops, "concerns that import each other:\n" + "\n".join(loops)
 
 
 def test_lower_layers_never_import_upper_ones():
-    def under(name: str, prefix: str) -> bool:
-        return name == prefix or name.startswith(prefix + ".")
+    bad = layer_violations(import_graph())
+    assert not bad, "imports against the layering: " + "; ".join(sorted(bad))
 
-    bad = set()
-    for module, targets in import_graph().items():
-        for layer, banned in FORBIDDEN.items():
-            if under(module, layer):
-                prefixes = [f"vvc_lightning.{b}" if b else "vvc_lightning" for b in banned]
-                bad |= {f"{module} -> {t}" for t in targets if any(under(t, p) for p in prefixes)}
-    assert not bad, "imports against the layering: " + "; ".join(sorted(set(bad)))
+
+def test_no_import_loops_between_modules():
+    loops = find_cycles(import_graph())
+    assert not loops, "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)

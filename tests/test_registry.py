@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ class TinyBackbone(VideoBackbone):
     def decode(self, z):
         b, _, t, h, w = z.shape
         y = self.dec(z).reshape(b, 4, 3 * 64, t, h, w)
-        frames = [y[:, 0, :, :1]] + ([y[:, :, :, 1:].permute(0, 2, 3, 1, 4, 5).reshape(b, 3 * 64, -1, h, w)] if t > 1 else [])
+        rest = [y[:, :, :, 1:].permute(0, 2, 3, 1, 4, 5).reshape(b, 3 * 64, -1, h, w)] if t > 1 else []
+        frames = [y[:, 0, :, :1], *rest]
         y = torch.cat(frames, 2)
         T = y.shape[2]
         y = nn.functional.pixel_shuffle(y.transpose(1, 2).reshape(-1, 3 * 64, h, w), 8)
@@ -72,7 +74,7 @@ def test_unknown_name_lists_known_names_and_suggests():
 
 def test_builtins_are_registered_with_their_source():
     assert BACKBONES.entry("cv_vae_causal").source == "built-in"
-    assert BACKBONES.entry("cv_vae").source == "built-in alias of cv_vae_causal"
+    assert BACKBONES.entry("cv_vae", warn=False).source == "built-in alias of cv_vae_causal"
     assert {"folder", "openvid", "yuv"} <= set(DATAMODULES.names())
 
 
@@ -94,7 +96,10 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
     site = make_plugin_distribution(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     listing = subprocess.run(
-        [sys.executable, "-m", "vvc_lightning", "backbones", "--size", "64x64"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "vvc_lightning", "backbones", "--size", "64x64"],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert listing.returncode == 0, listing.stderr
     row = next(ln for ln in listing.stdout.splitlines() if ln.startswith("tiny "))
@@ -105,7 +110,8 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
             sys.executable, "-m", "vvc_lightning", "fit", "--config", "quickstart_scratch.yaml",
             "model.backbone.name=tiny", "model.backbone.latent_channels=16", "model.loss.perceptual=ms-ssim",
             f"run_dir={run_dir}", "trainer.max_steps=2", "stages.1.start_step=1", "stages.2.start_step=2",
-            "data.crop_size=32", "data.batch_size=1", "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false",
+            "data.crop_size=32", "data.batch_size=1", "trainer.limit_val_batches=0",
+            "trainer.enable_progress_bar=false",
         ],
         capture_output=True, text=True, env=env,
     )  # fmt: skip
@@ -118,15 +124,51 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
     assert state["global_step"] == 2
 
 
-def test_old_names_are_aliases_of_the_same_classes_and_keys():
+def test_deprecated_aliases_warn_once_and_build_the_same_classes_and_keys(monkeypatch):
+    from vvc_lightning import deprecation
     from vvc_lightning.backbones.cv_vae import CVVAE
     from vvc_lightning.backbones.lean_vae import LeanVAE
 
-    assert BACKBONES.get("cv_vae") is CVVAE and BACKBONES.get("lean_vae") is LeanVAE
+    monkeypatch.setattr(deprecation, "_WARNED", set())  # a fresh process as far as warnings go
     assert BACKBONES.aliases() == {"cv_vae": "cv_vae_causal", "lean_vae": "lean_vae_lite"}
-    old = BACKBONES.create("lean_vae", width=16, latent_channels=8)
-    new = BACKBONES.create("lean_vae_lite", width=16, latent_channels=8)
-    assert list(old.state_dict()) == list(new.state_dict()) and type(old) is type(new)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert BACKBONES.get("cv_vae") is CVVAE and BACKBONES.get("lean_vae") is LeanVAE
+        old = BACKBONES.create("lean_vae", width=16, latent_channels=8)
+        old_again = BACKBONES.create("lean_vae", width=16, latent_channels=8)
+        new = BACKBONES.create("lean_vae_lite", width=16, latent_channels=8)
+    messages = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert messages == ["backbone 'cv_vae' is deprecated; use 'cv_vae_causal'",
+                        "backbone 'lean_vae' is deprecated; use 'lean_vae_lite'"]
+    assert list(old.state_dict()) == list(new.state_dict()) and type(old) is type(new) is type(old_again)
+
+
+def test_canonical_names_and_listings_do_not_warn(monkeypatch):
+    from vvc_lightning import deprecation
+
+    monkeypatch.setattr(deprecation, "_WARNED", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert BACKBONES.canonical("lean_vae") == "lean_vae_lite"
+        assert BACKBONES.canonical("lean_vae_lite") == "lean_vae_lite"
+        assert BACKBONES.entry("cv_vae", warn=False).source == "built-in alias of cv_vae_causal"
+
+
+def test_the_packaged_configs_name_no_deprecated_backbone(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from vvc_lightning import deprecation
+    from vvc_lightning.config import find_config, load_config, packaged_configs, packaged_defaults
+
+    aliases = BACKBONES.aliases()
+    assert packaged_defaults().model.backbone.name not in aliases
+    for name in packaged_configs():
+        assert OmegaConf.select(OmegaConf.load(find_config(name)), "model.backbone.name") not in aliases, name
+    monkeypatch.setattr(deprecation, "_WARNED", set())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        load_config(["quickstart_scratch.yaml"])
+        load_config(["zoo_lean_vr.yaml"])
 
 
 def test_variants_are_presets_of_one_family():

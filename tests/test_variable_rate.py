@@ -117,7 +117,7 @@ def test_fixed_rate_models_store_no_quality_and_refuse_one(tiny_model, bikes_fra
         VideoCodec(tiny_model, quality=1.0)
 
 
-def test_a_header_without_the_quality_field_still_parses():
+def test_a_header_without_the_quality_field_parses():
     h = bitstream.Header(16, 16, 1, 25.0, 1, 0, 0.5, 1, (4, 1, 2, 2), "id")
     raw = bitstream.pack_header(h)
     body_len = int.from_bytes(raw[6:10], "little") - 8  # drop the trailing f64, as older writers did

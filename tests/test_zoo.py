@@ -205,7 +205,7 @@ def test_evaluate_gives_one_point_per_quality_and_the_curve_goes_into_the_record
     assert [p["quality"] for p in curve] == [0.0, 3.0] and curve[0]["bpp"] < curve[1]["bpp"]
     assert main(["models"]) == 0
     listed = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[1:] if line.strip()}
-    assert "not measured" not in listed["tiny-vr"]  # its curve is in the record now
+    assert "not measured" not in listed["tiny-vr"]  # its curve is in the record
     assert "tiny-vr" in [e.name for e in list_models()]
 
 
@@ -220,7 +220,7 @@ def test_a_file_from_a_shipped_model_that_is_not_installed_is_one_clear_error(zo
     assert len(err) == 1 and "shipped model 'tiny-vr'" in err[0] and "not installed" in err[0]
 
 
-# ------------------------------------------------------------------ untrusted model folders (issue 22)
+# ------------------------------------------------------------------ untrusted model folders
 def _one_line(capsys) -> str:
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1, err

@@ -18,11 +18,11 @@ from vvc_lightning.errors import ConfigError
 
 OPEN_SECTIONS = ("model.backbone", "data", "trainer")  # keys checked against the named constructor
 LOSSES = ("vae", "rd")
-PERCEPTUAL = ("lpips", "stlpips", "ms-ssim")
 ROOT_DIR_ALIAS = "trainer.default_root_dir"  # Lightning's name of the run folder: accepted as run_dir
 # Trainer arguments the project sets itself (build_trainer), and where a config sets them instead.
 TRAINER_OWNED = {  # (trainer.default_root_dir in a file or override becomes run_dir before these are checked)
-    "default_root_dir": "the run's folder (checkpoints, logs) is the top-level key run_dir: run_dir=runs/NAME",
+    "default_root_dir": "the run's folder (checkpoints, logs) is the top-level key run_dir: "
+    "run_dir=runs/NAME",
     "callbacks": "the stage schedule and checkpoint callbacks come from the stages and checkpoint sections",
     "plugins": "checkpoints are always written atomically; the checkpoint section sets how often",
 }
@@ -54,7 +54,8 @@ def find_config(name: str) -> Path:
         if packaged.is_file():
             return Path(str(packaged))
     raise ConfigError(
-        f"config '{name}' not found as a file nor among the packaged configs ({', '.join(packaged_configs())})"
+        f"config '{name}' not found as a file nor among the packaged configs "
+        f"({', '.join(packaged_configs())})"
     )
 
 
@@ -136,8 +137,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None,
         if key.strip() in (ROOT_DIR_ALIAS, "run_dir"):
             run_dirs[key.strip()] = parsed
             if len(run_dirs) == 2 and len(set(map(str, run_dirs.values()))) == 2:
-                raise ConfigError(f"run_dir={run_dirs['run_dir']} and {ROOT_DIR_ALIAS}={run_dirs[ROOT_DIR_ALIAS]} "
-                                  "name two run folders; give one of them")
+                raise ConfigError(
+                    f"run_dir={run_dirs['run_dir']} and {ROOT_DIR_ALIAS}={run_dirs[ROOT_DIR_ALIAS]} "
+                    "name two run folders; give one of them"
+                )
             key = "run_dir"
         if key.strip().endswith(".name") and key.strip()[: -len(".name")] in OPEN_SECTIONS[:2]:
             _reset_if_renamed(cfg, key.strip()[: -len(".name")], parsed)
@@ -190,6 +193,7 @@ def section_kwargs(node: DictConfig) -> dict[str, Any]:
 
 def validate(cfg: DictConfig) -> None:
     """Check names, keys and values; raise ConfigError naming the first problem and the fix."""
+    from vvc_lightning.metrics.perceptual import DISTANCES
     from vvc_lightning.registry import BACKBONES, DATAMODULES, check_kwargs
 
     try:
@@ -207,9 +211,9 @@ def validate(cfg: DictConfig) -> None:
             node[key] = number
     _check_trainer_keys(cfg.trainer)
     check_ranges(cfg)
-    if cfg.model.loss.perceptual not in PERCEPTUAL:
+    if cfg.model.loss.perceptual not in DISTANCES:
         raise ConfigError(
-            f"model.loss.perceptual must be one of {', '.join(PERCEPTUAL)}, got '{cfg.model.loss.perceptual}'"
+            f"model.loss.perceptual must be one of {', '.join(DISTANCES)}, got '{cfg.model.loss.perceptual}'"
         )
     _validate_stages(cfg.stages)
 
@@ -222,13 +226,16 @@ def _check_trainer_keys(trainer: DictConfig) -> None:
 
     for key in trainer:
         if key in TRAINER_OWNED:
-            raise ConfigError(f"config key 'trainer.{key}' is set by vvc-lightning, not the config: {TRAINER_OWNED[key]}")
+            raise ConfigError(f"config key 'trainer.{key}' is set by vvc-lightning, not the config: "
+                              f"{TRAINER_OWNED[key]}")
     try:
         check_kwargs(pl.Trainer.__init__, dict(trainer), "lightning's Trainer", "trainer.")
     except ConfigError as exc:
         unknown = [k for k in trainer if k not in (accepted_kwargs(pl.Trainer.__init__) or ())]
         if any("dir" in str(k) or "root" in str(k) for k in unknown):
-            raise ConfigError(f"{exc}; the run's folder is the top-level key run_dir (run_dir=runs/NAME)") from None
+            raise ConfigError(
+                f"{exc}; the run's folder is the top-level key run_dir (run_dir=runs/NAME)"
+            ) from None
         raise
     for key, number in check_types(pl.Trainer.__init__, section_kwargs(trainer), "lightning's Trainer",
                                    "trainer.").items():
@@ -256,7 +263,9 @@ def _check_types(cfg: DictConfig, defaults: DictConfig, prefix: str = "") -> Non
         if type(default) is float and isinstance(value, str):
             cfg[key] = value = _as_number(value)
         kinds = {bool: (bool,), int: (int,), float: (int, float), str: (str,)}.get(type(default))
-        if kinds and (not isinstance(value, kinds) or (isinstance(value, bool) and type(default) is not bool)):
+        if kinds and (
+            not isinstance(value, kinds) or (isinstance(value, bool) and type(default) is not bool)
+        ):
             raise ConfigError(
                 f"config key '{prefix}{key}' must be a {type(default).__name__} (like {default!r}), "
                 f"got {value!r}"
@@ -275,7 +284,8 @@ def _validate_stages(stages: ListConfig) -> None:
             raise ConfigError(f"{where} must be a mapping with name, train, start_step/start_epoch, lr, loss")
         bad = [k for k in st if k not in allowed]
         if bad:
-            raise ConfigError(f"unknown config key '{where}.{bad[0]}'; stage keys: {', '.join(sorted(allowed))}")
+            raise ConfigError(f"unknown config key '{where}.{bad[0]}'; stage keys: "
+                              f"{', '.join(sorted(allowed))}")
         for k in ("name", "train", "loss"):
             if st.get(k) is None:
                 raise ConfigError(f"{where} needs '{k}'")
@@ -294,7 +304,8 @@ def _validate_stages(stages: ListConfig) -> None:
         if i == 0 and start != 0:
             raise ConfigError(f"the first stage must start at 0, '{st.name}' starts at {start}")
         if start <= last[0] and i > 0:
-            raise ConfigError(f"stages must start in increasing order: {where} ('{st.name}') starts at {start}")
+            raise ConfigError(f"stages must start in increasing order: {where} ('{st.name}') starts at "
+                              f"{start}")
         last = key
     if len(units) > 1:
         raise ConfigError("give every stage a start_step, or every stage a start_epoch, not a mix")

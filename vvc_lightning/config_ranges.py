@@ -27,20 +27,33 @@ RANGES: dict[str, tuple[Any, str]] = {
     "model.loss.lmbda": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 0.1)"),
     "model.loss.alpha": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 1e-3)"),
     "model.loss.beta": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 1.0)"),
-    "model.codec.qualities": (lambda v: _whole(v) and 0 <= v <= MAX_QUALITIES,
-                              f"a whole number from 0 (fixed rate) to {MAX_QUALITIES} (e.g. 8)"),
-    "model.codec.transform_blocks": (lambda v: _whole(v) and 0 <= v <= 64, "a whole number from 0 to 64 (e.g. 2)"),
+    "model.codec.qualities": (
+        lambda v: _whole(v) and 0 <= v <= MAX_QUALITIES,
+        f"a whole number from 0 (fixed rate) to {MAX_QUALITIES} (e.g. 8)",
+    ),
+    "model.codec.transform_blocks": (
+        lambda v: _whole(v) and 0 <= v <= 64,
+        "a whole number from 0 to 64 (e.g. 2)",
+    ),
     "optim.lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 5e-6)"),
     "optim.aux_lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 1e-3)"),
     "optim.weight_decay": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 0.0)"),
-    "optim.grad_clip": (lambda v: v is None or (_number(v) and v > 0), "a finite number above 0, or null (off)"),
+    "optim.grad_clip": (
+        lambda v: v is None or (_number(v) and v > 0),
+        "a finite number above 0, or null (off)",
+    ),
     "optim.warmup_steps": (lambda v: _whole(v) and v >= 0, "a whole number >= 0"),
     "optim.min_lr_ratio": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1 (e.g. 0.1)"),
     "checkpoint.every_n_train_steps": (lambda v: _whole(v) and v >= 1, "a whole number >= 1 (e.g. 1000)"),
     "checkpoint.keep": (lambda v: _whole(v) and v >= -1, "a whole number >= 0 (or -1: keep all)"),
-    "trainer.max_steps": (lambda v: _whole(v) and (v >= 1 or v == -1), "a whole number >= 1 (or -1: no limit)"),
-    "trainer.max_epochs": (lambda v: v is None or (_whole(v) and (v >= 1 or v == -1)),
-                           "a whole number >= 1, -1 (no limit) or null"),
+    "trainer.max_steps": (
+        lambda v: _whole(v) and (v >= 1 or v == -1),
+        "a whole number >= 1 (or -1: no limit)",
+    ),
+    "trainer.max_epochs": (
+        lambda v: v is None or (_whole(v) and (v >= 1 or v == -1)),
+        "a whole number >= 1, -1 (no limit) or null",
+    ),
 }
 
 
@@ -62,7 +75,8 @@ def check_ranges(cfg: DictConfig) -> None:
     for i, stage in enumerate(cfg.stages):
         lr = stage.get("lr") if isinstance(stage, DictConfig) else None
         if lr is not None and not (_number(lr) and lr > 0):
-            raise ConfigError(f"config key 'stages.{i}.lr' must be a finite number above 0 (e.g. 1e-4), got {lr!r}")
+            raise ConfigError(f"config key 'stages.{i}.lr' must be a finite number above 0 (e.g. 1e-4), got "
+                              f"{lr!r}")
 
 
 def check_gop(gop: Any) -> None:
@@ -70,7 +84,8 @@ def check_gop(gop: Any) -> None:
     from vvc_lightning.codec.pipeline.container import MAX_GOP
 
     if not _whole(gop) or gop < 1 or (gop - 1) % 4 or gop > MAX_GOP:
-        raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...) and at most {MAX_GOP}, got {gop}")
+        raise ConfigError(f"model.gop must be 1 + 4k frames (5, 9, 13, 17, ...) and at most {MAX_GOP}, got "
+                          f"{gop}")
 
 
 def check_yaml_size(value: Any, origin: str) -> None:

@@ -25,13 +25,13 @@ def annotations_of(fn: Any) -> dict[str, Any]:
     target = fn.__init__ if inspect.isclass(fn) else fn
     try:
         hints = typing.get_type_hints(target)
-    except Exception:  # noqa: BLE001 - a hint naming a type the module only imports for type checkers
+    except Exception:  # a hint naming a type the module only imports for type checkers
         hints = {}
         for name, p in inspect.signature(target).parameters.items():
             if isinstance(p.annotation, str):
                 try:
-                    hints[name] = eval(p.annotation, vars(inspect.getmodule(target)))  # noqa: S307
-                except Exception:  # noqa: BLE001
+                    hints[name] = eval(p.annotation, vars(inspect.getmodule(target)))
+                except Exception:
                     continue
             elif p.annotation is not inspect.Parameter.empty:
                 hints[name] = p.annotation

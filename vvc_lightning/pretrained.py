@@ -197,7 +197,7 @@ def read_weights(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict
     try:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+            state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, ValueError, OSError) as exc:
         raise WeightsError(f"'{path}' is not a readable .safetensors file ({exc}); re-export it") from exc
     return {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}, meta

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from vvc_lightning.deprecation import warn_deprecated
 from vvc_lightning.errors import ConfigError, RegistryError
 
 OWN_DISTRIBUTION = "vvc-lightning"
@@ -58,8 +59,11 @@ class Registry:
         sig = inspect.signature(family.__init__)
         unknown = [k for k in defaults if k not in sig.parameters]
         if unknown:
-            raise RegistryError(f"variant '{name}' sets unknown {family.__name__} arguments: {', '.join(unknown)}")
-        params = [p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()]
+            raise RegistryError(f"variant '{name}' sets unknown {family.__name__} arguments: "
+                                f"{', '.join(unknown)}")
+        params = [
+            p.replace(default=defaults[p.name]) if p.name in defaults else p for p in sig.parameters.values()
+        ]
 
         def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
             family.__init__(self, *args, **{**defaults, **kwargs})
@@ -72,14 +76,16 @@ class Registry:
         return self.register(name)(variant)
 
     def register_deprecations(self, aliases: dict[str, str]) -> None:
-        """Keep old names working: each maps to the current name it now means (same class, same keys)."""
+        """Register deprecated aliases: each maps to the current name it means (same class, same keys)."""
         for old, new in aliases.items():
             if old in self._entries:
-                raise RegistryError(f"{self.kind} alias '{old}' would hide the registered {self.kind} '{old}'")
+                raise RegistryError(
+                    f"{self.kind} alias '{old}' would hide the registered {self.kind} '{old}'"
+                )
             self._deprecated[old] = new
 
     def aliases(self) -> dict[str, str]:
-        """Old names and the current names they resolve to."""
+        """Deprecated aliases and the current names they resolve to."""
         self._scan()
         return dict(self._deprecated)
 
@@ -118,12 +124,23 @@ class Registry:
         self._scan()
         return sorted([*self._entries, *(a for a in self._deprecated if a not in self._entries)])
 
-    def entry(self, name: str) -> Entry:
-        """The entry for `name` (an alias gives its target's class); an unknown name lists the known ones."""
+    def canonical(self, name: str) -> str:
+        """The registered name that `name` means: itself, or the current name of a deprecated alias (no
+        warning)."""
+        self._scan()
+        return name if name in self._entries else self._deprecated.get(name, name)
+
+    def entry(self, name: str, warn: bool = True) -> Entry:
+        """The entry for `name`; a deprecated alias gives its target's class and, with `warn`, a FutureWarning
+        once per process. An unknown name lists the known ones."""
         self._scan()
         if name not in self._entries and name in self._deprecated:
-            target = self.entry(self._deprecated[name])
-            return Entry(name, target.obj, f"built-in alias of {target.name}" if target.source == "built-in" else f"alias of {target.name}")
+            current = self._deprecated[name]
+            if warn:
+                warn_deprecated(f"{self.kind} '{name}'", f"'{current}'", stacklevel=4)
+            target = self.entry(current)
+            origin = "built-in alias" if target.source == "built-in" else "alias"
+            return Entry(name, target.obj, f"{origin} of {target.name}")
         if name not in self._entries:
             close = difflib.get_close_matches(name, self.names(), n=1)
             hint = f" Did you mean '{close[0]}'?" if close else ""
@@ -179,5 +196,4 @@ def check_kwargs(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") -
 BACKBONES = Registry("backbone", "vvc_lightning.backbones", ("vvc_lightning.backbones",))
 DATAMODULES = Registry("datamodule", "vvc_lightning.datamodules", ("vvc_lightning.datamodules",))
 register_backbone = BACKBONES.register
-register_backbone_variant = BACKBONES.register_variant
 register_datamodule = DATAMODULES.register

@@ -1,5 +1,5 @@
-"""Issue 22 on `compress` / `evaluate`: a default quality in the codec's target range, printed (1); --fps with a
-floor (14); evaluate's options checked up front in one line each (14)."""
+"""`compress` / `evaluate` defaults: a default quality in the codec's target range, printed; --fps with a
+floor; evaluate's options checked up front in one line each."""
 
 from __future__ import annotations
 

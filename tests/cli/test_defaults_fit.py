@@ -1,5 +1,5 @@
-"""Issue 22 on `fit`: what the machine lacks (5), an unwritable run_dir (13), keys model.init would replace (2)
-and Lightning's trainer.default_root_dir (3) all end in seconds in one line, with nothing created."""
+"""`fit` refusals: what the machine lacks, an unwritable run_dir, keys model.init would replace
+and Lightning's trainer.default_root_dir all end in seconds in one line, with nothing created."""
 
 from __future__ import annotations
 

@@ -11,7 +11,9 @@ from vvc_lightning.cli.main import build_parser, main
 
 
 def run_cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vvc_lightning", *args], capture_output=True, text=True, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "vvc_lightning", *args], capture_output=True, text=True, **kw
+    )
 
 
 def test_every_documented_command_is_available():

@@ -107,8 +107,17 @@ def test_loader_epochs_differ_and_repeat_from_the_seed(bank):
 
 def test_registered_datamodule_builds_the_bank_on_its_device(shard_dir, photos):
     assert "device_clips" in DATAMODULES.names()
-    dm = DATAMODULES.create("device_clips", train_images=str(photos), train_shards=str(shard_dir), crop_size=32,
-                            frames=9, frame_stride=3, batch_size=3, epoch_length=7, device="cpu")
+    dm = DATAMODULES.create(
+        "device_clips",
+        train_images=str(photos),
+        train_shards=str(shard_dir),
+        crop_size=32,
+        frames=9,
+        frame_stride=3,
+        batch_size=3,
+        epoch_length=7,
+        device="cpu",
+    )
     assert isinstance(dm, DeviceClipsDataModule)
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -120,11 +129,14 @@ def test_registered_datamodule_builds_the_bank_on_its_device(shard_dir, photos):
 def test_bad_settings_are_one_clear_error(shard_dir, photos):
     with pytest.raises(ConfigError, match="bank_max_gb"):
         DeviceClipsDataModule(train_images=str(photos), bank_max_gb=0)
-    dm = DeviceClipsDataModule(train_shards=str(shard_dir), crop_size=32, frames=9, bank_max_gb=1e-4, device="cpu")
+    dm = DeviceClipsDataModule(
+        train_shards=str(shard_dir), crop_size=32, frames=9, bank_max_gb=1e-4, device="cpu"
+    )
     with pytest.raises(VVCError, match="bank_max_gb=0.0001 GB"):
         dm.build_bank()
     tiny = ClipSpec(9, 3, H + 1)  # larger than the 48x64 videos: every video is skipped, then nothing is left
-    with pytest.warns(UserWarning, match="skipped 16 videos"), pytest.raises(VVCError, match="no training video"):
+    with pytest.warns(UserWarning, match="skipped 16 videos"), pytest.raises(VVCError, match="no training "
+                                                                                             "video"):
         ClipBank.build(sorted(str(p) for p in shard_dir.glob("*.tar")), [], tiny, Motion(), 1.0, "cpu")
 
 
@@ -137,9 +149,18 @@ def test_lightning_fit_trains_from_the_bank(tmp_path, shard_dir, photos, tiny_co
     from vvc_lightning.training.trainer import fit
 
     cfg = tiny_config.copy()
-    cfg.data = OmegaConf.create({"name": "device_clips", "train_images": str(photos), "train_shards": str(shard_dir),
-                                 "crop_size": 32, "batch_size": 2, "epoch_length": 4, "frames": 9,
-                                 "frame_stride": 3})
+    cfg.data = OmegaConf.create(
+        {
+            "name": "device_clips",
+            "train_images": str(photos),
+            "train_shards": str(shard_dir),
+            "crop_size": 32,
+            "batch_size": 2,
+            "epoch_length": 4,
+            "frames": 9,
+            "frame_stride": 3,
+        }
+    )
     cfg = apply_overrides(cfg, [f"run_dir={tmp_path}", "trainer.max_steps=2", "trainer.limit_val_batches=0",
                                 "trainer.enable_progress_bar=false", "checkpoint.every_n_train_steps=2"])
     trainer = fit(cfg)

@@ -64,7 +64,9 @@ def test_train_clips_are_float_in_range_with_the_frame_stride_in_order(video_dir
 
 def test_validation_is_the_same_on_every_run_and_differs_by_seed(video_dir):
     def val(seed):
-        dm = FolderDataModule(val_dir=str(video_dir), crop_size=24, batch_size=2, seed=seed, val_clips_per_video=2)
+        dm = FolderDataModule(
+            val_dir=str(video_dir), crop_size=24, batch_size=2, seed=seed, val_clips_per_video=2
+        )
         return torch.cat(list(dm.val_dataloader()))
 
     a, b, c = val(0), val(0), val(1)

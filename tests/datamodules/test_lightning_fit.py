@@ -51,8 +51,15 @@ def test_folder_fit_and_test(index_mp4s, with_val):
 
 
 def test_openvid_fit_with_resampled_epochs_and_ordered_validation(shard_dir):
-    dm = DATAMODULES.create("openvid", train_shards=str(shard_dir), val_shards=str(shard_dir / "shard-000000.tar"),
-                            crop_size=16, batch_size=2, epoch_length=4, num_workers=1)
+    dm = DATAMODULES.create(
+        "openvid",
+        train_shards=str(shard_dir),
+        val_shards=str(shard_dir / "shard-000000.tar"),
+        crop_size=16,
+        batch_size=2,
+        epoch_length=4,
+        num_workers=1,
+    )
     model = Probe()
     trainer(max_epochs=2).fit(model, datamodule=dm)
     assert model.shapes["train"] == [(2, 3, 9, 16, 16)] * 4

@@ -34,8 +34,9 @@ def test_every_clip_comes_exactly_once_per_epoch_over_2_ranks_x_2_workers(shard_
     urls = expand_shards(str(shard_dir / PATTERN), "test")
     per_rank = []
     for rank in range(2):
-        ds = ShardClipStream(urls, SPEC, train=True, resampled=False, shuffle_buffer=4, rank=rank, world_size=2,
-                             with_keys=True)
+        ds = ShardClipStream(
+            urls, SPEC, train=True, resampled=False, shuffle_buffer=4, rank=rank, world_size=2, with_keys=True
+        )
         per_rank.append(keys_of(ds, num_workers=2))
     everything = per_rank[0] + per_rank[1]
     assert len(everything) == 16 and len(set(everything)) == 16
@@ -107,7 +108,9 @@ def test_truncated_tar_yields_what_precedes_the_cut_then_goes_on(tmp_path, index
     cut = write_shard(tmp_path / "cut.tar", samples)
     data = cut.read_bytes()
     cut.write_bytes(data[: len(data) * 5 // 8])
-    whole = write_shard(tmp_path / "whole.tar", [(f"w{i}", p.read_bytes(), {}) for i, p in enumerate(index_mp4s[4:6])])
+    whole = write_shard(
+        tmp_path / "whole.tar", [(f"w{i}", p.read_bytes(), {}) for i, p in enumerate(index_mp4s[4:6])]
+    )
     ds = ShardClipStream([str(cut), str(whole)], SPEC, train=False, resampled=False, with_keys=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -137,7 +140,8 @@ def test_fewer_shards_than_readers_warns_with_the_numbers(shard_dir):
     two = [str(shard_dir / "shard-000000.tar"), str(shard_dir / "shard-000001.tar")]
     dm = OpenVidDataModule(train_shards=two, resampled=False, num_workers=2)
     dm.trainer = SimpleNamespace(world_size=2, global_rank=1)
-    with pytest.warns(ShardWarning, match="2 shards for 2 ranks x 2 workers = 4 readers: 2 readers get no shard"):
+    with pytest.warns(ShardWarning, match="2 shards for 2 ranks x 2 workers = 4 readers: 2 readers get no "
+                                          "shard"):
         loader = dm.train_dataloader()
     assert (loader.dataset.rank, loader.dataset.world_size) == (1, 2)
 

@@ -17,11 +17,15 @@ from vvc_lightning.datamodules.openvid import OpenVidDataModule
 def _rank_main(rank: int, world: int, init_file: str, shards: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
-        dm = OpenVidDataModule(train_shards=shards, resampled=False, crop_size=16, num_workers=2, shuffle_buffer=3)
+        dm = OpenVidDataModule(
+            train_shards=shards, resampled=False, crop_size=16, num_workers=2, shuffle_buffer=3
+        )
         ds = dm.train_dataloader().dataset  # rank and world size read from torch.distributed
         ds.with_keys = True
         keys = [k for _, k in DataLoader(ds, batch_size=None, num_workers=2)]
-        Path(out, f"rank{rank}.json").write_text(json.dumps({"rank": ds.rank, "world": ds.world_size, "keys": keys}))
+        Path(out, f"rank{rank}.json").write_text(
+            json.dumps({"rank": ds.rank, "world": ds.world_size, "keys": keys})
+        )
     finally:
         dist.destroy_process_group()
 

@@ -79,8 +79,16 @@ def test_unreadable_photo_is_one_clear_error(tmp_path):
 
 def test_registered_and_stills_only_batches(photos):
     assert "stills" in DATAMODULES.names()
-    dm = DATAMODULES.create("stills", train_images=str(photos), val_images=str(photos), crop_size=32, frames=5,
-                            frame_stride=2, batch_size=3, epoch_length=6)
+    dm = DATAMODULES.create(
+        "stills",
+        train_images=str(photos),
+        val_images=str(photos),
+        crop_size=32,
+        frames=5,
+        frame_stride=2,
+        batch_size=3,
+        epoch_length=6,
+    )
     dm.setup("fit")
     batches = list(dm.train_dataloader())
     assert len(batches) == 2 and batches[0].shape == (3, 3, 5, 32, 32)
@@ -92,9 +100,18 @@ def test_registered_and_stills_only_batches(photos):
 
 
 def test_mixed_with_real_clips_from_shards(photos, shard_dir):
-    dm = StillsDataModule(train_images=str(photos), train_shards=str(shard_dir), video_fraction=0.5,
-                          crop_size=32, frames=3, frame_stride=2, batch_size=2, epoch_length=40, num_workers=2,
-                          test_dir=bikes_path())
+    dm = StillsDataModule(
+        train_images=str(photos),
+        train_shards=str(shard_dir),
+        video_fraction=0.5,
+        crop_size=32,
+        frames=3,
+        frame_stride=2,
+        batch_size=2,
+        epoch_length=40,
+        num_workers=2,
+        test_dir=bikes_path(),
+    )
     dm.setup("fit")
     clips = torch.cat(list(dm.train_dataloader()))
     assert clips.shape == (40, 3, 3, 32, 32)

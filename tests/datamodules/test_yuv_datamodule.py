@@ -60,8 +60,14 @@ def test_matrix_option_changes_the_rgb_and_matches_the_source_matrix(tmp_path):
 
 
 def test_train_and_validation_crops_from_yuv(yuv_dir):
-    dm = YUVDataModule(train_dir=str(yuv_dir / "Basket*.yuv"), val_dir=str(yuv_dir / "Basket*.yuv"), crop_size=32,
-                       frame_stride=2, batch_size=2, epoch_length=4)
+    dm = YUVDataModule(
+        train_dir=str(yuv_dir / "Basket*.yuv"),
+        val_dir=str(yuv_dir / "Basket*.yuv"),
+        crop_size=32,
+        frame_stride=2,
+        batch_size=2,
+        epoch_length=4,
+    )
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch.shape == (2, 3, 9, 32, 32)

@@ -19,26 +19,75 @@ def fake_results(tmp_path):
 
     cv2.imwrite(str(crops / "ref-abc.png"), np.zeros((8, 8, 3), np.uint8))
     rows, summary = [], []
-    for codec, label, kind, base in (("ours", "ours (neural)", "neural", 0.6), ("x265", "HEVC (x265)", "baseline", 1.0)):
+    for codec, label, kind, base in (
+        ("ours", "ours (neural)", "neural", 0.6),
+        ("x265", "HEVC (x265)", "baseline", 1.0),
+    ):
         for i, point in enumerate(("a", "b", "c")):
             bpp = base * 0.02 * 2**i
             key = f"{codec}{point}"
             cv2.imwrite(str(crops / f"{key}.png"), np.full((8, 8, 3), 40 * i, np.uint8))
             metrics = {"psnr": 30 + 3 * i + (1 if kind == "neural" else 0), "stlpips": 0.3 - 0.05 * i}
-            rows.append({"key": key, "codec": codec, "label": label, "kind": kind, "point": point,
-                         "point_label": point, "sequence": "seq", "frames": 9, "width": 8, "height": 8, "fps": 25.0,
-                         "bytes": 10, "bpp": bpp, "metrics": metrics, "per_frame": {"psnr": [30.0] * 9},
-                         "command": f"ffmpeg -c:v lib{codec} -qp {point}", "intra_pictures": 1})
-            summary.append({"codec": codec, "label": label, "kind": kind, "point": point, "point_label": point,
-                            "sequences": 1, "bytes": 10, "bpp": bpp, **metrics})
-    bd = [{"metric": "psnr", "codec": "ours", "anchor": "x265", "bd_rate_pct": -12.5, "sequences_used": 1,
-           "sequences": 1, "bd_rate_pooled_pct": float("nan"), "note": "pooled: the two curves do not overlap"}]
-    meta = {"created": "now", "vvc_lightning": "0.1.0", "torch": "2", "ffmpeg": "ffmpeg version x",
-            "rate": "bytes x 8 / pixels", "intra_period": "one intra picture per sequence",
-            "colour": {"matrix": "bt709", "range": "limited"},
-            "metrics": {"psnr": {"higher_is_better": True}, "stlpips": {"higher_is_better": False}},
-            "codecs": {"ours": {"label": "ours (neural)", "points": ["a", "b", "c"], "identity": {}},
-                       "x265": {"label": "HEVC (x265)", "points": ["a", "b", "c"], "identity": {"preset": "slow"}}}}
+            rows.append(
+                {
+                    "key": key,
+                    "codec": codec,
+                    "label": label,
+                    "kind": kind,
+                    "point": point,
+                    "point_label": point,
+                    "sequence": "seq",
+                    "frames": 9,
+                    "width": 8,
+                    "height": 8,
+                    "fps": 25.0,
+                    "bytes": 10,
+                    "bpp": bpp,
+                    "metrics": metrics,
+                    "per_frame": {"psnr": [30.0] * 9},
+                    "command": f"ffmpeg -c:v lib{codec} -qp {point}",
+                    "intra_pictures": 1,
+                }
+            )
+            summary.append(
+                {
+                    "codec": codec,
+                    "label": label,
+                    "kind": kind,
+                    "point": point,
+                    "point_label": point,
+                    "sequences": 1,
+                    "bytes": 10,
+                    "bpp": bpp,
+                    **metrics,
+                }
+            )
+    bd = [
+        {
+            "metric": "psnr",
+            "codec": "ours",
+            "anchor": "x265",
+            "bd_rate_pct": -12.5,
+            "sequences_used": 1,
+            "sequences": 1,
+            "bd_rate_pooled_pct": float("nan"),
+            "note": "pooled: the two curves do not overlap",
+        }
+    ]
+    meta = {
+        "created": "now",
+        "vvc_lightning": "0.1.0",
+        "torch": "2",
+        "ffmpeg": "ffmpeg version x",
+        "rate": "bytes x 8 / pixels",
+        "intra_period": "one intra picture per sequence",
+        "colour": {"matrix": "bt709", "range": "limited"},
+        "metrics": {"psnr": {"higher_is_better": True}, "stlpips": {"higher_is_better": False}},
+        "codecs": {
+            "ours": {"label": "ours (neural)", "points": ["a", "b", "c"], "identity": {}},
+            "x265": {"label": "HEVC (x265)", "points": ["a", "b", "c"], "identity": {"preset": "slow"}},
+        },
+    }
     seqs = [SimpleNamespace(name="seq", digest="abc")]
     return rows, summary, bd, meta, seqs, crops
 
@@ -74,7 +123,9 @@ def test_the_rd_plot_axis_says_which_direction_is_better(tmp_path, monkeypatch):
     seen = {}
     import matplotlib.axes
 
-    monkeypatch.setattr(matplotlib.axes.Axes, "set_ylabel", lambda self, text, **k: seen.setdefault("y", text))
+    monkeypatch.setattr(
+        matplotlib.axes.Axes, "set_ylabel", lambda self, text, **k: seen.setdefault("y", text)
+    )
     report.plot_rd(tmp_path / "p.png", summary, "stlpips", {"higher_is_better": False}, "t")
     assert seen["y"] == "stlpips (lower is better)"
 

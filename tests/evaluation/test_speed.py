@@ -18,31 +18,50 @@ def read_csv(path):
 
 
 def row(codec, seq, point, frames, enc, dec):
-    return {"codec": codec, "label": codec, "kind": "neural" if codec == "ours" else "baseline", "sequence": seq,
-            "point": point, "frames": frames, "encode_seconds": enc, "decode_seconds": dec}
+    return {
+        "codec": codec,
+        "label": codec,
+        "kind": "neural" if codec == "ours" else "baseline",
+        "sequence": seq,
+        "point": point,
+        "frames": frames,
+        "encode_seconds": enc,
+        "decode_seconds": dec,
+    }
 
 
 def test_ratios_pool_the_rate_points_per_sequence_and_above_one_means_faster():
-    rows = [row("ours", "a", "m", 10, 2.0, 1.0), row("x265", "a", 22, 10, 0.5, 0.1), row("x265", "a", 32, 10, 0.5, 0.1),
-            row("vvenc", "a", 22, 10, 4.0, 0.2), row("x264", "a", 22, 10, 0.1, 0.1),
-            row("ours", "b", "m", 5, 1.0, None)]
+    rows = [
+        row("ours", "a", "m", 10, 2.0, 1.0),
+        row("x265", "a", 22, 10, 0.5, 0.1),
+        row("x265", "a", 32, 10, 0.5, 0.1),
+        row("vvenc", "a", 22, 10, 4.0, 0.2),
+        row("x264", "a", 22, 10, 0.1, 0.1),
+        row("ours", "b", "m", 5, 1.0, None),
+    ]
     table = {(r["codec"], r["sequence"]): r for r in speed.speed_table(rows)}
     ours = table[("ours", "a")]
     assert ours["encode_fps"] == pytest.approx(5.0) and ours["decode_fps"] == pytest.approx(10.0)
     assert ours["encode_vs_x265"] == pytest.approx(5.0 / 20.0)  # x265: 20 frames in 1.0 s
     assert ours["decode_vs_x265"] == pytest.approx(10.0 / 100.0)
-    assert ours["encode_vs_vvenc"] == pytest.approx(5.0 / 2.5) and ours["encode_vs_vvenc"] > 1  # faster than vvenc
+    assert (
+        ours["encode_vs_vvenc"] == pytest.approx(5.0 / 2.5) and ours["encode_vs_vvenc"] > 1
+    )  # faster than vvenc
     assert table[("x265", "a")]["encode_vs_x265"] == pytest.approx(1.0)
     b = table[("ours", "b")]
-    assert math.isnan(b["decode_fps"]) and math.isnan(b["encode_vs_x265"])  # no time, no x265 row on b: no ratio
+    # no time, no x265 row on b: no ratio
+    assert math.isnan(b["decode_fps"]) and math.isnan(b["encode_vs_x265"])
     assert "x264" not in speed.present_references(rows)
 
 
 @pytest.fixture(scope="module")
 def speed_run(clips, tmp_path_factory, tiny_ckpt):  # noqa: F811
     out = tmp_path_factory.mktemp("speed")
-    paths = evaluate(options(clips, out, ckpts=[str(tiny_ckpt)], baselines=["x265"], points={"x265": [30, 38]},
-                             anchor="x265"))
+    paths = evaluate(
+        options(
+            clips, out, ckpts=[str(tiny_ckpt)], baselines=["x265"], points={"x265": [30, 38]}, anchor="x265"
+        )
+    )
     return out, paths
 
 
@@ -53,7 +72,9 @@ def test_every_row_has_seconds_and_fps_and_speed_csv_ratios_follow_from_the_rows
     for r in rows:
         enc, dec, n = float(r["encode_seconds"]), float(r["decode_seconds"]), int(r["frames"])
         assert enc > 0 and dec > 0
-        assert float(r["encode_fps"]) == pytest.approx(n / enc) and float(r["decode_fps"]) == pytest.approx(n / dec)
+        assert float(r["encode_fps"]) == pytest.approx(n / enc) and float(r["decode_fps"]) == pytest.approx(
+            n / dec
+        )
     table = read_csv(paths["speed"])
     assert {(t["codec"], t["sequence"]) for t in table} == {(r["codec"], r["sequence"]) for r in rows}
     for t in table:

@@ -11,7 +11,7 @@ from tests.metrics.conftest import add_noise
 from vvc_lightning.errors import VVCError
 from vvc_lightning.metrics import VideoMetrics, build_metric
 from vvc_lightning.metrics.base import frames_to_u8
-from vvc_lightning.metrics.fidelity import PSNR_CAP, msssim_window
+from vvc_lightning.metrics.functional import PSNR_CAP
 from vvc_lightning.video.colour import luma as np_luma
 from vvc_lightning.video.video_io import frames_to_tensor
 
@@ -58,14 +58,6 @@ def test_ms_ssim_is_one_for_identical_frames_and_falls_with_noise(clip):
     heavy = m.scores(frames_to_u8(clip), frames_to_u8(add_noise(clip, 30))).mean()
     np.testing.assert_allclose(same, 1.0, atol=1e-6)
     assert 1.0 > light > heavy
-
-
-def test_ms_ssim_window_shrinks_on_small_frames_and_is_standard_on_large_ones():
-    assert msssim_window(720, 1280) == 11
-    assert msssim_window(96, 160) == 5
-    assert msssim_window(64, 64) == 3
-    with pytest.raises(VVCError, match="32 px"):
-        msssim_window(32, 64)
 
 
 def test_update_over_clips_averages_every_frame_and_rounds_to_8_bits(clip):

@@ -20,8 +20,8 @@ def test_vmaf_is_high_for_a_copy_and_lower_for_blur(clip):
 
 
 def test_vmaf_without_libvmaf_in_ffmpeg_is_a_clear_error(clip, monkeypatch):
-    from vvc_lightning.evaluation import baselines
+    from vvc_lightning.metrics import vmaf
 
-    monkeypatch.setattr(baselines, "ffmpeg_has", lambda kind, name: False)
+    monkeypatch.setattr(vmaf, "ffmpeg_has", lambda kind, name: False)
     with pytest.raises(VVCError, match="no libvmaf filter"):
         build_metric("vmaf").scores(frames_to_u8(clip[:2]), frames_to_u8(clip[:2]))

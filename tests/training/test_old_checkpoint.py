@@ -1,4 +1,4 @@
-"""A checkpoint written before the switch to `lightning` (by `pytorch_lightning`, commit 67e04d4) still loads.
+"""A checkpoint written by `pytorch_lightning` (commit 67e04d4) loads without that package.
 
 tests/data/pre_lightning_lean_vae.ckpt.gz: `python -m vvc_lightning fit --config quickstart_scratch.yaml` at 67e04d4
 with model.backbone.width=8 model.backbone.latent_channels=8 model.codec.transform_blocks=1
@@ -31,15 +31,15 @@ def old_ckpt(tmp_path_factory) -> Path:
     return path
 
 
-def test_the_old_checkpoint_is_what_pytorch_lightning_wrote(old_ckpt):
+def test_the_fixture_is_a_checkpoint_pytorch_lightning_wrote(old_ckpt):
     ckpt = read_checkpoint(old_ckpt)
     assert "pytorch-lightning_version" in ckpt and ckpt["global_step"] == 2
     assert ckpt["hyper_parameters"]["config"]["model"]["backbone"] == {"name": "lean_vae", "latent_channels": 8, "width": 8}
 
 
-def test_load_model_reads_it_with_the_new_code(old_ckpt):
+def test_load_model_reads_a_pytorch_lightning_checkpoint(old_ckpt):
     model = load_model(old_ckpt)
-    assert "pytorch_lightning" not in sys.modules  # nothing in the file needs the old package
+    assert "pytorch_lightning" not in sys.modules  # nothing in the file needs pytorch_lightning
     assert model.stage.name == "joint" and model.backbone.latent_channels == 8
     stored = read_checkpoint(old_ckpt)["state_dict"]
     for name, tensor in model.state_dict().items():

@@ -1,4 +1,4 @@
-"""Issue 13, case 7: `shard` reruns verify finished shards, shards never exceed the limit, an empty run fails."""
+"""`shard` reruns verify finished shards, shards never exceed the limit, an empty run fails."""
 
 from __future__ import annotations
 

@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 @contextlib.contextmanager
 def file_size_limit(n: int) -> Iterator[None]:
-    """Within the block, this process's writes beyond `n` bytes of a file fail with EFBIG (as a full disk would)."""
+    """Within the block, this process's writes beyond `n` bytes of a file fail with EFBIG (as a full disk
+    would)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (n, hard))
@@ -67,7 +68,7 @@ def noise(n: int = 8, h: int = 64, w: int = 96) -> np.ndarray:
 # ------------------------------------------------------------------------------------ full disk
 @pytest.mark.parametrize("name", ["x.mp4", "x.mkv", "x.mov", "x.y4m", "x.yuv", "pngs"])
 def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, name):
-    """Before: .mp4/.mkv/.mov returned as if written (the close error was dropped), .y4m/.yuv/PNG raised OSError."""
+    """Every writer (.mp4/.mkv/.mov, whose close error is not dropped, .y4m/.yuv, PNGs) raises WriteError."""
     dst = tmp_path / name
     with file_size_limit(2000), pytest.raises(WriteError) as info:
         write_video(dst, noise(), 25)
@@ -77,16 +78,19 @@ def test_a_full_disk_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, na
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bytes_copies_and_checkpoints_on_a_full_disk_are_one_line_and_leave_nothing(tmp_path, tmp_path_factory):
+def test_bytes_copies_and_checkpoints_on_a_full_disk_are_one_line_and_leave_nothing(
+    tmp_path, tmp_path_factory
+):
     src = tmp_path_factory.mktemp("src") / "big.png"
     src.write_bytes(bytes(5000))
     with file_size_limit(2000):
         with pytest.raises(WriteError, match=r"cannot write '.*out\.vvc': File too large"):
             write_bytes_atomic(tmp_path / "out.vvc", bytes(5000))
-        with pytest.raises(WriteError, match=r"cannot write '.*copy\.png': File too large"):  # as report.py copies
+        # as report.py copies
+        with pytest.raises(WriteError, match=r"cannot write '.*copy\.png': File too large"):
             with atomic_path(tmp_path / "copy.png") as tmp:
                 shutil.copyfile(src, tmp)
-        with pytest.raises(WriteError, match=r"cannot write '.*last\.ckpt': File too large"):  # was a RuntimeError
+        with pytest.raises(WriteError, match=r"cannot write '.*last\.ckpt': File too large"):
             AtomicCheckpointIO().save_checkpoint({"w": torch.zeros(5000)}, tmp_path / "run" / "last.ckpt")
     assert [p.name for p in tmp_path.rglob("*")] == ["run"]
 
@@ -97,15 +101,16 @@ def test_a_real_full_and_a_read_only_file_system(tmp_path):
             write_video(full / "x.mp4", noise(33, 120, 160), 25)
         assert list(full.iterdir()) == []
     with tmpfs(tmp_path / "ro", "size=64k,ro") as ro:
-        with pytest.raises(WriteError, match=r"cannot write '.*x\.y4m': Read-only file system; choose a folder"):
+        with pytest.raises(WriteError, match=r"cannot write '.*x\.y4m': Read-only file system; choose a "
+                                             r"folder"):
             write_video(ro / "x.y4m", noise(2), 25)
         with pytest.raises(WriteError, match=r"cannot create folder '.*results': Read-only file system"):
             make_dirs(ro / "results")
 
 
-def as_nobody(fn) -> str:  # noqa: ANN001
-    """What `fn()` raises (its message) when run by a user without root's rights: a forked child drops to 'nobody'
-    when we are root (root writes into any folder), else runs it as is."""
+def as_nobody(fn) -> str:
+    """What `fn()` raises (its message) when run by a user without root's rights: a forked child drops to
+    'nobody' when we are root (root writes into any folder), else runs it as is."""
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: never returns into pytest
@@ -116,7 +121,7 @@ def as_nobody(fn) -> str:  # noqa: ANN001
                 os.setgid(65534)
                 os.setuid(65534)
             fn()
-        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        except BaseException as exc:  # reported to the parent
             msg = f"{type(exc).__name__}: {exc}"
         os.write(write, msg.encode())
         os._exit(0)
@@ -128,7 +133,8 @@ def as_nobody(fn) -> str:  # noqa: ANN001
 
 
 def test_a_folder_without_write_permission():
-    top = Path(tempfile.mkdtemp(prefix="vvc-perm-"))  # not under pytest's 0700 folders: 'nobody' must reach it
+    # not under pytest's 0700 folders: 'nobody' must reach it
+    top = Path(tempfile.mkdtemp(prefix="vvc-perm-"))
     try:
         folder = top / "locked"
         folder.mkdir()
@@ -136,8 +142,10 @@ def test_a_folder_without_write_permission():
         folder.chmod(0o555)
         for fn, name in ((lambda: write_bytes_atomic(folder / "x.vvc", b"data"), "x.vvc"),
                          (lambda: write_video(folder / "x.mp4", noise(2), 25), "x.mp4")):
-            assert as_nobody(fn) == (f"WriteError: cannot write '{folder / name}': Permission denied; choose a folder "
-                                     "you may write to (nothing was written)")
+            assert as_nobody(fn) == (
+                f"WriteError: cannot write '{folder / name}': Permission denied; choose a folder "
+                "you may write to (nothing was written)"
+            )
         assert as_nobody(lambda: make_dirs(folder / "sub")).startswith(
             f"WriteError: cannot create folder '{folder / 'sub'}': Permission denied")
         assert list(folder.iterdir()) == []
@@ -152,22 +160,25 @@ def clip(tmp_path_factory, bikes_frames, tiny_ckpt) -> dict:
     write_video(src, small_clip(bikes_frames, 12, 40, 56), 25)
     vvc = root / "clip.vvc"
     assert main(["compress", str(src), "-o", str(vvc), "--ckpt", str(tiny_ckpt), "--batch", "2"]) == 0
-    # numba compiles (and caches to disk) the rANS decoder on first use: done here, before a test limits writes
+    # numba compiles (and caches to disk) the rANS decoder on first use: done here, before a test limits
+    # writes
     assert main(["decompress", str(vvc), "-o", str(root / "warm.y4m"), "--ckpt", str(tiny_ckpt)]) == 0
     return {"src": src, "vvc": vvc, "ckpt": tiny_ckpt}
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 def test_cli_decompress_onto_a_full_disk_exits_2_with_one_line(clip, tmp_path, capsys, suffix):
-    """Before: "decompressed ... 12 frames", exit 0, and no file."""
+    """A failed write is an error, not "decompressed ... 12 frames" with exit 0 and no file."""
     dst = tmp_path / f"x{suffix}"
     capsys.readouterr()
     with file_size_limit(1000):
         code = main(["decompress", str(clip["vvc"]), "-o", str(dst), "--ckpt", str(clip["ckpt"])])
     out, err = capsys.readouterr()
     assert code == 2 and "decompressed" not in out
-    assert err.strip() == (f"error: cannot write '{dst}': File too large; choose a folder whose file system (or "
-                           "file-size limit) takes a file this large (nothing was written)")
+    assert err.strip() == (
+        f"error: cannot write '{dst}': File too large; choose a folder whose file system (or "
+        "file-size limit) takes a file this large (nothing was written)"
+    )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -197,7 +208,7 @@ print(json.dumps(result))
 
 @pytest.mark.parametrize("size", [(640, 360), pytest.param((1280, 720), marks=pytest.mark.slow)])
 def test_a_signal_during_the_final_flush_of_an_mp4_is_not_a_success(tmp_path, size):
-    """Before: SIGINT / SIGTERM in the flush of a 1280x720 33-frame .mp4 returned normally, and no file existed."""
+    """SIGINT / SIGTERM in the flush of an .mp4 ends the run as interrupted, never as a normal return."""
     proc = subprocess.run([sys.executable, "-c", SIGNAL_SCRIPT, str(tmp_path), *map(str, size)],
                           capture_output=True, text=True,
                           cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
@@ -230,7 +241,9 @@ def test_a_device_or_fifo_is_never_replaced_nor_written_into(tmp_path, kind):
     link.symlink_to(made[0])
     what = "a FIFO (named pipe)" if kind == "fifo" else "a character device"
     for path in (*made, link):
-        with pytest.raises(VVCError, match=f"output '.*{path.name}' is {re.escape(what)}, not a regular file"):
+        with pytest.raises(
+            VVCError, match=f"output '.*{path.name}' is {re.escape(what)}, not a regular file"
+        ):
             write_bytes_atomic(path, b"data")
         with pytest.raises(VVCError, match="not a regular file"):
             check_output_path(path, kind="bitstream")
@@ -245,33 +258,39 @@ def test_a_device_or_fifo_is_never_replaced_nor_written_into(tmp_path, kind):
 
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
 def test_cli_compress_onto_a_device_is_refused_with_or_without_overwrite(clip, tmp_path, capsys, overwrite):
-    """Before: /dev/null (here a private copy) was replaced by a regular file holding the .vvc."""
+    """A character device (here a private copy of /dev/null) is never replaced by a regular file."""
     dev = char_device(tmp_path / "null")
     fifo = tmp_path / "null.vvc"
     os.mkfifo(fifo)
     for dst, what in ((dev, "a character device"), (fifo, "a FIFO (named pipe)")):
         capsys.readouterr()
-        assert main(["compress", str(clip["src"]), "-o", str(dst), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+        assert (
+            main(["compress", str(clip["src"]), "-o", str(dst), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+        )
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: output '{dst}' is {what}, not a regular file;") and "\n" not in err
     assert stat.S_ISCHR(dev.stat().st_mode) and os.major(dev.stat().st_rdev) == 1
     assert stat.S_ISFIFO(fifo.stat().st_mode)
     capsys.readouterr()
-    assert main(["decompress", str(clip["vvc"]), "-o", str(dev), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+    assert (
+        main(["decompress", str(clip["vvc"]), "-o", str(dev), "--ckpt", str(clip["ckpt"]), *overwrite]) == 2
+    )
     assert "is a character device, not a regular file" in capsys.readouterr().err
     assert stat.S_ISCHR(dev.stat().st_mode)
 
 
 def test_cli_a_dangling_link_at_the_output_needs_overwrite(clip, tmp_path, capsys):
-    """Before: the link was replaced without --overwrite. With it the link (never its target) is replaced."""
+    """A dangling link is replaced only with --overwrite, and then the link (never its target)."""
     link = tmp_path / "out.vvc"
     link.symlink_to(tmp_path / "gone.vvc")
     args = ["compress", str(clip["src"]), "-o", str(link), "--ckpt", str(clip["ckpt"]), "--batch", "2"]
     capsys.readouterr()
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err == (f"error: output '{link}' is a symbolic link to '{tmp_path / 'gone.vvc'}', which does not exist; "
-                   "remove it, choose another name or pass --overwrite (to replace the link)")
+    assert err == (
+        f"error: output '{link}' is a symbolic link to '{tmp_path / 'gone.vvc'}', which does not exist; "
+        "remove it, choose another name or pass --overwrite (to replace the link)"
+    )
     assert link.is_symlink()
     assert main([*args, "--overwrite"]) == 0
     assert not link.is_symlink() and link.stat().st_size > 0 and not (tmp_path / "gone.vvc").exists()

@@ -39,7 +39,15 @@ def text(h: int = 480, w: int = 640) -> np.ndarray:
     """Lines of coloured text on a coloured page."""
     img = np.full((h, w, 3), (250, 240, 200), np.uint8)
     for i in range(12):
-        cv2.putText(img, "The quick brown fox jumps", (10, 35 + 38 * i), cv2.FONT_HERSHEY_SIMPLEX, 1.0, (20, 40, 160), 2)
+        cv2.putText(
+            img,
+            "The quick brown fox jumps",
+            (10, 35 + 38 * i),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            1.0,
+            (20, 40, 160),
+            2,
+        )
     return img
 
 
@@ -53,7 +61,8 @@ def test_skimage_astronaut_is_kept():
     assert photo_verdict(measure(np.ascontiguousarray(data.astronaut()))) is None
 
 
-@pytest.mark.parametrize("make, reason", [(gradient, "gradient"), (logo, "few flat colours"), (text, "few flat colours")])
+@pytest.mark.parametrize("make, reason",
+                         [(gradient, "gradient"), (logo, "few flat colours"), (text, "few flat colours")])
 def test_renders_logos_and_text_are_dropped(make, reason):
     verdict = photo_verdict(measure(make()))
     assert verdict is not None and reason in verdict
@@ -67,7 +76,9 @@ def test_greyscale_noise_small_and_cut_out_images_are_dropped():
     assert "noise" in photo_verdict(measure(noise))
     assert "smaller" in photo_verdict(measure(photo[:200, :300]))
     assert "cut-out" in photo_verdict(measure(photo, transparent=0.3))
-    assert photo_verdict(measure(photo[:200, :300], short_side=600)) is None  # decoded reduced: the file's side counts
+    assert (
+        photo_verdict(measure(photo[:200, :300], short_side=600)) is None
+    )  # decoded reduced: the file's side counts
 
 
 def test_measure_rejects_what_is_no_rgb_image():

@@ -20,7 +20,8 @@ from vvc_lightning.video.video_sources import ClipSpec
 
 @pytest.fixture(scope="module")
 def src_dir(tmp_path_factory):
-    """6 good index videos (26..31 frames), a short one, a corrupt one, a zip part and an OpenVid-style CSV."""
+    """6 good index videos (26..31 frames), a short one, a corrupt one, a zip part and an OpenVid-style
+    CSV."""
     d = tmp_path_factory.mktemp("src")
     for i in range(6):
         write_index_video(d / f"clip{i}.mp4", 26 + i, 32, 48)
@@ -69,9 +70,16 @@ def test_shards_respect_the_size_limit_and_hold_video_plus_json(src_dir, tmp_pat
 def test_metadata_has_decoded_frame_counts_and_csv_rows(src_dir, tmp_path):
     write_shards(src_dir, tmp_path / "out", "10MB", progress=False)
     with tarfile.open(tmp_path / "out" / "shard-000000.tar") as tar:
-        metas = {m.name: json.loads(tar.extractfile(m).read()) for m in tar.getmembers() if m.name.endswith(".json")}
+        metas = {
+            m.name: json.loads(tar.extractfile(m).read())
+            for m in tar.getmembers()
+            if m.name.endswith(".json")
+        }
     zipped = metas["celebv_a_b_0.json"]  # dots in the stem become '_' (webdataset splits keys at dots)
-    assert zipped["name"] == "celebv_a.b_0.mp4" and zipped["origin"] == "OpenVid_part0.zip:video/celebv_a.b_0.mp4"
+    assert (
+        zipped["name"] == "celebv_a.b_0.mp4"
+        and zipped["origin"] == "OpenVid_part0.zip:video/celebv_a.b_0.mp4"
+    )
     assert zipped["frames"] == 40 and (zipped["width"], zipped["height"]) == (48, 32)
     assert zipped["csv"]["caption"] == "a person, talking" and zipped["csv"]["aesthetic score"] == 5.25
     assert metas["clip3.json"]["frames"] == 29 and "csv" not in metas["clip3.json"]
@@ -120,7 +128,10 @@ def test_rerun_with_other_options_refuses_to_mix_plans(src_dir, tmp_path):
 
 
 def test_cli_prints_summary_and_fails_in_one_line_on_a_missing_source(src_dir, tmp_path, capsys):
-    assert main(["shard", str(src_dir), "-o", str(tmp_path / "o"), "--max-shard-size", "1MB", "--no-progress"]) == 0
+    assert (
+        main(["shard", str(src_dir), "-o", str(tmp_path / "o"), "--max-shard-size", "1MB", "--no-progress"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "videos written: 8" in out and "shards: 1 (1 written now, 0 already done)" in out
     assert main(["shard", str(tmp_path / "missing"), "-o", str(tmp_path / "o2")]) == 2

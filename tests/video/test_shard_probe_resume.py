@@ -1,4 +1,4 @@
-"""Issue 22 (items 4, 9b, 10, 12): `shard` takes what probes as a video and lists every file it skips, checks
+"""`shard` takes what probes as a video and lists every file it skips, checks
 a finished shard member by member without shards.json, survives damaged state files, refuses bad CSVs and an
 output path that is a file in one line."""
 
@@ -93,7 +93,7 @@ def _cut_last_member(path) -> None:
 
 @pytest.fixture(scope="module")
 def mp4s(mixed, tmp_path_factory):
-    """Three good mp4s and a short one (all of them names the old suffix list took)."""
+    """Three good mp4s and a short one (names with common video suffixes)."""
     d = tmp_path_factory.mktemp("mp4s")
     for name in ("a.mp4", "b.mp4", "short.mp4"):
         shutil.copy(mixed / name, d)
@@ -151,7 +151,17 @@ def test_a_damaged_state_file_is_ignored_and_said(mixed, done, tmp_path, capsys,
     shutil.copytree(done, out)
     path = out / name
     path.write_bytes(_damage(json.loads(path.read_text()), how))
-    args = ["shard", str(mixed), "-o", str(out), "--min-frames", "8", "--max-shard-size", "1MB", "--no-progress"]
+    args = [
+        "shard",
+        str(mixed),
+        "-o",
+        str(out),
+        "--min-frames",
+        "8",
+        "--max-shard-size",
+        "1MB",
+        "--no-progress",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert f"{path} was damaged (" in text and ": ignored it" in text
@@ -166,7 +176,9 @@ def test_a_metadata_csv_that_is_not_utf8_is_one_line(mixed, tmp_path, capsys):
     assert main(["shard", str(mixed), "-o", str(tmp_path / "o"), "--csv", str(bad), "--min-frames", "8",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"metadata CSV '{bad}' is not UTF-8 text" in err[0] and "save it as UTF-8" in err[0]
+    assert (
+        len(err) == 1 and f"metadata CSV '{bad}' is not UTF-8 text" in err[0] and "save it as UTF-8" in err[0]
+    )
     assert not (tmp_path / "o").exists()
 
 
@@ -176,15 +188,20 @@ def test_a_metadata_csv_with_a_huge_field_is_one_line(mixed, tmp_path, capsys):
     assert main(["shard", str(mixed), "-o", str(tmp_path / "o"), "--csv", str(bad), "--min-frames", "8",
                  "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "cannot be read at line 3" in err[0] and "field larger than field limit" in err[0]
+    assert (
+        len(err) == 1 and "cannot be read at line 3" in err[0] and "field larger than field limit" in err[0]
+    )
 
 
-def test_a_csv_with_a_byte_order_mark_still_matches(mixed, tmp_path):
+def test_a_csv_with_a_byte_order_mark_matches(mixed, tmp_path):
     meta = tmp_path / "meta.csv"
     meta.write_bytes("\ufeffvideo,caption\ncity.mpg,rooftops\n".encode())
     write_shards(mixed, tmp_path / "out", "1MB", min_frames=8, csv_path=meta, progress=False)
     with tarfile.open(tmp_path / "out" / "shard-000000.tar") as tar:
-        assert json.loads(tar.extractfile("city.json").read())["csv"] == {"video": "city.mpg", "caption": "rooftops"}
+        assert json.loads(tar.extractfile("city.json").read())["csv"] == {
+            "video": "city.mpg",
+            "caption": "rooftops",
+        }
 
 
 def test_an_output_path_that_is_a_file_is_one_line_and_untouched(mixed, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""Issue 22, item 11: `shard` deletes only the temporaries a shard run created (listed in the folder's journal
+"""`shard` deletes only the temporaries a shard run created (listed in the folder's journal
 with their run's pid and host), never a user's file that merely looks like one."""
 
 from __future__ import annotations

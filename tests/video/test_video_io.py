@@ -82,7 +82,7 @@ def test_iter_yuv_rejects_a_size_that_does_not_divide_the_file(tmp_path):
         list(iter_yuv(path))
 
 
-def test_atomic_path_leaves_nothing_on_error_and_keeps_the_old_file(tmp_path):
+def test_atomic_path_leaves_nothing_on_error_and_keeps_the_existing_file(tmp_path):
     target = tmp_path / "out.bin"
     target.write_bytes(b"old")
     with pytest.raises(RuntimeError), atomic_path(target) as tmp:

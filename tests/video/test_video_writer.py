@@ -49,7 +49,10 @@ def test_the_output_appears_only_when_the_block_ends(tmp_path):
 
 
 def test_frames_of_another_size_or_type_are_refused(tmp_path):
-    with pytest.raises(VVCError, match="frame 1 is 8x16, the first was 24x16"), VideoWriter(tmp_path / "v.yuv", 25) as w:
+    with (
+        pytest.raises(VVCError, match="frame 1 is 8x16, the first was 24x16"),
+        VideoWriter(tmp_path / "v.yuv", 25) as w,
+    ):
         w.write(frames()[0])
         w.write(frames()[0][:, :8])
     with pytest.raises(VVCError, match="RGB uint8"), VideoWriter(tmp_path / "v.yuv", 25) as w:

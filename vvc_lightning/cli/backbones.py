@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     torch.set_grad_enabled(False)
     print(f"{'name':14s} {'source':32s} {'params':>10s} {'MACs/frame':>12s}   ({w}x{h}, T={args.frames})")
     for name in BACKBONES.names():
-        entry = BACKBONES.entry(name)
+        entry = BACKBONES.entry(name, warn=False)  # listing an alias is not using it
         model = entry.obj()
         params = human(count_parameters(model))
         macs = "-" if args.no_macs else human(macs_per_frame(model, T=args.frames, H=h, W=w)["total"])

@@ -127,7 +127,7 @@ def run_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, ANN202
+def _model_to_compress(args: argparse.Namespace, load_model):
     """The model named by --model (shipped) or --ckpt (exactly one of them)."""
     if (args.ckpt is None) == (args.model is None):
         raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
@@ -138,7 +138,7 @@ def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, A
     return load_model(args.ckpt)
 
 
-def default_quality(model) -> tuple[float, str]:  # noqa: ANN001
+def default_quality(model) -> tuple[float, str]:
     """(quality, why) of a variable-rate model without --quality: the highest measured point below TARGET_BPP,
     else the measured point of lowest rate, else 0 (the lowest rate)."""
     entry = getattr(model, "zoo_entry", None)
@@ -158,7 +158,7 @@ def default_quality(model) -> tuple[float, str]:  # noqa: ANN001
     return q, f"{bpp:.3f} bpp on {entry.name}'s test split"
 
 
-def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN001
+def _quality_of(model, args: argparse.Namespace) -> float | None:
     """--quality, or the quality of --lmbda, or the default quality (printed) of a variable-rate model."""
     if args.quality is not None and args.lmbda is not None:
         raise VVCError("give --quality or --lmbda, not both")
@@ -175,7 +175,7 @@ def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN00
     return quality
 
 
-def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
+def _checkpoint_for(header, label: str) -> str:
     """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
     from vvc_lightning.pretrained import PREFIX, find_for_header
 

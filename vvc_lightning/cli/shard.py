@@ -12,19 +12,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="write videos into webdataset tar shards (video + JSON metadata)",
         description="Write videos into webdataset tar shards. SRC is a folder of videos and/or OpenVid zip "
         "parts (searched recursively), one zip, or a CSV whose folder holds the videos. Every file is probed "
-        "with FFmpeg, whatever its name (mp4, mkv, mpg, ts, ...); each one left out is listed with its reason "
-        "(unsupported, undecodable, too short). Each shard appears only when complete; re-running the same "
-        "command resumes a killed run, checking the finished shards first.",
+        "with FFmpeg, whatever its name (mp4, mkv, mpg, ts, ...); each one left out is listed with its "
+        "reason (unsupported, undecodable, too short). Each shard appears only when complete; re-running the "
+        "same command resumes a killed run, checking the finished shards first.",
     )
     p.add_argument("src", metavar="SRC", help="folder of videos / zip parts, a .zip, or a metadata .csv")
     p.add_argument("-o", "--outdir", required=True, help="output folder for shard-NNNNNN.tar")
-    p.add_argument("--max-shard-size", default="1GB", help="largest shard, e.g. 1GB, 500MB, 2GiB (default 1GB)")
+    p.add_argument("--max-shard-size", default="1GB", help="largest shard, e.g. 1GB, 500MB, 2GiB (default "
+                                                           "1GB)")
     p.add_argument(
         "--min-frames", type=int, default=25,
         help="skip videos with fewer decoded frames (default 25 = 9 frames at stride 3)",
     )
-    p.add_argument("--csv", default=None, help="metadata CSV (OpenVid-1M.csv); matched to videos by file name")
-    p.add_argument("--workers", type=int, default=1, help="processes decoding videos to check them (default 1)")
+    p.add_argument(
+        "--csv", default=None, help="metadata CSV (OpenVid-1M.csv); matched to videos by file name"
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="processes decoding videos to check them (default 1)"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 

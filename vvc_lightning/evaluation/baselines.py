@@ -14,9 +14,7 @@ import functools
 import os
 import re
 import shlex
-import subprocess
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -26,52 +24,13 @@ import numpy as np
 from vvc_lightning.errors import VVCError
 from vvc_lightning.registry import Registry
 from vvc_lightning.video.colour import rgb_to_yuv420, yuv420_to_rgb
+from vvc_lightning.video.ffmpeg import ffmpeg_exe, ffmpeg_has, ffmpeg_version, run_ffmpeg
 from vvc_lightning.video.video_io import Video
 
 ENCODERS = Registry("baseline codec", "vvc_lightning.baselines")
 register_encoder = ENCODERS.register
 COLORSPACE_TAGS = {"bt709": "bt709", "bt601": "smpte170m"}
 RANGE_TAGS = {"limited": "tv", "full": "pc"}
-
-
-# ------------------------------------------------------------------------------------------ ffmpeg
-def ffmpeg_exe() -> str:
-    """Path of the ffmpeg binary (imageio-ffmpeg's, or IMAGEIO_FFMPEG_EXE)."""
-    try:
-        import imageio_ffmpeg
-
-        return imageio_ffmpeg.get_ffmpeg_exe()
-    except Exception as exc:  # missing package or binary
-        raise VVCError(f"no ffmpeg found ({exc}); pip install imageio-ffmpeg==0.8.1 or set IMAGEIO_FFMPEG_EXE") from exc
-
-
-@functools.cache
-def _listing(kind: str) -> str:
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", f"-{kind}"], capture_output=True, text=True)
-    return proc.stdout
-
-
-def ffmpeg_has(kind: str, name: str) -> bool:
-    """Whether ffmpeg lists `name` among its `kind` (encoders, decoders, filters, demuxers, bsfs)."""
-    return re.search(rf"\s{re.escape(name)}\s", _listing(kind)) is not None
-
-
-@functools.cache
-def ffmpeg_version() -> str:
-    """First line of `ffmpeg -version`."""
-    out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
-    return out.splitlines()[0] if out else "unknown"
-
-
-def run_ffmpeg(args: list[str], cwd: Path, what: str) -> tuple[str, float]:
-    """Run ffmpeg with `args` in `cwd`; (stderr, seconds); VVCError with ffmpeg's last words on failure."""
-    start = time.perf_counter()
-    proc = subprocess.run([ffmpeg_exe(), *args], cwd=cwd, capture_output=True, text=True)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        tail = " | ".join(proc.stderr.strip().splitlines()[-4:])
-        raise VVCError(f"{what} failed (ffmpeg exit {proc.returncode}): {tail}")
-    return proc.stderr, seconds
 
 
 # ------------------------------------------------------------------------------- stream parsing
@@ -167,7 +126,8 @@ class Encoder:
         """VVCError when this ffmpeg lacks the encoder."""
         if not ffmpeg_has("encoders", self.ffmpeg_codec):
             raise VVCError(
-                f"baseline '{self.name}' needs ffmpeg's {self.ffmpeg_codec} encoder, which '{ffmpeg_exe()}' lacks; "
+                f"baseline '{self.name}' needs ffmpeg's {self.ffmpeg_codec} encoder, which '{ffmpeg_exe()}' "
+                "lacks; "
                 f"install imageio-ffmpeg==0.8.1 or set IMAGEIO_FFMPEG_EXE to an ffmpeg built with it"
             )
 
@@ -175,10 +135,31 @@ class Encoder:
                     preset: str, matrix: str, rng: str) -> list[str]:
         """The full ffmpeg argument list, reading input.yuv and writing stream.EXT in the working folder."""
         # colour tags on the input side: as output options they make ffmpeg convert the samples
-        return ["-hide_banner", "-nostdin", "-y", "-f", "rawvideo", "-pix_fmt", self.pix_fmt, "-s",
-                f"{width}x{height}", "-r", f"{fps:g}", "-colorspace", COLORSPACE_TAGS[matrix],
-                "-color_range", RANGE_TAGS[rng], "-i", f"input{self.bit_depth}.yuv", "-c:v", self.ffmpeg_codec, *self.codec_args(point, intra_period, preset),
-                "-f", self.raw_format, f"stream.{self.extension}"]
+        return [
+            "-hide_banner",
+            "-nostdin",
+            "-y",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            self.pix_fmt,
+            "-s",
+            f"{width}x{height}",
+            "-r",
+            f"{fps:g}",
+            "-colorspace",
+            COLORSPACE_TAGS[matrix],
+            "-color_range",
+            RANGE_TAGS[rng],
+            "-i",
+            f"input{self.bit_depth}.yuv",
+            "-c:v",
+            self.ffmpeg_codec,
+            *self.codec_args(point, intra_period, preset),
+            "-f",
+            self.raw_format,
+            f"stream.{self.extension}",
+        ]
 
     def decode_args(self) -> list[str]:
         """ffmpeg arguments decoding stream.EXT to raw decoded.yuv, every frame kept."""
@@ -208,7 +189,8 @@ class Encoder:
         """Encode `video` at `point`, decode it back, and measure the raw stream."""
         self.check_available()
         if intra_period is not None and intra_period < 1:
-            raise VVCError(f"intra period must be >= 1 frame or None (one intra per sequence), got {intra_period}")
+            raise VVCError("intra period must be >= 1 frame or None (one intra per sequence), got "
+                           f"{intra_period}")
         work = Path(workdir)
         work.mkdir(parents=True, exist_ok=True)
         n, h, w = video.num_frames, video.height, video.width
@@ -220,7 +202,9 @@ class Encoder:
         stream = (work / f"stream.{self.extension}").read_bytes()
         dec_args = self.decode_args()
         _, dec_s = run_ffmpeg(dec_args, work, f"{self.name} decode")
-        frames = read_output(work / "decoded.yuv", n, pw, ph, self.bit_depth, matrix, rng, self.name)[:, :h, :w]
+        frames = read_output(work / "decoded.yuv", n, pw, ph, self.bit_depth, matrix, rng, self.name)[
+            :, :h, :w
+        ]
         return BaselineRun(
             codec=self.name, point=int(point), frames=frames, stream_bytes=len(stream),
             bpp=len(stream) * 8 / (n * w * h), command=shlex.join(["ffmpeg", *args]),
@@ -243,7 +227,9 @@ def write_input(work: Path, frames: np.ndarray, bit_depth: int, matrix: str, rng
     return path
 
 
-def read_output(path: Path, n: int, w: int, h: int, bit_depth: int, matrix: str, rng: str, name: str) -> np.ndarray:
+def read_output(
+    path: Path, n: int, w: int, h: int, bit_depth: int, matrix: str, rng: str, name: str
+) -> np.ndarray:
     """Decoded raw 4:2:0 frames -> RGB uint8 (N,h,w,3); the frame count must be `n`."""
     bps = 1 if bit_depth == 8 else 2
     frame_size = w * h * 3 // 2 * bps
@@ -302,7 +288,8 @@ class VVenC(Encoder):
 
 @register_encoder("svtav1")
 class SvtAv1(Encoder):
-    """AV1 by SVT-AV1: CRF, keyint -1 (first frame only) unless an intra period is given, no scene detection."""
+    """AV1 by SVT-AV1: CRF, keyint -1 (first frame only) unless an intra period is given, no scene
+    detection."""
 
     name, label, ffmpeg_codec, raw_format, extension = "svtav1", "AV1 (SVT-AV1)", "libsvtav1", "obu", "obu"
     rate_option = "crf"
@@ -328,7 +315,9 @@ class X264(Encoder):
     version_pattern = r"x264 - (core \d+(?: r\d+ \w+)?)"
 
     def codec_args(self, point: int, intra_period: int | None, preset: str) -> list[str]:
-        gop = "keyint=infinite" if intra_period is None else f"keyint={intra_period}:min-keyint={intra_period}"
+        gop = (
+            "keyint=infinite" if intra_period is None else f"keyint={intra_period}:min-keyint={intra_period}"
+        )
         return ["-preset", preset, "-x264-params", f"qp={point}:{gop}:scenecut=0",
                 "-bsf:v", "filter_units=remove_types=6"]
 

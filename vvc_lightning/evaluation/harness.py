@@ -275,7 +275,7 @@ def summarize(harness: Harness, specs: list[CodecSpec], rows: list[dict], seqs: 
 def bd_table(harness: Harness, specs: list[CodecSpec], rows: list[dict], summary: list[dict],
              anchor: str | None) -> list[dict]:
     """BD-rate of every codec against the anchor, per metric: mean of per-sequence values, and pooled."""
-    from vvc_lightning.evaluation.bdrate import try_bd_rate
+    from vvc_lightning.metrics.bdrate import try_bd_rate
 
     if anchor is None:
         return []

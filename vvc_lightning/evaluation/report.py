@@ -24,10 +24,34 @@ from vvc_lightning.evaluation.speed import (
 from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
-ROW_COLUMNS = ("codec", "label", "kind", "point", "point_label", "sequence", "frames", "width", "height", "fps",
-               "bytes", "bpp")
-ROW_INFO = ("intra_pictures", "encode_seconds", "decode_seconds", "encode_fps", "decode_fps", "version", "stream_format", "command",
-            "decode_command", "input_hash", "matrix", "range")
+ROW_COLUMNS = (
+    "codec",
+    "label",
+    "kind",
+    "point",
+    "point_label",
+    "sequence",
+    "frames",
+    "width",
+    "height",
+    "fps",
+    "bytes",
+    "bpp",
+)
+ROW_INFO = (
+    "intra_pictures",
+    "encode_seconds",
+    "decode_seconds",
+    "encode_fps",
+    "decode_fps",
+    "version",
+    "stream_format",
+    "command",
+    "decode_command",
+    "input_hash",
+    "matrix",
+    "range",
+)
 SUMMARY_COLUMNS = ("codec", "label", "kind", "point", "point_label", "sequences", "bytes", "bpp")
 BD_COLUMNS = ("metric", "codec", "anchor", "bd_rate_pct", "sequences_used", "sequences", "bd_rate_pooled_pct",
               "note")
@@ -44,7 +68,9 @@ def _csv_text(columns: list[str], records: list[dict]) -> str:
 
 def flat_rows(rows: list[dict], keys: list[str]) -> list[dict]:
     """Rows with their metrics as top-level columns (for the CSV)."""
-    return [{**{c: r.get(c, "") for c in ROW_COLUMNS + ROW_INFO}, **row_speed(r), **r["metrics"]} for r in rows]
+    return [
+        {**{c: r.get(c, "") for c in ROW_COLUMNS + ROW_INFO}, **row_speed(r), **r["metrics"]} for r in rows
+    ]
 
 
 def _json_safe(obj: Any) -> Any:
@@ -105,7 +131,9 @@ def _table(columns: list[str], records: list[dict], fmt: dict[str, str] | None =
         return html.escape(str(v))
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(c, r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in records)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{cell(c, r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in records
+    )
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
@@ -126,20 +154,26 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
                plots: dict[str, str], crops: dict[str, list[tuple[str, str]]]) -> None:
     """The report: protocol, BD-rates, summary, plots, crops, command lines, per-sequence rows."""
     esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>vvc-lightning evaluation</title><style>"
-             "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}"
-             "figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:12px}"
-             "code{font-size:12px;word-break:break-all}</style></head><body>",
-             "<h1>Rate-quality evaluation</h1>",
-             f"<p>{esc(meta['created'])} · vvc-lightning {esc(meta['vvc_lightning'])} · torch {esc(meta['torch'])}"
-             f" · {esc(meta['ffmpeg'])}</p>",
-             "<h2>Protocol</h2><ul>",
-             f"<li>Rate: {esc(meta['rate'])}</li>",
-             f"<li>Intra period of the classic codecs: {esc(str(meta['intra_period']))}</li>",
-             *(f"<li>Colour — {esc(k)}: {esc(str(v))}</li>" for k, v in meta["colour"].items()), "</ul>",
-             "<h3>Metrics</h3>",
-             _table(["metric", "protocol"], [{"metric": k, "protocol": json.dumps(v)} for k, v in meta["metrics"].items()])]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>vvc-lightning evaluation</title><style>"
+        "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0;"
+        "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}"
+        "figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:12px}"
+        "code{font-size:12px;word-break:break-all}</style></head><body>",
+        "<h1>Rate-quality evaluation</h1>",
+        f"<p>{esc(meta['created'])} · vvc-lightning {esc(meta['vvc_lightning'])} · torch {esc(meta['torch'])}"
+        f" · {esc(meta['ffmpeg'])}</p>",
+        "<h2>Protocol</h2><ul>",
+        f"<li>Rate: {esc(meta['rate'])}</li>",
+        f"<li>Intra period of the classic codecs: {esc(str(meta['intra_period']))}</li>",
+        *(f"<li>Colour — {esc(k)}: {esc(str(v))}</li>" for k, v in meta["colour"].items()),
+        "</ul>",
+        "<h3>Metrics</h3>",
+        _table(
+            ["metric", "protocol"],
+            [{"metric": k, "protocol": json.dumps(v)} for k, v in meta["metrics"].items()],
+        ),
+    ]
     if bd:
         codecs = list(dict.fromkeys(b["codec"] for b in bd))
         recs = []
@@ -151,10 +185,13 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
                 rec[f"{c} (pooled)"] = b["bd_rate_pooled_pct"] if b else float("nan")
             recs.append(rec)
         cols = ["metric"] + [x for c in codecs for x in (c, f"{c} (pooled)")]
-        parts += [f"<h2>BD-rate (%) against {esc(bd[0]['anchor'])}</h2>",
-                  "<p>PCHIP Bjøntegaard delta rate; negative = fewer bits at equal quality. First column: mean of "
-                  "per-sequence BD-rates; pooled: on the curves averaged over sequences (FID/KID pooled over all "
-                  "patches). Blank: not computable (see bdrate.csv notes).</p>", _table(cols, recs, {c: ".2f" for c in cols})]
+        parts += [
+            f"<h2>BD-rate (%) against {esc(bd[0]['anchor'])}</h2>",
+            "<p>PCHIP Bjøntegaard delta rate; negative = fewer bits at equal quality. First column: mean of "
+            "per-sequence BD-rates; pooled: on the curves averaged over sequences (FID/KID pooled over all "
+            "patches). Blank: not computable (see bdrate.csv notes).</p>",
+            _table(cols, recs, {c: ".2f" for c in cols}),
+        ]
     refs = present_references(rows)
     speed_cols = ["encode_fps", "decode_fps"] + ratio_columns(refs)
     parts += ["<h2>Summary (mean over sequences)</h2>",
@@ -164,15 +201,24 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
     parts.append("<h2>Decoded crops (centre of the middle frame, rate points of similar bpp)</h2>")
     for seq, items in crops.items():
         parts.append(f"<h3>{esc(seq)}</h3><div>")
-        parts += [f"<figure><img src='{esc(src)}'><figcaption>{esc(cap)}</figcaption></figure>" for src, cap in items]
+        parts += [
+            f"<figure><img src='{esc(src)}'><figcaption>{esc(cap)}</figcaption></figure>"
+            for src, cap in items
+        ]
         parts.append("</div>")
     parts.append("<h2>Codecs and command lines</h2>")
     for name, c in meta["codecs"].items():
         cmd = next((r.get("command", "") for r in rows if r["codec"] == name), "")
         parts.append(f"<h3>{esc(c['label'])}</h3><p>points: {esc(', '.join(c['points']))}; identity: "
                      f"<code>{esc(json.dumps(c['identity']))}</code></p><p><code>{esc(cmd)}</code></p>")
-    parts += ["<h2>Per sequence</h2>", _table(list(ROW_COLUMNS[:1]) + ["point_label", "sequence", "bpp"] + keys +
-                                              ["intra_pictures"], flat_rows(rows, keys)), "</body></html>"]
+    parts += [
+        "<h2>Per sequence</h2>",
+        _table(
+            list(ROW_COLUMNS[:1]) + ["point_label", "sequence", "bpp"] + keys + ["intra_pictures"],
+            flat_rows(rows, keys),
+        ),
+        "</body></html>",
+    ]
     write_bytes_atomic(path, "\n".join(parts).encode())
 
 
@@ -186,9 +232,13 @@ def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], 
     speed_cols = ["encode_fps", "decode_fps"] + ratio_columns(present_references(rows))
     speed = speed_table(rows)
     write_bytes_atomic(paths["csv"], _csv_text(row_cols, flat_rows(rows, keys)).encode())
-    write_bytes_atomic(paths["summary"], _csv_text(list(SUMMARY_COLUMNS) + keys + speed_cols, summary).encode())
-    write_bytes_atomic(paths["speed"], _csv_text(list(SPEED_COLUMNS) + ratio_columns(present_references(rows)),
-                                                 speed).encode())
+    write_bytes_atomic(
+        paths["summary"], _csv_text(list(SUMMARY_COLUMNS) + keys + speed_cols, summary).encode()
+    )
+    write_bytes_atomic(
+        paths["speed"],
+        _csv_text(list(SPEED_COLUMNS) + ratio_columns(present_references(rows)), speed).encode(),
+    )
     write_bytes_atomic(paths["bdrate"], _csv_text(list(BD_COLUMNS), bd).encode())
     doc = {"meta": meta, "metrics": keys, "rows": [{**r, **row_speed(r)} for r in rows], "summary": summary,
            "bd_rate": bd, "speed": speed}

@@ -1,4 +1,5 @@
-"""Speed beside quality: encode / decode frames per second of every row, and how ours compares with x265 and vvenc.
+"""Speed beside quality: encode / decode frames per second of every row, and how ours compares with x265 and
+vvenc.
 
 A row's fps is its frames over its measured seconds. Per codec and sequence the fps pools the rate points
 (all frames over all seconds); the ratio of a codec to a reference codec (x265, vvenc) is its fps over the
@@ -26,7 +27,10 @@ def _fps(frames: float, seconds: Any) -> float:
 def row_speed(row: dict) -> dict[str, float]:
     """{encode_fps, decode_fps} of one row (NaN where its seconds are missing)."""
     n = float(row["frames"])
-    return {"encode_fps": _fps(n, row.get("encode_seconds")), "decode_fps": _fps(n, row.get("decode_seconds"))}
+    return {
+        "encode_fps": _fps(n, row.get("encode_seconds")),
+        "decode_fps": _fps(n, row.get("decode_seconds")),
+    }
 
 
 def _pooled(rows: list[dict]) -> dict[str, float]:
@@ -58,8 +62,14 @@ def speed_table(rows: list[dict]) -> list[dict]:
     for codec in dict.fromkeys(r["codec"] for r in rows):
         for seq in dict.fromkeys(r["sequence"] for r in rows if r["codec"] == codec):
             sel = [r for r in rows if r["codec"] == codec and r["sequence"] == seq]
-            rec: dict[str, Any] = {"codec": codec, "label": sel[0].get("label", codec), "kind": sel[0].get("kind", ""),
-                                   "sequence": seq, "points": len(sel), **_pooled(sel)}
+            rec: dict[str, Any] = {
+                "codec": codec,
+                "label": sel[0].get("label", codec),
+                "kind": sel[0].get("kind", ""),
+                "sequence": seq,
+                "points": len(sel),
+                **_pooled(sel),
+            }
             for ref in refs:
                 base = _pooled([r for r in rows if r["codec"] == ref and r["sequence"] == seq])
                 for side in ("encode", "decode"):

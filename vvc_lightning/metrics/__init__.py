@@ -96,7 +96,9 @@ class VideoMetrics(nn.Module):
         return {m.key: {"name": m.name, "higher_is_better": m.higher_is_better, **m.info()}
                 for m in self.metrics.values()}
 
-    def sequence(self, ref: np.ndarray, rec: np.ndarray, only: Iterable[str] | None = None) -> dict[str, np.ndarray]:
+    def sequence(
+        self, ref: np.ndarray, rec: np.ndarray, only: Iterable[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Per-frame (per-pair, or one set value) arrays of one sequence given as uint8 (N,H,W,3).
 
         `only`: the keys to compute (default: all).

@@ -62,7 +62,11 @@ def patch_origins(height: int, width: int, patch: int = PATCH, shifted: bool = T
     """Top-left corners of the patches of one frame (the plain grid, plus the half-shifted grid)."""
     out = []
     for off in (0, patch // 2) if shifted else (0,):
-        out += [(y, x) for y in range(off, height - patch + 1, patch) for x in range(off, width - patch + 1, patch)]
+        out += [
+            (y, x)
+            for y in range(off, height - patch + 1, patch)
+            for x in range(off, width - patch + 1, patch)
+        ]
     if not out:  # a frame smaller than one patch: the whole frame is the patch
         out = [(0, 0)]
     return out
@@ -73,7 +77,9 @@ def patches(frames: Tensor, patch: int = PATCH, shifted: bool = True) -> Tensor:
     h, w = frames.shape[-2:]
     if h < patch or w < patch:
         return frames
-    return torch.cat([frames[:, :, y : y + patch, x : x + patch] for y, x in patch_origins(h, w, patch, shifted)])
+    return torch.cat(
+        [frames[:, :, y : y + patch, x : x + patch] for y, x in patch_origins(h, w, patch, shifted)]
+    )
 
 
 def features(frames: Tensor, device: torch.device | str = "cpu", patch: int = PATCH, shifted: bool = True,
@@ -143,7 +149,9 @@ class _SetMetric(VideoMetric):
     fast = False
     per = "set"
 
-    def __init__(self, patch: int = PATCH, shifted: bool = True, frame_stride: int = 1, **kwargs: Any) -> None:
+    def __init__(
+        self, patch: int = PATCH, shifted: bool = True, frame_stride: int = 1, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         if patch < 32 or frame_stride < 1:
             raise VVCError(f"{self.name}: patch must be >= 32 and frame_stride >= 1")

@@ -9,18 +9,17 @@ from torch import Tensor
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.metrics.base import VideoMetric
+from vvc_lightning.metrics.functional import (
+    MSSSIM_DOWNSCALE,
+    MSSSIM_SCALES,
+    MSSSIM_WEIGHTS,
+    MSSSIM_WINDOW,
+    PSNR_CAP,
+    ms_ssim,
+    psnr,
+)
 from vvc_lightning.metrics.registry import register_metric
 from vvc_lightning.video.colour import MATRICES, RANGES
-
-PSNR_CAP = 100.0  # dB for identical frames, so means stay finite
-MSSSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
-
-
-def psnr(a: Tensor, b: Tensor, peak: float = 255.0) -> Tensor:
-    """Per-image PSNR (n,) of (n,...) tensors on a [0, peak] scale, capped at PSNR_CAP."""
-    mse = ((a.double() - b.double()) ** 2).flatten(1).mean(1)
-    out = 10 * torch.log10(peak**2 / mse.clamp_min(1e-12))
-    return out.clamp(max=PSNR_CAP)
 
 
 def luma(x: Tensor, matrix: str = "bt709", rng: str = "limited") -> Tensor:
@@ -69,17 +68,6 @@ class PSNRY(VideoMetric):
         return psnr(luma(ref.double(), self.matrix, self.rng), luma(rec.double(), self.matrix, self.rng))
 
 
-def msssim_window(height: int, width: int, preferred: int = 11) -> int:
-    """Gaussian window for 5-scale MS-SSIM: 11 where the frame is over 160 px, smaller on small frames."""
-    side = min(height, width)
-    win = preferred
-    while win > 3 and side <= (win - 1) * 16:
-        win -= 2
-    if side <= (win - 1) * 16:
-        raise VVCError(f"MS-SSIM needs frames over 32 px on each side, got {width}x{height}")
-    return win
-
-
 @register_metric("ms_ssim")
 class MSSSIM(VideoMetric):
     """5-scale MS-SSIM (Wang et al. 2003) on RGB, mean over channels; window 11 (smaller below 161 px)."""
@@ -88,11 +76,10 @@ class MSSSIM(VideoMetric):
     label = "MS-SSIM"
 
     def info(self) -> dict[str, Any]:
-        return {"scales": 5, "weights": list(MSSSIM_WEIGHTS), "window": "gaussian 11, sigma 1.5 (smaller on "
-                "frames under 161 px)", "channels": "RGB mean", "data_range": 255}
+        big = (MSSSIM_WINDOW - 1) * MSSSIM_DOWNSCALE
+        return {"scales": MSSSIM_SCALES, "weights": list(MSSSIM_WEIGHTS),
+                "window": f"gaussian {MSSSIM_WINDOW}, sigma 1.5 (smaller on frames up to {big} px)",
+                "channels": "RGB mean", "data_range": 255}
 
     def frame_scores(self, ref: Tensor, rec: Tensor) -> Tensor:
-        from pytorch_msssim import ms_ssim
-
-        win = msssim_window(ref.shape[-2], ref.shape[-1])
-        return ms_ssim(ref, rec, data_range=255.0, size_average=False, win_size=win, weights=list(MSSSIM_WEIGHTS))
+        return ms_ssim(ref, rec, data_range=255.0)

@@ -7,16 +7,17 @@ from typing import Any
 
 from torch import Tensor
 
+from vvc_lightning.metrics import perceptual
 from vvc_lightning.metrics.base import VideoMetric
 from vvc_lightning.metrics.registry import register_metric
-from vvc_lightning.metrics import perceptual
 
-# variant -> (output key, builder); "auto" resolves to "alex" or "st_alex".
+# variant -> (output key, distance name for `perceptual.build_perceptual`, trunk); "auto" resolves to
+# "alex" or "st_alex".
 VARIANTS = {
-    "alex": ("lpips", lambda w: perceptual.build_lpips("alex", w)),
-    "vgg": ("lpips_vgg", lambda w: perceptual.build_lpips("vgg", w)),
-    "st_alex": ("stlpips", lambda w: perceptual.build_stlpips("alex")),
-    "st_vgg": ("stlpips_vgg", lambda w: perceptual.build_stlpips("vgg")),
+    "alex": ("lpips", "lpips", "alex"),
+    "vgg": ("lpips_vgg", "lpips", "vgg"),
+    "st_alex": ("stlpips", "stlpips", "alex"),
+    "st_vgg": ("stlpips_vgg", "stlpips", "vgg"),
 }
 _CACHE: dict[tuple[str, str | None], perceptual.PerceptualDistance] = {}
 
@@ -36,7 +37,8 @@ def perceptual_net(variant: str, weights: str | os.PathLike | None = None) -> pe
     """The (shared, CPU-built) network of a resolved variant."""
     key = (variant, None if weights is None else str(weights))
     if key not in _CACHE:
-        _CACHE[key] = VARIANTS[variant][1](weights)
+        _, distance, net = VARIANTS[variant]
+        _CACHE[key] = perceptual.build_perceptual(distance, net, weights)
     return _CACHE[key]
 
 

@@ -5,7 +5,8 @@ layers, the AlexNet / VGG16 trunk is torchvision's ImageNet weights, which torch
 Here the trunk is read from a file: `weights=PATH`, else the environment variable VVC_LPIPS_ALEX /
 VVC_LPIPS_VGG, else torchvision's hub cache (`torch.hub.get_dir()/checkpoints/alexnet-owt-7be5be79.pth`,
 `vgg16-397923af.pth`). `build_stlpips` is the shift-tolerant LPIPS (Ghildyal & Liu 2022) whose package
-ships the whole network. Both map two (B,3,H,W) images in [-1,1] to per-image distances (B,),
+ships the whole network. `build_perceptual` builds any of them, or 1 - MS-SSIM, by name for the training
+loss and the video metrics alike. All map two (B,3,H,W) images in [-1,1] to per-image distances (B,),
 differentiably.
 """
 
@@ -16,13 +17,15 @@ import importlib
 import os
 import sys
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 from vvc_lightning.errors import VVCError, WeightsError
+from vvc_lightning.metrics import functional
+from vvc_lightning.metrics.functional import MSSSIM_MIN_SIDE
 
 TORCHVISION_FILES = {"alex": "alexnet-owt-7be5be79.pth", "vgg": "vgg16-397923af.pth"}
 ENV_VARS = {"alex": "VVC_LPIPS_ALEX", "vgg": "VVC_LPIPS_VGG"}
@@ -104,13 +107,16 @@ def _normalize(x: Tensor, eps: float = 1e-10) -> Tensor:
     return x / (torch.sqrt(torch.sum(x**2, dim=1, keepdim=True)) + eps)
 
 
-def _load_checked(module: nn.Module, state: dict, what: str, loaded_elsewhere: tuple[str, ...] = ("lins.",)) -> None:
+def _load_checked(
+    module: nn.Module, state: dict, what: str, loaded_elsewhere: tuple[str, ...] = ("lins.",)
+) -> None:
     """Load `state` into `module`, failing on any key neither loaded nor listed in `loaded_elsewhere`."""
     result = module.load_state_dict(state, strict=False)
     missing = [k for k in result.missing_keys if not k.startswith(loaded_elsewhere)]
     if missing or result.unexpected_keys:
         raise WeightsError(
-            f"{what} does not fit the network (missing {missing[:3]}, unexpected {result.unexpected_keys[:3]}); "
+            f"{what} does not fit the network (missing {missing[:3]}, unexpected "
+            f"{result.unexpected_keys[:3]}); "
             "the file is damaged or of another version"
         )
 
@@ -182,3 +188,34 @@ def build_stlpips(net: str = "alex") -> PerceptualDistance:
         raise WeightsError(f"ST-LPIPS weights '{path}' are missing; reinstall stlpips-pytorch==0.0.2")
     _load_checked(inner, _torch_load(path, "ST-LPIPS weights"), f"'{path}'")
     return PerceptualDistance(inner, f"stlpips_{net}")
+
+
+class MSSSIMDistance(nn.Module):
+    """1 - MS-SSIM per image of two (N,3,H,W) in [-1,1]; single-scale SSIM where a side is too small."""
+
+    name = "ms-ssim"
+
+    def forward(self, x0: Tensor, x1: Tensor) -> Tensor:
+        """Per-image distance (N,) in [0, 2]."""
+        a, b = (x0 + 1) / 2, (x1 + 1) / 2
+        if min(a.shape[-2:]) > MSSSIM_MIN_SIDE:
+            return 1.0 - functional.ms_ssim(a, b, data_range=1.0)
+        return 1.0 - functional.ssim(a, b, data_range=1.0)
+
+
+# Distance name -> builder(net, weights); every one maps two (N,3,H,W) in [-1,1] to (N,).
+DISTANCES: dict[str, Callable[[str, str | os.PathLike | None], nn.Module]] = {
+    "lpips": build_lpips,
+    "stlpips": lambda net, weights: build_stlpips(net),
+    "ms-ssim": lambda net, weights: MSSSIMDistance(),
+}
+
+
+def build_perceptual(name: str, net: str = "alex", weights: str | os.PathLike | None = None) -> nn.Module:
+    """A frozen perceptual distance by name: lpips, stlpips (trunk `net`) or ms-ssim; (N,3,H,W) x2 -> (N,)."""
+    if name not in DISTANCES:
+        raise VVCError(f"unknown perceptual distance '{name}'; use one of {', '.join(DISTANCES)}")
+    module = DISTANCES[name](net, weights)
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module.eval()

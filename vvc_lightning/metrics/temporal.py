@@ -67,8 +67,11 @@ class TOF(VideoMetric):
         self.preset = preset
 
     def info(self) -> dict[str, Any]:
-        return {"flow": f"OpenCV DIS, preset {self.preset}, on BT.601 grey frames", "norm": "mean over pixels "
-                "of the per-pixel flow-difference length (TecoGAN)", "values": "one per consecutive frame pair"}
+        return {
+            "flow": f"OpenCV DIS, preset {self.preset}, on BT.601 grey frames",
+            "norm": "mean over pixels of the per-pixel flow-difference length (TecoGAN)",
+            "values": "one per consecutive frame pair",
+        }
 
     def scores(self, ref: Tensor, rec: Tensor) -> Tensor:
         check_sequences(ref, rec, self.key)

@@ -20,6 +20,7 @@ from vvc_lightning.errors import VVCError
 from vvc_lightning.metrics.base import VideoMetric, check_sequences, u8_to_frames
 from vvc_lightning.metrics.registry import register_metric
 from vvc_lightning.video.colour import rgb_to_yuv420
+from vvc_lightning.video.ffmpeg import ffmpeg_exe, ffmpeg_has
 
 MODEL = "vmaf_v0.6.1"
 
@@ -40,8 +41,6 @@ def write_yuv420(path: Path, frames: np.ndarray, matrix: str, rng: str) -> tuple
 def vmaf_scores(ref: np.ndarray, rec: np.ndarray, matrix: str = "bt709", rng: str = "limited",
                 threads: int = 2, fps: float = 25.0) -> tuple[np.ndarray, str]:
     """Per-frame VMAF of decoded RGB frames against reference frames, and the libvmaf version."""
-    from vvc_lightning.evaluation.baselines import ffmpeg_exe, ffmpeg_has
-
     exe = ffmpeg_exe()
     if not ffmpeg_has("filters", "libvmaf"):
         raise VVCError(f"the ffmpeg at '{exe}' has no libvmaf filter; install imageio-ffmpeg>=0.5 or set "
@@ -51,9 +50,24 @@ def vmaf_scores(ref: np.ndarray, rec: np.ndarray, matrix: str = "bt709", rng: st
         w, h = write_yuv420(d / "ref.yuv", ref, matrix, rng)
         write_yuv420(d / "rec.yuv", rec, matrix, rng)
         raw = ["-f", "rawvideo", "-pix_fmt", "yuv420p", "-s", f"{w}x{h}", "-r", f"{fps:g}"]
-        cmd = [exe, "-hide_banner", "-nostdin", "-loglevel", "error", *raw, "-i", "rec.yuv", *raw, "-i", "ref.yuv",
-               "-lavfi", f"[0:v][1:v]libvmaf=model=version={MODEL}:log_fmt=json:log_path=vmaf.json"
-               f":n_threads={threads}", "-f", "null", "-"]
+        cmd = [
+            exe,
+            "-hide_banner",
+            "-nostdin",
+            "-loglevel",
+            "error",
+            *raw,
+            "-i",
+            "rec.yuv",
+            *raw,
+            "-i",
+            "ref.yuv",
+            "-lavfi",
+            f"[0:v][1:v]libvmaf=model=version={MODEL}:log_fmt=json:log_path=vmaf.json:n_threads={threads}",
+            "-f",
+            "null",
+            "-",
+        ]
         proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True)
         if proc.returncode != 0 or not (d / "vmaf.json").is_file():
             raise VVCError(f"VMAF through ffmpeg failed: {proc.stderr.strip()[-400:]}")

@@ -60,7 +60,7 @@ def decide(previous_curve: Sequence[dict[str, Any]], new_curve: Sequence[dict[st
            metric: str = METRIC) -> Decision:
     """Accept the new model only if its `metric` BD-rate against the previous model is below 0 (fewer bits
     at equal quality; lower metric is better); NaN, non-monotonic or non-overlapping curves are rejected."""
-    from vvc_lightning.evaluation.bdrate import try_bd_rate
+    from vvc_lightning.metrics.bdrate import try_bd_rate
 
     nan = float("nan")
     prev, new = _points(previous_curve, "previous", metric), _points(new_curve, "new", metric)

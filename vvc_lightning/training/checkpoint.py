@@ -20,7 +20,7 @@ COMPATIBLE_MAJOR = __version__.split(".")[0]
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to a temporary file beside it and renames it: never a half-written .ckpt."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:  # noqa: ANN001
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:
         from vvc_lightning.video.atomic import atomic_path, make_dirs
 
         path = Path(path)

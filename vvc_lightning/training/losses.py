@@ -1,4 +1,4 @@
-"""Training losses: eq. 1 (VAE stage) and eq. 2 (rate + lambda * distortion), perceptual term by name."""
+"""Training losses: eq. 1 (VAE stage) and eq. 2 (rate + lambda * distortion); P from `build_perceptual`."""
 
 from __future__ import annotations
 
@@ -7,41 +7,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from vvc_lightning.metrics.perceptual import build_perceptual
 from vvc_lightning.ops import fold_time
 
-
-class MSSSIMDistance(nn.Module):
-    """1 - MS-SSIM per image on inputs in [-1,1]; a smaller window for small crops, SSIM below 33 px."""
-
-    def forward(self, x: Tensor, y: Tensor) -> Tensor:
-        from pytorch_msssim import ms_ssim, ssim
-
-        side = min(x.shape[-2:])
-        a, b = (x + 1) / 2, (y + 1) / 2
-        for win in (11, 7, 5, 3):
-            if side > 16 * (win - 1):
-                return 1.0 - ms_ssim(a, b, data_range=1.0, size_average=False, win_size=win)
-        return 1.0 - ssim(a, b, data_range=1.0, size_average=False, win_size=3)
-
-
-def build_perceptual(name: str, lpips_net: str = "alex", lpips_weights: str | None = None) -> nn.Module:
-    """The perceptual distance P by name: lpips, stlpips or ms-ssim; each maps two (N,3,H,W) to (N,)."""
-
-    def lpips() -> nn.Module:
-        from vvc_lightning.metrics.perceptual import build_lpips
-
-        return build_lpips(net=lpips_net, weights=lpips_weights)
-
-    def stlpips() -> nn.Module:
-        from vvc_lightning.metrics.perceptual import build_stlpips
-
-        return build_stlpips(net=lpips_net)
-
-    builders = {"lpips": lpips, "stlpips": stlpips, "ms-ssim": MSSSIMDistance}
-    module = builders[name]()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module.eval()
+__all__ = ["LossTerms", "RatePerceptionLoss", "bits", "build_perceptual"]
 
 
 @dataclass
@@ -87,7 +56,8 @@ class RatePerceptionLoss(nn.Module):
         z_lik: Tensor | None = None,
         lmbda: float | None = None,
     ) -> LossTerms:
-        """The loss terms; `lmbda` overrides the fixed lambda (variable-rate training samples it per batch)."""
+        """The loss terms; `lmbda` overrides the fixed lambda (variable-rate training samples it per
+        batch)."""
         mse, p = self.distortion(x, x_hat)
         d = self.alpha * mse + self.beta * p
         if y_lik is None:

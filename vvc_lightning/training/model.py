@@ -16,14 +16,10 @@ from vvc_lightning.codec.entropy.gain import lambda_to_quality, quality_to_lambd
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
 from vvc_lightning.config import from_container, section_kwargs, to_yaml
 from vvc_lightning.errors import ConfigError
+from vvc_lightning.metrics.functional import psnr_from_mse
 from vvc_lightning.registry import BACKBONES
 from vvc_lightning.training.losses import RatePerceptionLoss, build_perceptual
 from vvc_lightning.training.stages import AUX_GROUP
-
-
-def psnr_from_mse(mse: Tensor) -> Tensor:
-    """PSNR in dB of an MSE on the 0-255 scale."""
-    return 10 * torch.log10(255.0**2 / mse.clamp_min(1e-10))
 
 
 class VideoCompressionModel(pl.LightningModule):
@@ -223,7 +219,7 @@ class VideoCompressionModel(pl.LightningModule):
         betas = tuple(float(b) for b in self.cfg.optim.betas)
         return torch.optim.AdamW(self.param_groups(), lr=float(self.cfg.optim.lr), betas=betas)
 
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):  # noqa: ANN001
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None):
         clip = self.cfg.optim.grad_clip
         if clip:
             params = [p for g in optimizer.param_groups if g["name"] != AUX_GROUP for p in g["params"]]

@@ -124,7 +124,7 @@ class StageSchedule(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.apply(trainer, pl_module)
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.apply(trainer, pl_module)
         pl_module.log("train/stage", float(self.current or 0), on_step=True, on_epoch=False)
 

@@ -32,16 +32,25 @@ class WriteError(VVCError):
     """An output could not be written (full disk, read-only file system, no permission ...)."""
 
 
-def write_error(path: str | os.PathLike, exc: BaseException, tmp: str | os.PathLike | None = None) -> WriteError | None:
-    """The one-line error for an OSError raised while writing `path` (through `tmp`), or None when `exc` is not
-    a write failure of that output (e.g. an input that cannot be read keeps its own error)."""
+def write_error(
+    path: str | os.PathLike, exc: BaseException, tmp: str | os.PathLike | None = None
+) -> WriteError | None:
+    """The one-line error for an OSError raised while writing `path` (through `tmp`), or None when `exc` is
+    not a write failure of that output (e.g. an input that cannot be read keeps its own error)."""
     if not isinstance(exc, OSError) or exc.errno not in WRITE_FIXES:
         return None
-    names = [Path(os.fsdecode(n)) for n in (exc.filename, exc.filename2) if isinstance(n, (str, bytes, os.PathLike))]
+    names = [
+        Path(os.fsdecode(n))
+        for n in (exc.filename, exc.filename2)
+        if isinstance(n, (str, bytes, os.PathLike))
+    ]
     ours = [Path(path), *([Path(tmp)] if tmp is not None else [])]
-    if names and not any(n == p or p in n.parents for n in names for p in ours):  # e.g. sendfile names src, dst
+    # e.g. sendfile names src, dst
+    if names and not any(n == p or p in n.parents for n in names for p in ours):
         return None
-    return WriteError(f"cannot write '{path}': {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]} (nothing was written)")
+    return WriteError(
+        f"cannot write '{path}': {os.strerror(exc.errno)}; {WRITE_FIXES[exc.errno]} (nothing was written)"
+    )
 
 
 def make_dirs(path: str | os.PathLike) -> Path:
@@ -50,7 +59,9 @@ def make_dirs(path: str | os.PathLike) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except FileExistsError as exc:
-        raise VVCError(f"cannot create folder '{path}': a file of that name is in the way; choose another") from exc
+        raise VVCError(
+            f"cannot create folder '{path}': a file of that name is in the way; choose another"
+        ) from exc
     except OSError as exc:
         fix = WRITE_FIXES.get(exc.errno or 0, "choose another folder")
         raise WriteError(f"cannot create folder '{path}': {exc.strerror or exc}; {fix}") from exc
@@ -58,7 +69,8 @@ def make_dirs(path: str | os.PathLike) -> Path:
 
 
 def _fsync(path: Path) -> None:
-    """Flush a finished temporary file to the disk (late quota / space errors surface here, not after a crash)."""
+    """Flush a finished temporary file to the disk (late quota / space errors surface here, not after a
+    crash)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -76,16 +88,18 @@ def _remove(tmp: Path) -> None:
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C or
-    SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied; a device,
-    FIFO or socket at `path` is refused, never replaced. Write failures become one-line `WriteError`s."""
+    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C
+    or SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied; a
+    device, FIFO or socket at `path` is refused, never replaced. Write failures become one-line
+    `WriteError`s."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise VVCError(f"output folder '{parent}' does not exist; create it first")
     refuse_special(path)
     if path.is_dir() or (is_dir and (path.exists() or path.is_symlink())):
-        raise VVCError(f"output '{path}' already exists as a folder or file; name a new one (nothing was changed)")
+        raise VVCError(f"output '{path}' already exists as a folder or file; name a new one (nothing was "
+                       "changed)")
     umask = os.umask(0)
     os.umask(umask)
     with cleanup_on_signals():

@@ -39,11 +39,15 @@ def refuse_special(dst: str | os.PathLike) -> None:
     """Fail if `dst` is a device, FIFO or socket: outputs are never streamed into one nor renamed over it."""
     kind = special_kind(dst)
     if kind is not None:
-        raise VVCError(f"output '{dst}' is {kind}, not a regular file; name a regular file (devices and pipes are "
-                       "never written into or replaced, --overwrite or not)")
+        raise VVCError(
+            f"output '{dst}' is {kind}, not a regular file; name a regular file (devices and pipes are "
+            "never written into or replaced, --overwrite or not)"
+        )
 
 
-def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = None, kind: str = "video") -> Path:
+def check_output_path(
+    dst: str | os.PathLike, src: str | os.PathLike | None = None, kind: str = "video"
+) -> Path:
     """`dst` if it is a place we may write a `kind` ("video" or "bitstream") to; a clear error otherwise.
 
     Refused: a missing parent folder, the input itself, an existing folder (its contents are never touched),
@@ -58,29 +62,35 @@ def check_output_path(dst: str | os.PathLike, src: str | os.PathLike | None = No
     if src is not None and (_same_file(dst, Path(src)) or dst.resolve() == Path(src).resolve()):
         raise VVCError(f"output '{dst}' is the input file; choose another output path")
     if dst.is_dir():
-        raise VVCError(f"output '{dst}' is an existing folder; name a new file or folder (existing ones are never emptied)")
+        raise VVCError(f"output '{dst}' is an existing folder; name a new file or folder (existing ones are "
+                       "never emptied)")
     if kind == "video":
         suffix = dst.suffix.lower()
         if suffix not in VIDEO_SUFFIXES + PNG_SUFFIXES:
             raise VVCError(
-                f"cannot write '{dst}': use .mp4, .mov, .mkv, .y4m, .yuv, or a new folder name (no suffix) for PNGs"
+                f"cannot write '{dst}': use .mp4, .mov, .mkv, .y4m, .yuv, or a new folder name (no suffix) "
+                "for PNGs"
             )
         if suffix == ".png" and dst.with_suffix("").exists():
-            raise VVCError(f"output folder '{dst.with_suffix('')}' already exists; name a new folder for the PNGs")
+            raise VVCError(f"output folder '{dst.with_suffix('')}' already exists; name a new folder for the "
+                           "PNGs")
     return dst
 
 
 def refuse_existing(dst: str | os.PathLike, overwrite: bool) -> None:
-    """Fail if `dst` exists (a file, or a link even to nothing), unless `overwrite` (folders, devices and pipes
-    are refused by `check_output_path` in any case; --overwrite replaces a link itself, never its target)."""
+    """Fail if `dst` exists (a file, or a link even to nothing), unless `overwrite` (folders, devices and
+    pipes are refused by `check_output_path` in any case; --overwrite replaces a link itself, never its
+    target)."""
     dst = Path(dst)
     if overwrite:
         return
     if dst.is_file():
         raise VVCError(f"output '{dst}' already exists; remove it, choose another name or pass --overwrite")
     if dst.is_symlink():
-        raise VVCError(f"output '{dst}' is a symbolic link to '{os.readlink(dst)}', which does not exist; remove "
-                       "it, choose another name or pass --overwrite (to replace the link)")
+        raise VVCError(
+            f"output '{dst}' is a symbolic link to '{os.readlink(dst)}', which does not exist; remove "
+            "it, choose another name or pass --overwrite (to replace the link)"
+        )
 
 
 def decoded_bytes_limit() -> int:
@@ -94,22 +104,26 @@ def decoded_bytes_limit() -> int:
 
 # ------------------------------------------------------------------------------------------ signals
 class Terminated(SystemExit):
-    """Raised in the main thread by SIGTERM / SIGHUP while a temporary output exists (exit code 128 + signal)."""
+    """Raised in the main thread by SIGTERM / SIGHUP while a temporary output exists (exit code 128 +
+    signal)."""
 
 
-_SIGNALS = tuple(s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None)
+_SIGNALS = tuple(
+    s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None
+)
 _depth = 0
 _saved: dict[int, object] = {}
 
 
-def _raise_terminated(signum: int, frame: object) -> None:  # noqa: ARG001
+def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(128 + signum)
 
 
 @contextlib.contextmanager
 def cleanup_on_signals() -> Iterator[None]:
-    """Within this block SIGTERM/SIGHUP raise `Terminated`, so `finally`/`except` clauses remove temporary files
-    (SIGINT already raises KeyboardInterrupt). Nested blocks share one installation; only the main thread installs."""
+    """Within this block SIGTERM/SIGHUP raise `Terminated`, so `finally`/`except` clauses remove temporary
+    files (SIGINT already raises KeyboardInterrupt). Nested blocks share one installation; only the main
+    thread installs."""
     global _depth
     main = threading.current_thread() is threading.main_thread()
     if main and _depth == 0:

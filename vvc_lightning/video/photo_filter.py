@@ -41,7 +41,12 @@ RULES = (
     Rule("short_side", ">=", 256, "smaller than one 256x256 training crop"),
     Rule("transparent", "<=", 0.05, "a cut-out (over 5 % of pixels transparent)"),
     Rule("colourfulness", ">=", 8.0, "greyscale or nearly so (colourfulness below 8)"),
-    Rule("top_colours", "<=", 0.35, "few flat colours, as a logo, text or flat render (16 colours cover > 35 %)"),
+    Rule(
+        "top_colours",
+        "<=",
+        0.35,
+        "few flat colours, as a logo, text or flat render (16 colours cover > 35 %)",
+    ),
     Rule("texture", ">=", 8.5, "smooth render or gradient (median gradient below 8.5)"),
     Rule("texture", "<=", 140.0, "noise, not a scene (median gradient over 140)"),
 )
@@ -74,9 +79,13 @@ def measure(rgb: np.ndarray, short_side: int | None = None, transparent: float =
     counts = np.sort(np.bincount(codes.ravel(), minlength=1 << 18))[::-1]
     luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
     grad = np.hypot(cv2.Sobel(luma, cv2.CV_32F, 1, 0), cv2.Sobel(luma, cv2.CV_32F, 0, 1))
-    return {"colourfulness": round(float(colourful), 2), "top_colours": round(float(counts[:16].sum() / codes.size), 4),
-            "texture": round(float(np.median(grad)), 2), "short_side": float(short_side or min(rgb.shape[:2])),
-            "transparent": round(float(transparent), 4)}
+    return {
+        "colourfulness": round(float(colourful), 2),
+        "top_colours": round(float(counts[:16].sum() / codes.size), 4),
+        "texture": round(float(np.median(grad)), 2),
+        "short_side": float(short_side or min(rgb.shape[:2])),
+        "transparent": round(float(transparent), 4),
+    }
 
 
 def photo_verdict(traits: dict[str, float]) -> str | None:

@@ -87,7 +87,8 @@ def plan_shards(items: list[VideoItem], max_bytes: int) -> list[list[VideoItem]]
         size = _entry_bound(it)
         if _shard_bound(size) > max_bytes:
             raise VVCError(
-                f"video '{it.origin}' ({it.size} bytes) does not fit a shard of --max-shard-size {max_bytes} bytes "
+                f"video '{it.origin}' ({it.size} bytes) does not fit a shard of --max-shard-size {max_bytes} "
+                "bytes "
                 f"(with its tar headers it needs up to {_shard_bound(size)}); raise --max-shard-size"
             )
         if current and _shard_bound(total + size) > max_bytes:
@@ -150,7 +151,9 @@ class Summary:
 
     def skipped(self) -> list[dict[str, str]]:
         """Every file left out, with its reason, by name."""
-        return sorted([*self.not_videos, *(s for sh in self.shards for s in sh.skipped)], key=lambda s: s["origin"])
+        return sorted(
+            [*self.not_videos, *(s for sh in self.shards for s in sh.skipped)], key=lambda s: s["origin"]
+        )
 
     def skip_reasons(self) -> Counter[str]:
         return Counter(s["reason"] for s in self.skipped())
@@ -159,7 +162,9 @@ class Summary:
         """Brace pattern naming every shard, for data.train_shards."""
         n = len(self.shards)
         last = SHARD_NAME.format(n - 1)
-        return str(self.outdir / (last if n == 1 else SHARD_NAME.replace("{:06d}", f"{{000000..{n - 1:06d}}}")))
+        return str(
+            self.outdir / (last if n == 1 else SHARD_NAME.replace("{:06d}", f"{{000000..{n - 1:06d}}}"))
+        )
 
     def text(self) -> str:
         """The closing summary printed by the CLI."""
@@ -167,15 +172,23 @@ class Summary:
         reasons = self.skip_reasons()
         skipped = self.skipped()
         lines.append(f"videos written: {self.videos}")
-        lines.append(f"files skipped: {len(skipped)}" + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})"
-                                                        if skipped else ""))
+        lines.append(
+            f"files skipped: {len(skipped)}"
+            + (f" ({', '.join(f'{v} {k}' for k, v in reasons.most_common())})" if skipped else "")
+        )
         for s in skipped[:MAX_LISTED]:
-            lines.append(f"  skipped {s['origin']}: {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else ""))
+            lines.append(
+                f"  skipped {s['origin']}: {s['reason']}" + (f" ({s['detail']})" if s.get("detail") else "")
+            )
         if len(skipped) > MAX_LISTED:
-            lines.append(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in {self.outdir / INDEX_FILE}")
+            lines.append(f"  ... and {len(skipped) - MAX_LISTED} more, all listed in "
+                         f"{self.outdir / INDEX_FILE}")
         empty = sum(1 for s in self.shards if s.videos == 0)
-        lines.append(f"shards: {len(self.shards)} ({self.written_now} written now, {self.resumed} already done"
-                     + (f", {empty} empty" if empty else "") + ")")
+        lines.append(
+            f"shards: {len(self.shards)} ({self.written_now} written now, {self.resumed} already done"
+            + (f", {empty} empty" if empty else "")
+            + ")"
+        )
         lines.append(f"bytes: {self.bytes} ({self.bytes / 1e9:.2f} GB)")
         lines.append(f"use: data.train_shards={self.pattern()}")
         return "\n".join(lines)
@@ -192,7 +205,8 @@ def _check_plan(outdir: Path, plan: dict[str, Any], notes: list[str]) -> None:
     path = outdir / PLAN_FILE
     old, why = load_doc(path, plan_problem)
     if why:
-        notes.append(f"{path} was damaged ({why}): ignored it, checked the shards against this run's plan, wrote it anew")
+        notes.append(f"{path} was damaged ({why}): ignored it, checked the shards against this run's plan, "
+                     "wrote it anew")
     elif old is not None and (old["digest"] != plan["digest"] or old["min_frames"] != plan["min_frames"]):
         raise VVCError(
             f"'{outdir}' holds shards of a different plan (other inputs or options: was "
@@ -274,7 +288,9 @@ def write_shards(
     index_path = outdir / INDEX_FILE
     bar = tqdm(total=len(items), unit="video", desc="shard", disable=not progress)
     # spawn, not fork: a forked child inherits the parent's threads and open handles (torch, numba, zip files)
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    pool = (
+        ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) if workers > 1 else None
+    )
     try:
         for i, group in enumerate(shards):
             path = outdir / SHARD_NAME.format(i)
@@ -304,11 +320,13 @@ def _why_none(summary: Summary) -> str:
     by_reason: dict[str, list[str]] = {}
     for s in summary.skipped():
         by_reason.setdefault(s["reason"], []).append(s["origin"])
-    parts = [f"{len(v)} {k}: {', '.join(v[:3])}" + (", ..." if len(v) > 3 else "") for k, v in by_reason.items()]
+    parts = [
+        f"{len(v)} {k}: {', '.join(v[:3])}" + (", ..." if len(v) > 3 else "") for k, v in by_reason.items()
+    ]
     return "; ".join(parts) or "no input video"
 
 
-def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int,  # noqa: ANN001
+def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, max_bytes: int,
                journal: TempJournal) -> ShardStats:
     stats = ShardStats(path.name)
     jobs = [(it, min_frames) for it in group]
@@ -328,13 +346,15 @@ def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, m
                 raise
         journal.discard(tmp)
     except OSError as exc:
-        raise VVCError(f"cannot write shard '{path}': {exc.strerror or exc}; free space or pick another -o") from exc
+        raise VVCError(
+            f"cannot write shard '{path}': {exc.strerror or exc}; free space or pick another -o"
+        ) from exc
     stats.bytes = path.stat().st_size
     stats.sha256 = sha256_file(path)
     return stats
 
 
-def _fill(tar: tarfile.TarFile, group: list[VideoItem], results, stats: ShardStats, bar) -> None:  # noqa: ANN001
+def _fill(tar: tarfile.TarFile, group: list[VideoItem], results, stats: ShardStats, bar) -> None:
     """Add each video of `group` that loaded and probed (with its JSON) to `tar`; record the skipped ones."""
     for it, (data, info, why) in zip(group, results, strict=True):
         bar.update(1)

@@ -22,12 +22,28 @@ from vvc_lightning.errors import VVCError
 # "undecodable" rather than "unsupported". Every other file is probed before it is taken or skipped.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".y4m", ".mpg", ".mpeg", ".m1v", ".m2v",
                   ".ts", ".m2ts", ".mts", ".vob", ".flv", ".wmv", ".asf", ".3gp", ".ogv", ".mxf", ".dv")
-READER_KEYS = ("mp4", "mkv", "webm", "avi", "mov", "m4v", "y4m")  # datamodules.streaming.VIDEO_KEYS but 'video'
+READER_KEYS = (
+    "mp4",
+    "mkv",
+    "webm",
+    "avi",
+    "mov",
+    "m4v",
+    "y4m",
+)  # datamodules.streaming.VIDEO_KEYS but 'video'
 NOT_PROBED = (".csv", ".zip")  # metadata and archives (a zip is opened and its members probed)
 STILL_FORMATS = ("image2", "image2pipe")  # FFmpeg demuxers of single pictures; also every '*_pipe'
 NAME_COLUMNS = ("video", "file", "filename", "file_name", "video_name", "path", "video_path", "name")
 # reading a file or a zip member: missing, encrypted, an unknown compression, a bad CRC or deflate stream
-ZIP_READ_ERRORS = (OSError, zipfile.BadZipFile, KeyError, EOFError, RuntimeError, NotImplementedError, zlib.error)
+ZIP_READ_ERRORS = (
+    OSError,
+    zipfile.BadZipFile,
+    KeyError,
+    EOFError,
+    RuntimeError,
+    NotImplementedError,
+    zlib.error,
+)
 SPLIT_PART = re.compile(r".*_part[a-z]{2}$|.*\.zip\.\d+$|.*\.z\d\d$", re.IGNORECASE)
 
 
@@ -57,7 +73,8 @@ class VideoItem:
 
 @dataclass
 class Inputs:
-    """What `find_inputs` found: the candidate videos, the CSV used, notes, and the files skipped as no video."""
+    """What `find_inputs` found: the candidate videos, the CSV used, notes, and the files skipped as no
+    video."""
 
     items: list[VideoItem]
     csv_path: Path | None
@@ -97,12 +114,15 @@ def not_video(f: IO[bytes], name: str) -> tuple[str, str] | None:
             fmt = c.format.name
             moving = [s for s in c.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
             pictures = len(c.streams.video) - len(moving)
-    except Exception as exc:  # noqa: BLE001  (whatever FFmpeg rejects is not a video we can use)
+    except Exception as exc:  # whatever FFmpeg rejects is not a video we can use
         if says_video(name):
             return "undecodable", f"FFmpeg cannot open it, {type(exc).__name__}"
         return "unsupported", "not a video format FFmpeg reads"
     if not moving:
-        return "unsupported", "no video stream, only audio or a cover picture" if pictures else "no video stream"
+        return (
+            "unsupported",
+            "no video stream, only audio or a cover picture" if pictures else "no video stream",
+        )
     if fmt in STILL_FORMATS or fmt.endswith("_pipe"):
         return "unsupported", f"a still image, {fmt.removesuffix('_pipe')}"
     return None
@@ -123,8 +143,11 @@ def probe_bytes(data: bytes, label: str, min_frames: int) -> tuple[dict[str, Any
         n, h, w = src.probe()
         fps = src.fps()
     except ClipError as exc:
-        return None, ("undecodable", "no frame decodes" if "no decodable frame" in str(exc) else "decoding fails")
-    except Exception as exc:  # noqa: BLE001  (any decoder failure is a skip, not a crash)
+        return None, (
+            "undecodable",
+            "no frame decodes" if "no decodable frame" in str(exc) else "decoding fails",
+        )
+    except Exception as exc:  # any decoder failure is a skip, not a crash
         return None, ("undecodable", f"decoding fails, {type(exc).__name__}")
     if n < min_frames:
         return None, ("too short", f"{n} frames, fewer than --min-frames {min_frames}")
@@ -134,8 +157,11 @@ def probe_bytes(data: bytes, label: str, min_frames: int) -> tuple[dict[str, Any
 _ZIPS: dict[str, zipfile.ZipFile] = {}
 
 
-def load_and_probe(args: tuple[VideoItem, int]) -> tuple[bytes | None, dict[str, Any] | None, tuple[str, str]]:
-    """(bytes, probe info, ('', '')) of a video to shard, or (None, None, (reason, detail)) of a skipped file."""
+def load_and_probe(
+    args: tuple[VideoItem, int],
+) -> tuple[bytes | None, dict[str, Any] | None, tuple[str, str]]:
+    """(bytes, probe info, ('', '')) of a video to shard, or (None, None, (reason, detail)) of a skipped
+    file."""
     item, min_frames = args
     try:
         data = item.read(_ZIPS)
@@ -210,7 +236,9 @@ def find_inputs(src: str | Path, csv_path: str | Path | None = None, exclude: Pa
     notes: list[str] = []
     skipped: list[dict[str, str]] = []
     if not src.exists():
-        raise VVCError(f"shard source '{src}' does not exist; give a folder of videos, OpenVid zip parts or a CSV")
+        raise VVCError(
+            f"shard source '{src}' does not exist; give a folder of videos, OpenVid zip parts or a CSV"
+        )
     if src.suffix.lower() == ".csv":
         csv_path, root = csv_path or src, src.parent
     else:
@@ -219,9 +247,12 @@ def find_inputs(src: str | Path, csv_path: str | Path | None = None, exclude: Pa
     if src.is_dir() or src.suffix.lower() == ".csv":
         every = [p for p in root.rglob("*") if p.is_file()
                  and not (skip_dir is not None and p.resolve().is_relative_to(skip_dir))]
-        files = sorted(p for p in every if not any(part.startswith(".") for part in p.relative_to(root).parts))
+        files = sorted(
+            p for p in every if not any(part.startswith(".") for part in p.relative_to(root).parts)
+        )
         if len(files) < len(every):
-            notes.append(f"left out {len(every) - len(files)} hidden file(s) (a name or folder starting with '.')")
+            notes.append(f"left out {len(every) - len(files)} hidden file(s) (a name or folder starting with "
+                         "'.')")
     else:
         files = [src]
     items: list[VideoItem] = []
@@ -280,7 +311,9 @@ def attach_csv(items: list[VideoItem], csv_path: Path) -> list[str]:
                 rows += 1
                 name = Path(str(row.get(name_col, "")).strip()).name
                 for it in by_name.get(name, []):
-                    it.meta = {k.strip(): _value(v) for k, v in row.items() if k is not None and v is not None}
+                    it.meta = {
+                        k.strip(): _value(v) for k, v in row.items() if k is not None and v is not None
+                    }
     except UnicodeDecodeError as exc:
         raise VVCError(
             f"metadata CSV '{csv_path}' is not UTF-8 text (an invalid byte after row {rows}); "

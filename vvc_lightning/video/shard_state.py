@@ -18,7 +18,9 @@ from vvc_lightning.video.shard_sources import VideoItem, member_ext
 from vvc_lightning.video.video_io import write_bytes_atomic
 
 JOURNAL_FILE = ".shards.temporaries.json"
-TEMP_NAME = re.compile(r"\.shard-\d{6}\.[A-Za-z0-9_]+\.tmp\.tar")  # what atomic_path names a shard's temporary
+TEMP_NAME = re.compile(
+    r"\.shard-\d{6}\.[A-Za-z0-9_]+\.tmp\.tar"
+)  # what atomic_path names a shard's temporary
 END_BLOCKS = 2 * 512  # tar's end-of-archive blocks; the archive is then padded to tarfile.RECORDSIZE
 MAX_DOC_BYTES = 256 * 2**20  # a larger index, plan or journal is not one we wrote
 MAX_META_BYTES = 16 * 2**20  # a video's JSON in a shard: fixed fields plus one CSV row
@@ -80,7 +82,8 @@ def index_problem(doc: Any) -> str | None:
 
 
 def load_doc(path: Path, problem: Callable[[Any], str | None]) -> tuple[dict[str, Any] | None, str]:
-    """(the JSON document at `path`, '') when it is sound; (None, why) when damaged; (None, '') when absent."""
+    """(the JSON document at `path`, '') when it is sound; (None, why) when damaged; (None, '') when
+    absent."""
     if not path.exists() and not path.is_symlink():
         return None, ""
     if path.is_symlink() or not path.is_file():

@@ -101,7 +101,8 @@ def _iter_av(source, path_label: str) -> Iterator[tuple[np.ndarray, float]]:
 
 
 def iter_png_folder(path: str | Path) -> Iterator[np.ndarray]:
-    """RGB uint8 frames of a folder of PNGs (as `decompress` writes them), in name order, read one at a time."""
+    """RGB uint8 frames of a folder of PNGs (as `decompress` writes them), in name order, read one at a
+    time."""
     import cv2
 
     names = sorted(Path(path).glob("*.png"))
@@ -115,7 +116,8 @@ def iter_png_folder(path: str | Path) -> Iterator[np.ndarray]:
 
 
 def iter_video(path: str | Path, **yuv_kwargs) -> Iterator[np.ndarray]:
-    """RGB uint8 frames (H,W,3) of any video PyAV reads, a raw .yuv file or a PNG folder, read one at a time."""
+    """RGB uint8 frames (H,W,3) of any video PyAV reads, a raw .yuv file or a PNG folder, read one at a
+    time."""
     path = Path(path)
     if not path.exists():
         raise VVCError(f"video '{path}' does not exist")

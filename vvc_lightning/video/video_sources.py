@@ -78,7 +78,8 @@ class AVSource:
         self.label = label or (Path(self.src).name if isinstance(self.src, str) else "<bytes>")
         self.threads = threads  # 0: let FFmpeg choose
         if matrix is not None and matrix not in AV_MATRICES:
-            raise VVCError(f"unknown colour matrix '{matrix}'; use one of {', '.join(AV_MATRICES)} or None (the file's tag)")
+            raise VVCError(f"unknown colour matrix '{matrix}'; use one of {', '.join(AV_MATRICES)} or None "
+                           "(the file's tag)")
         self.matrix = matrix  # None: the stream's tag (FFmpeg assumes BT.601 when untagged)
 
     def _rgb(self, frame) -> np.ndarray:
@@ -137,7 +138,8 @@ class AVSource:
             return float(s.average_rate or s.guessed_rate or default)
 
     def _seek(self, c, s, start: int):
-        """Seek to a keyframe at or before frame `start`; the decoded iterator and its first index, or None."""
+        """Seek to a keyframe at or before frame `start`; the decoded iterator and its first index, or
+        None."""
         fps = float(s.average_rate or s.guessed_rate or 0)
         tb = s.time_base
         if not fps or tb is None:
@@ -188,7 +190,8 @@ class AVSource:
         if len(out) < spec.frames:
             raise ClipError(
                 "too short",
-                f"{self.label} gave {len(out)} of {spec.frames} frames from frame {start} at stride {spec.stride}",
+                f"{self.label} gave {len(out)} of {spec.frames} frames from frame {start} at stride "
+                f"{spec.stride}",
             )
         return np.stack(out)
 
@@ -235,8 +238,9 @@ class YUVSource:
         size = self.path.stat().st_size
         if size == 0 or size % self.frame_bytes:
             raise VVCError(
-                f"'{self.path}' is {size} bytes, not a whole number of {self.width}x{self.height} 8-bit 4:2:0 "
-                f"frames ({self.frame_bytes} bytes each); check the size in its name or data.width/data.height"
+                f"'{self.path}' is {size} bytes, not a whole number of {self.width}x{self.height} 8-bit "
+                f"4:2:0 frames ({self.frame_bytes} bytes each); check the size in its name or "
+                "data.width/data.height"
             )
         return size // self.frame_bytes
 
@@ -271,7 +275,8 @@ class YUVSource:
             c = spec.crop_size
             if self.height < c or self.width < c:
                 raise ClipError(
-                    "smaller than crop", f"{self.label} is {self.width}x{self.height}, smaller than the {c}x{c} crop"
+                    "smaller than crop", f"{self.label} is {self.width}x{self.height}, smaller than the "
+                                         f"{c}x{c} crop"
                 )
             box = (*pos.offsets(self.height, self.width, c), c)
         with open(self.path, "rb") as f:

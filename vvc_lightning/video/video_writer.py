@@ -30,7 +30,9 @@ class VideoWriter:
         path = Path(path)
         self.suffix = path.suffix.lower()
         if self.suffix not in VIDEO_SUFFIXES + PNG_SUFFIXES:
-            raise VVCError(f"cannot write '{path}': use .mp4, .mov, .mkv, .y4m, .yuv or a new folder name for PNGs")
+            raise VVCError(
+                f"cannot write '{path}': use .mp4, .mov, .mkv, .y4m, .yuv or a new folder name for PNGs"
+            )
         self.png = self.suffix in PNG_SUFFIXES
         self.path = path.with_suffix("") if self.suffix == ".png" else path
         self.fps, self.crf, self.rng = float(fps), int(crf), rng
@@ -59,7 +61,8 @@ class VideoWriter:
         assert self._stack is not None
         try:
             if exc is None:
-                self._finish()  # flushing the encoder and closing the file can fail (full disk) or be interrupted
+                # flushing the encoder and closing the file can fail (full disk) or be interrupted
+                self._finish()
             else:
                 self._close_quietly()
         except BaseException as err:  # never dropped: atomic_path removes the temporary and raises it (or its
@@ -88,7 +91,8 @@ class VideoWriter:
             ok, png = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
             if not ok:
                 raise VVCError(f"could not encode frame {self.count} as PNG for '{self.path}'")
-            with open(self._tmp / f"{self.count:05d}.png", "wb") as f:  # write errors are OSErrors (atomic_path)
+            # write errors are OSErrors (atomic_path)
+            with open(self._tmp / f"{self.count:05d}.png", "wb") as f:
                 f.write(png.tobytes())
         elif self._av is not None:
             self._write_av(frame)
@@ -110,12 +114,13 @@ class VideoWriter:
             stream.options = {"crf": str(self.crf), "preset": "medium"}
             self._av = (container, stream)
             return
-        self._file = open(self._tmp, "wb")  # noqa: SIM115 - closed in _finish / _close_quietly
+        self._file = open(self._tmp, "wb")  # closed in _finish / _close_quietly
         if self.suffix == ".y4m":
             fr = Fraction(self.fps).limit_denominator(1001)
             colour_range = "XCOLORRANGE=LIMITED" if self.rng == "limited" else "XCOLORRANGE=FULL"
-            self._file.write(f"YUV4MPEG2 W{w} H{h} F{fr.numerator}:{fr.denominator} Ip A1:1 C420 {colour_range}\n"
-                             .encode())
+            self._file.write(
+                f"YUV4MPEG2 W{w} H{h} F{fr.numerator}:{fr.denominator} Ip A1:1 C420 {colour_range}\n".encode()
+            )
 
     def _write_av(self, frame: np.ndarray) -> None:
         import av

@@ -24,7 +24,8 @@ def _both(layer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def _layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """x as NCHW, channels-last, and channels-last cropped from a wider row (a convolution's padded-width output)."""
+    """x as NCHW, channels-last, and channels-last cropped from a wider row (a convolution's padded-width
+    output)."""
     n, c, h, w = x.shape
     wide = torch.full((n, h, w + 3, c), float("nan"), dtype=x.dtype)  # the crop must never read the margin
     wide[:, :, :w] = x.permute(0, 2, 3, 1)
@@ -43,7 +44,9 @@ def _inputs(shape: tuple[int, ...], seed: int) -> dict[str, torch.Tensor]:
     sparse = narrow.clone()
     pick = torch.rand(shape, generator=g) < 0.003
     sparse[pick] = full[pick]
-    edges = torch.tensor([-ACT_LIMIT, ACT_LIMIT, 8127 / 4096, -8256 / 4096, 8128 / 4096, -8257 / 4096, 63 / 4096])
+    edges = torch.tensor(
+        [-ACT_LIMIT, ACT_LIMIT, 8127 / 4096, -8256 / 4096, 8128 / 4096, -8257 / 4096, 63 / 4096]
+    )
     corner = edges[torch.randint(0, len(edges), shape, generator=g)].double()
     return {"full": full, "narrow": narrow, "sparse": sparse, "edges": corner}
 
@@ -121,7 +124,9 @@ def test_pixel_kernel_equals_the_generic_one(sums):
     pick = torch.rand(x.shape, generator=g) < 0.05
     x[pick] = (torch.rand(int(pick.sum()), generator=g, dtype=torch.float64) * 2 - 1) * 1100
     x[0, 3, 2, 5] = float("nan")
-    view = x[:, :, :w].permute(0, 3, 1, 2).numpy()  # (n, c, h, w) channels-last, cropped (generic kernel: NCHW copy)
+    view = (
+        x[:, :, :w].permute(0, 3, 1, 2).numpy()
+    )  # (n, c, h, w) channels-last, cropped (generic kernel: NCHW copy)
     for ph, pw in ((0, 0), (2, 1)):
         outs = []
         for run in (0, 1):
@@ -167,7 +172,8 @@ def test_digits_round_trip_and_count():
 
 
 def test_shipped_model_codes_identically_on_both_paths():
-    """zoo:vvc-lean-vr on real frames: the same symbols, scale indexes and means, bytes and y_hat as float64."""
+    """zoo:vvc-lean-vr on real frames: the same symbols, scale indexes and means, bytes and y_hat as
+    float64."""
     from pathlib import Path
 
     import cv2
@@ -207,7 +213,9 @@ def test_shipped_model_codes_identically_on_both_paths():
         with intgemm.disabled():
             ref = entropy_params(q)
         assert torch.equal(fast[0], ref[0])
-        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(fast[1], ref[1], strict=True))
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(fast[1], ref[1], strict=True)
+        )
         assert fast[2] == ref[2]
         t, _, h, w = fast[3]
         with torch.no_grad(), codec._at(q):

@@ -22,7 +22,11 @@ def tables() -> dict:
     eb = EntropyBottleneck(8)
     eb.update(force=True)
     return {
-        name: (m._quantized_cdf.tolist(), m._cdf_length.reshape(-1).int().tolist(), m._offset.reshape(-1).int().tolist())
+        name: (
+            m._quantized_cdf.tolist(),
+            m._cdf_length.reshape(-1).int().tolist(),
+            m._offset.reshape(-1).int().tolist(),
+        )
         for name, m in (("gc", gc), ("eb", eb))
     }
 
@@ -37,10 +41,16 @@ def _random_stream(tables: dict, seed: int, n: int) -> tuple[bytes, list[tuple[s
         cdfs, sizes, offsets = tables[name]
         idx = rng.integers(0, len(sizes), n)
         spread = np.array(sizes)[idx] / 2
-        values = np.round(rng.normal(0, 1, n) * spread).astype(np.int64) + np.array(offsets)[idx] + spread.astype(int)
+        values = (
+            np.round(rng.normal(0, 1, n) * spread).astype(np.int64)
+            + np.array(offsets)[idx]
+            + spread.astype(int)
+        )
         esc = rng.random(n) < 0.03
         values[esc] = rng.integers(-(2**20), 2**20, esc.sum())
-        values[rng.random(n) < 0.002] = rng.choice([-(2**26), 2**26, 70000, -70000])  # wide escapes (CompressAI hangs past 2**28)
+        values[rng.random(n) < 0.002] = rng.choice(
+            [-(2**26), 2**26, 70000, -70000]
+        )  # wide escapes (CompressAI hangs past 2**28)
         chunk = (name, idx.astype(np.int32).tolist(), values.astype(np.int32).tolist())
         enc.encode_with_indexes(chunk[2], chunk[1], *tables[name])
         chunks.append(chunk)
@@ -58,7 +68,8 @@ def test_numba_decoder_equals_compressai_on_random_streams(tables, seed):
     for name, idx, values in chunks:
         expected = ref.decode_stream(idx, *tables[name])
         assert dec.decode_stream(idx, *tables[name]) == expected == values  # list API, like CompressAI
-        got = arr.decode_array(np.asarray(idx, dtype=np.int32), as_arrays[name])  # array API, as decode_y uses
+        # array API, as decode_y uses
+        got = arr.decode_array(np.asarray(idx, dtype=np.int32), as_arrays[name])
         assert got.dtype == np.int32 and got.tolist() == expected
     dec.finish()
     arr.finish()

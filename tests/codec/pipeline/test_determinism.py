@@ -57,7 +57,7 @@ def test_identity_follows_in_place_weight_changes(tiny_config):
     assert model_identity(model) != first
 
 
-# ------------------------------------------------------------------ exact entropy parameters (issue 12)
+# ------------------------------------------------------------------ exact entropy parameters
 _DECODE_SCRIPT = """
 import sys, torch
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
@@ -155,7 +155,7 @@ def test_version_1_files_are_refused_with_the_version_named(tiny_model):
         bitstream.unpack(bytes(data))
 
 
-# ------------------------------------------------------------------ --batch never changes the output (issue 22.6)
+# ------------------------------------------------------------------ --batch never changes the output
 def _four_gop_clip(bikes_frames: np.ndarray) -> Video:
     from tests.conftest import small_clip
 

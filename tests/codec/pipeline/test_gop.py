@@ -12,7 +12,8 @@ from vvc_lightning.errors import VVCError
 
 @pytest.mark.parametrize(
     "n, gop, overlap, gops",
-    [(1, 9, 1, 1), (9, 9, 1, 1), (10, 9, 1, 2), (17, 9, 1, 2), (18, 9, 1, 3), (18, 9, 0, 2), (19, 9, 0, 3), (40, 5, 2, 13)],
+    [(1, 9, 1, 1), (9, 9, 1, 1), (10, 9, 1, 2), (17, 9, 1, 2), (18, 9, 1, 3), (18, 9, 0, 2), (19, 9, 0, 3),
+     (40, 5, 2, 13)],
 )
 def test_gop_count_covers_every_frame_with_the_fewest_gops(n, gop, overlap, gops):
     plan = GopPlan(n, gop, overlap)
@@ -41,7 +42,8 @@ def test_invalid_gop_or_overlap_is_rejected(gop, overlap):
         GopPlan(20, gop, overlap)
 
 
-@pytest.mark.parametrize("n, gop, overlap", [(1, 9, 1), (9, 9, 1), (10, 9, 1), (17, 9, 1), (23, 9, 0), (30, 5, 2)])
+@pytest.mark.parametrize("n, gop, overlap",
+                         [(1, 9, 1), (9, 9, 1), (10, 9, 1), (17, 9, 1), (23, 9, 0), (30, 5, 2)])
 def test_streamed_gops_match_the_plan(n, gop, overlap):
     frames = [np.full((2, 2, 3), i, np.uint8) for i in range(n)]
     plan = GopPlan(n, gop, overlap)
@@ -53,7 +55,9 @@ def test_streamed_gops_match_the_plan(n, gop, overlap):
 
 def _decoded(plan: GopPlan, gops: range, offset: float = 0.0) -> list[torch.Tensor]:
     """Fake reconstructions: GoP g's frame j has value (source index) + g (so shared frames differ)."""
-    return [torch.tensor(plan.gop_indices(g), dtype=torch.float64).view(1, -1, 1, 1) + g + offset for g in gops]
+    return [
+        torch.tensor(plan.gop_indices(g), dtype=torch.float64).view(1, -1, 1, 1) + g + offset for g in gops
+    ]
 
 
 def test_shared_frames_are_blended_with_theta():

@@ -1,4 +1,4 @@
-"""Issue 22.8e: --max-memory covers each GoP's frames and latent coding, so a long --gop is planned or refused."""
+"""--max-memory covers each GoP's frames and latent coding, so a long --gop is planned or refused."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from vvc_lightning.video.video_io import Video
 
 
 def test_a_257_frame_gop_beyond_the_budget_is_refused_before_any_frame_is_coded(tiny_model, bikes_frames):
-    """Before: the budget covered only the backbone, so this encoded (at several times the budget)."""
+    """The budget covers the GoP's frames and latent coding too, not only the backbone."""
     codec = VideoCodec(tiny_model, gop=257, max_memory="48M")
 
     def frames():  # the refusal comes at the first frame, before a 257-frame GoP is read and held
@@ -42,7 +42,7 @@ def test_gops_per_pass_shrink_so_that_the_pass_fits(tiny_model):
     assert plan_budget(mm, "encode", 33, 64, 96, 4, budget, 32).gops == 4  # without per-GoP bytes: --batch
 
 
-def test_a_long_gop_that_fits_still_round_trips(tiny_model, bikes_frames):
+def test_a_long_gop_that_fits_round_trips(tiny_model, bikes_frames):
     clip = Video(small_clip(bikes_frames, 3, 32, 48), 25)
     codec = VideoCodec(tiny_model, gop=33, max_memory="256M")
     assert codec.decode(codec.encode(clip)).frames.shape == (3, 32, 48, 3)

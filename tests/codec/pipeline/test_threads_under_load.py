@@ -1,4 +1,4 @@
-"""Issue 22.15: the codec runs no more threads than the cores other processes leave free."""
+"""The codec runs no more threads than the cores other processes leave free."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from vvc_lightning.video.video_io import Video
     [
         (2, 2, 0.0, 2),  # quiet 2-core machine: both cores
         (2, 2, 0.4, 2),  # a little background work
-        (2, 2, 1.0, 1),  # one busy process beside: one thread (3.6 -> 5.2 frames/s in the issue)
+        (2, 2, 1.0, 1),  # one busy process beside: one thread
         (2, 2, 7.5, 1),  # a heavy job: never fewer than one
         (16, 16, 1.0, 15),
         (8, 16, 1.0, 8),  # never more than torch's own count

@@ -3,8 +3,8 @@
 One routine, `run`, serves training (noise likelihoods, straight-through rounding), evaluation,
 compression and decompression, so the dequantized latent is computed by the same operations in all of
 them; a `SymbolSink` decides what happens to the integer symbols of each (group, pass) step.
-Every layer is an integer network (`vvc_lightning.codec.entropy.intnet`): outside training the scales and means are
-exact (float64 multiples of 2**-12), so the coder sees the same values on any machine.
+Every layer is an integer network (`vvc_lightning.codec.entropy.intnet`): outside training the scales and
+means are exact (float64 multiples of 2**-12), so the coder sees the same values on any machine.
 """
 
 from __future__ import annotations
@@ -100,10 +100,6 @@ class SpaceChannelContext(nn.Module):
         params = out.new_zeros((n, out.shape[1], h, w))
         params[..., positions] = out
         return params
-
-    @property
-    def num_steps(self) -> int:
-        return 2 * len(self.groups)
 
     def run(
         self,

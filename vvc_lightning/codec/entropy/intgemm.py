@@ -55,17 +55,18 @@ import torch
 from torch import Tensor
 
 from vvc_lightning.codec.entropy import intgemm_kernels as kernels
+from vvc_lightning.codec.entropy.grid import ACT_BITS, ACT_LIMIT, EXACT_LIMIT
+from vvc_lightning.codec.entropy.intgemm_kernels import BASE, DIGIT_BITS, HALF
 
-DIGIT_BITS = 7
-_BASE = 1 << DIGIT_BITS
-_HALF = _BASE // 2
 MAX_K = 1 << 17  # products per output sum: K * 2**12 < 2**29, far inside int32
 DENSE = 2  # activation digits computed at every position; a wider value's rest is scattered
 SPARSE_LIMIT = 0.01  # scatter the rests while at most this share of the values is wide, else go dense
 _SCRATCH_BYTES = 1 << 25  # GEMM rows at a time: their im2col and int32 products stay below ~32 MiB each
-_EXACT_LIMIT = 2.0**53
 _NO_BIAS = np.zeros(1)
-ACT_LIMIT_INT = float(2**22)  # intnet's activation clamp (1024 on the 2**-12 grid), as an integer
+ACT_LIMIT_INT = ACT_LIMIT * 2**ACT_BITS  # 2**22: intnet's activation clamp as an integer
+# 2**15 > 2 * 8256: room for the dense parts around a scattered rest (8256 = the largest |value| of two
+# digits)
+_DENSE_MARGIN = 2.0**15
 _scratch = threading.local()
 _MIN_ROWS = 64  # rows of work below which a kernel is not split among threads
 
@@ -73,17 +74,18 @@ _MIN_ROWS = 64  # rows of work below which a kernel is not split among threads
 def digits_needed(max_abs: int) -> int:
     """Fewest balanced base-128 digits that represent every integer in [-max_abs, max_abs]."""
     n = 1
-    while 63 * (_BASE**n - 1) // (_BASE - 1) < max_abs:
+    while (HALF - 1) * (BASE**n - 1) // (BASE - 1) < max_abs:
         n += 1
     return n
 
 
 def split_digits(v: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Integer tensor v (int32) -> (its n lowest digits, int8 (n, *v.shape); the rest r), v = low + 128**n * r."""
+    """Integer tensor v (int32) -> (its n lowest digits, int8 (n, *v.shape); the rest r), v = low + 128**n *
+    r."""
     out = torch.empty((n, *v.shape), dtype=torch.int8, device=v.device)
     for i in range(n):
-        shifted = v + _HALF
-        out[i] = (shifted & (_BASE - 1)) - _HALF
+        shifted = v + HALF
+        out[i] = (shifted & (BASE - 1)) - HALF
         v = shifted >> DIGIT_BITS  # (v - d) / 128, exact
     return out, v
 
@@ -97,13 +99,14 @@ def to_digits(v: Tensor, n: int) -> Tensor:
 
 
 def int8_gemm_exact() -> bool:
-    """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once per backend)."""
+    """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once per
+    backend)."""
     return _probe(_onednn())
 
 
 def karatsuba_exact() -> bool:
     """Whether `_int_mm` is also exact on digit sums (8-bit operands in [-128, 126]): three-GEMM products."""
-    return _karatsuba and int8_gemm_exact() and _probe(_onednn(), 2 * _HALF)
+    return _karatsuba and int8_gemm_exact() and _probe(_onednn(), 2 * HALF)
 
 
 def _onednn() -> bool:
@@ -112,12 +115,13 @@ def _onednn() -> bool:
 
 
 @functools.cache
-def _probe(onednn: bool, half: int = _HALF) -> bool:
-    """`_int_mm` against float64 on operands in [-half, half - 1] (their extremes, all of one sign included)."""
+def _probe(onednn: bool, half: int = HALF) -> bool:
+    """`_int_mm` against float64 on operands in [-half, half - 1] (their extremes, all of one sign
+    included)."""
     if not hasattr(torch, "_int_mm"):
         return False
     g = torch.Generator().manual_seed(0)
-    top = half - 1 if half < 128 else 126  # digit sums reach 126 at most
+    top = half - 1 if half < BASE else BASE - 2  # digit sums reach 126 at most
     try:
         for m, k, n in ((1, 3, 1), (37, 200, 24), (300, 3200, 256), (64, MAX_K - 1, 8)):
             a = torch.randint(-half, top + 1, (m, k), generator=g, dtype=torch.int8)
@@ -157,13 +161,19 @@ def disabled(karatsuba_only: bool = False) -> Iterator[None]:
 
 
 class DigitWeights:
-    """A layer's integer weight matrix (K, N) as int8 digits side by side (K, n_digits * N), plus float64 rows.
+    """A layer's integer weight matrix (K, N) as int8 digits side by side (K, n_digits * N), plus float64
+    rows.
 
     `kernel` is (kh, kw); `taps` the kernel positions the rows hold (convolutions; None: transposed);
     `per_tap` the float64 (Cin, N) block of each tap, for the scatter of wide values."""
 
     def __init__(
-        self, w_mat: Tensor, kernel: tuple[int, int], taps: list[tuple[int, int]] | None, per_tap: list[Tensor], l1: float
+        self,
+        w_mat: Tensor,
+        kernel: tuple[int, int],
+        taps: list[tuple[int, int]] | None,
+        per_tap: list[Tensor],
+        l1: float,
     ) -> None:
         k, n = w_mat.shape
         self.kernel, self.taps, self.per_tap, self.k, self.n = kernel, taps, per_tap, k, n
@@ -171,13 +181,14 @@ class DigitWeights:
         self.digits = digits_needed(int(w.abs().max()) if w.numel() else 0)
         digits = to_digits(w, self.digits)
         self.matrix = digits.permute(1, 0, 2).reshape(k, self.digits * n).contiguous()
-        self.usable = k < MAX_K and l1 * (2.0**22 + 2.0**15) < _EXACT_LIMIT  # bounds of steps 2-4
+        self.usable = k < MAX_K and l1 * (ACT_LIMIT_INT + _DENSE_MARGIN) < EXACT_LIMIT  # bounds of steps 2-4
         # two-digit weights: W0, W1 and W0 + W1 (in [-128, 126]) for three-product GEMMs (step 5)
         self.karatsuba = (digits[0], digits[1], digits[0] + digits[1]) if self.digits == DENSE else None
 
 
 def conv_weights(w_int: Tensor) -> DigitWeights:
-    """Digits of a convolution's integer weights (Cout, Cin, kh, kw); taps zero in every filter are left out."""
+    """Digits of a convolution's integer weights (Cout, Cin, kh, kw); taps zero in every filter are left
+    out."""
     _, _, kh, kw = w_int.shape
     live = w_int.abs().sum((0, 1)) != 0  # e.g. the checkerboard mask's taps
     taps = [(i, j) for i in range(kh) for j in range(kw) if bool(live[i, j])] or [(0, 0)]
@@ -194,7 +205,8 @@ def transposed_weights(w_int: Tensor) -> DigitWeights:
 
 
 def _chunk_rows(nd: int, weights: DigitWeights, taps_c: int) -> int:
-    """Rows per GEMM chunk: the (nd, rows, taps * c) int8 columns and (nd, rows, digits * N) int32 products fit."""
+    """Rows per GEMM chunk: the (nd, rows, taps * c) int8 columns and (nd, rows, digits * N) int32 products
+    fit."""
     per_row = nd * max(taps_c, 4 * weights.digits * weights.n)
     return max(16, _SCRATCH_BYTES // per_row)
 
@@ -206,7 +218,8 @@ def _buffer(name: str, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         numel *= s
     buf = getattr(_scratch, name, None)
     if buf is None or buf.dtype != dtype or buf.numel() < numel:
-        with torch.inference_mode(False):  # a normal tensor: usable in place inside and outside inference mode
+        # a normal tensor: usable in place inside and outside inference mode
+        with torch.inference_mode(False):
             buf = torch.empty(numel, dtype=dtype)
         setattr(_scratch, name, buf)
     return buf[:numel].view(shape)
@@ -254,13 +267,16 @@ def exact_matmul(
     p = _buffer("products", (nx, m, weights.digits * weights.n), torch.int32)
     for d in range(nx):
         torch._int_mm(rows[d], weights.matrix, out=p[d])
-    split_rows(kernels.horner, m, p.numpy(), nx, weights.digits, out.numpy(), bias, lo, hi, epilogue is not None)
+    split_rows(
+        kernels.horner, m, p.numpy(), nx, weights.digits, out.numpy(), bias, lo, hi, epilogue is not None
+    )
 
 
 def _activation_digits(
     x: Tensor, weights: DigitWeights, ph: int = 0, pw: int = 0, extra: int = 0
 ) -> tuple[Tensor, tuple[Tensor, Tensor] | None, bool] | None:
-    """Activations (n, c, h, w) -> their int8 digits, zero-padded channels-last (nd, n, h + 2ph + extra, w + 2pw, c).
+    """Activations (n, c, h, w) -> their int8 digits, zero-padded channels-last (nd, n, h + 2ph + extra, w +
+    2pw, c).
 
     Quantised as intnet does (floor(x * 2**12 + 0.5), clamped to +-2**22). Returns (digits, wide, sums):
     wide is None when the digits hold every value, else (indexes (m, 4) (image, y, x, channel) of the values
@@ -273,7 +289,9 @@ def _activation_digits(
     rest = np.zeros((n, h, w, c), np.int32)  # calloc: pages materialise only where a rest is written
     xd = x.detach().double()
     if _channels_last(xd):
-        parts = split_rows(kernels.quantize_pixels, n * h, _pixel_rows(xd), w, buf, ph, pw, rest, ACT_LIMIT_INT)
+        parts = split_rows(
+            kernels.quantize_pixels, n * h, _pixel_rows(xd), w, buf, ph, pw, rest, ACT_LIMIT_INT
+        )
     else:
         parts = split_rows(kernels.quantize_digits, n * h, xd.numpy(), buf, ph, pw, rest, ACT_LIMIT_INT)
     top, wide_count, nan = max(p[0] for p in parts), sum(p[1] for p in parts), any(p[2] for p in parts)
@@ -287,12 +305,13 @@ def _activation_digits(
         more[:, :, ph : ph + h, pw : pw + w] = to_digits(rest_t, more.shape[0])
         return torch.cat([torch.from_numpy(buf[:DENSE]), more]), None, False
     where = rest_t.nonzero()
-    wide = (where, rest_t[tuple(where.t())].double().mul_(_BASE**DENSE))
+    wide = (where, rest_t[tuple(where.t())].double().mul_(BASE**DENSE))
     return torch.from_numpy(buf), wide, sums
 
 
 def _pixel_rows(x: Tensor) -> np.ndarray:
-    """Channels-last x (n, c, h, w) as a C-contiguous (n, h, W, c) array whose first w pixels of a row are x's.
+    """Channels-last x (n, c, h, w) as a C-contiguous (n, h, W, c) array whose first w pixels of a row are
+    x's.
 
     A convolution's output cropped from its padded-width grid (W > w) is read in place; else x is copied
     where it is not contiguous channels-last."""
@@ -314,7 +333,8 @@ def _channels_last(x: Tensor) -> bool:
 
 
 def _im2col(flat: Tensor, offsets: list[int], rows: int, g0: int, g1: int) -> Tensor:
-    """Columns (nd, g1 - g0, taps * c) of global output rows [g0, g1): row r of image i reads flat[:, i, r + offset]."""
+    """Columns (nd, g1 - g0, taps * c) of global output rows [g0, g1): row r of image i reads flat[:, i, r +
+    offset]."""
     nd, _, _, c = flat.shape
     cols = _buffer("cols", (nd, g1 - g0, len(offsets), c), torch.int8)
     for i in range(g0 // rows, (g1 - 1) // rows + 1):
@@ -325,7 +345,9 @@ def _im2col(flat: Tensor, offsets: list[int], rows: int, g0: int, g1: int) -> Te
     return cols.view(nd, g1 - g0, -1)
 
 
-def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue: tuple | None = None) -> Tensor | None:
+def conv2d(
+    x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue: tuple | None = None
+) -> Tensor | None:
     """Exact F.conv2d(x_int, w_int, padding=padding) (stride 1, no bias) of the quantised x (None: NaN in x).
 
     epilogue (bias, lo, hi): return intnet's rescaled layer output instead (`layer_forward`)."""
@@ -349,7 +371,8 @@ def conv2d(x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue:
         g1 = min(n * rows, g0 + chunk)
         cols = flat.view(nd, n * rows, c)[:, g0:g1] if pointwise else _im2col(flat, offsets, rows, g0, g1)
         exact_matmul(cols, weights, acc[g0:g1], epilogue if wide is None else None, sums)
-    if wide is not None:  # a wide value v at (img, y, x, ch) adds v * w[:, ch, i, j] to output row src - offset
+    # a wide value v at (img, y, x, ch) adds v * w[:, ch, i, j] to output row src - offset
+    if wide is not None:
         (img, y, x, ch), values = wide[0].t(), wide[1]
         src = (y + ph) * wp + x + pw
         for t, off in enumerate(offsets):
@@ -391,14 +414,17 @@ def conv_transpose2d(
         if wide is not None:  # a wide value v at (img, y, x, ch) adds v * w[ch] to its input position's row
             ok = (wide_rows >= g0) & (wide_rows < g1)
             acc.index_add_(0, wide_rows[ok] - g0, weights.per_tap[0][where[ok, 3]].mul_(values[ok, None]))
-        kernels.scatter_transposed(acc.numpy(), g0, h, w, tuple(stride), tuple(padding), (kh, kw), out.numpy())
+        kernels.scatter_transposed(
+            acc.numpy(), g0, h, w, tuple(stride), tuple(padding), (kh, kw), out.numpy()
+        )
     return out.permute(0, 3, 1, 2)
 
 
 def layer_forward(
     x: Tensor, weights: DigitWeights, bias: Tensor | None, lo: float, hi: float, conv: dict
 ) -> Tensor | None:
-    """An integer layer's eval output: clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, hi), exactly as intnet.
+    """An integer layer's eval output: clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, hi), exactly as
+    intnet.
 
     `conv` holds padding (and stride, output_padding for a transposed layer). None if x holds a NaN."""
     b = bias.numpy() if bias is not None else np.zeros(weights.n)

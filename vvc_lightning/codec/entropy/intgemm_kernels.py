@@ -21,28 +21,52 @@ import math
 import numpy as np
 from numba import njit
 
+from vvc_lightning.codec.entropy.grid import ACT_BITS, WEIGHT_BITS
+
+DIGIT_BITS = 7  # int8 GEMM operands are balanced base-2**7 digits
+BASE = 1 << DIGIT_BITS  # 128
+HALF = BASE // 2  # 64: a digit lies in [-HALF, HALF - 1]
+DIGIT_MASK = BASE - 1  # 127: v & DIGIT_MASK is v mod BASE
+ACT_SCALE = float(1 << ACT_BITS)  # 4096.0: an activation times this is an integer
+# 16384.0: acc sits on the grid 2**-(ACT_BITS + WEIGHT_BITS); acc / WEIGHT_SCALE is on the activation grid
+WEIGHT_SCALE = float(1 << WEIGHT_BITS)
+TWO_DIGIT_MAX = (HALF - 1) * (BASE + 1)  # 8127 = 63 * (128**2 - 1) / 127: the largest value two digits hold
+BASE_F = float(BASE)  # 128.0: a digit's weight over the one below it
+BASE2_F = float(BASE * BASE)  # 16384.0: the weight of X1 W1, the product of the two upper digits
+# acc = 128 S - 127 P00 + 16256 P11 (Karatsuba, S = (X0 + X1)(W0 + W1)): the factors of P00 and P11
+KARATSUBA_P00 = float(BASE - 1)  # 127.0
+KARATSUBA_P11 = float(BASE * BASE - BASE)  # 16256.0
+
 
 @njit(cache=True, nogil=True)
 def _quantize_one(v: float, limit: float) -> np.int32:
-    q = math.floor(v * 4096.0 + 0.5)
+    q = math.floor(v * ACT_SCALE + 0.5)
     return np.int32(min(max(q, -limit), limit))
 
 
 @njit(cache=True, nogil=True)
 def _split(q: int) -> tuple[int, int, int]:
     """An integer q -> its two lowest balanced base-128 digits and the rest beyond them."""
-    s = q + 64
-    low = (s & 127) - 64
-    s = (s >> 7) + 64
-    return low, (s & 127) - 64, s >> 7
+    s = q + HALF
+    low = (s & DIGIT_MASK) - HALF
+    s = (s >> DIGIT_BITS) + HALF
+    return low, (s & DIGIT_MASK) - HALF, s >> DIGIT_BITS
 
 
 @njit(cache=True, nogil=True)
 def quantize_digits(
-    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, rest: np.ndarray, limit: float, first: int = 0, last: int = -1
+    x: np.ndarray,
+    buf: np.ndarray,
+    ph: int,
+    pw: int,
+    rest: np.ndarray,
+    limit: float,
+    first: int = 0,
+    last: int = -1,
 ) -> tuple[int, int, bool]:
-    """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., ., c)
-    at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts zeroed).
+    """x (n, c, h, w) float64 -> clamp(floor(x * 2**12 + 0.5), +-limit) as two int8 digits in buf (2, n, ., .,
+    c) at (i + ph, j + pw), the rest beyond them in rest (n, h, w, c) (only where non-zero: rest starts
+    zeroed).
 
     A third plane of buf, if there is one, gets the sum of the two digits (in [-128, 126]: `karatsuba`).
     Returns (max |rest|, count of non-zero rests, NaN seen). Visits the image rows [first, last) of the n * h
@@ -102,7 +126,7 @@ def quantize_pixels(
             b0, b1 = buf[0, a, i + ph, j + pw], buf[1, a, i + ph, j + pw]
             for k in range(c):
                 b0[k], b1[k], _ = _split(q[k])
-            if largest > 8127:  # some channel needs more than the two digits: its rest
+            if largest > TWO_DIGIT_MAX:  # some channel needs more than the two digits: its rest
                 for k in range(c):
                     r = _split(q[k])[2]
                     if r != 0:
@@ -118,7 +142,7 @@ def quantize_pixels(
 
 @njit(cache=True, nogil=True)
 def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
-    r = math.floor((v + b) / 16384.0 + 0.5) / 4096.0
+    r = math.floor((v + b) / WEIGHT_SCALE + 0.5) / ACT_SCALE
     return min(max(r, lo), hi)
 
 
@@ -148,12 +172,12 @@ def horner(
         if nx == 2 and nw == 2:
             p0, p1 = p[0, r], p[1, r]
             for k in range(o):
-                row[k] = (p0[k] + 128.0 * (np.float64(p0[o + k]) + p1[k])) + 16384.0 * p1[o + k]
+                row[k] = (p0[k] + BASE_F * (np.float64(p0[o + k]) + p1[k])) + BASE2_F * p1[o + k]
         else:
             row[:] = 0.0
             for s in range(nx + nw - 2, -1, -1):
                 for k in range(o):
-                    row[k] *= 128.0
+                    row[k] *= BASE_F
                 for i in range(max(0, s - nw + 1), min(s, nx - 1) + 1):
                     terms = p[i, r, (s - i) * o : (s - i + 1) * o]
                     for k in range(o):
@@ -167,7 +191,8 @@ def karatsuba(
     p: np.ndarray, out: np.ndarray, bias: np.ndarray, lo: float, hi: float, rescale: bool, first: int = 0,
     last: int = -1,
 ) -> None:
-    """p (3, m, o) int32: X0 W0, X1 W1, (X0 + X1)(W0 + W1) -> out (m, o) = X0 W0 + 128 (X0 W1 + X1 W0) + 16384 X1 W1.
+    """p (3, m, o) int32: X0 W0, X1 W1, (X0 + X1)(W0 + W1) -> out (m, o) = X0 W0 + 128 (X0 W1 + X1 W0) + 16384
+    X1 W1.
 
     The middle product is the third minus the first two, so acc = 128 p2 - 127 p0 + 16256 p1: integers whose
     every partial sum is below 2**53 (|p2| < 2**31), so exact in float64. `rescale`, rows: as `horner`."""
@@ -176,7 +201,7 @@ def karatsuba(
     for r in range(first, last):
         row, p0, p1, p2 = out[r], p[0, r], p[1, r], p[2, r]
         for k in range(o):
-            row[k] = (128.0 * p2[k] - 127.0 * p0[k]) + 16256.0 * p1[k]
+            row[k] = (BASE_F * p2[k] - KARATSUBA_P00 * p0[k]) + KARATSUBA_P11 * p1[k]
         if rescale:
             _rescale(row, bias, lo, hi)
 
@@ -185,9 +210,11 @@ def karatsuba(
 def scatter_transposed(
     acc: np.ndarray, first: int, h: int, w: int, stride: tuple, padding: tuple, kernel: tuple, out: np.ndarray
 ) -> None:
-    """Add each input position's row acc[r] ((kh, kw, o) contributions) into out (n, ho, wo, o) (transposed conv).
+    """Add each input position's row acc[r] ((kh, kw, o) contributions) into out (n, ho, wo, o) (transposed
+    conv).
 
-    Row r is input position first + r (image, y, x); tap (i, j) lands on (y * sh - ph + i, x * sw - pw + j)."""
+    Row r is input position first + r (image, y, x); tap (i, j) lands on (y * sh - ph + i, x * sw - pw +
+    j)."""
     m = acc.shape[0]
     _, ho, wo, o = out.shape
     kh, kw = kernel

@@ -7,8 +7,8 @@ grid, every product and partial sum is an integer below 2**53 (`_check_bound` pr
 norms), so the convolution is exact whatever the summation order, thread count, batch size, kernel or
 device; the result is rescaled by a power of two and rounded half up (exact in float64). Values between
 layers are real numbers on the activation grid (float64 in eval, float32 in training).
-On a CPU the same integers come from int8 GEMMs on 7-bit digits (`vvc_lightning.codec.entropy.intgemm`, several
-times faster; its docstring proves it exact); `intgemm.disabled()` forces the float64 path.
+On a CPU the same integers come from int8 GEMMs on 7-bit digits (`vvc_lightning.codec.entropy.intgemm`,
+several times faster; its docstring proves it exact); `intgemm.disabled()` forces the float64 path.
 """
 
 from __future__ import annotations
@@ -21,11 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vvc_lightning.codec.entropy import intgemm
-
-ACT_BITS = 12  # activations: multiples of 2**-12
-WEIGHT_BITS = 14  # weights: multiples of 2**-14
-ACT_LIMIT = 1024.0  # every activation, input and output is clamped to [-1024, 1024]
-EXACT_LIMIT = 2.0**53  # float64 holds every integer below this exactly
+from vvc_lightning.codec.entropy.grid import ACT_BITS, ACT_LIMIT, EXACT_LIMIT, WEIGHT_BITS
 
 _A = 2.0**ACT_BITS
 _W = 2.0**WEIGHT_BITS
@@ -41,7 +37,8 @@ def _fake_round(x: Tensor) -> Tensor:
 
 
 def quantize_act(x: Tensor, training: bool, lo: float = -ACT_LIMIT) -> Tensor:
-    """x onto the activation grid, clamped to [lo, ACT_LIMIT]: float32 + STE in training, exact float64 else."""
+    """x onto the activation grid, clamped to [lo, ACT_LIMIT]: float32 + STE in training, exact float64
+    else."""
     if training:
         return torch.clamp(_fake_round(x.float() * _A) / _A, lo, ACT_LIMIT)
     return x.double().mul(_A).add_(0.5).floor_().div_(_A).clamp_(lo, ACT_LIMIT)
@@ -144,7 +141,7 @@ def _check_bound(layer: nn.Module, w_int: Tensor, b_int: Tensor | None) -> None:
 class IntConv2d(_IntConvMixin, nn.Conv2d):
     """A Conv2d on the integer grid; relu=True folds a ReLU into the output clamp."""
 
-    def __init__(self, *args, relu: bool = False, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, relu: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.relu = relu
 
@@ -155,7 +152,7 @@ class IntConv2d(_IntConvMixin, nn.Conv2d):
 class IntMaskedConv2d(IntConv2d):
     """IntConv2d with ELIC's checkerboard mask (type A: the centre and the anchors' own parity are unseen)."""
 
-    def __init__(self, *args, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         mask = torch.ones_like(self.weight.data)
         mask[:, :, 0::2, 0::2] = 0
@@ -171,7 +168,7 @@ class IntMaskedConv2d(IntConv2d):
 class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
     """A ConvTranspose2d on the integer grid; relu=True folds a ReLU into the output clamp."""
 
-    def __init__(self, *args, relu: bool = False, **kwargs) -> None:  # noqa: ANN002, ANN003
+    def __init__(self, *args, relu: bool = False, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.relu = relu
 
@@ -182,7 +179,7 @@ class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
 
 
 class IntReLU(nn.Module):
-    """Placeholder where a ReLU was: the preceding Int layer already clamps at zero (keeps state-dict keys)."""
+    """Identity in the ReLU's place (its state-dict keys): the preceding Int layer clamps at zero."""
 
     def forward(self, x: Tensor) -> Tensor:
         return x
@@ -193,7 +190,9 @@ def int_conv(cin: int, cout: int, kernel_size: int = 5, stride: int = 1, relu: b
     return IntConv2d(cin, cout, kernel_size, stride=stride, padding=kernel_size // 2, relu=relu)
 
 
-def int_deconv(cin: int, cout: int, kernel_size: int = 5, stride: int = 2, relu: bool = False) -> IntTransposedConv2d:
+def int_deconv(
+    cin: int, cout: int, kernel_size: int = 5, stride: int = 2, relu: bool = False
+) -> IntTransposedConv2d:
     """compressai's `deconv` (output = stride * input) as an integer layer."""
     return IntTransposedConv2d(
         cin, cout, kernel_size, stride=stride, output_padding=stride - 1, padding=kernel_size // 2, relu=relu

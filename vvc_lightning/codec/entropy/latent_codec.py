@@ -145,7 +145,7 @@ class LatentCodec(nn.Module):
             return y
         return self.gain.scale(y, "y_inv" if inverse else "y_gain", q)
 
-    def _at(self, q: float | None):  # noqa: ANN202
+    def _at(self, q: float | None):
         return self.gain.at(q) if self.gain is not None else contextlib.nullcontext()
 
     # ------------------------------------------------------------------------------ parameters
@@ -188,7 +188,7 @@ class LatentCodec(nn.Module):
         """Whether CDF tables are present (built or loaded)."""
         return self.entropy_bottleneck._offset.numel() > 0 and self.gaussian_conditional._offset.numel() > 0
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # noqa: ANN001
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         check_tables(state_dict, prefix, self.channels)
         # CDF buffers change size after update(); resize ours to the incoming ones before loading.
         for mod_name, names in TABLE_BUFFERS.items():

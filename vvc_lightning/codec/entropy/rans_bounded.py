@@ -1,4 +1,5 @@
-"""rANS coding bit-compatible with CompressAI's (64-bit state, 32-bit words): a bounded decoder and an encoder.
+"""rANS coding bit-compatible with CompressAI's (64-bit state, 32-bit words): a bounded decoder and an
+encoder.
 
 CompressAI's C++ decoder reads its input through a raw pointer with no end check: every renormalisation
 and every 4-bit bypass read takes the next 32-bit word, and the bypass loop runs as long as the data says
@@ -133,8 +134,8 @@ def _plan_kernel(
     symbols: np.ndarray, indexes: np.ndarray, cdfs: np.ndarray, sizes: np.ndarray, offsets: np.ndarray,
     start: np.ndarray, freq: np.ndarray, raw: np.ndarray,
 ) -> int:
-    """Each symbol's CDF interval (start, freq) and bypass value (raw, -1 if none); -1 if an index is bad, else
-    the number of coder steps they take (one per symbol, plus its bypass digits and their count)."""
+    """Each symbol's CDF interval (start, freq) and bypass value (raw, -1 if none); -1 if an index is bad,
+    else the number of coder steps they take (one per symbol, plus its bypass digits and their count)."""
     n_cdfs = sizes.shape[0]
     steps = 0
     for i in range(symbols.shape[0]):
@@ -171,7 +172,8 @@ def _bypass_digits(raw: int) -> int:
 
 @njit(cache=True, nogil=True)
 def _renormalise(x: np.uint64, out: np.ndarray, ptr: int, freq: np.uint64) -> tuple:
-    """Before a step of probability freq / 2**16: move the state's low word into out[ptr - 1] if it is too big."""
+    """Before a step of probability freq / 2**16: move the state's low word into out[ptr - 1] if it is too
+    big."""
     if x >= ((np.uint64(_L) >> np.uint64(_PRECISION)) << np.uint64(32)) * freq:
         ptr -= 1
         out[ptr] = np.uint32(x & np.uint64(0xFFFFFFFF))
@@ -188,7 +190,8 @@ def _put(x: np.uint64, out: np.ndarray, ptr: int, start: np.uint64, freq: np.uin
 
 @njit(cache=True, nogil=True)
 def _put_bits(x: np.uint64, out: np.ndarray, ptr: int, val: np.uint64) -> tuple:
-    """A raw 4-bit bypass value (CompressAI's Rans64EncPutBits): renormalised as a step of 2**-4, then (x << 4) | val."""
+    """A raw 4-bit bypass value (CompressAI's Rans64EncPutBits): renormalised as a step of 2**-4, then (x <<
+    4) | val."""
     x, ptr = _renormalise(x, out, ptr, np.uint64(1 << (_PRECISION - _BYPASS_BITS)))
     return (x << np.uint64(_BYPASS_BITS)) | val, ptr
 
@@ -197,7 +200,8 @@ def _put_bits(x: np.uint64, out: np.ndarray, ptr: int, val: np.uint64) -> tuple:
 def _encode_kernel(
     start: np.ndarray, freq: np.ndarray, raw: np.ndarray, out: np.ndarray, state: int, ptr: int
 ) -> tuple[int, int]:
-    """Code the planned symbols, the last first, into out[:ptr] from `state` (in [2**31, 2**63)): (state, ptr)."""
+    """Code the planned symbols, the last first, into out[:ptr] from `state` (in [2**31, 2**63)): (state,
+    ptr)."""
     x = np.uint64(state)
     for i in range(start.shape[0] - 1, -1, -1):
         r = raw[i]
@@ -233,7 +237,11 @@ class RansEncoder:
         idx = np.ascontiguousarray(np.asarray(indexes, dtype=np.int32).reshape(-1))
         if sym.shape != idx.shape:
             raise ValueError(f"{sym.size} symbols but {idx.size} CDF indexes")
-        start, freq, raw = np.empty(sym.size, np.int32), np.empty(sym.size, np.int32), np.empty(sym.size, np.int64)
+        start, freq, raw = (
+            np.empty(sym.size, np.int32),
+            np.empty(sym.size, np.int32),
+            np.empty(sym.size, np.int64),
+        )
         steps = _plan_kernel(sym, idx, tables.cdfs, tables.sizes, tables.offsets, start, freq, raw)
         if steps < 0:
             raise ValueError(f"a CDF index is out of range 0..{len(tables.sizes) - 1}")
@@ -252,7 +260,8 @@ class RansEncoder:
 
 
 class BoundedRansDecoder:
-    """Drop-in for `compressai.ans.RansDecoder` (`set_stream`, `decode_stream`) that never reads past its data."""
+    """Drop-in for `compressai.ans.RansDecoder` (`set_stream`, `decode_stream`) that never reads past its
+    data."""
 
     def __init__(self) -> None:
         self._words: np.ndarray | None = None
@@ -273,14 +282,17 @@ class BoundedRansDecoder:
             raise BitstreamError("entropy-coded data starts with a state no encoder writes")
         self._state, self._pos = state, 2
 
-    def decode_stream(self, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None) -> list[int]:
+    def decode_stream(
+        self, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None
+    ) -> list[int]:
         """Decode one symbol per CDF index (CompressAI's `decode_stream` arguments, a list back)."""
         return self.decode_array(indexes, cdfs, cdf_sizes, offsets).tolist()
 
     def decode_array(
         self, indexes: object, cdfs: object, cdf_sizes: object = None, offsets: object = None
     ) -> np.ndarray:
-        """`decode_stream` taking/giving numpy arrays; `cdfs` may be a `RansTables` (then no sizes/offsets)."""
+        """`decode_stream` taking/giving numpy arrays; `cdfs` may be a `RansTables` (then no
+        sizes/offsets)."""
         if self._words is None:
             raise BitstreamError("decode_stream called before set_stream")
         tables = _as_tables(self, cdfs, cdf_sizes, offsets)

@@ -45,11 +45,6 @@ class GopPlan:
             return 1
         return 1 + -(-(self.num_frames - self.gop) // self.step)
 
-    @property
-    def padded_frames(self) -> int:
-        """Frames covered including the temporal padding of the last GoP."""
-        return (self.num_gops - 1) * self.step + self.gop
-
     def gop_start(self, g: int) -> int:
         """First frame index of GoP g."""
         if not 0 <= g < self.num_gops:
@@ -84,7 +79,8 @@ def parse_frame_range(text: str, num_frames: int) -> tuple[int, int]:
     except ValueError as exc:
         raise VVCError(f"--frames takes a:b (e.g. 0:9), got '{text}'") from exc
     if not 0 <= a < b <= num_frames:
-        raise VVCError(f"--frames {text} is outside the video's 0:{num_frames}; use 0 <= a < b <= {num_frames}")
+        raise VVCError(f"--frames {text} is outside the video's 0:{num_frames}; use 0 <= a < b <= "
+                       f"{num_frames}")
     return a, b
 
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from vvc_lightning.evaluation.bdrate import BDRateError, bd_quality, bd_rate, try_bd_rate
+from vvc_lightning.metrics.bdrate import BDRateError, bd_quality, bd_rate, try_bd_rate
 
 # JCTVC-E137 data as used by Netflix VMAF's tests (python/test/bd_rate_calculator_test.py,
 # BDrateCalculatorJCTVCTest): expected fractions -0.00465215420752807 and -0.018779823450567612
@@ -59,7 +59,9 @@ def test_swapping_anchor_and_test_inverts_the_rate_ratio():
 
 def test_lower_is_better_metrics_work_and_keep_the_sign_convention():
     rate, lpips = [0.01, 0.02, 0.04, 0.08], [0.30, 0.22, 0.15, 0.10]
-    assert bd_rate(rate, lpips, [r * 1.25 for r in rate], lpips, higher_is_better=False) == pytest.approx(25.0)
+    assert bd_rate(rate, lpips, [r * 1.25 for r in rate], lpips, higher_is_better=False) == pytest.approx(
+        25.0
+    )
     with pytest.raises(BDRateError, match="must rise"):
         bd_rate(rate, lpips, rate, lpips, higher_is_better=True)
 
