@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -101,9 +102,14 @@ def test_header_records_the_quality_and_decode_uses_it(bikes_frames):
     model = VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + VR)).eval()
     video = Video(small_clip(bikes_frames, 9, 32, 48), 25.0)
     codec = VideoCodec(model, quality=2.5, tile=0)
+    assert codec.gains.quality == 2.5 and torch.equal(codec.gains.y, model.codec.rate(2.5, exact=True).y)
     data = codec.encode(video)
-    header, _ = bitstream.unpack_header(data)
+    header, records = bitstream.unpack(data)
     assert header.quality == 2.5
+    payloads = [bitstream.read_payload(data, r) for r in records]
+    beyond = bitstream.pack(dataclasses.replace(header, quality=4.0), payloads)
+    with pytest.raises(BitstreamError, match=r"header: quality 4.0 is outside this model's range \[0, 3\]"):
+        VideoCodec(model).decode(beyond)
     assert (codec.decode(data).frames == VideoCodec(model).decode(data).frames).all()  # quality from the file
     low = VideoCodec(model, quality=0.0, tile=0).encode(video)
     assert bitstream.unpack_header(low)[0].quality == 0.0 and len(low) < len(data)
