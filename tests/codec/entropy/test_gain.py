@@ -17,7 +17,7 @@ SHAPE = (8, 2, 8, 8)
 
 
 def _variable_codec(hyper_gain: bool = True, seed: int = 0) -> LatentCodec:
-    """An 8-channel codec with 8 qualities: random weights, distinct y and z gains per quality, real tables."""
+    """An 8-channel codec of 8 qualities: random weights, distinct y and z gains per quality, real tables."""
     torch.manual_seed(seed)
     codec = LatentCodec(8, transform_blocks=1, qualities=8, hyper_gain=hyper_gain)
     with torch.no_grad():
@@ -47,7 +47,8 @@ def test_interleaved_calls_at_two_qualities_give_the_bytes_of_separate_calls(cod
     low_bytes, low_hat = codec.compress(latent, low)
     high_again = codec.decompress(high_bytes, SHAPE, high)
     low_decoded = codec.decompress(low_bytes, SHAPE, low)
-    assert low_bytes == alone_bytes and torch.equal(low_hat, alone_hat) and torch.equal(low_decoded, alone_hat)
+    assert low_bytes == alone_bytes and torch.equal(low_hat, alone_hat)
+    assert torch.equal(low_decoded, alone_hat)
     assert high_bytes != low_bytes and sum(map(len, high_bytes)) > sum(map(len, low_bytes))
     assert torch.equal(high_again, codec.compress(latent, high)[1])
 

@@ -98,7 +98,8 @@ class GainUnits(nn.Module):
         try:
             q = float(quality)
         except (TypeError, ValueError):
-            raise VVCError(f"quality must be a number in [0, {self.qualities - 1}], got {quality!r}") from None
+            top = self.qualities - 1
+            raise VVCError(f"quality must be a number in [0, {top}], got {quality!r}") from None
         if not (0.0 <= q <= self.qualities - 1):  # also rejects NaN
             raise VVCError(f"quality {quality} is outside this model's range [0, {self.qualities - 1}]")
         y, y_inv, z, z_inv = (self.vector(n, q, exact) for n in ("y_gain", "y_inv", "z_gain", "z_inv"))

@@ -124,7 +124,7 @@ class LatentCodec(nn.Module):
 
     # -------------------------------------------------------------------- variable rate (gains)
     def _init_gains(self, qualities: int, hyper_gain: bool) -> None:
-        """Gain units for `qualities` rates (0: a fixed-rate codec, no gains); `hyper_gain`: gains on z too."""
+        """Gain units for `qualities` rates (0: a fixed-rate codec, no gains); hyper_gain: z gains too."""
         self.gain = GainUnits(self.channels, qualities) if qualities else None
         self.hyper_gain = bool(hyper_gain)
 
@@ -139,7 +139,7 @@ class LatentCodec(nn.Module):
         exact: gains on the 2^-16 grid, as coding needs (default: unless training with autograd)."""
         if self.gain is None:
             if quality is not None:
-                raise VVCError(f"quality {quality} asked of a fixed-rate model (it has no qualities); pass None")
+                raise VVCError(f"quality {quality} asked of a fixed-rate model (it has none); pass None")
             return None
         if exact is None:
             exact = not (self.training and torch.is_grad_enabled())
@@ -151,7 +151,8 @@ class LatentCodec(nn.Module):
             if gains is not None:
                 raise VVCError("gains given to a fixed-rate codec; pass gains=None (see LatentCodec.rate)")
         elif not isinstance(gains, Gains):
-            raise VVCError(f"a variable-rate codec needs gains=codec.rate(quality), got {type(gains).__name__}")
+            got = type(gains).__name__
+            raise VVCError(f"a variable-rate codec needs gains=codec.rate(quality), got {got}")
         elif gains.y.shape != (self.channels,):
             raise VVCError(f"gains hold {gains.y.shape[0]} channels but this codec codes {self.channels}")
 
@@ -253,7 +254,7 @@ class LatentCodec(nn.Module):
         return y_hat.to(y.dtype), y_lik, z_lik
 
     def forward(self, latent: Tensor, gains: Gains | None) -> CodecOutput:
-        """L (B,c,t,h,w) -> L_hat and likelihoods at `gains` (noise/STE in training, exact rounding in eval)."""
+        """L (B,c,t,h,w) -> L_hat and likelihoods at `gains` (noise/STE in training, exact rounding else)."""
         self._check_gains(gains)
         y_hat, y_lik, z_lik = self.entropy(self._analysis(latent, gains), gains)
         return CodecOutput(self._synthesis(y_hat, gains, latent.shape[0]), y_lik, z_lik)
@@ -263,7 +264,7 @@ class LatentCodec(nn.Module):
     def compress(
         self, latent: Tensor, gains: Gains | None, reconstruct: bool = True
     ) -> tuple[list[bytes], Tensor | None]:
-        """L (B,c,t,h,w) at `gains` -> (one byte string per batch item, L_hat exactly as `decompress` gives it).
+        """L (B,c,t,h,w) at `gains` -> (a byte string per batch item, L_hat exactly as `decompress` gives it).
 
         reconstruct=False skips g_s (an encoder that only writes the bytes) and returns None for L_hat."""
         self._check_gains(gains)
@@ -290,7 +291,7 @@ class LatentCodec(nn.Module):
     def encode_y(self, y: Tensor, gops: int, gains: Gains | None) -> tuple[Tensor, list[bytes]]:
         """Folded, gained y of `gops` GoPs ((gops*t),c,h,w) -> (exact float64 y_hat, one rANS string per GoP).
 
-        Each string holds z (coded at `gains`), then each (group, pass) step of the context model, in order."""
+        Each string holds z (scaled by `gains`), then each (group, pass) step of the context model."""
         self._check_gains(gains)
         self._ensure_tables()
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
@@ -325,7 +326,7 @@ class LatentCodec(nn.Module):
 
     @torch.no_grad()
     def decode_y(self, strings: list[bytes], t: int, h: int, w: int, gains: Gains | None) -> Tensor:
-        """One rANS string per GoP, coded at `gains` -> their folded, exact float64 gained y_hat ((len*t),c,h,w)."""
+        """One rANS string per GoP, coded at `gains` -> their folded, exact float64 y_hat (G*t,c,h,w)."""
         self._check_gains(gains)
         self._ensure_tables()
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
