@@ -29,10 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.metrics import VideoMetrics
-from vvc_lightning.ops import fold_time, unfold_time
 from vvc_lightning.video.video_io import frames_to_tensor, read_video, tensor_to_frames
 from vvc_lightning.zoo import load_any_model
 
@@ -63,9 +63,8 @@ def _latent(model: Any, latent: torch.Tensor, mode: str) -> torch.Tensor:
         return torch.round(latent)
     if mode == "transforms":
         codec = model.codec
-        q = float(codec.qualities - 1) if codec.qualities else None
-        y = codec._gain_y(fold_time(codec.g_a(latent)), q, inverse=False)
-        return codec.g_s(unfold_time(codec._gain_y(y, q, inverse=True), latent.shape[2]))
+        gains = codec.rate(None)  # the highest quality (None: a fixed-rate codec)
+        return codec._synthesis(codec._analysis(latent, gains), gains, latent.shape[0])
     return latent
 
 
@@ -100,7 +99,7 @@ def measure(model_spec: str, test_dir: Path, qualities: list[float], max_frames:
             codec = VideoCodec(model, gop=model.gop, quality=q)
             data = codec.encode_frames(iter(frames), fps, len(frames))
             rec = codec.decode(data).frames
-            rows.setdefault(f"codec@q{q:g}", {})[name] = {"bpp": 8.0 * len(data) / pixels,
+            rows.setdefault("codec" + quality_label(q), {})[name] = {"bpp": 8.0 * len(data) / pixels,
                                                           **score(metrics, frames, rec)}
         print(f"{name}: " + "; ".join(f"{m} {rows[m][name]}" for m in rows), flush=True)
     means = {mode: {k: float(np.mean([seq[k] for seq in per.values()])) for k in next(iter(per.values()))}

@@ -35,7 +35,7 @@ def train(seed: int, steps: int, channels: int) -> lc.LatentCodec:
     codec.train()
     for step in range(steps):
         latent = smooth_latent(4, channels, 3, 16, 16, seed=1000 * seed + step)
-        out = codec(latent)
+        out = codec(latent, None)
         rate = -(torch.log2(out.y_likelihoods).sum() + torch.log2(out.z_likelihoods).sum()) / (4 * 9 * 128 * 128)
         loss = rate + 0.5 * torch.mean((out.latent_hat - latent) ** 2)
         main.zero_grad()
@@ -52,8 +52,8 @@ def train(seed: int, steps: int, channels: int) -> lc.LatentCodec:
 def measure(codec: lc.LatentCodec, channels: int) -> dict[str, float]:
     """Real bits, estimated bits and latent MSE on 8 held-out latents (3 x 24 x 24 each)."""
     latent = smooth_latent(8, channels, 3, 24, 24, seed=987654)
-    strings, hat = codec.compress(latent)
-    out = codec(latent)
+    strings, hat = codec.compress(latent, None)
+    out = codec(latent, None)
     est = -(torch.log2(out.y_likelihoods).sum() + torch.log2(out.z_likelihoods).sum()).item()
     return {"real_bits": 8 * sum(len(s) for s in strings), "est_bits": est, "mse": torch.mean((hat - latent) ** 2).item()}
 

@@ -75,13 +75,13 @@ class Recorder:
             ("y_estimate", "z_estimate", "y_gauss_model_scale", "y_gauss_table_scale", "y_table", "z_table",
              "y_symbols", "z_symbols", "y_escapes", "z_escapes"), 0.0)
 
-    def __call__(self, y: torch.Tensor, gops: int) -> Any:
+    def __call__(self, y: torch.Tensor, gops: int, gains: Any) -> Any:
         codec, totals = self.codec, self.totals
-        _, y_lik, z_lik = codec.entropy(y)
+        _, y_lik, z_lik = codec.entropy(y, gains)
         totals["y_estimate"] += float(-torch.log2(y_lik.double()).sum())
         totals["z_estimate"] += float(-torch.log2(z_lik.double()).sum())
         eb, gc = codec.entropy_bottleneck, codec.gaussian_conditional
-        z_sym = _symbols(codec.h_a(y) - eb._get_medians())
+        z_sym = _symbols(codec._hyper_analysis(y, gains) - eb._get_medians())
         idx = torch.arange(z_sym.shape[1]).view(1, -1, 1, 1).expand_as(z_sym)
         bits, esc = table_bits(z_sym.reshape(-1).numpy(), idx.reshape(-1).numpy(), *self._tables(eb))
         totals["z_table"] += bits
@@ -104,8 +104,8 @@ class Recorder:
             return symbols
 
         z_hat = z_sym.double() + eb._get_medians().double()
-        codec.context.run(y, codec._hyper(z_hat, *y.shape[-2:]), gc, "code", sink)
-        return self.inner(y, gops)
+        codec.context.run(y, codec._hyper(z_hat, *y.shape[-2:], gains), gc, "code", sink)
+        return self.inner(y, gops, gains)
 
     @staticmethod
     def _tables(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -76,6 +76,7 @@ def measure(folder: Path, name: str, label: str, args: argparse.Namespace, quali
     """(curve points, sequence names) of zoo entry `name` in `folder` on the test split."""
     import torch
 
+    from vvc_lightning.codec.entropy.gain import parse_quality_label
     from vvc_lightning.evaluation.harness import EvalOptions, evaluate
     from vvc_lightning.training.campaign import models_from
 
@@ -89,7 +90,7 @@ def measure(folder: Path, name: str, label: str, args: argparse.Namespace, quali
     for s in doc["summary"]:
         if s.get("codec") != label:
             continue
-        point = {"point": s["point"], "quality": float(s["point"].rsplit("@q", 1)[1]) if "@q" in s["point"] else None}
+        point = {"point": s["point"], "quality": parse_quality_label(s["point"])}
         point.update({k: s[k] for k in ("sequences", "bytes", "bpp", *METRICS) if k in s})
         curve.append(point)
     seqs = sorted({r["sequence"] for r in doc["rows"]})

@@ -28,8 +28,8 @@ def exact_latent(codec, data: bytes, quality: float | None) -> torch.Tensor:
     _, t, h, w = header.latent_shape
     payloads = [bind_to_gop(bitstream.read_payload(data, r, "gpu stream"), r.index) for r in records]
     lc = codec.model.codec
-    with torch.no_grad(), lc._at(lc._quality(quality)):
-        return lc.decode_y(payloads, t, h, w).cpu()
+    with torch.no_grad():
+        return lc.decode_y(payloads, t, h, w, lc.rate(quality, exact=True)).cpu()
 
 
 def main() -> None:

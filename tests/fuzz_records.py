@@ -236,8 +236,9 @@ def roundtrip(model) -> bool:
     torch.manual_seed(0)
     c = model.codec.channels
     latent = torch.randn(1, c, 2, 8, 8) * 4
-    strings, expected = model.codec.compress(latent, 1.0 if model.codec.qualities else None)
-    return torch.equal(model.codec.decompress(strings, (c, 2, 8, 8), 1.0 if model.codec.qualities else None), expected)
+    gains = model.codec.rate(1.0 if model.codec.qualities else None)
+    strings, expected = model.codec.compress(latent, gains)
+    return torch.equal(model.codec.decompress(strings, (c, 2, 8, 8), gains), expected)
 
 
 def run_case(kind: str, folder: Path, good_identity: str) -> Outcome:

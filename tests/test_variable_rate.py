@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -26,16 +27,16 @@ def test_gain_vectors_interpolate_exponentially_between_neighbours():
     with torch.no_grad():
         g.y_gain.copy_(torch.randn(4, 3))
     for q in (0.0, 2.0, 3.0):
-        assert torch.allclose(g.vector("y_gain", q, exact=False), g.y_gain[int(q)].exp())
-    v = g.vector("y_gain", 1.25, exact=False)
+        assert torch.allclose(g.resolve(q, exact=False).y, g.y_gain[int(q)].exp())
+    v = g.resolve(1.25, exact=False).y
     expected = g.y_gain[1].exp() ** 0.75 * g.y_gain[2].exp() ** 0.25
     assert torch.allclose(v, expected, rtol=1e-5)
-    exact = g.vector("y_gain", 1.25, exact=True)
+    exact = g.resolve(1.25, exact=True).y
     assert exact.dtype == torch.float32 and torch.equal(exact * GRID, (exact * GRID).round())
     assert torch.allclose(exact, v, atol=1.0 / GRID)
     for bad in (-0.1, 3.01, math.nan):
         with pytest.raises(VVCError, match="outside this model's range"):
-            g.check(bad)
+            g.resolve(bad, exact=True)
 
 
 def test_lambda_maps_monotonically_to_quality_and_back():
@@ -58,7 +59,7 @@ def trained_codec() -> tuple[LatentCodec, torch.Tensor]:
         for _ in range(30):
             u = float(torch.rand(()))
             lmbda = math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-            out = codec(base, lambda_to_quality(lmbda, lo, hi, 4))
+            out = codec(base, codec.rate(lambda_to_quality(lmbda, lo, hi, 4)))
             rate = (bits(out.y_likelihoods) + bits(out.z_likelihoods)) / base.numel()
             loss = lmbda * torch.mean((out.latent_hat - base) ** 2) + rate
             opt.zero_grad()
@@ -74,9 +75,9 @@ def test_rate_falls_monotonically_with_lower_quality(trained_codec):
     rates, sizes, errors = [], [], []
     for q in (3.0, 2.5, 2.0, 1.0, 0.0):
         with torch.no_grad():
-            out = codec(latent, q)
+            out = codec(latent, codec.rate(q))
         rates.append(float(bits(out.y_likelihoods) + bits(out.z_likelihoods)))
-        strings, latent_hat = codec.compress(latent, q)
+        strings, latent_hat = codec.compress(latent, codec.rate(q))
         sizes.append(sum(len(s) for s in strings))
         errors.append(float(torch.mean((latent_hat - latent) ** 2)))
     assert all(a > b for a, b in zip(rates, rates[1:], strict=False)), rates
@@ -86,13 +87,14 @@ def test_rate_falls_monotonically_with_lower_quality(trained_codec):
 
 def test_decompress_is_exact_at_a_fractional_quality(trained_codec):
     codec, latent = trained_codec
-    strings, latent_hat = codec.compress(latent, 1.37)
+    gains = codec.rate(1.37)
+    strings, latent_hat = codec.compress(latent, gains)
     shape = tuple(latent.shape[1:])
-    assert torch.equal(codec.decompress(strings, shape, 1.37), latent_hat)
+    assert torch.equal(codec.decompress(strings, shape, gains), latent_hat)
     with torch.no_grad():
-        assert torch.equal(codec(latent, 1.37).latent_hat, latent_hat)  # eval forward = the real codec
+        assert torch.equal(codec(latent, gains).latent_hat, latent_hat)  # eval forward = the real codec
     with pytest.raises(BitstreamError):  # the quality matters: decoding at another one fails the symbol check
-        codec.decompress(strings, shape, 1.0)
+        codec.decompress(strings, shape, codec.rate(1.0))
 
 
 def test_header_records_the_quality_and_decode_uses_it(bikes_frames):
@@ -100,9 +102,14 @@ def test_header_records_the_quality_and_decode_uses_it(bikes_frames):
     model = VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + VR)).eval()
     video = Video(small_clip(bikes_frames, 9, 32, 48), 25.0)
     codec = VideoCodec(model, quality=2.5, tile=0)
+    assert codec.gains.quality == 2.5 and torch.equal(codec.gains.y, model.codec.rate(2.5, exact=True).y)
     data = codec.encode(video)
-    header, _ = bitstream.unpack_header(data)
+    header, records = bitstream.unpack(data)
     assert header.quality == 2.5
+    payloads = [bitstream.read_payload(data, r) for r in records]
+    beyond = bitstream.pack(dataclasses.replace(header, quality=4.0), payloads)
+    with pytest.raises(BitstreamError, match=r"header: quality 4.0 is outside this model's range \[0, 3\]"):
+        VideoCodec(model).decode(beyond)
     assert (codec.decode(data).frames == VideoCodec(model).decode(data).frames).all()  # quality from the file
     low = VideoCodec(model, quality=0.0, tile=0).encode(video)
     assert bitstream.unpack_header(low)[0].quality == 0.0 and len(low) < len(data)

@@ -19,6 +19,8 @@ from typing import Any
 
 import torch
 
+from vvc_lightning.codec.entropy.gain import parse_quality_label
+
 FORMAT = 1  # the record format `export` writes
 
 MAX_RECORD_BYTES = 16 << 20
@@ -262,11 +264,8 @@ def read_curve(path: Path, codec: str) -> list[dict[str, Any]]:
     curve = []
     for n, r in enumerate(rows, 1):
         point: dict[str, Any] = {"point": str(r.get("point") or "")}
-        if "@q" in point["point"]:
-            try:
-                point["quality"] = float(point["point"].rsplit("@q", 1)[1])
-            except ValueError:
-                pass
+        if (quality := parse_quality_label(point["point"])) is not None:
+            point["quality"] = quality
         for k, v in r.items():
             if not isinstance(k, str) or k in ("codec", "label", "kind", "point", "point_label"):
                 continue

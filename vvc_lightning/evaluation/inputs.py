@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.video_io import Video
 
@@ -187,7 +188,7 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
     labels: dict[str, tuple[str, float | None]] = {}
     for src_label in sources:
         for q in qualities or [None]:
-            labels[src_label if q is None else f"{src_label}@q{q:g}"] = (src_label, q)
+            labels[src_label if q is None else src_label + quality_label(q)] = (src_label, q)
     codecs: dict[tuple[str, float | None], Any] = {}
 
     def codec_for(label: str) -> Any:

@@ -145,7 +145,7 @@ class VideoCompressionModel(pl.LightningModule):
         if not rd:
             return {"x_hat": self.backbone(x)}
         latent = self.backbone.encode(x)
-        out = self.codec(latent, quality)
+        out = self.codec(latent, self.codec.rate(quality))
         return {
             "x_hat": self.backbone.decode(out.latent_hat),
             "y_likelihoods": out.y_likelihoods,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.codec.pipeline.gop import iter_gops
 from vvc_lightning.training.losses import bits
 from vvc_lightning.video.video_io import frames_to_tensor, tensor_to_frames
@@ -42,7 +43,7 @@ def _chunk_bits(model, chunk: list[np.ndarray], quality: float | None) -> float:
     ph, pw = -(-h // s) * s - h, -(-w // s) * s - w
     x = torch.stack([frames_to_tensor(c) for c in chunk]).to(model.device)
     x = torch.nn.functional.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate")  # as the codec pads
-    out = model.codec(model.backbone.encode(x), quality)
+    out = model.codec(model.backbone.encode(x), model.codec.rate(quality))
     return float(bits(out.y_likelihoods) + bits(out.z_likelihoods))
 
 
@@ -61,7 +62,7 @@ def run_test_sequence(model, x: Any, index: int) -> dict[str, float]:
         return _run_at(model, x, index, None, "")
     results: dict[str, float] = {}
     for q in qualities:
-        results.update(_run_at(model, x, index, float(q), f"@q{float(q):g}"))
+        results.update(_run_at(model, x, index, float(q), quality_label(q)))
     return results
 
 

@@ -179,6 +179,7 @@ def test_shipped_model_codes_identically_on_both_paths():
     import cv2
     import skvideo
 
+    from vvc_lightning.codec.entropy.gain import apply_gain
     from vvc_lightning.codec.entropy.latent_codec import _scale_indexes, _symbols
     from vvc_lightning.ops import fold_time
     from vvc_lightning.pretrained import load_pretrained
@@ -199,13 +200,14 @@ def test_shipped_model_codes_identically_on_both_paths():
             seen.append((_scale_indexes(gc, scales)[..., positions], means[..., positions]))
             return _symbols(residual)
 
-        with torch.no_grad(), codec._at(q):
-            y = codec._gain_y(fold_time(codec.g_a(latent)), q, inverse=False)
-            z = codec.h_a(y)
+        gains = codec.rate(q, exact=True)
+        with torch.no_grad():
+            y = apply_gain(fold_time(codec.g_a(latent)), gains.y)
+            z = apply_gain(codec.h_a(y), gains.z)
             medians = codec.entropy_bottleneck._get_medians()
-            hyper = codec._hyper(_symbols(z - medians).double() + medians.double(), *y.shape[-2:])
+            hyper = codec._hyper(_symbols(z - medians).double() + medians.double(), *y.shape[-2:], gains)
             y_hat, _ = codec.context.run(y, hyper, gc, "code", sink)
-            strings = codec.encode_y(y, 1)[1]
+            strings = codec.encode_y(y, 1, gains)[1]
         return y_hat, seen, strings, y.shape
 
     for q in (0.0, 0.5, 1.0):
@@ -218,5 +220,5 @@ def test_shipped_model_codes_identically_on_both_paths():
         )
         assert fast[2] == ref[2]
         t, _, h, w = fast[3]
-        with torch.no_grad(), codec._at(q):
-            assert torch.equal(codec.decode_y(ref[2], t, h, w), ref[0])  # a float64-made file, int8 decoder
+        with torch.no_grad():
+            assert torch.equal(codec.decode_y(ref[2], t, h, w, codec.rate(q, exact=True)), ref[0])  # a float64-made file, int8 decoder

@@ -32,7 +32,7 @@ def trained_codec() -> LatentCodec:
     codec.train()
     for step in range(150):
         latent = smooth_latent(4, 16, 3, 16, 16, seed=step)
-        out = codec(latent)
+        out = codec(latent, None)
         pixels = 4 * 9 * 128 * 128
         rate = -(torch.log2(out.y_likelihoods).sum() + torch.log2(out.z_likelihoods).sum()) / pixels
         loss = rate + 0.5 * torch.mean((out.latent_hat - latent) ** 2)
@@ -55,35 +55,35 @@ def test_default_groups_follow_elic_and_sum_to_channels():
 
 def test_decompress_returns_exactly_the_eval_forward_latent(trained_codec):
     latent = smooth_latent(2, 16, 3, 12, 20, seed=999)
-    strings, compressed_hat = trained_codec.compress(latent)
+    strings, compressed_hat = trained_codec.compress(latent, None)
     assert len(strings) == 2 and all(isinstance(s, bytes) and len(s) > 0 for s in strings)
-    decoded = trained_codec.decompress(strings, (16, 3, 12, 20))
-    forward_hat = trained_codec(latent).latent_hat
+    decoded = trained_codec.decompress(strings, (16, 3, 12, 20), None)
+    forward_hat = trained_codec(latent, None).latent_hat
     assert torch.equal(decoded, compressed_hat)
     assert torch.equal(decoded, forward_hat)
 
 
 def test_odd_latent_sizes_code_exactly(trained_codec):
     latent = smooth_latent(1, 16, 2, 7, 9, seed=5)
-    strings, hat = trained_codec.compress(latent)
-    assert torch.equal(trained_codec.decompress(strings, (16, 2, 7, 9)), hat)
+    strings, hat = trained_codec.compress(latent, None)
+    assert torch.equal(trained_codec.decompress(strings, (16, 2, 7, 9), None), hat)
 
 
 def test_each_batch_item_decodes_alone_and_strings_do_not_depend_on_batch(trained_codec):
     latent = smooth_latent(3, 16, 3, 8, 8, seed=7)
-    strings, hat = trained_codec.compress(latent)
-    single, _ = trained_codec.compress(latent[1:2])
+    strings, hat = trained_codec.compress(latent, None)
+    single, _ = trained_codec.compress(latent[1:2], None)
     assert single[0] == strings[1]  # exact integer entropy parameters: bytes never depend on the batch
-    alone = trained_codec.decompress([strings[1]], (16, 3, 8, 8))
+    alone = trained_codec.decompress([strings[1]], (16, 3, 8, 8), None)
     # g_s is a batched convolution: results may differ in the last bit with the batch size, no more.
     torch.testing.assert_close(alone[0], hat[1], rtol=0, atol=1e-5)
 
 
 def test_real_bytes_within_five_percent_of_rate_estimate(trained_codec):
     latent = smooth_latent(2, 16, 3, 16, 16, seed=1234)
-    out = trained_codec(latent)
+    out = trained_codec(latent, None)
     est_bits = -(torch.log2(out.y_likelihoods).sum() + torch.log2(out.z_likelihoods).sum()).item()
-    strings, _ = trained_codec.compress(latent)
+    strings, _ = trained_codec.compress(latent, None)
     real_bits = 8 * sum(len(s) for s in strings)
     assert abs(real_bits - est_bits) / est_bits < 0.05, (real_bits, est_bits)
 
@@ -97,13 +97,13 @@ def test_state_dict_carries_cdf_tables_and_loads_into_fresh_codec(trained_codec)
     fresh.eval()
     assert fresh.tables_ready()
     latent = smooth_latent(1, 16, 3, 8, 8, seed=3)
-    strings, hat = trained_codec.compress(latent)
-    assert torch.equal(fresh.decompress(strings, (16, 3, 8, 8)), hat)
+    strings, hat = trained_codec.compress(latent, None)
+    assert torch.equal(fresh.decompress(strings, (16, 3, 8, 8), None), hat)
 
 
 def test_decode_in_a_fresh_process_is_identical(trained_codec, tmp_path):
     latent = smooth_latent(1, 16, 3, 8, 12, seed=11)
-    strings, hat = trained_codec.compress(latent)
+    strings, hat = trained_codec.compress(latent, None)
     torch.save({"state": trained_codec.state_dict(), "strings": strings}, tmp_path / "blob.pt")
     script = (
         "import sys, torch\n"
@@ -111,7 +111,7 @@ def test_decode_in_a_fresh_process_is_identical(trained_codec, tmp_path):
         "d = torch.load(sys.argv[1])\n"
         "c = LatentCodec(channels=16, transform_blocks=1); c.load_state_dict(d['state']); c.eval()\n"
         "torch.set_num_threads(int(sys.argv[3]))\n"
-        "torch.save(c.decompress(d['strings'], (16, 3, 8, 12)), sys.argv[2])\n"
+        "torch.save(c.decompress(d['strings'], (16, 3, 8, 12), None), sys.argv[2])\n"
     )
     threads = torch.get_num_threads()
     for n in (threads, 1):
@@ -125,7 +125,7 @@ def test_decode_in_a_fresh_process_is_identical(trained_codec, tmp_path):
 
 def test_wrong_channel_count_in_stream_is_rejected(trained_codec):
     with pytest.raises(BitstreamError, match="latent channels"):
-        trained_codec.decompress([b"\x00" * 8], (32, 3, 8, 8))
+        trained_codec.decompress([b"\x00" * 8], (32, 3, 8, 8), None)
 
 
 def test_aux_parameters_are_only_the_quantiles():

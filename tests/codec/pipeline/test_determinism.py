@@ -69,7 +69,7 @@ c.load_state_dict(d["state"])
 c.eval()
 t, h, w = d["shape"]
 with torch.backends.mkldnn.flags(enabled=mkldnn):
-    parts = [c.decode_y(d["strings"][i : i + batch], t, h, w) for i in range(0, len(d["strings"]), batch)]
+    parts = [c.decode_y(d["strings"][i : i + batch], t, h, w, None) for i in range(0, len(d["strings"]), batch)]
 torch.save(torch.cat(parts), out)
 """
 
@@ -86,7 +86,7 @@ def coded_latent(tmp_path_factory):
     latent = smooth_latent(4, 16, 3, 12, 16, seed=12)
     with torch.no_grad():
         y = codec.g_a(latent).transpose(1, 2).reshape(12, 16, 12, 16)
-        y_hat, strings = codec.encode_y(y, 4)
+        y_hat, strings = codec.encode_y(y, 4, None)
     path = tmp_path_factory.mktemp("exact") / "coded.pt"
     torch.save({"state": codec.state_dict(), "strings": strings, "shape": (3, 12, 16)}, path)
     return codec, strings, y_hat, path
@@ -112,9 +112,9 @@ def test_entropy_parameters_do_not_depend_on_batch_or_backend(coded_latent):
     """In process: each GoP alone, all four at once, and oneDNN off give the same scales and means."""
     codec, strings, y_hat, _ = coded_latent
     with torch.no_grad():
-        alone = torch.cat([codec.decode_y([s], 3, 12, 16) for s in strings])
+        alone = torch.cat([codec.decode_y([s], 3, 12, 16, None) for s in strings])
         with torch.backends.mkldnn.flags(enabled=False):
-            off = codec.decode_y(strings, 3, 12, 16)
+            off = codec.decode_y(strings, 3, 12, 16, None)
     assert torch.equal(alone, y_hat) and torch.equal(off, y_hat)
     assert not torch.equal(y_hat, torch.round(y_hat))  # means are real offsets, not just integers
 
@@ -126,7 +126,7 @@ def test_a_float_ulp_in_a_weight_does_not_move_the_integer_network(coded_latent)
     with torch.no_grad():
         w = perturbed.context.aggregation[0][4].weight
         w.copy_(torch.nextafter(w, torch.full_like(w, 2.0)))
-        assert torch.equal(perturbed.decode_y(strings, 3, 12, 16), y_hat)
+        assert torch.equal(perturbed.decode_y(strings, 3, 12, 16, None), y_hat)
 
 
 def test_a_perturbed_scale_path_is_caught(coded_latent):
@@ -142,7 +142,7 @@ def test_a_perturbed_scale_path_is_caught(coded_latent):
         last = perturbed.context.aggregation[1][4]
         last.bias[: last.bias.numel() // 2] += 0.75  # the scale half of the last aggregation layer
     with pytest.raises(BitstreamError):
-        perturbed.decompress(strings, (16, 3, 12, 16))
+        perturbed.decompress(strings, (16, 3, 12, 16), None)
 
 
 def test_version_1_files_are_refused_with_the_version_named(tiny_model):
@@ -181,8 +181,8 @@ def test_each_gops_reconstruction_is_bit_identical_alone_or_batched(tiny_model, 
     header, records = codec.read_header(four_gops)
     grid = codec._plan("decode", header.height, header.width, header.gop).grid
     with torch.no_grad():
-        batched = codec._decode_chunk(four_gops, records, header, grid, "test")
-        alone = torch.cat([codec._decode_chunk(four_gops, [r], header, grid, "test") for r in records])
+        batched = codec._decode_chunk(four_gops, records, header, grid, "test", codec.gains)
+        alone = torch.cat([codec._decode_chunk(four_gops, [r], header, grid, "test", codec.gains) for r in records])
     assert batched.shape[0] == 4 and torch.equal(alone, batched)
 
 

@@ -117,7 +117,7 @@ def test_symbol_check_catches_a_payload_from_another_model(stream, tiny_config):
     payload = bind_to_gop(data[pos + 8 : pos + 8 + n], 0)
     header_shape = stream["codec"].read_header(data)[0].latent_shape
     with pytest.raises(BitstreamError):
-        other.codec.decompress([payload], header_shape)
+        other.codec.decompress([payload], header_shape, None)
 
 
 def test_record_crc_catches_plain_flips(stream):

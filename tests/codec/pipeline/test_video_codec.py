@@ -49,7 +49,7 @@ def test_single_gop_decode_is_the_models_own_reconstruction(tiny_model, bikes_fr
     data = VideoCodec(tiny_model, tile=0).encode(Video(frames, 25))
     with torch.no_grad(), batch_invariant(tiny_model.backbone):
         x = F.pad(frames_to_tensor(frames)[None], (0, 2, 0, 6, 0, 0), mode="replicate")
-        latent_hat = tiny_model.codec.compress(tiny_model.backbone.encode(x))[1]
+        latent_hat = tiny_model.codec.compress(tiny_model.backbone.encode(x), None)[1]
         expected = tensor_to_frames(tiny_model.backbone.decode(latent_hat)[0, :, :, :42, :70])
     assert np.array_equal(VideoCodec(tiny_model).decode(data).frames, expected)
 
@@ -60,7 +60,7 @@ def test_shared_frame_is_theta_blend_of_both_gops(tiny_model, clip):
     header, records = codec.read_header(data)
     grid = plan_tiles(48, 72, 0, 0, 8)
     with torch.no_grad():
-        recs = codec._decode_chunk(data, records, header, grid, "test")
+        recs = codec._decode_chunk(data, records, header, grid, "test", codec.gains)
     blended = 0.3 * recs[0, :, 8] + 0.7 * recs[1, :, 0]
     expected = tensor_to_frames(blended[:, None, :42, :70])[0]
     assert np.array_equal(codec.decode(data).frames[8], expected)

@@ -7,7 +7,8 @@ i + 1 and interpolates them exponentially: g(q) = g_i^(1-l) * g_{i+1}^l with l =
 stored as logarithms, so the interpolation is linear in the stored values and every gain stays positive.
 
 Training samples lambda log-uniformly in [lo, hi] per batch; `lambda_to_quality` maps it to q, so
-quality 0 is the lowest rate (lambda lo) and N-1 the highest (lambda hi).
+quality 0 is the lowest rate (lambda lo) and N-1 the highest (lambda hi). `GainUnits.resolve` turns a
+quality into `Gains` once; the latent codec takes them as an argument of each call.
 
 Exactness: outside training a gain vector is computed on the CPU in float64 and rounded to a multiple of
 2^-16 before it becomes float32, so the encoder and decoder multiply by the very same numbers (an
@@ -16,9 +17,8 @@ elementwise float32 product is correctly rounded on every device).
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -44,6 +44,34 @@ def quality_to_lambda(quality: float, lo: float, hi: float, qualities: int) -> f
     return float(math.exp(math.log(lo) + t * (math.log(hi) - math.log(lo))))
 
 
+def quality_label(quality: float) -> str:
+    """The suffix naming a rate point: "@q3.5" for quality 3.5."""
+    return f"@q{float(quality):g}"
+
+
+def parse_quality_label(label: str) -> float | None:
+    """The quality a label ends with ("name@q3.5" -> 3.5), or None when it names none."""
+    if "@q" not in label:
+        return None
+    try:
+        return float(label.rsplit("@q", 1)[1])
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class Gains:
+    """The gain vectors of one quality, each (c,) float32: y before quantisation and its inverse, z likewise.
+
+    Exact multiples of 2^-16 when resolved for coding; differentiable when resolved for training."""
+
+    quality: float
+    y: Tensor
+    y_inv: Tensor
+    z: Tensor
+    z_inv: Tensor
+
+
 class GainUnits(nn.Module):
     """Per-quality channel gains of y (`y_gain`, `y_inv`) and z (`z_gain`, `z_inv`), all stored as logs."""
 
@@ -57,7 +85,6 @@ class GainUnits(nn.Module):
         self.y_inv = nn.Parameter(torch.zeros(qualities, channels))
         self.z_gain = nn.Parameter(torch.zeros(qualities, zc))
         self.z_inv = nn.Parameter(torch.zeros(qualities, zc))
-        self.active: float | None = None  # the quality the z hooks apply (set by `at`)
 
     @torch.no_grad()
     def init_from_lambdas(self, lmbdas: list[float], reference: float) -> None:
@@ -66,19 +93,22 @@ class GainUnits(nn.Module):
         self.y_gain.copy_(log_g[:, None].expand_as(self.y_gain))
         self.y_inv.copy_(-log_g[:, None].expand_as(self.y_inv))
 
-    def check(self, quality: float | None) -> float:
-        """The quality to use (None: the highest), with a clear error outside [0, N-1]."""
-        if quality is None:
-            return float(self.qualities - 1)
-        q = float(quality)
+    def resolve(self, quality: float, exact: bool) -> Gains:
+        """The four gain vectors of `quality` (a number in [0, N-1]), checked once."""
+        try:
+            q = float(quality)
+        except (TypeError, ValueError):
+            top = self.qualities - 1
+            raise VVCError(f"quality must be a number in [0, {top}], got {quality!r}") from None
         if not (0.0 <= q <= self.qualities - 1):  # also rejects NaN
             raise VVCError(f"quality {quality} is outside this model's range [0, {self.qualities - 1}]")
-        return q
+        y, y_inv, z, z_inv = (self.vector(n, q, exact) for n in ("y_gain", "y_inv", "z_gain", "z_inv"))
+        return Gains(q, y, y_inv, z, z_inv)
 
     def vector(self, name: str, quality: float, exact: bool) -> Tensor:
         """Gain vector `name` at a real quality: (c,), interpolated exponentially between neighbours."""
         table: Tensor = getattr(self, name)
-        q = self.check(quality)
+        q = float(quality)
         i = min(int(math.floor(q)), self.qualities - 2)
         lw = q - i
         if not exact:
@@ -87,29 +117,7 @@ class GainUnits(nn.Module):
         g = torch.exp((1.0 - lw) * t[i] + lw * t[i + 1])
         return (torch.round(g * GRID) / GRID).clamp_min(1.0 / GRID).to(torch.float32)
 
-    def scale(self, x: Tensor, name: str, quality: float) -> Tensor:
-        """x (N,c,h,w) times gain vector `name` per channel (exact gains unless training with autograd)."""
-        exact = not (self.training and torch.is_grad_enabled())
-        g = self.vector(name, quality, exact).to(x.device, x.dtype)
-        return x * g.view(1, -1, 1, 1)
 
-    # z gains are applied by hooks on h_a (output) and h_s (input), so the hyperprior code stays untouched.
-    def z_out_hook(self, module: nn.Module, args: tuple, out: Tensor) -> Tensor | None:
-        if self.active is None:
-            return None
-        return self.scale(out, "z_gain", self.active)
-
-    def z_in_hook(self, module: nn.Module, args: tuple) -> tuple | None:
-        if self.active is None:
-            return None
-        return (self.scale(args[0], "z_inv", self.active), *args[1:])
-
-    @contextlib.contextmanager
-    def at(self, quality: float | None) -> Iterator[None]:
-        """Within this block the z hooks apply the gains of `quality` (None: no z gain)."""
-        before = self.active
-        self.active = None if quality is None else self.check(quality)
-        try:
-            yield
-        finally:
-            self.active = before
+def apply_gain(x: Tensor, gain: Tensor) -> Tensor:
+    """x (N,c,h,w) times the per-channel vector `gain` (c,), in x's dtype and on x's device."""
+    return x * gain.to(x.device, x.dtype).view(1, -1, 1, 1)

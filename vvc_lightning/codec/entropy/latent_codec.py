@@ -11,11 +11,13 @@ GoPs on the model's device. `forward` in eval mode runs the very same operations
 `decompress(compress(L))` equals the eval-mode `L_hat` to the bit. (g_a, h_a and g_s are ordinary float
 layers: h_a runs only at the encoder and its z symbols are transmitted; g_s output may differ in the last
 bit of a float with the thread count or backend, the decoded symbols never do.)
+
+Rate: a variable-rate codec codes at the `Gains` each call is given (`rate(quality)` resolves them): y is
+scaled after g_a and z after h_a, each scaling undone before g_s and h_s.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +29,7 @@ from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
 from vvc_lightning.codec.entropy.context_model import SpaceChannelContext, default_groups
-from vvc_lightning.codec.entropy.gain import GainUnits
+from vvc_lightning.codec.entropy.gain import Gains, GainUnits, apply_gain
 from vvc_lightning.codec.entropy.intnet import IntReLU, int_conv, int_deconv
 from vvc_lightning.codec.entropy.rans_bounded import BoundedRansDecoder, RansEncoder, RansTables
 from vvc_lightning.codec.entropy.symbol_check import SymbolDigest, open_payload
@@ -122,31 +124,42 @@ class LatentCodec(nn.Module):
 
     # -------------------------------------------------------------------- variable rate (gains)
     def _init_gains(self, qualities: int, hyper_gain: bool) -> None:
-        """Gain units for `qualities` rates (0: a fixed-rate codec, no gains); z gains act through hooks."""
+        """Gain units for `qualities` rates (0: a fixed-rate codec, no gains); hyper_gain: z gains too."""
         self.gain = GainUnits(self.channels, qualities) if qualities else None
-        if self.gain is not None and hyper_gain:
-            self.h_a.register_forward_hook(self.gain.z_out_hook)
-            self.h_s.register_forward_pre_hook(self.gain.z_in_hook)
+        self.hyper_gain = bool(hyper_gain)
 
     @property
     def qualities(self) -> int:
         """Number of trained rate points (0 for a fixed-rate codec)."""
         return self.gain.qualities if self.gain is not None else 0
 
-    def _quality(self, quality: float | None) -> float | None:
+    def rate(self, quality: float | None, exact: bool | None = None) -> Gains | None:
+        """The gains to code at `quality` (None: the highest); None for a fixed-rate codec.
+
+        exact: gains on the 2^-16 grid, as coding needs (default: unless training with autograd)."""
         if self.gain is None:
             if quality is not None:
-                raise VVCError(f"quality {quality} asked of a fixed-rate model (it has no qualities); drop --quality")
+                raise VVCError(f"quality {quality} asked of a fixed-rate model (it has none); pass None")
             return None
-        return self.gain.check(quality)
+        if exact is None:
+            exact = not (self.training and torch.is_grad_enabled())
+        return self.gain.resolve(self.gain.qualities - 1 if quality is None else quality, exact)
 
-    def _gain_y(self, y: Tensor, q: float | None, inverse: bool) -> Tensor:
-        if q is None:
-            return y
-        return self.gain.scale(y, "y_inv" if inverse else "y_gain", q)
+    def _check_gains(self, gains: Gains | None) -> None:
+        """Refuse gains a fixed-rate codec cannot use, or their absence where the codec needs them."""
+        if self.gain is None:
+            if gains is not None:
+                raise VVCError("gains given to a fixed-rate codec; pass gains=None (see LatentCodec.rate)")
+        elif not isinstance(gains, Gains):
+            got = type(gains).__name__
+            raise VVCError(f"a variable-rate codec needs gains=codec.rate(quality), got {got}")
+        elif gains.y.shape != (self.channels,):
+            raise VVCError(f"gains hold {gains.y.shape[0]} channels but this codec codes {self.channels}")
 
-    def _at(self, q: float | None):
-        return self.gain.at(q) if self.gain is not None else contextlib.nullcontext()
+    def _z_gain(self, z: Tensor, gains: Gains | None, inverse: bool) -> Tensor:
+        if gains is None or not self.hyper_gain:
+            return z
+        return apply_gain(z, gains.z_inv if inverse else gains.z)
 
     # ------------------------------------------------------------------------------ parameters
     def aux_parameters(self) -> list[nn.Parameter]:
@@ -214,71 +227,80 @@ class LatentCodec(nn.Module):
             return quantize_ste(z - medians) + medians, z_lik
         return torch.round(z - medians).double() + medians.double(), z_lik
 
-    def _hyper(self, z_hat: Tensor, h: int, w: int) -> Tensor:
-        return self.h_s(z_hat)[..., :h, :w]
+    def _analysis(self, latent: Tensor, gains: Gains | None) -> Tensor:
+        """L (B,c,t,h,w) -> folded y (B*t,c,h,w), times the y gains."""
+        y = fold_time(self.g_a(latent))
+        return y if gains is None else apply_gain(y, gains.y)
 
-    def entropy(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _synthesis(self, y_hat: Tensor, gains: Gains | None, b: int) -> Tensor:
+        """Folded y_hat of `b` items -> L_hat (B,c,t,h,w), after the inverse y gains."""
+        if gains is not None:
+            y_hat = apply_gain(y_hat, gains.y_inv)
+        return self.g_s(_unfold(y_hat, b))
+
+    def _hyper_analysis(self, y: Tensor, gains: Gains | None) -> Tensor:
+        """Folded y -> z, h_a's output times the z gains."""
+        return self._z_gain(self.h_a(y), gains, inverse=False)
+
+    def _hyper(self, z_hat: Tensor, h: int, w: int, gains: Gains | None) -> Tensor:
+        """z_hat -> h_s's entropy parameters (N,2c,h,w), after the inverse z gains."""
+        return self.h_s(self._z_gain(z_hat, gains, inverse=True))[..., :h, :w]
+
+    def entropy(self, y: Tensor, gains: Gains | None) -> tuple[Tensor, Tensor, Tensor]:
         """Folded y (N,c,h,w) -> (y_hat in y's dtype, y likelihoods, z likelihoods); all items at once."""
-        z_hat, z_lik = self._z_hat(self.h_a(y))
-        hyper = self._hyper(z_hat, *y.shape[-2:])
+        z_hat, z_lik = self._z_hat(self._hyper_analysis(y, gains))
+        hyper = self._hyper(z_hat, *y.shape[-2:], gains)
         y_hat, y_lik = self.context.run(y, hyper, self.gaussian_conditional, "train" if self.training else "eval")
         return y_hat.to(y.dtype), y_lik, z_lik
 
-    def forward(self, latent: Tensor, quality: float | None = None) -> CodecOutput:
-        """L (B,c,t,h,w) -> L_hat and likelihoods at `quality` (noise/STE in training, exact rounding in eval)."""
-        b = latent.shape[0]
-        q = self._quality(quality)
-        y = self._gain_y(fold_time(self.g_a(latent)), q, inverse=False)
-        with self._at(q):
-            y_hat, y_lik, z_lik = self.entropy(y)
-        return CodecOutput(self.g_s(_unfold(self._gain_y(y_hat, q, inverse=True), b)), y_lik, z_lik)
+    def forward(self, latent: Tensor, gains: Gains | None) -> CodecOutput:
+        """L (B,c,t,h,w) -> L_hat and likelihoods at `gains` (noise/STE in training, exact rounding else)."""
+        self._check_gains(gains)
+        y_hat, y_lik, z_lik = self.entropy(self._analysis(latent, gains), gains)
+        return CodecOutput(self._synthesis(y_hat, gains, latent.shape[0]), y_lik, z_lik)
 
     # ------------------------------------------------------------------------------ coding
     @torch.no_grad()
     def compress(
-        self, latent: Tensor, quality: float | None = None, reconstruct: bool = True
+        self, latent: Tensor, gains: Gains | None, reconstruct: bool = True
     ) -> tuple[list[bytes], Tensor | None]:
-        """L (B,c,t,h,w) -> (one byte string per batch item, L_hat exactly as `decompress` returns it).
+        """L (B,c,t,h,w) at `gains` -> (a byte string per batch item, L_hat exactly as `decompress` gives it).
 
         reconstruct=False skips g_s (an encoder that only writes the bytes) and returns None for L_hat."""
+        self._check_gains(gains)
         b = latent.shape[0]
-        q = self._quality(quality)
-        y = self._gain_y(fold_time(self.g_a(latent)), q, inverse=False)
-        with self._at(q):
-            y_hat, strings = self.encode_y(y, b)
+        y_hat, strings = self.encode_y(self._analysis(latent, gains), b, gains)
         if not reconstruct:
             return strings, None
-        y_hat = self._gain_y(y_hat.to(latent.dtype), q, inverse=True)  # the same operations as `forward`
-        return strings, self.g_s(_unfold(y_hat, b))
+        return strings, self._synthesis(y_hat.to(latent.dtype), gains, b)  # the same operations as `forward`
 
     @torch.no_grad()
     def decompress(
-        self, strings: list[bytes], latent_shape: tuple[int, int, int, int], quality: float | None = None
+        self, strings: list[bytes], latent_shape: tuple[int, int, int, int], gains: Gains | None
     ) -> Tensor:
-        """Byte strings (one per batch item), (c,t,h,w) and the quality coded at -> L_hat (B,c,t,h,w)."""
+        """Byte strings (one per batch item), (c,t,h,w) and the gains coded at -> L_hat (B,c,t,h,w)."""
         c, t, h, w = latent_shape
         if c != self.channels:
             raise BitstreamError(f"stream holds {c} latent channels but the model codes {self.channels}")
-        q = self._quality(quality)
+        self._check_gains(gains)
         p = next(self.parameters())
-        with self._at(q):
-            y_hat = self.decode_y(strings, t, h, w)
-        y_hat = self._gain_y(y_hat.to(p.dtype), q, inverse=True)
-        return self.g_s(_unfold(y_hat, len(strings)))
+        y_hat = self.decode_y(strings, t, h, w, gains)
+        return self._synthesis(y_hat.to(p.dtype), gains, len(strings))
 
     @torch.no_grad()
-    def encode_y(self, y: Tensor, gops: int) -> tuple[Tensor, list[bytes]]:
-        """Folded y of `gops` GoPs ((gops*t),c,h,w) -> (exact float64 y_hat, one rANS string per GoP).
+    def encode_y(self, y: Tensor, gops: int, gains: Gains | None) -> tuple[Tensor, list[bytes]]:
+        """Folded, gained y of `gops` GoPs ((gops*t),c,h,w) -> (exact float64 y_hat, one rANS string per GoP).
 
-        Each string holds z, then each (group, pass) step of the context model, in order."""
+        Each string holds z (scaled by `gains`), then each (group, pass) step of the context model."""
+        self._check_gains(gains)
         self._ensure_tables()
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         h, w = y.shape[-2:]
         t = y.shape[0] // gops
-        z = self.h_a(y)
+        z = self._hyper_analysis(y, gains)
         z_sym = _symbols(z - eb._get_medians())
         z_hat = z_sym.double() + eb._get_medians().double()
-        hyper = self._hyper(z_hat, h, w)
+        hyper = self._hyper(z_hat, h, w, gains)
         encoders = [RansEncoder() for _ in range(gops)]
         digests = [SymbolDigest() for _ in range(gops)]  # per GoP: a CRC of every symbol it codes
         z_cpu, eb_tables = z_sym.cpu(), _rans_tables(eb)
@@ -303,8 +325,9 @@ class LatentCodec(nn.Module):
         return y_hat, [d.seal(enc.flush()) for d, enc in zip(digests, encoders, strict=True)]
 
     @torch.no_grad()
-    def decode_y(self, strings: list[bytes], t: int, h: int, w: int) -> Tensor:
-        """One rANS string per GoP -> their folded, exact float64 y_hat ((len(strings)*t),c,h,w)."""
+    def decode_y(self, strings: list[bytes], t: int, h: int, w: int, gains: Gains | None) -> Tensor:
+        """One rANS string per GoP, coded at `gains` -> their folded, exact float64 y_hat (G*t,c,h,w)."""
+        self._check_gains(gains)
         self._ensure_tables()
         eb, gc = self.entropy_bottleneck, self.gaussian_conditional
         medians = eb._get_medians()
@@ -319,7 +342,7 @@ class LatentCodec(nn.Module):
             z_parts.append(dec.decode_array(z_indexes, eb_tables))
             digest.update(z_parts[-1])
         z_sym = torch.from_numpy(np.concatenate(z_parts)).reshape(len(strings) * t, *z_shape[1:])
-        hyper = self._hyper(z_sym.to(medians.device).double() + medians.double(), h, w)
+        hyper = self._hyper(z_sym.to(medians.device).double() + medians.double(), h, w, gains)
         gc_tables = _rans_tables(gc)
 
         def sink(step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:

@@ -49,7 +49,9 @@ from vvc_lightning.codec.pipeline.memory import (
     parse_bytes,
     plan_budget,
 )
+from vvc_lightning.codec.entropy.gain import Gains
 from vvc_lightning.codec.entropy.symbol_check import DIGEST_SIZE, SymbolCheckError, bind_to_gop
+from vvc_lightning.codec.pipeline.protocol import CodingBackbone, CodingModel
 from vvc_lightning.codec.pipeline.threads import ThreadGovernor
 from vvc_lightning.codec.pipeline.tile_norm import default_overlap, run_on_tiles
 from vvc_lightning.codec.pipeline.tiling import TileGrid, check_tile_options, plan_tiles
@@ -96,7 +98,7 @@ class VideoCodec:
 
     def __init__(
         self,
-        model: Any,
+        model: CodingModel,
         gop: int = 9,
         overlap: int = 1,
         theta: float = 0.5,
@@ -111,7 +113,8 @@ class VideoCodec:
         threads: int | None = None,
     ) -> None:
         self.model = model
-        self.quality = model.codec._quality(quality)  # variable-rate quality (None: fixed-rate model)
+        self.gains = model.codec.rate(quality, exact=True)  # what every GoP is coded at (None: fixed rate)
+        self.quality = None if self.gains is None else self.gains.quality
         self.gop, self.overlap, self.theta = int(gop), int(overlap), float(theta)
         self.batch = int(batch)
         self.tile = None if tile is None else int(tile)
@@ -141,7 +144,7 @@ class VideoCodec:
 
     # ------------------------------------------------------------------------------ helpers
     @property
-    def backbone(self) -> Any:
+    def backbone(self) -> CodingBackbone:
         return self.model.backbone
 
     @property
@@ -261,7 +264,7 @@ class VideoCodec:
         start = time.perf_counter()
         first = shape.get("gops_done", 0)
         with batch_invariant(*float_codec_parts(self.model.codec)):
-            coded = self.model.codec.compress(latent, self.quality, reconstruct=False)[0]
+            coded = self.model.codec.compress(latent, self.gains, reconstruct=False)[0]
         payloads = [bind_to_gop(p, first + i) for i, p in enumerate(coded)]  # each GoP's check names its index
         shape["gops_done"] = first + len(payloads)
         self._tick("latent_codec", start)
@@ -291,7 +294,10 @@ class VideoCodec:
             raise BitstreamError(f"{label} header is inconsistent with its own sizes; the file is damaged")
         if (header.quality is None) != (self.model.codec.qualities == 0):
             raise BitstreamError(f"{label} header's quality {header.quality} does not fit the model; the file is damaged")
-        self.model.codec._quality(header.quality)  # in range
+        try:
+            self.model.codec.rate(header.quality, exact=True)  # in range
+        except VVCError as exc:
+            raise BitstreamError(f"{label} header: {exc}; the file is damaged") from exc
         return header, records
 
     def decode(self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream") -> Video:
@@ -328,6 +334,7 @@ class VideoCodec:
         with _inference(self.model), ThreadGovernor(self.threads) as threads:
             self.thread_history = threads.history
             header, records = self.read_header(data, label)
+            gains = self.model.codec.rate(header.quality, exact=True)  # what every GoP was coded at
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
             a, b = frames if frames is not None else (0, header.frames)
             gops = plan.gops_for_frames(a, b)
@@ -336,7 +343,7 @@ class VideoCodec:
             step = self._gops_per_pass(header.height, header.width, "decode", header.gop)
             for i in range(gops.start, gops.stop, step):
                 chunk = [records[g] for g in range(i, min(i + step, gops.stop))]
-                recs = self._decode_chunk(data, chunk, header, grid, label)
+                recs = self._decode_chunk(data, chunk, header, grid, label, gains)
                 for rec in recs:
                     for f, frame in blender.push(rec[:, :, : header.height, : header.width]):
                         if a <= f < b:
@@ -348,18 +355,19 @@ class VideoCodec:
         self._tick("total", t0)
 
     def _decode_chunk(
-        self, data: bytes, records: list[bitstream.Record], header: Header, grid: TileGrid, label: str
+        self, data: bytes, records: list[bitstream.Record], header: Header, grid: TileGrid, label: str,
+        gains: Gains | None,
     ) -> torch.Tensor:
-        """Reconstructions (G,3,T,Hp,Wp) of a few GoP records."""
+        """Reconstructions (G,3,T,Hp,Wp) of a few GoP records coded at `gains`."""
         start = time.perf_counter()
         payloads = [bind_to_gop(bitstream.read_payload(data, r, label), r.index) for r in records]
         try:
             with batch_invariant(*float_codec_parts(self.model.codec)):
-                latent = self.model.codec.decompress(payloads, header.latent_shape, header.quality)
+                latent = self.model.codec.decompress(payloads, header.latent_shape, gains)
         except Exception:  # a damaged payload (or a codec bug): decode GoP by GoP to name the record
             for r, payload in zip(records, payloads, strict=True):
                 try:
-                    self.model.codec.decompress([payload], header.latent_shape, header.quality)
+                    self.model.codec.decompress([payload], header.latent_shape, gains)
                 except SymbolCheckError as exc:
                     raise BitstreamError(
                         f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or decoded "
