@@ -154,7 +154,7 @@ def portable_record(record: dict[str, Any], root: str | os.PathLike | None = Non
 @contextlib.contextmanager
 def models_from(folder: str | os.PathLike) -> Iterator[None]:
     """Within the block, zoo names resolve to `folder` first ($VVC_LIGHTNING_MODELS set to it)."""
-    from vvc_lightning.pretrained import ENV
+    from vvc_lightning.zoo import ENV
 
     old = os.environ.get(ENV)
     os.environ[ENV] = str(folder)
@@ -169,7 +169,7 @@ def models_from(folder: str | os.PathLike) -> Iterator[None]:
 
 def entry_in(folder: str | os.PathLike, name: str) -> Any:
     """The zoo entry `name` of `folder` (not of another folder), its weights checked against its record."""
-    from vvc_lightning.pretrained import get_entry
+    from vvc_lightning.zoo import get_entry
 
     folder = Path(folder)
     with models_from(folder):
