@@ -43,9 +43,9 @@ def main() -> None:
     args = ap.parse_args()
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.video.video_io import read_video
-    from vvc_lightning.zoo import load_any_model
+    from vvc_lightning.loader import load
 
-    cpu_model = load_any_model(args.ckpt).eval()
+    cpu_model = load(args.ckpt).eval()
     gpu_model = copy.deepcopy(cpu_model).to(args.device).eval()
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     video = read_video(args.clip, max_frames=args.frames)

@@ -211,8 +211,8 @@ def resolve(spec: str | os.PathLike) -> Source:
         return read_released(path)
     if not path.is_file():
         base = text.partition("@")[0]
-        if NAME_RE.fullmatch(base) and any(e.name == base for e in scan_models()[0]):
-            return read_zoo(text)
+        if NAME_RE.fullmatch(base) and any(e.name == base for found in scan_models() for e in found):
+            return read_zoo(text)  # a usable entry, or one line naming what is wrong with its record
         raise _unknown(text, "no such file, folder or shipped model")
     if path.suffix.lower() == ".safetensors":
         if path.with_suffix(".json").is_file():
