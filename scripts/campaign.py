@@ -145,7 +145,8 @@ def train(args: argparse.Namespace, entry: Any, gt: Any, out: Path, eval_s: floa
 def run(args: argparse.Namespace) -> int:
     """The whole campaign; returns the exit code."""
     from vvc_lightning.cli.evaluate import parse_qualities
-    from vvc_lightning.zoo import attach_curve, export_model
+    from vvc_lightning.export import export_model
+    from vvc_lightning.zoo import attach_curve
     from vvc_lightning.training import campaign as cp
 
     out = Path(args.out)

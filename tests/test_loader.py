@@ -1,4 +1,4 @@
-"""`loader.load(spec)`: a `fit` checkpoint, an exported file, a zoo name, a released VAE -> a CompressionModel."""
+"""`loader.load(spec)`: a `fit` checkpoint, an exported file, a zoo name, a released VAE -> CompressionModel."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def test_a_fit_checkpoint_loads_at_its_step(tiny_ckpt):
 
 
 def test_an_exported_file_loads_checked_against_its_record(tiny_ckpt, tmp_path):
-    from vvc_lightning.zoo import export_model
+    from vvc_lightning.export import export_model
 
     record = export_model(tiny_ckpt, "tiny", tmp_path / "models")
     weights = record.with_suffix(".safetensors")
@@ -61,12 +61,14 @@ def test_a_released_vae_gives_its_backbone_and_a_seeded_fresh_codec(tmp_path, ca
     _ready(model)
     bb = model.cfg.model.backbone
     assert (bb.name, bb.latent_channels, bb.width) == ("cv_vae_sd21", 4, 32)  # read from the file
-    assert torch.equal(model.state_dict()["backbone.decoder.conv_out.weight"], state["decoder.conv_out.weight"])
+    assert torch.equal(
+        model.state_dict()["backbone.decoder.conv_out.weight"], state["decoder.conv_out.weight"]
+    )
     assert "252 tensors loaded" in capsys.readouterr().out  # through the family's pretrained loader
     assert load(path).identity() == model.identity()  # the same latent codec on every load
 
 
-@pytest.mark.parametrize("spec", ["no-such-model", "zoo:no-such-model", "missing/file.ckpt"])
+@pytest.mark.parametrize("spec", ["no-such-model", "zoo:no-such-model", "missing/file.ckpt", "missing/v.safetensors"])
 def test_an_unknown_spec_is_one_line(spec):
     with pytest.raises(VVCError) as info:
         load(spec)
@@ -87,8 +89,9 @@ def test_the_old_loader_names_warn_once_and_still_load(tiny_ckpt):
     from vvc_lightning import deprecation, zoo
     from vvc_lightning.training import checkpoint
 
-    deprecation._WARNED.difference_update({"vvc_lightning.zoo.load_any_model",
-                                           "vvc_lightning.training.checkpoint.load_model"})
+    deprecation._WARNED.difference_update(
+        {"vvc_lightning.zoo.load_any_model", "vvc_lightning.training.checkpoint.load_model"}
+    )
     for old in (zoo.load_any_model, checkpoint.load_model):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

@@ -28,10 +28,19 @@ def test_the_shipped_model_has_the_identity_its_record_holds(shipped):
 
 
 def test_architecture_leaves_out_the_origin_and_the_rate_keys_of_a_fixed_rate_model():
-    model = {"gop": 9, "init": "zoo:x", "backbone": {"name": "lean_vae", "weights": "w.pt", "pretrained": "p", "width": 8},
-             "codec": {"groups": None, "qualities": 0, "hyper_gain": True}, "loss": {"lmbda": 0.1, "lmbda_range": None}}
-    assert architecture(model) == {"gop": 9, "backbone": {"name": "lean_vae", "width": 8},
-                                   "codec": {"groups": None}, "loss": {"lmbda": 0.1}}
+    model = {
+        "gop": 9,
+        "init": "zoo:x",
+        "backbone": {"name": "lean_vae", "weights": "w.pt", "pretrained": "p", "width": 8},
+        "codec": {"groups": None, "qualities": 0, "hyper_gain": True},
+        "loss": {"lmbda": 0.1, "lmbda_range": None},
+    }
+    assert architecture(model) == {
+        "gop": 9,
+        "backbone": {"name": "lean_vae", "width": 8},
+        "codec": {"groups": None},
+        "loss": {"lmbda": 0.1},
+    }
     assert model["init"] == "zoo:x"  # the caller's dict is left as it was
     variable = {**model, "codec": {"qualities": 4, "hyper_gain": True}, "loss": {"lmbda_range": [0.01, 0.4]}}
     assert architecture(variable)["codec"] == {"qualities": 4, "hyper_gain": True}
@@ -54,7 +63,9 @@ def test_the_lightning_module_is_the_inference_model_with_the_same_state_dict(ti
 
 
 def test_quality_is_checked_against_the_model_in_one_line(shipped, tiny_model):
-    assert shipped.qualities == 8 and shipped.check_quality(3.5) == 3.5 and shipped.check_quality(None) is None
+    assert (
+        shipped.qualities == 8 and shipped.check_quality(3.5) == 3.5 and shipped.check_quality(None) is None
+    )
     for bad in (9, -0.5, float("nan"), "high"):
         with pytest.raises(VVCError) as info:
             shipped.check_quality(bad)
@@ -71,8 +82,10 @@ def test_quality_for_lambda_inverts_the_training_range(shipped):
 
 
 def test_the_inference_model_imports_no_lightning():
-    code = ("import sys, vvc_lightning.model, vvc_lightning.loader, vvc_lightning.api, vvc_lightning.zoo;"
-            "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"
-            " or m.startswith('vvc_lightning.training')]; print(bad); sys.exit(bool(bad))")
+    code = (
+        "import sys, vvc_lightning.model, vvc_lightning.loader, vvc_lightning.api, vvc_lightning.zoo;"
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"
+        " or m.startswith('vvc_lightning.training')]; print(bad); sys.exit(bool(bad))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

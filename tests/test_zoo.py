@@ -18,7 +18,8 @@ from vvc_lightning.cli.main import main
 from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.errors import VVCError, WeightsError
 from vvc_lightning.loader import load
-from vvc_lightning.zoo import ENV, attach_curve, export_model, get_entry, list_models
+from vvc_lightning.export import export_model
+from vvc_lightning.zoo import ENV, attach_curve, get_entry, list_models
 from vvc_lightning.video.video_io import write_video
 
 VR = ["model.codec.qualities=4", "model.loss.lmbda_range=[0.01,0.4]"]

@@ -26,7 +26,9 @@ from vvc_lightning.model import CompressionModel
 
 DEFAULT_FPS = 25.0  # frames per second recorded for an array given without `fps` (the CLI's default)
 # Options of the video codec a Codec takes as keywords (quality is given per call).
-OPTIONS = tuple(p for p in inspect.signature(VideoCodec.__init__).parameters if p not in ("self", "model", "quality"))
+OPTIONS = tuple(
+    p for p in inspect.signature(VideoCodec.__init__).parameters if p not in ("self", "model", "quality")
+)
 
 
 def video_codec(model: CompressionModel, quality: float | None = None, **options: Any) -> VideoCodec:
@@ -35,7 +37,17 @@ def video_codec(model: CompressionModel, quality: float | None = None, **options
     if unknown:
         raise VVCError(f"unknown codec option '{unknown[0]}'; the options are {', '.join(OPTIONS)}")
     gop = options.pop("gop", None)
-    return VideoCodec(model, gop=model.gop if gop is None else gop, quality=model.check_quality(quality), **options)
+    return VideoCodec(
+        model, gop=model.gop if gop is None else gop, quality=model.check_quality(quality), **options
+    )
+
+
+def load_video_codec(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu", gop: int | None = None, **options: Any
+) -> VideoCodec:
+    """The VideoCodec of the model `path` names, its `quality` among `options` (the `zoo.load_codec` form)."""
+    quality = options.pop("quality", None)
+    return video_codec(load_model(path, map_location=map_location), quality, gop=gop, **options)
 
 
 class Codec:
@@ -61,8 +73,9 @@ class Codec:
         return self.model.qualities
 
     # ------------------------------------------------------------------------------ compress
-    def compress(self, video: np.ndarray | str | os.PathLike, quality: float | None = None,
-                 fps: float | None = None) -> bytes:
+    def compress(
+        self, video: np.ndarray | str | os.PathLike, quality: float | None = None, fps: float | None = None
+    ) -> bytes:
         """.vvc bytes of a uint8 (T, H, W, 3) RGB array or a video file (fps: `fps`, else the file's, else
         DEFAULT_FPS)."""
         codec = self._codec(quality)
@@ -74,23 +87,33 @@ class Codec:
         frames = _checked_frames(video)
         return codec.encode_frames(iter(frames), DEFAULT_FPS if fps is None else fps, frames.shape[0])
 
-    def compress_file(self, src: str | os.PathLike, dst: str | os.PathLike, quality: float | None = None,
-                      fps: float | None = None, max_frames: int | None = None) -> dict[str, Any]:
-        """Compress a video file to a .vvc file, streamed (memory does not grow with the length); statistics."""
+    def compress_file(
+        self,
+        src: str | os.PathLike,
+        dst: str | os.PathLike,
+        quality: float | None = None,
+        fps: float | None = None,
+        max_frames: int | None = None,
+    ) -> dict[str, Any]:
+        """Compress a video file to a .vvc file, streamed (memory does not grow with its length); statistics."""
         return self._codec(quality).encode_file(_existing(src), dst, max_frames=max_frames, fps=fps)
 
     # ---------------------------------------------------------------------------- decompress
-    def decompress(self, data: bytes | str | os.PathLike, frames: tuple[int, int] | None = None) -> np.ndarray:
+    def decompress(
+        self, data: bytes | str | os.PathLike, frames: tuple[int, int] | None = None
+    ) -> np.ndarray:
         """The uint8 (T, H, W, 3) frames of .vvc bytes or a .vvc file (only frames [a, b) when given)."""
         return self._codec(None).decode(_bitstream(data), frames).frames
 
-    def decompress_iter(self, data: bytes | str | os.PathLike,
-                        frames: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
-        """The uint8 (H, W, 3) frames of .vvc bytes or a .vvc file, one by one, a few GoPs decoded at a time."""
+    def decompress_iter(
+        self, data: bytes | str | os.PathLike, frames: tuple[int, int] | None = None
+    ) -> Iterator[np.ndarray]:
+        """The uint8 (H, W, 3) frames of .vvc bytes or a .vvc file, one by one, a few GoPs at a time."""
         return self._codec(None).decode_frames(_bitstream(data), frames)
 
-    def decompress_file(self, src: str | os.PathLike, dst: str | os.PathLike,
-                        frames: tuple[int, int] | None = None) -> dict[str, Any]:
+    def decompress_file(
+        self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
+    ) -> dict[str, Any]:
         """Decompress a .vvc file to a video file (.mp4, .mkv, .y4m, .yuv) or a PNG folder, streamed."""
         return self._codec(None).decode_file(src, dst, frames)
 
@@ -113,12 +136,15 @@ def _bitstream(data: bytes | str | os.PathLike) -> bytes:
 def _checked_frames(video: Any) -> np.ndarray:
     """`video` as a uint8 (T, H, W, 3) array, or a one-line VVCError naming what it is."""
     if isinstance(video, torch.Tensor) or not isinstance(video, (np.ndarray, Iterable)):
-        raise VVCError(f"video must be a uint8 (T, H, W, 3) numpy array or a video file path, got "
-                       f"{type(video).__name__}")
+        raise VVCError(
+            f"video must be a uint8 (T, H, W, 3) numpy array or a video file path, got {type(video).__name__}"
+        )
     frames = np.asarray(video)
     if frames.dtype != np.uint8:
-        raise VVCError(f"video must hold uint8 RGB values (0-255), got {frames.dtype}; convert it, e.g. "
-                       "(x * 255).round().clip(0, 255).astype(np.uint8) for floats in [0, 1]")
+        raise VVCError(
+            f"video must hold uint8 RGB values (0-255), got {frames.dtype}; convert it, e.g. "
+            "(x * 255).round().clip(0, 255).astype(np.uint8) for floats in [0, 1]"
+        )
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] < 1:
         raise VVCError(f"video must be a (T, H, W, 3) array of RGB frames, got shape {tuple(frames.shape)}")
     return frames

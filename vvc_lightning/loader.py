@@ -14,17 +14,17 @@ from __future__ import annotations
 import os
 import pickle
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig
 
-from vvc_lightning import __version__
 from vvc_lightning.config import from_container, packaged_defaults
 from vvc_lightning.errors import VVCError, WeightsError
 from vvc_lightning.model import CompressionModel, for_stored_weights
+from vvc_lightning.version import __version__
 
 COMPATIBLE_MAJOR = __version__.split(".")[0]
 RELEASE_SEED = 0  # a released VAE's latent codec starts from this seed, so a reload gives the same model
@@ -35,8 +35,10 @@ RELEASES = {
     "leanvae": ("lean_vae_base", "latent_bottleneck.phi", 0),
 }
 CV_WIDTH_KEY = "encoder.conv_in.weight"  # a CV-VAE release's base width: the first convolution's outputs
-ACCEPTED = ("give a checkpoint written by `fit` (.ckpt), an exported NAME.safetensors with NAME.json beside "
-            "it, zoo:NAME or a shipped model's name ({known}), or a released CV-VAE / LeanVAE weight file or folder")
+ACCEPTED = (
+    "give a checkpoint written by `fit` (.ckpt), an exported NAME.safetensors with NAME.json beside "
+    "it, zoo:NAME or a shipped model's name ({known}), or a released CV-VAE / LeanVAE weight file or folder"
+)
 
 
 @dataclass
@@ -53,7 +55,6 @@ class Source:
     epoch: int = 0
     record: dict[str, Any] | None = None
     entry: Any = None  # the ZooEntry of a zoo model
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -69,12 +70,17 @@ def _torch_load(path: Path, what: str) -> Any:
             "holding objects whose loading could run code: refused); pass a checkpoint written by `fit`"
         ) from exc
     except Exception as exc:
-        raise WeightsError(f"{what} '{path}' cannot be read ({str(exc).splitlines()[0]}); is it truncated?") from exc
+        raise WeightsError(
+            f"{what} '{path}' cannot be read ({str(exc).splitlines()[0]}); is it truncated?"
+        ) from exc
 
 
 def _is_fit_checkpoint(ckpt: Any) -> bool:
-    return isinstance(ckpt, dict) and isinstance(ckpt.get("hyper_parameters"), dict) and \
-        "config" in ckpt["hyper_parameters"]
+    return (
+        isinstance(ckpt, dict)
+        and isinstance(ckpt.get("hyper_parameters"), dict)
+        and "config" in ckpt["hyper_parameters"]
+    )
 
 
 def _checked_fit_checkpoint(ckpt: Any, path: Path) -> dict[str, Any]:
@@ -93,15 +99,24 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """The raw dict of a `fit` checkpoint, with clear errors for a missing, foreign or incompatible file."""
     path = Path(path)
     if not path.is_file():
-        raise VVCError(f"checkpoint '{path}' does not exist; pass the .ckpt written by `fit` (e.g. runs/NAME/last.ckpt)")
+        raise VVCError(
+            f"checkpoint '{path}' does not exist; pass the .ckpt written by `fit` (e.g. runs/NAME/last.ckpt)"
+        )
     # weights_only: a checkpoint is data; unpickling arbitrary objects would let a crafted file run code.
     return _checked_fit_checkpoint(_torch_load(path, "checkpoint"), path)
 
 
 def _from_fit(ckpt: dict[str, Any], path: Path) -> Source:
     cfg = for_stored_weights(from_container(ckpt["hyper_parameters"]["config"]))
-    return Source("checkpoint", cfg, ckpt["state_dict"], str(path.resolve()), f"checkpoint '{path}'",
-                  int(ckpt.get("global_step", 0)), int(ckpt.get("epoch", 0)))
+    return Source(
+        "checkpoint",
+        cfg,
+        ckpt["state_dict"],
+        str(path.resolve()),
+        f"checkpoint '{path}'",
+        int(ckpt.get("global_step", 0)),
+        int(ckpt.get("epoch", 0)),
+    )
 
 
 def read_fit_checkpoint(path: str | os.PathLike) -> Source:
@@ -109,8 +124,9 @@ def read_fit_checkpoint(path: str | os.PathLike) -> Source:
     return _from_fit(read_checkpoint(path), Path(path))
 
 
-def _with_record(kind: str, weights: Path, record: dict[str, Any], origin: str, label: str,
-                 entry: Any = None) -> Source:
+def _with_record(
+    kind: str, weights: Path, record: dict[str, Any], origin: str, label: str, entry: Any = None
+) -> Source:
     """The Source of a weights file described by a record, checked against it before anything is built."""
     from vvc_lightning.video.atomic import sha256_file
     from vvc_lightning.zoo import read_weights
@@ -124,20 +140,25 @@ def _with_record(kind: str, weights: Path, record: dict[str, Any], origin: str, 
     except OSError as exc:
         raise refused(f"its weights file cannot be read ({exc.strerror or exc})") from exc
     if size > most:
-        raise refused(f"its weights file is {size} bytes, more than a model of {record['params']} "
-                      f"parameters and its tables fill ({most})")
+        raise refused(
+            f"its weights file is {size} bytes, more than a model of {record['params']} "
+            f"parameters and its tables fill ({most})"
+        )
     digest = record.get("sha256")
     if digest and sha256_file(weights) != digest:
-        raise refused("its weights file does not match the checksum in its record (damaged or mismatched files)",
-                      "re-export or reinstall it")
+        raise refused(
+            "its weights file does not match the checksum in its record (damaged or mismatched files)",
+            "re-export or reinstall it",
+        )
     state, _ = read_weights(weights)
     try:
         cfg = check_tensors(state, record)
     except RecordProblem as exc:
         raise refused(str(exc)) from exc
     tr = record.get("training", {})
-    return Source(kind, cfg, state, origin, label, int(tr.get("global_step", 0)), int(tr.get("epoch", 0)),
-                  record, entry)
+    return Source(
+        kind, cfg, state, origin, label, int(tr.get("global_step", 0)), int(tr.get("epoch", 0)), record, entry
+    )
 
 
 def read_zoo(name: str) -> Source:
@@ -145,8 +166,14 @@ def read_zoo(name: str) -> Source:
     from vvc_lightning.zoo import PREFIX, get_entry
 
     entry = get_entry(name)
-    return _with_record("zoo", entry.weights, entry.record, f"{PREFIX}{entry.name}",
-                        f"model '{entry.name}' ({entry.weights})", entry)
+    return _with_record(
+        "zoo",
+        entry.weights,
+        entry.record,
+        f"{PREFIX}{entry.name}",
+        f"model '{entry.name}' ({entry.weights})",
+        entry,
+    )
 
 
 def read_exported(path: str | os.PathLike) -> Source:
@@ -156,7 +183,9 @@ def read_exported(path: str | os.PathLike) -> Source:
     path = Path(path)
     rec_path = path.with_suffix(".json")
     if not path.is_file():
-        raise VVCError(f"weights file '{path}' does not exist; give zoo:NAME (see `models`) or an exported .safetensors")
+        raise VVCError(
+            f"weights file '{path}' does not exist; give zoo:NAME (see `models`) or an exported .safetensors"
+        )
     if not rec_path.is_file():
         raise VVCError(f"'{path}' has no record '{rec_path.name}' beside it; copy both files `export` wrote")
     try:
@@ -185,7 +214,7 @@ def read_released(path: str | os.PathLike) -> Source:
     cfg = packaged_defaults()
     cfg.model.backbone = backbone
     cfg = from_container(cfg)
-    return Source("released", cfg, None, str(path.resolve()), f"released VAE '{path}'", extra={"release": release})
+    return Source("released", cfg, None, str(path.resolve()), f"released {release} VAE '{path}'")
 
 
 # ------------------------------------------------------------------------------------------ resolving
@@ -213,6 +242,8 @@ def resolve(spec: str | os.PathLike) -> Source:
         base = text.partition("@")[0]
         if NAME_RE.fullmatch(base) and any(e.name == base for found in scan_models() for e in found):
             return read_zoo(text)  # a usable entry, or one line naming what is wrong with its record
+        if path.suffix.lower() == ".ckpt":
+            return read_fit_checkpoint(path)  # one line: it does not exist
         raise _unknown(text, "no such file, folder or shipped model")
     if path.suffix.lower() == ".safetensors":
         if path.with_suffix(".json").is_file():
@@ -229,8 +260,10 @@ def _released_or_unknown(path: Path, text: str, why: str) -> Source:
 
     state = read_state_dict(path)
     if any(k.startswith("codec.") for k in state):
-        raise VVCError(f"'{path}' holds an exported model but no record '{path.with_suffix('.json').name}' "
-                       "beside it; copy both files `export` wrote")
+        raise VVCError(
+            f"'{path}' holds an exported model but no record '{path.with_suffix('.json').name}' "
+            "beside it; copy both files `export` wrote"
+        )
     try:
         return read_released(path)
     except WeightsError as exc:
@@ -265,9 +298,12 @@ def build(source: Source, map_location: str | torch.device = "cpu") -> Compressi
             raise WeightsError(refused.format("its weights file has no CDF tables"))
         identity, claimed = model_identity(model), str(source.record.get("identity", ""))
         if identity != claimed:
-            raise WeightsError(refused.format(
-                f"its weights and config have identity {identity[:12]}, not the {claimed[:12]} its record claims "
-                "(a record must hold the identity `export` wrote)"))
+            raise WeightsError(
+                refused.format(
+                    f"its weights and config have identity {identity[:12]}, not the {claimed[:12]} its record "
+                    "claims (a record must hold the identity `export` wrote)"
+                )
+            )
     model.checkpoint_path = source.origin
     if source.entry is not None:
         model.zoo_entry = source.entry

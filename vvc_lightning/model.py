@@ -121,15 +121,19 @@ class CompressionModel(nn.Module):
             return None
         lo, hi = self.lmbda_range
         if not lo <= float(lmbda) <= hi:
-            raise ConfigError(f"lambda {lmbda} is outside the range this model was trained for [{lo:g}, {hi:g}]")
+            raise ConfigError(
+                f"lambda {lmbda} is outside the range this model was trained for [{lo:g}, {hi:g}]"
+            )
         return lambda_to_quality(float(lmbda), lo, hi, self.codec.qualities)
 
     def check_quality(self, quality: float | None) -> float | None:
-        """`quality` as a float in [0, qualities - 1] (None for a fixed-rate model), or a one-line VVCError."""
+        """`quality` as a float in [0, qualities - 1] (None: fixed-rate model), or a one-line VVCError."""
         n = self.qualities
         if not n:
             if quality is not None:
-                raise VVCError(f"quality {quality} asked of a fixed-rate model (it has no qualities); pass None")
+                raise VVCError(
+                    f"quality {quality} asked of a fixed-rate model (it has no qualities); pass None"
+                )
             return None
         if quality is None:
             return None

@@ -1,4 +1,5 @@
-"""Deprecated module: the zoo is `vvc_lightning.zoo`, loading any model is `vvc_lightning.loader.load`."""
+"""Deprecated module: the zoo is `vvc_lightning.zoo` (export: `vvc_lightning.export`), loading any model is
+`vvc_lightning.loader.load`."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 
 from vvc_lightning.deprecation import warn_deprecated
 
-_MOVED = {"load_pretrained": ("vvc_lightning.loader", "load")}
+_MOVED = {"load_pretrained": ("vvc_lightning.loader", "load"), "export_model": ("vvc_lightning.export", "export_model")}
 
 
 def __getattr__(name: str) -> Any:

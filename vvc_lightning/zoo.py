@@ -16,8 +16,7 @@ else the entry the header names; the codec then checks the identity.
 
 from __future__ import annotations
 
-import datetime
-import hashlib
+import importlib
 import json
 import logging
 import os
@@ -29,18 +28,12 @@ from typing import Any
 
 import torch
 
-from vvc_lightning import __version__
 from vvc_lightning.deprecation import deprecated_alias
 from vvc_lightning.errors import VVCError, WeightsError
-from vvc_lightning.video.atomic import sha256_file
 from vvc_lightning.zoo_record import (
     FIX,
-    FORMAT,
     RecordProblem,
-    check_int_layers,
-    check_tensors,
     portable_path,
-    portable_strings,
     read_curve,
     read_record,
 )
@@ -50,8 +43,6 @@ log = logging.getLogger(__name__)
 ENV = "VVC_LIGHTNING_MODELS"
 PREFIX = "zoo:"
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Kept in float32 when exporting: small, and they shape the entropy coder's tables and the rate.
-FP32_PARTS = ("codec.entropy_bottleneck.", "codec.gaussian_conditional.", "codec.gain.")
 
 
 def packaged_dir() -> Path:
@@ -216,104 +207,7 @@ def load_state(model: Any, state: dict[str, torch.Tensor], origin: str, strict: 
     return missing if gains_only else []
 
 
-def _storage(state: dict[str, torch.Tensor], fp16: bool) -> dict[str, torch.Tensor]:
-    """Which tensors are stored in float16: large float weights outside the entropy models, when exact."""
-    out = {}
-    for k, v in state.items():
-        v = v.detach().cpu().contiguous()
-        if fp16 and v.dtype == torch.float32 and not k.startswith(FP32_PARTS):
-            half = v.half()
-            if torch.isfinite(half).all() or not torch.isfinite(v).all():
-                v = half
-        out[k] = v.clone()
-    return out
-
-
-def export_model(
-    ckpt: str | os.PathLike,
-    name: str,
-    out_dir: str | os.PathLike | None = None,
-    fp16: bool = True,
-    overwrite: bool = False,
-    notes: str = "",
-) -> Path:
-    """Write a Lightning checkpoint as zoo entry NAME (.safetensors + .json) in `out_dir`; returns the record path.
-
-    Float weights are rounded to float16 first (unless fp16=False), then the CDF tables are rebuilt from the
-    rounded weights, so the stored tables and weights belong together and decoding stays exact."""
-    from omegaconf import OmegaConf
-    from safetensors.torch import save
-
-    from vvc_lightning.config import stage_index
-    from vvc_lightning.loader import build, read_fit_checkpoint
-
-    if not NAME_RE.fullmatch(name):
-        raise VVCError(f"model name '{name}' must be letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit")
-    out = Path(out_dir) if out_dir is not None else packaged_dir()
-    if out.exists() and not out.is_dir():
-        raise VVCError(f"-o '{out}' is a file, not a folder; pass the models folder to write {name}.safetensors "
-                       f"and {name}.json into")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VVCError(f"cannot make the models folder '{out}' ({exc.strerror or exc}); pass another -o") from exc
-    weights_path, record_path = out / f"{name}.safetensors", out / f"{name}.json"
-    if not overwrite and (weights_path.exists() or record_path.exists()):
-        raise VVCError(f"zoo entry '{name}' already exists in {out}; pick another --name or pass --force")
-    source = read_fit_checkpoint(ckpt)
-    model = build(source)
-    stored = _storage(model.state_dict(), fp16)
-    with torch.no_grad():
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in stored.items()})
-    model.codec.update_tables(force=True)
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    stored.update({k: state[k] for k in state if k.startswith(FP32_PARTS)})  # fresh tables, float32
-    identity = model.identity()
-    cfg = model.cfg
-    config = OmegaConf.to_container(cfg, resolve=True)
-    config["model"]["init"] = None
-    config = {k: v if k == "model" else portable_strings(v) for k, v in config.items()}  # model: identity
-    step, epoch = source.step, source.epoch
-    record = {
-        "format": FORMAT,
-        "name": name,
-        "weights": weights_path.name,
-        "identity": identity,
-        "backbone": str(cfg.model.backbone.name),
-        "latent_channels": int(model.backbone.latent_channels),
-        "params": int(sum(p.numel() for p in model.parameters())),
-        "qualities": int(model.codec.qualities),
-        "lmbda_range": list(model.lmbda_range) if model.lmbda_range else None,
-        "gop": int(cfg.model.gop),
-        "storage": "float16 weights, float32 entropy models and gains, int32 CDF tables" if fp16 else "float32",
-        "training": {
-            "global_step": step,
-            "epoch": epoch,
-            "stage": str(cfg.stages[stage_index(cfg.stages, step, epoch)].name),
-            "data": config.get("data"),
-            "source_checkpoint": portable_path(ckpt),
-            "exported": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "vvc_lightning": __version__,
-            "notes": notes,
-        },
-        "curve": [],
-        "curve_source": "",
-        "config": config,
-    }
-    blob = save(stored, metadata={"name": name, "identity": identity, "format": str(FORMAT)})
-    record["sha256"] = hashlib.sha256(blob).hexdigest()
-    existed = weights_path.exists()
-    _write(weights_path, blob)
-    try:
-        _write(record_path, (json.dumps(record, indent=1) + "\n").encode())
-    except VVCError:
-        if not existed:  # no weights without their record
-            weights_path.unlink(missing_ok=True)
-        raise
-    return record_path
-
-
-def _write(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
     """`write_bytes_atomic`, a failure as one line naming the path and the cause."""
     from vvc_lightning.video.video_io import write_bytes_atomic
 
@@ -331,26 +225,20 @@ def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str = "ours",
     path = Path(summary_csv)
     curve = read_curve(path, codec)
     record = {**entry.record, "curve": curve, "curve_source": source or portable_path(path)}
-    _write(entry.record_path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
+    write_file(entry.record_path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
     return entry.record_path
 
 
-def _load_codec(path: str | os.PathLike, map_location: str | torch.device = "cpu", gop: int | None = None,
-                **kw: Any) -> Any:
-    """A VideoCodec around the model of `path` (GoP length: `gop`, else the model's own)."""
-    from vvc_lightning.api import video_codec
-    from vvc_lightning.loader import load
-
-    quality = kw.pop("quality", None)
-    return video_codec(load(path, map_location), quality, gop=gop, **kw)
+# Deprecated names, imported on first use (the loader and the API sit above the zoo).
+_DEPRECATED = {
+    "load_any_model": ("vvc_lightning.loader", "load", "vvc_lightning.loader.load"),
+    "load_codec": ("vvc_lightning.api", "load_video_codec", "vvc_lightning.load"),
+    "export_model": ("vvc_lightning.export", "export_model", "vvc_lightning.export.export_model"),
+}
 
 
-def _load_any_model(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> Any:
-    """The inference model of `path` (see `vvc_lightning.loader.load`)."""
-    from vvc_lightning.loader import load
-
-    return load(path, map_location)
-
-
-load_any_model = deprecated_alias("vvc_lightning.zoo.load_any_model", "vvc_lightning.loader.load", _load_any_model)
-load_codec = deprecated_alias("vvc_lightning.zoo.load_codec", "vvc_lightning.load", _load_codec)
+def __getattr__(name: str) -> Any:
+    if name not in _DEPRECATED:
+        raise AttributeError(f"module 'vvc_lightning.zoo' has no attribute '{name}'")
+    module, attr, new = _DEPRECATED[name]
+    return deprecated_alias(f"vvc_lightning.zoo.{name}", new, getattr(importlib.import_module(module), attr))

@@ -56,7 +56,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to the zoo."""
-    from vvc_lightning.zoo import export_model
+    from vvc_lightning.export import export_model
 
     path = export_model(args.ckpt, args.name, args.out, fp16=not args.fp32, overwrite=args.force, notes=args.notes)
     weights = path.with_suffix(".safetensors")

@@ -108,7 +108,7 @@ def history_entry(*, device: str, device_seconds: float, steps: int, step_start:
                   previous_curve: Sequence[dict[str, Any]], new_curve: Sequence[dict[str, Any]],
                   decision: Decision, train_seconds: float | None = None, notes: str = "") -> dict[str, Any]:
     """One training run, as kept in the model record's `history` (no absolute paths)."""
-    from vvc_lightning import __version__
+    from vvc_lightning.version import __version__
 
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

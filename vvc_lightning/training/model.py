@@ -10,13 +10,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from vvc_lightning import __version__
 from vvc_lightning.codec.entropy.gain import lambda_to_quality
 from vvc_lightning.config import from_container, to_yaml
 from vvc_lightning.errors import WeightsError
 from vvc_lightning.model import CompressionModel, for_stored_weights
 from vvc_lightning.training.losses import RatePerceptionLoss, build_perceptual
 from vvc_lightning.training.stages import AUX_GROUP
+from vvc_lightning.version import __version__
 
 
 def psnr_from_mse(mse: Tensor) -> Tensor:
