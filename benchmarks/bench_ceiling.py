@@ -31,10 +31,10 @@ import torch.nn.functional as F
 
 from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+from vvc_lightning.loader import load
 from vvc_lightning.metrics import VideoMetrics
 from vvc_lightning.ops import fold_time, unfold_time
 from vvc_lightning.video.video_io import frames_to_tensor, read_video, tensor_to_frames
-from vvc_lightning.loader import load
 
 VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".avi", ".mov", ".yuv")
 

@@ -146,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
     """The whole campaign; returns the exit code."""
     from vvc_lightning.cli.evaluate import parse_qualities
     from vvc_lightning.export import export_model
-    from vvc_lightning.zoo import attach_curve
     from vvc_lightning.training import campaign as cp
+    from vvc_lightning.zoo import attach_curve
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,8 +38,8 @@ def make_entry(folder: Path, name: str, seed: int = 0) -> Path:
     from tests.conftest import TINY_OVERRIDES
     from vvc_lightning import __version__
     from vvc_lightning.config import load_config
-    from vvc_lightning.model import CompressionModel
     from vvc_lightning.export import export_model
+    from vvc_lightning.model import CompressionModel
 
     torch.manual_seed(seed)
     cfg = load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + VR)

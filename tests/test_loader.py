@@ -1,4 +1,4 @@
-"""`loader.load(spec)`: a `fit` checkpoint, an exported file, a zoo name, a released VAE -> CompressionModel."""
+"""`loader.load(spec)`: a `fit` checkpoint, an exported file, a zoo name or a released VAE -> the model."""
 
 from __future__ import annotations
 
@@ -68,7 +68,9 @@ def test_a_released_vae_gives_its_backbone_and_a_seeded_fresh_codec(tmp_path, ca
     assert load(path).identity() == model.identity()  # the same latent codec on every load
 
 
-@pytest.mark.parametrize("spec", ["no-such-model", "zoo:no-such-model", "missing/file.ckpt", "missing/v.safetensors"])
+@pytest.mark.parametrize(
+    "spec", ["no-such-model", "zoo:no-such-model", "missing/file.ckpt", "missing/v.safetensors"]
+)
 def test_an_unknown_spec_is_one_line(spec):
     with pytest.raises(VVCError) as info:
         load(spec)

@@ -17,10 +17,10 @@ from tests.conftest import TINY_OVERRIDES, small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.errors import VVCError, WeightsError
-from vvc_lightning.loader import load
 from vvc_lightning.export import export_model
-from vvc_lightning.zoo import ENV, attach_curve, get_entry, list_models
+from vvc_lightning.loader import load
 from vvc_lightning.video.video_io import write_video
+from vvc_lightning.zoo import ENV, attach_curve, get_entry, list_models
 
 VR = ["model.codec.qualities=4", "model.loss.lmbda_range=[0.01,0.4]"]
 SHORT = ["trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "stages.1.start_step=1",
@@ -355,10 +355,10 @@ def test_files_holding_more_than_tensors_are_refused_in_one_line(tmp_path):
 
     crafted = tmp_path / "crafted.pt"
     torch.save({"conv.weight": torch.zeros(1), "x": Payload()}, crafted)
-    for load in (lambda: read_state_dict(crafted), lambda: build_lpips("alex", crafted),
+    for read in (lambda: read_state_dict(crafted), lambda: build_lpips("alex", crafted),
                  lambda: LeanVAE(width=8, latent_channels=16).load_weights(crafted)):
         with pytest.raises(WeightsError) as info:
-            load()
+            read()
         text = str(info.value)
         assert "\n" not in text and f"'{crafted}' holds more than tensors (pickled code) and is refused" in text
         assert "weights_only" not in text

@@ -95,7 +95,7 @@ class Codec:
         fps: float | None = None,
         max_frames: int | None = None,
     ) -> dict[str, Any]:
-        """Compress a video file to a .vvc file, streamed (memory does not grow with its length); statistics."""
+        """Compress a video file to a .vvc file, streamed (memory does not grow with its length)."""
         return self._codec(quality).encode_file(_existing(src), dst, max_frames=max_frames, fps=fps)
 
     # ---------------------------------------------------------------------------- decompress

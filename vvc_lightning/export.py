@@ -1,4 +1,4 @@
-"""`export`: a `fit` checkpoint written as zoo entry NAME (NAME.safetensors + NAME.json, see `vvc_lightning.zoo`)."""
+"""`export`: a `fit` checkpoint written as zoo entry NAME (NAME.safetensors + NAME.json; `vvc_lightning.zoo`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def export_model(
     overwrite: bool = False,
     notes: str = "",
 ) -> Path:
-    """Write a Lightning checkpoint as zoo entry NAME (.safetensors + .json) in `out_dir`; returns the record path.
+    """Write a `fit` checkpoint as zoo entry NAME (.safetensors + .json) in `out_dir`; returns the record path.
 
     Float weights are rounded to float16 first (unless fp16=False), then the CDF tables are rebuilt from the
     rounded weights, so the stored tables and weights belong together and decoding stays exact."""
@@ -51,15 +51,22 @@ def export_model(
     from vvc_lightning.config import stage_index
 
     if not NAME_RE.fullmatch(name):
-        raise VVCError(f"model name '{name}' must be letters, digits, '.', '_' or '-' (at most 64), starting with a letter or digit")
+        raise VVCError(
+            f"model name '{name}' must be letters, digits, '.', '_' or '-' (at most 64), starting with a "
+            "letter or digit"
+        )
     out = Path(out_dir) if out_dir is not None else packaged_dir()
     if out.exists() and not out.is_dir():
-        raise VVCError(f"-o '{out}' is a file, not a folder; pass the models folder to write {name}.safetensors "
-                       f"and {name}.json into")
+        raise VVCError(
+            f"-o '{out}' is a file, not a folder; pass the models folder to write {name}.safetensors "
+            f"and {name}.json into"
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise VVCError(f"cannot make the models folder '{out}' ({exc.strerror or exc}); pass another -o") from exc
+        raise VVCError(
+            f"cannot make the models folder '{out}' ({exc.strerror or exc}); pass another -o"
+        ) from exc
     weights_path, record_path = out / f"{name}.safetensors", out / f"{name}.json"
     if not overwrite and (weights_path.exists() or record_path.exists()):
         raise VVCError(f"zoo entry '{name}' already exists in {out}; pick another --name or pass --force")
@@ -88,7 +95,9 @@ def export_model(
         "qualities": int(model.codec.qualities),
         "lmbda_range": list(model.lmbda_range) if model.lmbda_range else None,
         "gop": int(cfg.model.gop),
-        "storage": "float16 weights, float32 entropy models and gains, int32 CDF tables" if fp16 else "float32",
+        "storage": "float16 weights, float32 entropy models and gains, int32 CDF tables"
+        if fp16
+        else "float32",
         "training": {
             "global_step": step,
             "epoch": epoch,

@@ -300,8 +300,8 @@ def build(source: Source, map_location: str | torch.device = "cpu") -> Compressi
         if identity != claimed:
             raise WeightsError(
                 refused.format(
-                    f"its weights and config have identity {identity[:12]}, not the {claimed[:12]} its record "
-                    "claims (a record must hold the identity `export` wrote)"
+                    f"its weights and config have identity {identity[:12]}, not the {claimed[:12]} its "
+                    "record claims (a record must hold the identity `export` wrote)"
                 )
             )
     model.checkpoint_path = source.origin

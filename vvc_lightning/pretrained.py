@@ -8,7 +8,10 @@ from typing import Any
 
 from vvc_lightning.deprecation import warn_deprecated
 
-_MOVED = {"load_pretrained": ("vvc_lightning.loader", "load"), "export_model": ("vvc_lightning.export", "export_model")}
+_MOVED = {
+    "load_pretrained": ("vvc_lightning.loader", "load"),
+    "export_model": ("vvc_lightning.export", "export_model"),
+}
 
 
 def __getattr__(name: str) -> Any:

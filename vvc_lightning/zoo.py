@@ -7,9 +7,9 @@ Folders searched, first match wins: each folder in $VVC_LIGHTNING_MODELS (os.pat
 the packaged vvc_lightning/assets/models/. A folder is untrusted: a record that cannot be used is skipped
 with a one-line warning naming it (`zoo_record` says what is checked) and never hides another entry.
 
-`vvc_lightning.loader` loads an entry: its weights file is checked against the SHA-256 in its record, against
-its record's architecture before anything is built, and the built model's identity against the record's. A bitstream
-it wrote decodes anywhere the package is installed: `decompress` finds the entry whose identity the header
+`vvc_lightning.loader` loads an entry: its weights file is checked against the SHA-256 in its record,
+against its record's architecture before anything is built, and the built model's identity against the
+record's. A bitstream it wrote decodes anywhere the package is installed: `decompress` finds the entry whose identity the header
 holds (the one the header names first, even where a same-named entry in an earlier folder shadows it),
 else the entry the header names; the codec then checks the identity.
 """
@@ -89,7 +89,8 @@ class ZooEntry:
             "params": f"{int(r.get('params', 0)) / 1e6:.2f}M",
             "qualities": str(self.qualities) if self.qualities else "fixed",
             "bpp": f"{bpp[0]:.4f}-{bpp[1]:.4f}" if bpp else "not measured",
-            "trained": f"{tr.get('global_step', '?')} steps on {data.get('name', '?')} ({tr.get('stage', '?')} stage)",
+            "trained": f"{tr.get('global_step', '?')} steps on {data.get('name', '?')} "
+            f"({tr.get('stage', '?')} stage)",
         }
 
 
@@ -163,7 +164,9 @@ def get_entry(name: str) -> ZooEntry:
         if b.name == base:
             raise b.error()
     known = ", ".join(dict.fromkeys(e.name for e in good)) or "none installed"
-    raise VVCError(f"no shipped model named '{name}'; known models: {known} (see `python -m vvc_lightning models`)")
+    raise VVCError(
+        f"no shipped model named '{name}'; known models: {known} (see `python -m vvc_lightning models`)"
+    )
 
 
 def find_for_header(identity: str, checkpoint: str) -> ZooEntry | None:
@@ -214,11 +217,14 @@ def write_file(path: Path, data: bytes) -> None:
     try:
         write_bytes_atomic(path, data)
     except OSError as exc:
-        raise VVCError(f"cannot write '{path}' ({exc.strerror or exc}); free space or pick another folder") from exc
+        raise VVCError(
+            f"cannot write '{path}' ({exc.strerror or exc}); free space or pick another folder"
+        ) from exc
 
 
 def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str = "ours", source: str = "") -> Path:
-    """Store the measured curve of zoo entry `name` (rows of `codec` in an `evaluate` summary.csv) in its record."""
+    """Store the measured curve of zoo entry `name` (rows of `codec` in an `evaluate` summary.csv) in its
+    record."""
     entry = get_entry(name)
     if "@" in entry.name:
         raise VVCError(f"'{name}': give the model's plain name")

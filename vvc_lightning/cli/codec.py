@@ -102,8 +102,8 @@ def run_compress(args: argparse.Namespace) -> int:
         raise VVCError(f"video '{args.input}' does not exist or is not a file")
     _check_output(args, "bitstream")
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.video.video_io import parse_yuv_name
     from vvc_lightning.loader import load
+    from vvc_lightning.video.video_io import parse_yuv_name
 
     read_kwargs: dict = {"max_frames": args.max_frames, "fps": args.fps}
     if Path(args.input).suffix.lower() == ".yuv":

@@ -156,8 +156,8 @@ def _file_digest(path: Path) -> str:
 
 def _neural_sources(ckpts: list[str]) -> dict[str, Any]:
     """Label -> checkpoint path or 'zoo:NAME', each checked before any work."""
-    from vvc_lightning.zoo import PREFIX, get_entry
     from vvc_lightning.loader import read_checkpoint
+    from vvc_lightning.zoo import PREFIX, get_entry
 
     labels: dict[str, Any] = {}
     for spec in ckpts:
@@ -196,8 +196,8 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
             from vvc_lightning.api import video_codec
             from vvc_lightning.loader import load
 
-            codec = video_codec(load(sources[key[0]]), key[1], gop=gop, overlap=overlap, theta=theta, batch=batch,
-                               tile=tile, matrix=matrix, rng=rng)
+            codec = video_codec(load(sources[key[0]]), key[1], gop=gop, overlap=overlap, theta=theta,
+                                batch=batch, tile=tile, matrix=matrix, rng=rng)
             codec.model.to(device)
             codecs[key] = codec
         return codecs[key]

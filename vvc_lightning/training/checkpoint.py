@@ -32,4 +32,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 raise
 
 
-load_model = deprecated_alias("vvc_lightning.training.checkpoint.load_model", "vvc_lightning.loader.load", load)
+load_model = deprecated_alias(
+    "vvc_lightning.training.checkpoint.load_model", "vvc_lightning.loader.load", load
+)

@@ -1,8 +1,8 @@
 """`fit` from weights alone: start from a shipped model (`model.init`), or resume from a weights-only file.
 
 `model.init: zoo:NAME` (or any trained model `vvc_lightning.loader` reads: an exported NAME.safetensors
-with NAME.json beside it, a `fit` checkpoint) takes the architecture (model.backbone, model.codec, model.gop, and model.loss.lmbda_range unless the config sets
-one) and the weights of that model, then trains from step 0 with the config's stages and data. A
+with NAME.json beside it, a `fit` checkpoint) takes the architecture (model.backbone, model.codec,
+model.gop, and model.loss.lmbda_range unless the config sets one) and the weights of that model, then trains from step 0 with the config's stages and data. A
 model.backbone.* or model.codec.* key the config sets (away from the packaged default) to another value than
 the model's is an error naming both; a model.gop set that way applies (the weights fit any GoP length).
 
@@ -52,7 +52,9 @@ def _init_source(spec: str) -> Source:
     return source
 
 
-def _adopt_architecture(cfg: DictConfig, stored_model: dict[str, Any] | DictConfig, origin: str) -> DictConfig:
+def _adopt_architecture(
+    cfg: DictConfig, stored_model: dict[str, Any] | DictConfig, origin: str
+) -> DictConfig:
     """The config with the architecture (`vvc_lightning.model.architecture`) of a trained model's stored
     `model` section: its gop, backbone, codec, and its lmbda_range unless the config sets one."""
     from vvc_lightning.config import apply_overrides
