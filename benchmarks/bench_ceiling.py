@@ -32,9 +32,9 @@ import torch.nn.functional as F
 from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+from vvc_lightning.loader import load
 from vvc_lightning.metrics import VideoMetrics
 from vvc_lightning.video.video_io import frames_to_tensor, read_video, tensor_to_frames
-from vvc_lightning.zoo import load_any_model
 
 VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".avi", ".mov", ".yuv")
 
@@ -87,7 +87,7 @@ def sequences(test_dir: Path, max_frames: int | None) -> list[tuple[str, np.ndar
 
 def measure(model_spec: str, test_dir: Path, qualities: list[float], max_frames: int | None) -> dict[str, Any]:
     """Rows {mode: {sequence: metrics}} and their means over sequences."""
-    model = load_any_model(model_spec).eval()
+    model = load(model_spec).eval()
     metrics = VideoMetrics(["psnr", "ms_ssim", "stlpips"])
     rows: dict[str, dict[str, dict[str, float]]] = {}
     for name, frames, fps in sequences(test_dir, max_frames):

@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.codec.entropy.latent_codec import _scale_indexes, _symbols
 from vvc_lightning.codec.entropy.symbol_check import DIGEST_SIZE
+from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+from vvc_lightning.loader import load
 from vvc_lightning.video.video_io import read_video
-from vvc_lightning.zoo import load_any_model
 
 BYPASS_BITS = 4  # CompressAI's rANS codes escapes in 4-bit bypass digits
 PRECISION = 16  # and its CDFs sum to 2**16
@@ -118,7 +118,7 @@ def measure(model_spec: str, video_path: str, quality: float | None, frames: int
     """The breakdown (bits and shares) of one clip coded by one model at one quality (`refit_quantiles`: solve
     the entropy bottleneck's quantiles exactly and rebuild the tables first, as training now does on save)."""
     torch.set_num_threads(min(2, os.cpu_count() or 1))
-    model = load_any_model(model_spec)
+    model = load(model_spec)
     eb = model.codec.entropy_bottleneck
     aux_before = float(eb.loss().detach())
     if refit_quantiles:

@@ -58,9 +58,9 @@ def _model(backbone: str):
     from vvc_lightning.training.model import VideoCompressionModel
 
     if backbone == "zoo":
-        from vvc_lightning.pretrained import load_pretrained
+        from vvc_lightning.loader import load
 
-        return load_pretrained("zoo:vvc-lean-vr").eval()
+        return load("zoo:vvc-lean-vr").eval()
     torch.manual_seed(0)
     over = {"lean_vae": ["model.backbone.name=lean_vae", "model.backbone.width=256"],
             "cv_vae": ["model.backbone.name=cv_vae", "model.backbone.width=128"]}[backbone]

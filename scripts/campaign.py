@@ -42,7 +42,7 @@ def gpu_train() -> Any:
 
 def default_models_dir() -> Path:
     """The repository's models folder when run from the repository root, else the installed package's."""
-    from vvc_lightning.pretrained import packaged_dir
+    from vvc_lightning.zoo import packaged_dir
 
     here = Path("vvc_lightning/assets/models")
     return here if here.is_dir() else packaged_dir()
@@ -146,8 +146,9 @@ def train(args: argparse.Namespace, entry: Any, gt: Any, out: Path, eval_s: floa
 def run(args: argparse.Namespace) -> int:
     """The whole campaign; returns the exit code."""
     from vvc_lightning.cli.evaluate import parse_qualities
-    from vvc_lightning.pretrained import attach_curve, export_model
+    from vvc_lightning.export import export_model
     from vvc_lightning.training import campaign as cp
+    from vvc_lightning.zoo import attach_curve
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,8 @@ import torch
 
 def exact_latent(codec, data: bytes, quality: float | None) -> torch.Tensor:
     """The float64 y_hat the entropy decoder rebuilds from `data` (before the inverse gain and g_s)."""
-    from vvc_lightning.codec.pipeline import container as bitstream
     from vvc_lightning.codec.entropy.symbol_check import bind_to_gop
+    from vvc_lightning.codec.pipeline import container as bitstream
 
     header, records = codec.read_header(data)
     _, t, h, w = header.latent_shape
@@ -42,10 +42,10 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="the second device (cpu here only tests the script)")
     args = ap.parse_args()
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+    from vvc_lightning.loader import load
     from vvc_lightning.video.video_io import read_video
-    from vvc_lightning.zoo import load_any_model
 
-    cpu_model = load_any_model(args.ckpt).eval()
+    cpu_model = load(args.ckpt).eval()
     gpu_model = copy.deepcopy(cpu_model).to(args.device).eval()
     sync = torch.cuda.synchronize if args.device.startswith("cuda") else (lambda: None)
     video = read_video(args.clip, max_frames=args.frames)

@@ -38,12 +38,12 @@ def make_entry(folder: Path, name: str, seed: int = 0) -> Path:
     from tests.conftest import TINY_OVERRIDES
     from vvc_lightning import __version__
     from vvc_lightning.config import load_config
-    from vvc_lightning.pretrained import export_model
-    from vvc_lightning.training.model import VideoCompressionModel
+    from vvc_lightning.export import export_model
+    from vvc_lightning.model import CompressionModel
 
     torch.manual_seed(seed)
     cfg = load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + VR)
-    model = VideoCompressionModel(cfg).eval()
+    model = CompressionModel(cfg).eval()
     model.codec.update_tables(force=True)
     ckpt = folder.parent / f"{name}.ckpt"
     torch.save({"state_dict": model.state_dict(), "global_step": 3, "epoch": 0,
@@ -197,7 +197,8 @@ def _check_in_child(folder: Path, good_identity: str) -> tuple[str, str]:
     """(result, detail) of listing the folder and loading both entries."""
 
     from vvc_lightning.errors import VVCError
-    from vvc_lightning.pretrained import ENV, find_for_header, get_entry, list_models, load_pretrained
+    from vvc_lightning.loader import load
+    from vvc_lightning.zoo import ENV, find_for_header, get_entry, list_models
 
     os.environ[ENV] = str(folder)
     try:
@@ -213,7 +214,7 @@ def _check_in_child(folder: Path, good_identity: str) -> tuple[str, str]:
     except Exception as exc:
         return "good-broken", f"{type(exc).__name__}: {str(exc)[:200]}"
     try:
-        model = load_pretrained("bad")
+        model = load("bad")
     except VVCError as exc:
         text = str(exc)
         ok = "\n" not in text and text.startswith("model 'bad' (")
@@ -255,7 +256,7 @@ def fuzz(count: int, seed: int = 0) -> list[Outcome]:
     import tests.conftest  # noqa: F401  (it sets the thread count on import)
 
     torch.set_num_threads(1)  # no OpenMP pool: forking stays safe
-    logging.getLogger("vvc_lightning.pretrained").setLevel(logging.ERROR)  # the skip warnings: tested elsewhere
+    logging.getLogger("vvc_lightning.zoo").setLevel(logging.ERROR)  # the skip warnings: tested elsewhere
     rng = random.Random(seed)
     outcomes = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -264,9 +265,9 @@ def fuzz(count: int, seed: int = 0) -> list[Outcome]:
         bad_rec = make_entry(source, "bad", seed=1)
         good_identity = json.loads(good_rec.read_bytes())["identity"]
         os.environ["VVC_LIGHTNING_MODELS"] = str(source)
-        from vvc_lightning.pretrained import load_pretrained
+        from vvc_lightning.loader import load
 
-        assert roundtrip(load_pretrained("good"))  # compiles the coder's kernels once, before the children fork
+        assert roundtrip(load("good"))  # compiles the coder's kernels once, before the children fork
         named = sorted(NAMED_RECORDS)
         for i in range(count):
             folder = Path(tmp) / f"case{i}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vvc_lightning.zoo import load_codec
+import vvc_lightning
 
 FROZEN = Path(__file__).parent / "data" / "frozen"
 EXPECTED = json.loads((FROZEN / "expected.json").read_text())
@@ -20,7 +20,7 @@ FILES = sorted(EXPECTED["files"].items())
 def test_committed_bitstream_decodes_to_the_recorded_frames(name: str, info: dict) -> None:
     data = (FROZEN / name).read_bytes()
     assert hashlib.sha256(data).hexdigest() == info["sha256"]
-    frames = load_codec(EXPECTED["model"]).decode(data).frames
+    frames = vvc_lightning.load(EXPECTED["model"]).decompress(data)
     assert frames.shape == (11, 64, 96, 3)
     assert hashlib.sha256(frames.tobytes()).hexdigest() == info["decoded_sha256"]
 
@@ -28,5 +28,5 @@ def test_committed_bitstream_decodes_to_the_recorded_frames(name: str, info: dic
 @pytest.mark.parametrize(("name", "info"), FILES, ids=[n for n, _ in FILES])
 def test_shipped_model_codes_the_clip_to_the_committed_bytes(name: str, info: dict) -> None:
     clip = np.load(FROZEN / "bikes11.npz")["frames"]
-    codec = load_codec(EXPECTED["model"], quality=info["quality"], batch=EXPECTED["batch"])
-    assert codec.encode_frames(list(clip), EXPECTED["fps"]) == (FROZEN / name).read_bytes()
+    codec = vvc_lightning.load(EXPECTED["model"], batch=EXPECTED["batch"])
+    assert codec.compress(clip, quality=info["quality"], fps=EXPECTED["fps"]) == (FROZEN / name).read_bytes()

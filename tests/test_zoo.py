@@ -17,8 +17,10 @@ from tests.conftest import TINY_OVERRIDES, small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.errors import VVCError, WeightsError
-from vvc_lightning.pretrained import ENV, attach_curve, export_model, get_entry, list_models, load_pretrained
+from vvc_lightning.export import export_model
+from vvc_lightning.loader import load
 from vvc_lightning.video.video_io import write_video
+from vvc_lightning.zoo import ENV, attach_curve, get_entry, list_models
 
 VR = ["model.codec.qualities=4", "model.loss.lmbda_range=[0.01,0.4]"]
 SHORT = ["trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "stages.1.start_step=1",
@@ -76,7 +78,7 @@ def test_export_writes_half_weights_int_tables_and_a_record(zoo):
         assert f.get_tensor("codec.gaussian_conditional._quantized_cdf").dtype == torch.int32
         assert f.get_tensor("codec.g_a.0.weight").dtype == torch.float16
         assert f.get_tensor("codec.gain.y_gain").dtype == torch.float32
-    model = load_pretrained("tiny-vr")
+    model = load("tiny-vr")
     assert model.checkpoint_path == "zoo:tiny-vr" and model.codec.qualities == 4
 
 
@@ -111,7 +113,7 @@ def test_compress_with_model_and_decompress_from_the_header_in_a_fresh_process(z
     assert r.returncode == 0, r.stderr[-2000:]
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 
-    here = VideoCodec(load_pretrained("tiny-vr")).decode((tmp_path / "q1.5.vvc").read_bytes())
+    here = VideoCodec(load("tiny-vr")).decode((tmp_path / "q1.5.vvc").read_bytes())
     assert np.array_equal(read_pngs(tmp_path / "png"), here.frames)
 
 
@@ -154,7 +156,7 @@ def test_a_damaged_zoo_entry_is_refused(zoo, tmp_path, monkeypatch):
     shutil.copy(entry.record_path, other / "tiny-vr.json")
     monkeypatch.setenv(ENV, str(other))
     with pytest.raises(WeightsError, match="does not match the checksum in its record"):
-        load_pretrained("tiny-vr")
+        load("tiny-vr")
 
 
 def test_fit_resumes_from_an_exported_weights_only_file(zoo, tmp_path):
@@ -182,7 +184,7 @@ def test_quickstart_starts_from_a_shipped_model(zoo, tmp_path):
     model_cfg = state["hyper_parameters"]["config"]["model"]
     assert model_cfg["backbone"]["latent_channels"] == 16 and model_cfg["codec"]["qualities"] == 4  # adopted
     assert state["global_step"] == 2 and state["hyper_parameters"]["config"]["stages"][0]["name"] == "joint"
-    shipped = load_pretrained("tiny-vr").state_dict()
+    shipped = load("tiny-vr").state_dict()
     tuned = state["state_dict"]
     moved = max(float((tuned[k].float() - shipped[k].float()).abs().max()) for k in shipped if k.endswith("weight"))
     assert moved < 0.05  # two fine-tuning steps from the shipped weights, not a fresh start
@@ -353,10 +355,10 @@ def test_files_holding_more_than_tensors_are_refused_in_one_line(tmp_path):
 
     crafted = tmp_path / "crafted.pt"
     torch.save({"conv.weight": torch.zeros(1), "x": Payload()}, crafted)
-    for load in (lambda: read_state_dict(crafted), lambda: build_lpips("alex", crafted),
+    for read in (lambda: read_state_dict(crafted), lambda: build_lpips("alex", crafted),
                  lambda: LeanVAE(width=8, latent_channels=16).load_weights(crafted)):
         with pytest.raises(WeightsError) as info:
-            load()
+            read()
         text = str(info.value)
         assert "\n" not in text and f"'{crafted}' holds more than tensors (pickled code) and is refused" in text
         assert "weights_only" not in text
@@ -397,11 +399,11 @@ def test_records_hold_no_absolute_paths(zoo):
 
 def test_fit_from_an_exported_file_with_a_malformed_record_is_one_line(tmp_path):
     from vvc_lightning.errors import VVCError
-    from vvc_lightning.training.warm_start import resolve_weights
+    from vvc_lightning.loader import resolve
 
     weights = tmp_path / "m.safetensors"
     weights.write_bytes(b"\0" * 16)
     for bad in (b"\xff\xfe not utf-8", b"[" * 100_000, b'{"format": 1, "identity": "x"}'):
         (tmp_path / "m.json").write_bytes(bad)
         with pytest.raises(VVCError, match="record '.*m.json': .*; re-export the model"):
-            resolve_weights(str(weights))
+            resolve(str(weights))

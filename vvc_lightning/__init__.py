@@ -1,3 +1,35 @@
-"""vvc-lightning: perceptual neural video compression with video VAEs, on PyTorch Lightning."""
+"""vvc-lightning: perceptual neural video compression with video VAEs, on PyTorch Lightning.
 
-__version__ = "0.1.0"
+`vvc_lightning.load(spec, **options)` gives a codec (`vvc_lightning.api.Codec`); the package's modules are
+imported on first use, so `import vvc_lightning` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vvc_lightning.version import __version__
+
+if TYPE_CHECKING:
+    from vvc_lightning.api import Codec
+    from vvc_lightning.model import CompressionModel
+
+__all__ = ["Codec", "CompressionModel", "__version__", "load"]
+_LAZY = {"Codec": "vvc_lightning.api", "CompressionModel": "vvc_lightning.model"}
+
+
+def load(spec: str, device: str = "cpu", **options: Any) -> Codec:
+    """A codec of the model `spec` names: a shipped model's name ('vvc-lean-vr'), zoo:NAME, a `fit`
+    checkpoint, an exported .safetensors or a released VAE; `options` go to the video codec
+    (gop, overlap, theta, batch, tile, max_memory, threads, ...)."""
+    from vvc_lightning.api import load as load_codec
+
+    return load_codec(spec, device, **options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'vvc_lightning' has no attribute '{name}'")

@@ -325,3 +325,13 @@ def from_container(data: dict) -> DictConfig:
         raise _reword(exc, _defaults(), "the checkpoint's stored config") from exc
     validate(cfg)
     return cfg
+
+
+def stage_index(stages: ListConfig | list[DictConfig], global_step: int, epoch: int) -> int:
+    """Index of the last stage whose start (start_step or start_epoch) has been reached."""
+    idx = 0
+    for i, st in enumerate(stages):
+        start = st.get("start_step")
+        if (global_step >= start) if start is not None else (epoch >= st.get("start_epoch")):
+            idx = i
+    return idx

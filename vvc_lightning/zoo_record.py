@@ -191,19 +191,15 @@ def check_tensors(state: dict[str, torch.Tensor], rec: dict[str, Any]) -> dict[s
     from vvc_lightning.codec.entropy.latent_codec import check_tables
     from vvc_lightning.config import from_container
     from vvc_lightning.errors import VVCError
-    from vvc_lightning.training.model import VideoCompressionModel
+    from vvc_lightning.model import CompressionModel, for_stored_weights
 
     for key, tensor in state.items():
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise RecordProblem(f"its weight '{key}' holds NaN or infinite values")
     try:
-        cfg = from_container(rec["config"])
-        for key in ("weights", "pretrained"):
-            if cfg.model.backbone.get(key) is not None:
-                cfg.model.backbone[key] = None
-        cfg.model.init = None
+        cfg = for_stored_weights(from_container(rec["config"]))
         with torch.device("meta"):
-            skeleton = VideoCompressionModel(cfg)
+            skeleton = CompressionModel(cfg)
     except VVCError as exc:
         raise RecordProblem(f"its config is refused ({exc})") from exc
     except Exception as exc:  # a config no backbone can build: say so in one line

@@ -47,9 +47,9 @@ def test_compress_help_names_the_default_quality_and_its_rate(capsys):
 
 
 def test_the_default_is_the_highest_measured_quality_below_the_target():
-    from vvc_lightning.zoo import load_any_model
+    from vvc_lightning.loader import load
 
-    model = load_any_model("zoo:vvc-lean-vr")
+    model = load("zoo:vvc-lean-vr")
     entry = model.zoo_entry
     assert default_quality(model) == (0.0, "0.040 bpp on vvc-lean-vr's test split")
     curve = [{"quality": q, "bpp": b} for q, b in ((0, 0.01), (2, 0.02), (3, TARGET_BPP * 0.99), (5, 0.05))]

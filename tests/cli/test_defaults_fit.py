@@ -12,8 +12,8 @@ import torch
 
 from vvc_lightning.cli.main import main
 from vvc_lightning.config import load_config
-from vvc_lightning.pretrained import get_entry
 from vvc_lightning.training.warm_start import _adopt_architecture
+from vvc_lightning.zoo import get_entry
 
 
 def fit_fails_fast(capsys, tmp_path, *overrides: str, run_dir: str | None = None) -> str:
@@ -94,8 +94,9 @@ def test_a_backbone_that_model_init_would_replace_is_an_error_naming_both(capsys
 
 
 def test_keys_that_fit_the_init_model_are_kept_or_applied():
-    record = get_entry("vvc-lean-vr").record
+    stored = get_entry("vvc-lean-vr").record["config"]["model"]
     same = load_config(["quickstart.yaml"], ["model.backbone.name=lean_vae", "model.backbone.width=128"])
-    assert _adopt_architecture(same, record, "zoo:vvc-lean-vr").model.backbone.width == 128
-    longer = _adopt_architecture(load_config(["quickstart.yaml"], ["model.gop=17"]), record, "zoo:vvc-lean-vr")
+    assert _adopt_architecture(same, stored, "zoo:vvc-lean-vr").model.backbone.width == 128
+    longer_gop = load_config(["quickstart.yaml"], ["model.gop=17"])
+    longer = _adopt_architecture(longer_gop, stored, "zoo:vvc-lean-vr")
     assert longer.model.gop == 17 and longer.model.codec.qualities == 8  # the GoP length fits any weights

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vvc_lightning.training.checkpoint import load_model, read_checkpoint
+from vvc_lightning.loader import load, read_checkpoint
 from vvc_lightning.training.trainer import evaluate_split
 
 OLD = Path(__file__).resolve().parents[1] / "data" / "pre_lightning_lean_vae.ckpt.gz"
@@ -37,10 +37,10 @@ def test_the_fixture_is_a_checkpoint_pytorch_lightning_wrote(old_ckpt):
     assert ckpt["hyper_parameters"]["config"]["model"]["backbone"] == {"name": "lean_vae", "latent_channels": 8, "width": 8}
 
 
-def test_load_model_reads_a_pytorch_lightning_checkpoint(old_ckpt):
-    model = load_model(old_ckpt)
+def test_the_loader_reads_a_pytorch_lightning_checkpoint(old_ckpt):
+    model = load(old_ckpt)
     assert "pytorch_lightning" not in sys.modules  # nothing in the file needs pytorch_lightning
-    assert model.stage.name == "joint" and model.backbone.latent_channels == 8
+    assert model.backbone.latent_channels == 8 and model.qualities == 0
     stored = read_checkpoint(old_ckpt)["state_dict"]
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, stored[name]), name

@@ -10,16 +10,18 @@ import pytest
 import torch
 
 from vvc_lightning.cli.main import main
-from vvc_lightning.training.checkpoint import load_model
+from vvc_lightning.loader import load
+from vvc_lightning.model import CompressionModel
 
 
 def test_checkpoint_alone_rebuilds_the_model_with_cdf_tables(tiny_ckpt):
     state = torch.load(tiny_ckpt, weights_only=True)
     assert state["hyper_parameters"]["config"]["model"]["backbone"]["width"] == 8
     assert state["state_dict"]["codec.entropy_bottleneck._offset"].numel() > 0
-    model = load_model(tiny_ckpt)
-    assert not model.training and model.codec.tables_ready()
-    assert model.identity() == load_model(tiny_ckpt).identity()
+    model = load(tiny_ckpt)
+    assert type(model) is CompressionModel and not model.training and model.codec.tables_ready()
+    assert model.identity() == load(tiny_ckpt).identity()
+    assert model.checkpoint_path == str(tiny_ckpt.resolve())
 
 
 def test_test_command_prints_real_and_estimated_bpp_and_quality(tiny_ckpt, capsys):

@@ -102,8 +102,8 @@ def run_compress(args: argparse.Namespace) -> int:
         raise VVCError(f"video '{args.input}' does not exist or is not a file")
     _check_output(args, "bitstream")
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+    from vvc_lightning.loader import load
     from vvc_lightning.video.video_io import parse_yuv_name
-    from vvc_lightning.zoo import load_any_model
 
     read_kwargs: dict = {"max_frames": args.max_frames, "fps": args.fps}
     if Path(args.input).suffix.lower() == ".yuv":
@@ -112,7 +112,7 @@ def run_compress(args: argparse.Namespace) -> int:
         else:
             w, h, name_fps = parse_yuv_name(args.input)
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=args.fps or name_fps or 25.0)
-    model = _model_to_compress(args, load_any_model)
+    model = _model_to_compress(args, load)
     codec = VideoCodec(
         model, gop=model.gop if args.gop is None else args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
         tile=args.tile, tile_overlap=args.tile_overlap, matrix=args.matrix, rng=args.rng,
@@ -132,7 +132,7 @@ def _model_to_compress(args: argparse.Namespace, load_model):
     if (args.ckpt is None) == (args.model is None):
         raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
     if args.model is not None:
-        from vvc_lightning.pretrained import PREFIX
+        from vvc_lightning.zoo import PREFIX
 
         return load_model(args.model if args.model.startswith(PREFIX) else PREFIX + args.model)
     return load_model(args.ckpt)
@@ -177,7 +177,7 @@ def _quality_of(model, args: argparse.Namespace) -> float | None:
 
 def _checkpoint_for(header, label: str) -> str:
     """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
-    from vvc_lightning.pretrained import PREFIX, find_for_header
+    from vvc_lightning.zoo import PREFIX, find_for_header
 
     entry = find_for_header(header.identity, header.checkpoint)
     if entry is not None:
@@ -197,14 +197,14 @@ def run_decompress(args: argparse.Namespace) -> int:
     _check_output(args, "video")
     from vvc_lightning.codec.pipeline import container as bitstream
     from vvc_lightning.codec.pipeline.gop import parse_frame_range
-    from vvc_lightning.codec.pipeline.video_codec import read_bitstream_file
-    from vvc_lightning.zoo import load_codec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec, read_bitstream_file
+    from vvc_lightning.loader import load
 
     data = read_bitstream_file(args.input)
     header, _ = bitstream.unpack_header(data, f"'{args.input}'")
     ckpt = args.ckpt if args.ckpt is not None else _checkpoint_for(header, f"'{args.input}'")
     frames = parse_frame_range(args.frames, header.frames) if args.frames else None
-    codec = load_codec(ckpt, batch=args.batch, max_memory=args.max_memory)
+    codec = VideoCodec(load(ckpt), batch=args.batch, max_memory=args.max_memory)
     st = codec.decode_file(args.input, args.output, frames=frames)
     part = f"{st['decoded_frames']} of {st['frames']}" if frames else f"{st['frames']}"
     print(

@@ -157,8 +157,8 @@ def _file_digest(path: Path) -> str:
 
 def _neural_sources(ckpts: list[str]) -> dict[str, Any]:
     """Label -> checkpoint path or 'zoo:NAME', each checked before any work."""
-    from vvc_lightning.pretrained import PREFIX, get_entry
-    from vvc_lightning.training.checkpoint import read_checkpoint
+    from vvc_lightning.loader import read_checkpoint
+    from vvc_lightning.zoo import PREFIX, get_entry
 
     labels: dict[str, Any] = {}
     for spec in ckpts:
@@ -172,7 +172,7 @@ def _neural_sources(ckpts: list[str]) -> dict[str, Any]:
 
 
 def _source_digest(src: Any) -> str:
-    from vvc_lightning.pretrained import get_entry
+    from vvc_lightning.zoo import get_entry
 
     return _file_digest(src) if isinstance(src, Path) else _file_digest(get_entry(src).weights)
 
@@ -194,10 +194,11 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
     def codec_for(label: str) -> Any:
         key = labels[label]
         if key not in codecs:
-            from vvc_lightning.zoo import load_codec
+            from vvc_lightning.api import video_codec
+            from vvc_lightning.loader import load
 
-            codec = load_codec(sources[key[0]], gop=gop, overlap=overlap, theta=theta, batch=batch,
-                               tile=tile, matrix=matrix, rng=rng, quality=key[1])
+            codec = video_codec(load(sources[key[0]]), key[1], gop=gop, overlap=overlap, theta=theta,
+                                batch=batch, tile=tile, matrix=matrix, rng=rng)
             codec.model.to(device)
             codecs[key] = codec
         return codecs[key]

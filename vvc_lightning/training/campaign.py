@@ -108,7 +108,7 @@ def history_entry(*, device: str, device_seconds: float, steps: int, step_start:
                   previous_curve: Sequence[dict[str, Any]], new_curve: Sequence[dict[str, Any]],
                   decision: Decision, train_seconds: float | None = None, notes: str = "") -> dict[str, Any]:
     """One training run, as kept in the model record's `history` (no absolute paths)."""
-    from vvc_lightning import __version__
+    from vvc_lightning.version import __version__
 
     return {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -154,7 +154,7 @@ def portable_record(record: dict[str, Any], root: str | os.PathLike | None = Non
 @contextlib.contextmanager
 def models_from(folder: str | os.PathLike) -> Iterator[None]:
     """Within the block, zoo names resolve to `folder` first ($VVC_LIGHTNING_MODELS set to it)."""
-    from vvc_lightning.pretrained import ENV
+    from vvc_lightning.zoo import ENV
 
     old = os.environ.get(ENV)
     os.environ[ENV] = str(folder)
@@ -169,7 +169,7 @@ def models_from(folder: str | os.PathLike) -> Iterator[None]:
 
 def entry_in(folder: str | os.PathLike, name: str) -> Any:
     """The zoo entry `name` of `folder` (not of another folder), its weights checked against its record."""
-    from vvc_lightning.pretrained import get_entry
+    from vvc_lightning.zoo import get_entry
 
     folder = Path(folder)
     with models_from(folder):

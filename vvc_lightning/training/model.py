@@ -1,8 +1,7 @@
-"""The LightningModule: a video VAE backbone + the shared latent codec, trained with eq. 1 / eq. 2."""
+"""The LightningModule: the inference model (`vvc_lightning.model`) trained with eq. 1 / eq. 2."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 from typing import Any
 
@@ -11,72 +10,39 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
-from vvc_lightning import __version__
-from vvc_lightning.codec.entropy.gain import lambda_to_quality, quality_to_lambda
-from vvc_lightning.codec.entropy.latent_codec import LatentCodec
-from vvc_lightning.config import from_container, section_kwargs, to_yaml
-from vvc_lightning.errors import ConfigError
+from vvc_lightning.codec.entropy.gain import lambda_to_quality
+from vvc_lightning.config import from_container, to_yaml
+from vvc_lightning.errors import WeightsError
 from vvc_lightning.metrics.functional import psnr_from_mse
-from vvc_lightning.registry import BACKBONES
+from vvc_lightning.model import CompressionModel, for_stored_weights
 from vvc_lightning.training.losses import RatePerceptionLoss, build_perceptual
 from vvc_lightning.training.stages import AUX_GROUP
+from vvc_lightning.version import __version__
 
 
-class VideoCompressionModel(pl.LightningModule):
-    """Backbone (video VAE) + LatentCodec; the stage-freeze callback sets `self.stage`."""
+class VideoCompressionModel(CompressionModel, pl.LightningModule):
+    """The inference model trained with eq. 1 / eq. 2: losses, stages, optimizer and logging on top of
+    `CompressionModel` (same state-dict keys); the stage-freeze callback sets `self.stage`."""
 
     def __init__(self, config: DictConfig | dict[str, Any]) -> None:
-        super().__init__()
         cfg = config if isinstance(config, DictConfig) else from_container(config)
-        self.cfg = cfg
+        super().__init__(cfg)
         self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True), "version": __version__})
-        self.backbone = BACKBONES.create(str(cfg.model.backbone.name), **section_kwargs(cfg.model.backbone))
-        codec_kwargs = OmegaConf.to_container(cfg.model.codec, resolve=True)
-        self.codec = LatentCodec(channels=self.backbone.latent_channels, **codec_kwargs)
-        self._init_variable_rate()
         self.stage: DictConfig = cfg.stages[0]
         self._loss: list[RatePerceptionLoss] = []  # kept out of the state dict on purpose
 
-    # ------------------------------------------------------------------------ variable rate
-    @property
-    def lmbda_range(self) -> tuple[float, float] | None:
-        """(lo, hi) of the lambdas a variable-rate model is trained across, or None (fixed lambda)."""
-        r = self.cfg.model.loss.get("lmbda_range")
-        return None if r is None else (float(r[0]), float(r[1]))
-
-    def _init_variable_rate(self) -> None:
-        """Check qualities / lmbda_range together and start the y gains at sqrt(lambda_q / lmbda)."""
-        n, r = self.codec.qualities, self.cfg.model.loss.get("lmbda_range")
-        if r is None and not n:
-            return
-        if r is None or not n:
-            raise ConfigError(
-                "a variable-rate model needs both model.codec.qualities (e.g. 8) and model.loss.lmbda_range "
-                "(e.g. [0.01, 0.4]); set both, or neither for fixed-lambda training"
-            )
+    @classmethod
+    def from_model(cls, model: CompressionModel, config: DictConfig) -> VideoCompressionModel:
+        """A LightningModule holding the weights of `model`, built from `config` (its stored config, with any
+        overrides), in the first stage until `stage` is set."""
+        module = cls(for_stored_weights(config))
         try:
-            lo, hi = (float(v) for v in r)
-        except (TypeError, ValueError):
-            lo = hi = 0.0
-        if not 0 < lo < hi:
-            raise ConfigError(f"model.loss.lmbda_range must be [lo, hi] with 0 < lo < hi, got {r}")
-        lmbdas = [quality_to_lambda(q, lo, hi, n) for q in range(n)]
-        self.codec.gain.init_from_lambdas(lmbdas, float(self.cfg.model.loss.lmbda))
-
-    def quality_for_lambda(self, lmbda: float) -> float | None:
-        """The quality of a variable-rate model that was trained for `lmbda` (None: fixed-rate model)."""
-        if self.lmbda_range is None:
-            return None
-        lo, hi = self.lmbda_range
-        if not lo <= float(lmbda) <= hi:
-            raise ConfigError(f"lambda {lmbda} is outside the range this model was trained for [{lo:g}, {hi:g}]")
-        return lambda_to_quality(float(lmbda), lo, hi, self.codec.qualities)
-
-    def lambda_for_quality(self, quality: float | None) -> float:
-        """The lambda a quality stands for (the fixed lambda of a fixed-rate model)."""
-        if self.lmbda_range is None or quality is None:
-            return float(self.cfg.model.loss.lmbda)
-        return quality_to_lambda(float(quality), *self.lmbda_range, self.codec.qualities)
+            module.load_state_dict(model.state_dict())
+        except RuntimeError as exc:
+            raise WeightsError(f"the weights of '{model.checkpoint_path}' do not fit this config: "
+                               f"{str(exc).splitlines()[0]}") from exc
+        module.checkpoint_path = model.checkpoint_path
+        return module
 
     def rate_point(self, train: bool) -> tuple[float | None, float]:
         """(quality, lambda) of a step: lambda log-uniform in the range when training, else model.loss.lmbda."""
@@ -92,10 +58,6 @@ class VideoCompressionModel(pl.LightningModule):
 
     # ------------------------------------------------------------------------------- helpers
     @property
-    def gop(self) -> int:
-        return int(self.cfg.model.gop)
-
-    @property
     def perceptual_name(self) -> str:
         return str(self.cfg.model.loss.perceptual)
 
@@ -109,26 +71,6 @@ class VideoCompressionModel(pl.LightningModule):
         if next(iter(loss.perceptual.parameters()), torch.empty(0)).device != self.device:
             loss.to(self.device)
         return loss
-
-    def identity(self) -> str:
-        """Hex SHA-256 of the config and every weight and CDF table: what a bitstream is tied to."""
-        self.codec.update_tables()
-        self.codec.apply_context_masks()
-        h = hashlib.sha256()
-        cfg = OmegaConf.to_container(self.cfg.model, resolve=True)
-        for key in ("weights", "pretrained"):  # where the initial weights came from is not identity
-            cfg["backbone"].pop(key, None)
-        cfg.pop("init", None)
-        if not cfg["codec"].get("qualities"):  # fixed-rate models keep the identity they had before gains
-            cfg["codec"].pop("qualities", None)
-            cfg["codec"].pop("hyper_gain", None)
-        if cfg["loss"].get("lmbda_range") is None:
-            cfg["loss"].pop("lmbda_range", None)
-        h.update(repr(cfg).encode())
-        for name, tensor in sorted(self.state_dict().items()):
-            h.update(name.encode())
-            h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-        return h.hexdigest()
 
     @staticmethod
     def frames(batch: Any) -> Tensor:

@@ -16,6 +16,7 @@ import math
 import lightning.pytorch as pl
 from omegaconf import DictConfig, ListConfig
 
+from vvc_lightning.config import stage_index
 from vvc_lightning.errors import ConfigError
 
 log = logging.getLogger("vvc_lightning")
@@ -26,16 +27,6 @@ AUX_GROUP = "aux"  # the optimizer group of the entropy models' quantiles (the a
 
 def _matches(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
-
-
-def stage_index(stages: ListConfig | list[DictConfig], global_step: int, epoch: int) -> int:
-    """Index of the last stage whose start (start_step or start_epoch) has been reached."""
-    idx = 0
-    for i, st in enumerate(stages):
-        start = st.get("start_step")
-        if (global_step >= start) if start is not None else (epoch >= st.get("start_epoch")):
-            idx = i
-    return idx
 
 
 def stage_bounds(stages: ListConfig | list[DictConfig], idx: int, max_steps: int | None) -> tuple[int | None, int | None]:

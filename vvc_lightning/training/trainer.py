@@ -13,7 +13,7 @@ from omegaconf import DictConfig
 from vvc_lightning.config import section_kwargs
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import DATAMODULES
-from vvc_lightning.training.checkpoint import AtomicCheckpointIO, load_model
+from vvc_lightning.training.checkpoint import AtomicCheckpointIO
 from vvc_lightning.training.preflight import check_machine, check_run_dir
 
 log = logging.getLogger("vvc_lightning")
@@ -83,9 +83,17 @@ def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] |
 
 
 def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) -> list[dict[str, float]]:
-    """Run `validate` or `test` on a checkpoint with its stored config (plus `overrides`)."""
-    model = load_model(ckpt, overrides=overrides)  # in the stage it was taken in, so validate uses its loss
-    cfg = model.cfg
+    """Run `validate` or `test` on a trained model (any spec the loader takes) with its stored config (plus
+    `overrides`), in the stage it was taken at, so validate uses that stage's loss."""
+    from vvc_lightning.config import apply_overrides, stage_index
+    from vvc_lightning.loader import build, resolve
+    from vvc_lightning.training.model import VideoCompressionModel
+
+    source = resolve(ckpt)
+    cfg = apply_overrides(source.config.copy(), overrides) if overrides else source.config
+    model = VideoCompressionModel.from_model(build(source), cfg)
+    model.stage = cfg.stages[stage_index(cfg.stages, source.step, source.epoch)]
+    model.eval()
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, logger=False, devices=1, strategy="auto")
     run = trainer.validate if split == "validate" else trainer.test

@@ -1,8 +1,8 @@
 """`fit` from weights alone: start from a shipped model (`model.init`), or resume from a weights-only file.
 
-`model.init: zoo:NAME` (or a path to an exported NAME.safetensors with NAME.json beside it) takes the
-architecture (model.backbone, model.codec, model.gop, and model.loss.lmbda_range unless the config sets
-one) and the weights of that model, then trains from step 0 with the config's stages and data. A
+`model.init: zoo:NAME` (or any trained model `vvc_lightning.loader` reads: an exported NAME.safetensors
+with NAME.json beside it, a `fit` checkpoint) takes the architecture (model.backbone, model.codec,
+model.gop, and model.loss.lmbda_range unless the config sets one) and the weights of that model, then trains from step 0 with the config's stages and data. A
 model.backbone.* or model.codec.* key the config sets (away from the packaged default) to another value than
 the model's is an error naming both; a model.gop set that way applies (the weights fit any GoP length).
 
@@ -14,18 +14,18 @@ variable-rate config resumes the same way (its gain vectors start from their ini
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vvc_lightning.errors import VVCError
-from vvc_lightning.pretrained import PREFIX, get_entry, load_state, read_weights
-from vvc_lightning.zoo_record import RecordProblem, check_record, read_record
+from vvc_lightning.loader import Source, is_weights_only, read_checkpoint, resolve
+from vvc_lightning.model import architecture
+from vvc_lightning.zoo import load_state
 
 log = logging.getLogger("vvc_lightning")
-ARCHITECTURE = ("gop", "backbone", "codec")
+BUILT = ("gop", "backbone", "codec")  # the architecture's sections that model.init takes over (not the loss)
 
 
 class ResumeAt(pl.Callback):
@@ -43,42 +43,28 @@ class ResumeAt(pl.Callback):
             tracker.ready = tracker.started = tracker.processed = tracker.completed = self.epoch
 
 
-def is_weights_file(spec: str) -> bool:
-    """Whether `spec` names an exported weights-only model (zoo:NAME or a .safetensors file)."""
-    return str(spec).startswith(PREFIX) or str(spec).lower().endswith(".safetensors")
+def _init_source(spec: str) -> Source:
+    """The trained model that model.init names (any spec the loader takes but a released VAE)."""
+    source = resolve(spec)
+    if source.state is None:
+        raise VVCError(f"model.init '{spec}' is a released VAE, not a trained model; set "
+                       f"model.backbone.pretrained={spec} (and model.init=null) to start from it")
+    return source
 
 
-def resolve_weights(spec: str) -> tuple[Path, dict[str, Any] | None]:
-    """(weights file, its record or None) of zoo:NAME or of a .safetensors path (record: NAME.json beside it)."""
-    if str(spec).startswith(PREFIX):
-        entry = get_entry(spec)
-        return entry.weights, entry.record
-    path = Path(spec)
-    if not path.is_file():
-        raise VVCError(f"weights file '{path}' does not exist; give zoo:NAME (see `models`) or an exported .safetensors")
-    rec_path = path.with_suffix(".json")
-    record = None
-    if rec_path.is_file():
-        try:
-            record = read_record(rec_path)
-            check_record(record)
-        except RecordProblem as exc:
-            raise VVCError(f"record '{rec_path}': {exc}; re-export the model") from exc
-    return path, record
-
-
-def _adopt_architecture(cfg: DictConfig, record: dict[str, Any], origin: str) -> DictConfig:
-    """The config with the model's architecture taken from a zoo record."""
+def _adopt_architecture(
+    cfg: DictConfig, stored_model: dict[str, Any] | DictConfig, origin: str
+) -> DictConfig:
+    """The config with the architecture (`vvc_lightning.model.architecture`) of a trained model's stored
+    `model` section: its gop, backbone, codec, and its lmbda_range unless the config sets one."""
     from vvc_lightning.config import apply_overrides
 
-    stored = (record or {}).get("config", {}).get("model")
-    if not stored:
-        raise VVCError(f"model.init '{origin}' has no record with its config (NAME.json beside the weights)")
+    stored = architecture(stored_model)
     _refuse_conflicts(cfg, stored, origin)
     keep_gop = _user_value(cfg, "gop", stored)
     cfg = cfg.copy()
     with open_dict(cfg):
-        for key in ARCHITECTURE:
+        for key in BUILT:
             cfg.model[key] = OmegaConf.create(stored[key]) if isinstance(stored[key], dict) else stored[key]
         if cfg.model.loss.get("lmbda_range") is None and stored.get("loss", {}).get("lmbda_range") is not None:
             cfg.model.loss.lmbda_range = list(stored["loss"]["lmbda_range"])
@@ -125,28 +111,25 @@ def _refuse_conflicts(cfg: DictConfig, stored: dict[str, Any], origin: str) -> N
 
 def prepare_fit(cfg: DictConfig, ckpt: str | None) -> tuple[DictConfig, Any, str | None, list[pl.Callback]]:
     """(config, model, checkpoint for Lightning to resume or None, extra callbacks) for `fit`."""
-    from vvc_lightning.training.checkpoint import read_checkpoint
     from vvc_lightning.training.model import VideoCompressionModel
 
     init = cfg.model.get("init")
     init_state = None
     if init:
-        path, record = resolve_weights(str(init))
-        cfg = _adopt_architecture(cfg, record, str(init))
-        init_state = read_weights(path)[0]
+        source = _init_source(str(init))
+        cfg = _adopt_architecture(cfg, source.config.model, str(init))
+        init_state = source.state
     model = VideoCompressionModel(cfg)
     if init_state is not None:
         missing = load_state(model, init_state, str(init), strict=False)
         log.info("model.init: starting from %s%s", init, " (new gain vectors)" if missing else "")
     if not ckpt:
         return cfg, model, None, []
-    if is_weights_file(ckpt):
-        path, record = resolve_weights(ckpt)
-        load_state(model, read_weights(path)[0], str(ckpt), strict=False)
-        tr = (record or {}).get("training", {})
-        step, epoch = int(tr.get("global_step", 0)), int(tr.get("epoch", 0))
-        log.info("resuming from weights-only %s at step %d (fresh optimizer)", ckpt, step)
-        return cfg, model, None, [ResumeAt(step, epoch)]
+    if is_weights_only(ckpt):
+        source = resolve(ckpt)
+        load_state(model, source.state, str(ckpt), strict=False)
+        log.info("resuming from weights-only %s at step %d (fresh optimizer)", ckpt, source.step)
+        return cfg, model, None, [ResumeAt(source.step, source.epoch)]
     raw = read_checkpoint(ckpt)  # clear error for a missing or foreign file before Lightning tries
     if set(raw["state_dict"]) == set(model.state_dict()):
         return cfg, model, ckpt, []

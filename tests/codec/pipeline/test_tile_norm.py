@@ -174,10 +174,10 @@ def test_tiled_lean_backbone_agrees_with_untiled(clip96):
 
 @pytest.fixture(scope="module")
 def shipped():
-    from vvc_lightning.zoo import load_any_model
+    from vvc_lightning.loader import load
 
     try:
-        return load_any_model("zoo:vvc-lean-vr").eval()
+        return load("zoo:vvc-lean-vr").eval()
     except VVCError as exc:  # pragma: no cover - the model ships with the package
         pytest.skip(str(exc))
 

@@ -1,0 +1,116 @@
+"""The Python API: vvc_lightning.load(spec) -> compress / decompress, the same bytes as the CLI."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import vvc_lightning
+from tests.conftest import small_clip
+from vvc_lightning.errors import VVCError
+from vvc_lightning.video.video_io import read_video, write_video
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+@pytest.fixture(scope="module")
+def codec() -> vvc_lightning.Codec:
+    return vvc_lightning.load("vvc-lean-vr", batch=2)
+
+
+@pytest.fixture(scope="module")
+def clip(bikes_frames) -> np.ndarray:
+    return small_clip(bikes_frames, 9, 64, 96)
+
+
+def test_import_stays_light():
+    code = "import sys, vvc_lightning; sys.exit('torch' in sys.modules or 'vvc_lightning.api' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_an_array_round_trips_and_decodes_alike_streamed(codec, clip):
+    data = codec.compress(clip, quality=3.5)
+    frames = codec.decompress(data)
+    assert frames.dtype == np.uint8 and frames.shape == clip.shape
+    assert np.abs(frames.astype(int) - clip).mean() < 40  # a reconstruction of the clip, not noise
+    assert np.array_equal(np.stack(list(codec.decompress_iter(data))), frames)
+    assert np.array_equal(codec.decompress(data, frames=(2, 5)), frames[2:5])
+
+
+def test_the_same_bytes_as_the_cli(codec, clip, tmp_path):
+    src = write_video(tmp_path / "clip.y4m", clip, 25.0)
+    out = tmp_path / "cli.vvc"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "vvc_lightning",
+            "compress",
+            str(src),
+            "-o",
+            str(out),
+            "--model",
+            "vvc-lean-vr",
+            "--quality",
+            "3.5",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert run.returncode == 0, run.stderr
+    assert codec.compress(src, quality=3.5) == out.read_bytes()
+
+
+def test_files_stream_both_ways(codec, clip, tmp_path):
+    src = write_video(tmp_path / "clip.y4m", clip, 30.0)
+    stats = codec.compress_file(src, tmp_path / "clip.vvc", quality=1)
+    assert stats["frames"] == 9 and (tmp_path / "clip.vvc").stat().st_size == stats["bytes"]
+    codec.decompress_file(tmp_path / "clip.vvc", tmp_path / "back.y4m")
+    back = read_video(tmp_path / "back.y4m")
+    assert back.frames.shape == clip.shape and back.fps == pytest.approx(30.0)
+    assert np.array_equal(
+        codec.decompress(tmp_path / "clip.vvc"), codec.decompress((tmp_path / "clip.vvc").read_bytes())
+    )
+
+
+@pytest.mark.parametrize(
+    ("video", "quality", "says"),
+    [
+        (np.zeros((9, 64, 96, 3), np.float32), 3.5, "uint8"),
+        (np.zeros((64, 96, 3), np.uint8), 3.5, "(T, H, W, 3)"),
+        (np.zeros((9, 64, 96, 4), np.uint8), 3.5, "(T, H, W, 3)"),
+        (np.zeros((9, 64, 96, 3), np.uint8), 8, "outside this model's range [0, 7]"),
+        (np.zeros((9, 64, 96, 3), np.uint8), -1, "outside this model's range [0, 7]"),
+        (12, 3.5, "numpy array or a video file path"),
+    ],
+)
+def test_wrong_input_is_one_line(codec, video, quality, says):
+    with pytest.raises(VVCError) as info:
+        codec.compress(video, quality=quality)
+    assert "\n" not in str(info.value) and says in str(info.value)
+
+
+def test_unknown_options_and_specs_are_one_line():
+    with pytest.raises(VVCError, match="unknown codec option 'gops'"):
+        vvc_lightning.load("vvc-lean-vr", gops=9)
+    with pytest.raises(VVCError, match="cannot load 'nope'"):
+        vvc_lightning.load("nope")
+
+
+def test_the_readme_example_runs(clip, tmp_path, monkeypatch):
+    text = README.read_text()
+    section = text[text.index("## Python API") :]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block is not None
+    write_video(tmp_path / "input.mp4", clip, 25.0)
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block.group(1), "README.md", "exec"), {})
+    assert (tmp_path / "input.vvc").is_file() and (tmp_path / "decoded.mp4").is_file()
