@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.video_io import Video
 
@@ -176,13 +177,14 @@ def _source_digest(src: Any) -> str:
     return _file_digest(src) if isinstance(src, Path) else _file_digest(get_entry(src).weights)
 
 
-def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int = 1, theta: float = 0.5,
-                batch: int = 4, tile: int | None = None, device: str = "cpu", matrix: str = "bt709",
-                rng: str = "limited", qualities: list[float] | None = None) -> CodecSpec:
+def neural_spec(ckpts: list[str], name: str = "ours", options: CodecOptions | None = None, device: str = "cpu",
+                qualities: list[float] | None = None) -> CodecSpec:
     """The neural codec: one rate point per checkpoint (or shipped model 'zoo:NAME') and per quality of a
-    variable-rate model, coded to real .vvc bytes on `device` and decoded back a few GoPs at a time."""
+    variable-rate model, coded with `options` to real .vvc bytes on `device` and decoded back a few GoPs at
+    a time."""
     import time
 
+    options = options if options is not None else CodecOptions()
     sources = _neural_sources(ckpts)
     labels: dict[str, tuple[str, float | None]] = {}
     for src_label in sources:
@@ -195,8 +197,7 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
         if key not in codecs:
             from vvc_lightning.zoo import load_codec
 
-            codec = load_codec(sources[key[0]], gop=gop, overlap=overlap, theta=theta, batch=batch,
-                               tile=tile, matrix=matrix, rng=rng, quality=key[1])
+            codec = load_codec(sources[key[0]], gop=options.gop, options=options.replace(quality=key[1]))
             codec.model.to(device)
             codecs[key] = codec
         return codecs[key]
@@ -206,8 +207,7 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
         t0 = time.perf_counter()
         data = codec.encode_frames(iter(seq.frames), seq.fps, seq.frames.shape[0])
         info = {
-            "command": f"load_codec('{sources[labels[point][0]]}', gop={gop}, overlap={overlap}, "
-                       f"theta={theta}, batch={batch}, tile={tile}, quality={labels[point][1]}); device {device}",
+            "command": f"load_codec('{sources[labels[point][0]]}', options={codec.options}); device {device}",
             "version": "vvc-lightning", "quality": labels[point][1], "device": str(device),
             "encode_seconds": time.perf_counter() - t0, "decode_seconds": None,
             "stream_format": "vvc-lightning bitstream",
@@ -219,8 +219,9 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
 
         return Coded(None, len(data), info, stream=decoded())
 
-    identity = {"checkpoints": {k: _source_digest(p) for k, p in sources.items()}, "gop": gop, "overlap": overlap,
-                "theta": theta, "tile": tile, "matrix": matrix, "range": rng}
+    identity = {"checkpoints": {k: _source_digest(p) for k, p in sources.items()}, "gop": options.gop,
+                "overlap": options.overlap, "theta": options.theta, "tile": options.tile, "matrix": options.matrix,
+                "range": options.rng}
     return CodecSpec(name, f"{name} (neural)", "neural", list(labels), run, identity)
 
 

@@ -1,0 +1,115 @@
+"""The options of a VideoCodec, declared once: defaults, and the checks that need no model.
+
+The CLI (`compress`, `decompress`, `evaluate`), the `test` step (config section `test.codec`) and Python
+callers all build a `CodecOptions`; a VideoCodec checks what needs its model (tile sizes against the
+backbone stride, the GoP length against its temporal stride, the quality against its range) when it is built.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, fields
+from typing import Any
+
+from vvc_lightning.codec.pipeline.container import MATRICES, MAX_GOP, RANGES
+from vvc_lightning.codec.pipeline.memory import DEFAULT_MAX_MEMORY, parse_bytes
+from vvc_lightning.errors import VVCError
+
+
+class CodecOptionError(VVCError):
+    """A CodecOptions field holds a value it cannot take; `field` names it, `problem` says why."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem = field, problem
+
+
+def _whole(name: str, value: Any, low: int, what: str) -> int:
+    """`value` as an int of at least `low`, or CodecOptionError naming `name`."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+        raise CodecOptionError(name, f"must be {what}, got {value!r}")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class CodecOptions:
+    """How a VideoCodec codes: frozen, checked once when made.
+
+    gop: frames per GoP, 1 + 4k (None: the model's own); overlap / theta: frames shared by neighbouring
+    GoPs and the earlier GoP's blend weight; batch: backbone items (GoPs, or GoP tiles) per pass, at most;
+    tile: tile size in pixels (None: from the memory budget, 0: never tile); tile_overlap in pixels (None: 64
+    for GroupNorm/attention backbones, else 32); matrix / rng: the Y'CbCr matrix and range recorded for raw
+    .yuv; quality: rate of a variable-rate model (None: its highest); max_memory: budget in bytes of a pass
+    (its GoPs' frames and latent coding, and the backbone), '8G' / '512M' accepted and stored as bytes;
+    norm_passes: most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile
+    statistics); threads: torch threads (None: chosen from the load beside the run).
+    Decoding takes gop/overlap/theta/quality/matrix/rng from the file.
+    """
+
+    gop: int | None = None
+    overlap: int = 1
+    theta: float = 0.5
+    batch: int = 4
+    tile: int | None = None
+    tile_overlap: int | None = None
+    matrix: str = "bt709"
+    rng: str = "limited"
+    quality: float | None = None
+    max_memory: int = DEFAULT_MAX_MEMORY
+    norm_passes: int | None = None
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        gop_what = f"1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17)"
+        checks: dict[str, Any] = {
+            "gop": lambda v: None if v is None else _whole("gop", v, 1, gop_what),
+            "overlap": lambda v: _whole("overlap", v, 0, "a whole number >= 0 (1: the paper, 0: off)"),
+            "batch": lambda v: _whole("batch", v, 1, "1 or more"),
+            "tile": lambda v: None if v is None else _whole("tile", v, 0, "a size in pixels >= 0 (0: never tile)"),
+            "tile_overlap": lambda v: None if v is None else _whole("tile_overlap", v, 0, "a whole number >= 0"),
+            "norm_passes": lambda v: None if v is None else _whole("norm_passes", v, 0, "a whole number >= 0"),
+            "threads": lambda v: None if v is None else _whole("threads", v, 1, "1 or more"),
+            "theta": lambda v: _number("theta", v, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1] (e.g. 0.5)"),
+            "quality": lambda v: None if v is None else _number("quality", v, lambda x: x >= 0, "a number >= 0"),
+            "matrix": lambda v: _choice("matrix", v, MATRICES),
+            "rng": lambda v: _choice("rng", v, RANGES),
+            "max_memory": lambda v: _memory(v),
+        }
+        for f in fields(self):
+            object.__setattr__(self, f.name, checks[f.name](getattr(self, f.name)))
+        if self.gop is not None and 2 * self.overlap >= self.gop:
+            raise CodecOptionError("overlap", f"must be less than half the GoP ({self.gop}), got {self.overlap}")
+
+    def replace(self, **changes: Any) -> CodecOptions:
+        """A copy with `changes` (field names), checked again."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise VVCError(f"unknown codec option(s) {', '.join(unknown)}; known: {', '.join(field_names())}")
+        return CodecOptions(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
+
+
+def field_names() -> list[str]:
+    """The names of the CodecOptions fields, in declaration order."""
+    return [f.name for f in fields(CodecOptions)]
+
+
+def _number(name: str, value: Any, ok: Any, what: str) -> float:
+    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or not ok(value):
+        raise CodecOptionError(name, f"must be {what}, got {value!r}")
+    return float(value)
+
+
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise CodecOptionError(name, f"must be one of {', '.join(choices)}, got {value!r}")
+    return str(value)
+
+
+def _memory(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
+        raise CodecOptionError("max_memory", f"takes a size like 512M, 8G or a number of bytes, got {value!r}")
+    try:
+        return parse_bytes(value if isinstance(value, str) else int(value), "max_memory")
+    except VVCError as exc:
+        raise CodecOptionError("max_memory", str(exc).removeprefix("max_memory ")) from None
