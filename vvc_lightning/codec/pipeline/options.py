@@ -25,9 +25,10 @@ class CodecOptionError(VVCError):
         self.field, self.problem = field, problem
 
 
-def _whole(name: str, value: Any, low: int, what: str) -> int:
-    """`value` as an int of at least `low`, or CodecOptionError naming `name`."""
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+def _whole(name: str, value: Any, low: int, what: str, high: int | None = None) -> int:
+    """`value` as an int from `low` to `high`, or CodecOptionError naming `name`."""
+    if (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low
+            or (high is not None and value > high)):
         raise CodecOptionError(name, f"must be {what}, got {value!r}")
     return int(value)
 
@@ -63,7 +64,7 @@ class CodecOptions:
     def __post_init__(self) -> None:
         gop_what = f"1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17)"
         checks: dict[str, Any] = {
-            "gop": lambda v: None if v is None else _whole("gop", v, 1, gop_what),
+            "gop": lambda v: None if v is None else _whole("gop", v, 1, gop_what, MAX_GOP),
             "overlap": lambda v: _whole("overlap", v, 0, "a whole number >= 0 (1: the paper, 0: off)"),
             "batch": lambda v: _whole("batch", v, 1, "1 or more"),
             "tile": lambda v: None if v is None else _whole("tile", v, 0, "a size in pixels >= 0 (0: never tile)"),

@@ -317,7 +317,7 @@ class VideoCodec:
             step = self._gops_per_pass(header.height, header.width, "decode", header.gop)
             for i in range(gops.start, gops.stop, step):
                 chunk = [records[g] for g in range(i, min(i + step, gops.stop))]
-                recs = self._decode_chunk(stream, chunk, grid)
+                recs = self._decode_chunk(stream.data, chunk, header, grid, stream.label)
                 for rec in recs:
                     for f, frame in blender.push(rec[:, :, : header.height, : header.width]):
                         if a <= f < b:
@@ -329,12 +329,11 @@ class VideoCodec:
         self._tick("total", t0)
 
     def _decode_chunk(
-        self, stream: ParsedStream, records: list[bitstream.Record], grid: TileGrid
+        self, data: bytes, records: list[bitstream.Record], header: Header, grid: TileGrid, label: str
     ) -> torch.Tensor:
         """Reconstructions (G,3,T,Hp,Wp) of a few GoP records."""
         start = time.perf_counter()
-        header, label = stream.header, stream.label
-        payloads = [bind_to_gop(bitstream.read_payload(stream.data, r, label), r.index) for r in records]
+        payloads = [bind_to_gop(bitstream.read_payload(data, r, label), r.index) for r in records]
         try:
             with batch_invariant(*float_codec_parts(self.model.codec)):
                 latent = self.model.codec.decompress(payloads, header.latent_shape, header.quality)
