@@ -84,7 +84,6 @@ class VideoCodec:
         self.model = model
         self.options = options
         self.quality = model.codec._quality(options.quality)  # variable-rate quality (None: fixed-rate model)
-        self.gop = int(options.gop)
         overlap = options.tile_overlap
         self.tile_overlap = default_overlap(self.backbone) if overlap is None else overlap  # pixels
         self.thread_history: list[int] = []  # threads each pass of the last run used (codec.threads)
@@ -101,6 +100,11 @@ class VideoCodec:
     def backbone(self) -> Any:
         """The model's backbone (encoder / decoder)."""
         return self.model.backbone
+
+    @property
+    def gop(self) -> int:
+        """Frames per GoP of what this codec encodes (the options', else the model's)."""
+        return int(self.options.gop)
 
     @property
     def tile(self) -> int | None:
