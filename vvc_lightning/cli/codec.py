@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
-
 from typing import Any
 
 from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, RANGES

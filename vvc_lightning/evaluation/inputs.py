@@ -177,8 +177,8 @@ def _source_digest(src: Any) -> str:
     return _file_digest(src) if isinstance(src, Path) else _file_digest(get_entry(src).weights)
 
 
-def neural_spec(ckpts: list[str], name: str = "ours", options: CodecOptions | None = None, device: str = "cpu",
-                qualities: list[float] | None = None) -> CodecSpec:
+def neural_spec(ckpts: list[str], name: str = "ours", options: CodecOptions | None = None,
+                device: str = "cpu", qualities: list[float] | None = None) -> CodecSpec:
     """The neural codec: one rate point per checkpoint (or shipped model 'zoo:NAME') and per quality of a
     variable-rate model, coded with `options` to real .vvc bytes on `device` and decoded back a few GoPs at
     a time."""
@@ -220,8 +220,8 @@ def neural_spec(ckpts: list[str], name: str = "ours", options: CodecOptions | No
         return Coded(None, len(data), info, stream=decoded())
 
     identity = {"checkpoints": {k: _source_digest(p) for k, p in sources.items()}, "gop": options.gop,
-                "overlap": options.overlap, "theta": options.theta, "tile": options.tile, "matrix": options.matrix,
-                "range": options.rng}
+                "overlap": options.overlap, "theta": options.theta, "tile": options.tile,
+                "matrix": options.matrix, "range": options.rng}
     return CodecSpec(name, f"{name} (neural)", "neural", list(labels), run, identity)
 
 

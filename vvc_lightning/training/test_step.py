@@ -103,7 +103,8 @@ def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> di
         data = codec.encode_frames(source(), fps, n)
         decoded = codec.decode_frames(data)
         results["bpp"] = len(data) * 8 / pixels
-    scores = StreamingScores(VideoMetrics(list(cfg.metrics), device=model.device).metrics.values(), what="test")
+    metrics = VideoMetrics(list(cfg.metrics), device=model.device).metrics.values()
+    scores = StreamingScores(metrics, what="test")
     try:
         score_decoded(scores, source(), decoded, n, gop)
         results.update(scores.means())

@@ -12,8 +12,8 @@ from vvc_lightning.errors import VVCError
 
 def test_defaults_are_declared_once_and_max_memory_is_stored_in_bytes():
     opts = CodecOptions()
-    assert (opts.gop, opts.overlap, opts.theta, opts.batch, opts.tile, opts.max_memory) == (None, 1, 0.5, 4, None,
-                                                                                          8 << 30)
+    got = (opts.gop, opts.overlap, opts.theta, opts.batch, opts.tile, opts.max_memory)
+    assert got == (None, 1, 0.5, 4, None, 8 << 30)
     assert CodecOptions(max_memory="512M").max_memory == 512 << 20
     assert CodecOptions(max_memory=3 << 20).max_memory == 3 << 20
 

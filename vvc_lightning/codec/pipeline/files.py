@@ -73,13 +73,16 @@ def decompress_file(
     with VideoWriter(dst, header.fps, matrix=matrix, rng=header.range, size=size) as writer:
         for frame in codec.decode_frames(stream, frames):
             writer.write(frame)
-    stats = run_stats(codec, len(stream.data), header.frames, header.width, header.height, str(writer.path))
+    size = len(stream.data)
+    stats = run_stats(codec, size, header.frames, header.width, header.height, str(writer.path))
     stats["decoded_frames"] = writer.count
     stats["fps"] = writer.count / max(codec.timings.get("total", 0.0), 1e-9)
     return stats
 
 
-def run_stats(codec: VideoCodec, size: int, frames: int, width: int, height: int, path: str) -> dict[str, Any]:
+def run_stats(
+    codec: VideoCodec, size: int, frames: int, width: int, height: int, path: str
+) -> dict[str, Any]:
     """Size, rate, speed, timings and threads of the codec's last run on a file of `size` bytes."""
     total = max(codec.timings.get("total", 0.0), 1e-9)
     return {

@@ -16,6 +16,17 @@ from vvc_lightning.codec.pipeline.container import MATRICES, MAX_GOP, RANGES
 from vvc_lightning.codec.pipeline.memory import DEFAULT_MAX_MEMORY, parse_bytes
 from vvc_lightning.errors import VVCError
 
+# whole-number fields: (lowest, highest or None, what the value must be, None allowed)
+_WHOLE: dict[str, tuple[int, int | None, str, bool]] = {
+    "gop": (1, MAX_GOP, f"1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17)", True),
+    "overlap": (0, None, "a whole number >= 0 (1: the paper, 0: off)", False),
+    "batch": (1, None, "1 or more", False),
+    "tile": (0, None, "a size in pixels >= 0 (0: never tile)", True),
+    "tile_overlap": (0, None, "a whole number >= 0", True),
+    "norm_passes": (0, None, "a whole number >= 0", True),
+    "threads": (1, None, "1 or more", True),
+}
+
 
 class CodecOptionError(VVCError):
     """A CodecOptions field holds a value it cannot take; `field` names it, `problem` says why."""
@@ -62,31 +73,26 @@ class CodecOptions:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        gop_what = f"1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17)"
-        checks: dict[str, Any] = {
-            "gop": lambda v: None if v is None else _whole("gop", v, 1, gop_what, MAX_GOP),
-            "overlap": lambda v: _whole("overlap", v, 0, "a whole number >= 0 (1: the paper, 0: off)"),
-            "batch": lambda v: _whole("batch", v, 1, "1 or more"),
-            "tile": lambda v: None if v is None else _whole("tile", v, 0, "a size in pixels >= 0 (0: never tile)"),
-            "tile_overlap": lambda v: None if v is None else _whole("tile_overlap", v, 0, "a whole number >= 0"),
-            "norm_passes": lambda v: None if v is None else _whole("norm_passes", v, 0, "a whole number >= 0"),
-            "threads": lambda v: None if v is None else _whole("threads", v, 1, "1 or more"),
-            "theta": lambda v: _number("theta", v, lambda x: 0.0 <= x <= 1.0, "a number in [0, 1] (e.g. 0.5)"),
-            "quality": lambda v: None if v is None else _number("quality", v, lambda x: x >= 0, "a number >= 0"),
-            "matrix": lambda v: _choice("matrix", v, MATRICES),
-            "rng": lambda v: _choice("rng", v, RANGES),
-            "max_memory": lambda v: _memory(v),
-        }
-        for f in fields(self):
-            object.__setattr__(self, f.name, checks[f.name](getattr(self, f.name)))
+        for name, (low, high, what, optional) in _WHOLE.items():
+            value = getattr(self, name)
+            if not (optional and value is None):
+                object.__setattr__(self, name, _whole(name, value, low, what, high))
+        object.__setattr__(self, "theta", _number("theta", self.theta, 1.0, "a number in [0, 1] (e.g. 0.5)"))
+        if self.quality is not None:
+            object.__setattr__(self, "quality", _number("quality", self.quality, math.inf, "a number >= 0"))
+        _choice("matrix", self.matrix, MATRICES)
+        _choice("rng", self.rng, RANGES)
+        object.__setattr__(self, "max_memory", _memory(self.max_memory))
         if self.gop is not None and 2 * self.overlap >= self.gop:
-            raise CodecOptionError("overlap", f"must be less than half the GoP ({self.gop}), got {self.overlap}")
+            half = f"must be less than half the GoP ({self.gop}), got {self.overlap}"
+            raise CodecOptionError("overlap", half)
 
     def replace(self, **changes: Any) -> CodecOptions:
         """A copy with `changes` (field names), checked again."""
         unknown = sorted(set(changes) - {f.name for f in fields(self)})
         if unknown:
-            raise VVCError(f"unknown codec option(s) {', '.join(unknown)}; known: {', '.join(field_names())}")
+            known = ", ".join(field_names())
+            raise VVCError(f"unknown codec option(s) {', '.join(unknown)}; known: {known}")
         return CodecOptions(**{**{f.name: getattr(self, f.name) for f in fields(self)}, **changes})
 
 
@@ -95,21 +101,25 @@ def field_names() -> list[str]:
     return [f.name for f in fields(CodecOptions)]
 
 
-def _number(name: str, value: Any, ok: Any, what: str) -> float:
-    if not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value) or not ok(value):
+def _number(name: str, value: Any, high: float, what: str) -> float:
+    """`value` as a finite float from 0 to `high`, or CodecOptionError naming `name`."""
+    if (not isinstance(value, numbers.Real) or isinstance(value, bool) or not math.isfinite(value)
+            or not 0 <= value <= high):
         raise CodecOptionError(name, f"must be {what}, got {value!r}")
     return float(value)
 
 
-def _choice(name: str, value: Any, choices: tuple[str, ...]) -> str:
+def _choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """CodecOptionError naming `name` unless `value` is one of `choices`."""
     if value not in choices:
         raise CodecOptionError(name, f"must be one of {', '.join(choices)}, got {value!r}")
-    return str(value)
 
 
 def _memory(value: Any) -> int:
+    """A memory budget ('8G', '512M' or bytes) as bytes, or CodecOptionError naming max_memory."""
     if isinstance(value, bool) or not isinstance(value, (str, numbers.Integral)):
-        raise CodecOptionError("max_memory", f"takes a size like 512M, 8G or a number of bytes, got {value!r}")
+        raise CodecOptionError("max_memory",
+                               f"takes a size like 512M, 8G or a number of bytes, got {value!r}")
     try:
         return parse_bytes(value if isinstance(value, str) else int(value), "max_memory")
     except VVCError as exc:

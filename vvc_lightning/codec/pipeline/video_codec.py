@@ -245,8 +245,8 @@ class VideoCodec:
         identity = model_identity(self.model)
         if header.identity != identity:
             raise BitstreamError(
-                f"{label} was made with model {header.identity[:12]} (checkpoint '{header.checkpoint}') but the "
-                f"loaded model is {identity[:12]}; pass --ckpt with the checkpoint it was made with"
+                f"{label} was made with model {header.identity[:12]} (checkpoint '{header.checkpoint}') but "
+                f"the loaded model is {identity[:12]}; pass --ckpt with the checkpoint it was made with"
             )
         try:
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
@@ -290,8 +290,8 @@ class VideoCodec:
             out = np.empty((max(b - a, 0), header.height, header.width, 3), np.uint8)
         except MemoryError as exc:
             raise VVCError(
-                f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part of "
-                "it with --frames a:b"
+                f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part "
+                "of it with --frames a:b"
             ) from exc
         for i, frame in enumerate(self.decode_frames(stream, frames)):
             out[i] = frame
@@ -347,8 +347,8 @@ class VideoCodec:
                     self.model.codec.decompress([payload], header.latent_shape, header.quality)
                 except SymbolCheckError as exc:
                     raise BitstreamError(
-                        f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or decoded "
-                        "with a different model/build)"
+                        f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or "
+                        "decoded with a different model/build)"
                     ) from exc
                 except BitstreamError as exc:
                     raise BitstreamError(f"GoP {r.index} of {label}: {exc}; the file is damaged") from exc
