@@ -35,6 +35,7 @@ CHILD = r"""
 import sys, torch
 from vvc_lightning.config import load_config
 from vvc_lightning.training.model import VideoCompressionModel
+from vvc_lightning.codec.pipeline.files import compress_file, decompress_file
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 backbone, width, tile, batch, mode, src, dst = sys.argv[1:8]
 overrides = ["model.loss.perceptual=ms-ssim", "model.init=null"]
@@ -44,7 +45,7 @@ torch.manual_seed(0)
 model = VideoCompressionModel(load_config([f"{backbone}.yaml"], overrides)).eval()
 model.codec.update_tables(force=True)
 codec = VideoCodec(model, batch=int(batch), tile=None if tile == "default" else int(tile))
-stats = codec.encode_file(src, dst) if mode == "compress" else codec.decode_file(src, dst)
+stats = (compress_file if mode == "compress" else decompress_file)(codec, src, dst)
 print(stats["seconds"])
 """
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from vvc_lightning.config import find_config, load_config, packaged_configs
 from vvc_lightning.errors import ConfigError, RegistryError
@@ -80,3 +81,24 @@ def test_unknown_key_in_a_config_file_names_the_file(tmp_path):
     bad.write_text("model:\n  gopp: 9\n")
     with pytest.raises(ConfigError, match=r"unknown config key 'model.gopp' in .*bad.yaml"):
         load_config([str(bad)])
+
+
+def test_test_codec_takes_the_codec_options_and_names_a_bad_one():
+    cfg = load_config(["quickstart.yaml"], ["test.codec.max_memory=1G", "test.codec.batch=2"])
+    assert dict(cfg.test.codec) == {"max_memory": "1G", "batch": 2}
+    with pytest.raises(ConfigError, match="^config key 'test.codec.batch' must be 1 or more, got 0$"):
+        load_config(["quickstart.yaml"], ["test.codec.batch=0"])
+    with pytest.raises(ConfigError, match="unknown config key 'test.codec.bacth' .*did you mean 'test.codec.batch'"):
+        load_config(["quickstart.yaml"], ["test.codec.bacth=2"])
+
+
+def test_stored_configs_with_flat_test_codec_keys_still_load():
+    from vvc_lightning.config import from_container, to_yaml
+
+    stored = load_config(["quickstart.yaml"])
+    data = yaml.safe_load(to_yaml(stored))
+    data["test"].pop("codec")
+    data["test"].update(overlap=1, theta=0.25, batch=2, tile=None)
+    cfg = from_container(data)
+    assert dict(cfg.test.codec) == {"overlap": 1, "theta": 0.25, "batch": 2, "tile": None}
+    assert "batch" not in cfg.test and data["test"]["batch"] == 2  # the caller's dict is left as it was

@@ -10,7 +10,6 @@ bytes and back, with the same bytes as the `compress` / `decompress` commands.
 
 from __future__ import annotations
 
-import inspect
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -19,52 +18,38 @@ from typing import Any
 import numpy as np
 import torch
 
-from vvc_lightning.codec.pipeline.video_codec import VideoCodec, read_bitstream_file
+from vvc_lightning.codec.pipeline import files
+from vvc_lightning.codec.pipeline.options import CodecOptions
+from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
 from vvc_lightning.loader import load as load_model
 from vvc_lightning.model import CompressionModel
-
-DEFAULT_FPS = 25.0  # frames per second recorded for an array given without `fps` (the CLI's default)
-# Options of the video codec a Codec takes as keywords (quality is given per call).
-OPTIONS = tuple(
-    p for p in inspect.signature(VideoCodec.__init__).parameters if p not in ("self", "model", "quality")
-)
-
-
-def video_codec(model: CompressionModel, quality: float | None = None, **options: Any) -> VideoCodec:
-    """The VideoCodec of `model` at `quality` with `options` (GoP length: `gop`, else the model's own)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise VVCError(f"unknown codec option '{unknown[0]}'; the options are {', '.join(OPTIONS)}")
-    gop = options.pop("gop", None)
-    return VideoCodec(
-        model, gop=model.gop if gop is None else gop, quality=model.check_quality(quality), **options
-    )
+from vvc_lightning.video.video_io import DEFAULT_FPS
 
 
 def load_video_codec(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", gop: int | None = None, **options: Any
 ) -> VideoCodec:
-    """The VideoCodec of the model `path` names, its `quality` among `options` (the `zoo.load_codec` form)."""
-    quality = options.pop("quality", None)
-    return video_codec(load_model(path, map_location=map_location), quality, gop=gop, **options)
+    """The VideoCodec of the model `path` names, with CodecOptions fields as keywords (`zoo.load_codec`'s form)."""
+    return VideoCodec(load_model(path, map_location=map_location), CodecOptions(gop=gop, **options))
 
 
 class Codec:
-    """A loaded model as a video codec; `options` are those of the video codec (gop, overlap, theta, batch,
-    tile, tile_overlap, max_memory, threads, ...). `quality` of a variable-rate model is any real number in
-    [0, qualities - 1], higher = more bits; None codes at its highest quality."""
+    """A loaded model as a video codec. `options`: a CodecOptions (None: the defaults) with field overrides
+    by keyword (gop, overlap, theta, batch, tile, tile_overlap, max_memory, threads, ...). `quality` of a
+    variable-rate model is any real number in [0, qualities - 1], higher = more bits; None codes at its
+    highest quality."""
 
-    def __init__(self, model: CompressionModel, **options: Any) -> None:
+    def __init__(self, model: CompressionModel, options: CodecOptions | None = None, **overrides: Any) -> None:
         self.model = model
-        self.options = dict(options)
+        self.options = (options or CodecOptions()).replace(**overrides)
         self._codecs: dict[float | None, VideoCodec] = {}
-        self._codec(None)  # checks the options now, not at the first frame
+        self._codec(self.options.quality)  # checks the options against the model now, not at the first frame
 
     def _codec(self, quality: float | None) -> VideoCodec:
-        q = self.model.check_quality(quality)
+        q = self.model.check_quality(self.options.quality if quality is None else quality)
         if q not in self._codecs:
-            self._codecs[q] = video_codec(self.model, q, **self.options)
+            self._codecs[q] = VideoCodec(self.model, self.options.replace(quality=q))
         return self._codecs[q]
 
     @property
@@ -96,7 +81,7 @@ class Codec:
         max_frames: int | None = None,
     ) -> dict[str, Any]:
         """Compress a video file to a .vvc file, streamed (memory does not grow with its length)."""
-        return self._codec(quality).encode_file(_existing(src), dst, max_frames=max_frames, fps=fps)
+        return files.compress_file(self._codec(quality), _existing(src), dst, max_frames=max_frames, fps=fps)
 
     # ---------------------------------------------------------------------------- decompress
     def decompress(
@@ -115,7 +100,7 @@ class Codec:
         self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
     ) -> dict[str, Any]:
         """Decompress a .vvc file to a video file (.mp4, .mkv, .y4m, .yuv) or a PNG folder, streamed."""
-        return self._codec(None).decode_file(src, dst, frames)
+        return files.decompress_file(self._codec(None), src, dst, frames)
 
 
 def _existing(path: str | os.PathLike) -> Path:
@@ -129,7 +114,7 @@ def _bitstream(data: bytes | str | os.PathLike) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, (str, os.PathLike)):
-        return read_bitstream_file(data)
+        return files.read_bitstream_file(data)
     raise VVCError(f"data must be .vvc bytes or the path of a .vvc file, got {type(data).__name__}")
 
 

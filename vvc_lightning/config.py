@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 from collections.abc import Callable
 from importlib import resources
@@ -16,7 +17,9 @@ from vvc_lightning.config_ranges import check_gop, check_ranges, check_yaml_size
 from vvc_lightning.config_types import NUMBER, check_types
 from vvc_lightning.errors import ConfigError
 
-OPEN_SECTIONS = ("model.backbone", "data", "trainer")  # keys checked against the named constructor
+# sections whose keys are checked against the named constructor
+OPEN_SECTIONS = ("model.backbone", "data", "trainer", "test.codec")
+TEST_CODEC_KEYS = ("overlap", "theta", "batch", "tile")  # codec options that stored configs hold as test.KEY
 LOSSES = ("vae", "rd")
 ROOT_DIR_ALIAS = "trainer.default_root_dir"  # Lightning's name of the run folder: accepted as run_dir
 # Trainer arguments the project sets itself (build_trainer), and where a config sets them instead.
@@ -108,6 +111,7 @@ def load_config(configs: list[str] | None = None, overrides: list[str] | None = 
         except Exception as exc:
             raise ConfigError(f"cannot parse config '{path}': {str(exc).splitlines()[0]}") from exc
         _alias_root_dir(loaded, str(path))
+        _move_test_codec_keys(loaded, str(path))
         for section in OPEN_SECTIONS[:2]:
             new_name = OmegaConf.select(loaded, f"{section}.name", default=None)
             _reset_if_renamed(cfg, section, new_name)
@@ -128,6 +132,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None,
         if "=" not in item:
             raise ConfigError(f"override '{item}' must look like key.sub=value")
         key, value = item.split("=", 1)
+        key = _test_codec_key(key)
         try:
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
@@ -216,6 +221,59 @@ def validate(cfg: DictConfig) -> None:
             f"model.loss.perceptual must be one of {', '.join(DISTANCES)}, got '{cfg.model.loss.perceptual}'"
         )
     _validate_stages(cfg.stages)
+    _check_test_codec(cfg.test.codec)
+
+
+def _check_test_codec(node: DictConfig) -> None:
+    """test.codec: the keys and values a CodecOptions takes."""
+    from vvc_lightning.codec.pipeline.options import CodecOptionError, CodecOptions
+    from vvc_lightning.registry import check_kwargs
+
+    kwargs = OmegaConf.to_container(node, resolve=True)
+    assert isinstance(kwargs, dict)
+    check_kwargs(CodecOptions, kwargs, "the codec options", "test.codec.")
+    try:
+        CodecOptions(**kwargs)
+    except CodecOptionError as exc:
+        raise ConfigError(f"config key 'test.codec.{exc.field}' {exc.problem}") from None
+
+
+def _test_codec_key(key: str) -> str:
+    """An override's key, with test.KEY of a codec option as test.codec.KEY (a FutureWarning once)."""
+    head, _, leaf = key.strip().rpartition(".")
+    if head != "test" or leaf not in TEST_CODEC_KEYS:
+        return key
+    from vvc_lightning.deprecation import warn_deprecated
+
+    warn_deprecated(f"config key 'test.{leaf}'", f"'test.codec.{leaf}'", stacklevel=4)
+    return f"test.codec.{leaf}"
+
+
+def _move_test_codec_keys(data: Any, origin: str | None = None) -> None:
+    """Move test.overlap / theta / batch / tile of `data` (a dict or DictConfig) under test.codec; a
+    FutureWarning once when a config file (`origin`) holds them, none for stored configs."""
+    test = data.get("test") if isinstance(data, (dict, DictConfig)) else None
+    if not isinstance(test, (dict, DictConfig)):
+        return
+    moved = [k for k in TEST_CODEC_KEYS if k in test]
+    if not moved:
+        return
+    codec = dict(test.get("codec") or {})
+    for key in moved:
+        codec.setdefault(key, test[key])
+    if isinstance(test, DictConfig):
+        with open_dict(test):
+            for key in moved:
+                del test[key]
+            test["codec"] = codec
+    else:
+        for key in moved:
+            del test[key]
+        test["codec"] = codec
+    if origin is not None:
+        from vvc_lightning.deprecation import warn_deprecated
+
+        warn_deprecated(f"config key 'test.{moved[0]}' in {origin}", f"'test.codec.{moved[0]}'", stacklevel=4)
 
 
 def _check_trainer_keys(trainer: DictConfig) -> None:
@@ -319,6 +377,8 @@ def to_yaml(cfg: DictConfig) -> str:
 def from_container(data: dict) -> DictConfig:
     """Rebuild a validated config from a checkpoint's stored dict (keys unknown today are an error)."""
     cfg = _defaults()
+    data = copy.deepcopy(data)
+    _move_test_codec_keys(data)
     try:
         cfg = OmegaConf.merge(cfg, OmegaConf.create(data))
     except OmegaConfBaseException as exc:

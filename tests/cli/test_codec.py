@@ -180,3 +180,37 @@ def test_missing_output_folder_fails_before_any_work(work, tmp_path, capsys, com
     before = set(tmp_path.iterdir())
     code = main([command, str(src), "-o", str(tmp_path / "nope" / "out.bin"), "--ckpt", str(work["ckpt"])])
     _assert_one_error_and_nothing_written(code, capsys.readouterr().err, "output folder .* does not exist", tmp_path, before)
+
+
+def test_the_cli_and_a_video_codec_with_the_same_options_give_the_same_bytes(work, tmp_path):
+    from vvc_lightning.codec.pipeline.options import CodecOptions
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+    from vvc_lightning.zoo import load_any_model
+
+    model = load_any_model(work["ckpt"])
+    quality = 1.0 if model.codec.qualities else None
+    out = tmp_path / "cli.vvc"
+    argv = ["compress", work["src"], "-o", out, "--ckpt", work["ckpt"], "--gop", "5", "--theta", "0.3", "--batch",
+            "1", "--max-memory", "1G", "--tile", "0"] + (["--quality", "1"] if quality is not None else [])
+    assert main([str(a) for a in argv]) == 0
+    opts = CodecOptions(gop=5, theta=0.3, batch=1, max_memory="1G", tile=0, quality=quality)
+    assert VideoCodec(model, opts).encode(read_video(work["src"])) == out.read_bytes()
+
+
+def test_decompress_reads_the_file_once_and_parses_its_header_once(work, tmp_path, monkeypatch):
+    from vvc_lightning.codec.pipeline import files
+
+    calls = {"read": 0, "unpack_header": 0}
+    read, unpack_header = files.read_bitstream_file, bitstream.unpack_header
+
+    def counted(name, fn):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(files, "read_bitstream_file", counted("read", read))
+    monkeypatch.setattr(bitstream, "unpack_header", counted("unpack_header", unpack_header))
+    out = tmp_path / "once.y4m"
+    assert main(["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"]), "--frames", "2:7"]) == 0
+    assert calls == {"read": 1, "unpack_header": 1} and read_video(out).num_frames == 5

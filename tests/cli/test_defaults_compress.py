@@ -74,6 +74,9 @@ def test_fps_below_the_floor_or_above_the_cap_is_refused(clip, tmp_path, capsys,
         (["--qualities", "0,nan"], "--qualities takes numbers >= 0"),
         (["--device", "cpu;rm"], "--device must be cpu, cuda or cuda:N, got 'cpu;rm'"),
         (["--device", "cuda:999"], "--device cuda:999"),
+        (["--max-memory", "8X"], "--max-memory takes a size like 512M, 8G or a number of bytes, got '8X'"),
+        (["--batch", "0"], "--batch must be 1 or more, got 0"),
+        (["--theta", "2"], "--theta must be a number in [0, 1]"),
     ],
 )
 def test_evaluate_options_fail_in_one_line(clip, tmp_path, capsys, extra, words):
@@ -93,3 +96,13 @@ def test_evaluate_into_an_existing_file_is_refused_and_keeps_it(clip, tmp_path, 
     mine.write_text("mine")
     err = one_line_error(capsys, ["evaluate", "--data", clip, "--model", "vvc-lean-vr", "-o", mine])
     assert f"-o '{mine}' is an existing file" in err and mine.read_text() == "mine"
+
+
+def test_evaluate_takes_the_codec_options_of_compress_max_memory_included():
+    from vvc_lightning.cli.evaluate import options_from_args
+    from vvc_lightning.cli.main import build_parser
+    from vvc_lightning.codec.pipeline.options import CodecOptions
+
+    args = build_parser().parse_args(["evaluate", "--data", "clips", "--max-memory", "512M", "--batch", "2",
+                                      "--matrix", "bt601"])
+    assert options_from_args(args).codec == CodecOptions(max_memory=512 << 20, batch=2, matrix="bt601")

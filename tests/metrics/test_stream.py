@@ -9,7 +9,7 @@ from tests.metrics.conftest import add_noise
 from vvc_lightning.errors import FrameCountError
 from vvc_lightning.metrics import VideoMetrics, build_metric
 from vvc_lightning.metrics.base import frames_to_u8
-from vvc_lightning.metrics.stream import StreamingScores
+from vvc_lightning.metrics.stream import StreamingScores, score_decoded
 
 
 def feed(scores: StreamingScores, ref: np.ndarray, rec: np.ndarray, sizes: list[int]) -> None:
@@ -49,3 +49,24 @@ def test_fewer_decoded_frames_in_a_chunk_is_a_clear_error(clip):
     scores = StreamingScores(VideoMetrics(["psnr"]).metrics.values())
     with pytest.raises(FrameCountError, match="2 frames but the reference has 3"):
         scores.update(clip[:3], clip[:2])
+
+
+def test_score_decoded_feeds_chunks_and_gives_the_whole_sequence_values(clip):
+    rec = add_noise(clip, 6)
+    vm = VideoMetrics(["psnr", "tof"])
+    whole = vm.sequence(clip, rec)
+    scores, starts = StreamingScores(vm.metrics.values()), []
+    score_decoded(scores, iter(clip), iter(rec), len(clip), 4, lambda start, chunk: starts.append(start))
+    assert starts == list(range(0, len(clip), 4))
+    for k in whole:
+        np.testing.assert_allclose(scores.values()[k], whole[k], rtol=1e-5, atol=1e-7, err_msg=k)
+
+
+@pytest.mark.parametrize(("decoded", "words"), [(-1, "has 8 frames but the reference has 9"),
+                                                (+1, "more frames than the reference's 9")])
+def test_score_decoded_refuses_a_decoded_video_of_another_length(clip, decoded, words):
+    assert len(clip) == 9
+    rec = np.concatenate([clip, clip[-1:]]) if decoded > 0 else clip[:-1]
+    scores = StreamingScores(VideoMetrics(["psnr"]).metrics.values(), what="seq")
+    with pytest.raises(FrameCountError, match=f"^seq: the decoded video {words}" if decoded < 0 else words):
+        score_decoded(scores, iter(clip), iter(rec), len(clip), 4)

@@ -5,14 +5,18 @@ from __future__ import annotations
 import argparse
 import math
 from pathlib import Path
+from typing import Any
 
-from vvc_lightning.codec.pipeline.container import MAX_FPS, MAX_GOP, MAX_SIDE
+from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, RANGES
+from vvc_lightning.codec.pipeline.memory import size_text
+from vvc_lightning.codec.pipeline.options import CodecOptionError, CodecOptions
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
 MAX_FRAMES = 1 << 31
-MAX_MEMORY = "8G"
 MIN_FPS = 0.01
+DEFAULTS = CodecOptions()
+FLAGS = {"rng": "--range"}  # CodecOptions fields whose flag is not --FIELD-NAME
 TARGET_BPP = 0.03  # the rates this codec is for: a default quality aims below this
 
 
@@ -26,24 +30,36 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """One-line errors for out-of-range --gop, --fps, --max-frames, --size, --max-memory (before anything is read)."""
-    if args.gop is not None and not 1 <= args.gop <= MAX_GOP:
-        raise VVCError(f"--gop must be 1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17), got {args.gop}")
+def flag(field: str) -> str:
+    """The command-line flag of a CodecOptions field."""
+    return FLAGS.get(field, "--" + field.replace("_", "-"))
+
+
+def codec_options(**given: Any) -> CodecOptions:
+    """CodecOptions from the flags given (None: not given, the default), errors in flag wording."""
+    try:
+        return CodecOptions(**{k: v for k, v in given.items() if v is not None})
+    except CodecOptionError as exc:
+        raise VVCError(f"{flag(exc.field)} {exc.problem}") from None
+
+
+def _compress_options(args: argparse.Namespace) -> CodecOptions:
+    return codec_options(gop=args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
+                         tile=args.tile, tile_overlap=args.tile_overlap, matrix=args.matrix, rng=args.rng,
+                         quality=args.quality, max_memory=args.max_memory)
+
+
+def check_options(args: argparse.Namespace) -> CodecOptions:
+    """One-line errors for out-of-range codec options, --fps, --max-frames, --size (before anything is read);
+    returns the codec options."""
+    options = _compress_options(args)
     if args.fps is not None and not (math.isfinite(args.fps) and MIN_FPS <= args.fps <= MAX_FPS):
         raise VVCError(f"--fps must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {args.fps:g}")
     if args.max_frames is not None and not 1 <= args.max_frames <= MAX_FRAMES:
         raise VVCError(f"--max-frames must be 1 to {MAX_FRAMES}, got {args.max_frames}")
     if args.size is not None:
         args.size = _size(args.size)
-    _check_max_memory(args)
-
-
-def _check_max_memory(args: argparse.Namespace) -> None:
-    """--max-memory as bytes (512M, 8G or a number of bytes), or a one-line error."""
-    from vvc_lightning.codec.pipeline.memory import parse_bytes
-
-    args.max_memory = parse_bytes(args.max_memory)
+    return options
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -60,11 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--lmbda", type=float, default=None, help="rate of a variable-rate model as the lambda it was "
                    "trained for (instead of --quality)")
     c.add_argument("--gop", type=int, default=None, help="frames per GoP, 1+4k (default: the model's, 9)")
-    c.add_argument("--overlap", type=int, default=1, help="frames shared by adjacent GoPs (default 1; 0 = off)")
-    c.add_argument("--theta", type=float, default=0.5, help="blend weight of the earlier GoP's shared frame")
-    c.add_argument("--batch", type=int, default=4, help="GoPs (or GoP tiles) per backbone pass (default 4)")
-    c.add_argument("--max-memory", default=MAX_MEMORY, help="memory budget of the backbone passes, e.g. 512M, 8G "
-                   "or bytes (default 8G): whole frames when they fit, else the largest tiles that fit")
+    c.add_argument("--overlap", type=int, default=None,
+                   help=f"frames shared by adjacent GoPs (default {DEFAULTS.overlap}; 0 = off)")
+    c.add_argument("--theta", type=float, default=None,
+                   help=f"blend weight of the earlier GoP's shared frame (default {DEFAULTS.theta:g})")
+    _add_pass_options(c, "whole frames when they fit, else the largest tiles that fit")
     c.add_argument("--tile", type=int, default=None, help="force this tile size in pixels (default: from "
                    "--max-memory; 0 = never tile)")
     c.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default 32; 64 for "
@@ -72,8 +88,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--size", default=None, help="WxH of a raw .yuv input")
     c.add_argument("--fps", type=float, default=None, help=f"frame rate of a raw .yuv input (or override), "
                    f"{MIN_FPS:g} to {MAX_FPS:g}")
-    c.add_argument("--matrix", default="bt709", choices=["bt709", "bt601"], help="YUV matrix of .yuv input/output")
-    c.add_argument("--range", dest="rng", default="limited", choices=["limited", "full"], help="YUV range")
+    c.add_argument("--matrix", default=DEFAULTS.matrix, choices=MATRICES,
+                   help="YUV matrix of .yuv input/output")
+    c.add_argument("--range", dest="rng", default=DEFAULTS.rng, choices=RANGES, help="YUV range")
     c.add_argument("--max-frames", type=int, default=None, help="encode only the first N frames")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.set_defaults(func=run_compress)
@@ -83,11 +100,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument("-o", "--output", required=True, help="video file (.mp4, .mkv, .y4m, .yuv) or folder for PNGs")
     d.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)")
     d.add_argument("--frames", default=None, help="decode only frames a:b (only the GoPs they need)")
-    d.add_argument("--batch", type=int, default=4, help="GoPs (or GoP tiles) per backbone pass (default 4)")
-    d.add_argument("--max-memory", default=MAX_MEMORY, help="memory budget of the backbone passes, e.g. 512M, 8G "
-                   "or bytes (default 8G); the decoder tiles by its own budget")
+    _add_pass_options(d, "the decoder tiles by its own budget")
     d.add_argument("--overwrite", action="store_true", help="replace an existing output file (never a folder)")
     d.set_defaults(func=run_decompress)
+
+
+def _add_pass_options(parser: argparse.ArgumentParser, tiles: str) -> None:
+    """--batch and --max-memory (defaults: CodecOptions)."""
+    parser.add_argument("--batch", type=int, default=None,
+                        help=f"GoPs (or GoP tiles) per backbone pass (default {DEFAULTS.batch})")
+    parser.add_argument("--max-memory", default=None, help="memory budget of the backbone passes, e.g. 512M, 8G "
+                        f"or bytes (default {size_text(DEFAULTS.max_memory)}); {tiles}")
 
 
 def _check_output(args: argparse.Namespace, kind: str) -> None:
@@ -97,13 +120,14 @@ def _check_output(args: argparse.Namespace, kind: str) -> None:
 
 def run_compress(args: argparse.Namespace) -> int:
     """Compress INPUT to a .vvc file."""
-    check_options(args)
+    options = check_options(args)
     if not Path(args.input).is_file():
         raise VVCError(f"video '{args.input}' does not exist or is not a file")
     _check_output(args, "bitstream")
+    from vvc_lightning.codec.pipeline.files import compress_file
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.loader import load
-    from vvc_lightning.video.video_io import parse_yuv_name
+    from vvc_lightning.video.video_io import DEFAULT_FPS, parse_yuv_name
 
     read_kwargs: dict = {"max_frames": args.max_frames, "fps": args.fps}
     if Path(args.input).suffix.lower() == ".yuv":
@@ -111,14 +135,11 @@ def run_compress(args: argparse.Namespace) -> int:
             (w, h), name_fps = args.size, None
         else:
             w, h, name_fps = parse_yuv_name(args.input)
-        read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=args.fps or name_fps or 25.0)
+        fps = args.fps or name_fps or DEFAULT_FPS
+        read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=fps)
     model = _model_to_compress(args, load)
-    codec = VideoCodec(
-        model, gop=model.gop if args.gop is None else args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
-        tile=args.tile, tile_overlap=args.tile_overlap, matrix=args.matrix, rng=args.rng,
-        quality=_quality_of(model, args), max_memory=args.max_memory,
-    )
-    st = codec.encode_file(args.input, args.output, **read_kwargs)
+    codec = VideoCodec(model, options.replace(quality=_quality_of(model, args)))
+    st = compress_file(codec, args.input, args.output, **read_kwargs)
     print(
         f"compressed {args.input} -> {args.output}: {st['frames']} frames, {st['width']}x{st['height']}, "
         f"{st['bytes']} bytes, {st['bpp']:.5f} bpp, {st['fps']:.3f} frames/s"
@@ -127,18 +148,18 @@ def run_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_to_compress(args: argparse.Namespace, load_model):
+def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, ANN202
     """The model named by --model (shipped) or --ckpt (exactly one of them)."""
     if (args.ckpt is None) == (args.model is None):
         raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
     if args.model is not None:
-        from vvc_lightning.zoo import PREFIX
+        from vvc_lightning.pretrained import PREFIX
 
         return load_model(args.model if args.model.startswith(PREFIX) else PREFIX + args.model)
     return load_model(args.ckpt)
 
 
-def default_quality(model) -> tuple[float, str]:
+def default_quality(model) -> tuple[float, str]:  # noqa: ANN001
     """(quality, why) of a variable-rate model without --quality: the highest measured point below TARGET_BPP,
     else the measured point of lowest rate, else 0 (the lowest rate)."""
     entry = getattr(model, "zoo_entry", None)
@@ -158,7 +179,7 @@ def default_quality(model) -> tuple[float, str]:
     return q, f"{bpp:.3f} bpp on {entry.name}'s test split"
 
 
-def _quality_of(model, args: argparse.Namespace) -> float | None:
+def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN001
     """--quality, or the quality of --lmbda, or the default quality (printed) of a variable-rate model."""
     if args.quality is not None and args.lmbda is not None:
         raise VVCError("give --quality or --lmbda, not both")
@@ -175,9 +196,9 @@ def _quality_of(model, args: argparse.Namespace) -> float | None:
     return quality
 
 
-def _checkpoint_for(header, label: str) -> str:
+def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
     """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
-    from vvc_lightning.zoo import PREFIX, find_for_header
+    from vvc_lightning.pretrained import PREFIX, find_for_header
 
     entry = find_for_header(header.identity, header.checkpoint)
     if entry is not None:
@@ -193,19 +214,19 @@ def _checkpoint_for(header, label: str) -> str:
 
 def run_decompress(args: argparse.Namespace) -> int:
     """Decompress a .vvc file."""
-    _check_max_memory(args)
+    options = codec_options(batch=args.batch, max_memory=args.max_memory)
     _check_output(args, "video")
-    from vvc_lightning.codec.pipeline import container as bitstream
+    from vvc_lightning.codec.pipeline.files import decompress_file, open_bitstream_file
     from vvc_lightning.codec.pipeline.gop import parse_frame_range
-    from vvc_lightning.codec.pipeline.video_codec import VideoCodec, read_bitstream_file
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.loader import load
 
-    data = read_bitstream_file(args.input)
-    header, _ = bitstream.unpack_header(data, f"'{args.input}'")
+    stream = open_bitstream_file(args.input)  # read once, parsed once
+    header = stream.header
     ckpt = args.ckpt if args.ckpt is not None else _checkpoint_for(header, f"'{args.input}'")
     frames = parse_frame_range(args.frames, header.frames) if args.frames else None
-    codec = VideoCodec(load(ckpt), batch=args.batch, max_memory=args.max_memory)
-    st = codec.decode_file(args.input, args.output, frames=frames)
+    codec = VideoCodec(load(ckpt), options)
+    st = decompress_file(codec, args.input, args.output, frames, stream=stream)
     part = f"{st['decoded_frames']} of {st['frames']}" if frames else f"{st['frames']}"
     print(
         f"decompressed {args.input} -> {st['path']}: {part} frames, {st['width']}x{st['height']}, "

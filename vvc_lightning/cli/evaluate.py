@@ -48,32 +48,43 @@ def register(subparsers: Any) -> None:
                    help="torchvision AlexNet weights for LPIPS (else $VVC_LPIPS_ALEX or the torch hub cache; "
                         "without them 'lpips' falls back to ST-LPIPS, reported as 'stlpips')")
     p.add_argument("--frame-stride", type=int, default=1, help="use every k-th frame for fid/kid/brisque (k >= 1)")
-    g = p.add_argument_group("neural codec")
-    g.add_argument("--gop", type=int, default=9)
-    g.add_argument("--overlap", type=int, default=1)
-    g.add_argument("--theta", type=float, default=0.5)
-    g.add_argument("--batch", type=int, default=4)
-    g.add_argument("--tile", type=int, default=None, help="spatial tile size in pixels (default: the codec's)")
+    g = p.add_argument_group("neural codec (defaults: those of compress)")
+    g.add_argument("--gop", type=int, default=None, help="frames per GoP, 1+4k (default: the model's)")
+    g.add_argument("--overlap", type=int, default=None, help="frames shared by adjacent GoPs")
+    g.add_argument("--theta", type=float, default=None, help="blend weight of the earlier GoP's shared frame")
+    g.add_argument("--batch", type=int, default=None, help="GoPs (or GoP tiles) per backbone pass")
+    g.add_argument("--tile", type=int, default=None, help="spatial tile size in pixels (default: from "
+                   "--max-memory)")
+    g.add_argument("--max-memory", default=None, help="memory budget of the backbone passes, e.g. 512M, 8G or "
+                   "bytes")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
 def check_options(args: argparse.Namespace) -> None:
-    """One-line errors for out-of-range numbers, an unknown or missing --device and an -o that is a file."""
+    """One-line errors for out-of-range numbers and codec options, an unknown or missing --device and an -o that
+    is a file."""
     from pathlib import Path
 
     from vvc_lightning.errors import VVCError
 
     for flag, value in (("--frame-stride", args.frame_stride), ("--max-frames", args.max_frames),
-                        ("--batch", args.batch), ("--intra-period", args.intra_period)):
+                        ("--intra-period", args.intra_period)):
         if value is not None and value < 1:
             raise VVCError(f"{flag} must be a whole number >= 1, got {value}")
-    if not (0 <= args.theta <= 1):
-        raise VVCError(f"--theta must be 0 to 1 (e.g. 0.5), got {args.theta}")
+    codec_options_from_args(args)
     check_device(args.device)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise VVCError(f"-o '{out}' is an existing file; evaluate writes a folder of results: give a folder path")
+
+
+def codec_options_from_args(args: argparse.Namespace) -> Any:
+    """The neural codec's CodecOptions from the flags given (the rest: CodecOptions' defaults)."""
+    from vvc_lightning.cli.codec import codec_options
+
+    return codec_options(gop=args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
+                         tile=args.tile, max_memory=args.max_memory, matrix=args.matrix, rng=args.rng)
 
 
 def check_device(device: str) -> None:
@@ -110,8 +121,8 @@ def options_from_args(args: argparse.Namespace) -> Any:
         metrics=args.metrics, max_frames=args.max_frames, points=points,
         presets=parse_mapping(args.preset, "--preset"), intra_period=args.intra_period, matrix=args.matrix,
         rng=args.rng, device=args.device, lpips_weights=args.lpips_weights, frame_stride=args.frame_stride,
-        gop=args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch, tile=args.tile,
-        progress=not args.no_progress, qualities=parse_qualities(args.qualities),
+        codec=codec_options_from_args(args), progress=not args.no_progress,
+        qualities=parse_qualities(args.qualities),
     )
 
 

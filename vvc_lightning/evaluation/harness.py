@@ -15,12 +15,13 @@ import hashlib
 import json
 import math
 import platform
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.errors import VVCError
 from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, load_sequences, neural_spec
 from vvc_lightning.video.atomic import make_dirs
@@ -50,11 +51,7 @@ class EvalOptions:
     device: str = "cpu"
     lpips_weights: str | None = None
     frame_stride: int = 1
-    gop: int = 9
-    overlap: int = 1
-    theta: float = 0.5
-    batch: int = 4
-    tile: int | None = None
+    codec: CodecOptions = field(default_factory=CodecOptions)  # the neural codec's (matrix / rng: the above)
     progress: bool = True
     qualities: list[float] | None = None  # variable-rate models: one rate point per quality
 
@@ -169,30 +166,25 @@ class Harness:
                       what: str) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
         """Read the decoded frames once, a GoP-sized chunk at a time: per-frame metric values, the decoded
         frames' set-metric features (saved to the cache) when wanted, and the middle frame (for the crop)."""
-        from vvc_lightning.errors import FrameCountError
-        from vvc_lightning.metrics.stream import StreamingScores, frame_chunks
+        from vvc_lightning.metrics.stream import StreamingScores, score_decoded
 
         metrics = [m for m in (self.vm.metrics.values() if self.vm else []) if m.key in frame_keys]
         first_set = next(iter(self.set_metrics.values()), None)
         scores = StreamingScores(metrics + ([first_set] if want_features else []), set_ref=False, what=what)
-        n, mid, middle, done = seq.frames.shape[0], seq.frames.shape[0] // 2, None, 0
+        n = seq.frames.shape[0]
+        middle: list[np.ndarray] = []
+
+        def keep_middle(start: int, rec: np.ndarray) -> None:
+            if start <= n // 2 < start + len(rec):
+                middle.append(np.array(rec[n // 2 - start]))
+
         try:
-            for rec in frame_chunks(coded.iter_frames(), STREAM_CHUNK):
-                if done + len(rec) > n:
-                    raise FrameCountError(f"{what}: the decoded video has more frames than the reference's {n}")
-                if done <= mid < done + len(rec):
-                    middle = np.array(rec[mid - done])
-                scores.update(seq.frames[done : done + len(rec)], rec)
-                done += len(rec)
-            if done != n:
-                raise FrameCountError(
-                    f"{what}: the decoded video has {done} frames but the reference has {n}; compare the same "
-                    "frames (check --max-frames and that the decoder emits every frame)")
+            score_decoded(scores, iter(seq.frames), coded.iter_frames(), n, STREAM_CHUNK, keep_middle)
             rec_f = None
             if want_features and first_set is not None:
                 rec_f = scores.rec_features(first_set.key)
                 _save_features(self.cache / "feats" / f"{key}-{self.feat_sig}.npz", rec_f)
-            return scores.values(), rec_f, middle
+            return scores.values(), rec_f, middle[0] if middle else None
         finally:
             scores.close()
 
@@ -233,8 +225,8 @@ def build_specs(opts: EvalOptions) -> list[CodecSpec]:
     """The codec curves to run: the neural checkpoints, then each baseline."""
     specs = []
     if opts.ckpts:
-        specs.append(neural_spec(opts.ckpts, opts.ckpt_name, opts.gop, opts.overlap, opts.theta, opts.batch,
-                                 opts.tile, opts.device, opts.matrix, opts.rng, opts.qualities))
+        codec = replace(opts.codec, matrix=opts.matrix, rng=opts.rng)
+        specs.append(neural_spec(opts.ckpts, opts.ckpt_name, codec, opts.device, opts.qualities))
     for name in opts.baselines:
         specs.append(baseline_spec(name, opts.points.get(name), opts.presets.get(name), opts.intra_period,
                                    opts.matrix, opts.rng))

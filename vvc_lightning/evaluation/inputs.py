@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vvc_lightning.codec.entropy.gain import quality_label
+from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.video_io import Video
 
@@ -177,13 +178,14 @@ def _source_digest(src: Any) -> str:
     return _file_digest(src) if isinstance(src, Path) else _file_digest(get_entry(src).weights)
 
 
-def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int = 1, theta: float = 0.5,
-                batch: int = 4, tile: int | None = None, device: str = "cpu", matrix: str = "bt709",
-                rng: str = "limited", qualities: list[float] | None = None) -> CodecSpec:
+def neural_spec(ckpts: list[str], name: str = "ours", options: CodecOptions | None = None,
+                device: str = "cpu", qualities: list[float] | None = None) -> CodecSpec:
     """The neural codec: one rate point per checkpoint (or shipped model 'zoo:NAME') and per quality of a
-    variable-rate model, coded to real .vvc bytes on `device` and decoded back a few GoPs at a time."""
+    variable-rate model, coded with `options` to real .vvc bytes on `device` and decoded back a few GoPs at
+    a time."""
     import time
 
+    options = options if options is not None else CodecOptions()
     sources = _neural_sources(ckpts)
     labels: dict[str, tuple[str, float | None]] = {}
     for src_label in sources:
@@ -194,11 +196,10 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
     def codec_for(label: str) -> Any:
         key = labels[label]
         if key not in codecs:
-            from vvc_lightning.api import video_codec
+            from vvc_lightning.codec.pipeline.video_codec import VideoCodec
             from vvc_lightning.loader import load
 
-            codec = video_codec(load(sources[key[0]]), key[1], gop=gop, overlap=overlap, theta=theta,
-                                batch=batch, tile=tile, matrix=matrix, rng=rng)
+            codec = VideoCodec(load(sources[key[0]]), options.replace(quality=key[1]))
             codec.model.to(device)
             codecs[key] = codec
         return codecs[key]
@@ -208,8 +209,7 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
         t0 = time.perf_counter()
         data = codec.encode_frames(iter(seq.frames), seq.fps, seq.frames.shape[0])
         info = {
-            "command": f"load_codec('{sources[labels[point][0]]}', gop={gop}, overlap={overlap}, "
-                       f"theta={theta}, batch={batch}, tile={tile}, quality={labels[point][1]}); device {device}",
+            "command": f"VideoCodec(load('{sources[labels[point][0]]}'), {codec.options}); device {device}",
             "version": "vvc-lightning", "quality": labels[point][1], "device": str(device),
             "encode_seconds": time.perf_counter() - t0, "decode_seconds": None,
             "stream_format": "vvc-lightning bitstream",
@@ -221,8 +221,9 @@ def neural_spec(ckpts: list[str], name: str = "ours", gop: int = 9, overlap: int
 
         return Coded(None, len(data), info, stream=decoded())
 
-    identity = {"checkpoints": {k: _source_digest(p) for k, p in sources.items()}, "gop": gop, "overlap": overlap,
-                "theta": theta, "tile": tile, "matrix": matrix, "range": rng}
+    identity = {"checkpoints": {k: _source_digest(p) for k, p in sources.items()}, "gop": options.gop,
+                "overlap": options.overlap, "theta": options.theta, "tile": options.tile,
+                "matrix": options.matrix, "range": options.rng}
     return CodecSpec(name, f"{name} (neural)", "neural", list(labels), run, identity)
 
 

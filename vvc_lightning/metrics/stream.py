@@ -10,13 +10,14 @@ in memory) because libvmaf's motion feature looks across frames.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from vvc_lightning.errors import FrameCountError
 from vvc_lightning.metrics.base import VideoMetric, check_sequences, frames_to_u8, u8_to_frames
 
 
@@ -30,6 +31,29 @@ def frame_chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray
             buf = []
     if buf:
         yield np.stack(buf)
+
+
+def score_decoded(scores: StreamingScores, reference: Iterable[np.ndarray], decoded: Iterable[np.ndarray],
+                  frames: int, chunk: int, on_chunk: Callable[[int, np.ndarray], None] | None = None) -> None:
+    """Feed `scores` the decoded frames (H,W,3) beside the reference's, `chunk` at a time, as a streaming
+    decoder yields them; FrameCountError when the decoded video does not have the reference's `frames`
+    frames. `on_chunk(start, rec)` sees each decoded chunk (start: the index of its first frame)."""
+    what, done = scores.what, 0
+    refs = frame_chunks(reference, chunk)
+    for rec in frame_chunks(decoded, chunk):
+        if done + len(rec) > frames:
+            raise FrameCountError(f"{what}: the decoded video has more frames than the reference's {frames}")
+        ref = next(refs, None)
+        if ref is None or len(ref) != len(rec):
+            raise FrameCountError(f"{what}: the reference gives fewer frames than the {frames} it had")
+        if on_chunk is not None:
+            on_chunk(done, rec)
+        scores.update(ref, rec)
+        done += len(rec)
+    if done != frames:
+        raise FrameCountError(
+            f"{what}: the decoded video has {done} frames but the reference has {frames}; compare the same "
+            "frames (check --max-frames and that the decoder emits every frame)")
 
 
 class StreamingScores:

@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from torch import Tensor
 
 from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.codec.pipeline.gop import iter_gops
 from vvc_lightning.training.losses import bits
-from vvc_lightning.video.video_io import frames_to_tensor, tensor_to_frames
+from vvc_lightning.video.video_io import DEFAULT_FPS, frames_to_tensor, tensor_to_frames
 
 
 @torch.no_grad()
@@ -78,41 +79,35 @@ def _frame_source(x: Any) -> Callable[[], Iterator[np.ndarray]]:
 
 def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> dict[str, float]:
     """One sequence at one quality; returns and logs the results (keys + suffix)."""
+    from vvc_lightning.codec.pipeline.options import CodecOptions
     from vvc_lightning.codec.pipeline.video_codec import FrameCounter, VideoCodec
-    from vvc_lightning.errors import FrameCountError
     from vvc_lightning.metrics import VideoMetrics
-    from vvc_lightning.metrics.stream import StreamingScores, frame_chunks
+    from vvc_lightning.metrics.stream import StreamingScores, score_decoded
 
     cfg = model.cfg.test
     source = _frame_source(x)
     dm = getattr(model.trainer, "datamodule", None) if model._trainer is not None else None
     fps_list = getattr(dm, "test_fps", None) or []
-    fps = float(fps_list[index]) if index < len(fps_list) else 25.0
-    gop, overlap, batch = model.gop, int(cfg.overlap), int(cfg.batch)
+    fps = float(fps_list[index]) if index < len(fps_list) else DEFAULT_FPS
+    options = CodecOptions(**OmegaConf.to_container(cfg.codec, resolve=True))
+    if quality is not None:  # test.qualities
+        options = options.replace(quality=quality)
+    gop = options.gop if options.gop is not None else model.gop
     counted = FrameCounter(source())
-    estimate = estimated_bits(model, counted, gop, overlap, batch, quality)
+    estimate = estimated_bits(model, counted, gop, options.overlap, options.batch, options.quality)
     n, (h, w) = counted.count, counted.shape
     pixels = n * h * w
     results: dict[str, float] = {"bpp_estimate": estimate / pixels, "frames": float(n)}
     decoded: Iterable[np.ndarray] = source()
     if cfg.real_bytes:
-        codec = VideoCodec(model, gop=gop, overlap=overlap, theta=float(cfg.theta), batch=batch, tile=cfg.tile,
-                           quality=quality)
+        codec = VideoCodec(model, options.replace(gop=gop))
         data = codec.encode_frames(source(), fps, n)
         decoded = codec.decode_frames(data)
         results["bpp"] = len(data) * 8 / pixels
-    scores = StreamingScores(VideoMetrics(list(cfg.metrics), device=model.device).metrics.values(), what="test")
+    metrics = VideoMetrics(list(cfg.metrics), device=model.device).metrics.values()
+    scores = StreamingScores(metrics, what="test")
     try:
-        reference, done, same = frame_chunks(source(), gop), 0, True
-        for rec in frame_chunks(decoded, gop):
-            ref = next(reference, None)
-            same = ref is not None and len(ref) == len(rec)
-            if not same:
-                break
-            scores.update(ref, rec)
-            done += len(rec)
-        if not same or done != n:
-            raise FrameCountError(f"test: the decoded video and the reference ({n} frames) differ in frame count")
+        score_decoded(scores, source(), decoded, n, gop)
         results.update(scores.means())
     finally:
         scores.close()

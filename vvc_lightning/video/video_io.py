@@ -16,6 +16,7 @@ from vvc_lightning.video.atomic import atomic_path
 from vvc_lightning.video.colour import yuv420_to_rgb
 from vvc_lightning.video.video_writer import VideoWriter
 
+DEFAULT_FPS = 25.0  # frame rate of a video that states none (raw .yuv without it in its name, PNG folder)
 YUV_NAME = re.compile(r"(?P<w>\d+)x(?P<h>\d+)(?:_(?P<fps>\d+(?:\.\d+)?)(?:fps|hz)?)?", re.IGNORECASE)
 
 
@@ -92,7 +93,7 @@ def _iter_av(source, path_label: str) -> Iterator[tuple[np.ndarray, float]]:
         if not container.streams.video:
             raise VVCError(f"'{path_label}' has no video stream")
         stream = container.streams.video[0]
-        fps = float(stream.average_rate or stream.guessed_rate or 25)
+        fps = float(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
         try:
             for frame in container.decode(stream):
                 yield frame.to_ndarray(format="rgb24"), fps
@@ -131,7 +132,7 @@ def iter_video(path: str | Path, **yuv_kwargs) -> Iterator[np.ndarray]:
         yield frame
 
 
-def video_fps(path: str | Path, default: float = 25.0) -> float:
+def video_fps(path: str | Path, default: float = DEFAULT_FPS) -> float:
     """The frame rate of a video file (from the name for .yuv)."""
     path = Path(path)
     if path.is_dir():  # a PNG folder has no frame rate
@@ -172,7 +173,7 @@ def read_video(
 
 def decode_video_bytes(data: bytes, label: str = "<bytes>") -> Video:
     """Decode an in-memory video file (e.g. an mp4 from a shard)."""
-    frames, fps = [], 25.0
+    frames, fps = [], DEFAULT_FPS
     for f, rate in _iter_av(io.BytesIO(data), label):
         frames.append(f)
         fps = rate

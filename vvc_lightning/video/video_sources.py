@@ -11,7 +11,7 @@ import numpy as np
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.colour import yuv420_to_rgb
-from vvc_lightning.video.video_io import parse_yuv_name
+from vvc_lightning.video.video_io import DEFAULT_FPS, parse_yuv_name
 
 # Seek (instead of decoding from the first frame) only when the clip starts at least this far in.
 SEEK_MIN_FRAMES = 48
@@ -131,7 +131,7 @@ class AVSource:
             raise ClipError("does not decode", f"{self.label} holds no decodable frame")
         return n, h, w
 
-    def fps(self, default: float = 25.0) -> float:
+    def fps(self, default: float = DEFAULT_FPS) -> float:
         """Frame rate from the stream header."""
         c, s = self._open()
         with c:
@@ -244,7 +244,7 @@ class YUVSource:
             )
         return size // self.frame_bytes
 
-    def fps(self, default: float = 25.0) -> float:
+    def fps(self, default: float = DEFAULT_FPS) -> float:
         """Frame rate from the name or the constructor (else `default`)."""
         return float(self._fps) if self._fps else default
 

@@ -3,7 +3,7 @@
 Each command runs in a fresh process on a 27- and a 90-frame sequence, and the two peaks may differ by at
 most MARGIN. glibc is told to return large freed blocks at once (MALLOC_MMAP_THRESHOLD_, one arena),
 which takes its caching noise (20-40 MB at 384x256) out of the peak; repeats then agree within ~1.5 MB.
-compress / decompress run `VideoCodec.encode_file` / `decode_file` (what the commands call) on the tiny
+compress / decompress run `files.compress_file` / `decompress_file` (what the commands call) on the tiny
 model; their peak is read from /proc/self/status (VmHWM) after resetting it once the model is built, so
 it is the peak of the coding itself (the whole-process peak is set by loading, tens of MB higher, and
 would hide growth). `test` runs the real command and reads the child's ru_maxrss from wait4.
@@ -47,6 +47,7 @@ import sys, torch
 from tests.conftest import TINY_OVERRIDES
 from vvc_lightning.config import load_config
 from vvc_lightning.training.model import VideoCompressionModel
+from vvc_lightning.codec.pipeline.files import compress_file, decompress_file
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -56,7 +57,7 @@ codec = VideoCodec(model, batch=1)
 mode, src, dst = sys.argv[1:4]
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # reset the peak (VmHWM) to the current RSS
-(codec.encode_file if mode == "compress" else codec.decode_file)(src, dst)
+(compress_file if mode == "compress" else decompress_file)(codec, src, dst)
 with open("/proc/self/status") as f:
     print(next(int(line.split()[1]) for line in f if line.startswith("VmHWM")))
 """
@@ -104,5 +105,5 @@ def test_the_test_command_peak_rss_is_flat_in_the_sequence_length(tmp_path, tiny
         clip = tmp_path / f"clip{n}.y4m"
         moving_clip(clip, n, 128, 192)
         peaks.append(peak_rss(["test", "--ckpt", str(tiny_ckpt), f"data.test_dir={clip}", "data.test_max_frames=100",
-                               "test.metrics=[psnr]", "test.batch=1"], tmp_path))
+                               "test.metrics=[psnr]", "test.codec.batch=1"], tmp_path))
     assert_flat(*peaks, "test")

@@ -196,3 +196,26 @@ def test_frames_of_changing_size_or_wrong_type_are_user_errors(tiny_model):
         codec.encode_frames([np.zeros((16, 16, 3), np.float32)], 25)
     with pytest.raises(VVCError, match="no frame"):
         codec.encode_frames([], 25)
+
+
+def test_a_codec_built_from_options_codes_as_one_built_from_field_names(tiny_model, clip):
+    from vvc_lightning.codec.pipeline.options import CodecOptions
+
+    opts = CodecOptions(gop=5, batch=2, theta=0.3, tile=0)
+    by_options = VideoCodec(tiny_model, opts)
+    assert by_options.options is opts and by_options.gop == 5
+    assert by_options.encode(clip) == VideoCodec(tiny_model, gop=5, batch=2, theta=0.3, tile=0).encode(clip)
+    assert VideoCodec(tiny_model, opts, batch=1).options == opts.replace(batch=1)  # overrides on top
+    assert VideoCodec(tiny_model).gop == tiny_model.gop  # no gop: the model's
+
+
+def test_a_parsed_stream_decodes_without_being_parsed_again(tiny_model, coded, monkeypatch):
+    from vvc_lightning.codec.pipeline.parsed import parse_stream
+
+    data, rec = coded
+    stream = parse_stream(data, "coded.vvc")
+    calls = []
+    monkeypatch.setattr(bitstream, "unpack_header", lambda *a, **k: calls.append(a))
+    codec = VideoCodec(tiny_model)
+    assert np.array_equal(codec.decode(stream).frames, rec.frames)
+    assert sum(1 for _ in codec.decode_frames(stream, (2, 5))) == 3 and calls == []

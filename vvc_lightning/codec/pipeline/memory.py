@@ -27,7 +27,7 @@ from torch import nn
 from vvc_lightning.codec.pipeline.tiling import TileGrid, plan_tiles
 from vvc_lightning.errors import VVCError
 
-DEFAULT_MAX_MEMORY = 8 << 30
+DEFAULT_MAX_MEMORY = 8 << 30  # the default budget of a pass (CodecOptions.max_memory)
 PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 # Bytes per pixel of a GoP held through a pass (resident) and briefly on top (transient): encode keeps the
@@ -38,17 +38,18 @@ CODEC_BYTES = 320  # per latent element: the latent codec's working set on one G
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def parse_bytes(text: str | int) -> int:
-    """Bytes from '512M', '8G', '1.5G', '1073741824' (K/M/G/T are powers of 1024); VVCError otherwise."""
+def parse_bytes(text: str | int, name: str = "--max-memory") -> int:
+    """Bytes from '512M', '8G', '1.5G', '1073741824' (K/M/G/T are powers of 1024); VVCError naming `name`
+    otherwise."""
     if isinstance(text, int):
         value = text
     else:
         m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", str(text).upper())
         if m is None:
-            raise VVCError(f"--max-memory takes a size like 512M, 8G or a number of bytes, got '{text}'")
+            raise VVCError(f"{name} takes a size like 512M, 8G or a number of bytes, got '{text}'")
         value = int(float(m.group(1)) * _UNITS[m.group(2)])
     if value < 1 << 20:
-        raise VVCError(f"--max-memory must be at least 1M (e.g. 8G), got '{text}'")
+        raise VVCError(f"{name} must be at least 1M (e.g. 8G), got '{text}'")
     return value
 
 

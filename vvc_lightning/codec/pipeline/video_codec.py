@@ -8,66 +8,51 @@ backbone decoder on whole latents or overlapping latent tiles, blend the pixel t
 crop, blend the frames shared by adjacent GoPs (`theta * last_of_previous + (1 - theta) * first_of_next`)
 and drop the temporal padding.
 
-Tiles only when needed: a memory budget (`max_memory`, default 8 GiB; `codec.pipeline.memory`) covers each pass's
-GoP frames and latent coding as well as the backbone (a GoP too long for it is refused up front), and gives
+Options: `CodecOptions` (`codec.pipeline.options`); reading and writing files: `codec.pipeline.files`.
+Tiles only when needed: a memory budget (`max_memory`; `codec.pipeline.memory`) covers each pass's GoP frames
+and latent coding as well as the backbone (a GoP too long for it is refused up front), and gives
 whole frames when `batch` of them fit, whole frames fewer per pass when one fits, else the largest tiles
 that fit.
 Encoder and decoder each plan from their own budget (tiles do not change the bitstream; the header's tile
 fields record the encoder's choice). Tiled passes share GroupNorm statistics and attention inputs over
-the whole frame (`codec.pipeline.tile_norm`, `norm_passes` statistics passes), so tiled and untiled coding agree.
+the whole frame (`codec.pipeline.tile_norm`, `norm_passes` statistics passes), so tiled and untiled coding
+agree.
 
 The latent codec codes all GoPs of a pass in one batched call: its entropy parameters come from integer
 networks, so the scale indexes and means the decoder derives never depend on the batch size, thread
 count, convolution backend or device. The backbone and the codec's float transforms (g_a, h_a, g_s) run
-batched and are batch-size invariant on the CPU (`codec.pipeline.determinism`): `batch` never changes a byte or a
-decoded pixel there. On a GPU only the entropy-coded symbols are guaranteed batch-invariant.
+batched and are batch-size invariant on the CPU (`codec.pipeline.determinism`): `batch` never changes a byte
+or a decoded pixel there. On a GPU only the entropy-coded symbols are guaranteed batch-invariant.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from vvc_lightning.codec.entropy.gain import Gains
+from vvc_lightning.codec.entropy.symbol_check import SymbolCheckError, bind_to_gop
 from vvc_lightning.codec.pipeline import container as bitstream
-from vvc_lightning.codec.pipeline.container import Header
+from vvc_lightning.codec.pipeline.container import Header, RecordIndex
 from vvc_lightning.codec.pipeline.determinism import batch_invariant, float_codec_parts, model_identity
 from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
-from vvc_lightning.codec.pipeline.memory import (
-    DEFAULT_MAX_MEMORY,
-    MemoryModel,
-    Plan,
-    gop_bytes,
-    parse_bytes,
-    plan_budget,
-)
-from vvc_lightning.codec.entropy.gain import Gains
-from vvc_lightning.codec.entropy.symbol_check import DIGEST_SIZE, SymbolCheckError, bind_to_gop
+from vvc_lightning.codec.pipeline.memory import MemoryModel, Plan, gop_bytes, plan_budget
+from vvc_lightning.codec.pipeline.options import CodecOptions
+from vvc_lightning.codec.pipeline.parsed import ParsedStream, parse_stream
 from vvc_lightning.codec.pipeline.protocol import CodingBackbone, CodingModel
 from vvc_lightning.codec.pipeline.threads import ThreadGovernor
 from vvc_lightning.codec.pipeline.tile_norm import default_overlap, run_on_tiles
 from vvc_lightning.codec.pipeline.tiling import TileGrid, check_tile_options, plan_tiles
 from vvc_lightning.errors import BitstreamError, VVCError
-from vvc_lightning.video.output_paths import check_output_path, decoded_bytes_limit
-from vvc_lightning.video.video_io import (
-    Video,
-    frames_to_tensor,
-    iter_video,
-    tensor_to_frames,
-    video_fps,
-    write_bytes_atomic,
-)
-from vvc_lightning.video.video_writer import VideoWriter
-
-NORM_PASSES: int | None = None  # statistics passes of a tiled run (None: until exact; README: tiling)
+from vvc_lightning.video.output_paths import decoded_bytes_limit
+from vvc_lightning.video.video_io import Video, frames_to_tensor, tensor_to_frames
 
 
 @contextlib.contextmanager
@@ -86,66 +71,48 @@ def _inference(model: torch.nn.Module) -> Iterator[None]:
 class VideoCodec:
     """Encode a Video to .vvc bytes and back with a VideoCompressionModel already in memory.
 
-    gop/overlap/theta: GoP size (1+4k), frames shared by neighbouring GoPs and their blend weight; batch:
-    backbone items (GoPs, or GoP tiles) per pass, at most; max_memory: budget in bytes (or '8G') of a
-    pass (its GoPs' frames and latent coding, and the backbone); tile: tile size in pixels (None: from the
-    budget, 0: never tile), tile_overlap in pixels (None: 64 for GroupNorm backbones, else 32); norm_passes:
-    most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile statistics); quality:
-    rate of a variable-rate model (None: its highest); threads: torch threads (None: chosen from the load
-    beside the run, `codec.pipeline.threads`). Decoding takes gop/overlap/theta/quality from the file and plans its
-    own tiles.
+    options: how it codes (`CodecOptions`; None: the defaults), with `overrides` by field name on top,
+    e.g. `VideoCodec(model, gop=9, batch=2)`. The checks that need the model run here: GoP length and tile
+    sizes against the backbone strides, the quality against the model's range. Decoding takes
+    gop/overlap/theta/quality from the file and plans its own tiles.
     """
 
-    def __init__(
-        self,
-        model: CodingModel,
-        gop: int = 9,
-        overlap: int = 1,
-        theta: float = 0.5,
-        batch: int = 4,
-        tile: int | None = None,
-        tile_overlap: int | None = None,
-        matrix: str = "bt709",
-        rng: str = "limited",
-        quality: float | None = None,
-        max_memory: int | str | None = None,
-        norm_passes: int | None = NORM_PASSES,
-        threads: int | None = None,
-    ) -> None:
+    def __init__(self, model: CodingModel, options: CodecOptions | None = None, **overrides: Any) -> None:
+        options = options if options is not None else CodecOptions()
+        if overrides:
+            options = options.replace(**overrides)
+        if options.gop is None:
+            options = options.replace(gop=int(model.gop))
         self.model = model
-        self.gains = model.codec.rate(quality, exact=True)  # what every GoP is coded at (None: fixed rate)
+        self.options = options
+        self.gains = model.codec.rate(options.quality, exact=True)  # what every GoP is coded at (None: fixed rate)
         self.quality = None if self.gains is None else self.gains.quality
-        self.gop, self.overlap, self.theta = int(gop), int(overlap), float(theta)
-        self.batch = int(batch)
-        self.tile = None if tile is None else int(tile)
-        self.tile_overlap = default_overlap(self.backbone) if tile_overlap is None else int(tile_overlap)
-        self.max_memory = DEFAULT_MAX_MEMORY if max_memory is None else parse_bytes(max_memory)
-        self.norm_passes = None if norm_passes is None else int(norm_passes)
-        self.threads = None if threads is None else int(threads)
-        if self.threads is not None and self.threads < 1:
-            raise VVCError(f"--threads must be 1 or more, got {threads}")
+        overlap = options.tile_overlap
+        self.tile_overlap = default_overlap(self.backbone) if overlap is None else overlap  # pixels
         self.thread_history: list[int] = []  # threads each pass of the last run used (codec.threads)
-        self._plans: dict[tuple[str, int, int, int], Plan] = {}
-        self.matrix, self.rng = matrix, rng
-        if matrix not in bitstream.MATRICES or rng not in bitstream.RANGES:
-            raise VVCError(
-                f"colour matrix/range '{matrix}'/'{rng}' unknown; use one of {bitstream.MATRICES} / {bitstream.RANGES}"
-            )
-        if self.batch < 1:
-            raise VVCError(f"--batch must be 1 or more, got {batch}")
-        if not 0.0 <= self.theta <= 1.0:
-            raise VVCError(f"--theta must be in [0, 1], got {theta}")
-        GopPlan(1, self.gop, self.overlap, self.stride_t)  # validates gop/overlap
-        if self.tile:
-            check_tile_options(self.tile, self.tile_overlap, self.stride_s)
-        elif self.tile is None:
-            check_tile_options(4 * self.tile_overlap + self.stride_s, self.tile_overlap, self.stride_s)
         self.timings: dict[str, float] = {}
+        self._plans: dict[tuple[str, int, int, int], Plan] = {}
+        GopPlan(1, self.gop, options.overlap, self.stride_t)  # the GoP length against the temporal stride
+        if options.tile:
+            check_tile_options(options.tile, self.tile_overlap, self.stride_s)
+        elif options.tile is None:
+            check_tile_options(4 * self.tile_overlap + self.stride_s, self.tile_overlap, self.stride_s)
 
     # ------------------------------------------------------------------------------ helpers
     @property
     def backbone(self) -> CodingBackbone:
+        """The model's backbone (encoder / decoder)."""
         return self.model.backbone
+
+    @property
+    def gop(self) -> int:
+        """Frames per GoP of what this codec encodes (the options', else the model's)."""
+        return int(self.options.gop)
+
+    @property
+    def tile(self) -> int | None:
+        """The tile size asked for (None: from the memory budget, 0: never tile)."""
+        return self.options.tile
 
     @property
     def stride_s(self) -> int:
@@ -164,7 +131,8 @@ class VideoCodec:
         return -(-height // s) * s, -(-width // s) * s
 
     def _plan(self, side: str, height: int, width: int, frames: int | None = None) -> Plan:
-        """Tile grid (padded pixels) and backbone items per pass for `side` ('encode'/'decode') of a frame size."""
+        """Tile grid (padded pixels) and backbone items per pass for `side` ('encode'/'decode') of a frame
+        size."""
         hp, wp = self._padded(height, width)
         frames = self.gop if frames is None else frames
         key = (side, hp, wp, frames)
@@ -172,16 +140,17 @@ class VideoCodec:
             if self.tile is None:
                 latent = int(np.prod(self.backbone.latent_shape(frames, hp, wp)))
                 per_gop = gop_bytes(side, frames, hp, wp, latent)
-                plan = plan_budget(MemoryModel(self.backbone), side, frames, hp, wp, self.batch, self.max_memory,
-                                   self.tile_overlap, per_gop)
+                plan = plan_budget(MemoryModel(self.backbone), side, frames, hp, wp, self.options.batch,
+                                   self.options.max_memory, self.tile_overlap, per_gop)
             else:
                 tile = self.tile if self.tile and (hp > self.tile or wp > self.tile) else 0
-                plan = Plan(plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s), self.batch, tile)
+                grid = plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s)
+                plan = Plan(grid, self.options.batch, tile)
             self._plans[key] = plan
         return self._plans[key]
 
     def _gops_per_pass(self, height: int, width: int, side: str = "encode", frames: int | None = None) -> int:
-        """GoPs held in memory at once: enough for the plan's backbone items (GoPs, or GoP tiles when tiled)."""
+        """GoPs held in memory at once: enough for the plan's backbone items (GoPs, or GoP tiles)."""
         plan = self._plan(side, height, width, frames)
         return plan.gops or max(1, plan.items // plan.grid.count)
 
@@ -193,11 +162,12 @@ class VideoCodec:
     ) -> torch.Tensor:
         """Apply `fn` to the tiles of x (G,C,T,H,W), `items` GoP-tiles per call, and blend the outputs.
 
-        Tiled runs normalise with whole-frame statistics (`self.norm_passes` extra passes, see tile_norm).
+        Tiled runs normalise with whole-frame statistics (`norm_passes` extra passes, see tile_norm).
         """
         start = time.perf_counter()
+        batch, passes = items or self.options.batch, self.options.norm_passes
         with batch_invariant(self.backbone):
-            out = run_on_tiles(self.backbone, fn, x, in_grid, out_grid, items or self.batch, self.norm_passes)
+            out = run_on_tiles(self.backbone, fn, x, in_grid, out_grid, batch, passes)
         self._tick("backbone", start)
         return out
 
@@ -211,34 +181,36 @@ class VideoCodec:
         self.timings = {}
         t0 = time.perf_counter()
         payloads: list[bytes] = []
-        shape: dict[str, Any] = {}
-        model = self.model
-        with _inference(model), ThreadGovernor(self.threads) as threads:
+        state: _EncodeState | None = None
+        model, opts = self.model, self.options
+        with _inference(model), ThreadGovernor(opts.threads) as threads:
             identity = model_identity(model)
             chunk: list[np.ndarray] = []
             # the plan (or a refusal) comes with the first frame, before a whole GoP is read
             counter = FrameCounter(frames, first=lambda h, w: self._plan("encode", h, w))
-            for gop_frames, _ in iter_gops(counter, self.gop, self.overlap):
+            for gop_frames, _ in iter_gops(counter, self.gop, opts.overlap):
                 chunk.append(gop_frames)
                 if len(chunk) >= self._gops_per_pass(*gop_frames.shape[1:3]):
-                    payloads += self._encode_chunk(chunk, shape)
+                    state = state or self._encode_state(*gop_frames.shape[1:3])
+                    payloads += self._encode_chunk(chunk, state)
                     chunk = []
                     threads.update()
             if chunk:
-                payloads += self._encode_chunk(chunk, shape)
+                state = state or self._encode_state(*chunk[0].shape[1:3])
+                payloads += self._encode_chunk(chunk, state)
         self.thread_history = threads.history
         count = counter.count
-        if not payloads:
+        if state is None:
             raise VVCError("the video holds no frame to encode")
         if num_frames is not None and num_frames != count:
             raise VVCError(f"expected {num_frames} frames, read {count}")
-        plan = GopPlan(count, self.gop, self.overlap, self.stride_t)
+        plan = GopPlan(count, self.gop, opts.overlap, self.stride_t)
         assert plan.num_gops == len(payloads), (plan, len(payloads))
         header = Header(
-            width=shape["width"], height=shape["height"], frames=count, fps=float(fps), gop=self.gop,
-            overlap=self.overlap, theta=self.theta, num_gops=len(payloads), latent_shape=shape["latent"],
-            identity=identity, tile=shape["tile"], tile_overlap=shape["tile_overlap"], matrix=self.matrix,
-            range=self.rng, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
+            width=state.width, height=state.height, frames=count, fps=float(fps), gop=self.gop,
+            overlap=opts.overlap, theta=opts.theta, num_gops=len(payloads), latent_shape=state.latent,
+            identity=identity, tile=state.plan.tile, tile_overlap=self.tile_overlap if state.plan.tile else 0,
+            matrix=opts.matrix, range=opts.rng, checkpoint=str(getattr(model, "checkpoint_path", "") or ""),
             backbone=str(getattr(self.backbone, "registry_name", type(self.backbone).__name__)),
             quality=self.quality,
         )
@@ -246,39 +218,38 @@ class VideoCodec:
         self._tick("total", t0)
         return data
 
-    def _encode_chunk(self, chunk: list[np.ndarray], shape: dict[str, Any]) -> list[bytes]:
-        """Payloads of a few GoPs (each (T,H,W,3) uint8)."""
-        h, w = chunk[0].shape[1:3]
-        if not shape:
-            hp, wp = self._padded(h, w)
-            plan = self._plan("encode", h, w)
-            shape.update(
-                width=w, height=h, hp=hp, wp=wp, tile=plan.tile, tile_overlap=self.tile_overlap if plan.tile else 0,
-                grid=plan.grid, items=plan.items,
-                latent=tuple(int(v) for v in self.backbone.latent_shape(self.gop, hp, wp)),
-            )
+    def _encode_state(self, height: int, width: int) -> _EncodeState:
+        """What the first GoPs of an encode fix: frame size, padded size, plan and latent shape."""
+        hp, wp = self._padded(height, width)
+        latent = tuple(int(v) for v in self.backbone.latent_shape(self.gop, hp, wp))
+        return _EncodeState(width, height, hp, wp, self._plan("encode", height, width), latent)
+
+    def _encode_chunk(self, chunk: list[np.ndarray], state: _EncodeState) -> list[bytes]:
+        """Payloads of a few GoPs (each (T,H,W,3) uint8); counts them in `state`."""
         x = torch.stack([frames_to_tensor(c) for c in chunk]).to(self.device)
-        x = F.pad(x, (0, shape["wp"] - w, 0, shape["hp"] - h, 0, 0), mode="replicate")
-        grid: TileGrid = shape["grid"]
-        latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s), shape["items"])
+        x = F.pad(x, (0, state.wp - state.width, 0, state.hp - state.height, 0, 0), mode="replicate")
+        grid = state.plan.grid
+        latent = self._run_tiles(self.backbone.encode, x, grid, grid.scaled(self.stride_s), state.plan.items)
         start = time.perf_counter()
-        first = shape.get("gops_done", 0)
         with batch_invariant(*float_codec_parts(self.model.codec)):
             coded = self.model.codec.compress(latent, self.gains, reconstruct=False)[0]
-        payloads = [bind_to_gop(p, first + i) for i, p in enumerate(coded)]  # each GoP's check names its index
-        shape["gops_done"] = first + len(payloads)
+        first = state.gops_done
+        # each GoP's check names its index
+        payloads = [bind_to_gop(p, first + i) for i, p in enumerate(coded)]
+        state.gops_done = first + len(payloads)
         self._tick("latent_codec", start)
         return payloads
 
     # ------------------------------------------------------------------------------- decode
-    def read_header(self, data: bytes, label: str = "bitstream") -> tuple[Header, bitstream.RecordIndex]:
-        """Parse a bitstream and check that this codec's model can decode it."""
-        header, records = bitstream.unpack(data, label, min_payload=DIGEST_SIZE)  # no GoP payload is shorter
+    def open(self, data: bytes | ParsedStream, label: str = "bitstream") -> ParsedStream:
+        """`data` parsed (once; a ParsedStream is not parsed again) and checked against this codec's model."""
+        stream = parse_stream(data, label)
+        header, label = stream.header, stream.label
         identity = model_identity(self.model)
         if header.identity != identity:
             raise BitstreamError(
-                f"{label} was made with model {header.identity[:12]} (checkpoint '{header.checkpoint}') but the "
-                f"loaded model is {identity[:12]}; pass --ckpt with the checkpoint it was made with"
+                f"{label} was made with model {header.identity[:12]} (checkpoint '{header.checkpoint}') but "
+                f"the loaded model is {identity[:12]}; pass --ckpt with the checkpoint it was made with"
             )
         try:
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
@@ -289,20 +260,31 @@ class VideoCodec:
         try:
             plan_tiles(hp, wp, header.tile, header.tile_overlap, self.stride_s)
         except VVCError as exc:
-            raise BitstreamError(f"{label} header holds unusable tile settings ({exc}); the file is damaged") from exc
+            raise BitstreamError(
+                f"{label} header holds unusable tile settings ({exc}); the file is damaged"
+            ) from exc
         if plan.num_gops != header.num_gops or expected != header.latent_shape or not 0 <= header.theta <= 1:
             raise BitstreamError(f"{label} header is inconsistent with its own sizes; the file is damaged")
         if (header.quality is None) != (self.model.codec.qualities == 0):
-            raise BitstreamError(f"{label} header's quality {header.quality} does not fit the model; the file is damaged")
+            raise BitstreamError(
+                f"{label} header's quality {header.quality} does not fit the model; the file is damaged"
+            )
         try:
             self.model.codec.rate(header.quality, exact=True)  # in range
         except VVCError as exc:
             raise BitstreamError(f"{label} header: {exc}; the file is damaged") from exc
-        return header, records
+        return stream
 
-    def decode(self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream") -> Video:
+    def read_header(self, data: bytes | ParsedStream, label: str = "bitstream") -> tuple[Header, RecordIndex]:
+        """Header and record index of a bitstream this codec's model can decode (see `open`)."""
+        stream = self.open(data, label)
+        return stream.header, stream.records
+
+    def decode(self, data: bytes | ParsedStream, frames: tuple[int, int] | None = None,
+               label: str = "bitstream") -> Video:
         """The video in a .vvc bitstream (or only frames [a, b) of it, decoding just the GoPs they need)."""
-        header, _ = self.read_header(data, label)  # records checked against the file before any allocation
+        stream = self.open(data, label)  # records checked against the file before any allocation
+        header, label = stream.header, stream.label
         a, b = frames if frames is not None else (0, header.frames)
         need, limit = max(b - a, 0) * header.height * header.width * 3, decoded_bytes_limit()
         if need > limit:
@@ -314,36 +296,39 @@ class VideoCodec:
             out = np.empty((max(b - a, 0), header.height, header.width, 3), np.uint8)
         except MemoryError as exc:
             raise VVCError(
-                f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part of "
-                "it with --frames a:b"
+                f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part "
+                "of it with --frames a:b"
             ) from exc
-        for i, frame in enumerate(self.decode_frames(data, frames, label)):
+        for i, frame in enumerate(self.decode_frames(stream, frames)):
             out[i] = frame
         return Video(out, header.fps)
 
     def decode_frames(
-        self, data: bytes, frames: tuple[int, int] | None = None, label: str = "bitstream"
+        self, data: bytes | ParsedStream, frames: tuple[int, int] | None = None, label: str = "bitstream"
     ) -> Iterator[np.ndarray]:
-        """RGB uint8 frames (H,W,3) of a .vvc bitstream in order, decoded a few GoPs at a time (bounded memory).
+        """RGB uint8 frames (H,W,3) of a .vvc bitstream in order, decoded a few GoPs at a time (bounded
+        memory).
 
         Only frames [a, b) when `frames` is given, decoding just the GoPs they need. `self.timings["total"]`
         covers the decoding done when the iterator is exhausted.
         """
         self.timings = {}
         t0 = time.perf_counter()
-        with _inference(self.model), ThreadGovernor(self.threads) as threads:
+        with _inference(self.model), ThreadGovernor(self.options.threads) as threads:
             self.thread_history = threads.history
-            header, records = self.read_header(data, label)
+            stream = self.open(data, label)
+            header, records = stream.header, stream.records
             gains = self.model.codec.rate(header.quality, exact=True)  # what every GoP was coded at
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
             a, b = frames if frames is not None else (0, header.frames)
             gops = plan.gops_for_frames(a, b)
-            grid = self._plan("decode", header.height, header.width, header.gop).grid  # the decoder's own tiles
+            # the decoder's own tiles
+            grid = self._plan("decode", header.height, header.width, header.gop).grid
             blender = GopBlender(plan, header.theta, gops.start)
             step = self._gops_per_pass(header.height, header.width, "decode", header.gop)
             for i in range(gops.start, gops.stop, step):
                 chunk = [records[g] for g in range(i, min(i + step, gops.stop))]
-                recs = self._decode_chunk(data, chunk, header, grid, label, gains)
+                recs = self._decode_chunk(stream.data, chunk, header, grid, stream.label, gains)
                 for rec in recs:
                     for f, frame in blender.push(rec[:, :, : header.height, : header.width]):
                         if a <= f < b:
@@ -358,7 +343,7 @@ class VideoCodec:
         self, data: bytes, records: list[bitstream.Record], header: Header, grid: TileGrid, label: str,
         gains: Gains | None,
     ) -> torch.Tensor:
-        """Reconstructions (G,3,T,Hp,Wp) of a few GoP records coded at `gains`."""
+        """Reconstructions (G,3,T,Hp,Wp) of a few GoP records."""
         start = time.perf_counter()
         payloads = [bind_to_gop(bitstream.read_payload(data, r, label), r.index) for r in records]
         try:
@@ -370,8 +355,8 @@ class VideoCodec:
                     self.model.codec.decompress([payload], header.latent_shape, gains)
                 except SymbolCheckError as exc:
                     raise BitstreamError(
-                        f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or decoded "
-                        "with a different model/build)"
+                        f"GoP {r.index} of {label}: decoded symbols fail their check (file damaged, or "
+                        "decoded with a different model/build)"
                     ) from exc
                 except BitstreamError as exc:
                     raise BitstreamError(f"GoP {r.index} of {label}: {exc}; the file is damaged") from exc
@@ -382,60 +367,18 @@ class VideoCodec:
         items = self._plan("decode", header.height, header.width, header.gop).items
         return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid, items)
 
-    # --------------------------------------------------------------------------------- files
-    def encode_file(
-        self,
-        src: str | os.PathLike,
-        dst: str | os.PathLike,
-        max_frames: int | None = None,
-        fps: float | None = None,
-        **yuv_kwargs: Any,
-    ) -> dict[str, Any]:
-        """Compress a video file (streamed; .yuv takes width/height/matrix/rng) to a .vvc file, atomically."""
-        dst = check_output_path(dst, src, kind="bitstream")
-        rate = fps if fps is not None else video_fps(src)
-        frames: Iterable[np.ndarray] = iter_video(src, **yuv_kwargs)
-        if max_frames is not None:
-            frames = itertools.islice(frames, max_frames)
-        data = self.encode_frames(frames, rate)
-        header, _ = bitstream.unpack_header(data)
-        write_bytes_atomic(dst, data)
-        return self._stats(len(data), header.frames, header.width, header.height, str(dst))
 
-    def decode_file(
-        self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
-    ) -> dict[str, Any]:
-        """Decompress a .vvc file to a video file / PNG folder, streamed a few GoPs at a time (memory does not
-        grow with the length) and written atomically; returns statistics."""
-        dst = check_output_path(dst, src, kind="video")
-        data = read_bitstream_file(src)
-        header, _ = bitstream.unpack_header(data, f"'{src}'")
-        # The header's matrix is that of the raw .yuv input; untagged .y4m keeps write_video's BT.601 default.
-        matrix = header.matrix if Path(dst).suffix.lower() == ".yuv" else None
-        a, b = frames if frames is not None else (0, header.frames)
-        size = (header.height, header.width) if b > a else None
-        with VideoWriter(dst, header.fps, matrix=matrix, rng=header.range, size=size) as writer:
-            for frame in self.decode_frames(data, frames, label=f"'{src}'"):
-                writer.write(frame)
-        stats = self._stats(len(data), header.frames, header.width, header.height, str(writer.path))
-        stats["decoded_frames"] = writer.count
-        stats["fps"] = writer.count / max(self.timings.get("total", 0.0), 1e-9)
-        return stats
+@dataclass
+class _EncodeState:
+    """What the first GoPs of an encode fix (frame size, padded size, plan, latent shape), and GoPs coded."""
 
-    def _stats(self, size: int, frames: int, width: int, height: int, path: str) -> dict[str, Any]:
-        total = max(self.timings.get("total", 0.0), 1e-9)
-        return {
-            "path": path,
-            "frames": frames,
-            "width": width,
-            "height": height,
-            "bytes": size,
-            "bpp": size * 8 / (frames * width * height),
-            "seconds": total,
-            "fps": frames / total,
-            "timings": dict(self.timings),
-            "threads": list(self.thread_history),
-        }
+    width: int
+    height: int
+    hp: int
+    wp: int
+    plan: Plan
+    latent: tuple[int, ...]
+    gops_done: int = 0
 
 
 class FrameCounter:
@@ -458,14 +401,9 @@ class FrameCounter:
                 if self.first is not None:
                     self.first(*self.shape)
             elif f.shape != first:
-                raise VVCError(f"frame {self.count} is {f.shape[1]}x{f.shape[0]}, the first was {first[1]}x{first[0]}")
+                raise VVCError(
+                    f"frame {self.count} is {f.shape[1]}x{f.shape[0]}, the first was {first[1]}x{first[0]}"
+                )
             self.count += 1
             yield f
 
-
-def read_bitstream_file(path: str | os.PathLike) -> bytes:
-    """The bytes of a .vvc file, with a clear error when it is missing."""
-    path = Path(path)
-    if not path.is_file():
-        raise VVCError(f"bitstream '{path}' does not exist")
-    return path.read_bytes()
