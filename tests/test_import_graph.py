@@ -25,13 +25,19 @@ PACKAGE_DIRS = {
     f"{TOP}.configs": ROOT / "configs",
 }
 # A module under the key may not import anything under these (the codec is built from a model object;
-# reading a checkpoint into a codec is the loader's job, above both).
+# turning a checkpoint, exported file or zoo name into a model is the loader's job, above both).
 FORBIDDEN = {
     "vvc_lightning.video": ("codec", "training", "evaluation", "cli", "zoo", "backbones", "datamodules",
                             "metrics"),
     "vvc_lightning.codec": ("training", "evaluation", "cli", "zoo", "datamodules", "metrics"),
     "vvc_lightning.codec.entropy": ("codec.pipeline",),
-    "vvc_lightning.training": ("cli", "zoo", "evaluation"),
+    "vvc_lightning.training": ("cli", "evaluation", "api"),
+    # the inference model, its loader and the zoo sit below training: fit builds on them, never the reverse
+    "vvc_lightning.model": ("training", "evaluation", "cli", "api", "loader", "zoo"),
+    "vvc_lightning.loader": ("training", "evaluation", "cli", "api"),
+    "vvc_lightning.zoo": ("training", "evaluation", "cli", "api"),
+    "vvc_lightning.zoo_record": ("training", "evaluation", "cli", "api"),
+    "vvc_lightning.export": ("training", "evaluation", "cli", "api"),
     "vvc_lightning.metrics": ("training", "evaluation", "cli", "zoo", "codec", "datamodules"),
     "vvc_lightning.backbones": ("codec", "training", "evaluation", "cli", "zoo", "datamodules", "metrics"),
     "vvc_lightning.datamodules": ("codec", "training", "evaluation", "cli", "zoo", "backbones", "metrics"),

@@ -196,7 +196,7 @@ def section_kwargs(node: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
-def validate(cfg: DictConfig) -> None:
+def validate(cfg: DictConfig, warn_aliases: bool = True) -> None:
     """Check names, keys and values; raise ConfigError naming the first problem and the fix."""
     from vvc_lightning.metrics.perceptual import DISTANCES
     from vvc_lightning.registry import BACKBONES, DATAMODULES, check_kwargs
@@ -209,7 +209,7 @@ def validate(cfg: DictConfig) -> None:
     check_gop(cfg.model.gop)
     for node, registry, kind, prefix in ((cfg.model.backbone, BACKBONES, "backbone", "model.backbone."),
                                          (cfg.data, DATAMODULES, "datamodule", "data.")):
-        cls = registry.get(str(node.name))
+        cls = registry.entry(str(node.name), warn=warn_aliases).obj
         what = f"{kind} '{node.name}'"
         check_kwargs(cls, section_kwargs(node), what, prefix)
         for key, number in check_types(cls, section_kwargs(node), what, prefix).items():
@@ -383,7 +383,7 @@ def from_container(data: dict) -> DictConfig:
         cfg = OmegaConf.merge(cfg, OmegaConf.create(data))
     except OmegaConfBaseException as exc:
         raise _reword(exc, _defaults(), "the checkpoint's stored config") from exc
-    validate(cfg)
+    validate(cfg, warn_aliases=False)  # a stored alias was the user's choice then; it still loads silently
     return cfg
 
 

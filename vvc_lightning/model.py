@@ -74,7 +74,8 @@ class CompressionModel(nn.Module):
         super().__init__()
         cfg = config if isinstance(config, DictConfig) else from_container(dict(config))
         self.cfg = cfg
-        self.backbone = BACKBONES.create(str(cfg.model.backbone.name), **section_kwargs(cfg.model.backbone))
+        name = BACKBONES.canonical(str(cfg.model.backbone.name))  # a stored alias builds silently
+        self.backbone = BACKBONES.create(name, **section_kwargs(cfg.model.backbone))
         codec_kwargs = OmegaConf.to_container(cfg.model.codec, resolve=True)
         self.codec = LatentCodec(channels=self.backbone.latent_channels, **codec_kwargs)
         self._init_variable_rate()

@@ -103,14 +103,15 @@ def test_max_frames_caps_every_sequence(clips, tmp_path):
 
 def test_checkpoint_rows_are_coded_to_real_bitstreams(clips, tmp_path, tiny_ckpt):
     from vvc_lightning.video.video_io import read_video
-    from vvc_lightning.zoo import load_codec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+    from vvc_lightning.loader import load
 
     paths = evaluate(options(clips, tmp_path, ckpts=[str(tiny_ckpt)], baselines=["x264"],
                              points={"x264": [30, 38]}, anchor="x264"))
     rows = [r for r in read_csv(paths["csv"]) if r["codec"] == "ours"]
     assert len(rows) == 2 and {r["point"] for r in rows} == {tiny_ckpt.stem}
     video = read_video(clips / "bikesA.y4m")
-    data = load_codec(tiny_ckpt, gop=9, overlap=1, theta=0.5, batch=4).encode(video)
+    data = VideoCodec(load(tiny_ckpt), gop=9, overlap=1, theta=0.5, batch=4).encode(video)
     row = next(r for r in rows if r["sequence"] == "bikesA")
     assert int(row["bytes"]) == len(data)
     assert float(row["bpp"]) == pytest.approx(len(data) * 8 / (5 * 64 * 96))

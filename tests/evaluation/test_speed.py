@@ -115,13 +115,14 @@ def test_streamed_neural_rows_score_as_the_whole_decoded_video(speed_run, clips,
 
     from vvc_lightning.metrics import VideoMetrics
     from vvc_lightning.video.video_io import read_video
-    from vvc_lightning.zoo import load_codec
+    from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+    from vvc_lightning.loader import load
 
     _, paths = speed_run
     doc = json.loads(paths["json"].read_text())
     r = next(r for r in doc["rows"] if r["codec"] == "ours" and r["sequence"] == "bikesA")
     video = read_video(clips / "bikesA.y4m")
-    codec = load_codec(tiny_ckpt, gop=9, overlap=1, theta=0.5, batch=4)
+    codec = VideoCodec(load(tiny_ckpt), gop=9, overlap=1, theta=0.5, batch=4)
     whole = VideoMetrics(["psnr", "psnr_y"]).sequence(video.frames, codec.decode(codec.encode(video)).frames)
     for k in ("psnr", "psnr_y"):
         np.testing.assert_allclose(r["per_frame"][k], whole[k], rtol=1e-9)

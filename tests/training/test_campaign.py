@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from vvc_lightning.errors import WeightsError
-from vvc_lightning.pretrained import packaged_dir
+from vvc_lightning.zoo import packaged_dir
 from vvc_lightning.training.campaign import (
     Decision,
     commit,

@@ -153,7 +153,7 @@ def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, A
     if (args.ckpt is None) == (args.model is None):
         raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
     if args.model is not None:
-        from vvc_lightning.pretrained import PREFIX
+        from vvc_lightning.zoo import PREFIX
 
         return load_model(args.model if args.model.startswith(PREFIX) else PREFIX + args.model)
     return load_model(args.ckpt)
@@ -198,7 +198,7 @@ def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN00
 
 def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
     """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
-    from vvc_lightning.pretrained import PREFIX, find_for_header
+    from vvc_lightning.zoo import PREFIX, find_for_header
 
     entry = find_for_header(header.identity, header.checkpoint)
     if entry is not None:

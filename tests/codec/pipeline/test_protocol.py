@@ -9,9 +9,9 @@ from vvc_lightning.codec.pipeline.protocol import CodingBackbone, CodingModel
 
 
 def test_the_shipped_model_and_its_backbone_fulfil_the_protocol():
-    from vvc_lightning.pretrained import load_pretrained
+    from vvc_lightning.loader import load
 
-    model = load_pretrained("vvc-lean-vr")
+    model = load("zoo:vvc-lean-vr")
     assert isinstance(model, CodingModel) and isinstance(model.backbone, CodingBackbone)
     assert isinstance(model.codec, LatentCodec) and model.checkpoint_path == "zoo:vvc-lean-vr"
 
