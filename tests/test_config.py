@@ -90,6 +90,8 @@ def test_test_codec_takes_the_codec_options_and_names_a_bad_one():
         load_config(["quickstart.yaml"], ["test.codec.batch=0"])
     with pytest.raises(ConfigError, match="unknown config key 'test.codec.bacth' .*did you mean 'test.codec.batch'"):
         load_config(["quickstart.yaml"], ["test.codec.bacth=2"])
+    with pytest.raises(ConfigError, match="^config key 'test.codec' must be a mapping of codec options"):
+        load_config(["quickstart.yaml"], ["test.codec=4"])
 
 
 def test_stored_configs_with_flat_test_codec_keys_still_load():

@@ -229,6 +229,9 @@ def _check_test_codec(node: DictConfig) -> None:
     from vvc_lightning.codec.pipeline.options import CodecOptionError, CodecOptions
     from vvc_lightning.registry import check_kwargs
 
+    if not isinstance(node, DictConfig):
+        raise ConfigError(f"config key 'test.codec' must be a mapping of codec options (e.g. {{batch: 4, "
+                          f"max_memory: 8G}}), got {node!r}")
     kwargs = OmegaConf.to_container(node, resolve=True)
     assert isinstance(kwargs, dict)
     check_kwargs(CodecOptions, kwargs, "the codec options", "test.codec.")
