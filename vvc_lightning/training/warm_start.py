@@ -87,6 +87,9 @@ def _user_value(cfg: DictConfig, key: str, stored: dict[str, Any]) -> Any:
 def _refuse_conflicts(cfg: DictConfig, stored: dict[str, Any], origin: str) -> None:
     """model.backbone.* / model.codec.* set by the config or command line that model.init would replace."""
     from vvc_lightning.config import packaged_defaults
+    from vvc_lightning.registry import BACKBONES
+
+    canon = BACKBONES.canonical
 
     defaults = packaged_defaults().model
     for section in ("backbone", "codec"):
@@ -101,6 +104,8 @@ def _refuse_conflicts(cfg: DictConfig, stored: dict[str, Any], origin: str) -> N
                 continue
             if section == "backbone" and k == "weights" and v is None:
                 continue
+            if section == "backbone" and k == "name" and canon(str(v)) == canon(str(theirs.get(k))):
+                continue  # a deprecated alias and its current name are one backbone
             has = f"model.{section}.{k}={theirs[k]}" if k in theirs else f"no model.{section}.{k}"
             raise VVCError(
                 f"model.{section}.{k}={v} conflicts with model.init={origin}, whose architecture replaces it "
