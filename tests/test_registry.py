@@ -197,13 +197,14 @@ def test_an_alias_cannot_hide_a_registered_name():
 
 def test_model_init_takes_a_current_name_for_the_alias_its_record_names():
     from vvc_lightning.config import load_config
-    from vvc_lightning.pretrained import get_entry
     from vvc_lightning.training.warm_start import _adopt_architecture
+    from vvc_lightning.zoo import get_entry
 
     record = get_entry("vvc-lean-vr").record
     assert record["config"]["model"]["backbone"]["name"] == "lean_vae"  # the shipped record stays as it is
-    cfg = _adopt_architecture(load_config(["zoo_lean_vr.yaml"]), record, "zoo:vvc-lean-vr")
+    stored = record["config"]["model"]
+    cfg = _adopt_architecture(load_config(["zoo_lean_vr.yaml"]), stored, "zoo:vvc-lean-vr")
     assert cfg.model.backbone.width == 128
     with pytest.raises(VVCError, match="model.backbone.name=lean_vae_base conflicts"):
-        _adopt_architecture(load_config(["zoo_lean_vr.yaml"], ["model.backbone.name=lean_vae_base"]), record,
+        _adopt_architecture(load_config(["zoo_lean_vr.yaml"], ["model.backbone.name=lean_vae_base"]), stored,
                             "zoo:vvc-lean-vr")

@@ -178,7 +178,7 @@ def _alias_root_dir(loaded: DictConfig, origin: str) -> None:
 def _reset_if_renamed(cfg: DictConfig, section: str, new_name: Any) -> None:
     """Switching to another backbone / datamodule drops the old one's arguments."""
     node = OmegaConf.select(cfg, section)
-    if new_name is not None and node is not None and node.get("name") != new_name:
+    if new_name is not None and node is not None and not _same_entry(section, node.get("name"), new_name):
         parent, leaf = section.rsplit(".", 1) if "." in section else ("", section)
         target = OmegaConf.select(cfg, parent) if parent else cfg
         fresh = OmegaConf.create({"name": new_name})
@@ -186,6 +186,15 @@ def _reset_if_renamed(cfg: DictConfig, section: str, new_name: Any) -> None:
         with open_dict(target):
             target[leaf] = fresh
         OmegaConf.set_struct(OmegaConf.select(cfg, section), False)
+
+
+def _same_entry(section: str, old: Any, new: Any) -> bool:
+    """Whether two names in `section` (model.backbone / data) mean one registered entry (aliases resolved)."""
+    from vvc_lightning.registry import BACKBONES, DATAMODULES
+
+    registry = BACKBONES if section == "model.backbone" else DATAMODULES
+    canonical = [registry.canonical(str(n)) if isinstance(n, str) else n for n in (old, new)]
+    return canonical[0] == canonical[1]
 
 
 def section_kwargs(node: DictConfig) -> dict[str, Any]:

@@ -61,9 +61,9 @@ def test_decompress_in_two_processes_gives_identical_frames(work):
         outs.append(read_pngs(folder))
     assert outs[0].shape == (12, 40, 56, 3)
     assert np.array_equal(outs[0], outs[1])
-    from vvc_lightning.zoo import load_codec
+    from vvc_lightning.api import load_video_codec
 
-    here = load_codec(work["ckpt"]).decode(work["vvc"].read_bytes()).frames
+    here = load_video_codec(work["ckpt"]).decode(work["vvc"].read_bytes()).frames
     assert np.array_equal(here, outs[0])
 
 
@@ -78,9 +78,9 @@ def test_frames_option_decodes_a_range(work, capsys):
     out = work["root"] / "part"
     assert main(["decompress", str(work["vvc"]), "-o", str(out), "--frames", "8:11"]) == 0
     assert "3 of 12 frames" in capsys.readouterr().out
-    from vvc_lightning.zoo import load_codec
+    from vvc_lightning.api import load_video_codec
 
-    full = load_codec(work["ckpt"]).decode(work["vvc"].read_bytes()).frames
+    full = load_video_codec(work["ckpt"]).decode(work["vvc"].read_bytes()).frames
     assert np.array_equal(read_pngs(out), full[8:11])
 
 
