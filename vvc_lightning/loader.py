@@ -305,8 +305,6 @@ def build(source: Source, map_location: str | torch.device = "cpu") -> Compressi
                 )
             )
     model.checkpoint_path = source.origin
-    if source.entry is not None:
-        model.zoo_entry = source.entry
     return model.to(map_location)
 
 

@@ -47,17 +47,16 @@ def test_compress_help_names_the_default_quality_and_its_rate(capsys):
 
 
 def test_the_default_is_the_highest_measured_quality_below_the_target():
-    from vvc_lightning.loader import load
+    from vvc_lightning.loader import build, resolve
 
-    model = load("zoo:vvc-lean-vr")
-    entry = model.zoo_entry
-    assert default_quality(model) == (0.0, "0.040 bpp on vvc-lean-vr's test split")
+    source = resolve("zoo:vvc-lean-vr")
+    model, entry = build(source), source.entry
+    assert default_quality(model, entry) == (0.0, "0.040 bpp on vvc-lean-vr's test split")
     curve = [{"quality": q, "bpp": b} for q, b in ((0, 0.01), (2, 0.02), (3, TARGET_BPP * 0.99), (5, 0.05))]
-    model.zoo_entry = dataclasses.replace(entry, record={**entry.record, "curve": curve})
-    assert default_quality(model)[0] == 3.0
-    model.zoo_entry = dataclasses.replace(entry, record={**entry.record, "curve": "junk"})
-    assert default_quality(model) == (0.0, "the lowest rate")
-    model.zoo_entry = entry
+    assert default_quality(model, dataclasses.replace(entry, record={**entry.record, "curve": curve}))[0] == 3.0
+    junk = dataclasses.replace(entry, record={**entry.record, "curve": "junk"})
+    assert default_quality(model, junk) == (0.0, "the lowest rate")
+    assert default_quality(model, None) == (0.0, "the lowest rate")
 
 
 @pytest.mark.parametrize("fps", ["1e-300", "0.001", "1001"])

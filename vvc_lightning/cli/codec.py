@@ -126,7 +126,6 @@ def run_compress(args: argparse.Namespace) -> int:
     _check_output(args, "bitstream")
     from vvc_lightning.codec.pipeline.files import compress_file
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.loader import load
     from vvc_lightning.video.video_io import DEFAULT_FPS, parse_yuv_name
 
     read_kwargs: dict = {"max_frames": args.max_frames, "fps": args.fps}
@@ -137,8 +136,8 @@ def run_compress(args: argparse.Namespace) -> int:
             w, h, name_fps = parse_yuv_name(args.input)
         fps = args.fps or name_fps or DEFAULT_FPS
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=fps)
-    model = _model_to_compress(args, load)
-    codec = VideoCodec(model, options.replace(quality=_quality_of(model, args)))
+    model, entry = _model_to_compress(args)
+    codec = VideoCodec(model, options.replace(quality=_quality_of(model, entry, args)))
     st = compress_file(codec, args.input, args.output, **read_kwargs)
     print(
         f"compressed {args.input} -> {args.output}: {st['frames']} frames, {st['width']}x{st['height']}, "
@@ -148,21 +147,25 @@ def run_compress(args: argparse.Namespace) -> int:
     return 0
 
 
-def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, ANN202
-    """The model named by --model (shipped) or --ckpt (exactly one of them)."""
+def _model_to_compress(args: argparse.Namespace):  # noqa: ANN202
+    """(model, its zoo entry or None) named by --model (shipped) or --ckpt (exactly one of them)."""
     if (args.ckpt is None) == (args.model is None):
         raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
     if args.model is not None:
         from vvc_lightning.zoo import PREFIX
 
-        return load_model(args.model if args.model.startswith(PREFIX) else PREFIX + args.model)
-    return load_model(args.ckpt)
+        spec = args.model if args.model.startswith(PREFIX) else PREFIX + args.model
+    else:
+        spec = args.ckpt
+    from vvc_lightning.loader import build, resolve
+
+    source = resolve(spec)
+    return build(source), source.entry
 
 
-def default_quality(model) -> tuple[float, str]:  # noqa: ANN001
+def default_quality(model, entry) -> tuple[float, str]:  # noqa: ANN001
     """(quality, why) of a variable-rate model without --quality: the highest measured point below TARGET_BPP,
-    else the measured point of lowest rate, else 0 (the lowest rate)."""
-    entry = getattr(model, "zoo_entry", None)
+    else the measured point of lowest rate, else 0 (the lowest rate); the curve is that of the zoo `entry`."""
     curve = (entry.record.get("curve") if entry is not None else None) or []
     points = []
     for p in curve if isinstance(curve, list) else []:
@@ -179,12 +182,12 @@ def default_quality(model) -> tuple[float, str]:  # noqa: ANN001
     return q, f"{bpp:.3f} bpp on {entry.name}'s test split"
 
 
-def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN001
+def _quality_of(model, entry, args: argparse.Namespace) -> float | None:  # noqa: ANN001
     """--quality, or the quality of --lmbda, or the default quality (printed) of a variable-rate model."""
     if args.quality is not None and args.lmbda is not None:
         raise VVCError("give --quality or --lmbda, not both")
     if args.lmbda is None and args.quality is None and model.codec.qualities:
-        quality, why = default_quality(model)
+        quality, why = default_quality(model, entry)
         print(f"no --quality given: coding at quality {quality:g} of 0-{model.codec.qualities - 1} ({why}; "
               f"this codec aims at < {TARGET_BPP:g} bpp); pass --quality for more bits", flush=True)
         return quality
