@@ -69,7 +69,7 @@ def test_export_writes_half_weights_int_tables_and_a_record(zoo):
 
     entry = get_entry("tiny-vr")
     rec = entry.record
-    assert rec["qualities"] == 4 and rec["lmbda_range"] == [0.01, 0.4] and rec["backbone"] == "lean_vae"
+    assert rec["qualities"] == 4 and rec["lmbda_range"] == [0.01, 0.4] and rec["backbone"] == "lean_vae_lite"
     assert rec["training"]["global_step"] == 4 and rec["training"]["data"]["name"] == "folder"
     assert rec["config"]["model"]["codec"]["qualities"] == 4 and rec["curve"] == []
     with safe_open(str(entry.weights), "pt") as f:
@@ -93,7 +93,7 @@ def test_export_never_overwrites_without_force(zoo, tmp_path):
 def test_models_lists_the_entry(zoo, capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
-    assert "tiny-vr" in out and "lean_vae c=16" in out and "not measured" in out and "4 steps" in out
+    assert "tiny-vr" in out and "lean_vae_lite c=16" in out and "not measured" in out and "4 steps" in out
     assert main(["models", "tiny-vr"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "tiny-vr"
 

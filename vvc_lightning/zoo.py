@@ -85,13 +85,20 @@ class ZooEntry:
         data = tr.get("data", {}) or {}
         return {
             "name": self.name,
-            "backbone": f"{r.get('backbone', '?')} c={r.get('latent_channels', '?')}",
+            "backbone": f"{_current_name(r.get('backbone', '?'))} c={r.get('latent_channels', '?')}",
             "params": f"{int(r.get('params', 0)) / 1e6:.2f}M",
             "qualities": str(self.qualities) if self.qualities else "fixed",
             "bpp": f"{bpp[0]:.4f}-{bpp[1]:.4f}" if bpp else "not measured",
             "trained": f"{tr.get('global_step', '?')} steps on {data.get('name', '?')} "
             f"({tr.get('stage', '?')} stage)",
         }
+
+
+def _current_name(backbone: Any) -> str:
+    """The registered name a record's backbone goes by now (a deprecated alias resolved, silently)."""
+    from vvc_lightning.registry import BACKBONES
+
+    return BACKBONES.canonical(backbone) if isinstance(backbone, str) else "?"
 
 
 @dataclass
