@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, RANGES
 from vvc_lightning.codec.pipeline.memory import size_text
-from vvc_lightning.codec.pipeline.options import CodecOptionError, CodecOptions
-from vvc_lightning.errors import VVCError
+from vvc_lightning.codec.pipeline.options import CodecOptions
+from vvc_lightning.errors import BitstreamError, CodecOptionError, ModelMismatchError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
 MAX_FRAMES = 1 << 31
@@ -41,6 +44,25 @@ def codec_options(**given: Any) -> CodecOptions:
         return CodecOptions(**{k: v for k, v in given.items() if v is not None})
     except CodecOptionError as exc:
         raise VVCError(f"{flag(exc.field)} {exc.problem}") from None
+
+
+def flag_wording(exc: CodecOptionError) -> VVCError:
+    """`exc` with its option and the options it mentions named by their command-line flags."""
+    problem = exc.problem
+    for name in (exc.field, *exc.mentions):
+        problem = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag(name), problem)
+    return VVCError(f"{flag(exc.field)} {problem}")
+
+
+@contextmanager
+def cli_wording() -> Iterator[None]:
+    """Codec errors raised inside, reworded for the command line (flags, --ckpt)."""
+    try:
+        yield
+    except CodecOptionError as exc:
+        raise flag_wording(exc) from None
+    except ModelMismatchError as exc:
+        raise BitstreamError(f"{exc.problem}; pass --ckpt with the checkpoint it was made with") from None
 
 
 def _compress_options(args: argparse.Namespace) -> CodecOptions:
@@ -138,8 +160,9 @@ def run_compress(args: argparse.Namespace) -> int:
         fps = args.fps or name_fps or DEFAULT_FPS
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=fps)
     model = _model_to_compress(args, load)
-    codec = VideoCodec(model, options.replace(quality=_quality_of(model, args)))
-    st = compress_file(codec, args.input, args.output, **read_kwargs)
+    with cli_wording():
+        codec = VideoCodec(model, options.replace(quality=_quality_of(model, args)))
+        st = compress_file(codec, args.input, args.output, **read_kwargs)
     print(
         f"compressed {args.input} -> {args.output}: {st['frames']} frames, {st['width']}x{st['height']}, "
         f"{st['bytes']} bytes, {st['bpp']:.5f} bpp, {st['fps']:.3f} frames/s"
@@ -224,9 +247,10 @@ def run_decompress(args: argparse.Namespace) -> int:
     stream = open_bitstream_file(args.input)  # read once, parsed once
     header = stream.header
     ckpt = args.ckpt if args.ckpt is not None else _checkpoint_for(header, f"'{args.input}'")
-    frames = parse_frame_range(args.frames, header.frames) if args.frames else None
-    codec = VideoCodec(load(ckpt), options)
-    st = decompress_file(codec, args.input, args.output, frames, stream=stream)
+    with cli_wording():
+        frames = parse_frame_range(args.frames, header.frames) if args.frames else None
+        codec = VideoCodec(load(ckpt), options)
+        st = decompress_file(codec, args.input, args.output, frames, stream=stream)
     part = f"{st['decoded_frames']} of {st['frames']}" if frames else f"{st['frames']}"
     print(
         f"decompressed {args.input} -> {st['path']}: {part} frames, {st['width']}x{st['height']}, "

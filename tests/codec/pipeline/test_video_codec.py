@@ -165,7 +165,7 @@ def test_bitstream_from_another_model_is_refused(coded, tiny_config):
 
     torch.manual_seed(1)
     other = VideoCompressionModel(tiny_config).eval()
-    with pytest.raises(BitstreamError, match="made with model .* pass --ckpt"):
+    with pytest.raises(BitstreamError, match="made with model .* load the checkpoint it was made with"):
         VideoCodec(other).decode(coded[0])
 
 

@@ -1,4 +1,4 @@
-"""Memory model of the backbone passes, and the tiling that a memory budget (`--max-memory`) allows.
+"""Memory model of the backbone passes, and the tiling that a memory budget (`CodecOptions.max_memory`) allows.
 
 The peak memory of running the backbone encoder or decoder on one item of T frames of h x w pixels is
 estimated from one probe run on a small input: forward hooks record the largest input + output bytes of
@@ -10,7 +10,7 @@ per backbone, side and frame count (cached on the backbone).
 Besides the backbone, each GoP of a pass holds its frames and is entropy-coded as a whole by the latent
 codec (`gop_bytes`: per-pixel frame buffers plus `CODEC_BYTES` per latent element, measured at 250-360 on
 the shipped and the tiny model, encode and decode alike). `plan_budget` reserves that for at least one GoP,
-refuses up front when one GoP alone exceeds the budget (a long --gop on a large frame), then picks the
+refuses up front when one GoP alone exceeds the budget (a long GoP on a large frame), then picks the
 cheapest plan that fits: whole frames with `batch` items per pass; whole frames with fewer items per pass;
 else the largest stride-aligned tiles that fit, one or more per pass; and as many GoPs per pass as fit.
 """
@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from vvc_lightning.codec.pipeline.tiling import TileGrid, plan_tiles
-from vvc_lightning.errors import VVCError
+from vvc_lightning.errors import CodecOptionError, VVCError
 
 DEFAULT_MAX_MEMORY = 8 << 30  # the default budget of a pass (CodecOptions.max_memory)
 PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
@@ -38,7 +38,7 @@ CODEC_BYTES = 320  # per latent element: the latent codec's working set on one G
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def parse_bytes(text: str | int, name: str = "--max-memory") -> int:
+def parse_bytes(text: str | int, name: str = "max_memory") -> int:
     """Bytes from '512M', '8G', '1.5G', '1073741824' (K/M/G/T are powers of 1024); VVCError naming `name`
     otherwise."""
     if isinstance(text, int):
@@ -108,7 +108,7 @@ class MemoryModel:
 
 
 def size_text(n: int) -> str:
-    """A byte count as --max-memory takes it, rounded up: '700M', '5.7G'."""
+    """A byte count as `max_memory` takes it, rounded up: '700M', '5.7G'."""
     return f"{-(-n // 2**20)}M" if n < 2**30 else f"{-(-n * 10 // 2**30) / 10:g}G"
 
 
@@ -137,10 +137,12 @@ def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: 
     first, and the plan holds as many GoPs per pass as fit beside the backbone pass.
     """
     if per_gop >= budget:  # refused before the backbone is probed (a long GoP's probe alone is costly)
-        raise VVCError(
-            f"--max-memory {budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs of {width}x{height}: "
-            f"one GoP's frames and latent coding alone need about {size_text(per_gop)}; raise --max-memory "
-            f"above {size_text(per_gop)}" + (" or use a smaller --gop (e.g. 9)" if side == "encode" else "")
+        raise CodecOptionError(
+            "max_memory",
+            f"{budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs of {width}x{height}: "
+            f"one GoP's frames and latent coding alone need about {size_text(per_gop)}; raise max_memory "
+            f"above {size_text(per_gop)}" + (" or use a smaller gop (e.g. 9)" if side == "encode" else ""),
+            ("gop",),
         )
     stride = model.stride
     low = -(-max(2 * overlap + stride, 2 * stride) // stride) * stride  # the smallest tile
@@ -164,7 +166,9 @@ def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: 
             return plan(grid, need, tile)
         tile = min(tile - stride, max(grid.tile_shape) - stride)
     need = model.peak(side, frames, low, low) + per_gop
-    raise VVCError(
-        f"--max-memory {budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs even in {low}-pixel tiles "
-        f"(about {need / 2**20:.0f}M needed); raise --max-memory or use a smaller --gop"
+    raise CodecOptionError(
+        "max_memory",
+        f"{budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs even in {low}-pixel tiles "
+        f"(about {need / 2**20:.0f}M needed); raise max_memory or use a smaller gop",
+        ("gop",),
     )
