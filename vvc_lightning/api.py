@@ -30,7 +30,8 @@ from vvc_lightning.video.video_io import DEFAULT_FPS
 def load_video_codec(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", gop: int | None = None, **options: Any
 ) -> VideoCodec:
-    """The VideoCodec of the model `path` names, with CodecOptions fields as keywords (`zoo.load_codec`'s form)."""
+    """The VideoCodec of the model `path` names, with CodecOptions fields as keywords (`zoo.load_codec`'s
+    form)."""
     return VideoCodec(load_model(path, map_location=map_location), CodecOptions(gop=gop, **options))
 
 
@@ -40,7 +41,9 @@ class Codec:
     variable-rate model is any real number in [0, qualities - 1], higher = more bits; None codes at its
     highest quality."""
 
-    def __init__(self, model: CompressionModel, options: CodecOptions | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, model: CompressionModel, options: CodecOptions | None = None, **overrides: Any
+    ) -> None:
         self.model = model
         self.options = (options or CodecOptions()).replace(**overrides)
         self._codecs: dict[float | None, VideoCodec] = {}

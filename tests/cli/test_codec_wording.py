@@ -11,7 +11,10 @@ from vvc_lightning.errors import BitstreamError, CodecOptionError, ModelMismatch
 def test_tile_errors_name_python_arguments_in_the_library_and_flags_in_the_cli():
     with pytest.raises(CodecOptionError) as info:
         check_tile_options(64, 40, 8)
-    assert str(info.value) == "tile_overlap 40 must be less than half of tile 64; e.g. tile 64 with tile_overlap 16"
+    assert (
+        str(info.value)
+        == "tile_overlap 40 must be less than half of tile 64; e.g. tile 64 with tile_overlap 16"
+    )
     assert str(flag_wording(info.value)) == (
         "--tile-overlap 40 must be less than half of --tile 64; e.g. --tile 64 with --tile-overlap 16"
     )

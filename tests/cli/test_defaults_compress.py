@@ -62,7 +62,9 @@ def test_the_default_is_the_highest_measured_quality_below_the_target():
 
 @pytest.mark.parametrize("fps", ["1e-300", "0.001", "1001"])
 def test_fps_below_the_floor_or_above_the_cap_is_refused(clip, tmp_path, capsys, fps):
-    err = one_line_error(capsys, ["compress", clip, "-o", tmp_path / "o.vvc", "--model", "vvc-lean-vr", "--fps", fps])
+    err = one_line_error(
+        capsys, ["compress", clip, "-o", tmp_path / "o.vvc", "--model", "vvc-lean-vr", "--fps", fps]
+    )
     assert "--fps must be 0.01 to 1000 frames per second" in err and not (tmp_path / "o.vvc").exists()
 
 
@@ -80,7 +82,9 @@ def test_fps_below_the_floor_or_above_the_cap_is_refused(clip, tmp_path, capsys,
     ],
 )
 def test_evaluate_options_fail_in_one_line(clip, tmp_path, capsys, extra, words):
-    err = one_line_error(capsys, ["evaluate", "--data", clip, "--model", "vvc-lean-vr", "-o", tmp_path / "r", *extra])
+    err = one_line_error(
+        capsys, ["evaluate", "--data", clip, "--model", "vvc-lean-vr", "-o", tmp_path / "r", *extra]
+    )
     assert words in err and not (tmp_path / "r").exists()
 
 

@@ -29,7 +29,9 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError as exc:
         raise VVCError(f"--size takes WxH, e.g. 1920x1080, got '{text}'") from exc
     if not (2 <= w <= MAX_SIDE and 2 <= h <= MAX_SIDE):
-        raise VVCError(f"--size {text}: width and height must be 2 to {MAX_SIDE} pixels, e.g. --size 1920x1080")
+        raise VVCError(
+            f"--size {text}: width and height must be 2 to {MAX_SIDE} pixels, e.g. --size 1920x1080"
+        )
     return w, h
 
 
@@ -76,7 +78,9 @@ def check_options(args: argparse.Namespace) -> CodecOptions:
     returns the codec options."""
     options = _compress_options(args)
     if args.fps is not None and not (math.isfinite(args.fps) and MIN_FPS <= args.fps <= MAX_FPS):
-        raise VVCError(f"--fps must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {args.fps:g}")
+        raise VVCError(
+            f"--fps must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {args.fps:g}"
+        )
     if args.max_frames is not None and not 1 <= args.max_frames <= MAX_FRAMES:
         raise VVCError(f"--max-frames must be 1 to {MAX_FRAMES}, got {args.max_frames}")
     if args.size is not None:
@@ -87,16 +91,27 @@ def check_options(args: argparse.Namespace) -> CodecOptions:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add compress / decompress."""
     c = sub.add_parser("compress", help="compress a video to a .vvc file with a trained checkpoint")
-    c.add_argument("input", help="any video PyAV reads, or raw 8-bit 4:2:0 .yuv (size/fps from --size/--fps or the name)")
+    c.add_argument(
+        "input", help="any video PyAV reads, or raw 8-bit 4:2:0 .yuv (size/fps from --size/--fps or the name)"
+    )
     c.add_argument("-o", "--output", required=True, help="the .vvc file to write")
     c.add_argument("--ckpt", default=None, help="checkpoint written by fit (or use --model)")
     c.add_argument("--model", default=None, help="a shipped model by name (`python -m vvc_lightning models`)")
-    c.add_argument("--quality", type=float, default=None, help="rate of a variable-rate model: any real number in "
-                   "[0, qualities-1], higher = more bits (default: the highest quality whose measured test-split "
-                   f"bpp is below {TARGET_BPP:g}, else the lowest-rate point of the curve, else 0; for vvc-lean-vr "
-                   "quality 0, 0.040 bpp on its test split; the quality used is printed)")
-    c.add_argument("--lmbda", type=float, default=None, help="rate of a variable-rate model as the lambda it was "
-                   "trained for (instead of --quality)")
+    c.add_argument(
+        "--quality",
+        type=float,
+        default=None,
+        help="rate of a variable-rate model: any real number in "
+        "[0, qualities-1], higher = more bits (default: the highest quality whose measured test-split "
+        f"bpp is below {TARGET_BPP:g}, else the lowest-rate point of the curve, else 0; for vvc-lean-vr "
+        "quality 0, 0.040 bpp on its test split; the quality used is printed)",
+    )
+    c.add_argument(
+        "--lmbda",
+        type=float,
+        default=None,
+        help="rate of a variable-rate model as the lambda it was trained for (instead of --quality)",
+    )
     c.add_argument("--gop", type=int, default=None, help="frames per GoP, 1+4k (default: the model's, 9)")
     c.add_argument("--overlap", type=int, default=None,
                    help=f"frames shared by adjacent GoPs (default {DEFAULTS.overlap}; 0 = off)")
@@ -105,8 +120,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_pass_options(c, "whole frames when they fit, else the largest tiles that fit")
     c.add_argument("--tile", type=int, default=None, help="force this tile size in pixels (default: from "
                    "--max-memory; 0 = never tile)")
-    c.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default 32; 64 for "
-                   "GroupNorm backbones such as cv_vae)")
+    c.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        help="tile overlap in pixels (default 32; 64 for GroupNorm backbones such as cv_vae)",
+    )
     c.add_argument("--size", default=None, help="WxH of a raw .yuv input")
     c.add_argument("--fps", type=float, default=None, help=f"frame rate of a raw .yuv input (or override), "
                    f"{MIN_FPS:g} to {MAX_FPS:g}")
@@ -117,13 +136,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.set_defaults(func=run_compress)
 
-    d = sub.add_parser("decompress", help="decompress a .vvc file to .mp4 / .mkv / .y4m / .yuv / a PNG folder")
+    d = sub.add_parser(
+        "decompress", help="decompress a .vvc file to .mp4 / .mkv / .y4m / .yuv / a PNG folder"
+    )
     d.add_argument("input", help="the .vvc file")
-    d.add_argument("-o", "--output", required=True, help="video file (.mp4, .mkv, .y4m, .yuv) or folder for PNGs")
-    d.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)")
+    d.add_argument(
+        "-o", "--output", required=True, help="video file (.mp4, .mkv, .y4m, .yuv) or folder for PNGs"
+    )
+    d.add_argument(
+        "--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)"
+    )
     d.add_argument("--frames", default=None, help="decode only frames a:b (only the GoPs they need)")
     _add_pass_options(d, "the decoder tiles by its own budget")
-    d.add_argument("--overwrite", action="store_true", help="replace an existing output file (never a folder)")
+    d.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output file (never a folder)"
+    )
     d.set_defaults(func=run_decompress)
 
 
@@ -131,8 +158,12 @@ def _add_pass_options(parser: argparse.ArgumentParser, tiles: str) -> None:
     """--batch and --max-memory (defaults: CodecOptions)."""
     parser.add_argument("--batch", type=int, default=None,
                         help=f"GoPs (or GoP tiles) per backbone pass (default {DEFAULTS.batch})")
-    parser.add_argument("--max-memory", default=None, help="memory budget of the backbone passes, e.g. 512M, 8G "
-                        f"or bytes (default {size_text(DEFAULTS.max_memory)}); {tiles}")
+    parser.add_argument(
+        "--max-memory",
+        default=None,
+        help="memory budget of the backbone passes, e.g. 512M, 8G "
+        f"or bytes (default {size_text(DEFAULTS.max_memory)}); {tiles}",
+    )
 
 
 def _check_output(args: argparse.Namespace, kind: str) -> None:
@@ -174,7 +205,9 @@ def run_compress(args: argparse.Namespace) -> int:
 def _model_to_compress(args: argparse.Namespace, load_model):  # noqa: ANN001, ANN202
     """The model named by --model (shipped) or --ckpt (exactly one of them)."""
     if (args.ckpt is None) == (args.model is None):
-        raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
+        raise VVCError(
+            "give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT"
+        )
     if args.model is not None:
         from vvc_lightning.zoo import PREFIX
 
@@ -215,22 +248,32 @@ def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN00
         return args.quality
     quality = model.quality_for_lambda(args.lmbda)
     if quality is None:
-        raise VVCError(f"--lmbda {args.lmbda} asked of a fixed-rate model (trained at lambda {model.cfg.model.loss.lmbda}); drop it")
+        raise VVCError(
+            f"--lmbda {args.lmbda} asked of a fixed-rate model (trained at lambda "
+            f"{model.cfg.model.loss.lmbda}); drop it"
+        )
     return quality
 
 
 def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
-    """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
+    """What decodes a file without --ckpt: the shipped model with the header's identity, else its
+    checkpoint."""
     from vvc_lightning.zoo import PREFIX, find_for_header
 
     entry = find_for_header(header.identity, header.checkpoint)
     if entry is not None:
         return f"{PREFIX}{entry.name}"
     if header.checkpoint.startswith(PREFIX):
-        raise VVCError(f"{label} was made with shipped model '{header.checkpoint[len(PREFIX):]}' "
-                       f"(identity {header.identity[:12]}), which is not installed here; install it or pass --ckpt")
+        raise VVCError(
+            f"{label} was made with shipped model '{header.checkpoint[len(PREFIX) :]}' "
+            f"(identity {header.identity[:12]}), which is not installed here; install it or pass --ckpt"
+        )
     if not header.checkpoint or not Path(header.checkpoint).is_file():
-        why = f"'{header.checkpoint}' (named in the file) does not exist" if header.checkpoint else "the file names none"
+        why = (
+            f"'{header.checkpoint}' (named in the file) does not exist"
+            if header.checkpoint
+            else "the file names none"
+        )
         raise VVCError(f"no checkpoint to decode {label} with: {why}; pass --ckpt CKPT")
     return header.checkpoint
 

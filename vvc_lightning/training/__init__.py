@@ -1,1 +1,2 @@
-"""Training: the LightningModule, its losses, the stage schedule, the Lightning test step and checkpoint I/O."""
+"""Training: the LightningModule, its losses, the stage schedule, the Lightning test step and checkpoint
+I/O."""

@@ -221,4 +221,6 @@ def test_shipped_model_codes_identically_on_both_paths():
         assert fast[2] == ref[2]
         t, _, h, w = fast[3]
         with torch.no_grad():
-            assert torch.equal(codec.decode_y(ref[2], t, h, w, codec.rate(q, exact=True)), ref[0])  # a float64-made file, int8 decoder
+            assert torch.equal(
+                codec.decode_y(ref[2], t, h, w, codec.rate(q, exact=True)), ref[0]
+            )  # a float64-made file, int8 decoder

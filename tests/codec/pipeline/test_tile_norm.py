@@ -217,7 +217,9 @@ def test_codec_tiles_only_under_a_small_budget(tiny_model, bikes_frames):
     roomy = VideoCodec(tiny_model, gop=5)
     assert bitstream.unpack(roomy.encode(video))[0].tile == 0  # 8 GiB: whole frames
     need = MemoryModel(tiny_model.backbone).peak("encode", 5, 64, 200)
-    own = gop_bytes("encode", 5, 64, 200, int(np.prod(tiny_model.backbone.latent_shape(5, 64, 200))))  # frames
+    own = gop_bytes(
+        "encode", 5, 64, 200, int(np.prod(tiny_model.backbone.latent_shape(5, 64, 200)))
+    )  # frames
     tight = VideoCodec(tiny_model, gop=5, max_memory=need // 2 + own, tile_overlap=16)
     data = tight.encode(video)
     assert bitstream.unpack(data)[0].tile > 0
@@ -241,7 +243,9 @@ def test_bad_max_memory_is_refused(text):
 def test_cli_max_memory_errors_are_one_line(tmp_path, capsys, command):
     src = tmp_path / ("in.y4m" if command == "compress" else "in.vvc")
     src.write_bytes(b"x")
-    code = main([command, str(src), "-o", str(tmp_path / "out.mp4"), "--ckpt", "none.ckpt", "--max-memory", "8X"])
+    code = main(
+        [command, str(src), "-o", str(tmp_path / "out.mp4"), "--ckpt", "none.ckpt", "--max-memory", "8X"]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "--max-memory takes a size like 512M, 8G" in err and "Traceback" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == [src.name]

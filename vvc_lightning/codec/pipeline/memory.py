@@ -1,10 +1,12 @@
-"""Memory model of the backbone passes, and the tiling that a memory budget (`CodecOptions.max_memory`) allows.
+"""Memory model of the backbone passes, and the tiling that a memory budget (`CodecOptions.max_memory`)
+allows.
 
 The peak memory of running the backbone encoder or decoder on one item of T frames of h x w pixels is
 estimated from one probe run on a small input: forward hooks record the largest input + output bytes of
 any leaf module, which scales with the pixel count; the peak is that times `PEAK_FACTOR` (calibrated
 against the peak RSS of real runs, see the README) plus four float copies of the item's pixels (input,
-output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The probe runs once
+output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The
+probe runs once
 per backbone, side and frame count (cached on the backbone).
 
 Besides the backbone, each GoP of a pass holds its frames and is entropy-coded as a whole by the latent
@@ -31,7 +33,8 @@ DEFAULT_MAX_MEMORY = 8 << 30  # the default budget of a pass (CodecOptions.max_m
 PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 # Bytes per pixel of a GoP held through a pass (resident) and briefly on top (transient): encode keeps the
-# uint8 frames twice (reader buffer, GoP stack) and the padded float copy (3+3+12), and briefly the float stack
+# uint8 frames twice (reader buffer, GoP stack) and the padded float copy (3+3+12), and briefly the float
+# stack
 # and its padded copy (12+12); decode keeps the float reconstruction (12) and briefly the blended frames.
 FRAME_BYTES = {"encode": (18, 24), "decode": (12, 6)}
 CODEC_BYTES = 320  # per latent element: the latent codec's working set on one GoP (compress or decompress)
@@ -101,9 +104,12 @@ class MemoryModel:
         return cache[key]
 
     def peak(self, side: str, frames: int, height: int, width: int) -> int:
-        """Estimated peak bytes of running `side` ('encode' or 'decode') on one item of (frames, height, width)."""
+        """Estimated peak bytes of running `side` ('encode' or 'decode') on one item of (frames, height,
+        width)."""
         pixels = height * width
-        frame_io = 4 * 4 * 3 * frames * pixels  # float pixels: input, output, functional steps hooks miss (Haar)
+        frame_io = (
+            4 * 4 * 3 * frames * pixels
+        )  # float pixels: input, output, functional steps hooks miss (Haar)
         return int(PEAK_FACTOR * self._per_pixel(side, frames) * pixels) + frame_io
 
 
@@ -131,7 +137,8 @@ class Plan:
 
 def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: int, batch: int,
                 budget: int, overlap: int, per_gop: int = 0) -> Plan:
-    """Whole frames, `batch` (or fewer) per pass, when they fit `budget` bytes; else the largest tiles that fit.
+    """Whole frames, `batch` (or fewer) per pass, when they fit `budget` bytes; else the largest tiles that
+    fit.
 
     per_gop: bytes each GoP of a pass needs besides the backbone (`gop_bytes`); one GoP's worth is reserved
     first, and the plan holds as many GoPs per pass as fit beside the backbone pass.

@@ -77,7 +77,9 @@ def axis_tiles(length: int, tile: int, overlap: int, stride: int = 1) -> AxisTil
 def check_tile_options(tile: int, overlap: int, stride: int) -> None:
     """Reject tile settings the backbone cannot use, saying which values would work."""
     if tile <= 0 or tile % stride:
-        raise CodecOptionError("tile", f"must be a positive multiple of the backbone stride {stride}, got {tile}")
+        raise CodecOptionError(
+            "tile", f"must be a positive multiple of the backbone stride {stride}, got {tile}"
+        )
     if overlap < 0 or overlap % stride:
         raise CodecOptionError(
             "tile_overlap", f"must be a multiple of the backbone stride {stride} (e.g. 32), got {overlap}"

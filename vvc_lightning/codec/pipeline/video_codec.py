@@ -85,7 +85,9 @@ class VideoCodec:
             options = options.replace(gop=int(model.gop))
         self.model = model
         self.options = options
-        self.gains = model.codec.rate(options.quality, exact=True)  # what every GoP is coded at (None: fixed rate)
+        self.gains = model.codec.rate(
+            options.quality, exact=True
+        )  # what every GoP is coded at (None: fixed rate)
         self.quality = None if self.gains is None else self.gains.quality
         overlap = options.tile_overlap
         self.tile_overlap = default_overlap(self.backbone) if overlap is None else overlap  # pixels
