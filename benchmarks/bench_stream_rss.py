@@ -7,8 +7,7 @@ of frames. The models are randomly initialised from configs/<backbone>.yaml (mem
 the weights); --width W swaps the official preset the config names for the registry backbone of the same
 name (`lean_vae`, `cv_vae`: the same design, width configurable) at width W, so that 1920x1080 fits in
 minutes on a 2-core CPU. The JSON records exactly what ran: sizes, frame counts, widths, tile option, the
-allocator
-settings and the growth per case.
+allocator settings and the growth per case.
 
     python benchmarks/bench_stream_rss.py --size 1920x1080 --frames 9,27 --width 8 --out r1080.json
     python benchmarks/bench_stream_rss.py --size 384x256 --frames 27,90 --width 16 --out rgrowth.json

@@ -54,7 +54,7 @@ def too_large(out: Path, total: float) -> str | None:
     if total <= LIMIT_MIB:
         return None
     old = sorted(p.name for p in (out / "test").glob("*.y4m"))
-    fix = f"rebuild it (test clips are now lossless .mkv; {len(old)} .y4m there)" if old else \
+    fix = f"rebuild it (test clips are lossless .mkv; {len(old)} .y4m there)" if old else \
         "lower --photo-side or --test-photos"
     return (
         f"{out}: what a device needs is {total:.1f} MiB, over the {LIMIT_MIB:.0f} MiB the device tool "

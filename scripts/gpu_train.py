@@ -5,13 +5,12 @@ probe, sizing and callbacks also serve scripts/campaign.py, which continues the 
    give the seconds per step on this machine;
 2. size the run: max_steps from the time left, the stage starts at the same fractions of it as in the
    config, `trainer.max_time` as a hard stop (Lightning then saves last.ckpt all the same);
-3. fit (saving final.ckpt however it stops), then copy to OUT: last.ckpt = the final state (split into <=15
-MiB parts when larger: `cat last.ckpt.part* >
-   last.ckpt`), metrics.csv, run_config.yaml (the config of the run, to stack for resuming) and summary.json.
+3. fit (saving final.ckpt however it stops), then copy to OUT: last.ckpt = the final state (split into
+   <=15 MiB parts when larger: `cat last.ckpt.part* > last.ckpt`), metrics.csv, run_config.yaml (the
+   config of the run, to stack for resuming) and summary.json.
 
-    python scripts/gpu_train.py --out $OUT --budget-s 450        # what SCRATCH=1 bash scripts/gpu_train.sh
-runs
-    python scripts/gpu_train.py --smoke --out /tmp/out            # the same path on a CPU, tiny and fast
+    python scripts/gpu_train.py --out $OUT --budget-s 450  # what SCRATCH=1 bash scripts/gpu_train.sh runs
+    python scripts/gpu_train.py --smoke --out /tmp/out     # the same path on a CPU, tiny and fast
 """
 
 from __future__ import annotations

@@ -94,8 +94,7 @@ def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> subpr
 def fetch_deb(name: str, cache: Path, timeout: float = 600, apt_options: tuple[str, ...] = (),
               advice: bool = True) -> Path:
     """The package's .deb from `cache`, downloaded there with `apt-get download` when not yet cached (the
-    error
-    ends with what to do unless `advice` is False)."""
+    error ends with what to do unless `advice` is False)."""
     cache.mkdir(parents=True, exist_ok=True)
     have = sorted(cache.glob(f"{name}_*.deb"))
     if have:

@@ -2,8 +2,7 @@
 (NAME.safetensors) beside a genuine entry, each case run in a forked child with bounded memory and time.
 
 A case passes when the genuine entry is still listed and found by name and for its bitstreams, every listed
-row
-prints, and the crafted entry is either refused in one line naming it ("model 'bad' (PATH): ...") or loads
+row prints, and the crafted entry is either refused in one line naming it ("model 'bad' (PATH): ...") or loads
 into a model whose coded latent decodes exactly. Anything else (a traceback, a crash, a hang, memory past
 the bound, a stream that does not decode) is a finding.
 

@@ -2,8 +2,7 @@
 and time.
 
 Run as a script for a report: `python -m tests.fuzz_vvc [N] [SEED]`. `tests/test_fuzz.py` runs it in the
-default
-suite (a few hundred mutations) and, marked slow, with more.
+default suite (a few hundred mutations) and, marked slow, with more.
 """
 
 from __future__ import annotations

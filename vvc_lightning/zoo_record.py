@@ -1,7 +1,6 @@
 """Checks of an untrusted zoo entry: its record (NAME.json) when a folder is listed, its tensors before a
-model
-is built from them; each raises `RecordProblem`, a short phrase naming the problem. Also what `export` and
-`models --attach-curve` need to write records: a checked curve, portable paths, a file's checksum.
+model is built from them; each raises `RecordProblem`, a short phrase naming the problem. Also what `export`
+and `models --attach-curve` need to write records: a checked curve, portable paths, a file's checksum.
 
 A record is read with a size bound, as UTF-8, without NaN/Infinity and with a bounded nesting depth; its
 fields have the types and ranges `export` writes. Before a model is built, its architecture is built on the

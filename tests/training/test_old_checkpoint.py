@@ -1,8 +1,7 @@
 """A checkpoint written by `pytorch_lightning` (commit 67e04d4) loads without that package.
 
 tests/data/pre_lightning_lean_vae.ckpt.gz: `python -m vvc_lightning fit --config quickstart_scratch.yaml` at
-67e04d4
-with model.backbone.width=8 model.backbone.latent_channels=8 model.codec.transform_blocks=1
+67e04d4 with model.backbone.width=8 model.backbone.latent_channels=8 model.codec.transform_blocks=1
 model.loss.perceptual=ms-ssim data.crop_size=32 trainer.max_steps=2 (stages at steps 0/1/2), kept to the keys
 loading needs (weights, config, step; no optimizer or loop state) and gzipped.
 """

@@ -94,8 +94,7 @@ def register(subparsers: Any) -> None:
 
 def check_options(args: argparse.Namespace) -> None:
     """One-line errors for out-of-range numbers and codec options, an unknown or missing --device and an -o
-    that
-    is a file."""
+    that is a file."""
     from pathlib import Path
 
     from vvc_lightning.errors import VVCError

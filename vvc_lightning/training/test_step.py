@@ -58,8 +58,8 @@ def sequence_frames(x: Tensor) -> np.ndarray:
 
 def run_test_sequence(model, x: Any, index: int) -> dict[str, float]:
     """Code one whole sequence (lazy `TestSequence`, or a tensor (1,3,N,H,W)) at each of test.qualities
-    (variable rate; metrics named
-    test/NAME@qQ) or once; log real and estimated bpp and the quality metrics."""
+    (variable rate; metrics named test/NAME@qQ) or once; log real and estimated bpp and the quality
+    metrics."""
     qualities = model.cfg.test.get("qualities")
     if not qualities:
         return _run_at(model, x, index, None, "")

@@ -1,7 +1,5 @@
-"""Issue 13, the bitstream cases: header limits before allocation (2), a rANS decoder that never reads past
-its
-payload (2), a per-GoP symbol check naming the damaged GoP (3), and decoding independent of the thread count
-(9)."""
+"""Hostile bitstreams: header limits before allocation, a rANS decoder that never reads past its payload,
+a per-GoP symbol check naming the damaged GoP, and decoding independent of the thread count."""
 
 from __future__ import annotations
 

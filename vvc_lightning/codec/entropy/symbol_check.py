@@ -45,8 +45,8 @@ class SymbolDigest:
 
 def bind_to_gop(payload: bytes, index: int) -> bytes:
     """The payload with its stored digest tied to (or, applied again, untied from) GoP `index`, so that
-    records
-    swapped or moved within a file fail the check too (the digest is XORed with a per-index constant)."""
+    records swapped or moved within a file fail the check too (the digest is XORed with a per-index
+    constant)."""
     if len(payload) < DIGEST_SIZE:
         return payload
     (digest,) = _DIGEST.unpack_from(payload)

@@ -6,8 +6,7 @@ estimated from one probe run on a small input: forward hooks record the largest 
 any leaf module, which scales with the pixel count; the peak is that times `PEAK_FACTOR` (calibrated
 against the peak RSS of real runs, see the README) plus four float copies of the item's pixels (input,
 output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The
-probe runs once
-per backbone, side and frame count (cached on the backbone).
+probe runs once per backbone, side and frame count (cached on the backbone).
 
 Besides the backbone, each GoP of a pass holds its frames and is entropy-coded as a whole by the latent
 codec (`gop_bytes`: per-pixel frame buffers plus `CODEC_BYTES` per latent element, measured at 250-360 on
@@ -34,8 +33,8 @@ PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak 
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 # Bytes per pixel of a GoP held through a pass (resident) and briefly on top (transient): encode keeps the
 # uint8 frames twice (reader buffer, GoP stack) and the padded float copy (3+3+12), and briefly the float
-# stack
-# and its padded copy (12+12); decode keeps the float reconstruction (12) and briefly the blended frames.
+# stack and its padded copy (12+12); decode keeps the float reconstruction (12) and briefly the blended
+# frames.
 FRAME_BYTES = {"encode": (18, 24), "decode": (12, 6)}
 CODEC_BYTES = 320  # per latent element: the latent codec's working set on one GoP (compress or decompress)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
