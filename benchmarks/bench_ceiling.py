@@ -43,8 +43,7 @@ VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".avi", ".mov", ".yuv")
 def backbone_round_trip(
     model: Any, frames: np.ndarray, gop: int, mode: str, theta: float = 0.5
 ) -> np.ndarray:
-    """uint8 (N,H,W,3) through the backbone GoP by GoP (`mode` as in the module doc), shared frames
-    blended."""
+    """uint8 (N,H,W,3) through the backbone GoP by GoP (`mode`: see the module doc), shared frames blended."""
     backbone, s = model.backbone, int(model.backbone.spatial_stride)
     n, h, w = frames.shape[:3]
     hp, wp = -(-h // s) * s, -(-w // s) * s

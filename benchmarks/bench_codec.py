@@ -136,8 +136,7 @@ def case_tile_extrapolated(backbone: str, h: int, w: int, batch: int, tile: int 
 
 
 def case_pass_memory(backbone: str, h: int, w: int, batch: int) -> dict:
-    """Peak RSS of one backbone encode + decode pass of `batch` tiles of the shape the codec uses for h x
-    w."""
+    """Peak RSS of one backbone encode + decode pass of `batch` tiles shaped as the codec tiles h x w."""
     import torch
 
     from vvc_lightning.codec.pipeline.tiling import plan_tiles
@@ -288,8 +287,7 @@ def _write(path: str, results: dict, t0: float) -> None:
 
 
 def batch_speedup(r: dict, th: int, backbone: str, n: int, size: tuple[int, int]) -> None:
-    """Round trips of n frames at `size` (h, w) with --batch 1 and 4 (after a warm-up) and their speed-ups,
-    into r."""
+    """Round trips of n frames at `size` (h, w), batch 1 and 4 after a warm-up, and the speed-ups, into r."""
     b1, b4 = (run_case("case_roundtrip", th, backbone=backbone, n=n, h=size[0], w=size[1], batch=b, tile=None,
                        warmup=True) for b in (1, 4))
     r[f"{size[1]}x{size[0]}"] = {"batch_1": b1, "batch_4": b4}

@@ -41,8 +41,7 @@ PRECISION = 16  # and its CDFs sum to 2**16
 
 def table_bits(symbols: np.ndarray, indexes: np.ndarray, cdf: np.ndarray, lengths: np.ndarray,
                offsets: np.ndarray) -> tuple[float, int]:
-    """(ideal bits of coding `symbols` with CDF rows `indexes`, symbols sent as escapes), CompressAI's
-    rules."""
+    """(ideal bits of `symbols` under CDF rows `indexes`, symbols sent as escapes), CompressAI's rules."""
     value = symbols.astype(np.int64) - offsets[indexes]
     max_value = lengths[indexes].astype(np.int64) - 2
     low, high = value < 0, value >= max_value

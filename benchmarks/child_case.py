@@ -1,5 +1,4 @@
-"""One benchmark case in a fresh process: the script re-run with `args`, an older checkout first on
-PYTHONPATH."""
+"""A benchmark case in a fresh process: the script run with `args`, an older checkout first on PYTHONPATH."""
 
 from __future__ import annotations
 

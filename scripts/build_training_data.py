@@ -224,8 +224,7 @@ def dedupe(kept: list[dict], same: list[dict]) -> list[dict]:
 
 
 def family(scene: str) -> str:
-    """The scene key without a trailing counter: numbered files (crops, frames, zooms of one picture or
-    not)."""
+    """The scene key without a trailing counter: numbered files (crops, frames, zooms of a picture or not)."""
     return re.sub(r"[_-]?\d+$", "", scene)
 
 
@@ -354,8 +353,7 @@ def shard(out: Path, split: str, max_size: str) -> None:
 
 
 def check_splits(items: list[dict]) -> dict[str, dict[str, int]]:
-    """Per split: distinct scenes, photos and clips; a scene in two splits or two items on one path is an
-    error."""
+    """Scenes, photos and clips per split; a scene in two splits or two items on one path is an error."""
     if len({it["path"] for it in items}) != len(items):
         raise VVCError("two items of the data set were given one output path")
     seen: dict[str, str] = {}

@@ -22,8 +22,7 @@ _SMPTE170M, _MPEG_RANGE = 6, 1  # AVColorSpace / AVColorRange values of BT.601 a
 
 
 def yuv_planes(frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(Y, U, V) uint8 planes of each RGB uint8 (N,H,W,3) frame, as a .y4m written by `write_video` holds
-    them."""
+    """(Y, U, V) uint8 planes of each RGB uint8 (N,H,W,3) frame, as in a .y4m that `write_video` writes."""
     return [rgb_to_yuv420(f, MATRIX, RANGE) for f in frames]
 
 

@@ -334,8 +334,7 @@ def fuzz(count: int, seed: int = 0) -> list[Outcome]:
 
 
 def findings(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes that are bugs: anything but a one-line refusal naming the entry or a model that codes
-    exactly."""
+    """Outcomes that are bugs: all but a one-line refusal naming the entry or a model that codes exactly."""
     return [o for o in outcomes if o.result not in ("refused", "loaded")]
 
 

@@ -243,8 +243,7 @@ def run_one(model, kind: str, data: bytes, original: np.ndarray) -> Outcome:
 
 
 def findings(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes that are bugs: anything but a clear error or a correct decode (changed metadata may
-    decode)."""
+    """Outcomes that are bugs: all but a clear error or a correct decode (changed metadata may decode)."""
     bad = []
     for o in outcomes:
         if o.result in ("error", "identical"):

@@ -48,8 +48,7 @@ def _fit(
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory) -> Path:
-    """A models folder on $VVC_LIGHTNING_MODELS holding 'tiny-vr', exported from a 4-step variable-rate
-    fit."""
+    """A models folder on $VVC_LIGHTNING_MODELS with 'tiny-vr', exported from a 4-step variable-rate fit."""
     root = tmp_path_factory.mktemp("zoo")
     ckpt = _fit(root / "run", VR + ["trainer.max_steps=4", "trainer.val_check_interval=4",
                                     "checkpoint.every_n_train_steps=4"])

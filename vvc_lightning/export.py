@@ -1,5 +1,4 @@
-"""`export`: a `fit` checkpoint written as zoo entry NAME (NAME.safetensors + NAME.json;
-`vvc_lightning.zoo`)."""
+"""`export`: a `fit` checkpoint as zoo entry NAME (NAME.safetensors + NAME.json; see `vvc_lightning.zoo`)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""fit / validate / test end to end: checkpoints carry the config, test reports real bytes and the
-estimate."""
+"""fit / validate / test end to end: checkpoints carry the config, test reports real and estimated bytes."""
 
 from __future__ import annotations
 

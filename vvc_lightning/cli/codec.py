@@ -256,8 +256,7 @@ def _quality_of(model, args: argparse.Namespace) -> float | None:  # noqa: ANN00
 
 
 def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
-    """What decodes a file without --ckpt: the shipped model with the header's identity, else its
-    checkpoint."""
+    """What decodes a file without --ckpt: the shipped model of the header's identity, else its checkpoint."""
     from vvc_lightning.zoo import PREFIX, find_for_header
 
     entry = find_for_header(header.identity, header.checkpoint)

@@ -1,5 +1,4 @@
-"""`python -m vvc_lightning evaluate`: RD curves of checkpoints and classic codecs, BD-rates, an HTML
-report."""
+"""`python -m vvc_lightning evaluate`: RD curves of checkpoints and classic codecs, BD-rates, HTML report."""
 
 from __future__ import annotations
 
@@ -93,8 +92,7 @@ def register(subparsers: Any) -> None:
 
 
 def check_options(args: argparse.Namespace) -> None:
-    """One-line errors for out-of-range numbers and codec options, an unknown or missing --device and an -o
-    that is a file."""
+    """One-line errors for out-of-range numbers and codec options, a bad --device and an -o that is a file."""
     from pathlib import Path
 
     from vvc_lightning.errors import VVCError
@@ -195,10 +193,12 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print where the outputs are, with the BD-rate table."""
     import math
 
+    from vvc_lightning.cli.codec import cli_wording
     from vvc_lightning.evaluation.harness import evaluate
 
     check_options(args)
-    paths = evaluate(options_from_args(args))
+    with cli_wording():
+        paths = evaluate(options_from_args(args))
     print(f"results: {paths['csv']}  {paths['json']}")
     print(f"report:  {paths['html']}")
     import csv

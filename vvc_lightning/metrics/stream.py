@@ -22,8 +22,7 @@ from vvc_lightning.metrics.base import VideoMetric, check_sequences, frames_to_u
 
 
 def frame_chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Frames (H,W,3) stacked `size` at a time (the last stack may be shorter), as `StreamingScores.update`
-    takes them."""
+    """Frames (H,W,3) in stacks of `size` (the last may be shorter), as `StreamingScores.update` takes."""
     buf: list[np.ndarray] = []
     for f in frames:
         buf.append(f)

@@ -148,8 +148,7 @@ def history_entry(
 
 
 def portable_record(record: dict[str, Any], root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The record with every absolute path in its training data, config data and source fields made
-    portable."""
+    """The record, every absolute path in its training data, config data and source fields made portable."""
     out = dict(record)
     tr = dict(out.get("training") or {})
     for key in PATH_KEYS:

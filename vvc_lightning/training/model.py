@@ -47,8 +47,7 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
         return module
 
     def rate_point(self, train: bool) -> tuple[float | None, float]:
-        """(quality, lambda) of a step: lambda log-uniform in the range when training, else
-        model.loss.lmbda."""
+        """(quality, lambda) of a step: lambda log-uniform in the range in training, else model.loss.lmbda."""
         lmbda = float(self.cfg.model.loss.lmbda)
         if self.lmbda_range is None:
             return None, lmbda

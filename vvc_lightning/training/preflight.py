@@ -40,8 +40,7 @@ def _requested(devices: Any) -> tuple[int | None, list[int]]:
 
 
 def check_machine(trainer: Mapping[str, Any]) -> None:
-    """Raise ConfigError in one line when trainer.accelerator / trainer.devices ask for more than this
-    machine has."""
+    """ConfigError (one line) when trainer.accelerator / .devices ask for more than this machine has."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     devices = trainer.get("devices", "auto")
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -91,8 +90,7 @@ def precheck_machine(cfg: Any) -> None:
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> None:
-    """Check that run_dir can be made and written (one line when not); the folders the check made are
-    removed."""
+    """Check that run_dir can be made and written (one line when not), removing the folders the check made."""
     path = Path(run_dir)
     created = []
     probe = path

@@ -49,8 +49,7 @@ def _chunk_bits(model, chunk: list[np.ndarray], quality: float | None) -> float:
 
 
 def sequence_frames(x: Tensor) -> np.ndarray:
-    """uint8 frames (N,H,W,3) of a test sequence (3,N,H,W): a view of a uint8 one, a rounded copy of a float
-    one."""
+    """uint8 frames (N,H,W,3) of a sequence (3,N,H,W): a view of a uint8 one, or a float one rounded."""
     if x.dtype == torch.uint8:
         return x.cpu().permute(1, 2, 3, 0).numpy()
     return tensor_to_frames(x)

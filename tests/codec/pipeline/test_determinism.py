@@ -1,5 +1,4 @@
-"""Reproducibility: batch-invariant backbones, a stable model identity, and exact entropy decoding
-everywhere."""
+"""Reproducibility: batch-invariant backbones, a stable model identity, exact entropy decoding everywhere."""
 
 from __future__ import annotations
 
@@ -101,8 +100,7 @@ def coded_latent(tmp_path_factory):
 def test_entropy_decode_is_bit_identical_in_any_process_setting(
     coded_latent, tmp_path, threads, mkldnn, batch
 ):
-    """Fresh process x thread count x oneDNN on/off x GoPs per call: the decoded latent is the encoder's, bit
-    for bit."""
+    """Process x threads x oneDNN on/off x GoPs per call: the decoded latent is the encoder's, bit for bit."""
     _, _, y_hat, path = coded_latent
     out = tmp_path / "y.pt"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -182,8 +180,7 @@ def test_decoding_with_batch_1_or_3_gives_identical_frames(tiny_model, four_gops
 
 
 def test_each_gops_reconstruction_is_bit_identical_alone_or_batched(tiny_model, four_gops):
-    """Float reconstructions (latent codec g_s + backbone) of each GoP: alone == in a batch of four, bit for
-    bit."""
+    """Each GoP's float reconstruction (g_s + backbone): alone == in a batch of four, bit for bit."""
     codec = VideoCodec(tiny_model, batch=4)
     header, records = codec.read_header(four_gops)
     grid = codec._plan("decode", header.height, header.width, header.gop).grid

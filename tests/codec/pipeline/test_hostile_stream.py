@@ -110,8 +110,7 @@ def test_damaged_payload_with_recomputed_crc_is_an_error_naming_the_gop(stream, 
 
 
 def test_symbol_check_catches_a_payload_from_another_model(stream, tiny_config):
-    """A stream decoded with a model whose entropy tables differ fails its symbol check instead of giving
-    frames."""
+    """A stream decoded by a model with other entropy tables fails its symbol check, giving no frames."""
     from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(5)

@@ -426,8 +426,7 @@ def _symbols(x: Tensor) -> Tensor:
 
 
 def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
-    """`gc.build_indexes(scales)` in one search: the number of table entries (but the last) below each
-    scale."""
+    """`gc.build_indexes(scales)` in one search: per scale, the table entries (not the last) below it."""
     table = gc.scale_table[:-1].to(scales.device, torch.float64).contiguous()
     bounded = torch.clamp_min(scales.double(), float(gc.lower_bound_scale.bound))
     return torch.searchsorted(table, bounded.contiguous()).int()

@@ -228,8 +228,7 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
 
 
 class RecordIndex(Sequence[Record]):
-    """Where every GoP's payload sits, in compact arrays (16 bytes per record, never more than the file
-    holds)."""
+    """Where each GoP's payload sits, in compact arrays (16 bytes a record, no more than the file holds)."""
 
     def __init__(self, offsets: np.ndarray, lengths: np.ndarray, crcs: np.ndarray) -> None:
         self._offsets, self._lengths, self._crcs = offsets, lengths, crcs

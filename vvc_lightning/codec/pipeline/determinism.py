@@ -10,8 +10,7 @@ import torch
 
 
 def model_identity(model: Any) -> str:
-    """`model.identity()`, cached on the model until a tensor of its state dict is replaced or changed in
-    place."""
+    """`model.identity()`, cached on the model until a state-dict tensor is replaced or changed in place."""
 
     def key() -> tuple | None:
         try:
@@ -73,8 +72,7 @@ def batch_invariant(*modules: torch.nn.Module) -> Iterator[None]:
 
 
 def float_codec_parts(codec: Any) -> list[torch.nn.Module]:
-    """The latent codec's float transforms (g_a, h_a, g_s): what batching could change outside the integer
-    nets."""
+    """The latent codec's float parts (g_a, h_a, g_s): what batching could change outside the integer nets."""
     return [
         m for name in ("g_a", "h_a", "g_s") if isinstance(m := getattr(codec, name, None), torch.nn.Module)
     ]

@@ -41,8 +41,7 @@ _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def parse_bytes(text: str | int, name: str = "max_memory") -> int:
-    """Bytes from '512M', '8G', '1.5G', '1073741824' (K/M/G/T are powers of 1024); VVCError naming `name`
-    otherwise."""
+    """Bytes of '512M', '8G', '1.5G', '1073741824' (K/M/G/T: powers of 1024), or VVCError naming `name`."""
     if isinstance(text, int):
         value = text
     else:
@@ -103,8 +102,7 @@ class MemoryModel:
         return cache[key]
 
     def peak(self, side: str, frames: int, height: int, width: int) -> int:
-        """Estimated peak bytes of running `side` ('encode' or 'decode') on one item of (frames, height,
-        width)."""
+        """Estimated peak bytes of `side` ('encode' or 'decode') on one item of (frames, height, width)."""
         pixels = height * width
         frame_io = (
             4 * 4 * 3 * frames * pixels

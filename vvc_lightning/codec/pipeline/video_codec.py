@@ -133,8 +133,7 @@ class VideoCodec:
         return -(-height // s) * s, -(-width // s) * s
 
     def _plan(self, side: str, height: int, width: int, frames: int | None = None) -> Plan:
-        """Tile grid (padded pixels) and backbone items per pass for `side` ('encode'/'decode') of a frame
-        size."""
+        """Tile grid (padded pixels) and items per pass of `side` ('encode'/'decode') for a frame size."""
         hp, wp = self._padded(height, width)
         frames = self.gop if frames is None else frames
         key = (side, hp, wp, frames)
