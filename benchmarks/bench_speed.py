@@ -231,17 +231,10 @@ def _classic(width: int, height: int, n: int) -> dict:
     for name, point, preset in (("x265", 27, "medium"), ("vvenc", 30, "medium")):
         with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
             run = get_encoder(name).run(Video(frames, 25), point, tmp, preset=preset)
-        out[name] = {
-            "preset": preset,
-            "qp": point,
-            "frames": n,
-            "bpp": run.bpp,
-            "psnr": _psnr(run.frames, frames),
-            "encode_seconds": run.encode_seconds,
-            "decode_seconds": run.decode_seconds,
-            "encode_fps": n / run.encode_seconds,
-            "decode_fps": n / run.decode_seconds,
-        }
+        out[name] = {"preset": preset, "qp": point, "frames": n, "bpp": run.bpp,
+                     "psnr": _psnr(run.frames, frames),
+                     "encode_seconds": run.encode_seconds, "decode_seconds": run.decode_seconds,
+                     "encode_fps": n / run.encode_seconds, "decode_fps": n / run.decode_seconds}
     return out
 
 
@@ -324,8 +317,8 @@ def main() -> None:
         out = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
         out["backbone_ab"] = {
             "rounds": args.rounds,
-            "note": "backbone alone inside batch_invariant (as the "
-            "codec runs it), best of 3 per process, processes alternating before/after",
+            "note": "backbone alone inside batch_invariant (as the codec runs it), best of 3 per process, "
+            "processes alternating before/after",
             "cases": _ab(args.ab_cases, args.before, args.after, args.rounds, args.timeout),
         }
         _write(out, args.out)
@@ -337,22 +330,11 @@ def main() -> None:
         print(json.dumps(_classic(*(int(v) for v in args.classic))))
         return
     out: dict = {
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "note": "2 cores shared with other jobs (see each case's load_average): absolute figures are "
-            "pessimistic, before/after ratios are measured back to back",
-        },
-        "settings": {
-            "frames": FRAMES,
-            "tile": 0,
-            "batch": 1,
-            "before": args.before,
-            "after": args.after,
-            "conv_reference": CONV,
-            "x265": "preset medium, QP 27",
-            "vvenc": "preset medium, QP 30",
-        },
+        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
+                    "note": "2 cores shared with other jobs (see each case's load_average): absolute "
+                            "figures are pessimistic, before/after ratios are measured back to back"},
+        "settings": {"frames": FRAMES, "tile": 0, "batch": 1, "before": args.before, "after": args.after,
+                     "conv_reference": CONV, "x265": "preset medium, QP 27", "vvenc": "preset medium, QP 30"},
         "conv_throughput": {"start": _child(["--conv"], args.after, args.timeout)},
         "classic": {},
         "cases": {},

@@ -142,28 +142,12 @@ class Harness:
                                                       bool(set_missing) and cached_f is None, what)
         rec_f = cached_f if cached_f is not None else rec_f
         if row is None:
-            row = {
-                "key": key,
-                "codec": spec.name,
-                "label": spec.label,
-                "kind": spec.kind,
-                "point": str(point),
-                "point_label": spec.point_label(point),
-                "sequence": seq.name,
-                "frames": n,
-                "width": w,
-                "height": h,
-                "fps": seq.fps,
-                "bytes": coded.size_bytes,
-                "bpp": coded.size_bytes * 8 / (n * w * h),
-                "input_hash": seq.digest,
-                "matrix": self.opts.matrix,
-                "range": self.opts.rng,
-                "metrics": {},
-                "per_frame": {},
-                "protocol": {},
-                **coded.info,
-            }
+            row = {"key": key, "codec": spec.name, "label": spec.label, "kind": spec.kind,
+                   "point": str(point), "point_label": spec.point_label(point), "sequence": seq.name,
+                   "frames": n, "width": w, "height": h, "fps": seq.fps, "bytes": coded.size_bytes,
+                   "bpp": coded.size_bytes * 8 / (n * w * h), "input_hash": seq.digest,
+                   "matrix": self.opts.matrix, "range": self.opts.rng,
+                   "metrics": {}, "per_frame": {}, "protocol": {}, **coded.info}
         for k, v in per_frame.items():
             row["per_frame"][k] = [float(x) for x in v]
             row["metrics"][k] = float(np.mean(v)) if len(v) else float("nan")
@@ -313,18 +297,11 @@ def bd_table(harness: Harness, specs: list[CodecSpec], rows: list[dict], summary
                 *curve(summary, anchor), *curve(summary, spec.name), higher_is_better=hib
             )
             finite = [v for v in per_seq if math.isfinite(v)]
-            table.append(
-                {
-                    "metric": k,
-                    "codec": spec.name,
-                    "anchor": anchor,
-                    "bd_rate_pct": float(np.mean(finite)) if finite else float("nan"),
-                    "sequences_used": len(finite),
-                    "sequences": len(seqs),
-                    "bd_rate_pooled_pct": pooled,
-                    "note": "; ".join(notes + ([f"pooled: {why}"] if why else [])),
-                }
-            )
+            table.append({"metric": k, "codec": spec.name, "anchor": anchor,
+                          "bd_rate_pct": float(np.mean(finite)) if finite else float("nan"),
+                          "sequences_used": len(finite), "sequences": len(seqs),
+                          "bd_rate_pooled_pct": pooled,
+                          "note": "; ".join(notes + ([f"pooled: {why}"] if why else []))})
     return table
 
 
@@ -353,22 +330,10 @@ def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
         "rate": "bpp = bytes of the raw elementary stream (classic) or .vvc bitstream (neural) x 8 / (frames "
                 "x W x H)",
         "metrics": harness.info,
-        "codecs": {
-            s.name: {
-                "label": s.label,
-                "kind": s.kind,
-                "points": [str(p) for p in s.points],
-                "rate_option": s.rate_option,
-                "identity": s.identity,
-            }
-            for s in specs
-        },
-        "hardware": {
-            "machine": platform.machine(),
-            "processor": platform.processor(),
-            "threads": torch.get_num_threads(),
-            "device": opts.device,
-        },
+        "codecs": {s.name: {"label": s.label, "kind": s.kind, "points": [str(p) for p in s.points],
+                            "rate_option": s.rate_option, "identity": s.identity} for s in specs},
+        "hardware": {"machine": platform.machine(), "processor": platform.processor(),
+                     "threads": torch.get_num_threads(), "device": opts.device},
         "options": asdict(opts),
     }
 
