@@ -4,7 +4,7 @@ Photos: the wallpapers, documentation and sample images of the Debian packages i
 `training_sources.DEB_PHOTOS` (desktop backgrounds of GNOME, MATE, KDE Plasma, UKUI, Lomiri, Sway, Xfce and
 Debian; OpenCV's samples, Hugin's and GIMP's manuals, palapeli's puzzles, forensics-samples' phone photos),
 fetched with `apt-get download` into a cache and unpacked with `dpkg -x` (nothing installed), and the photos
-of scikit-image, matplotlib and scikit-learn used before. Each file is measured and kept only when it
+that scikit-image, matplotlib and scikit-learn ship. Each file is measured and kept only when it
 passes the photo rule of `vvc_lightning/video/photo_filter.py` (on a copy downscaled to 384 px):
 
     short side >= 256 px; <= 5 % of pixels transparent (no cut-out); colourfulness >= 8 (not greyscale);

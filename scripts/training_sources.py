@@ -46,7 +46,7 @@ DEB_PHOTOS = {
     ],
     "palapeli-data": ["usr/share/palapeli/collection/*"],
 }
-# Python package: photos it ships (the ones trained on before this data set grew).
+# Python package: photos it ships.
 PY_PHOTOS = {
     "skimage": ["data/astronaut.png", "data/chelsea.png", "data/coffee.png", "data/rocket.jpg",
                 "data/motorcycle_left.png", "data/hubble_deep_field.jpg"],
