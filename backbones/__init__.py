@@ -2,7 +2,8 @@
 
 Families: `cv_vae` (causal CV-VAE-style, preset `cv_vae_causal`), `cv_vae_official` (`cv_vae_sd21`,
 `cv_vae_sd3`), `lean_vae` (lightweight, `lean_vae_lite`), `lean_vae_official` (`lean_vae_base`).
-The names used before the presets existed stay as aliases with the same classes and state-dict keys.
+`cv_vae` and `lean_vae` are deprecated aliases of `cv_vae_causal` and `lean_vae_lite` (same classes and
+state-dict keys).
 """
 
 from vvc_lightning.backbones import cv_vae, cv_vae_official, lean_vae, lean_vae_official  # noqa: F401

@@ -25,9 +25,18 @@ from vvc_lightning.registry import BACKBONES
 # Official releases: latent z, parameters and MACs as the papers / READMEs give them (None: not given).
 OFFICIAL = {
     "cv_vae_sd21": {"release": "AILab-CVC/CV-VAE vae3d", "z": 4, "params": 182.45e6, "macs_17x256x256": None},
-    "cv_vae_sd3": {"release": "AILab-CVC/CV-VAE vae3d_sd3", "z": 16, "params": 181.89e6, "macs_17x256x256": None},
-    "lean_vae_base": {"release": "Yumic/LeanVAE LeanVAE-dim4.ckpt", "z": 4, "params": 39.77e6,
-                      "macs_17x256x256": {"encode": 58.0e9, "decode": 144.6e9}},
+    "cv_vae_sd3": {
+        "release": "AILab-CVC/CV-VAE vae3d_sd3",
+        "z": 16,
+        "params": 181.89e6,
+        "macs_17x256x256": None,
+    },
+    "lean_vae_base": {
+        "release": "Yumic/LeanVAE LeanVAE-dim4.ckpt",
+        "z": 4,
+        "params": 39.77e6,
+        "macs_17x256x256": {"encode": 58.0e9, "decode": 144.6e9},
+    },
 }
 
 

@@ -40,8 +40,10 @@ VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".avi", ".mov", ".yuv")
 
 
 @torch.no_grad()
-def backbone_round_trip(model: Any, frames: np.ndarray, gop: int, mode: str, theta: float = 0.5) -> np.ndarray:
-    """uint8 (N,H,W,3) through the backbone GoP by GoP (`mode` as in the module doc), shared frames blended."""
+def backbone_round_trip(
+    model: Any, frames: np.ndarray, gop: int, mode: str, theta: float = 0.5
+) -> np.ndarray:
+    """uint8 (N,H,W,3) through the backbone GoP by GoP (`mode`: see the module doc), shared frames blended."""
     backbone, s = model.backbone, int(model.backbone.spatial_stride)
     n, h, w = frames.shape[:3]
     hp, wp = -(-h // s) * s, -(-w // s) * s
@@ -77,7 +79,9 @@ def sequences(test_dir: Path, max_frames: int | None) -> list[tuple[str, np.ndar
     """(name, uint8 frames, fps) of every video in the folder, sorted by name."""
     paths = sorted(p for p in test_dir.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
     if not paths:
-        raise SystemExit(f"error: no test video in '{test_dir}' (build it: python scripts/build_training_data.py)")
+        raise SystemExit(
+            f"error: no test video in '{test_dir}' (build it: python scripts/build_training_data.py)"
+        )
     out = []
     for p in paths:
         video = read_video(p, max_frames=max_frames)
@@ -85,7 +89,9 @@ def sequences(test_dir: Path, max_frames: int | None) -> list[tuple[str, np.ndar
     return out
 
 
-def measure(model_spec: str, test_dir: Path, qualities: list[float], max_frames: int | None) -> dict[str, Any]:
+def measure(
+    model_spec: str, test_dir: Path, qualities: list[float], max_frames: int | None
+) -> dict[str, Any]:
     """Rows {mode: {sequence: metrics}} and their means over sequences."""
     model = load(model_spec).eval()
     metrics = VideoMetrics(["psnr", "ms_ssim", "stlpips"])
@@ -120,11 +126,19 @@ def main() -> None:
     qualities = [float(q) for q in args.qualities.split(",") if q.strip()]
     start = time.perf_counter()
     result = measure(args.model, Path(args.test_dir), qualities, args.max_frames)
-    result.update(seconds=time.perf_counter() - start, torch=torch.__version__, threads=torch.get_num_threads(),
-                  machine=platform.processor() or platform.machine(), load_average=os.getloadavg())
+    result.update(
+        seconds=time.perf_counter() - start,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        machine=platform.processor() or platform.machine(),
+        load_average=os.getloadavg(),
+    )
     print(f"{'mode':14s} " + " ".join(f"{k:>8s}" for k in ("bpp", "psnr", "ms_ssim", "stlpips")))
     for mode, m in result["means"].items():
-        print(f"{mode:14s} " + " ".join(f"{m.get(k, float('nan')):8.4f}" for k in ("bpp", "psnr", "ms_ssim", "stlpips")))
+        print(
+            f"{mode:14s} "
+            + " ".join(f"{m.get(k, float('nan')):8.4f}" for k in ("bpp", "psnr", "ms_ssim", "stlpips"))
+        )
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.out}")

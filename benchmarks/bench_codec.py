@@ -59,7 +59,9 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def case_roundtrip(backbone: str, n: int, h: int, w: int, batch: int, tile: int | None, warmup: bool = False) -> dict:
+def case_roundtrip(
+    backbone: str, n: int, h: int, w: int, batch: int, tile: int | None, warmup: bool = False
+) -> dict:
     """Encode and decode n frames; speeds, latent-codec share, bytes, peak RSS."""
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.video.video_io import Video
@@ -134,7 +136,7 @@ def case_tile_extrapolated(backbone: str, h: int, w: int, batch: int, tile: int 
 
 
 def case_pass_memory(backbone: str, h: int, w: int, batch: int) -> dict:
-    """Peak RSS of one backbone encode + decode pass of `batch` tiles of the shape the codec uses for h x w."""
+    """Peak RSS of one backbone encode + decode pass of `batch` tiles shaped as the codec tiles h x w."""
     import torch
 
     from vvc_lightning.codec.pipeline.tiling import plan_tiles
@@ -219,7 +221,11 @@ def run_case(fn_name: str, threads: int, **kwargs) -> dict:
     proc.join()
     result["wall_seconds"] = time.perf_counter() - t0
     result["load_average_1min"] = {"before": load_before, "after": os.getloadavg()[0]}
-    print(f"  {fn_name} {kwargs}: {json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)})[:300]}", flush=True)
+    print(
+        f"  {fn_name} {kwargs}: "
+        f"{json.dumps({k: v for k, v in result.items() if not isinstance(v, dict)})[:300]}",
+        flush=True,
+    )
     return result
 
 
@@ -240,7 +246,8 @@ def _hardware() -> dict:
         "logical_cpus": os.cpu_count(),
         "memory": mem.split(":", 1)[-1].strip(),
         "torch": torch.__version__,
-        "backend": f"CPU, oneDNN {torch.backends.mkldnn.is_available()}, {torch.backends.cpu.get_cpu_capability()}",
+        "backend": f"CPU, oneDNN {torch.backends.mkldnn.is_available()}, "
+                   f"{torch.backends.cpu.get_cpu_capability()}",
         "python": sys.version.split()[0],
         "platform": platform.platform(),
     }
@@ -253,11 +260,16 @@ def mem_1080p(args: argparse.Namespace) -> None:
         "lean_vae_gop_batch_4": run_case(
             "case_roundtrip", args.threads, backbone="lean_vae", n=T, h=1080, w=1920, batch=4, tile=None
         ),
-        "cv_vae_pass_batch_1": run_case("case_pass_memory", args.threads, backbone="cv_vae", h=1080, w=1920, batch=1),
+        "cv_vae_pass_batch_1": run_case(
+            "case_pass_memory", args.threads, backbone="cv_vae", h=1080, w=1920, batch=1
+        ),
         "settings": {
-            "weights": "randomly initialized, default widths", "tile": "default (256 px, overlap 32 px)",
-            "threads": args.threads, "command": " ".join([Path(sys.executable).name, *sys.argv]),
-            "note": "a backbone pass holds `batch` tiles' activations, so its peak grows linearly with --batch",
+            "weights": "randomly initialized, default widths",
+            "tile": "default (256 px, overlap 32 px)",
+            "threads": args.threads,
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "note": "a backbone pass holds `batch` tiles' activations, so its peak grows linearly with "
+                    "--batch",
         },
         "hardware": _hardware(),
     }
@@ -275,7 +287,7 @@ def _write(path: str, results: dict, t0: float) -> None:
 
 
 def batch_speedup(r: dict, th: int, backbone: str, n: int, size: tuple[int, int]) -> None:
-    """Round trips of n frames at `size` (h, w) with --batch 1 and 4 (after a warm-up) and their speed-ups, into r."""
+    """Round trips of n frames at `size` (h, w), batch 1 and 4 after a warm-up, and the speed-ups, into r."""
     b1, b4 = (run_case("case_roundtrip", th, backbone=backbone, n=n, h=size[0], w=size[1], batch=b, tile=None,
                        warmup=True) for b in (1, 4))
     r[f"{size[1]}x{size[0]}"] = {"batch_1": b1, "batch_4": b4}
@@ -306,8 +318,12 @@ def main() -> None:
         r: dict = {}
         if backbone == "lean_vae":
             batch_speedup(r, th, backbone, gops4, small)
-            big_b4 = run_case("case_roundtrip", th, backbone=backbone, n=T, h=big[0], w=big[1], batch=4, tile=None)
-            big_b1 = run_case("case_roundtrip", th, backbone=backbone, n=T, h=big[0], w=big[1], batch=1, tile=None)
+            big_b4 = run_case(
+                "case_roundtrip", th, backbone=backbone, n=T, h=big[0], w=big[1], batch=4, tile=None
+            )
+            big_b1 = run_case(
+                "case_roundtrip", th, backbone=backbone, n=T, h=big[0], w=big[1], batch=1, tile=None
+            )
             r[f"{big[1]}x{big[0]}"] = {"batch_4": big_b4, "batch_1": big_b1}
             r["batch4_speedup_tiles_encode"] = big_b4["encode_fps"] / big_b1["encode_fps"]
             r["batch4_speedup_tiles_decode"] = big_b4["decode_fps"] / big_b1["decode_fps"]
@@ -315,20 +331,28 @@ def main() -> None:
             tiny = (64, 64) if not args.quick else (32, 32)
             batch_speedup(r, th, backbone, gops4, tiny)
             r[f"{small[1]}x{small[0]}"] = {
-                "batch_1": run_case("case_roundtrip", th, backbone=backbone, n=T, h=small[0], w=small[1], batch=1, tile=None)
+                "batch_1": run_case(
+                    "case_roundtrip", th, backbone=backbone, n=T, h=small[0], w=small[1], batch=1, tile=None
+                )
             }
             r[f"{big[1]}x{big[0]}"] = {
-                "batch_1": run_case("case_tile_extrapolated", th, backbone=backbone, h=big[0], w=big[1], batch=1, tile=None)
+                "batch_1": run_case(
+                    "case_tile_extrapolated", th, backbone=backbone, h=big[0], w=big[1], batch=1, tile=None
+                )
             }
         results["backbones"][backbone] = r
     ov_size = (64, 64) if args.quick else (128, 128)
     ns = [2, 9] if args.quick else [2, 4, 9]  # N = 9: 81 frames fill 10 overlapped / 9 plain GoPs exactly
     print("overlap overhead:", flush=True)
-    results["overlap_overhead"] = run_case("case_overlap", th, backbone="lean_vae", h=ov_size[0], w=ov_size[1], ns=ns)
+    results["overlap_overhead"] = run_case(
+        "case_overlap", th, backbone="lean_vae", h=ov_size[0], w=ov_size[1], ns=ns
+    )
     results["settings"] = {
-        "weights": "randomly initialized (torch.manual_seed(0)); speed and memory do not depend on weight values, "
+        "weights": "randomly initialized (torch.manual_seed(0)); speed and memory do not depend on weight "
+                   "values, "
         "bytes and bpp of random weights mean nothing about compression quality",
-        "widths": "defaults of configs/cv_vae.yaml and configs/lean_vae.yaml (cv_vae width 128, lean_vae width 256, c=128)",
+        "widths": "defaults of configs/cv_vae.yaml and configs/lean_vae.yaml (cv_vae width 128, lean_vae "
+                  "width 256, c=128)",
         "gop": T,
         "overlap": 1,
         "tile": "default (256 px, overlap 32 px): 1280x720 is coded in tiles, 256x256 in one",

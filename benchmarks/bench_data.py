@@ -58,7 +58,9 @@ def make_videos(root: Path, count: int = 4, frames: int = 100) -> list[Path]:
     paths = []
     for i in range(count):
         start = (i * 50) % (len(src) - frames)
-        clip = np.stack([cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in src[start : start + frames]])
+        clip = np.stack(
+            [cv2.resize(f, (640, 360), interpolation=cv2.INTER_AREA) for f in src[start : start + frames]]
+        )
         paths.append(write_h264(root / f"bikes{i}.mp4", clip, 25.0, crf=18, gop=250))
     return paths
 
@@ -83,7 +85,9 @@ def time_loader(make_loader, clips: int, batch_size: int) -> dict:
             "clips_per_s_after_first_batch": round(steady, 2) if steady else None}
 
 
-def bench_loaders(root: Path, videos: list[Path], clips: int, workers: list[int], batch_size: int = 4) -> dict:
+def bench_loaders(
+    root: Path, videos: list[Path], clips: int, workers: list[int], batch_size: int = 4
+) -> dict:
     """openvid (resampled shards) and folder datamodules at each worker count."""
     from vvc_lightning.datamodules import FolderDataModule, OpenVidDataModule
     from vvc_lightning.video.shard import write_shards
@@ -98,8 +102,9 @@ def bench_loaders(root: Path, videos: list[Path], clips: int, workers: list[int]
             return dm.train_dataloader()
 
         def folder(w=w):
-            dm = FolderDataModule(train_dir=[str(v) for v in videos], epoch_length=clips, batch_size=batch_size,
-                                  num_workers=w)
+            dm = FolderDataModule(
+                train_dir=[str(v) for v in videos], epoch_length=clips, batch_size=batch_size, num_workers=w
+            )
             dm.setup("fit")
             return dm.train_dataloader()
 
@@ -133,14 +138,27 @@ def bench_model(root: Path, steps: int) -> dict:
     t = timer.times
     warm = 2 if len(t) > 3 else 0
     rate = (len(t) - 1 - warm) / (t[-1] - t[warm]) if len(t) > warm + 1 else None
-    return {"config": "quickstart_scratch.yaml", "steps_timed": len(t) - 1 - warm, "steps_per_s": round(rate, 4) if rate else None,
-            "batch": [int(cfg.data.batch_size), 3, int(cfg.data.frames), int(cfg.data.crop_size),
-                      int(cfg.data.crop_size)], "backbone": dict(cfg.model.backbone), "accelerator": "cpu",
-            "note": "steps after the first 2 (warm-up); the stage-1 (VAE) loss with stlpips"}
+    return {
+        "config": "quickstart_scratch.yaml",
+        "steps_timed": len(t) - 1 - warm,
+        "steps_per_s": round(rate, 4) if rate else None,
+        "batch": [
+            int(cfg.data.batch_size),
+            3,
+            int(cfg.data.frames),
+            int(cfg.data.crop_size),
+            int(cfg.data.crop_size),
+        ],
+        "backbone": dict(cfg.model.backbone),
+        "accelerator": "cpu",
+        "note": "steps after the first 2 (warm-up); the stage-1 (VAE) loss with stlpips",
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", default=str(HERE / "results" / "bench_data.json"))
     parser.add_argument("--clips", type=int, default=64, help="clips per measurement (default 64)")
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
@@ -149,8 +167,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(min(4, os.cpu_count() or 1))
-    result = {"benchmark": "data loading: T=9 stride 3, 256x256 random crops from 640x360 H.264 (4 videos x 100 "
-                           "frames, keyframe every 250), batch 4", "hardware": hardware()}
+    result = {
+        "benchmark": "data loading: T=9 stride 3, 256x256 random crops from 640x360 H.264 (4 videos x 100 "
+        "frames, keyframe every 250), batch 4",
+        "hardware": hardware(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "videos").mkdir()

@@ -58,7 +58,9 @@ def train_step_time(backbone: str, precision: str, batch: int, size: int, steps:
         t = time.perf_counter()
         with torch.autocast(DEV, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
             out = model(x)
-            terms = loss_fn(x, out["x_hat"].float(), out["y_likelihoods"].float(), out["z_likelihoods"].float())
+            terms = loss_fn(
+                x, out["x_hat"].float(), out["y_likelihoods"].float(), out["z_likelihoods"].float()
+            )
         opt.zero_grad(set_to_none=True)
         (terms.loss + model.codec.aux_loss()).backward()
         opt.step()
@@ -67,9 +69,15 @@ def train_step_time(backbone: str, precision: str, batch: int, size: int, steps:
             times.append(time.perf_counter() - t)
         finite = bool(torch.isfinite(terms.loss).item())
     return {
-        "backbone": backbone, "precision": precision, "batch": batch, "frames": 9, "size": size,
-        "s_per_step_median": float(np.median(times)), "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if DEV == "cuda" else None,
-        "loss_finite": finite, "params_backbone": sum(p.numel() for p in model.backbone.parameters()),
+        "backbone": backbone,
+        "precision": precision,
+        "batch": batch,
+        "frames": 9,
+        "size": size,
+        "s_per_step_median": float(np.median(times)),
+        "peak_gpu_mem_gb": torch.cuda.max_memory_allocated() / 2**30 if DEV == "cuda" else None,
+        "loss_finite": finite,
+        "params_backbone": sum(p.numel() for p in model.backbone.parameters()),
         "params_codec": sum(p.numel() for p in model.codec.parameters()),
     }
 
@@ -102,10 +110,17 @@ def codec_fps(backbone: str, width: int, height: int, frames: int, batch: int) -
     dec_timings = dict(codec.timings)
     assert rec.num_frames == frames
     return {
-        "backbone": backbone, "size": f"{width}x{height}", "frames": frames, "batch": batch,
-        "encode_fps": frames / enc, "decode_fps": frames / dec, "bytes": len(data),
-        "encode_latent_codec_share": enc_timings.get("latent_codec", 0) / max(enc_timings.get("total", enc), 1e-9),
-        "decode_latent_codec_share": dec_timings.get("latent_codec", 0) / max(dec_timings.get("total", dec), 1e-9),
+        "backbone": backbone,
+        "size": f"{width}x{height}",
+        "frames": frames,
+        "batch": batch,
+        "encode_fps": frames / enc,
+        "decode_fps": frames / dec,
+        "bytes": len(data),
+        "encode_latent_codec_share": enc_timings.get("latent_codec", 0)
+        / max(enc_timings.get("total", enc), 1e-9),
+        "decode_latent_codec_share": dec_timings.get("latent_codec", 0)
+        / max(dec_timings.get("total", dec), 1e-9),
     }
 
 

@@ -36,7 +36,9 @@ def train(seed: int, steps: int, channels: int) -> lc.LatentCodec:
     for step in range(steps):
         latent = smooth_latent(4, channels, 3, 16, 16, seed=1000 * seed + step)
         out = codec(latent, None)
-        rate = -(torch.log2(out.y_likelihoods).sum() + torch.log2(out.z_likelihoods).sum()) / (4 * 9 * 128 * 128)
+        rate = -(torch.log2(out.y_likelihoods).sum() + torch.log2(out.z_likelihoods).sum()) / (
+            4 * 9 * 128 * 128
+        )
         loss = rate + 0.5 * torch.mean((out.latent_hat - latent) ** 2)
         main.zero_grad()
         aux.zero_grad()
@@ -55,7 +57,11 @@ def measure(codec: lc.LatentCodec, channels: int) -> dict[str, float]:
     strings, hat = codec.compress(latent, None)
     out = codec(latent, None)
     est = -(torch.log2(out.y_likelihoods).sum() + torch.log2(out.z_likelihoods).sum()).item()
-    return {"real_bits": 8 * sum(len(s) for s in strings), "est_bits": est, "mse": torch.mean((hat - latent) ** 2).item()}
+    return {
+        "real_bits": 8 * sum(len(s) for s in strings),
+        "est_bits": est,
+        "mse": torch.mean((hat - latent) ** 2).item(),
+    }
 
 
 def main() -> None:

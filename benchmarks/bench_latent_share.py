@@ -60,7 +60,9 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
         "latent_codec_share_encode": enc["latent_codec"] / enc["total"],
         "latent_codec_share_decode": dec["latent_codec"] / dec["total"],
     }
-    if importlib.util.find_spec("vvc_lightning.codec.entropy.intgemm") is not None:  # a version with int8 GEMMs
+    if (
+        importlib.util.find_spec("vvc_lightning.codec.entropy.intgemm") is not None
+    ):  # a version with int8 GEMMs
         result["floor"] = _floor(codec, model, Video(frames, 25), data, enc, dec)
     return result
 
@@ -95,7 +97,10 @@ def _floor(codec, model, video, data: bytes, enc: dict, dec: dict) -> dict:
     torch._int_mm = timed_mm
     try:
         out = {}
-        for name, run, timings in (("encode", lambda: codec.encode(video), enc), ("decode", lambda: codec.decode(data), dec)):
+        for name, run, timings in (
+            ("encode", lambda: codec.encode(video), enc),
+            ("decode", lambda: codec.decode(data), dec),
+        ):
             spent.update(int8_gemm=0.0, transform=0.0)
             run()
             least = spent["int8_gemm"] + spent["transform"]
@@ -127,7 +132,11 @@ def main() -> None:
         print(json.dumps(_case(backbone, w, h, int(batch))))
         return
     out: dict = {
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "note": "CPU shared with other jobs"},
+        "machine": {
+            "cpu_count": os.cpu_count(),
+            "platform": platform.platform(),
+            "note": "CPU shared with other jobs",
+        },
         "settings": {"frames": FRAMES, "batch": args.batch, "before": args.before},
         "cases": {},
     }
@@ -144,8 +153,10 @@ def main() -> None:
             row["ratio_after_over_before"] = {
                 k: a[k] / b[k] for k in ("latent_codec_share_encode", "latent_codec_share_decode")
             } | {
-                "latent_codec_seconds_encode": a["encode_seconds"]["latent_codec"] / b["encode_seconds"]["latent_codec"],
-                "latent_codec_seconds_decode": a["decode_seconds"]["latent_codec"] / b["decode_seconds"]["latent_codec"],
+                "latent_codec_seconds_encode": a["encode_seconds"]["latent_codec"]
+                / b["encode_seconds"]["latent_codec"],
+                "latent_codec_seconds_decode": a["decode_seconds"]["latent_codec"]
+                / b["decode_seconds"]["latent_codec"],
             }
         out["cases"][case] = row
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

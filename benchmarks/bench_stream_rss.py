@@ -6,8 +6,8 @@ then compresses it to .vvc and decompresses that to .yuv, each in a fresh proces
 of frames. The models are randomly initialised from configs/<backbone>.yaml (memory does not depend on
 the weights); --width W swaps the official preset the config names for the registry backbone of the same
 name (`lean_vae`, `cv_vae`: the same design, width configurable) at width W, so that 1920x1080 fits in
-minutes on a 2-core CPU. The JSON records exactly what ran: sizes, frame counts, widths, tile option, the allocator
-settings and the growth per case.
+minutes on a 2-core CPU. The JSON records exactly what ran: sizes, frame counts, widths, tile option, the
+allocator settings and the growth per case.
 
     python benchmarks/bench_stream_rss.py --size 1920x1080 --frames 9,27 --width 8 --out r1080.json
     python benchmarks/bench_stream_rss.py --size 384x256 --frames 27,90 --width 16 --out rgrowth.json
@@ -39,7 +39,7 @@ from vvc_lightning.codec.pipeline.files import compress_file, decompress_file
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 backbone, width, tile, batch, mode, src, dst = sys.argv[1:8]
 overrides = ["model.loss.perceptual=ms-ssim", "model.init=null"]
-if width != "default":  # the registry backbone of that name (the configs name the official presets) at `width`
+if width != "default":  # the registry backbone `backbone` at `width` (the configs name the official presets)
     overrides += [f"model.backbone.name={backbone}", f"model.backbone.width={width}"]
 torch.manual_seed(0)
 model = VideoCompressionModel(load_config([f"{backbone}.yaml"], overrides)).eval()
@@ -93,15 +93,27 @@ def main() -> None:
 
     result = {
         "what": "peak RSS of compress and of decompress (fresh process each) against frames",
-        "size": f"{w}x{h}", "frames": counts, "backbone_width": a.width, "tile": a.tile, "batch": a.batch,
-        "weights": "random (model.init=null), seed 0", "allocator": {} if a.no_allocator_settings else ALLOCATOR,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "torch": torch.__version__, "cases": [],
+        "size": f"{w}x{h}",
+        "frames": counts,
+        "backbone_width": a.width,
+        "tile": a.tile,
+        "batch": a.batch,
+        "weights": "random (model.init=null), seed 0",
+        "allocator": {} if a.no_allocator_settings else ALLOCATOR,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "cases": [],
     }
     with tempfile.TemporaryDirectory(prefix="bench_stream_rss_") as tmp:
         for backbone in a.backbones.split(","):
             for n in counts:
-                src, vvc, rec = Path(tmp) / f"c{n}_{w}x{h}_25.yuv", Path(tmp) / f"c{n}.vvc", Path(tmp) / f"d{n}.yuv"
+                src, vvc, rec = (
+                    Path(tmp) / f"c{n}_{w}x{h}_25.yuv",
+                    Path(tmp) / f"c{n}.vvc",
+                    Path(tmp) / f"d{n}.yuv",
+                )
                 write_clip(src, n, h, w)
                 common = [backbone, a.width, a.tile, str(a.batch)]
                 enc = run_child([*common, "compress", str(src), str(vvc)], not a.no_allocator_settings)

@@ -1,9 +1,9 @@
-"""Encoder speed beside a busy process: one thread, two threads (the old default) and the chosen count (JSON).
+"""Encoder speed beside a busy process at one thread, two (torch's default on 2 cores) and the chosen count.
 
 The CLI (`python -m vvc_lightning compress --model vvc-lean-vr`) compresses a several-GoP clip (bikes.mp4
 resized, written as .y4m) while a busy Python loop runs beside it, in fresh processes, in the order
-1, 2, auto for each round. `OMP_NUM_THREADS=1` / `=2` fix the count (2 is what the encoder ran before on
-a 2-core machine: torch's default, every core); `auto` leaves it unset, so the codec chooses
+1, 2, auto for each round. `OMP_NUM_THREADS=1` / `=2` fix the count (2 is torch's default on
+a 2-core machine: every core); `auto` leaves it unset, so the codec chooses
 (`vvc_lightning.codec.pipeline.threads`). The frames/s are the CLI's own (encoding, model loading excluded).
 The CPU is shared with other jobs: each case records the load average (1, 5, 15 min) at its start and end,
 so read the numbers beside it.
@@ -140,7 +140,7 @@ def main() -> None:
         "hardware": _hardware(),
         "cases": cases,
         "best_frames_per_second": summary,
-        "note": "shared CPU: compare cases only with their load averages; '2' is the old default",
+        "note": "shared CPU: compare cases only with their load averages; '2' is torch's default on 2 cores",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1) + "\n")

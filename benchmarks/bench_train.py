@@ -25,12 +25,23 @@ from vvc_lightning.training.model import VideoCompressionModel
 
 SETTINGS = {
     "default": {"configs": ["{b}.yaml"], "overrides": ["data.name=folder"], "batch": 4, "crop": 256},
-    "quickstart": {"configs": ["quickstart_scratch.yaml"], "batch": 2, "crop": 64,
-                   "overrides": ["model.backbone.name={b}", "model.backbone.latent_channels=32", "model.backbone.width={w}"]},
+    "quickstart": {
+        "configs": ["quickstart_scratch.yaml"],
+        "batch": 2,
+        "crop": 64,
+        "overrides": [
+            "model.backbone.name={b}",
+            "model.backbone.latent_channels=32",
+            "model.backbone.width={w}",
+        ],
+    },
 }
 
 
-QUICK_WIDTH = {"cv_vae": 16, "lean_vae": 64}  # quickstart_scratch.yaml uses lean_vae at 64; cv_vae at 16 is its alternative
+QUICK_WIDTH = {
+    "cv_vae": 16,
+    "lean_vae": 64,
+}  # quickstart_scratch.yaml uses lean_vae at 64; cv_vae at 16 is its alternative
 
 
 def step_seconds(model: VideoCompressionModel, batch: int, crop: int, steps: int) -> float:
@@ -58,8 +69,12 @@ def main() -> None:
     ap.add_argument("-o", "--out", default="benchmarks/results/bench_train.json")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--skip-default-steps", action="store_true", help="no step timing at default settings")
-    ap.add_argument("--default-batch", type=int, default=4, help="batch of the default-setting step (paper: 4)")
-    ap.add_argument("--default-crop", type=int, default=256, help="crop of the default-setting step (paper: 256)")
+    ap.add_argument(
+        "--default-batch", type=int, default=4, help="batch of the default-setting step (paper: 4)"
+    )
+    ap.add_argument(
+        "--default-crop", type=int, default=256, help="crop of the default-setting step (paper: 256)"
+    )
     ap.add_argument("--only", default=None, help="one backbone only")
     ap.add_argument("--setting", default=None, choices=list(SETTINGS), help="one setting only")
     args = ap.parse_args()
@@ -75,11 +90,14 @@ def main() -> None:
             torch.manual_seed(0)
             model = VideoCompressionModel(cfg)
             row = {
-                "backbone": b, "setting": name,
+                "backbone": b,
+                "setting": name,
                 "backbone_kwargs": {k: v for k, v in cfg.model.backbone.items() if k != "name"},
-                "params_backbone": count_parameters(model.backbone), "params_codec": count_parameters(model.codec),
+                "params_backbone": count_parameters(model.backbone),
+                "params_codec": count_parameters(model.codec),
                 "macs_per_frame_256": macs_per_frame(model.backbone, T=9, H=256, W=256)["total"],
-                "batch": setting["batch"], "crop": setting["crop"],
+                "batch": setting["batch"],
+                "crop": setting["crop"],
             }
             if not (name == "default" and args.skip_default_steps):
                 row["s_per_step"] = step_seconds(model, setting["batch"], setting["crop"], args.steps)

@@ -10,7 +10,8 @@ optimizer (synchronised phases: torch.cuda.synchronize on a GPU, perf_counter on
 the loss of one fixed batch from the same initial weights and noise (same loss check), and the operators
 that take the most time in the bank's fp32 step (torch.profiler, `top_ops`). Writes JSON.
 
-    python benchmarks/bench_train_throughput.py --data data/offline -o benchmarks/results/bench_train_throughput_h200.json
+    python benchmarks/bench_train_throughput.py --data data/offline \\
+        -o benchmarks/results/bench_train_throughput_h200.json
     python benchmarks/bench_train_throughput.py --smoke -o /tmp/smoke.json   # CPU: tiny steps at 32x32
 """
 
@@ -99,7 +100,8 @@ class Step:
             quality, lmbda = self.model.rate_point(True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled="bf16" in self.flags):
             out = self.model(x, rd=self.rd, quality=quality)
-            terms = self.loss_fn(x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"), lmbda=lmbda)
+            terms = self.loss_fn(x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"),
+                                 lmbda=lmbda)
             return terms.loss + self.model.codec.aux_loss()
 
     def run(self, x: torch.Tensor, times: dict[str, list[float]] | None, t0: float) -> None:
@@ -163,7 +165,7 @@ def top_ops(step: Step, batches, steps: int = 3, top: int = 15) -> list[dict]:
     from torch.profiler import ProfilerActivity, profile
 
     cuda = step.device.type == "cuda"
-    # Kineto (torch.profiler) for the device's kernels; on a CPU the legacy profiler (Kineto starts in seconds)
+    # Kineto (torch.profiler) for device kernels; on a CPU the legacy one (Kineto takes seconds to start)
     prof_cm = (profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) if cuda
                else torch.autograd.profiler.profile(use_kineto=False))
     with prof_cm as prof:
@@ -209,10 +211,13 @@ def before_batches(cfg, batch: int, device: torch.device):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-o", "--out", default="benchmarks/results/bench_train_throughput.json")
-    ap.add_argument("--config", action="append", default=None, help="recipe configs (default zoo_lean_vr.yaml)")
+    ap.add_argument("--config", action="append", default=None,
+                    help="recipe configs (default zoo_lean_vr.yaml)")
     ap.add_argument("--override", action="append", default=[], help="key=value, after the data paths")
-    ap.add_argument("--data", default=None, help="offline data folder (stills/, shards/train/) as gpu_train.sh")
-    ap.add_argument("--stage", default="joint", help="the recipe stage to time (default joint: everything trains)")
+    ap.add_argument("--data", default=None,
+                    help="offline data folder (stills/, shards/train/) as gpu_train.sh")
+    ap.add_argument("--stage", default="joint",
+                    help="the recipe stage to time (default joint: everything trains)")
     ap.add_argument("--flags", default=",".join(DEFAULT_FLAGS),
                     help=f"options to measure one by one, of {','.join(FLAGS)}")
     ap.add_argument("--batches", default="8,16,32,64", help="batch sizes of the combined run")
@@ -273,16 +278,20 @@ def run(cfg, args, device: torch.device, flags: list[str], batches: list[int], s
     probe = VideoCompressionModel(cfg)
     result = {
         "smoke": bool(args.smoke),
-        "note": ("CPU smoke run of the benchmark's own path (tiny steps at 32x32 on its own tiny data): NOT a "
-                 "measurement of the target" if args.smoke else "measurement"),
-        "peak_note": ("dense peaks; runs without tf32/bf16 are set against the CUDA-core FP32 peak although cuDNN "
-                      "convolutions use TF32 by default; FLOPs counted by FlopCounterMode over one real step "
-                      "(convolutions, matmuls, attention; not norms, activations or the optimizer)"),
+        "note": ("CPU smoke run of the benchmark's own path (tiny steps at 32x32 on its own tiny data): "
+                 "NOT a measurement of the target" if args.smoke else "measurement"),
+        "peak_note": (
+            "dense peaks; runs without tf32/bf16 are set against the CUDA-core FP32 peak although cuDNN "
+            "convolutions use TF32 by default; FLOPs counted by FlopCounterMode over one real step "
+            "(convolutions, matmuls, attention; not norms, activations or the optimizer)"
+        ),
         "env": machine(device),
-        "recipe": {"configs": args.config or ["zoo_lean_vr.yaml"], "overrides": args.override, "stage": args.stage,
-                   "datamodule": str(data.name), "frames": frames, "frame_stride": int(data.frame_stride),
-                   "crop": crop, "batch": base, "perceptual": str(cfg.model.loss.perceptual),
-                   "params_backbone": count_parameters(probe.backbone), "params_codec": count_parameters(probe.codec)},
+        "recipe": {"configs": args.config or ["zoo_lean_vr.yaml"], "overrides": args.override,
+                   "stage": args.stage, "datamodule": str(data.name), "frames": frames,
+                   "frame_stride": int(data.frame_stride), "crop": crop, "batch": base,
+                   "perceptual": str(cfg.model.loss.perceptual),
+                   "params_backbone": count_parameters(probe.backbone),
+                   "params_codec": count_parameters(probe.codec)},
         "macs_per_frame_backbone": macs_per_frame(probe.backbone, T=frames, H=crop, W=crop)["total"],
         "peak_chip": key,
         "peaks_tflops": peaks if peaks else "unknown (CPU or an unlisted chip)",
@@ -336,7 +345,8 @@ def run(cfg, args, device: torch.device, flags: list[str], batches: list[int], s
                 result["flops_per_step"][batch] = step_flops(cfg, device, args.stage, x)
             except Exception as exc:
                 result["flops_per_step"][batch] = None
-                result["errors"].append(f"FLOP count at batch {batch}: {type(exc).__name__}: {first_line(exc)}")
+                result["errors"].append(f"FLOP count at batch {batch}: {type(exc).__name__}: "
+                                        f"{first_line(exc)}")
             finally:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -348,7 +358,8 @@ def run(cfg, args, device: torch.device, flags: list[str], batches: list[int], s
                    fraction_of_peak=achieved / peaks[kind] if peaks and achieved else None)
         row.setdefault("peak_mem_gb", None)
         result["runs"].append(row)
-        print(json.dumps({k: row[k] for k in ("name", "batch", "clips_per_s", "s_per_step_phased")}), flush=True)
+        print(json.dumps({k: row[k] for k in ("name", "batch", "clips_per_s", "s_per_step_phased")}),
+              flush=True)
         return row
 
     before = one("before", "before", set(), base)
@@ -379,7 +390,8 @@ def run(cfg, args, device: torch.device, flags: list[str], batches: list[int], s
         row["loss_rel_diff_vs_before"] = (abs(row["loss_fixed_batch"] - ref["loss_fixed_batch"])
                                           / abs(ref["loss_fixed_batch"]) if ref else None)
     best = max(result["runs"], key=lambda r: r["clips_per_s"], default=None)
-    result["best"] = {k: best[k] for k in ("name", "batch", "clips_per_s", "speedup_vs_before")} if best else None
+    result["best"] = ({k: best[k] for k in ("name", "batch", "clips_per_s", "speedup_vs_before")}
+                      if best else None)
     result["flops_per_step"] = {str(k): v for k, v in result["flops_per_step"].items()}
     return result
 

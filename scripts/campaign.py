@@ -1,4 +1,5 @@
-"""Continue a shipped zoo model inside a wall-clock budget; keep the new weights only if the test split says so.
+"""Continue a shipped zoo model inside a wall-clock budget; keep the new weights only if the test split says
+so.
 
 1. the shipped entry (NAME.json + NAME.safetensors in --models-dir): its config gives the architecture,
    its record the global step and stage; the stage in force restarts its warm-up and cosine at that step;
@@ -81,8 +82,17 @@ def measure(folder: Path, name: str, label: str, args: argparse.Namespace, quali
     from vvc_lightning.training.campaign import models_from
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    opts = EvalOptions(data=args.test_data, out=str(out), ckpts=[f"zoo:{name}"], ckpt_name=label, metrics=METRICS,
-                       max_frames=args.max_frames, device=device, qualities=qualities, progress=False)
+    opts = EvalOptions(
+        data=args.test_data,
+        out=str(out),
+        ckpts=[f"zoo:{name}"],
+        ckpt_name=label,
+        metrics=METRICS,
+        max_frames=args.max_frames,
+        device=device,
+        qualities=qualities,
+        progress=False,
+    )
     with models_from(folder):
         paths = evaluate(opts)
     doc = json.loads(Path(paths["json"]).read_text())
@@ -104,7 +114,9 @@ def show(label: str, curve: list[dict]) -> None:
     print(f"{label:>8}: {pts}", flush=True)
 
 
-def train(args: argparse.Namespace, entry: Any, gt: Any, out: Path, eval_s: float) -> tuple[Any, Path, int, float]:
+def train(
+    args: argparse.Namespace, entry: Any, gt: Any, out: Path, eval_s: float
+) -> tuple[Any, Path, int, float]:
     """Continue the model inside the time left; (config, final checkpoint, global step reached, seconds)."""
     from omegaconf import OmegaConf
 
@@ -174,7 +186,13 @@ def run(args: argparse.Namespace) -> int:
         staged = out / "candidate"
         notes = str(entry.record.get("training", {}).get("notes", ""))
         tail = " Later runs: see history."
-        export_model(final_ckpt, args.name, staged, overwrite=True, notes=notes if notes.endswith(tail) else notes + tail)
+        export_model(
+            final_ckpt,
+            args.name,
+            staged,
+            overwrite=True,
+            notes=notes if notes.endswith(tail) else notes + tail,
+        )
         new_curve, _ = measure(staged, args.name, "new", args, qualities, out / "eval_new")
         with cp.models_from(staged):
             attach_curve(args.name, out / "eval_new" / "summary.csv", codec="new",
@@ -185,11 +203,22 @@ def run(args: argparse.Namespace) -> int:
     from vvc_lightning.training.stages import stage_index
 
     stage = str(cfg.stages[stage_index(cfg.stages, max(step1, step0), 0)].name)
-    hist = cp.history_entry(device=device_name(), device_seconds=time.time() - START, steps=max(0, step1 - step0),
-                            step_start=step0, step_end=max(step1, step0), stage=stage,
-                            manifest_sha256=cp.file_sha256(manifest), manifest=str(manifest),
-                            test_data=args.test_data, sequences=seqs, previous_curve=prev_curve,
-                            new_curve=new_curve, decision=decision, train_seconds=train_s)
+    hist = cp.history_entry(
+        device=device_name(),
+        device_seconds=time.time() - START,
+        steps=max(0, step1 - step0),
+        step_start=step0,
+        step_end=max(step1, step0),
+        stage=stage,
+        manifest_sha256=cp.file_sha256(manifest),
+        manifest=str(manifest),
+        test_data=args.test_data,
+        sequences=seqs,
+        previous_curve=prev_curve,
+        new_curve=new_curve,
+        decision=decision,
+        train_seconds=train_s,
+    )
     record_path = cp.commit(decision, hist, args.name, models_dir, staged, entry.record.get("sha256"))
     keep = out / "models"
     keep.mkdir(exist_ok=True)
@@ -197,38 +226,74 @@ def run(args: argparse.Namespace) -> int:
     if decision.accept:
         shutil.copyfile(models_dir / f"{args.name}.safetensors", keep / f"{args.name}.safetensors")
         shutil.rmtree(staged, ignore_errors=True)  # the same files are in OUT/models now
-        print(f"campaign: accepted: {decision.reason}; {args.name} replaced in {models_dir} (step {step0} -> {step1}); "
-              f"to commit: cp {keep}/{args.name}.* vvc_lightning/assets/models/", flush=True)
+        print(
+            f"campaign: accepted: {decision.reason}; {args.name} replaced in {models_dir} (step {step0} -> "
+            f"{step1}); "
+            f"to commit: cp {keep}/{args.name}.* vvc_lightning/assets/models/",
+            flush=True,
+        )
     else:
-        print(f"campaign: rejected: {decision.reason}; kept the previous weights of {args.name} in {models_dir}; "
-              f"history entry added to its record (to commit: cp {keep}/{record_path.name} vvc_lightning/assets/models/)",
-              flush=True)
+        print(
+            f"campaign: rejected: {decision.reason}; kept the previous weights of {args.name} in "
+            f"{models_dir}; "
+            f"history entry added to its record (to commit: cp {keep}/{record_path.name} "
+            "vvc_lightning/assets/models/)",
+            flush=True,
+        )
     logs = sorted(Path(str(cfg.run_dir)).glob("logs/version_*/metrics.csv"))
     if logs:
         shutil.copyfile(logs[-1], out / "metrics.csv")
-    (out / "campaign.json").write_text(json.dumps({"accepted": decision.accept, "entry": hist}, indent=1) + "\n")
+    (out / "campaign.json").write_text(
+        json.dumps({"accepted": decision.accept, "entry": hist}, indent=1) + "\n"
+    )
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default="vvc-lean-vr", help="the shipped model to continue")
-    ap.add_argument("--models-dir", default=None, help="folder holding NAME.json + NAME.safetensors, replaced on "
-                    "accept (default: vvc_lightning/assets/models of the repository)")
-    ap.add_argument("--config", action="append", default=None, help="config(s) stacked on the record's config")
-    ap.add_argument("--out", default=os.environ.get("OUT", "runs/campaign_out"), help="folder for the results")
-    ap.add_argument("--budget-s", type=float, default=450, help="seconds for everything since VVC_SCRIPT_START")
+    ap.add_argument(
+        "--models-dir",
+        default=None,
+        help="folder holding NAME.json + NAME.safetensors, replaced on "
+        "accept (default: vvc_lightning/assets/models of the repository)",
+    )
+    ap.add_argument(
+        "--config", action="append", default=None, help="config(s) stacked on the record's config"
+    )
+    ap.add_argument(
+        "--out", default=os.environ.get("OUT", "runs/campaign_out"), help="folder for the results"
+    )
+    ap.add_argument(
+        "--budget-s", type=float, default=450, help="seconds for everything since VVC_SCRIPT_START"
+    )
     ap.add_argument("--reserve-s", type=float, default=30, help="seconds kept for start-up and copying")
-    ap.add_argument("--probe-steps", type=int, default=None, help="steps of the timing probe (default 40; 6 with --smoke)")
-    ap.add_argument("--s-per-step", type=float, default=None, help="skip the probe: seconds per step measured before")
-    ap.add_argument("--steps", type=int, default=None, help="train this many steps instead of sizing to the budget")
-    ap.add_argument("--lr", type=float, default=None, help="learning rate of the continued stage (default: its own)")
-    ap.add_argument("--data-dir", default="data/offline", help="training data folder (its manifest.json is hashed)")
-    ap.add_argument("--manifest", default=None, help="the data manifest to hash (default: DATA_DIR/manifest.json)")
-    ap.add_argument("--test-data", default=None, help="test split (default: data.test_dir of the record's config)")
+    ap.add_argument(
+        "--probe-steps", type=int, default=None, help="steps of the timing probe (default 40; 6 with --smoke)"
+    )
+    ap.add_argument(
+        "--s-per-step", type=float, default=None, help="skip the probe: seconds per step measured before"
+    )
+    ap.add_argument(
+        "--steps", type=int, default=None, help="train this many steps instead of sizing to the budget"
+    )
+    ap.add_argument(
+        "--lr", type=float, default=None, help="learning rate of the continued stage (default: its own)"
+    )
+    ap.add_argument(
+        "--data-dir", default="data/offline", help="training data folder (its manifest.json is hashed)"
+    )
+    ap.add_argument(
+        "--manifest", default=None, help="the data manifest to hash (default: DATA_DIR/manifest.json)"
+    )
+    ap.add_argument(
+        "--test-data", default=None, help="test split (default: data.test_dir of the record's config)"
+    )
     ap.add_argument("--qualities", default="0,2,4,6,7", help="qualities measured for both models")
     ap.add_argument("--max-frames", type=int, default=17, help="frames per test sequence")
-    ap.add_argument("--smoke", action="store_true", help="CPU, 64-pixel crops, tiny batches: checks this script")
+    ap.add_argument(
+        "--smoke", action="store_true", help="CPU, 64-pixel crops, tiny batches: checks this script"
+    )
     ap.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
     args = ap.parse_intermixed_args(argv)
     from vvc_lightning.errors import VVCError

@@ -42,8 +42,10 @@ def carry_report(out: Path) -> tuple[float, str]:
     total = sum(size_mib(out / name) for name in CARRY)
     where = "" if not Path(carry_paths(out)[0]).is_absolute() else \
         " (outside the repository: the device tool carries only paths inside it)"
-    line = (f"carry to a GPU machine: {total:.1f} MiB of {LIMIT_MIB:.0f} MiB ({', '.join(CARRY)}; not footage/)"
-            f"{where}: carry={json.dumps(carry_paths(out))}")
+    line = (
+        f"carry to a GPU machine: {total:.1f} MiB of {LIMIT_MIB:.0f} MiB ({', '.join(CARRY)}; not footage/)"
+        f"{where}: carry={json.dumps(carry_paths(out))}"
+    )
     return total, line
 
 
@@ -52,9 +54,12 @@ def too_large(out: Path, total: float) -> str | None:
     if total <= LIMIT_MIB:
         return None
     old = sorted(p.name for p in (out / "test").glob("*.y4m"))
-    fix = f"rebuild it (test clips are now lossless .mkv; {len(old)} .y4m there)" if old else \
+    fix = f"rebuild it (test clips are lossless .mkv; {len(old)} .y4m there)" if old else \
         "lower --photo-side or --test-photos"
-    return f"{out}: what a device needs is {total:.1f} MiB, over the {LIMIT_MIB:.0f} MiB the device tool carries; {fix}"
+    return (
+        f"{out}: what a device needs is {total:.1f} MiB, over the {LIMIT_MIB:.0f} MiB the device tool "
+        f"carries; {fix}"
+    )
 
 
 def report(out: Path) -> int:
@@ -80,9 +85,12 @@ def can_build(out: Path, cache: Path) -> int:
     try:
         ts.check_can_fetch(list(ts.DEB_PHOTOS), cache)
     except ts.SourceError as e:
-        print(f"error: {out / 'manifest.json'} is missing and this machine cannot fetch the packages to build it "
-              f"({e}); build it where the network is (python scripts/build_training_data.py -o {out}) and carry "
-              f"{out} without footage/ (python scripts/build_training_data.py --carry -o {out} lists the paths)",
-              file=sys.stderr)
+        print(
+            f"error: {out / 'manifest.json'} is missing and this machine cannot fetch the packages to build "
+            f"it ({e}); build it where the network is (python scripts/build_training_data.py -o {out}) and "
+            f"carry {out} without footage/ (python scripts/build_training_data.py --carry -o {out} lists "
+            "the paths)",
+            file=sys.stderr,
+        )
         return 2
     return 0

@@ -53,7 +53,10 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for q in [float(v) for v in args.qualities.split(",")] if cpu_model.codec.qualities else [None]:
-        gpu, cpu = VideoCodec(gpu_model, gop=gpu_model.gop, quality=q), VideoCodec(cpu_model, gop=cpu_model.gop, quality=q)
+        gpu, cpu = (
+            VideoCodec(gpu_model, gop=gpu_model.gop, quality=q),
+            VideoCodec(cpu_model, gop=cpu_model.gop, quality=q),
+        )
         t0 = time.perf_counter()
         data = gpu.encode(video)
         sync()

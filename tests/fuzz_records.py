@@ -1,8 +1,8 @@
 """Fuzzer of untrusted model folders: crafted zoo records (NAME.json) and weight files
 (NAME.safetensors) beside a genuine entry, each case run in a forked child with bounded memory and time.
 
-A case passes when the genuine entry is still listed and found by name and for its bitstreams, every listed row
-prints, and the crafted entry is either refused in one line naming it ("model 'bad' (PATH): ...") or loads
+A case passes when the genuine entry is still listed and found by name and for its bitstreams, every listed
+row prints, and the crafted entry is either refused in one line naming it ("model 'bad' (PATH): ...") or loads
 into a model whose coded latent decodes exactly. Anything else (a traceback, a crash, a hang, memory past
 the bound, a stream that does not decode) is a finding.
 
@@ -46,8 +46,15 @@ def make_entry(folder: Path, name: str, seed: int = 0) -> Path:
     model = CompressionModel(cfg).eval()
     model.codec.update_tables(force=True)
     ckpt = folder.parent / f"{name}.ckpt"
-    torch.save({"state_dict": model.state_dict(), "global_step": 3, "epoch": 0,
-                "hyper_parameters": {"config": OmegaConf.to_container(cfg, resolve=True), "version": __version__}}, ckpt)
+    torch.save(
+        {
+            "state_dict": model.state_dict(),
+            "global_step": 3,
+            "epoch": 0,
+            "hyper_parameters": {"config": OmegaConf.to_container(cfg, resolve=True), "version": __version__},
+        },
+        ckpt,
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return export_model(ckpt, name, folder)
 
@@ -76,10 +83,33 @@ def _set(rec: dict, path: tuple, value: object) -> None:
 
 
 def _value(rng: random.Random) -> object:
-    return rng.choice([
-        None, True, "abc", "many", -1, 0, 1, 2**21, 2**40, 10**30, _INF, _NAN, -7.5, [], {}, [1, 2, 3], ["a", "b"],
-        {"x": 1}, [[[[[[[[1]]]]]]]], "9" * 50, {"bpp": _INF}, [{"bpp": "x"}], [{"bpp": 1}, 2],
-    ])
+    return rng.choice(
+        [
+            None,
+            True,
+            "abc",
+            "many",
+            -1,
+            0,
+            1,
+            2**21,
+            2**40,
+            10**30,
+            _INF,
+            _NAN,
+            -7.5,
+            [],
+            {},
+            [1, 2, 3],
+            ["a", "b"],
+            {"x": 1},
+            [[[[[[[[1]]]]]]]],
+            "9" * 50,
+            {"bpp": _INF},
+            [{"bpp": "x"}],
+            [{"bpp": 1}, 2],
+        ]
+    )
 
 
 NAMED_RECORDS = {  # named crafted records, one per kind of damage
@@ -94,9 +124,14 @@ NAMED_RECORDS = {  # named crafted records, one per kind of damage
     "curve-strings": lambda r: r.__setitem__("curve", [{"point": "a", "bpp": "low"}]),
     "curve-nan": lambda r: r.__setitem__("curve", [{"point": "a", "bpp": _NAN}, {"point": "b", "bpp": 0.1}]),
     "width-2^21": lambda r: r["config"]["model"]["backbone"].__setitem__("width", 2**21),
-    "channels-huge": lambda r: (r.__setitem__("latent_channels", 2**20),
-                                r["config"]["model"]["backbone"].__setitem__("latent_channels", 2**20)),
-    "qualities-huge": lambda r: (r.__setitem__("qualities", 2**20), r["config"]["model"]["codec"].__setitem__("qualities", 2**20)),
+    "channels-huge": lambda r: (
+        r.__setitem__("latent_channels", 2**20),
+        r["config"]["model"]["backbone"].__setitem__("latent_channels", 2**20),
+    ),
+    "qualities-huge": lambda r: (
+        r.__setitem__("qualities", 2**20),
+        r["config"]["model"]["codec"].__setitem__("qualities", 2**20),
+    ),
     "width-wrong": lambda r: r["config"]["model"]["backbone"].__setitem__("width", 16),
     "identity-false-no-sha": lambda r: (r.__setitem__("identity", "ab" * 32), r.pop("sha256")),
     "format-2": lambda r: r.__setitem__("format", 2),
@@ -138,7 +173,9 @@ def tensor_mutation(weights: Path, rng: random.Random) -> str:
 
     state = load_file(str(weights))
     floats = sorted(k for k, v in state.items() if v.is_floating_point() and v.numel())
-    ints = sorted(k for k in floats if k.startswith(("codec.h_s.", "codec.context.")) and k.endswith("weight"))
+    ints = sorted(
+        k for k in floats if k.startswith(("codec.h_s.", "codec.context.")) and k.endswith("weight")
+    )
     cdfs = sorted(k for k in state if k.endswith("_quantized_cdf"))
     kind = rng.choice(["nan", "inf", "int-huge", "cdf-reversed", "cdf-zero", "cdf-long", "offset-extreme",
                        "length-bad", "drop", "extra", "reshape", "dtype", "scale-table"])
@@ -160,9 +197,13 @@ def tensor_mutation(weights: Path, rng: random.Random) -> str:
         elif kind == "cdf-long":
             state[k] = torch.cat([state[k], torch.zeros(state[k].shape[0], 70_000, dtype=state[k].dtype)], 1)
         elif kind == "offset-extreme":
-            state[f"{base}._offset"] = torch.full_like(state[f"{base}._offset"], rng.choice([2**30, -(2**30), 2**31 - 1]))
+            state[f"{base}._offset"] = torch.full_like(
+                state[f"{base}._offset"], rng.choice([2**30, -(2**30), 2**31 - 1])
+            )
         else:
-            state[f"{base}._cdf_length"] = torch.full_like(state[f"{base}._cdf_length"], rng.choice([0, -5, 10**6]))
+            state[f"{base}._cdf_length"] = torch.full_like(
+                state[f"{base}._cdf_length"], rng.choice([0, -5, 10**6])
+            )
     elif kind == "drop":
         state.pop(rng.choice(sorted(state)))
     elif kind == "extra":
@@ -293,7 +334,7 @@ def fuzz(count: int, seed: int = 0) -> list[Outcome]:
 
 
 def findings(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes that are bugs: anything but a one-line refusal naming the entry or a model that codes exactly."""
+    """Outcomes that are bugs: all but a one-line refusal naming the entry or a model that codes exactly."""
     return [o for o in outcomes if o.result not in ("refused", "loaded")]
 
 

@@ -1,7 +1,8 @@
-"""Mutation fuzzer of the .vvc decoder: each mutated file is decoded in a forked child with bounded memory and time.
+"""Mutation fuzzer of the .vvc decoder: each mutated file is decoded in a forked child with bounded memory
+and time.
 
-Run as a script for a report: `python -m tests.fuzz_vvc [N] [SEED]`. `tests/test_fuzz.py` runs it in the default
-suite (a few hundred mutations) and, marked slow, with more.
+Run as a script for a report: `python -m tests.fuzz_vvc [N] [SEED]`. `tests/test_fuzz.py` runs it in the
+default suite (a few hundred mutations) and, marked slow, with more.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import numpy as np
 MEMORY_LIMIT = 2 << 30  # address space one decode may add to what the process already maps
 TIME_LIMIT = 20  # seconds of one decode
 
-# Offsets of the header body fields (see vvc_lightning.codec.pipeline.container): name -> (offset, struct format).
+# Offsets of the header body fields (see vvc_lightning.codec.pipeline.container): name -> (offset, struct
+# format).
 _BODY_FIELDS = {
     "width": (10, "<I"), "height": (14, "<I"), "frames": (18, "<I"), "fps": (22, "<d"), "gop": (30, "<H"),
     "overlap": (32, "<H"), "theta": (34, "<d"), "tile": (42, "<I"), "tile_overlap": (46, "<I"),
@@ -83,7 +85,9 @@ def _with_payload(data: bytes, index: int, payload: bytes) -> bytes:
     return data[:pos] + struct.pack("<II", len(payload), zlib.crc32(payload)) + payload + data[pos + 8 + n :]
 
 
-def consistent_header(data: bytes, width: int, height: int, gop: int, frames: int, tile: int | None = None) -> bytes:
+def consistent_header(
+    data: bytes, width: int, height: int, gop: int, frames: int, tile: int | None = None
+) -> bytes:
     """`data` with a header that claims another size, GoP and frame count, consistent with the tiny backbone
     (strides 4 in time, 8 in space), the record count padded with copies of the first record, valid CRCs."""
     b = bytearray(data[: _header_end(data) + 4])
@@ -92,9 +96,18 @@ def consistent_header(data: bytes, width: int, height: int, gop: int, frames: in
     hp, wp = -(-height // 8) * 8, -(-width // 8) * 8
     if tile is None:
         tile = 0 if max(hp, wp) <= 256 else 256
-    for name, v in (("width", width), ("height", height), ("frames", frames), ("gop", gop), ("num_gops", ngops),
-                    ("t", 1 + (gop - 1) // 4), ("h", hp // 8), ("w", wp // 8), ("tile", tile),
-                    ("tile_overlap", 32 if tile else 0)):
+    for name, v in (
+        ("width", width),
+        ("height", height),
+        ("frames", frames),
+        ("gop", gop),
+        ("num_gops", ngops),
+        ("t", 1 + (gop - 1) // 4),
+        ("h", hp // 8),
+        ("w", wp // 8),
+        ("tile", tile),
+        ("tile_overlap", 32 if tile else 0),
+    ):
         off, fmt = _BODY_FIELDS[name]
         struct.pack_into(fmt, b, off, v)
     pos, n = _records(data)[0]
@@ -230,7 +243,7 @@ def run_one(model, kind: str, data: bytes, original: np.ndarray) -> Outcome:
 
 
 def findings(outcomes: list[Outcome]) -> list[Outcome]:
-    """Outcomes that are bugs: anything but a clear error or a correct decode (changed metadata may decode)."""
+    """Outcomes that are bugs: all but a clear error or a correct decode (changed metadata may decode)."""
     bad = []
     for o in outcomes:
         if o.result in ("error", "identical"):

@@ -88,7 +88,9 @@ def test_test_codec_takes_the_codec_options_and_names_a_bad_one():
     assert dict(cfg.test.codec) == {"max_memory": "1G", "batch": 2}
     with pytest.raises(ConfigError, match="^config key 'test.codec.batch' must be 1 or more, got 0$"):
         load_config(["quickstart.yaml"], ["test.codec.batch=0"])
-    with pytest.raises(ConfigError, match="unknown config key 'test.codec.bacth' .*did you mean 'test.codec.batch'"):
+    with pytest.raises(
+        ConfigError, match="unknown config key 'test.codec.bacth' .*did you mean 'test.codec.batch'"
+    ):
         load_config(["quickstart.yaml"], ["test.codec.bacth=2"])
     with pytest.raises(ConfigError, match="^config key 'test.codec' must be a mapping of codec options"):
         load_config(["quickstart.yaml"], ["test.codec=4"])

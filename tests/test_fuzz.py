@@ -1,6 +1,6 @@
 """Mutation fuzzing of the decoder: bit flips, truncations, insertions, damaged payloads with valid
-CRCs, crafted headers with valid CRCs and huge sizes; every decode bounded in memory and time (tests/fuzz_vvc.py).
-A finding is any outcome other than a one-line error or a correct decode."""
+CRCs, crafted headers with valid CRCs and huge sizes; every decode bounded in memory and time
+(tests/fuzz_vvc.py). A finding is any outcome other than a one-line error or a correct decode."""
 
 from __future__ import annotations
 

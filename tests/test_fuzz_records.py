@@ -1,6 +1,7 @@
 """Crafted model folders: every named crafted record, then random damage to records and
 weight files, beside a genuine entry (tests/fuzz_records.py). A finding is any outcome other than a one-line
-refusal naming the entry or a model whose coded latent decodes exactly; the genuine entry always stays usable."""
+refusal naming the entry or a model whose coded latent decodes exactly; the genuine entry always stays
+usable."""
 
 from __future__ import annotations
 

@@ -87,7 +87,7 @@ def test_a_file_that_is_no_model_lists_what_is_accepted(tmp_path):
     assert "\n" not in text and "`fit`" in text and "zoo:NAME" in text and "released CV-VAE / LeanVAE" in text
 
 
-def test_the_old_loader_names_warn_once_and_still_load(tiny_ckpt):
+def test_deprecated_loader_names_warn_once_and_load(tiny_ckpt):
     from vvc_lightning import deprecation, zoo
     from vvc_lightning.training import checkpoint
 

@@ -24,7 +24,9 @@ MISSING = "vvc-lightning-no-such-package"
 @pytest.fixture(scope="module")
 def build():
     """The build script as a module (it puts scripts/ on sys.path for training_sources)."""
-    spec = importlib.util.spec_from_file_location("build_training_data", ROOT / "scripts" / "build_training_data.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_training_data", ROOT / "scripts" / "build_training_data.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -82,10 +84,14 @@ def test_scene_keys_join_variants_of_one_picture_only(ts):
 def test_licence_comes_from_the_files_own_stanza(ts, tmp_path):
     doc = tmp_path / "usr" / "share" / "doc" / "pkg"
     doc.mkdir(parents=True)
-    (doc / "copyright").write_text("Format: dep5\n\nFiles: *\nLicense: GPL-2+\n\n"
-                                   "Files: 16.04/Bridge.jpg\n nature/*.jpg\nCopyright: someone\nLicense: CC-BY-SA-4.0\n")
+    (doc / "copyright").write_text(
+        "Format: dep5\n\nFiles: *\nLicense: GPL-2+\n\n"
+        "Files: 16.04/Bridge.jpg\n nature/*.jpg\nCopyright: someone\nLicense: CC-BY-SA-4.0\n"
+    )
     pkg = ts.Package("pkg", "1", "GPL-2+", tmp_path, "debian", tuple(ts.copyright_stanzas(tmp_path, "pkg")))
-    assert ts.licence_for(pkg, "usr/share/backgrounds/Bridge.jpg") == "CC-BY-SA-4.0"  # same name, other folder
+    assert (
+        ts.licence_for(pkg, "usr/share/backgrounds/Bridge.jpg") == "CC-BY-SA-4.0"
+    )  # same name, other folder
     assert ts.licence_for(pkg, "usr/share/backgrounds/nature/Aqua.jpg") == "CC-BY-SA-4.0"
     assert ts.licence_for(pkg, "usr/share/backgrounds/abstract/Flow.png") == "GPL-2+"
 
@@ -98,13 +104,18 @@ def test_select_photos_measures_dedupes_and_lists_what_it_drops(build, ts, tmp_p
     save(root / "bg" / "copy.png", cv2.resize(img, (256, 300), interpolation=cv2.INTER_AREA))  # ... a copy
     save(root / "bg" / "moved.png", cv2.resize(img[60:, 40:], None, fx=0.9, fy=0.9))  # another view of it
     y, x = np.mgrid[0:480, 0:640]
-    save(root / "bg" / "gradient.png", np.stack([x * 255 // 640, x * 0 + 90, y * 255 // 480], -1).astype(np.uint8))
+    save(
+        root / "bg" / "gradient.png",
+        np.stack([x * 255 // 640, x * 0 + 90, y * 255 // 480], -1).astype(np.uint8),
+    )
     pkg = ts.Package("pkg", "1", "GPL-2+", root, "debian")
     found = [(pkg, str(p.relative_to(root)), ts.scene_key("pkg", str(p.relative_to(root))))
              for p in ts.deb_images(pkg, ["bg/*"])]
     kept, dropped, same = build.select_photos(found, 720)
     assert [k["file"] for k in kept] == ["bg/view_1024x1200.png"]
-    assert [(d["file"], d["reason"].split(" (")[0]) for d in dropped] == [("bg/gradient.png", "smooth render or gradient")]
+    assert [(d["file"], d["reason"].split(" (")[0]) for d in dropped] == [
+        ("bg/gradient.png", "smooth render or gradient")
+    ]
     assert dropped[0]["traits"]["texture"] < 8.5 and dropped[0]["licence"] == "GPL-2+"
     whys = {s["file"]: s["why"] for s in same}
     assert whys["bg/view.png"] == "variant name"
@@ -127,7 +138,9 @@ def test_splits_are_by_source_item_and_the_test_hold_out_is_new_and_seeded(build
     test = [p for p in a if p["split"] == "test"]
     assert len(test) == 5 and not any(p["python"] for p in test)  # photos trained on before are never test
     d = photos()
-    build.assign_photo_splits(d, 20, seed=0)  # numbered siblings (crops of one picture), small photos never test
+    build.assign_photo_splits(
+        d, 20, seed=0
+    )  # numbered siblings (crops of one picture), small photos never test
     assert {p["scene"] for p in d if p["split"] == "test"} == {f"deb:s{chr(97 + i)}" for i in range(20)}
     c = photos()
     build.assign_photo_splits(c, 5, seed=1)
@@ -236,7 +249,9 @@ def test_without_network_can_build_says_to_build_here_and_carry(build, ts, tmp_p
     out, cache = tmp_path / "offline", tmp_path / "cache"
     assert build.main(["--can-build", "-o", str(out), "--cache", str(cache)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {out}/manifest.json is missing and this machine cannot fetch")
+    assert len(err) == 1 and err[0].startswith(
+        f"error: {out}/manifest.json is missing and this machine cannot fetch"
+    )
     assert "'sway-backgrounds' cannot be had" in err[0] and f"carry {out} without footage/" in err[0]
     assert list(cache.iterdir()) == [] and not out.exists()
     (cache / "sway-backgrounds_1.7-6_all.deb").write_bytes(b"x")  # cached: no network needed
@@ -245,10 +260,23 @@ def test_without_network_can_build_says_to_build_here_and_carry(build, ts, tmp_p
 
 @pytest.mark.skipif(not HAS_LISTS, reason="needs apt-get with package lists (apt-get update)")
 def test_device_scripts_stop_in_one_line_without_data_or_network(tmp_path):
-    env = {**os.environ, **no_network(tmp_path), "DATA": str(tmp_path / "offline"), "PYTHON": sys.executable,
-           "VVC_DEB_CACHE": str(tmp_path / "cache"), "VVC_SITE": str(tmp_path / "site"), "OUT": str(tmp_path / "o")}
-    r = subprocess.run(["bash", "benchmarks/gpu_throughput.sh"], cwd=ROOT, env=env, capture_output=True, text=True,
-                       timeout=120)
+    env = {
+        **os.environ,
+        **no_network(tmp_path),
+        "DATA": str(tmp_path / "offline"),
+        "PYTHON": sys.executable,
+        "VVC_DEB_CACHE": str(tmp_path / "cache"),
+        "VVC_SITE": str(tmp_path / "site"),
+        "OUT": str(tmp_path / "o"),
+    }
+    r = subprocess.run(
+        ["bash", "benchmarks/gpu_throughput.sh"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     err = r.stderr.strip().splitlines()
     assert r.returncode == 2 and len(err) == 1, r.stderr
     assert err[0].startswith(f"error: {tmp_path}/offline/manifest.json is missing") and "carry" in err[0]

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from tests.conftest import TINY_OVERRIDES, one_thread, small_clip
-from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.codec.entropy.gain import GRID, GainUnits, lambda_to_quality, quality_to_lambda
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
+from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.config import load_config
 from vvc_lightning.errors import BitstreamError, ConfigError, VVCError
@@ -155,8 +155,12 @@ def test_variable_rate_needs_both_keys():
         with pytest.raises(ConfigError, match="needs both"):
             VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + extra))
     with pytest.raises(ConfigError, match="0 < lo < hi"):
-        VideoCompressionModel(load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + ["model.codec.qualities=4",
-                                                                                 "model.loss.lmbda_range=[0.4,0.1]"]))
+        VideoCompressionModel(
+            load_config(
+                ["quickstart_scratch.yaml"],
+                TINY_OVERRIDES + ["model.codec.qualities=4", "model.loss.lmbda_range=[0.4,0.1]"],
+            )
+        )
 
 
 def test_a_fixed_rate_models_identity_ignores_the_variable_rate_keys(tiny_config):

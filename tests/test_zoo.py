@@ -27,8 +27,13 @@ SHORT = ["trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "st
          "stages.2.start_step=3"]
 
 
-def _fit(run_dir: Path, overrides: list[str], configs: tuple[str, ...] = ("quickstart_scratch.yaml",), ckpt=None,
-         stages: bool = True) -> Path:
+def _fit(
+    run_dir: Path,
+    overrides: list[str],
+    configs: tuple[str, ...] = ("quickstart_scratch.yaml",),
+    ckpt=None,
+    stages: bool = True,
+) -> Path:
     """A few steps of the tiny quickstart (one thread: tiny tensors, and a busy machine) -> last.ckpt."""
     from tests.conftest import one_thread
     from vvc_lightning.config import load_config
@@ -43,7 +48,7 @@ def _fit(run_dir: Path, overrides: list[str], configs: tuple[str, ...] = ("quick
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory) -> Path:
-    """A models folder on $VVC_LIGHTNING_MODELS holding 'tiny-vr', exported from a 4-step variable-rate fit."""
+    """A models folder on $VVC_LIGHTNING_MODELS with 'tiny-vr', exported from a 4-step variable-rate fit."""
     root = tmp_path_factory.mktemp("zoo")
     ckpt = _fit(root / "run", VR + ["trainer.max_steps=4", "trainer.val_check_interval=4",
                                     "checkpoint.every_n_train_steps=4"])
@@ -60,8 +65,12 @@ def zoo(tmp_path_factory) -> Path:
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vvc_lightning", *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ})
+    return subprocess.run(
+        [sys.executable, "-m", "vvc_lightning", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ},
+    )
 
 
 def test_export_writes_half_weights_int_tables_and_a_record(zoo):
@@ -103,7 +112,21 @@ def test_compress_with_model_and_decompress_from_the_header_in_a_fresh_process(z
     write_video(src, small_clip(bikes_frames, 9, 48, 64), 25.0)
     sizes = {}
     for q in ("0", "1.5", "3"):
-        assert main(["compress", str(src), "-o", str(tmp_path / f"q{q}.vvc"), "--model", "tiny-vr", "--quality", q]) == 0
+        assert (
+            main(
+                [
+                    "compress",
+                    str(src),
+                    "-o",
+                    str(tmp_path / f"q{q}.vvc"),
+                    "--model",
+                    "tiny-vr",
+                    "--quality",
+                    q,
+                ]
+            )
+            == 0
+        )
         sizes[q] = (tmp_path / f"q{q}.vvc").stat().st_size
     assert sizes["0"] <= sizes["1.5"] <= sizes["3"] and sizes["0"] < sizes["3"]
     header, _ = bitstream.unpack_header((tmp_path / "q1.5.vvc").read_bytes())
@@ -126,7 +149,10 @@ def read_pngs(folder: Path) -> np.ndarray:
 def test_compress_with_lmbda_picks_the_matching_quality(zoo, tmp_path, bikes_frames):
     src = tmp_path / "clip.y4m"
     write_video(src, small_clip(bikes_frames, 5, 32, 32), 25.0)
-    assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", "tiny-vr", "--lmbda", "0.4"]) == 0
+    assert (
+        main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", "tiny-vr", "--lmbda", "0.4"])
+        == 0
+    )
     assert bitstream.unpack_header((tmp_path / "a.vvc").read_bytes())[0].quality == pytest.approx(3.0)
 
 
@@ -161,8 +187,11 @@ def test_a_damaged_zoo_entry_is_refused(zoo, tmp_path, monkeypatch):
 
 def test_fit_resumes_from_an_exported_weights_only_file(zoo, tmp_path):
     entry = get_entry("tiny-vr")
-    ckpt = _fit(tmp_path, VR + ["trainer.max_steps=6", "trainer.val_check_interval=2", "checkpoint.every_n_train_steps=2"],
-                ckpt=entry.weights)
+    ckpt = _fit(
+        tmp_path,
+        VR + ["trainer.max_steps=6", "trainer.val_check_interval=2", "checkpoint.every_n_train_steps=2"],
+        ckpt=entry.weights,
+    )
     state = torch.load(ckpt, weights_only=True)
     assert state["global_step"] == 6  # continued at the recorded step 4
     assert sorted(p.name for p in tmp_path.glob("step-*.ckpt")) == ["step-0000006.ckpt"]
@@ -186,12 +215,17 @@ def test_quickstart_starts_from_a_shipped_model(zoo, tmp_path):
     assert state["global_step"] == 2 and state["hyper_parameters"]["config"]["stages"][0]["name"] == "joint"
     shipped = load("tiny-vr").state_dict()
     tuned = state["state_dict"]
-    moved = max(float((tuned[k].float() - shipped[k].float()).abs().max()) for k in shipped if k.endswith("weight"))
+    moved = max(
+        float((tuned[k].float() - shipped[k].float()).abs().max()) for k in shipped if k.endswith("weight")
+    )
     assert moved < 0.05  # two fine-tuning steps from the shipped weights, not a fresh start
 
 
 def test_an_unknown_init_model_is_one_clear_error(tmp_path, capsys):
-    assert main(["fit", "--config", "quickstart_scratch.yaml", "model.init=zoo:nope", f"run_dir={tmp_path}"]) == 2
+    assert (
+        main(["fit", "--config", "quickstart_scratch.yaml", "model.init=zoo:nope", f"run_dir={tmp_path}"])
+        == 2
+    )
     assert "no shipped model named 'nope'" in capsys.readouterr().err
 
 
@@ -242,8 +276,12 @@ def _copy_entry(entry, folder: Path, name: str | None = None) -> tuple[Path, Pat
 def _bad_records(folder: Path) -> None:
     """Records no export writes: invalid UTF-8, JSON nested 10^5 deep, `params` "abc", a curve of ints."""
     folder.mkdir(parents=True, exist_ok=True)
-    for name, text in [("broken", b'{"format": 1, "name": "\xff\xfe"}'), ("deep", b"[" * 100_000 + b"]" * 100_000),
-                       ("abc", None), ("ints", None)]:
+    for name, text in [
+        ("broken", b'{"format": 1, "name": "\xff\xfe"}'),
+        ("deep", b"[" * 100_000 + b"]" * 100_000),
+        ("abc", None),
+        ("ints", None),
+    ]:
         if text is None:
             rec = json.loads(get_entry("tiny-vr").record_path.read_text())
             rec.update({"params": "abc"} if name == "abc" else {"curve": [1, 2]})
@@ -262,10 +300,19 @@ def test_malformed_records_are_skipped_with_a_warning_and_block_no_other_model(z
     assert r.returncode == 0, r.stderr[-2000:]
     assert "tiny-vr" in r.stdout and "vvc-lean-vr" in r.stdout and "Traceback" not in r.stderr
     warned = [line for line in r.stderr.splitlines() if "skipped model record" in line]
-    assert len(warned) == 4 and all(any(f"{n}.json" in w for w in warned) for n in ("broken", "deep", "abc", "ints"))
+    assert len(warned) == 4 and all(
+        any(f"{n}.json" in w for w in warned) for n in ("broken", "deep", "abc", "ints")
+    )
     assert "not UTF-8" in r.stderr and "nests deeper" in r.stderr
-    assert main(["decompress", str(tmp_path / "a.vvc"), "-o", str(tmp_path / "out.y4m")]) == 0  # a genuine file
-    assert main(["compress", str(src), "-o", str(tmp_path / "b.vvc"), "--model", "vvc-lean-vr", "--quality", "0"]) == 0
+    assert (
+        main(["decompress", str(tmp_path / "a.vvc"), "-o", str(tmp_path / "out.y4m")]) == 0
+    )  # a genuine file
+    assert (
+        main(
+            ["compress", str(src), "-o", str(tmp_path / "b.vvc"), "--model", "vvc-lean-vr", "--quality", "0"]
+        )
+        == 0
+    )
     assert any("skipped model record" in m and "deep.json" in m for m in caplog.messages)
 
 
@@ -283,7 +330,9 @@ def test_using_a_malformed_record_is_one_line_naming_it(zoo, tmp_path, monkeypat
                           ("abc", "'params' is \"abc\""), ("ints", "'curve' point 0 is 1")]:
         assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", name]) == 2
         line = _one_line(capsys)
-        assert line.startswith(f"error: model '{name}' ({tmp_path / 'bad' / name}.json): ") and problem in line
+        assert (
+            line.startswith(f"error: model '{name}' ({tmp_path / 'bad' / name}.json): ") and problem in line
+        )
         assert line.endswith("fix or remove that file")
 
 
@@ -308,23 +357,51 @@ def _cdf(state, key: str, value) -> None:
     state[key] = value(state[key]).contiguous()
 
 
-@pytest.mark.parametrize("change, problem", [
-    (lambda r, s: r["config"]["model"]["backbone"].update(width=2**21), "'config.model.backbone.width' is 2097152"),
-    (lambda r, s: r.update(latent_channels=2**20), "'latent_channels' is 1048576"),
-    (lambda r, s: r.update(qualities=10**6), "'qualities' is 1000000"),
-    (lambda r, s: r["config"]["model"]["backbone"].update(width=16), "parameters but the record says"),
-    (lambda r, s: r["training"].update(global_step=1e400), "it holds Infinity"),
-    (lambda r, s: s.update({"codec.h_s.0.weight": s["codec.h_s.0.weight"] * float("nan")}), "NaN or infinite"),
-    (lambda r, s: s.update({"codec.h_s.4.weight": s["codec.h_s.4.weight"].float() * 1e9}), "too large for an exact integer"),
-    (lambda r, s: _cdf(s, "codec.gaussian_conditional._quantized_cdf", lambda t: t.flip(1)), "row 0 is not a CDF"),
-    (lambda r, s: _cdf(s, "codec.entropy_bottleneck._quantized_cdf", torch.zeros_like), "row 0 is not a CDF"),
-    (lambda r, s: _cdf(s, "codec.entropy_bottleneck._quantized_cdf",
-                       lambda t: torch.cat([t, torch.zeros(t.shape[0], 70_000, dtype=t.dtype)], 1)), "of at most 65537"),
-    (lambda r, s: _cdf(s, "codec.gaussian_conditional._offset", lambda t: t - 2**30), "has an offset of"),
-    (lambda r, s: (r.update(identity="ab" * 32), r.pop("sha256")), "not the abababababab its record claims"),
-])
-def test_a_crafted_entry_is_refused_before_anything_is_built(zoo, tmp_path, monkeypatch, capsys, change, problem,
-                                                             bikes_frames):
+@pytest.mark.parametrize(
+    "change, problem",
+    [
+        (
+            lambda r, s: r["config"]["model"]["backbone"].update(width=2**21),
+            "'config.model.backbone.width' is 2097152",
+        ),
+        (lambda r, s: r.update(latent_channels=2**20), "'latent_channels' is 1048576"),
+        (lambda r, s: r.update(qualities=10**6), "'qualities' is 1000000"),
+        (lambda r, s: r["config"]["model"]["backbone"].update(width=16), "parameters but the record says"),
+        (lambda r, s: r["training"].update(global_step=1e400), "it holds Infinity"),
+        (
+            lambda r, s: s.update({"codec.h_s.0.weight": s["codec.h_s.0.weight"] * float("nan")}),
+            "NaN or infinite",
+        ),
+        (
+            lambda r, s: s.update({"codec.h_s.4.weight": s["codec.h_s.4.weight"].float() * 1e9}),
+            "too large for an exact integer",
+        ),
+        (
+            lambda r, s: _cdf(s, "codec.gaussian_conditional._quantized_cdf", lambda t: t.flip(1)),
+            "row 0 is not a CDF",
+        ),
+        (
+            lambda r, s: _cdf(s, "codec.entropy_bottleneck._quantized_cdf", torch.zeros_like),
+            "row 0 is not a CDF",
+        ),
+        (
+            lambda r, s: _cdf(
+                s,
+                "codec.entropy_bottleneck._quantized_cdf",
+                lambda t: torch.cat([t, torch.zeros(t.shape[0], 70_000, dtype=t.dtype)], 1),
+            ),
+            "of at most 65537",
+        ),
+        (lambda r, s: _cdf(s, "codec.gaussian_conditional._offset", lambda t: t - 2**30), "has an offset of"),
+        (
+            lambda r, s: (r.update(identity="ab" * 32), r.pop("sha256")),
+            "not the abababababab its record claims",
+        ),
+    ],
+)
+def test_a_crafted_entry_is_refused_before_anything_is_built(
+    zoo, tmp_path, monkeypatch, capsys, change, problem, bikes_frames
+):
     name = _crafted(tmp_path, monkeypatch, change)
     src = _clip(tmp_path, bikes_frames)
     assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", name]) == 2
@@ -333,12 +410,16 @@ def test_a_crafted_entry_is_refused_before_anything_is_built(zoo, tmp_path, monk
     assert "tiny-vr" in [e.name for e in list_models()]  # and the genuine entry stays usable
 
 
-def test_a_same_named_entry_does_not_shadow_the_one_a_file_was_made_with(zoo, tmp_path, monkeypatch, bikes_frames):
+def test_a_same_named_entry_does_not_shadow_the_one_a_file_was_made_with(
+    zoo, tmp_path, monkeypatch, bikes_frames
+):
     from tests.fuzz_records import make_entry
 
     src = _clip(tmp_path, bikes_frames)
     assert main(["compress", str(src), "-o", str(tmp_path / "a.vvc"), "--model", "tiny-vr"]) == 0
-    make_entry(tmp_path / "user", "tiny-vr", seed=5)  # another model under the same name, in an earlier folder
+    make_entry(
+        tmp_path / "user", "tiny-vr", seed=5
+    )  # another model under the same name, in an earlier folder
     monkeypatch.setenv(ENV, os.pathsep.join([str(tmp_path / "user"), str(zoo)]))
     assert get_entry("tiny-vr").record_path.parent == tmp_path / "user"  # --model NAME: first folder wins
     assert main(["decompress", str(tmp_path / "a.vvc"), "-o", str(tmp_path / "out.y4m")]) == 0  # by identity
@@ -360,7 +441,9 @@ def test_files_holding_more_than_tensors_are_refused_in_one_line(tmp_path):
         with pytest.raises(WeightsError) as info:
             read()
         text = str(info.value)
-        assert "\n" not in text and f"'{crafted}' holds more than tensors (pickled code) and is refused" in text
+        assert (
+            "\n" not in text and f"'{crafted}' holds more than tensors (pickled code) and is refused" in text
+        )
         assert "weights_only" not in text
 
 
@@ -378,7 +461,9 @@ def test_export_to_an_existing_file_is_one_line(zoo, tmp_path, capsys):
     (b"codec,point,bpp,psnr\nours,tiny-vr@q0,0.1,20\nours,tiny-vr@q3,inf,30\n", "'bpp' is inf"),
     (b"codec,point,bpp,psnr\nours,tiny-vr@q0,nan,20\n", "'bpp' is nan"),
 ])
-def test_attach_curve_refuses_bad_csvs_in_one_line_and_keeps_the_record(zoo, tmp_path, capsys, content, problem):
+def test_attach_curve_refuses_bad_csvs_in_one_line_and_keeps_the_record(
+    zoo, tmp_path, capsys, content, problem
+):
     csv_path = tmp_path / "summary.csv"
     csv_path.write_bytes(content)
     before = get_entry("tiny-vr").record_path.read_bytes()
@@ -391,7 +476,13 @@ def test_records_hold_no_absolute_paths(zoo):
     def strings(obj):
         if isinstance(obj, dict):
             return [s for v in obj.values() for s in strings(v)]
-        return [s for v in obj for s in strings(v)] if isinstance(obj, list) else [obj] if isinstance(obj, str) else []
+        return (
+            [s for v in obj for s in strings(v)]
+            if isinstance(obj, list)
+            else [obj]
+            if isinstance(obj, str)
+            else []
+        )
 
     for entry in (get_entry("tiny-vr"), get_entry("vvc-lean-vr")):
         assert not [s for s in strings(entry.record) if os.path.isabs(s)], entry.name

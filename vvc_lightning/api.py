@@ -30,7 +30,7 @@ from vvc_lightning.video.video_io import DEFAULT_FPS
 def load_video_codec(
     path: str | os.PathLike, map_location: str | torch.device = "cpu", gop: int | None = None, **options: Any
 ) -> VideoCodec:
-    """The VideoCodec of the model `path` names, with CodecOptions fields as keywords (`zoo.load_codec`'s form)."""
+    """The VideoCodec of the model `path` names, CodecOptions fields as keywords (`zoo.load_codec`'s form)."""
     return VideoCodec(load_model(path, map_location=map_location), CodecOptions(gop=gop, **options))
 
 
@@ -40,7 +40,9 @@ class Codec:
     variable-rate model is any real number in [0, qualities - 1], higher = more bits; None codes at its
     highest quality."""
 
-    def __init__(self, model: CompressionModel, options: CodecOptions | None = None, **overrides: Any) -> None:
+    def __init__(
+        self, model: CompressionModel, options: CodecOptions | None = None, **overrides: Any
+    ) -> None:
         self.model = model
         self.options = (options or CodecOptions()).replace(**overrides)
         self._codecs: dict[float | None, VideoCodec] = {}
@@ -61,8 +63,7 @@ class Codec:
     def compress(
         self, video: np.ndarray | str | os.PathLike, quality: float | None = None, fps: float | None = None
     ) -> bytes:
-        """.vvc bytes of a uint8 (T, H, W, 3) RGB array or a video file (fps: `fps`, else the file's, else
-        DEFAULT_FPS)."""
+        """.vvc bytes of a uint8 (T,H,W,3) RGB array or a video file (fps: `fps`, the file's, DEFAULT_FPS)."""
         codec = self._codec(quality)
         if isinstance(video, (str, os.PathLike)):
             from vvc_lightning.video.video_io import iter_video, video_fps

@@ -176,7 +176,7 @@ def _alias_root_dir(loaded: DictConfig, origin: str) -> None:
 
 
 def _reset_if_renamed(cfg: DictConfig, section: str, new_name: Any) -> None:
-    """Switching to another backbone / datamodule drops the old one's arguments."""
+    """A config that switches to another backbone / datamodule drops the arguments of the one it replaces."""
     node = OmegaConf.select(cfg, section)
     if new_name is not None and node is not None and not _same_entry(section, node.get("name"), new_name):
         parent, leaf = section.rsplit(".", 1) if "." in section else ("", section)

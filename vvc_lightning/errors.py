@@ -25,3 +25,22 @@ class FrameCountError(VVCError):
 
 class WeightsError(VVCError):
     """Weights are missing or do not fit the model."""
+
+
+class CodecOptionError(VVCError):
+    """A codec option holds a value it cannot take; `field` names it, `problem` says why.
+
+    `mentions` names the other options the problem's text speaks of (the CLI words them as its flags).
+    """
+
+    def __init__(self, field: str, problem: str, mentions: tuple[str, ...] = ()) -> None:
+        super().__init__(f"{field} {problem}")
+        self.field, self.problem, self.mentions = field, problem, mentions
+
+
+class ModelMismatchError(BitstreamError):
+    """A bitstream was made with another model than the one loaded; `problem` says which."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(f"{problem}; load the checkpoint it was made with")
+        self.problem = problem

@@ -1,4 +1,4 @@
-"""`export`: a `fit` checkpoint written as zoo entry NAME (NAME.safetensors + NAME.json; `vvc_lightning.zoo`)."""
+"""`export`: a `fit` checkpoint as zoo entry NAME (NAME.safetensors + NAME.json; see `vvc_lightning.zoo`)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,8 @@ def export_model(
     overwrite: bool = False,
     notes: str = "",
 ) -> Path:
-    """Write a `fit` checkpoint as zoo entry NAME (.safetensors + .json) in `out_dir`; returns the record path.
+    """Write a `fit` checkpoint as zoo entry NAME (.safetensors + .json) in `out_dir`; returns the record
+    path.
 
     Float weights are rounded to float16 first (unless fp16=False), then the CDF tables are rebuilt from the
     rounded weights, so the stored tables and weights belong together and decoding stays exact."""

@@ -32,7 +32,7 @@ class Registry:
         self.group = group
         self.builtin_modules = builtin_modules
         self._entries: dict[str, Entry] = {}
-        self._deprecated: dict[str, str] = {}  # old name -> current name (timm register_model_deprecations)
+        self._deprecated: dict[str, str] = {}  # alias -> current name (as timm register_model_deprecations)
         self._scanned = False
 
     def register(self, name: str) -> Callable[[Any], Any]:

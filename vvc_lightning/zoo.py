@@ -9,9 +9,9 @@ with a one-line warning naming it (`zoo_record` says what is checked) and never 
 
 `vvc_lightning.loader` loads an entry: its weights file is checked against the SHA-256 in its record,
 against its record's architecture before anything is built, and the built model's identity against the
-record's. A bitstream it wrote decodes anywhere the package is installed: `decompress` finds the entry whose identity the header
-holds (the one the header names first, even where a same-named entry in an earlier folder shadows it),
-else the entry the header names; the codec then checks the identity.
+record's. A bitstream it wrote decodes anywhere the package is installed: `decompress` finds the entry whose
+identity the header holds (the one the header names first, even where a same-named entry in an earlier folder
+shadows it), else the entry the header names; the codec then checks the identity.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Checks of an untrusted zoo entry: its record (NAME.json) when a folder is listed, its tensors before a model
-is built from them; each raises `RecordProblem`, a short phrase naming the problem. Also what `export` and
-`models --attach-curve` need to write records: a checked curve, portable paths, a file's checksum.
+"""Checks of an untrusted zoo entry: its record (NAME.json) when a folder is listed, its tensors before a
+model is built from them; each raises `RecordProblem`, a short phrase naming the problem. Also what `export`
+and `models --attach-curve` need to write records: a checked curve, portable paths, a file's checksum.
 
 A record is read with a size bound, as UTF-8, without NaN/Infinity and with a bounded nesting depth; its
 fields have the types and ranges `export` writes. Before a model is built, its architecture is built on the
@@ -110,7 +110,9 @@ def check_record(rec: Any) -> None:
         raise RecordProblem(f"its format is {_show(rec.get('format'))}; this version reads format {FORMAT}")
     if not isinstance(rec.get("identity"), str) or not HEX64.fullmatch(rec["identity"]):
         raise RecordProblem(f"'identity' is {_show(rec.get('identity'))}, not 64 hex digits")
-    if rec.get("sha256") not in (None, "") and (not isinstance(rec["sha256"], str) or not HEX64.fullmatch(rec["sha256"])):
+    if rec.get("sha256") not in (None, "") and (
+        not isinstance(rec["sha256"], str) or not HEX64.fullmatch(rec["sha256"])
+    ):
         raise RecordProblem(f"'sha256' is {_show(rec.get('sha256'))}, not 64 hex digits")
     for key in ("backbone", "name", "weights", "curve_source", "storage"):
         if key in rec and not isinstance(rec[key], str):
@@ -121,7 +123,9 @@ def check_record(rec: Any) -> None:
     if rec.get("gop") is not None:
         _int(rec, "gop", 1, MAX_CONFIG_INT)
     lr = rec.get("lmbda_range")
-    if lr is not None and not (isinstance(lr, list) and len(lr) == 2 and all(_finite(v) and v > 0 for v in lr)):
+    if lr is not None and not (
+        isinstance(lr, list) and len(lr) == 2 and all(_finite(v) and v > 0 for v in lr)
+    ):
         raise RecordProblem(f"'lmbda_range' is {_show(lr)}, not two positive numbers")
     _check_training(rec.get("training", {}))
     _check_curve(rec.get("curve", []))
@@ -176,9 +180,13 @@ def _check_config(cfg: Any, rec: dict, channels: int, qualities: int) -> None:
                                 f"(at most {MAX_CONFIG_INT})")
     bb = model["backbone"]
     if rec.get("backbone") is not None and bb.get("name") != rec["backbone"]:
-        raise RecordProblem(f"'backbone' {_show(rec['backbone'])} differs from its config's {_show(bb.get('name'))}")
+        raise RecordProblem(
+            f"'backbone' {_show(rec['backbone'])} differs from its config's {_show(bb.get('name'))}"
+        )
     if bb.get("latent_channels") not in (None, channels):
-        raise RecordProblem(f"'latent_channels' {channels} differs from its config's {_show(bb['latent_channels'])}")
+        raise RecordProblem(
+            f"'latent_channels' {channels} differs from its config's {_show(bb['latent_channels'])}"
+        )
     codec = model.get("codec") or {}
     if not isinstance(codec, dict) or (codec.get("qualities") or 0) != qualities:
         raise RecordProblem(f"'qualities' {qualities} differs from its config's {_show(codec)}")
@@ -203,7 +211,9 @@ def check_tensors(state: dict[str, torch.Tensor], rec: dict[str, Any]) -> dict[s
     except VVCError as exc:
         raise RecordProblem(f"its config is refused ({exc})") from exc
     except Exception as exc:  # a config no backbone can build: say so in one line
-        raise RecordProblem(f"its config builds no model ({type(exc).__name__}: {str(exc).splitlines()[0]})") from exc
+        raise RecordProblem(
+            f"its config builds no model ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
     params = sum(p.numel() for p in skeleton.parameters())
     if params != rec["params"]:
         raise RecordProblem(f"its config builds {params} parameters but the record says {rec['params']}")
@@ -256,7 +266,9 @@ def read_curve(path: Path, codec: str) -> list[dict[str, Any]]:
     except (csv.Error, OSError) as exc:
         raise VVCError(f"'{path}' cannot be read as CSV ({exc}); {fix}") from exc
     if not rows:
-        raise VVCError(f"'{path}' holds no rows of codec '{codec}'; pass --codec with the name used in evaluate")
+        raise VVCError(
+            f"'{path}' holds no rows of codec '{codec}'; pass --codec with the name used in evaluate"
+        )
     curve = []
     for n, r in enumerate(rows, 1):
         point: dict[str, Any] = {"point": str(r.get("point") or "")}
@@ -273,7 +285,11 @@ def read_curve(path: Path, codec: str) -> list[dict[str, Any]]:
                 raise VVCError(f"'{path}' row {n} of '{codec}': '{k}' is {v}, not a finite number; {fix}")
             if not math.isnan(value):
                 point[k] = value
-        if "bpp" not in point or point.get("quality", 0.0) < 0 or not math.isfinite(point.get("quality", 0.0)):
+        if (
+            "bpp" not in point
+            or point.get("quality", 0.0) < 0
+            or not math.isfinite(point.get("quality", 0.0))
+        ):
             raise VVCError(f"'{path}' row {n} of '{codec}' has no bpp or a bad quality; {fix}")
         curve.append(point)
     return sorted(curve, key=lambda p: p["bpp"])

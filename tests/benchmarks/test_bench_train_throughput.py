@@ -82,7 +82,9 @@ def test_profile_names_where_a_step_spends_its_time(bench, smoke_data):
     from vvc_lightning.video.video_sources import ClipSpec
 
     cfg = load_config(["zoo_lean_vr.yaml"], TINY_OVERRIDES)
-    bank = ClipBank.build([], sorted((smoke_data / "stills").iterdir()), ClipSpec(9, 2, 32), Motion(), 0.0, "cpu")
+    bank = ClipBank.build(
+        [], sorted((smoke_data / "stills").iterdir()), ClipSpec(9, 2, 32), Motion(), 0.0, "cpu"
+    )
     with one_thread():
         step = bench.Step(cfg, torch.device("cpu"), "joint", set())
         ops = bench.top_ops(step, iter(DeviceClipLoader(bank, 2, 1)), steps=1, top=10)

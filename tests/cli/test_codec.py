@@ -19,7 +19,9 @@ from vvc_lightning.video.video_io import read_video, write_video
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vvc_lightning", *map(str, args)], capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "vvc_lightning", *map(str, args)], capture_output=True, text=True
+    )
 
 
 def read_pngs(folder: Path) -> np.ndarray:
@@ -131,7 +133,9 @@ def _damaged(data: bytes, kind: str) -> bytes:
     raise ValueError(kind)
 
 
-def _assert_one_error_and_nothing_written(code: int, err: str, message: str, folder: Path, before: set) -> None:
+def _assert_one_error_and_nothing_written(
+    code: int, err: str, message: str, folder: Path, before: set
+) -> None:
     assert code == 2
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and re.search(message, lines[0]), err
@@ -163,7 +167,9 @@ def test_checkpoint_that_does_not_match_is_refused(work, tmp_path, capsys):
     torch.save(ckpt, other)
     before = set(tmp_path.iterdir())
     code = main(["decompress", str(work["vvc"]), "-o", str(tmp_path / "out.mp4"), "--ckpt", str(other)])
-    _assert_one_error_and_nothing_written(code, capsys.readouterr().err, "made with model .* pass --ckpt", tmp_path, before)
+    _assert_one_error_and_nothing_written(
+        code, capsys.readouterr().err, "made with model .* pass --ckpt", tmp_path, before
+    )
 
 
 def test_unreadable_video_fails_with_one_clear_line(work, tmp_path, capsys):
@@ -179,7 +185,9 @@ def test_missing_output_folder_fails_before_any_work(work, tmp_path, capsys, com
     src = work["src"] if command == "compress" else work["vvc"]
     before = set(tmp_path.iterdir())
     code = main([command, str(src), "-o", str(tmp_path / "nope" / "out.bin"), "--ckpt", str(work["ckpt"])])
-    _assert_one_error_and_nothing_written(code, capsys.readouterr().err, "output folder .* does not exist", tmp_path, before)
+    _assert_one_error_and_nothing_written(
+        code, capsys.readouterr().err, "output folder .* does not exist", tmp_path, before
+    )
 
 
 def test_the_cli_and_a_video_codec_with_the_same_options_give_the_same_bytes(work, tmp_path):
@@ -190,8 +198,24 @@ def test_the_cli_and_a_video_codec_with_the_same_options_give_the_same_bytes(wor
     model = load_any_model(work["ckpt"])
     quality = 1.0 if model.codec.qualities else None
     out = tmp_path / "cli.vvc"
-    argv = ["compress", work["src"], "-o", out, "--ckpt", work["ckpt"], "--gop", "5", "--theta", "0.3", "--batch",
-            "1", "--max-memory", "1G", "--tile", "0"] + (["--quality", "1"] if quality is not None else [])
+    argv = [
+        "compress",
+        work["src"],
+        "-o",
+        out,
+        "--ckpt",
+        work["ckpt"],
+        "--gop",
+        "5",
+        "--theta",
+        "0.3",
+        "--batch",
+        "1",
+        "--max-memory",
+        "1G",
+        "--tile",
+        "0",
+    ] + (["--quality", "1"] if quality is not None else [])
     assert main([str(a) for a in argv]) == 0
     opts = CodecOptions(gop=5, theta=0.3, batch=1, max_memory="1G", tile=0, quality=quality)
     assert VideoCodec(model, opts).encode(read_video(work["src"])) == out.read_bytes()
@@ -212,5 +236,8 @@ def test_decompress_reads_the_file_once_and_parses_its_header_once(work, tmp_pat
     monkeypatch.setattr(files, "read_bitstream_file", counted("read", read))
     monkeypatch.setattr(bitstream, "unpack_header", counted("unpack_header", unpack_header))
     out = tmp_path / "once.y4m"
-    assert main(["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"]), "--frames", "2:7"]) == 0
+    assert (
+        main(["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"]), "--frames", "2:7"])
+        == 0
+    )
     assert calls == {"read": 1, "unpack_header": 1} and read_video(out).num_frames == 5

@@ -53,7 +53,8 @@ def test_the_default_is_the_highest_measured_quality_below_the_target():
     model, entry = build(source), source.entry
     assert default_quality(model, entry) == (0.0, "0.040 bpp on vvc-lean-vr's test split")
     curve = [{"quality": q, "bpp": b} for q, b in ((0, 0.01), (2, 0.02), (3, TARGET_BPP * 0.99), (5, 0.05))]
-    assert default_quality(model, dataclasses.replace(entry, record={**entry.record, "curve": curve}))[0] == 3.0
+    measured = dataclasses.replace(entry, record={**entry.record, "curve": curve})
+    assert default_quality(model, measured)[0] == 3.0
     junk = dataclasses.replace(entry, record={**entry.record, "curve": "junk"})
     assert default_quality(model, junk) == (0.0, "the lowest rate")
     assert default_quality(model, None) == (0.0, "the lowest rate")
@@ -61,7 +62,9 @@ def test_the_default_is_the_highest_measured_quality_below_the_target():
 
 @pytest.mark.parametrize("fps", ["1e-300", "0.001", "1001"])
 def test_fps_below_the_floor_or_above_the_cap_is_refused(clip, tmp_path, capsys, fps):
-    err = one_line_error(capsys, ["compress", clip, "-o", tmp_path / "o.vvc", "--model", "vvc-lean-vr", "--fps", fps])
+    err = one_line_error(
+        capsys, ["compress", clip, "-o", tmp_path / "o.vvc", "--model", "vvc-lean-vr", "--fps", fps]
+    )
     assert "--fps must be 0.01 to 1000 frames per second" in err and not (tmp_path / "o.vvc").exists()
 
 
@@ -79,7 +82,9 @@ def test_fps_below_the_floor_or_above_the_cap_is_refused(clip, tmp_path, capsys,
     ],
 )
 def test_evaluate_options_fail_in_one_line(clip, tmp_path, capsys, extra, words):
-    err = one_line_error(capsys, ["evaluate", "--data", clip, "--model", "vvc-lean-vr", "-o", tmp_path / "r", *extra])
+    err = one_line_error(
+        capsys, ["evaluate", "--data", clip, "--model", "vvc-lean-vr", "-o", tmp_path / "r", *extra]
+    )
     assert words in err and not (tmp_path / "r").exists()
 
 

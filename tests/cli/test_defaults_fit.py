@@ -31,7 +31,10 @@ def fit_fails_fast(capsys, tmp_path, *overrides: str, run_dir: str | None = None
 @pytest.mark.timeout(120)
 def test_more_devices_than_cores_fails_in_one_line(capsys, tmp_path):
     err = fit_fails_fast(capsys, tmp_path, "trainer.accelerator=cpu", "trainer.devices=1000")
-    assert "trainer.devices=1000 asks for 1000 CPU cores but this machine has" in err and "trainer.devices=" in err
+    assert (
+        "trainer.devices=1000 asks for 1000 CPU cores but this machine has" in err
+        and "trainer.devices=" in err
+    )
 
 
 @pytest.mark.timeout(120)
@@ -50,7 +53,9 @@ def test_a_run_dir_that_cannot_be_written_fails_in_one_line(capsys, tmp_path):
     assert f"run_dir '{afile / 'run'}' cannot be written (Not a directory)" in err
     assert afile.read_text() == "mine"
     # Lightning's name for the run folder goes through the same check.
-    err = fit_fails_fast(capsys, tmp_path, f"trainer.default_root_dir={afile / 'lit'}", run_dir=str(afile / "lit"))
+    err = fit_fails_fast(
+        capsys, tmp_path, f"trainer.default_root_dir={afile / 'lit'}", run_dir=str(afile / "lit")
+    )
     assert f"run_dir '{afile / 'lit'}' cannot be written" in err
 
 
@@ -58,14 +63,18 @@ def test_a_run_dir_that_cannot_be_written_fails_in_one_line(capsys, tmp_path):
 def test_a_run_dir_on_a_read_only_filesystem_fails_in_one_line(capsys, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True).returncode:
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(ro)], capture_output=True
+    ).returncode:
         pytest.skip("mounting a tmpfs is not permitted here")
     try:
         err = fit_fails_fast(capsys, tmp_path, run_dir=str(ro / "run"))
     finally:
         subprocess.run(["umount", str(ro)], check=True)
-    assert err == (f"error: run_dir '{ro / 'run'}' cannot be written (Read-only file system); give a writable "
-                   "folder: run_dir=runs/NAME")
+    assert err == (
+        f"error: run_dir '{ro / 'run'}' cannot be written (Read-only file system); give a writable "
+        "folder: run_dir=runs/NAME"
+    )
 
 
 @pytest.mark.timeout(120)
@@ -84,10 +93,14 @@ def test_a_read_only_run_dir_fails_in_one_line_and_leaves_no_folder(capsys, tmp_
 @pytest.mark.timeout(120)
 def test_a_backbone_that_model_init_would_replace_is_an_error_naming_both(capsys, tmp_path):
     weights = tmp_path / "vae.safetensors"
-    err = fit_fails_fast(capsys, tmp_path, "model.backbone.name=lean_vae_base", f"model.backbone.pretrained={weights}")
+    err = fit_fails_fast(
+        capsys, tmp_path, "model.backbone.name=lean_vae_base", f"model.backbone.pretrained={weights}"
+    )
     assert "model.backbone.name=lean_vae_base conflicts with model.init=zoo:vvc-lean-vr" in err
     assert "model.backbone.name=lean_vae" in err and "model.init=null" in err
-    err = fit_fails_fast(capsys, tmp_path, "model.backbone.name=lean_vae", f"model.backbone.weights={weights}")
+    err = fit_fails_fast(
+        capsys, tmp_path, "model.backbone.name=lean_vae", f"model.backbone.weights={weights}"
+    )
     assert f"model.backbone.weights={weights} conflicts with model.init=zoo:vvc-lean-vr" in err
     err = fit_fails_fast(capsys, tmp_path, "model.codec.qualities=4")
     assert "model.codec.qualities=4 conflicts" in err and "model.codec.qualities=8" in err

@@ -46,7 +46,9 @@ def tree(folder: Path) -> dict[str, bytes]:
 
 
 # ------------------------------------------------------------------------------------ 1: data loss
-def test_decompress_into_an_existing_folder_is_refused_and_leaves_it_untouched(work, capsys, tmp_path, monkeypatch):
+def test_decompress_into_an_existing_folder_is_refused_and_leaves_it_untouched(
+    work, capsys, tmp_path, monkeypatch
+):
     folder = tmp_path / "d.mp4"
     folder.mkdir()
     (folder / "precious.txt").write_text("keep me")
@@ -70,7 +72,10 @@ def test_an_existing_output_file_is_kept_unless_overwrite(work, capsys, tmp_path
     out.write_bytes(b"mine")
     fails_in_one_line(capsys, ["decompress", work["vvc"], "-o", out, "--ckpt", work["ckpt"]], "--overwrite")
     assert out.read_bytes() == b"mine"
-    assert main(["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"]), "--overwrite"]) == 0
+    assert (
+        main(["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"]), "--overwrite"])
+        == 0
+    )
     assert out.read_bytes().startswith(b"YUV4MPEG2")
 
 
@@ -88,12 +93,16 @@ def test_a_crafted_checkpoint_does_not_run_code(work, capsys, tmp_path):
     evil = tmp_path / "evil.ckpt"
     with open(evil, "wb") as f:
         pickle.dump({"hyper_parameters": _Evil(str(marker))}, f)
-    fails_in_one_line(capsys, ["compress", work["src"], "-o", tmp_path / "x.vvc", "--ckpt", evil], "could run code")
+    fails_in_one_line(
+        capsys, ["compress", work["src"], "-o", tmp_path / "x.vvc", "--ckpt", evil], "could run code"
+    )
     assert not marker.exists()
     # The same checkpoint named in a .vvc header, decoded without --ckpt.
     data = work["vvc"].read_bytes()
     header, start = bitstream.unpack_header(data)
-    crafted = bitstream.pack_header(bitstream.Header(**{**vars(header), "checkpoint": str(evil)})) + data[start:]
+    crafted = (
+        bitstream.pack_header(bitstream.Header(**{**vars(header), "checkpoint": str(evil)})) + data[start:]
+    )
     (tmp_path / "c.vvc").write_bytes(crafted)
     fails_in_one_line(capsys, ["decompress", tmp_path / "c.vvc", "-o", tmp_path / "c.y4m"], "could run code")
     assert not marker.exists() and not (tmp_path / "c.y4m").exists()
@@ -103,15 +112,25 @@ def test_a_crafted_checkpoint_does_not_run_code(work, capsys, tmp_path):
 @pytest.mark.parametrize(
     ("option", "value", "word"),
     [
-        ("--gop", "70001", "--gop"), ("--gop", "0", "--gop"), ("--gop", "-3", "--gop"),
-        ("--fps", "nan", "--fps"), ("--fps", "inf", "--fps"), ("--fps", "-1", "--fps"), ("--fps", "0", "--fps"),
-        ("--max-frames", "-1", "--max-frames"), ("--max-frames", str(10**20), "--max-frames"),
-        ("--size", "0x0", "--size"), ("--size", "64x0", "--size"), ("--size", "-64x64", "--size"),
+        ("--gop", "70001", "--gop"),
+        ("--gop", "0", "--gop"),
+        ("--gop", "-3", "--gop"),
+        ("--fps", "nan", "--fps"),
+        ("--fps", "inf", "--fps"),
+        ("--fps", "-1", "--fps"),
+        ("--fps", "0", "--fps"),
+        ("--max-frames", "-1", "--max-frames"),
+        ("--max-frames", str(10**20), "--max-frames"),
+        ("--size", "0x0", "--size"),
+        ("--size", "64x0", "--size"),
+        ("--size", "-64x64", "--size"),
     ],
 )
 def test_out_of_range_options_fail_in_one_line(work, capsys, tmp_path, option, value, word):
     out = tmp_path / "o.vvc"
-    fails_in_one_line(capsys, ["compress", work["src"], "-o", out, "--ckpt", work["ckpt"], f"{option}={value}"], word)
+    fails_in_one_line(
+        capsys, ["compress", work["src"], "-o", out, "--ckpt", work["ckpt"], f"{option}={value}"], word
+    )
     assert not out.exists()
 
 
@@ -119,7 +138,9 @@ def test_a_header_claiming_65536x65536_fails_in_one_line(work, capsys, tmp_path)
     data = work["vvc"].read_bytes()
     bad = tmp_path / "big.vvc"
     bad.write_bytes(consistent_header(data, 65528, 65528, 5, 5))
-    fails_in_one_line(capsys, ["decompress", bad, "-o", tmp_path / "o.y4m", "--ckpt", work["ckpt"]], "claims frames")
+    fails_in_one_line(
+        capsys, ["decompress", bad, "-o", tmp_path / "o.y4m", "--ckpt", work["ckpt"]], "claims frames"
+    )
 
 
 def test_zero_frame_and_audio_only_inputs_fail_in_one_line(work, capsys, tmp_path):
@@ -132,7 +153,9 @@ def test_zero_frame_and_audio_only_inputs_fail_in_one_line(work, capsys, tmp_pat
         frame.sample_rate = 16000
         for pkt in [*s.encode(frame), *s.encode()]:
             c.mux(pkt)
-    fails_in_one_line(capsys, ["compress", audio, "-o", tmp_path / "a.vvc", "--ckpt", work["ckpt"]], "no video stream")
+    fails_in_one_line(
+        capsys, ["compress", audio, "-o", tmp_path / "a.vvc", "--ckpt", work["ckpt"]], "no video stream"
+    )
     empty = tmp_path / "empty.mp4"
     with av.open(str(empty), "w") as c:
         s = c.add_stream("libx264", rate=25)
@@ -168,7 +191,10 @@ _KILL_MID_WRITE = textwrap.dedent(
 @pytest.mark.parametrize("name", ["out.y4m", "pngs"])
 def test_a_signal_mid_write_leaves_no_temporary_file(tmp_path, sig, code, name):
     proc = subprocess.run(
-        [sys.executable, "-c", _KILL_MID_WRITE, str(tmp_path / name), sig], capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", _KILL_MID_WRITE, str(tmp_path / name), sig],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode != 0 and (code is None or proc.returncode == code), proc.stderr
     assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
@@ -182,7 +208,9 @@ def test_an_unsupported_extension_is_refused_before_decoding(work, capsys, tmp_p
         raise AssertionError("decoded before checking the output path")
 
     monkeypatch.setattr(codec_mod.VideoCodec, "decode", no_decode)
-    fails_in_one_line(capsys, ["decompress", work["vvc"], "-o", tmp_path / "o.avi", "--ckpt", work["ckpt"]], ".mp4")
+    fails_in_one_line(
+        capsys, ["decompress", work["vvc"], "-o", tmp_path / "o.avi", "--ckpt", work["ckpt"]], ".mp4"
+    )
 
 
 def test_png_folders_get_the_usual_permissions(work, tmp_path):

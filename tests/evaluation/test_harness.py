@@ -102,9 +102,9 @@ def test_max_frames_caps_every_sequence(clips, tmp_path):
 
 
 def test_checkpoint_rows_are_coded_to_real_bitstreams(clips, tmp_path, tiny_ckpt):
-    from vvc_lightning.video.video_io import read_video
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.loader import load
+    from vvc_lightning.video.video_io import read_video
 
     paths = evaluate(options(clips, tmp_path, ckpts=[str(tiny_ckpt)], baselines=["x264"],
                              points={"x264": [30, 38]}, anchor="x264"))

@@ -113,10 +113,10 @@ def test_streamed_neural_rows_score_as_the_whole_decoded_video(speed_run, clips,
 
     import numpy as np
 
-    from vvc_lightning.metrics import VideoMetrics
-    from vvc_lightning.video.video_io import read_video
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.loader import load
+    from vvc_lightning.metrics import VideoMetrics
+    from vvc_lightning.video.video_io import read_video
 
     _, paths = speed_run
     doc = json.loads(paths["json"].read_text())

@@ -1,4 +1,4 @@
-"""Metrics fed a few frames at a time equal the whole-sequence values (frame, pair, strided and set metrics)."""
+"""Metrics fed a few frames at a time equal whole-sequence values (frame, pair, strided and set metrics)."""
 
 from __future__ import annotations
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from vvc_lightning.errors import WeightsError
-from vvc_lightning.zoo import packaged_dir
 from vvc_lightning.training.campaign import (
     Decision,
     commit,
@@ -25,11 +24,19 @@ from vvc_lightning.training.campaign import (
     history_entry,
     portable_path,
 )
+from vvc_lightning.zoo import packaged_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "vvc-lean-vr"
-PREV = [{"point": f"m@q{q}", "quality": float(q), "bpp": r, "psnr": p, "stlpips": s}
-        for q, r, p, s in [(0, 0.02, 22.0, 0.40), (2, 0.05, 24.0, 0.30), (4, 0.10, 25.5, 0.22), (6, 0.20, 26.5, 0.16)]]
+PREV = [
+    {"point": f"m@q{q}", "quality": float(q), "bpp": r, "psnr": p, "stlpips": s}
+    for q, r, p, s in [
+        (0, 0.02, 22.0, 0.40),
+        (2, 0.05, 24.0, 0.30),
+        (4, 0.10, 25.5, 0.22),
+        (6, 0.20, 26.5, 0.16),
+    ]
+]
 
 
 def scaled(curve: list[dict], factors: list[float]) -> list[dict]:
@@ -117,9 +124,21 @@ def test_history_entry_holds_the_run_and_no_absolute_paths(tmp_path):
     if Path.cwd() == ROOT:
         assert e["test_split"]["data"] == "data/offline/test"
     assert json.loads(json.dumps(e, allow_nan=False)) == e
-    rejected = history_entry(device="cpu", device_seconds=1, steps=0, step_start=5, step_end=5, stage="joint",
-                             manifest_sha256=None, manifest="", test_data="", sequences=[], previous_curve=PREV,
-                             new_curve=[], decision=Decision(False, "why", float("nan")))
+    rejected = history_entry(
+        device="cpu",
+        device_seconds=1,
+        steps=0,
+        step_start=5,
+        step_end=5,
+        stage="joint",
+        manifest_sha256=None,
+        manifest="",
+        test_data="",
+        sequences=[],
+        previous_curve=PREV,
+        new_curve=[],
+        decision=Decision(False, "why", float("nan")),
+    )
     assert rejected["accepted"] is False and rejected["test_split"]["bd_rate_stlpips_pct"] is None
 
 
@@ -245,8 +264,14 @@ def test_campaign_end_to_end_on_the_quickstart_clips(models, tmp_path):
     assert [p["quality"] for p in entry["test_split"]["new"]] == [0.0, 7.0]
     assert no_absolute_paths(rec["history"]) and no_absolute_paths(rec["training"])
     accepted = last[0].startswith("campaign: accepted: ")
-    assert entry["accepted"] is accepted and (entry["test_split"]["bd_rate_stlpips_pct"] is not None or not accepted)
+    assert entry["accepted"] is accepted and (
+        entry["test_split"]["bd_rate_stlpips_pct"] is not None or not accepted
+    )
     assert ((models / f"{NAME}.safetensors").read_bytes() == before) is not accepted
     assert entry_in(models, NAME).record["history"][0] == entry
-    assert (tmp_path / "out" / "models" / f"{NAME}.json").read_bytes() == (models / f"{NAME}.json").read_bytes()
-    assert {p.name: p.read_bytes() for p in packaged_dir().iterdir()} == shipped  # the committed files untouched
+    assert (tmp_path / "out" / "models" / f"{NAME}.json").read_bytes() == (
+        models / f"{NAME}.json"
+    ).read_bytes()
+    assert {
+        p.name: p.read_bytes() for p in packaged_dir().iterdir()
+    } == shipped  # the committed files untouched

@@ -48,7 +48,9 @@ fit(cfg, callbacks=[Record()])
 def test_two_cpu_ranks_see_different_clips_and_end_with_identical_weights(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(textwrap.dedent(SCRIPT))
-    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=900
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert r0["world"] == 2 and r1["world"] == 2

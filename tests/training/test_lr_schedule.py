@@ -10,9 +10,19 @@ from vvc_lightning.errors import ConfigError
 from vvc_lightning.training.stages import StageSchedule, stage_bounds, stage_lr_factor
 from vvc_lightning.training.trainer import fit
 
-FAST = ["model.backbone.width=8", "model.backbone.latent_channels=16", "data.crop_size=32", "data.batch_size=1",
-        "trainer.limit_val_batches=0", "trainer.enable_progress_bar=false", "stages.0.lr=1e-3",
-        "stages.1.start_step=2", "stages.1.lr=2e-3", "stages.2.start_step=4", "stages.2.lr=3e-3"]
+FAST = [
+    "model.backbone.width=8",
+    "model.backbone.latent_channels=16",
+    "data.crop_size=32",
+    "data.batch_size=1",
+    "trainer.limit_val_batches=0",
+    "trainer.enable_progress_bar=false",
+    "stages.0.lr=1e-3",
+    "stages.1.start_step=2",
+    "stages.1.lr=2e-3",
+    "stages.2.start_step=4",
+    "stages.2.lr=3e-3",
+]
 
 
 class LrRecorder(pl.Callback):
@@ -48,12 +58,23 @@ def test_bad_decay_is_a_config_error():
 
 
 def test_fit_applies_warmup_per_stage(tiny_config, tmp_path):
-    cfg = apply_overrides(tiny_config.copy(), [f"run_dir={tmp_path}", *FAST, "trainer.max_steps=8",
-                                               "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.5"])
+    cfg = apply_overrides(
+        tiny_config.copy(),
+        [
+            f"run_dir={tmp_path}",
+            *FAST,
+            "trainer.max_steps=8",
+            "optim.warmup_steps=2",
+            "optim.decay=cosine",
+            "optim.min_lr_ratio=0.5",
+        ],
+    )
     rec = LrRecorder()
     fit(cfg, callbacks=[rec])
     lrs = [s["backbone"] for s in rec.lrs]
     assert lrs[0] == pytest.approx(0.5e-3) and lrs[1] == pytest.approx(1e-3)  # vae stage: warm-up
     codec = [s["codec"] for s in rec.lrs]
     assert codec[2] == pytest.approx(1e-3) and codec[3] == pytest.approx(2e-3)  # codec stage warms up again
-    assert codec[5] == pytest.approx(3e-3) and codec[7] == pytest.approx(0.75 * 3e-3)  # joint: cosine to max_steps
+    assert codec[5] == pytest.approx(3e-3) and codec[7] == pytest.approx(
+        0.75 * 3e-3
+    )  # joint: cosine to max_steps

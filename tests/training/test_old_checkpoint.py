@@ -1,7 +1,7 @@
 """A checkpoint written by `pytorch_lightning` (commit 67e04d4) loads without that package.
 
-tests/data/pre_lightning_lean_vae.ckpt.gz: `python -m vvc_lightning fit --config quickstart_scratch.yaml` at 67e04d4
-with model.backbone.width=8 model.backbone.latent_channels=8 model.codec.transform_blocks=1
+tests/data/pre_lightning_lean_vae.ckpt.gz: `python -m vvc_lightning fit --config quickstart_scratch.yaml` at
+67e04d4 with model.backbone.width=8 model.backbone.latent_channels=8 model.codec.transform_blocks=1
 model.loss.perceptual=ms-ssim data.crop_size=32 trainer.max_steps=2 (stages at steps 0/1/2), kept to the keys
 loading needs (weights, config, step; no optimizer or loop state) and gzipped.
 """
@@ -34,7 +34,11 @@ def old_ckpt(tmp_path_factory) -> Path:
 def test_the_fixture_is_a_checkpoint_pytorch_lightning_wrote(old_ckpt):
     ckpt = read_checkpoint(old_ckpt)
     assert "pytorch-lightning_version" in ckpt and ckpt["global_step"] == 2
-    assert ckpt["hyper_parameters"]["config"]["model"]["backbone"] == {"name": "lean_vae", "latent_channels": 8, "width": 8}
+    assert ckpt["hyper_parameters"]["config"]["model"]["backbone"] == {
+        "name": "lean_vae",
+        "latent_channels": 8,
+        "width": 8,
+    }
 
 
 def test_the_loader_reads_a_pytorch_lightning_checkpoint(old_ckpt):
@@ -54,4 +58,6 @@ def test_validate_runs_on_it(old_ckpt, tmp_path):
     clip = str(ASSETS / "quickstart_train.mp4")
     metrics = evaluate_split("validate", str(old_ckpt), [f"run_dir={tmp_path}", f"data.train_dir={clip}",
                                                        f"data.val_dir={clip}", "trainer.limit_val_batches=1"])
-    assert len(metrics) == 1 and metrics[0] and all(torch.isfinite(torch.tensor(v)) for v in metrics[0].values())
+    assert (
+        len(metrics) == 1 and metrics[0] and all(torch.isfinite(torch.tensor(v)) for v in metrics[0].values())
+    )

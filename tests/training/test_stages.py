@@ -89,7 +89,11 @@ def test_frozen_norm_layers_stay_in_eval_mode(tiny_config, tmp_path):
 def test_each_stage_sets_its_learning_rate_and_zero_for_frozen_groups(tiny_config, tmp_path):
     rec = _run(tiny_config, tmp_path, ["trainer.max_steps=5", "checkpoint.every_n_train_steps=100"])
     by_stage = {s["stage"]: s["lrs"] for s in rec.steps}
-    assert by_stage["vae"]["backbone"] == 1e-3 and by_stage["vae"]["codec"] == 0.0 and by_stage["vae"]["aux"] == 0.0
+    assert (
+        by_stage["vae"]["backbone"] == 1e-3
+        and by_stage["vae"]["codec"] == 0.0
+        and by_stage["vae"]["aux"] == 0.0
+    )
     assert by_stage["codec"]["backbone"] == 0.0 and by_stage["codec"]["codec"] == 2e-3
     assert by_stage["codec"]["aux"] == float(tiny_config.optim.aux_lr)
     assert by_stage["joint"]["backbone"] == 3e-3 and by_stage["joint"]["codec"] == 3e-3

@@ -1,4 +1,4 @@
-"""fit / validate / test end to end: checkpoints carry the config, test reports real bytes and the estimate."""
+"""fit / validate / test end to end: checkpoints carry the config, test reports real and estimated bytes."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def test_checkpoint_alone_rebuilds_the_model_with_cdf_tables(tiny_ckpt):
 
 
 def test_test_command_prints_real_and_estimated_bpp_and_quality(tiny_ckpt, capsys):
-    assert main(["test", "--ckpt", str(tiny_ckpt), "test.metrics=[psnr,ms_ssim]", "data.test_max_frames=10"]) == 0
+    assert (
+        main(["test", "--ckpt", str(tiny_ckpt), "test.metrics=[psnr,ms_ssim]", "data.test_max_frames=10"])
+        == 0
+    )
     out = capsys.readouterr().out
     values = {ln.split()[0]: float(ln.split()[1]) for ln in out.splitlines() if ln.startswith("  test/")}
     assert {"test/bpp", "test/bpp_estimate", "test/psnr", "test/ms_ssim"} <= set(values)
@@ -51,8 +54,11 @@ def test_quickstart_fits_and_tests_within_five_minutes(tmp_path):
         [sys.executable, "-m", "vvc_lightning", "fit", "--config", "quickstart.yaml", f"run_dir={tmp_path}",
          "trainer.enable_progress_bar=false"], capture_output=True, text=True)
     assert fit.returncode == 0, fit.stderr[-3000:]
-    test = subprocess.run([sys.executable, "-m", "vvc_lightning", "test", "--ckpt", str(tmp_path / "last.ckpt")],
-                          capture_output=True, text=True)
+    test = subprocess.run(
+        [sys.executable, "-m", "vvc_lightning", "test", "--ckpt", str(tmp_path / "last.ckpt")],
+        capture_output=True,
+        text=True,
+    )
     assert test.returncode == 0, test.stderr[-3000:]
     assert "test/bpp@q0 " in test.stdout and "test/psnr@q7 " in test.stdout  # the shipped model, three rates
     assert time.time() - start < 300

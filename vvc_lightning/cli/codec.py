@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, RANGES
 from vvc_lightning.codec.pipeline.memory import size_text
-from vvc_lightning.codec.pipeline.options import CodecOptionError, CodecOptions
-from vvc_lightning.errors import VVCError
+from vvc_lightning.codec.pipeline.options import CodecOptions
+from vvc_lightning.errors import BitstreamError, CodecOptionError, ModelMismatchError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
 MAX_FRAMES = 1 << 31
@@ -26,7 +29,9 @@ def _size(text: str) -> tuple[int, int]:
     except ValueError as exc:
         raise VVCError(f"--size takes WxH, e.g. 1920x1080, got '{text}'") from exc
     if not (2 <= w <= MAX_SIDE and 2 <= h <= MAX_SIDE):
-        raise VVCError(f"--size {text}: width and height must be 2 to {MAX_SIDE} pixels, e.g. --size 1920x1080")
+        raise VVCError(
+            f"--size {text}: width and height must be 2 to {MAX_SIDE} pixels, e.g. --size 1920x1080"
+        )
     return w, h
 
 
@@ -43,6 +48,25 @@ def codec_options(**given: Any) -> CodecOptions:
         raise VVCError(f"{flag(exc.field)} {exc.problem}") from None
 
 
+def flag_wording(exc: CodecOptionError) -> VVCError:
+    """`exc` with its option and the options it mentions named by their command-line flags."""
+    problem = exc.problem
+    for name in (exc.field, *exc.mentions):
+        problem = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w-])", flag(name), problem)
+    return VVCError(f"{flag(exc.field)} {problem}")
+
+
+@contextmanager
+def cli_wording() -> Iterator[None]:
+    """Codec errors raised inside, reworded for the command line (flags, --ckpt)."""
+    try:
+        yield
+    except CodecOptionError as exc:
+        raise flag_wording(exc) from None
+    except ModelMismatchError as exc:
+        raise BitstreamError(f"{exc.problem}; pass --ckpt with the checkpoint it was made with") from None
+
+
 def _compress_options(args: argparse.Namespace) -> CodecOptions:
     return codec_options(gop=args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
                          tile=args.tile, tile_overlap=args.tile_overlap, matrix=args.matrix, rng=args.rng,
@@ -54,7 +78,9 @@ def check_options(args: argparse.Namespace) -> CodecOptions:
     returns the codec options."""
     options = _compress_options(args)
     if args.fps is not None and not (math.isfinite(args.fps) and MIN_FPS <= args.fps <= MAX_FPS):
-        raise VVCError(f"--fps must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {args.fps:g}")
+        raise VVCError(
+            f"--fps must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {args.fps:g}"
+        )
     if args.max_frames is not None and not 1 <= args.max_frames <= MAX_FRAMES:
         raise VVCError(f"--max-frames must be 1 to {MAX_FRAMES}, got {args.max_frames}")
     if args.size is not None:
@@ -65,16 +91,27 @@ def check_options(args: argparse.Namespace) -> CodecOptions:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add compress / decompress."""
     c = sub.add_parser("compress", help="compress a video to a .vvc file with a trained checkpoint")
-    c.add_argument("input", help="any video PyAV reads, or raw 8-bit 4:2:0 .yuv (size/fps from --size/--fps or the name)")
+    c.add_argument(
+        "input", help="any video PyAV reads, or raw 8-bit 4:2:0 .yuv (size/fps from --size/--fps or the name)"
+    )
     c.add_argument("-o", "--output", required=True, help="the .vvc file to write")
     c.add_argument("--ckpt", default=None, help="checkpoint written by fit (or use --model)")
     c.add_argument("--model", default=None, help="a shipped model by name (`python -m vvc_lightning models`)")
-    c.add_argument("--quality", type=float, default=None, help="rate of a variable-rate model: any real number in "
-                   "[0, qualities-1], higher = more bits (default: the highest quality whose measured test-split "
-                   f"bpp is below {TARGET_BPP:g}, else the lowest-rate point of the curve, else 0; for vvc-lean-vr "
-                   "quality 0, 0.040 bpp on its test split; the quality used is printed)")
-    c.add_argument("--lmbda", type=float, default=None, help="rate of a variable-rate model as the lambda it was "
-                   "trained for (instead of --quality)")
+    c.add_argument(
+        "--quality",
+        type=float,
+        default=None,
+        help="rate of a variable-rate model: any real number in "
+        "[0, qualities-1], higher = more bits (default: the highest quality whose measured test-split "
+        f"bpp is below {TARGET_BPP:g}, else the lowest-rate point of the curve, else 0; for vvc-lean-vr "
+        "quality 0, 0.040 bpp on its test split; the quality used is printed)",
+    )
+    c.add_argument(
+        "--lmbda",
+        type=float,
+        default=None,
+        help="rate of a variable-rate model as the lambda it was trained for (instead of --quality)",
+    )
     c.add_argument("--gop", type=int, default=None, help="frames per GoP, 1+4k (default: the model's, 9)")
     c.add_argument("--overlap", type=int, default=None,
                    help=f"frames shared by adjacent GoPs (default {DEFAULTS.overlap}; 0 = off)")
@@ -83,8 +120,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_pass_options(c, "whole frames when they fit, else the largest tiles that fit")
     c.add_argument("--tile", type=int, default=None, help="force this tile size in pixels (default: from "
                    "--max-memory; 0 = never tile)")
-    c.add_argument("--tile-overlap", type=int, default=None, help="tile overlap in pixels (default 32; 64 for "
-                   "GroupNorm backbones such as cv_vae)")
+    c.add_argument(
+        "--tile-overlap",
+        type=int,
+        default=None,
+        help="tile overlap in pixels (default 32; 64 for GroupNorm backbones such as cv_vae)",
+    )
     c.add_argument("--size", default=None, help="WxH of a raw .yuv input")
     c.add_argument("--fps", type=float, default=None, help=f"frame rate of a raw .yuv input (or override), "
                    f"{MIN_FPS:g} to {MAX_FPS:g}")
@@ -95,13 +136,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     c.set_defaults(func=run_compress)
 
-    d = sub.add_parser("decompress", help="decompress a .vvc file to .mp4 / .mkv / .y4m / .yuv / a PNG folder")
+    d = sub.add_parser(
+        "decompress", help="decompress a .vvc file to .mp4 / .mkv / .y4m / .yuv / a PNG folder"
+    )
     d.add_argument("input", help="the .vvc file")
-    d.add_argument("-o", "--output", required=True, help="video file (.mp4, .mkv, .y4m, .yuv) or folder for PNGs")
-    d.add_argument("--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)")
+    d.add_argument(
+        "-o", "--output", required=True, help="video file (.mp4, .mkv, .y4m, .yuv) or folder for PNGs"
+    )
+    d.add_argument(
+        "--ckpt", default=None, help="checkpoint (default: the shipped model or checkpoint named in the file)"
+    )
     d.add_argument("--frames", default=None, help="decode only frames a:b (only the GoPs they need)")
     _add_pass_options(d, "the decoder tiles by its own budget")
-    d.add_argument("--overwrite", action="store_true", help="replace an existing output file (never a folder)")
+    d.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output file (never a folder)"
+    )
     d.set_defaults(func=run_decompress)
 
 
@@ -109,8 +158,12 @@ def _add_pass_options(parser: argparse.ArgumentParser, tiles: str) -> None:
     """--batch and --max-memory (defaults: CodecOptions)."""
     parser.add_argument("--batch", type=int, default=None,
                         help=f"GoPs (or GoP tiles) per backbone pass (default {DEFAULTS.batch})")
-    parser.add_argument("--max-memory", default=None, help="memory budget of the backbone passes, e.g. 512M, 8G "
-                        f"or bytes (default {size_text(DEFAULTS.max_memory)}); {tiles}")
+    parser.add_argument(
+        "--max-memory",
+        default=None,
+        help="memory budget of the backbone passes, e.g. 512M, 8G "
+        f"or bytes (default {size_text(DEFAULTS.max_memory)}); {tiles}",
+    )
 
 
 def _check_output(args: argparse.Namespace, kind: str) -> None:
@@ -137,8 +190,9 @@ def run_compress(args: argparse.Namespace) -> int:
         fps = args.fps or name_fps or DEFAULT_FPS
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=fps)
     model, entry = _model_to_compress(args)
-    codec = VideoCodec(model, options.replace(quality=_quality_of(model, entry, args)))
-    st = compress_file(codec, args.input, args.output, **read_kwargs)
+    with cli_wording():
+        codec = VideoCodec(model, options.replace(quality=_quality_of(model, entry, args)))
+        st = compress_file(codec, args.input, args.output, **read_kwargs)
     print(
         f"compressed {args.input} -> {args.output}: {st['frames']} frames, {st['width']}x{st['height']}, "
         f"{st['bytes']} bytes, {st['bpp']:.5f} bpp, {st['fps']:.3f} frames/s"
@@ -150,7 +204,9 @@ def run_compress(args: argparse.Namespace) -> int:
 def _model_to_compress(args: argparse.Namespace):  # noqa: ANN202
     """(model, its zoo entry or None) named by --model (shipped) or --ckpt (exactly one of them)."""
     if (args.ckpt is None) == (args.model is None):
-        raise VVCError("give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT")
+        raise VVCError(
+            "give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT"
+        )
     if args.model is not None:
         from vvc_lightning.zoo import PREFIX
 
@@ -195,22 +251,31 @@ def _quality_of(model, entry, args: argparse.Namespace) -> float | None:  # noqa
         return args.quality
     quality = model.quality_for_lambda(args.lmbda)
     if quality is None:
-        raise VVCError(f"--lmbda {args.lmbda} asked of a fixed-rate model (trained at lambda {model.cfg.model.loss.lmbda}); drop it")
+        raise VVCError(
+            f"--lmbda {args.lmbda} asked of a fixed-rate model (trained at lambda "
+            f"{model.cfg.model.loss.lmbda}); drop it"
+        )
     return quality
 
 
 def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
-    """What decodes a file without --ckpt: the shipped model with the header's identity, else its checkpoint."""
+    """What decodes a file without --ckpt: the shipped model of the header's identity, else its checkpoint."""
     from vvc_lightning.zoo import PREFIX, find_for_header
 
     entry = find_for_header(header.identity, header.checkpoint)
     if entry is not None:
         return f"{PREFIX}{entry.name}"
     if header.checkpoint.startswith(PREFIX):
-        raise VVCError(f"{label} was made with shipped model '{header.checkpoint[len(PREFIX):]}' "
-                       f"(identity {header.identity[:12]}), which is not installed here; install it or pass --ckpt")
+        raise VVCError(
+            f"{label} was made with shipped model '{header.checkpoint[len(PREFIX) :]}' "
+            f"(identity {header.identity[:12]}), which is not installed here; install it or pass --ckpt"
+        )
     if not header.checkpoint or not Path(header.checkpoint).is_file():
-        why = f"'{header.checkpoint}' (named in the file) does not exist" if header.checkpoint else "the file names none"
+        why = (
+            f"'{header.checkpoint}' (named in the file) does not exist"
+            if header.checkpoint
+            else "the file names none"
+        )
         raise VVCError(f"no checkpoint to decode {label} with: {why}; pass --ckpt CKPT")
     return header.checkpoint
 
@@ -227,9 +292,10 @@ def run_decompress(args: argparse.Namespace) -> int:
     stream = open_bitstream_file(args.input)  # read once, parsed once
     header = stream.header
     ckpt = args.ckpt if args.ckpt is not None else _checkpoint_for(header, f"'{args.input}'")
-    frames = parse_frame_range(args.frames, header.frames) if args.frames else None
-    codec = VideoCodec(load(ckpt), options)
-    st = decompress_file(codec, args.input, args.output, frames, stream=stream)
+    with cli_wording():
+        frames = parse_frame_range(args.frames, header.frames) if args.frames else None
+        codec = VideoCodec(load(ckpt), options)
+        st = decompress_file(codec, args.input, args.output, frames, stream=stream)
     part = f"{st['decoded_frames']} of {st['frames']}" if frames else f"{st['frames']}"
     print(
         f"decompressed {args.input} -> {st['path']}: {part} frames, {st['width']}x{st['height']}, "

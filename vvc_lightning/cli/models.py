@@ -10,12 +10,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     """Add models / export."""
     m = sub.add_parser("models", help="list the shipped models (use one with compress --model NAME)")
     m.add_argument("name", nargs="?", help="show this model's whole record (config, training, curve)")
-    m.add_argument("--attach-curve", metavar="SUMMARY_CSV", help="store the curve of an `evaluate` summary.csv "
-                   "in the record of NAME")
-    m.add_argument("--codec", default="ours", help="the neural codec's name in that summary.csv (default: ours)")
+    m.add_argument(
+        "--attach-curve",
+        metavar="SUMMARY_CSV",
+        help="store the curve of an `evaluate` summary.csv in the record of NAME",
+    )
+    m.add_argument(
+        "--codec", default="ours", help="the neural codec's name in that summary.csv (default: ours)"
+    )
     m.set_defaults(func=run_models)
 
-    e = sub.add_parser("export", help="write a trained checkpoint as a zoo entry (weights + CDF tables + record)")
+    e = sub.add_parser(
+        "export", help="write a trained checkpoint as a zoo entry (weights + CDF tables + record)"
+    )
     e.add_argument("--ckpt", required=True, help="checkpoint written by fit")
     e.add_argument("--name", required=True, help="the model's name (letters, digits, . _ -)")
     e.add_argument("-o", "--out", default=None, help="models folder (default: the package's assets/models)")
@@ -58,7 +65,9 @@ def run_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to the zoo."""
     from vvc_lightning.export import export_model
 
-    path = export_model(args.ckpt, args.name, args.out, fp16=not args.fp32, overwrite=args.force, notes=args.notes)
+    path = export_model(
+        args.ckpt, args.name, args.out, fp16=not args.fp32, overwrite=args.force, notes=args.notes
+    )
     weights = path.with_suffix(".safetensors")
     print(f"exported '{args.name}': {weights} ({weights.stat().st_size / 1e6:.2f} MB) and {path}")
     return 0

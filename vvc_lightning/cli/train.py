@@ -12,7 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--ckpt", help="resume from this checkpoint (weights, optimizer, step, stage)")
     fit.add_argument("overrides", nargs="*", help="key.sub=value overrides, applied last")
     fit.set_defaults(func=run_fit)
-    for name, text in (("validate", "validation metrics"), ("test", "rate / quality metrics on the test split")):
+    for name, text in (
+        ("validate", "validation metrics"),
+        ("test", "rate / quality metrics on the test split"),
+    ):
         p = sub.add_parser(name, help=f"{text} of a checkpoint")
         p.add_argument("--ckpt", required=True, help="checkpoint written by fit (its config is stored in it)")
         p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the stored config")
@@ -24,7 +27,9 @@ def run_fit(args: argparse.Namespace) -> int:
     from vvc_lightning.config import load_config
     from vvc_lightning.training.preflight import precheck_machine
 
-    cfg = load_config(args.config, args.overrides, precheck=precheck_machine)  # devices checked before the rest
+    cfg = load_config(
+        args.config, args.overrides, precheck=precheck_machine
+    )  # devices checked before the rest
     from vvc_lightning.training.trainer import fit
 
     trainer = fit(cfg, args.ckpt)

@@ -124,7 +124,9 @@ class Harness:
         key = self.row_key(spec, point, seq)
         row = self._load(key)
         done = {} if row is None else row.get("protocol", {})
-        missing = [k for k in self.keys if row is None or k not in row["metrics"] or done.get(k) != self.protocol[k]]
+        missing = [
+            k for k in self.keys if row is None or k not in row["metrics"] or done.get(k) != self.protocol[k]
+        ]
         if row is not None and not missing and (self.cache / "crops" / f"{key}.png").is_file():
             return row
         work = self.cache / "work" / key
@@ -140,10 +142,11 @@ class Harness:
                                                       bool(set_missing) and cached_f is None, what)
         rec_f = cached_f if cached_f is not None else rec_f
         if row is None:
-            row = {"key": key, "codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
-                   "point_label": spec.point_label(point), "sequence": seq.name, "frames": n, "width": w,
-                   "height": h, "fps": seq.fps, "bytes": coded.size_bytes, "bpp": coded.size_bytes * 8 / (n * w * h),
-                   "input_hash": seq.digest, "matrix": self.opts.matrix, "range": self.opts.rng,
+            row = {"key": key, "codec": spec.name, "label": spec.label, "kind": spec.kind,
+                   "point": str(point), "point_label": spec.point_label(point), "sequence": seq.name,
+                   "frames": n, "width": w, "height": h, "fps": seq.fps, "bytes": coded.size_bytes,
+                   "bpp": coded.size_bytes * 8 / (n * w * h), "input_hash": seq.digest,
+                   "matrix": self.opts.matrix, "range": self.opts.rng,
                    "metrics": {}, "per_frame": {}, "protocol": {}, **coded.info}
         for k, v in per_frame.items():
             row["per_frame"][k] = [float(x) for x in v]
@@ -290,12 +293,15 @@ def bd_table(harness: Harness, specs: list[CodecSpec], rows: list[dict], summary
                 per_seq.append(v)
                 if why:
                     notes.append(f"{q}: {why}")
-            pooled, why = try_bd_rate(*curve(summary, anchor), *curve(summary, spec.name), higher_is_better=hib)
+            pooled, why = try_bd_rate(
+                *curve(summary, anchor), *curve(summary, spec.name), higher_is_better=hib
+            )
             finite = [v for v in per_seq if math.isfinite(v)]
             table.append({"metric": k, "codec": spec.name, "anchor": anchor,
                           "bd_rate_pct": float(np.mean(finite)) if finite else float("nan"),
                           "sequences_used": len(finite), "sequences": len(seqs),
-                          "bd_rate_pooled_pct": pooled, "note": "; ".join(notes + ([f"pooled: {why}"] if why else []))})
+                          "bd_rate_pooled_pct": pooled,
+                          "note": "; ".join(notes + ([f"pooled: {why}"] if why else []))})
     return table
 
 
@@ -308,13 +314,21 @@ def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
 
     return {
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "vvc_lightning": vvc_lightning.__version__, "torch": torch.__version__, "ffmpeg": ffmpeg_version(),
-        "colour": {"matrix": opts.matrix, "range": opts.rng, "classic_codec_input":
-                   "yuv420p 8-bit from RGB via vvc_lightning.video.colour (vvenc: the same samples x4 as yuv420p10le, "
-                   "output rounded back to 8 bits); decoded YUV -> RGB with the same matrix and range",
-                   "psnr": "RGB, peak 255", "psnr_y": f"Y' from RGB, {opts.matrix} {opts.rng}, 8-bit rounded"},
+        "vvc_lightning": vvc_lightning.__version__,
+        "torch": torch.__version__,
+        "ffmpeg": ffmpeg_version(),
+        "colour": {
+            "matrix": opts.matrix,
+            "range": opts.rng,
+            "classic_codec_input": "yuv420p 8-bit from RGB via vvc_lightning.video.colour (vvenc: the same "
+                                   "samples x4 as yuv420p10le, "
+            "output rounded back to 8 bits); decoded YUV -> RGB with the same matrix and range",
+            "psnr": "RGB, peak 255",
+            "psnr_y": f"Y' from RGB, {opts.matrix} {opts.rng}, 8-bit rounded",
+        },
         "intra_period": "one intra picture per sequence" if opts.intra_period is None else opts.intra_period,
-        "rate": "bpp = bytes of the raw elementary stream (classic) or .vvc bitstream (neural) x 8 / (frames x W x H)",
+        "rate": "bpp = bytes of the raw elementary stream (classic) or .vvc bitstream (neural) x 8 / (frames "
+                "x W x H)",
         "metrics": harness.info,
         "codecs": {s.name: {"label": s.label, "kind": s.kind, "points": [str(p) for p in s.points],
                             "rate_option": s.rate_option, "identity": s.identity} for s in specs},
@@ -336,7 +350,9 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
     if anchor is None and opts.baselines:
         anchor = "vvenc" if "vvenc" in opts.baselines else opts.baselines[0]
     if anchor is not None and anchor not in [s.name for s in specs]:
-        raise VVCError(f"--anchor '{anchor}' is not one of the codecs evaluated ({', '.join(s.name for s in specs)})")
+        raise VVCError(
+            f"--anchor '{anchor}' is not one of the codecs evaluated ({', '.join(s.name for s in specs)})"
+        )
     seqs = load_sequences(opts.data, opts.max_frames, opts.matrix, opts.rng)
     harness = Harness(opts)
     jobs = [(s, p, q) for s in specs for p in s.points for q in seqs]

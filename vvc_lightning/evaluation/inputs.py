@@ -249,5 +249,13 @@ def parse_points(text: str, codec: str) -> list[int]:
     return pts
 
 
-__all__ = ["Coded", "CodecSpec", "Sequence", "baseline_spec", "load_sequences", "neural_spec", "parse_mapping",
-           "parse_points"]
+__all__ = [
+    "Coded",
+    "CodecSpec",
+    "Sequence",
+    "baseline_spec",
+    "load_sequences",
+    "neural_spec",
+    "parse_mapping",
+    "parse_points",
+]

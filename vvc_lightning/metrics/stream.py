@@ -22,7 +22,7 @@ from vvc_lightning.metrics.base import VideoMetric, check_sequences, frames_to_u
 
 
 def frame_chunks(frames: Iterable[np.ndarray], size: int) -> Iterator[np.ndarray]:
-    """Frames (H,W,3) stacked `size` at a time (the last stack may be shorter), as `StreamingScores.update` takes them."""
+    """Frames (H,W,3) in stacks of `size` (the last may be shorter), as `StreamingScores.update` takes."""
     buf: list[np.ndarray] = []
     for f in frames:
         buf.append(f)
@@ -89,7 +89,9 @@ class StreamingScores:
         n = a.shape[0]
         if n == 0:
             return
-        pa, pb = (a, b) if self._prev is None else (torch.cat([self._prev[0], a]), torch.cat([self._prev[1], b]))
+        pa, pb = (
+            (a, b) if self._prev is None else (torch.cat([self._prev[0], a]), torch.cat([self._prev[1], b]))
+        )
         skip = 0 if self._prev is None else 1  # the carried frame was scored with the previous chunk
         if self._tlp is not None:
             lp, pairs = self._tlp.joint_scores(pa, pb)

@@ -1,1 +1,1 @@
-"""Training: the LightningModule, its losses, the stage schedule, the Lightning test step and checkpoint I/O."""
+"""Training: the LightningModule, its losses, the stage schedule, the test step and checkpoint I/O."""

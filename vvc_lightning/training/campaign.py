@@ -73,8 +73,11 @@ def decide(previous_curve: Sequence[dict[str, Any]], new_curve: Sequence[dict[st
         why = why.replace("anchor:", "previous curve:").replace("test:", "new curve:")
         if "do not overlap" in why:
             lo_p, hi_p, lo_n, hi_n = min(prev[1]), max(prev[1]), min(new[1]), max(new[1])
-            why = (f"the curves do not overlap in {metric} (previous {lo_p:.4f}-{hi_p:.4f}, new {lo_n:.4f}-{hi_n:.4f}), "
-                   "so no rate at equal quality can be compared")
+            why = (
+                f"the curves do not overlap in {metric} (previous {lo_p:.4f}-{hi_p:.4f}, new "
+                f"{lo_n:.4f}-{hi_n:.4f}), "
+                "so no rate at equal quality can be compared"
+            )
         return Decision(False, f"no {metric} BD-rate against the previous model: {why or 'not finite'}", nan)
     if bd < 0:
         return Decision(True, f"{metric} BD-rate {bd:+.2f} % against the previous model "
@@ -103,10 +106,24 @@ def figures(curve: Sequence[dict[str, Any]]) -> list[dict[str, float | None]]:
     return [{k: _num(p.get(k)) for k in FIGURES if k in p} for p in curve]
 
 
-def history_entry(*, device: str, device_seconds: float, steps: int, step_start: int, step_end: int, stage: str,
-                  manifest_sha256: str | None, manifest: str, test_data: str, sequences: Sequence[str],
-                  previous_curve: Sequence[dict[str, Any]], new_curve: Sequence[dict[str, Any]],
-                  decision: Decision, train_seconds: float | None = None, notes: str = "") -> dict[str, Any]:
+def history_entry(
+    *,
+    device: str,
+    device_seconds: float,
+    steps: int,
+    step_start: int,
+    step_end: int,
+    stage: str,
+    manifest_sha256: str | None,
+    manifest: str,
+    test_data: str,
+    sequences: Sequence[str],
+    previous_curve: Sequence[dict[str, Any]],
+    new_curve: Sequence[dict[str, Any]],
+    decision: Decision,
+    train_seconds: float | None = None,
+    notes: str = "",
+) -> dict[str, Any]:
     """One training run, as kept in the model record's `history` (no absolute paths)."""
     from vvc_lightning.version import __version__
 
@@ -131,7 +148,7 @@ def history_entry(*, device: str, device_seconds: float, steps: int, step_start:
 
 
 def portable_record(record: dict[str, Any], root: str | os.PathLike | None = None) -> dict[str, Any]:
-    """The record with every absolute path in its training data, config data and source fields made portable."""
+    """The record, every absolute path in its training data, config data and source fields made portable."""
     out = dict(record)
     tr = dict(out.get("training") or {})
     for key in PATH_KEYS:
@@ -178,7 +195,9 @@ def entry_in(folder: str | os.PathLike, name: str) -> Any:
         raise VVCError(f"no zoo entry '{name}' in {folder} (need {name}.json and {name}.safetensors there)")
     digest = entry.record.get("sha256")
     if digest and file_sha256(entry.weights) != digest:
-        raise WeightsError(f"'{entry.weights}' does not match the SHA-256 in its record; restore the shipped files")
+        raise WeightsError(
+            f"'{entry.weights}' does not match the SHA-256 in its record; restore the shipped files"
+        )
     return entry
 
 

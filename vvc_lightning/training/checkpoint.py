@@ -18,7 +18,9 @@ __all__ = ["AtomicCheckpointIO", "read_checkpoint"]
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes a checkpoint to a temporary file beside it and renames it: never a half-written .ckpt."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: str | os.PathLike, storage_options=None
+    ) -> None:
         from vvc_lightning.video.atomic import atomic_path, make_dirs
 
         path = Path(path)

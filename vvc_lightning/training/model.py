@@ -27,7 +27,9 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
     def __init__(self, config: DictConfig | dict[str, Any]) -> None:
         cfg = config if isinstance(config, DictConfig) else from_container(config)
         super().__init__(cfg)
-        self.save_hyperparameters({"config": OmegaConf.to_container(cfg, resolve=True), "version": __version__})
+        self.save_hyperparameters(
+            {"config": OmegaConf.to_container(cfg, resolve=True), "version": __version__}
+        )
         self.stage: DictConfig = cfg.stages[0]
         self._loss: list[RatePerceptionLoss] = []  # kept out of the state dict on purpose
 
@@ -45,7 +47,7 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
         return module
 
     def rate_point(self, train: bool) -> tuple[float | None, float]:
-        """(quality, lambda) of a step: lambda log-uniform in the range when training, else model.loss.lmbda."""
+        """(quality, lambda) of a step: lambda log-uniform in the range in training, else model.loss.lmbda."""
         lmbda = float(self.cfg.model.loss.lmbda)
         if self.lmbda_range is None:
             return None, lmbda
@@ -98,7 +100,9 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
         rd = self.stage.loss == "rd"
         quality, lmbda = self.rate_point(prefix == "train")
         out = self(x, rd=rd, quality=quality)
-        terms = self.loss_fn()(x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"), lmbda=lmbda)
+        terms = self.loss_fn()(
+            x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"), lmbda=lmbda
+        )
         logs = {
             "loss": terms.loss,
             "mse": terms.mse,
@@ -172,8 +176,10 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
         # Store CDF tables that match the weights, so every loader codes with identical integer tables.
         was_training = self.codec.training
         self.codec.apply_context_masks()
-        # The aux loss moves the quantiles by at most aux_lr a step (Adam), too slowly to follow z when the main
-        # stages change it; solve them exactly (bisection on the monotone cumulative) before building the tables.
+        # The aux loss moves the quantiles by at most aux_lr a step (Adam), too slowly to follow z when the
+        # main
+        # stages change it; solve them exactly (bisection on the monotone cumulative) before building the
+        # tables.
         self.codec.entropy_bottleneck._update_quantiles()
         self.codec.update_tables(force=True)
         state = checkpoint["state_dict"]

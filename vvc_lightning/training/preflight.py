@@ -34,11 +34,13 @@ def _requested(devices: Any) -> tuple[int | None, list[int]]:
     try:
         return int(text), []
     except ValueError as exc:
-        raise ConfigError(f"trainer.devices must be a number, a list of indices or auto, got {devices!r}") from exc
+        raise ConfigError(
+            f"trainer.devices must be a number, a list of indices or auto, got {devices!r}"
+        ) from exc
 
 
 def check_machine(trainer: Mapping[str, Any]) -> None:
-    """Raise ConfigError in one line when trainer.accelerator / trainer.devices ask for more than this machine has."""
+    """ConfigError (one line) when trainer.accelerator / .devices ask for more than this machine has."""
     accelerator = str(trainer.get("accelerator", "auto")).lower()
     devices = trainer.get("devices", "auto")
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -46,11 +48,15 @@ def check_machine(trainer: Mapping[str, Any]) -> None:
         raise ConfigError(f"trainer.accelerator={accelerator} but this machine has no usable CUDA GPU; "
                           "use trainer.accelerator=cpu (or auto)")
     if accelerator == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError("trainer.accelerator=mps but this machine has no Apple GPU; use trainer.accelerator=cpu (or auto)")
+        raise ConfigError(
+            "trainer.accelerator=mps but this machine has no Apple GPU; use trainer.accelerator=cpu (or auto)"
+        )
     try:
         count, indices = _requested(devices)
     except ValueError as exc:
-        raise ConfigError(f"trainer.devices must be a number, a list of indices or auto, got {devices!r}") from exc
+        raise ConfigError(
+            f"trainer.devices must be a number, a list of indices or auto, got {devices!r}"
+        ) from exc
     if count is not None and count < 1:
         raise ConfigError(f"trainer.devices must be at least 1 (or -1 / auto: all), got {devices!r}")
     on_gpu = accelerator in ("gpu", "cuda") or (accelerator == "auto" and gpus > 0)
@@ -84,7 +90,7 @@ def precheck_machine(cfg: Any) -> None:
 
 
 def check_run_dir(run_dir: str | os.PathLike) -> None:
-    """Check that run_dir can be made and written (one line when not); the folders the check made are removed."""
+    """Check that run_dir can be made and written (one line when not), removing the folders the check made."""
     path = Path(run_dir)
     created = []
     probe = path

@@ -3,7 +3,8 @@
 Every parameter stays in one fixed AdamW parameter group for the whole run (so optimizer state and
 resumed checkpoints line up); a stage only sets `requires_grad`, each group's learning rate (0 for frozen
 groups; the stage's lr shaped by `stage_lr_factor`: linear warm-up from the stage start, then cosine
-decay to its end, from `optim.warmup_steps` / `optim.decay` / `optim.min_lr_ratio`) and eval mode for modules whose parameters are all frozen (norm layers included). AdamW skips
+decay to its end, from `optim.warmup_steps` / `optim.decay` / `optim.min_lr_ratio`) and eval mode for modules
+whose parameters are all frozen (norm layers included). AdamW skips
 parameters without gradients, so frozen weights stay unchanged to the bit. The stage is recomputed from
 `global_step` / `current_epoch` before every batch, so a resumed run continues in the right stage.
 """
@@ -29,7 +30,9 @@ def _matches(name: str, prefixes: list[str]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def stage_bounds(stages: ListConfig | list[DictConfig], idx: int, max_steps: int | None) -> tuple[int | None, int | None]:
+def stage_bounds(
+    stages: ListConfig | list[DictConfig], idx: int, max_steps: int | None
+) -> tuple[int | None, int | None]:
     """(first step, step after the last) of stage `idx` for step-based stages; None where unknown."""
     start = stages[idx].get("start_step")
     end = stages[idx + 1].get("start_step") if idx + 1 < len(stages) else None
@@ -38,7 +41,9 @@ def stage_bounds(stages: ListConfig | list[DictConfig], idx: int, max_steps: int
     return start, end
 
 
-def stage_lr_factor(step: int, start: int | None, end: int | None, warmup: int, decay: str, min_ratio: float) -> float:
+def stage_lr_factor(
+    step: int, start: int | None, end: int | None, warmup: int, decay: str, min_ratio: float
+) -> float:
     """Learning-rate multiplier at `step`: linear warm-up over `warmup` steps from the stage start, then
     'cosine' decay to `min_ratio` at the stage end ('constant': none). Stateless, so resume needs nothing."""
     if start is None:
@@ -100,7 +105,9 @@ class StageSchedule(pl.Callback):
         if any(_matches("codec", [p]) or p.startswith("codec") for p in prefixes):
             module.codec._tables_fresh = False
         start, end = stage_bounds(self.stages, idx, trainer.max_steps)
-        factor = stage_lr_factor(trainer.global_step, start, end, self.warmup_steps, self.decay, self.min_lr_ratio)
+        factor = stage_lr_factor(
+            trainer.global_step, start, end, self.warmup_steps, self.decay, self.min_lr_ratio
+        )
         lr = float(stage.get("lr") or self.default_lr) * factor
         for opt in trainer.optimizers:
             for group in opt.param_groups:
@@ -109,7 +116,12 @@ class StageSchedule(pl.Callback):
         module.stage = stage
         if idx != self.current:
             if self.current is not None or trainer.global_step > 0:
-                log.info("stage '%s' from step %d (epoch %d)", stage.name, trainer.global_step, trainer.current_epoch)
+                log.info(
+                    "stage '%s' from step %d (epoch %d)",
+                    stage.name,
+                    trainer.global_step,
+                    trainer.current_epoch,
+                )
             self.current = idx
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

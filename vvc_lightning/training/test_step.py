@@ -49,15 +49,16 @@ def _chunk_bits(model, chunk: list[np.ndarray], quality: float | None) -> float:
 
 
 def sequence_frames(x: Tensor) -> np.ndarray:
-    """uint8 frames (N,H,W,3) of a test sequence (3,N,H,W): a view of a uint8 one, a rounded copy of a float one."""
+    """uint8 frames (N,H,W,3) of a sequence (3,N,H,W): a view of a uint8 one, or a float one rounded."""
     if x.dtype == torch.uint8:
         return x.cpu().permute(1, 2, 3, 0).numpy()
     return tensor_to_frames(x)
 
 
 def run_test_sequence(model, x: Any, index: int) -> dict[str, float]:
-    """Code one whole sequence (lazy `TestSequence`, or a tensor (1,3,N,H,W)) at each of test.qualities (variable rate; metrics named
-    test/NAME@qQ) or once; log real and estimated bpp and the quality metrics."""
+    """Code one whole sequence (lazy `TestSequence`, or a tensor (1,3,N,H,W)) at each of test.qualities
+    (variable rate; metrics named test/NAME@qQ) or once; log real and estimated bpp and the quality
+    metrics."""
     qualities = model.cfg.test.get("qualities")
     if not qualities:
         return _run_at(model, x, index, None, "")
@@ -72,7 +73,9 @@ def _frame_source(x: Any) -> Callable[[], Iterator[np.ndarray]]:
     if hasattr(x, "iter_frames"):
         return x.iter_frames
     if x.shape[0] != 1:
-        raise ValueError(f"the test split must give one whole sequence per batch, got a batch of {x.shape[0]}")
+        raise ValueError(
+            f"the test split must give one whole sequence per batch, got a batch of {x.shape[0]}"
+        )
     frames = sequence_frames(x[0])
     return lambda: iter(frames)
 

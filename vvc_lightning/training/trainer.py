@@ -33,7 +33,9 @@ def _strategy(value: Any) -> Any:
     return value
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any
+) -> pl.Trainer:
     """A Trainer with the stage schedule, periodic + last checkpoints (atomic) and CSV logs in run_dir."""
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -61,9 +63,13 @@ def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback] | None = None, *
     kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name="logs"))
     kwargs.setdefault("enable_model_summary", False)
     try:
-        return pl.Trainer(default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs)
+        return pl.Trainer(
+            default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs
+        )
     except MisconfigurationException as exc:
-        raise ConfigError(f"lightning's Trainer refuses the trainer.* settings: {str(exc).splitlines()[0]}") from exc
+        raise ConfigError(
+            f"lightning's Trainer refuses the trainer.* settings: {str(exc).splitlines()[0]}"
+        ) from exc
 
 
 def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:

@@ -2,7 +2,8 @@
 
 `model.init: zoo:NAME` (or any trained model `vvc_lightning.loader` reads: an exported NAME.safetensors
 with NAME.json beside it, a `fit` checkpoint) takes the architecture (model.backbone, model.codec,
-model.gop, and model.loss.lmbda_range unless the config sets one) and the weights of that model, then trains from step 0 with the config's stages and data. A
+model.gop, and model.loss.lmbda_range unless the config sets one) and the weights of that model, then trains
+from step 0 with the config's stages and data. A
 model.backbone.* or model.codec.* key the config sets (away from the packaged default) to another value than
 the model's is an error naming both; a model.gop set that way applies (the weights fit any GoP length).
 
@@ -66,12 +67,20 @@ def _adopt_architecture(
     with open_dict(cfg):
         for key in BUILT:
             cfg.model[key] = OmegaConf.create(stored[key]) if isinstance(stored[key], dict) else stored[key]
-        if cfg.model.loss.get("lmbda_range") is None and stored.get("loss", {}).get("lmbda_range") is not None:
+        if (
+            cfg.model.loss.get("lmbda_range") is None
+            and stored.get("loss", {}).get("lmbda_range") is not None
+        ):
             cfg.model.loss.lmbda_range = list(stored["loss"]["lmbda_range"])
         cfg.model.backbone.weights = None
         if keep_gop is not None:  # the weights do not depend on the GoP length: the config's applies
             cfg.model.gop = keep_gop
-            log.info("model.init: model.gop=%d from the config (%s was trained at %s)", keep_gop, origin, stored["gop"])
+            log.info(
+                "model.init: model.gop=%d from the config (%s was trained at %s)",
+                keep_gop,
+                origin,
+                stored["gop"],
+            )
     OmegaConf.set_struct(cfg.model.backbone, False)
     return apply_overrides(cfg, [])
 
@@ -97,10 +106,16 @@ def _refuse_conflicts(cfg: DictConfig, stored: dict[str, Any], origin: str) -> N
         default = OmegaConf.to_container(defaults[section], resolve=True)
         theirs = stored.get(section) if isinstance(stored.get(section), dict) else {}
         assert isinstance(mine, dict) and isinstance(default, dict)
-        keys = sorted(mine, key=lambda k: k != "name")  # a different backbone name first: it explains the rest
+        keys = sorted(
+            mine, key=lambda k: k != "name"
+        )  # a different backbone name first: it explains the rest
         for k in keys:
             v = mine[k]
-            if (k in default and default[k] == v) or (k in theirs and theirs[k] == v) or (k not in theirs and v is None):
+            if (
+                (k in default and default[k] == v)
+                or (k in theirs and theirs[k] == v)
+                or (k not in theirs and v is None)
+            ):
                 continue
             if section == "backbone" and k == "weights" and v is None:
                 continue

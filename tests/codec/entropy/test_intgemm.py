@@ -24,8 +24,7 @@ def _both(layer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def _layouts(x: torch.Tensor) -> dict[str, torch.Tensor]:
-    """x as NCHW, channels-last, and channels-last cropped from a wider row (a convolution's padded-width
-    output)."""
+    """x as NCHW, channels-last, and channels-last cropped from a wider row (a padded-width conv output)."""
     n, c, h, w = x.shape
     wide = torch.full((n, h, w + 3, c), float("nan"), dtype=x.dtype)  # the crop must never read the margin
     wide[:, :, :w] = x.permute(0, 2, 3, 1)
@@ -172,8 +171,7 @@ def test_digits_round_trip_and_count():
 
 
 def test_shipped_model_codes_identically_on_both_paths():
-    """zoo:vvc-lean-vr on real frames: the same symbols, scale indexes and means, bytes and y_hat as
-    float64."""
+    """zoo:vvc-lean-vr on real frames: symbols, scale indexes, means, bytes and y_hat equal float64's."""
     from pathlib import Path
 
     import cv2
@@ -221,4 +219,6 @@ def test_shipped_model_codes_identically_on_both_paths():
         assert fast[2] == ref[2]
         t, _, h, w = fast[3]
         with torch.no_grad():
-            assert torch.equal(codec.decode_y(ref[2], t, h, w, codec.rate(q, exact=True)), ref[0])  # a float64-made file, int8 decoder
+            assert torch.equal(
+                codec.decode_y(ref[2], t, h, w, codec.rate(q, exact=True)), ref[0]
+            )  # a float64-made file, int8 decoder

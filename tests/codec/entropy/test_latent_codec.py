@@ -116,7 +116,9 @@ def test_decode_in_a_fresh_process_is_identical(trained_codec, tmp_path):
     threads = torch.get_num_threads()
     for n in (threads, 1):
         out = tmp_path / f"out{n}.pt"
-        subprocess.run([sys.executable, "-c", script, str(tmp_path / "blob.pt"), str(out), str(n)], check=True)
+        subprocess.run(
+            [sys.executable, "-c", script, str(tmp_path / "blob.pt"), str(out), str(n)], check=True
+        )
         if n == threads:
             assert torch.equal(torch.load(out), hat)
         else:  # another thread count: the entropy decode is exact; g_s may differ in the last bit

@@ -85,7 +85,7 @@ def test_a_short_record_is_named(tiny_model):
 
 
 def test_the_record_index_takes_16_bytes_a_record(tiny_model):
-    """50,000 minimal records (12 bytes each in the file): the index is compact, about 1.3x the file at most."""
+    """50,000 minimal records (12 bytes each in the file): the index stays compact, at most ~1.3x the file."""
     data = crafted(tiny_model, 50_000, b"\x00" * 4)
     holder: list = []
     peak, err = _peak(lambda: holder.append(bitstream.unpack(data, min_payload=4)))

@@ -1,4 +1,4 @@
-"""Reproducibility: batch-invariant backbones, a stable model identity, and exact entropy decoding everywhere."""
+"""Reproducibility: batch-invariant backbones, a stable model identity, exact entropy decoding everywhere."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def test_identity_follows_in_place_weight_changes(tiny_config):
 _DECODE_SCRIPT = """
 import sys, torch
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
-path, out, threads, mkldnn, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
+path, out = sys.argv[1], sys.argv[2]
+threads, mkldnn, batch = int(sys.argv[3]), sys.argv[4] == "1", int(sys.argv[5])
 torch.set_num_threads(threads)
 d = torch.load(path, weights_only=True)
 c = LatentCodec(channels=16, transform_blocks=1)
@@ -69,7 +70,8 @@ c.load_state_dict(d["state"])
 c.eval()
 t, h, w = d["shape"]
 with torch.backends.mkldnn.flags(enabled=mkldnn):
-    parts = [c.decode_y(d["strings"][i : i + batch], t, h, w, None) for i in range(0, len(d["strings"]), batch)]
+    parts = [c.decode_y(d["strings"][i : i + batch], t, h, w, None)
+             for i in range(0, len(d["strings"]), batch)]
 torch.save(torch.cat(parts), out)
 """
 
@@ -95,8 +97,10 @@ def coded_latent(tmp_path_factory):
 @pytest.mark.parametrize(
     "threads,mkldnn,batch", [(1, 1, 4), (2, 1, 4), (2, 0, 4), (1, 0, 1), (2, 1, 1)]
 )
-def test_entropy_decode_is_bit_identical_in_any_process_setting(coded_latent, tmp_path, threads, mkldnn, batch):
-    """Fresh process x thread count x oneDNN on/off x GoPs per call: the decoded latent is the encoder's, bit for bit."""
+def test_entropy_decode_is_bit_identical_in_any_process_setting(
+    coded_latent, tmp_path, threads, mkldnn, batch
+):
+    """Process x threads x oneDNN on/off x GoPs per call: the decoded latent is the encoder's, bit for bit."""
     _, _, y_hat, path = coded_latent
     out = tmp_path / "y.pt"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
@@ -176,13 +180,15 @@ def test_decoding_with_batch_1_or_3_gives_identical_frames(tiny_model, four_gops
 
 
 def test_each_gops_reconstruction_is_bit_identical_alone_or_batched(tiny_model, four_gops):
-    """Float reconstructions (latent codec g_s + backbone) of each GoP: alone == in a batch of four, bit for bit."""
+    """Each GoP's float reconstruction (g_s + backbone): alone == in a batch of four, bit for bit."""
     codec = VideoCodec(tiny_model, batch=4)
     header, records = codec.read_header(four_gops)
     grid = codec._plan("decode", header.height, header.width, header.gop).grid
     with torch.no_grad():
         batched = codec._decode_chunk(four_gops, records, header, grid, "test", codec.gains)
-        alone = torch.cat([codec._decode_chunk(four_gops, [r], header, grid, "test", codec.gains) for r in records])
+        alone = torch.cat(
+            [codec._decode_chunk(four_gops, [r], header, grid, "test", codec.gains) for r in records]
+        )
     assert batched.shape[0] == 4 and torch.equal(alone, batched)
 
 

@@ -25,8 +25,8 @@ def test_a_257_frame_gop_beyond_the_budget_is_refused_before_any_frame_is_coded(
     with pytest.raises(VVCError) as info:
         codec.encode_frames(frames(), 25)
     msg = str(info.value)
-    assert "--max-memory 48M is too small to encode 257-frame GoPs of 96x64" in msg and "\n" not in msg
-    assert re.search(r"need about (\d+)M; raise --max-memory above \1M or use a smaller --gop", msg)
+    assert "max_memory 48M is too small to encode 257-frame GoPs of 96x64" in msg and "\n" not in msg
+    assert re.search(r"need about (\d+)M; raise max_memory above \1M or use a smaller gop", msg)
 
 
 def test_gops_per_pass_shrink_so_that_the_pass_fits(tiny_model):

@@ -1,5 +1,5 @@
-"""Issue 13, the bitstream cases: header limits before allocation (2), a rANS decoder that never reads past its
-payload (2), a per-GoP symbol check naming the damaged GoP (3), and decoding independent of the thread count (9)."""
+"""Hostile bitstreams: header limits before allocation, a rANS decoder that never reads past its payload,
+a per-GoP symbol check naming the damaged GoP, and decoding independent of the thread count."""
 
 from __future__ import annotations
 
@@ -73,8 +73,14 @@ def test_bounded_decoder_fails_on_damage_without_reading_past(gaussian, damage):
 
 @pytest.mark.parametrize(
     ("width", "height", "gop", "frames"),
-    [(16384, 16384, 5, 5), (65528, 65528, 5, 5), (4096, 4096, 5, 5), (2048, 2048, 5, 5), (64, 64, 65533, 65533),
-     (512, 256, 5, 1000)],
+    [
+        (16384, 16384, 5, 5),
+        (65528, 65528, 5, 5),
+        (4096, 4096, 5, 5),
+        (2048, 2048, 5, 5),
+        (64, 64, 65533, 65533),
+        (512, 256, 5, 1000),
+    ],
 )
 def test_crafted_headers_with_valid_crcs_fail_fast(stream, width, height, gop, frames):
     """Headers claiming huge frames, GoPs or frame counts fail in well under a second or two."""
@@ -104,7 +110,7 @@ def test_damaged_payload_with_recomputed_crc_is_an_error_naming_the_gop(stream, 
 
 
 def test_symbol_check_catches_a_payload_from_another_model(stream, tiny_config):
-    """A stream decoded with a model whose entropy tables differ fails its symbol check instead of giving frames."""
+    """A stream decoded by a model with other entropy tables fails its symbol check, giving no frames."""
     from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(5)

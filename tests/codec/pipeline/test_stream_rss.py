@@ -66,8 +66,9 @@ with open("/proc/self/status") as f:
 def coding_peak(mode: str, src, dst) -> int:
     """Peak RSS in bytes of the coding alone (VmHWM reset after the model is built), in a fresh process."""
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", MALLOC_ARENA_MAX="1")
-    proc = subprocess.run([sys.executable, "-c", CHILD, mode, str(src), str(dst)], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run(
+        [sys.executable, "-c", CHILD, mode, str(src), str(dst)], env=env, capture_output=True, text=True
+    )
     if "clear_refs" in proc.stderr:
         pytest.skip("this kernel does not let a process reset its peak RSS (/proc/self/clear_refs)")
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -89,7 +90,11 @@ def assert_flat(short: int, long: int, what: str) -> None:
 def test_compress_and_decompress_peak_rss_is_flat_in_the_sequence_length(tmp_path):
     peaks: dict[str, list[int]] = {"compress": [], "decompress": []}
     for n in (SHORT, LONG):
-        src, vvc, out = tmp_path / f"clip{n}_384x256_25.yuv", tmp_path / f"clip{n}.vvc", tmp_path / f"out{n}.y4m"
+        src, vvc, out = (
+            tmp_path / f"clip{n}_384x256_25.yuv",
+            tmp_path / f"clip{n}.vvc",
+            tmp_path / f"out{n}.y4m",
+        )
         moving_clip(src, n, 256, 384)
         peaks["compress"].append(coding_peak("compress", src, vvc))
         peaks["decompress"].append(coding_peak("decompress", vvc, out))
@@ -104,6 +109,18 @@ def test_the_test_command_peak_rss_is_flat_in_the_sequence_length(tmp_path, tiny
     for n in (SHORT, LONG):
         clip = tmp_path / f"clip{n}.y4m"
         moving_clip(clip, n, 128, 192)
-        peaks.append(peak_rss(["test", "--ckpt", str(tiny_ckpt), f"data.test_dir={clip}", "data.test_max_frames=100",
-                               "test.metrics=[psnr]", "test.codec.batch=1"], tmp_path))
+        peaks.append(
+            peak_rss(
+                [
+                    "test",
+                    "--ckpt",
+                    str(tiny_ckpt),
+                    f"data.test_dir={clip}",
+                    "data.test_max_frames=100",
+                    "test.metrics=[psnr]",
+                    "test.codec.batch=1",
+                ],
+                tmp_path,
+            )
+        )
     assert_flat(*peaks, "test")

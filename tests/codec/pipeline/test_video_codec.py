@@ -127,7 +127,9 @@ def test_tiled_decoding_agrees_closely_with_untiled(tiny_config, bikes_frames):
     from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(0)
-    model = VideoCompressionModel(apply_overrides(tiny_config.copy(), ["model.backbone.name=lean_vae"])).eval()
+    model = VideoCompressionModel(
+        apply_overrides(tiny_config.copy(), ["model.backbone.name=lean_vae"])
+    ).eval()
     video = Video(small_clip(bikes_frames, 5, 96, 128, y0=80, x0=100), 25)
     data = VideoCodec(model, gop=5, tile=0).encode(video)
     header, records = bitstream.unpack(data)
@@ -165,7 +167,7 @@ def test_bitstream_from_another_model_is_refused(coded, tiny_config):
 
     torch.manual_seed(1)
     other = VideoCompressionModel(tiny_config).eval()
-    with pytest.raises(BitstreamError, match="made with model .* pass --ckpt"):
+    with pytest.raises(BitstreamError, match="made with model .* load the checkpoint it was made with"):
         VideoCodec(other).decode(coded[0])
 
 
@@ -180,8 +182,13 @@ def test_encode_leaves_a_training_model_in_training_mode(tiny_model, clip):
 
 @pytest.mark.parametrize(
     "kw, message",
-    [({"gop": 8}, "1 \\+ 4k"), ({"overlap": 5}, "overlap"), ({"batch": 0}, "batch"), ({"theta": 1.5}, "theta"),
-     ({"tile": 100}, "--tile")],
+    [
+        ({"gop": 8}, "1 \\+ 4k"),
+        ({"overlap": 5}, "overlap"),
+        ({"batch": 0}, "batch"),
+        ({"theta": 1.5}, "theta"),
+        ({"tile": 100}, "^tile must be a positive multiple"),
+    ],
 )
 def test_bad_codec_options_are_user_errors(tiny_model, kw, message):
     with pytest.raises(VVCError, match=message):

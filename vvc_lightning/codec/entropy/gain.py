@@ -88,7 +88,7 @@ class GainUnits(nn.Module):
 
     @torch.no_grad()
     def init_from_lambdas(self, lmbdas: list[float], reference: float) -> None:
-        """Start y gains at sqrt(lambda_q / reference) (quantiser step ~ 1/sqrt(lambda)), inverses at 1/that."""
+        """Start y gains at sqrt(lambda_q / reference) (step ~ 1/sqrt(lambda)), inverse gains at 1/that."""
         log_g = torch.tensor([0.5 * math.log(v / reference) for v in lmbdas], dtype=torch.float32)
         self.y_gain.copy_(log_g[:, None].expand_as(self.y_gain))
         self.y_inv.copy_(-log_g[:, None].expand_as(self.y_inv))

@@ -250,7 +250,9 @@ class LatentCodec(nn.Module):
         """Folded y (N,c,h,w) -> (y_hat in y's dtype, y likelihoods, z likelihoods); all items at once."""
         z_hat, z_lik = self._z_hat(self._hyper_analysis(y, gains))
         hyper = self._hyper(z_hat, *y.shape[-2:], gains)
-        y_hat, y_lik = self.context.run(y, hyper, self.gaussian_conditional, "train" if self.training else "eval")
+        y_hat, y_lik = self.context.run(
+            y, hyper, self.gaussian_conditional, "train" if self.training else "eval"
+        )
         return y_hat.to(y.dtype), y_lik, z_lik
 
     def forward(self, latent: Tensor, gains: Gains | None) -> CodecOutput:
@@ -345,7 +347,9 @@ class LatentCodec(nn.Module):
         hyper = self._hyper(z_sym.to(medians.device).double() + medians.double(), h, w, gains)
         gc_tables = _rans_tables(gc)
 
-        def sink(step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
+        def sink(
+            step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor
+        ) -> Tensor:
             indexes = _scale_indexes(gc, scales)[..., positions].cpu()
             per_gop = indexes.reshape(len(strings), -1).numpy()
             values = np.empty(per_gop.shape, dtype=np.int32)
@@ -364,19 +368,30 @@ class LatentCodec(nn.Module):
 
 
 MAX_CDF_LENGTH = (1 << 16) + 1  # a strictly increasing CDF of 16-bit precision has at most this many entries
-MAX_OFFSET = 1 << 24  # with symbols within +-2**26 (`_symbols`), every escape value stays below 2**31: decodable
+MAX_OFFSET = (
+    1 << 24
+)  # with symbols within +-2**26 (`_symbols`), every escape value stays below 2**31: decodable
 
 
 def check_tables(state: dict[str, Tensor], prefix: str, channels: int) -> None:
-    """Refuse (WeightsError) loaded CDF tables that could code a stream no decoder reads: rows not rising strictly
-    from 0 to 2**16, too long, offsets past +-2**24, counts unlike the channels or scale table (absent: rebuilt)."""
+    """Refuse (WeightsError) loaded CDF tables that could code a stream no decoder reads: rows not rising
+    strictly
+    from 0 to 2**16, too long, offsets past +-2**24, counts unlike the channels or scale table (absent:
+    rebuilt)."""
     for mod in TABLE_BUFFERS:
         cdf, offset, length = (state.get(f"{prefix}{mod}.{n}") for n in TABLE_BUFFERS[mod][:3])
         if cdf is None or offset is None or length is None or cdf.numel() == offset.numel() == 0:
             continue
         where = f"CDF table '{prefix}{mod}'"
-        if cdf.dim() != 2 or offset.dim() != 1 or length.dim() != 1 or len({cdf.shape[0], len(offset), len(length)}) != 1:
-            raise WeightsError(f"{where}: {tuple(cdf.shape)} rows with {len(offset)} offsets, {len(length)} lengths")
+        if (
+            cdf.dim() != 2
+            or offset.dim() != 1
+            or length.dim() != 1
+            or len({cdf.shape[0], len(offset), len(length)}) != 1
+        ):
+            raise WeightsError(
+                f"{where}: {tuple(cdf.shape)} rows with {len(offset)} offsets, {len(length)} lengths"
+            )
         if any(t.is_floating_point() for t in (cdf, offset, length)):
             raise WeightsError(f"{where} holds floats, not integers")
         scales = state.get(f"{prefix}{mod}.scale_table", torch.ones(1)).double().reshape(-1)
@@ -384,13 +399,24 @@ def check_tables(state: dict[str, Tensor], prefix: str, channels: int) -> None:
             raise WeightsError(f"scale table '{prefix}{mod}.scale_table' is not positive and increasing")
         rows = channels if mod == "entropy_bottleneck" else len(scales)
         if cdf.shape[0] != rows or not 0 < cdf.shape[1] <= MAX_CDF_LENGTH:
-            raise WeightsError(f"{where} is {tuple(cdf.shape)}; it should have {rows} rows of at most {MAX_CDF_LENGTH}")
+            raise WeightsError(
+                f"{where} is {tuple(cdf.shape)}; it should have {rows} rows of at most {MAX_CDF_LENGTH}"
+            )
         if int(offset.long().abs().max()) > MAX_OFFSET:
-            raise WeightsError(f"{where} has an offset of {int(offset.long().abs().max())} (at most {MAX_OFFSET})")
+            raise WeightsError(
+                f"{where} has an offset of {int(offset.long().abs().max())} (at most {MAX_OFFSET})"
+            )
         for i, size in enumerate(length.tolist()):
             row = cdf[i, : max(size, 0)].cpu().numpy().astype(np.int64)
-            if not 2 <= size <= cdf.shape[1] or row[0] != 0 or row[-1] != 1 << 16 or (np.diff(row) <= 0).any():
-                raise WeightsError(f"{where} row {i} is not a CDF rising strictly from 0 to 2**16; it cannot code")
+            if (
+                not 2 <= size <= cdf.shape[1]
+                or row[0] != 0
+                or row[-1] != 1 << 16
+                or (np.diff(row) <= 0).any()
+            ):
+                raise WeightsError(
+                    f"{where} row {i} is not a CDF rising strictly from 0 to 2**16; it cannot code"
+                )
 
 
 def _symbols(x: Tensor) -> Tensor:
@@ -400,7 +426,7 @@ def _symbols(x: Tensor) -> Tensor:
 
 
 def _scale_indexes(gc: GaussianConditional, scales: Tensor) -> Tensor:
-    """`gc.build_indexes(scales)` in one search: the number of table entries (but the last) below each scale."""
+    """`gc.build_indexes(scales)` in one search: per scale, the table entries (not the last) below it."""
     table = gc.scale_table[:-1].to(scales.device, torch.float64).contiguous()
     bounded = torch.clamp_min(scales.double(), float(gc.lower_bound_scale.bound))
     return torch.searchsorted(table, bounded.contiguous()).int()

@@ -1,4 +1,5 @@
-"""The per-GoP check of decoded content: a CRC32 of the quantised latent symbols, stored before the rANS string.
+"""The per-GoP check of decoded content: a CRC32 of the quantised latent symbols, stored before the rANS
+string.
 
 The encoder feeds every symbol it codes (z, then each (group, pass) step of y) to a `SymbolDigest`; the
 decoder feeds the symbols it decodes and compares. A payload whose rANS string was damaged (with its record
@@ -43,12 +44,15 @@ class SymbolDigest:
 
 
 def bind_to_gop(payload: bytes, index: int) -> bytes:
-    """The payload with its stored digest tied to (or, applied again, untied from) GoP `index`, so that records
-    swapped or moved within a file fail the check too (the digest is XORed with a per-index constant)."""
+    """The payload with its stored digest tied to (or, applied again, untied from) GoP `index`, so that
+    records swapped or moved within a file fail the check too (the digest is XORed with a per-index
+    constant)."""
     if len(payload) < DIGEST_SIZE:
         return payload
     (digest,) = _DIGEST.unpack_from(payload)
-    return _DIGEST.pack(digest ^ zlib.crc32(b"GoP" + index.to_bytes(8, "little"))) + bytes(payload[DIGEST_SIZE:])
+    return _DIGEST.pack(digest ^ zlib.crc32(b"GoP" + index.to_bytes(8, "little"))) + bytes(
+        payload[DIGEST_SIZE:]
+    )
 
 
 def open_payload(payload: bytes) -> tuple[int, bytes]:

@@ -102,7 +102,9 @@ def check_limits(h: Header, label: str = "bitstream") -> None:
     """Fail unless every size in the header is within the container's limits."""
 
     def bad(what: str) -> BitstreamError:
-        return BitstreamError(f"{label} header {what}; the file is damaged or was not written by vvc-lightning")
+        return BitstreamError(
+            f"{label} header {what}; the file is damaged or was not written by vvc-lightning"
+        )
 
     if not (1 <= h.width <= MAX_SIDE and 1 <= h.height <= MAX_SIDE and h.width * h.height <= MAX_PIXELS):
         raise bad(f"claims frames of {h.width}x{h.height} (limit {MAX_SIDE} per side, {MAX_PIXELS} pixels)")
@@ -148,7 +150,9 @@ def pack_record(payload: bytes) -> bytes:
 def pack(header: Header, payloads: list[bytes]) -> bytes:
     """A whole container."""
     if len(payloads) != header.num_gops:
-        raise BitstreamError(f"header announces {header.num_gops} GoPs but {len(payloads)} payloads were given")
+        raise BitstreamError(
+            f"header announces {header.num_gops} GoPs but {len(payloads)} payloads were given"
+        )
     return pack_header(header) + b"".join(pack_record(p) for p in payloads)
 
 
@@ -190,13 +194,17 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
         raise BitstreamError(f"{label} has an invalid container version {version}; the file is damaged")
     end = _PREFIX.size + body_len
     if end + _CRC.size > len(data):
-        raise BitstreamError(f"{label} is truncated inside its header ({len(data)} bytes); the file is damaged")
+        raise BitstreamError(
+            f"{label} is truncated inside its header ({len(data)} bytes); the file is damaged"
+        )
     (crc,) = _CRC.unpack_from(data, end)
     if crc != zlib.crc32(data[:end]):
         raise BitstreamError(f"{label} header fails its CRC32 check; the file is damaged")
     if body_len < _BODY.size:
         raise BitstreamError(f"{label} header body is {body_len} bytes, too short; the file is damaged")
-    (w, h, n, fps, gop, ov, theta, tile, tile_ov, mi, ri, ngops, c, t, lh, lw) = _BODY.unpack_from(data, _PREFIX.size)
+    (w, h, n, fps, gop, ov, theta, tile, tile_ov, mi, ri, ngops, c, t, lh, lw) = _BODY.unpack_from(
+        data, _PREFIX.size
+    )
     if mi >= len(MATRICES) or ri >= len(RANGES):
         raise BitstreamError(f"{label} header names an unknown colour matrix/range code ({mi}, {ri})")
     pos = _PREFIX.size + _BODY.size
@@ -220,7 +228,7 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
 
 
 class RecordIndex(Sequence[Record]):
-    """Where every GoP's payload sits, in compact arrays (16 bytes per record, never more than the file holds)."""
+    """Where each GoP's payload sits, in compact arrays (16 bytes a record, no more than the file holds)."""
 
     def __init__(self, offsets: np.ndarray, lengths: np.ndarray, crcs: np.ndarray) -> None:
         self._offsets, self._lengths, self._crcs = offsets, lengths, crcs

@@ -10,7 +10,7 @@ import torch
 
 
 def model_identity(model: Any) -> str:
-    """`model.identity()`, cached on the model until a tensor of its state dict is replaced or changed in place."""
+    """`model.identity()`, cached on the model until a state-dict tensor is replaced or changed in place."""
 
     def key() -> tuple | None:
         try:
@@ -31,12 +31,12 @@ def model_identity(model: Any) -> str:
 # ATen runs a convolution through its native kernel instead of oneDNN when the batch is 1 and
 # N*C*size(2)*size(3) <= 20480 ("use_mkldnn" in aten/src/ATen/native/ConvUtils); the two kernels round
 # differently, so such a lone item is convolved as a pair (itself twice) to keep results batch-invariant.
-# Batch invariance keeps `--batch` and `--frames a:b` from changing a decoded pixel. Its cost is nil on
+# Batch invariance keeps `batch` and a frame range (a, b) from changing a decoded pixel. Its cost is nil on
 # whole frames (docs/perf.md): lean_vae calls no conv module (its convs run functionally, batch-invariant by
 # construction) and cv_vae pairs 2 of its 66 conv calls at 720x400 (the 3-channel conv_in and the decoder's
 # first conv on the latent, under 0.5% of its multiply-adds). The latent codec's float transforms (g_a, h_a,
-# g_s: `float_codec_parts`) are paired the same way, so a GoP decoded alone (`--batch 1`, or the last GoP of
-# a pass) gets the L_hat it gets in a batch: without it, frames differed by 1 level in a few pixels.
+# g_s: `float_codec_parts`) are paired the same way, so a GoP decoded alone (`batch=1`, or the last GoP of
+# a pass) gets the L_hat it gets in a batch: without it, frames differ by 1 level in a few pixels.
 _NATIVE_CONV_LIMIT = 20480
 
 
@@ -72,5 +72,7 @@ def batch_invariant(*modules: torch.nn.Module) -> Iterator[None]:
 
 
 def float_codec_parts(codec: Any) -> list[torch.nn.Module]:
-    """The latent codec's float transforms (g_a, h_a, g_s): what batching could change outside the integer nets."""
-    return [m for name in ("g_a", "h_a", "g_s") if isinstance(m := getattr(codec, name, None), torch.nn.Module)]
+    """The latent codec's float parts (g_a, h_a, g_s): what batching could change outside the integer nets."""
+    return [
+        m for name in ("g_a", "h_a", "g_s") if isinstance(m := getattr(codec, name, None), torch.nn.Module)
+    ]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vvc_lightning.errors import VVCError
+from vvc_lightning.errors import CodecOptionError, VVCError
 
 
 @dataclass(frozen=True)
@@ -28,9 +28,10 @@ class GopPlan:
             lo = 1 + ts * max(0, (self.gop - 1) // ts)
             raise VVCError(f"GoP size must be 1 + {ts}k frames (e.g. {lo} or {lo + ts}), got {self.gop}")
         if self.overlap < 0 or 2 * self.overlap >= self.gop:
-            raise VVCError(
-                f"overlap must be 0 or more and less than half the GoP ({self.gop}), got {self.overlap}; "
-                "use --overlap 1 (the paper) or 0 (off)"
+            raise CodecOptionError(
+                "overlap",
+                f"must be 0 or more and less than half the GoP ({self.gop}), got {self.overlap}; "
+                "use overlap 1 (the paper) or 0 (off)",
             )
 
     @property
@@ -61,7 +62,7 @@ class GopPlan:
         if not 0 <= start < stop <= self.num_frames:
             raise VVCError(
                 f"frame range {start}:{stop} is outside the video's 0:{self.num_frames}; "
-                f"give --frames a:b with 0 <= a < b <= {self.num_frames}"
+                f"give frames (a, b) with 0 <= a < b <= {self.num_frames}"
             )
         first = max(0, -(-(start - self.gop + 1) // self.step))
         last = min(self.num_gops - 1, (stop - 1) // self.step)
@@ -77,10 +78,11 @@ def parse_frame_range(text: str, num_frames: int) -> tuple[int, int]:
         a = int(parts[0]) if parts[0] else 0
         b = int(parts[1]) if parts[1] else num_frames
     except ValueError as exc:
-        raise VVCError(f"--frames takes a:b (e.g. 0:9), got '{text}'") from exc
+        raise CodecOptionError("frames", f"takes a:b (e.g. 0:9), got '{text}'") from exc
     if not 0 <= a < b <= num_frames:
-        raise VVCError(f"--frames {text} is outside the video's 0:{num_frames}; use 0 <= a < b <= "
-                       f"{num_frames}")
+        raise CodecOptionError(
+            "frames", f"{text} is outside the video's 0:{num_frames}; use 0 <= a < b <= {num_frames}"
+        )
     return a, b
 
 

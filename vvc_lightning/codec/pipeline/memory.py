@@ -1,16 +1,17 @@
-"""Memory model of the backbone passes, and the tiling that a memory budget (`--max-memory`) allows.
+"""Memory model of the backbone passes, and the tiling that a memory budget (`CodecOptions.max_memory`)
+allows.
 
 The peak memory of running the backbone encoder or decoder on one item of T frames of h x w pixels is
 estimated from one probe run on a small input: forward hooks record the largest input + output bytes of
 any leaf module, which scales with the pixel count; the peak is that times `PEAK_FACTOR` (calibrated
 against the peak RSS of real runs, see the README) plus four float copies of the item's pixels (input,
-output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The probe runs once
-per backbone, side and frame count (cached on the backbone).
+output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The
+probe runs once per backbone, side and frame count (cached on the backbone).
 
 Besides the backbone, each GoP of a pass holds its frames and is entropy-coded as a whole by the latent
 codec (`gop_bytes`: per-pixel frame buffers plus `CODEC_BYTES` per latent element, measured at 250-360 on
 the shipped and the tiny model, encode and decode alike). `plan_budget` reserves that for at least one GoP,
-refuses up front when one GoP alone exceeds the budget (a long --gop on a large frame), then picks the
+refuses up front when one GoP alone exceeds the budget (a long GoP on a large frame), then picks the
 cheapest plan that fits: whole frames with `batch` items per pass; whole frames with fewer items per pass;
 else the largest stride-aligned tiles that fit, one or more per pass; and as many GoPs per pass as fit.
 """
@@ -25,22 +26,22 @@ import torch
 from torch import nn
 
 from vvc_lightning.codec.pipeline.tiling import TileGrid, plan_tiles
-from vvc_lightning.errors import VVCError
+from vvc_lightning.errors import CodecOptionError, VVCError
 
 DEFAULT_MAX_MEMORY = 8 << 30  # the default budget of a pass (CodecOptions.max_memory)
 PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 # Bytes per pixel of a GoP held through a pass (resident) and briefly on top (transient): encode keeps the
-# uint8 frames twice (reader buffer, GoP stack) and the padded float copy (3+3+12), and briefly the float stack
-# and its padded copy (12+12); decode keeps the float reconstruction (12) and briefly the blended frames.
+# uint8 frames twice (reader buffer, GoP stack) and the padded float copy (3+3+12), and briefly the float
+# stack and its padded copy (12+12); decode keeps the float reconstruction (12) and briefly the blended
+# frames.
 FRAME_BYTES = {"encode": (18, 24), "decode": (12, 6)}
 CODEC_BYTES = 320  # per latent element: the latent codec's working set on one GoP (compress or decompress)
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
-def parse_bytes(text: str | int, name: str = "--max-memory") -> int:
-    """Bytes from '512M', '8G', '1.5G', '1073741824' (K/M/G/T are powers of 1024); VVCError naming `name`
-    otherwise."""
+def parse_bytes(text: str | int, name: str = "max_memory") -> int:
+    """Bytes of '512M', '8G', '1.5G', '1073741824' (K/M/G/T: powers of 1024), or VVCError naming `name`."""
     if isinstance(text, int):
         value = text
     else:
@@ -101,14 +102,16 @@ class MemoryModel:
         return cache[key]
 
     def peak(self, side: str, frames: int, height: int, width: int) -> int:
-        """Estimated peak bytes of running `side` ('encode' or 'decode') on one item of (frames, height, width)."""
+        """Estimated peak bytes of `side` ('encode' or 'decode') on one item of (frames, height, width)."""
         pixels = height * width
-        frame_io = 4 * 4 * 3 * frames * pixels  # float pixels: input, output, functional steps hooks miss (Haar)
+        frame_io = (
+            4 * 4 * 3 * frames * pixels
+        )  # float pixels: input, output, functional steps hooks miss (Haar)
         return int(PEAK_FACTOR * self._per_pixel(side, frames) * pixels) + frame_io
 
 
 def size_text(n: int) -> str:
-    """A byte count as --max-memory takes it, rounded up: '700M', '5.7G'."""
+    """A byte count as `max_memory` takes it, rounded up: '700M', '5.7G'."""
     return f"{-(-n // 2**20)}M" if n < 2**30 else f"{-(-n * 10 // 2**30) / 10:g}G"
 
 
@@ -131,16 +134,19 @@ class Plan:
 
 def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: int, batch: int,
                 budget: int, overlap: int, per_gop: int = 0) -> Plan:
-    """Whole frames, `batch` (or fewer) per pass, when they fit `budget` bytes; else the largest tiles that fit.
+    """Whole frames, `batch` (or fewer) per pass, when they fit `budget` bytes; else the largest tiles that
+    fit.
 
     per_gop: bytes each GoP of a pass needs besides the backbone (`gop_bytes`); one GoP's worth is reserved
     first, and the plan holds as many GoPs per pass as fit beside the backbone pass.
     """
     if per_gop >= budget:  # refused before the backbone is probed (a long GoP's probe alone is costly)
-        raise VVCError(
-            f"--max-memory {budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs of {width}x{height}: "
-            f"one GoP's frames and latent coding alone need about {size_text(per_gop)}; raise --max-memory "
-            f"above {size_text(per_gop)}" + (" or use a smaller --gop (e.g. 9)" if side == "encode" else "")
+        raise CodecOptionError(
+            "max_memory",
+            f"{budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs of {width}x{height}: "
+            f"one GoP's frames and latent coding alone need about {size_text(per_gop)}; raise max_memory "
+            f"above {size_text(per_gop)}" + (" or use a smaller gop (e.g. 9)" if side == "encode" else ""),
+            ("gop",),
         )
     stride = model.stride
     low = -(-max(2 * overlap + stride, 2 * stride) // stride) * stride  # the smallest tile
@@ -164,7 +170,9 @@ def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: 
             return plan(grid, need, tile)
         tile = min(tile - stride, max(grid.tile_shape) - stride)
     need = model.peak(side, frames, low, low) + per_gop
-    raise VVCError(
-        f"--max-memory {budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs even in {low}-pixel tiles "
-        f"(about {need / 2**20:.0f}M needed); raise --max-memory or use a smaller --gop"
+    raise CodecOptionError(
+        "max_memory",
+        f"{budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs even in {low}-pixel tiles "
+        f"(about {need / 2**20:.0f}M needed); raise max_memory or use a smaller gop",
+        ("gop",),
     )

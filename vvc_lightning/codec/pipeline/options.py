@@ -14,7 +14,7 @@ from typing import Any
 
 from vvc_lightning.codec.pipeline.container import MATRICES, MAX_GOP, RANGES
 from vvc_lightning.codec.pipeline.memory import DEFAULT_MAX_MEMORY, parse_bytes
-from vvc_lightning.errors import VVCError
+from vvc_lightning.errors import CodecOptionError, VVCError
 
 # whole-number fields: (lowest, highest or None, what the value must be, None allowed)
 _WHOLE: dict[str, tuple[int, int | None, str, bool]] = {
@@ -26,14 +26,6 @@ _WHOLE: dict[str, tuple[int, int | None, str, bool]] = {
     "norm_passes": (0, None, "a whole number >= 0", True),
     "threads": (1, None, "1 or more", True),
 }
-
-
-class CodecOptionError(VVCError):
-    """A CodecOptions field holds a value it cannot take; `field` names it, `problem` says why."""
-
-    def __init__(self, field: str, problem: str) -> None:
-        super().__init__(f"{field} {problem}")
-        self.field, self.problem = field, problem
 
 
 def _whole(name: str, value: Any, low: int, what: str, high: int | None = None) -> int:

@@ -24,7 +24,7 @@ _last_mark: list = []  # the latest (wall, /proc/stat, process CPU) look of any 
 
 
 def choose_threads(limit: int, cores: int, busy: float) -> int:
-    """Threads for `cores` usable cores of which `busy` are kept busy by others, at most `limit`, at least 1."""
+    """Threads for `cores` usable cores, `busy` of them kept busy by others: at most `limit`, at least 1."""
     free = int(cores - busy + 0.5)  # a core counts as free unless others keep it over half busy
     return max(1, min(limit, cores, free))
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from vvc_lightning.errors import VVCError
+from vvc_lightning.errors import CodecOptionError
 
 
 @dataclass(frozen=True)
@@ -77,14 +77,21 @@ def axis_tiles(length: int, tile: int, overlap: int, stride: int = 1) -> AxisTil
 def check_tile_options(tile: int, overlap: int, stride: int) -> None:
     """Reject tile settings the backbone cannot use, saying which values would work."""
     if tile <= 0 or tile % stride:
-        raise VVCError(f"--tile must be a positive multiple of the backbone stride {stride}, got {tile}")
+        raise CodecOptionError(
+            "tile", f"must be a positive multiple of the backbone stride {stride}, got {tile}"
+        )
     if overlap < 0 or overlap % stride:
-        raise VVCError(f"--tile-overlap must be a multiple of the backbone stride {stride} (e.g. 32), "
-                       f"got {overlap}")
+        raise CodecOptionError(
+            "tile_overlap", f"must be a multiple of the backbone stride {stride} (e.g. 32), got {overlap}"
+        )
     if 2 * overlap >= tile:
         fit = max(tile, 4 * stride)
-        raise VVCError(f"--tile-overlap {overlap} must be less than half of --tile {tile}; "
-                       f"e.g. --tile {fit} --tile-overlap {fit // 4 // stride * stride}")
+        raise CodecOptionError(
+            "tile_overlap",
+            f"{overlap} must be less than half of tile {tile}; "
+            f"e.g. tile {fit} with tile_overlap {fit // 4 // stride * stride}",
+            ("tile",),
+        )
 
 
 @dataclass(frozen=True)

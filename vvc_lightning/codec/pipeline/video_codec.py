@@ -50,7 +50,7 @@ from vvc_lightning.codec.pipeline.protocol import CodingBackbone, CodingModel
 from vvc_lightning.codec.pipeline.threads import ThreadGovernor
 from vvc_lightning.codec.pipeline.tile_norm import default_overlap, run_on_tiles
 from vvc_lightning.codec.pipeline.tiling import TileGrid, check_tile_options, plan_tiles
-from vvc_lightning.errors import BitstreamError, VVCError
+from vvc_lightning.errors import BitstreamError, ModelMismatchError, VVCError
 from vvc_lightning.video.output_paths import decoded_bytes_limit
 from vvc_lightning.video.video_io import Video, frames_to_tensor, tensor_to_frames
 
@@ -85,7 +85,9 @@ class VideoCodec:
             options = options.replace(gop=int(model.gop))
         self.model = model
         self.options = options
-        self.gains = model.codec.rate(options.quality, exact=True)  # what every GoP is coded at (None: fixed rate)
+        self.gains = model.codec.rate(
+            options.quality, exact=True
+        )  # what every GoP is coded at (None: fixed rate)
         self.quality = None if self.gains is None else self.gains.quality
         overlap = options.tile_overlap
         self.tile_overlap = default_overlap(self.backbone) if overlap is None else overlap  # pixels
@@ -131,8 +133,7 @@ class VideoCodec:
         return -(-height // s) * s, -(-width // s) * s
 
     def _plan(self, side: str, height: int, width: int, frames: int | None = None) -> Plan:
-        """Tile grid (padded pixels) and backbone items per pass for `side` ('encode'/'decode') of a frame
-        size."""
+        """Tile grid (padded pixels) and items per pass of `side` ('encode'/'decode') for a frame size."""
         hp, wp = self._padded(height, width)
         frames = self.gop if frames is None else frames
         key = (side, hp, wp, frames)
@@ -247,9 +248,9 @@ class VideoCodec:
         header, label = stream.header, stream.label
         identity = model_identity(self.model)
         if header.identity != identity:
-            raise BitstreamError(
+            raise ModelMismatchError(
                 f"{label} was made with model {header.identity[:12]} (checkpoint '{header.checkpoint}') but "
-                f"the loaded model is {identity[:12]}; pass --ckpt with the checkpoint it was made with"
+                f"the loaded model is {identity[:12]}"
             )
         try:
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
@@ -290,14 +291,14 @@ class VideoCodec:
         if need > limit:
             raise VVCError(
                 f"{label} decodes to {need / 2**30:.1f} GiB of frames, more than this machine's limit of "
-                f"{limit / 2**30:.1f} GiB; decode part of it with --frames a:b, or stream it to a file"
+                f"{limit / 2**30:.1f} GiB; decode part of it (frames=(a, b)), or stream it to a file"
             )
         try:
             out = np.empty((max(b - a, 0), header.height, header.width, 3), np.uint8)
         except MemoryError as exc:
             raise VVCError(
                 f"{label} decodes to {need / 2**30:.1f} GiB of frames, more memory than is free; decode part "
-                "of it with --frames a:b"
+                "of it (frames=(a, b))"
             ) from exc
         for i, frame in enumerate(self.decode_frames(stream, frames)):
             out[i] = frame
