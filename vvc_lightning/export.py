@@ -13,6 +13,7 @@ import torch
 from vvc_lightning.errors import VVCError
 from vvc_lightning.loader import build, read_fit_checkpoint
 from vvc_lightning.version import __version__
+from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.zoo import NAME_RE, packaged_dir, write_file
 from vvc_lightning.zoo_record import FORMAT, portable_path, portable_strings
 
@@ -62,12 +63,7 @@ def export_model(
             f"-o '{out}' is a file, not a folder; pass the models folder to write {name}.safetensors "
             f"and {name}.json into"
         )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VVCError(
-            f"cannot make the models folder '{out}' ({exc.strerror or exc}); pass another -o"
-        ) from exc
+    make_dirs(out)
     weights_path, record_path = out / f"{name}.safetensors", out / f"{name}.json"
     if not overwrite and (weights_path.exists() or record_path.exists()):
         raise VVCError(f"zoo entry '{name}' already exists in {out}; pick another --name or pass --force")

@@ -195,13 +195,14 @@ def read_exported(path: str | os.PathLike) -> Source:
     return _with_record("exported", path, record, str(path.resolve()), f"model file '{path}'")
 
 
-def read_released(path: str | os.PathLike) -> Source:
-    """The Source of a released CV-VAE / LeanVAE weight file or folder: its family's preset at the release's
-    latent width, loaded through the family's pretrained loader, and a latent codec from RELEASE_SEED."""
+def read_released(path: str | os.PathLike, state: dict[str, torch.Tensor] | None = None) -> Source:
+    """The Source of a released CV-VAE / LeanVAE weight file or folder (`state`: its tensors, when already
+    read): its family's preset at the release's latent width, loaded through the family's pretrained loader,
+    and a latent codec from RELEASE_SEED."""
     from vvc_lightning.backbones.pretrained import detect_release, read_state_dict
 
     path = Path(path)
-    state = read_state_dict(path)
+    state = read_state_dict(path) if state is None else state
     release = detect_release(state)
     preset, key, dim = RELEASES[release]
     found = {k: v for k, v in state.items() if k == key or k.endswith("." + key)}
@@ -265,7 +266,7 @@ def _released_or_unknown(path: Path, text: str, why: str) -> Source:
             "beside it; copy both files `export` wrote"
         )
     try:
-        return read_released(path)
+        return read_released(path, state)
     except WeightsError as exc:
         raise _unknown(text, why) from exc
 
