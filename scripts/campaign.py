@@ -72,6 +72,38 @@ def continue_stage(cfg: Any, step: int, lr: float | None) -> list[str]:
     return [f"stages.{idx}.start_step={step}", f"stages.{idx}.lr={lr or float(st.lr or cfg.optim.lr)}"]
 
 
+def switch_stage(cfg: Any, step: int, name: str, train: list[str] | None, lr: float | None) -> list[str]:
+    """Overrides that train stage `name` from `step`: the stages already begun stay (the model's history),
+    then the record's stage of that name, or with `train` a new rate-distortion stage training those
+    parts, starts at `step` (warm-up, then cosine to the run's end). When `name` is the last stage and in
+    force, the same as `continue_stage`."""
+    from omegaconf import OmegaConf
+
+    from vvc_lightning.errors import ConfigError
+    from vvc_lightning.training.stages import stage_index
+
+    stages = [OmegaConf.to_container(s, resolve=True) for s in cfg.stages]
+    idx = stage_index(cfg.stages, step, 0)
+    if not train and stages[idx]["name"] == name and idx == len(stages) - 1:
+        return continue_stage(cfg, step, lr)
+    if train:
+        new = {"name": name, "train": list(train), "loss": "rd"}
+    else:
+        named = [s for s in stages if s["name"] == name]
+        if not named:
+            have = ", ".join(str(s["name"]) for s in stages)
+            raise ConfigError(f"the record has no stage named '{name}' (it has {have}); give --train PARTS "
+                              "to define one")
+        new = {k: v for k, v in named[-1].items() if k not in ("start_step", "start_epoch")}
+    new["lr"] = float(lr or new.get("lr") or cfg.optim.lr)
+    new["start_step"] = int(step)
+    begun = [s for s in stages if s.get("start_step") is not None and int(s["start_step"]) < step]
+    import yaml
+
+    # YAML, not JSON: PyYAML reads JSON's 5e-05 as a string, its own dump writes 5.0e-05
+    return ["stages=" + yaml.safe_dump(begun + [new], default_flow_style=True, width=1 << 20).strip()]
+
+
 def measure(folder: Path, name: str, label: str, args: argparse.Namespace, qualities: list[float],
             out: Path) -> tuple[list[dict], list[str]]:
     """(curve points, sequence names) of zoo entry `name` in `folder` on the test split."""
@@ -130,7 +162,11 @@ def train(
     overrides += (gt.SMOKE if args.smoke else []) + list(args.overrides)
     cfg = load_config([str(rec_cfg), *(args.config or [])], overrides)
     step0 = int(entry.record.get("training", {}).get("global_step", 0))
-    cfg = apply_overrides(cfg, continue_stage(cfg, step0, args.lr))
+    if args.stage:
+        train_parts = [p for p in (args.train or "").split(",") if p] or None
+        cfg = apply_overrides(cfg, switch_stage(cfg, step0, args.stage, train_parts, args.lr))
+    else:
+        cfg = apply_overrides(cfg, continue_stage(cfg, step0, args.lr))
     run_dir = Path(str(cfg.run_dir))
     if (run_dir / "final.ckpt").exists():
         raise VVCError(f"{run_dir}/final.ckpt exists; give another run_dir=")
@@ -281,6 +317,18 @@ def main(argv: list[str] | None = None) -> int:
         "--lr", type=float, default=None, help="learning rate of the continued stage (default: its own)"
     )
     ap.add_argument(
+        "--stage",
+        default=None,
+        help="train this stage from the recorded step: one of the record's stages by name, or a new "
+        "one with --train (default: the stage in force at the recorded step)",
+    )
+    ap.add_argument(
+        "--train",
+        default=None,
+        help="with --stage NAME: the comma-separated parts a new stage trains, e.g. "
+        "backbone.decoder,codec.g_s,codec.gain.y_inv",
+    )
+    ap.add_argument(
         "--data-dir", default="data/offline", help="training data folder (its manifest.json is hashed)"
     )
     ap.add_argument(
@@ -296,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("overrides", nargs="*", help="key.sub=value overrides of the config")
     args = ap.parse_intermixed_args(argv)
+    if args.train and not args.stage:
+        ap.error("--train needs --stage NAME, the name of the stage it defines")
     from vvc_lightning.errors import VVCError
 
     try:

@@ -8,7 +8,10 @@
 # installing this package (its packages are mapped from top-level folders, so a copy under /tmp is put on
 # PYTHONPATH instead).
 #
-#   bash scripts/gpu_train.sh                 # GPU; BUDGET_S (default 450) bounds the whole run
+#   bash scripts/gpu_train.sh                 # GPU; BUDGET_S (default 450) bounds the whole run; trains the
+#                                             # record's joint stage at lr 2e-4 (STAGE=NAME another of its
+#                                             # stages, LR=...) with the device settings of
+#                                             # configs/gpu_campaign.yaml, also after a CPU run (cpu_train.sh)
 #   CPU_SMOKE=1 bash scripts/gpu_train.sh     # the same steps on this CPU, a few tiny steps, on a copy of
 #                                             # the shipped model in $OUT/smoke_models (never the real one)
 #   SCRATCH=1 bash scripts/gpu_train.sh       # the zoo recipe from scratch (no model replaced)
@@ -41,11 +44,12 @@ else
   if [ -n "${CPU_SMOKE:-}" ]; then  # a copy: a smoke run never replaces the shipped model
     mkdir -p "$OUT/smoke_models" && cp "$MODELS/${MODEL:-vvc-lean-vr}".* "$OUT/smoke_models/"
     $PY scripts/campaign.py --smoke --out "$OUT" --budget-s 600 --steps "${SMOKE_STEPS:-4}" --qualities 0,7 \
-      --max-frames 9 --models-dir "$OUT/smoke_models" --name "${MODEL:-vvc-lean-vr}" --data-dir "$DATA" \
+      --max-frames 9 --models-dir "$OUT/smoke_models" --name "${MODEL:-vvc-lean-vr}" \
+      --config configs/gpu_campaign.yaml --stage "${STAGE:-joint}" --data-dir "$DATA" \
       --test-data "$DATA/test" run_dir=$RUN_DIR $PATHS "$@"
   else
     $PY scripts/campaign.py --out "$OUT" --budget-s "$BUDGET_S" --models-dir "$MODELS" --name "${MODEL:-vvc-lean-vr}" \
-      --data-dir "$DATA" --test-data "$DATA/test" run_dir=$RUN_DIR $PATHS trainer.enable_progress_bar=false "$@"
+      --config configs/gpu_campaign.yaml --stage "${STAGE:-joint}" --lr "${LR:-2e-4}" --data-dir "$DATA" --test-data "$DATA/test" run_dir=$RUN_DIR $PATHS trainer.enable_progress_bar=false "$@"
   fi
 fi
 ls -la "$OUT"

@@ -34,7 +34,7 @@ def test_compress_with_the_shipped_model_defaults_to_its_lowest_rate_and_says_so
     assert main(["compress", str(clip), "-o", str(out), "--model", "vvc-lean-vr"]) == 0
     printed = capsys.readouterr().out
     assert bitstream.unpack_header(out.read_bytes())[0].quality == 0.0  # was 7, the highest (15x the rate)
-    assert ("no --quality given: coding at quality 0 of 0-7 (0.040 bpp on vvc-lean-vr's test split; "
+    assert ("no --quality given: coding at quality 0 of 0-7 (0.034 bpp on vvc-lean-vr's test split; "
             "this codec aims at < 0.03 bpp); pass --quality for more bits") in printed
     assert ", quality 0" in printed.splitlines()[-1]
 
@@ -43,7 +43,7 @@ def test_compress_help_names_the_default_quality_and_its_rate(capsys):
     with pytest.raises(SystemExit):
         main(["compress", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "for vvc-lean-vr quality 0, 0.040 bpp on its test split" in text
+    assert "for vvc-lean-vr quality 0, 0.034 bpp on its test split" in text
 
 
 def test_the_default_is_the_highest_measured_quality_below_the_target():
@@ -51,7 +51,7 @@ def test_the_default_is_the_highest_measured_quality_below_the_target():
 
     source = resolve("zoo:vvc-lean-vr")
     model, entry = build(source), source.entry
-    assert default_quality(model, entry) == (0.0, "0.040 bpp on vvc-lean-vr's test split")
+    assert default_quality(model, entry) == (0.0, "0.034 bpp on vvc-lean-vr's test split")
     curve = [{"quality": q, "bpp": b} for q, b in ((0, 0.01), (2, 0.02), (3, TARGET_BPP * 0.99), (5, 0.05))]
     measured = dataclasses.replace(entry, record={**entry.record, "curve": curve})
     assert default_quality(model, measured)[0] == 3.0

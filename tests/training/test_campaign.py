@@ -28,6 +28,15 @@ from vvc_lightning.zoo import packaged_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "vvc-lean-vr"
+SHIPPED = json.loads((packaged_dir() / f"{NAME}.json").read_text())
+STEP0 = int(SHIPPED["training"]["global_step"])
+RUNS0 = len(SHIPPED.get("history") or [])  # history entries the shipped record already holds
+# the stage list of a record at step 2535 whose joint stage began at 1068 (the first shipped record)
+STAGES_2535 = [
+    {"name": "vae", "train": ["backbone"], "start_step": 0, "lr": 1e-3, "loss": "vae"},
+    {"name": "codec", "train": ["codec"], "start_step": 458, "lr": 1e-3, "loss": "rd"},
+    {"name": "joint", "train": ["backbone", "codec"], "start_step": 1068, "lr": 2e-4, "loss": "rd"},
+]
 PREV = [
     {"point": f"m@q{q}", "quality": float(q), "bpp": r, "psnr": p, "stlpips": s}
     for q, r, p, s in [
@@ -185,7 +194,8 @@ def test_reject_keeps_the_weights_and_appends_the_history(models, tmp_path):
         commit(Decision(False, "worse", 3.0), {"run": n, "accepted": False}, NAME, models, staged, sha)
     assert (models / f"{NAME}.safetensors").read_bytes() == before
     rec = json.loads((models / f"{NAME}.json").read_text())
-    assert [h["run"] for h in rec["history"]] == [1, 2] and rec["training"]["global_step"] == 2535
+    assert [h.get("run") for h in rec["history"]][RUNS0:] == [1, 2]
+    assert rec["training"]["global_step"] == STEP0
     assert no_absolute_paths(rec["training"]) and not os.path.isabs(rec["curve_source"])
     assert entry_in(models, NAME).record["sha256"] == sha  # still loads, checksum intact
     assert sorted(p.name for p in models.iterdir()) == [f"{NAME}.json", f"{NAME}.safetensors"]
@@ -199,7 +209,7 @@ def test_accept_replaces_weights_and_record_together(models, tmp_path):
     assert (models / f"{NAME}.safetensors").read_bytes() == (staged / f"{NAME}.safetensors").read_bytes()
     entry = entry_in(models, NAME)  # the new record's checksum matches the new weights
     assert entry.record["training"]["global_step"] == 2600
-    assert [h["run"] for h in entry.record["history"]] == [1, 2]
+    assert [h.get("run") for h in entry.record["history"]][RUNS0:] == [1, 2]
     assert entry.record["training"]["source_checkpoint"] == "final.ckpt"
 
 
@@ -229,18 +239,55 @@ def test_script_names_a_missing_entry_in_one_line(tmp_path, capsys):
     assert rc == 2 and len(err) == 1 and err[0].startswith("error: no zoo entry 'vvc-lean-vr' in ")
 
 
-def test_continue_stage_restarts_the_last_stage_at_the_recorded_step():
+def record_config_at_2535():
+    """The shipped record's config with the stage list it had at step 2535."""
     from vvc_lightning.config import from_container
 
-    cfg = from_container(json.loads((packaged_dir() / f"{NAME}.json").read_text())["config"])
+    return from_container({**SHIPPED["config"], "stages": STAGES_2535})
+
+
+def test_continue_stage_restarts_the_last_stage_at_the_recorded_step():
+    cfg = record_config_at_2535()
     script = load_script()
     assert script.continue_stage(cfg, 2535, None) == ["stages.2.start_step=2535", "stages.2.lr=0.0002"]
     assert script.continue_stage(cfg, 600, 1e-4) == ["stages.1.lr=0.0001"]  # mid-schedule: stages stay
 
 
+def test_switch_stage_keeps_the_begun_stages_and_starts_the_named_one_at_the_recorded_step():
+    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.errors import ConfigError
+
+    cfg = record_config_at_2535()
+    script = load_script()
+    parts = ["backbone.decoder", "codec.g_s"]
+    new = apply_overrides(cfg.copy(), script.switch_stage(cfg, 2535, "decoder", parts, 2e-4))
+    assert [(s.name, s.start_step) for s in new.stages] == [("vae", 0), ("codec", 458), ("joint", 1068),
+                                                            ("decoder", 2535)]
+    assert list(new.stages[3].train) == parts and new.stages[3].loss == "rd" and new.stages[3].lr == 2e-4
+    # after a decoder run, the device campaign goes back to the joint stage (its record's definition)
+    back = apply_overrides(new.copy(), script.switch_stage(new, 3000, "joint", None, None))
+    assert [(s.name, s.start_step) for s in back.stages][-2:] == [("decoder", 2535), ("joint", 3000)]
+    assert list(back.stages[-1].train) == ["backbone", "codec"] and back.stages[-1].lr == 2e-4
+    # 5e-05 (JSON's spelling) once reached the config as text
+    slow = apply_overrides(cfg.copy(), script.switch_stage(cfg, 2535, "joint", None, 5e-5))
+    assert slow.stages[-1].lr == 5e-5 and [s.name for s in slow.stages] == ["vae", "codec", "joint"]
+    after = apply_overrides(slow.copy(), script.switch_stage(slow, 2600, "decoder", parts, 3e-5))
+    assert after.stages[2].lr == 5e-5 and after.stages[3].lr == 3e-5
+    # the stage in force and last: the same as continue_stage
+    assert script.switch_stage(cfg, 2535, "joint", None, None) == script.continue_stage(cfg, 2535, None)
+    with pytest.raises(ConfigError, match="no stage named 'decoder' .*vae, codec, joint.*--train"):
+        script.switch_stage(cfg, 2535, "decoder", None, None)
+
+
+DECODER = ["--config", str(ROOT / "configs" / "cpu_campaign.yaml"), "--stage", "decoder", "--train",
+           "backbone.decoder,codec.g_s,codec.gain.y_inv"]
+
+
 @pytest.mark.slow
-def test_campaign_end_to_end_on_the_quickstart_clips(models, tmp_path):
-    """The whole script on the CPU: previous curve, 2 steps, export, new curve, decision, record written."""
+@pytest.mark.parametrize(("extra", "stage"), [([], "joint"), (DECODER, "decoder")], ids=["joint", "decoder"])
+def test_campaign_end_to_end_on_the_quickstart_clips(models, tmp_path, extra, stage):
+    """The whole script on the CPU: previous curve, 2 steps, export, new curve, decision, record written;
+    also the CPU recipe's decoder stage (scripts/cpu_train.sh STAGE=decoder)."""
     assets = ROOT / "vvc_lightning" / "assets"
     shipped = {p.name: p.read_bytes() for p in packaged_dir().iterdir()}
     before = (models / f"{NAME}.safetensors").read_bytes()
@@ -249,7 +296,8 @@ def test_campaign_end_to_end_on_the_quickstart_clips(models, tmp_path):
     clip, test = assets / "quickstart_train.mp4", assets / "quickstart_test.mp4"
     cmd = [sys.executable, str(ROOT / "scripts" / "campaign.py"), "--smoke", "--steps", "2", "--models-dir",
            str(models), "--out", str(tmp_path / "out"), "--manifest", str(manifest), "--test-data", str(test),
-           "--qualities", "0,7", "--max-frames", "9", f"run_dir={tmp_path / 'run'}", "data.name=folder",
+           "--qualities", "0,7", "--max-frames", "9", *extra, f"run_dir={tmp_path / 'run'}",
+           "data.name=folder",
            f"data.train_dir={clip}", f"data.val_dir={clip}", f"data.test_dir={test}", "data.crop_size=64",
            "data.batch_size=2", "data.num_workers=0", "data.epoch_length=8", "trainer.limit_val_batches=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -258,8 +306,9 @@ def test_campaign_end_to_end_on_the_quickstart_clips(models, tmp_path):
     last = [ln for ln in res.stdout.splitlines() if ln.startswith("campaign: ")]
     assert len(last) == 1, res.stdout[-3000:]
     rec = json.loads((models / f"{NAME}.json").read_text())
-    (entry,) = rec["history"]
-    assert entry["steps"] == 2 and entry["global_step"] == [2535, 2537] and entry["stage"] == "joint"
+    assert len(rec["history"]) == RUNS0 + 1
+    entry = rec["history"][-1]
+    assert entry["steps"] == 2 and entry["global_step"] == [STEP0, STEP0 + 2] and entry["stage"] == stage
     assert entry["data_manifest_sha256"] == file_sha256(manifest)
     assert [p["quality"] for p in entry["test_split"]["new"]] == [0.0, 7.0]
     assert no_absolute_paths(rec["history"]) and no_absolute_paths(rec["training"])
@@ -268,7 +317,7 @@ def test_campaign_end_to_end_on_the_quickstart_clips(models, tmp_path):
         entry["test_split"]["bd_rate_stlpips_pct"] is not None or not accepted
     )
     assert ((models / f"{NAME}.safetensors").read_bytes() == before) is not accepted
-    assert entry_in(models, NAME).record["history"][0] == entry
+    assert entry_in(models, NAME).record["history"][-1] == entry
     assert (tmp_path / "out" / "models" / f"{NAME}.json").read_bytes() == (
         models / f"{NAME}.json"
     ).read_bytes()

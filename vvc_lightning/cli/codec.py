@@ -104,7 +104,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="rate of a variable-rate model: any real number in "
         "[0, qualities-1], higher = more bits (default: the highest quality whose measured test-split "
         f"bpp is below {TARGET_BPP:g}, else the lowest-rate point of the curve, else 0; for vvc-lean-vr "
-        "quality 0, 0.040 bpp on its test split; the quality used is printed)",
+        "quality 0, 0.034 bpp on its test split; the quality used is printed)",
     )
     c.add_argument(
         "--lmbda",
