@@ -98,10 +98,7 @@ def switch_stage(cfg: Any, step: int, name: str, train: list[str] | None, lr: fl
     new["lr"] = float(lr or new.get("lr") or cfg.optim.lr)
     new["start_step"] = int(step)
     begun = [s for s in stages if s.get("start_step") is not None and int(s["start_step"]) < step]
-    import yaml
-
-    # YAML, not JSON: PyYAML reads JSON's 5e-05 as a string, its own dump writes 5.0e-05
-    return ["stages=" + yaml.safe_dump(begun + [new], default_flow_style=True, width=1 << 20).strip()]
+    return [f"stages={json.dumps(begun + [new])}"]
 
 
 def measure(folder: Path, name: str, label: str, args: argparse.Namespace, qualities: list[float],

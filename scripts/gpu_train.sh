@@ -45,7 +45,7 @@ else
     mkdir -p "$OUT/smoke_models" && cp "$MODELS/${MODEL:-vvc-lean-vr}".* "$OUT/smoke_models/"
     $PY scripts/campaign.py --smoke --out "$OUT" --budget-s 600 --steps "${SMOKE_STEPS:-4}" --qualities 0,7 \
       --max-frames 9 --models-dir "$OUT/smoke_models" --name "${MODEL:-vvc-lean-vr}" \
-      --config configs/gpu_campaign.yaml --stage "${STAGE:-joint}" --data-dir "$DATA" \
+      --config configs/gpu_campaign.yaml --stage "${STAGE:-joint}" --lr "${LR:-2e-4}" --data-dir "$DATA" \
       --test-data "$DATA/test" run_dir=$RUN_DIR $PATHS "$@"
   else
     $PY scripts/campaign.py --out "$OUT" --budget-s "$BUDGET_S" --models-dir "$MODELS" --name "${MODEL:-vvc-lean-vr}" \

@@ -19,6 +19,20 @@ TINY_OVERRIDES = [
     "model.loss.perceptual=ms-ssim",
     "model.init=null",  # never a shipped model's architecture, whatever quickstart_scratch.yaml starts from
 ]
+# a tiny backbone trained through all three stages in six steps, each stage at its own lr
+THREE_STAGES_FAST = [
+    "model.backbone.width=8",
+    "model.backbone.latent_channels=16",
+    "data.crop_size=32",
+    "data.batch_size=1",
+    "trainer.limit_val_batches=0",
+    "trainer.enable_progress_bar=false",
+    "stages.0.lr=1e-3",
+    "stages.1.start_step=2",
+    "stages.1.lr=2e-3",
+    "stages.2.start_step=4",
+    "stages.2.lr=3e-3",
+]
 
 
 def bikes_path() -> str:

@@ -44,6 +44,13 @@ def test_later_configs_and_overrides_win():
     )
 
 
+def test_a_number_spelt_without_a_dot_is_a_number_inside_an_override_list_too():
+    stage = "{name: vae, train: [backbone], start_step: 0, lr: 5e-05, loss: vae}"
+    cfg = load_config(["quickstart_scratch.yaml"], ["optim.lr=5e-05", f"stages=[{stage}]"])
+    assert cfg.optim.lr == 5e-5 and cfg.stages[0].lr == 5e-5  # YAML 1.1 alone reads both as text
+    assert cfg.stages[0].name == "vae" and list(cfg.stages[0].train) == ["backbone"]
+
+
 @pytest.mark.parametrize(
     "override, message",
     [

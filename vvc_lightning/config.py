@@ -313,9 +313,14 @@ def _check_trainer_keys(trainer: DictConfig) -> None:
 
 
 def _as_number(value: Any) -> Any:
-    """A string that spells a number as a float (YAML 1.1 reads 1e-3, without a dot, as a string)."""
+    """A string that spells a number as a float (YAML 1.1 reads 1e-3, without a dot, as a string), also
+    inside the lists and mappings of an override value (`stages=[{..., lr: 5e-05}]`), as config files read."""
     if isinstance(value, str) and NUMBER.fullmatch(value.strip()):
         return float(value)
+    if isinstance(value, list):
+        return [_as_number(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _as_number(v) for k, v in value.items()}
     return value
 
 

@@ -268,7 +268,7 @@ def test_switch_stage_keeps_the_begun_stages_and_starts_the_named_one_at_the_rec
     back = apply_overrides(new.copy(), script.switch_stage(new, 3000, "joint", None, None))
     assert [(s.name, s.start_step) for s in back.stages][-2:] == [("decoder", 2535), ("joint", 3000)]
     assert list(back.stages[-1].train) == ["backbone", "codec"] and back.stages[-1].lr == 2e-4
-    # 5e-05 (JSON's spelling) once reached the config as text
+    # JSON spells 5e-05 without a dot, which once reached the config as text
     slow = apply_overrides(cfg.copy(), script.switch_stage(cfg, 2535, "joint", None, 5e-5))
     assert slow.stages[-1].lr == 5e-5 and [s.name for s in slow.stages] == ["vae", "codec", "joint"]
     after = apply_overrides(slow.copy(), script.switch_stage(slow, 2600, "decoder", parts, 3e-5))

@@ -5,24 +5,11 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 
+from tests.conftest import THREE_STAGES_FAST
 from vvc_lightning.config import apply_overrides
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.training.stages import StageSchedule, stage_bounds, stage_lr_factor
 from vvc_lightning.training.trainer import fit
-
-FAST = [
-    "model.backbone.width=8",
-    "model.backbone.latent_channels=16",
-    "data.crop_size=32",
-    "data.batch_size=1",
-    "trainer.limit_val_batches=0",
-    "trainer.enable_progress_bar=false",
-    "stages.0.lr=1e-3",
-    "stages.1.start_step=2",
-    "stages.1.lr=2e-3",
-    "stages.2.start_step=4",
-    "stages.2.lr=3e-3",
-]
 
 
 class LrRecorder(pl.Callback):
@@ -62,7 +49,7 @@ def test_fit_applies_warmup_per_stage(tiny_config, tmp_path):
         tiny_config.copy(),
         [
             f"run_dir={tmp_path}",
-            *FAST,
+            *THREE_STAGES_FAST,
             "trainer.max_steps=8",
             "optim.warmup_steps=2",
             "optim.decay=cosine",

@@ -5,23 +5,12 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import torch
 
+from tests.conftest import THREE_STAGES_FAST
 from vvc_lightning.config import apply_overrides
 from vvc_lightning.training.trainer import fit
 
-FAST = [
-    "model.backbone.name=cv_vae",  # has GroupNorm layers, to check that frozen norms stay in eval mode
-    "model.backbone.width=8",
-    "model.backbone.latent_channels=16",
-    "data.crop_size=32",
-    "data.batch_size=1",
-    "trainer.limit_val_batches=0",
-    "trainer.enable_progress_bar=false",
-    "stages.0.lr=1e-3",
-    "stages.1.start_step=2",
-    "stages.1.lr=2e-3",
-    "stages.2.start_step=4",
-    "stages.2.lr=3e-3",
-]
+# cv_vae has GroupNorm layers, to check that frozen norms stay in eval mode
+FAST = ["model.backbone.name=cv_vae", *THREE_STAGES_FAST]
 
 
 class Recorder(pl.Callback):
