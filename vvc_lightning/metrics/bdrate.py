@@ -20,12 +20,13 @@ class BDRateError(VVCError):
     """RD curves that a Bjøntegaard delta cannot be computed on (too few points, no overlap, ...)."""
 
 
-def _curve(rate: Sequence[float], quality: Sequence[float], higher_is_better: bool, what: str):
+def _curve(rate: Sequence[float], quality: Sequence[float], higher_is_better: bool, what: str,
+           min_points: int = 2):
     r, q = np.asarray(rate, np.float64), np.asarray(quality, np.float64)
     if r.shape != q.shape or r.ndim != 1:
         raise BDRateError(f"{what}: rates and qualities differ in length ({r.shape} vs {q.shape})")
-    if len(r) < 2:
-        raise BDRateError(f"{what}: needs at least 2 rate points, got {len(r)}")
+    if len(r) < max(2, min_points):
+        raise BDRateError(f"{what}: needs at least {max(2, min_points)} rate points, got {len(r)}")
     if not (np.isfinite(r).all() and np.isfinite(q).all()):
         raise BDRateError(f"{what}: a rate or quality is not finite")
     if (r <= 0).any():
@@ -47,12 +48,12 @@ def _overlap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 
 
 def bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float], rate_test: Sequence[float],
-            quality_test: Sequence[float], higher_is_better: bool = True) -> float:
+            quality_test: Sequence[float], higher_is_better: bool = True, min_points: int = 2) -> float:
     """Average rate difference of test against anchor at equal quality, in percent (negative = saving)."""
     from scipy.interpolate import PchipInterpolator
 
-    ra, qa = _curve(rate_anchor, quality_anchor, higher_is_better, "anchor")
-    rt, qt = _curve(rate_test, quality_test, higher_is_better, "test")
+    ra, qa = _curve(rate_anchor, quality_anchor, higher_is_better, "anchor", min_points)
+    rt, qt = _curve(rate_test, quality_test, higher_is_better, "test", min_points)
     lo, hi = _overlap(qa, qt)
     ia, it = np.argsort(qa), np.argsort(qt)
     fa = PchipInterpolator(qa[ia], np.log10(ra[ia]))
@@ -75,9 +76,10 @@ def bd_quality(rate_anchor: Sequence[float], quality_anchor: Sequence[float], ra
 
 
 def try_bd_rate(rate_anchor: Sequence[float], quality_anchor: Sequence[float], rate_test: Sequence[float],
-                quality_test: Sequence[float], higher_is_better: bool = True) -> tuple[float, str]:
+                quality_test: Sequence[float], higher_is_better: bool = True,
+                min_points: int = 2) -> tuple[float, str]:
     """(BD-rate %, '') or (NaN, the reason it cannot be computed)."""
     try:
-        return bd_rate(rate_anchor, quality_anchor, rate_test, quality_test, higher_is_better), ""
+        return bd_rate(rate_anchor, quality_anchor, rate_test, quality_test, higher_is_better, min_points), ""
     except BDRateError as exc:
         return float("nan"), str(exc)
