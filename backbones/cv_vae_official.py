@@ -25,8 +25,6 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import get_act_layer
-from timm.models import checkpoint_seq
 from torch import nn
 
 from vvc_lightning.backbones.base import EncoderDecoderBackbone
@@ -203,6 +201,8 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode a clip."""
         ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        if ckpt:
+            from timm.models import checkpoint_seq
         h = self.conv_in(x)
         for stage in self.down:
             h = checkpoint_seq(stage.block, h) if ckpt else stage.block(h)
@@ -239,6 +239,8 @@ class Decoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """Decode a latent."""
         ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
+        if ckpt:
+            from timm.models import checkpoint_seq
         h = self.mid(self.conv_in(z))
         for stage in reversed(self.up):
             h = checkpoint_seq(stage.block, h) if ckpt else stage.block(h)
@@ -285,6 +287,8 @@ class CVVAEOfficial(EncoderDecoderBackbone):
             )
         eps = 1e-6 if layout == "sd3" else 1e-5
         temporal = (layout == "sd21") if temporal_attention is None else bool(temporal_attention)
+        from timm.layers import get_act_layer
+
         act = get_act_layer(activation)
         self.latent_channels = int(latent_channels)
         self.width = int(width)

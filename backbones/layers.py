@@ -17,7 +17,6 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.layers import DropPath, GluMlp
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -313,6 +312,8 @@ class GegluFeedForward(nn.Module):
 
     def __init__(self, dim: int) -> None:
         super().__init__()
+        from timm.layers import GluMlp  # on first use: importing timm costs seconds
+
         hidden = int(4 * (2 / 3) * dim)
         self.norm = nn.LayerNorm(dim)
         self.mlp = GluMlp(dim, 2 * hidden, act_layer=nn.GELU, bias=False)
@@ -331,6 +332,8 @@ class GegluNAFBlock(nn.Module):
         self.dwconv = ZeroPadDepthwiseConv(dim)
         self.ffn = GegluFeedForward(dim)
         self.residual = residual
+        if drop_path > 0:
+            from timm.layers import DropPath
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

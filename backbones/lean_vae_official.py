@@ -21,7 +21,6 @@ import re
 import torch
 import torch.nn.functional as F
 from einops import rearrange
-from timm.models import checkpoint_seq
 from torch import nn
 
 from vvc_lightning.backbones.base import EncoderDecoderBackbone
@@ -124,7 +123,11 @@ class LeanEncoder(nn.Module):
         self.gradient_checkpointing = False
 
     def _run(self, stack: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        return checkpoint_seq(stack, x) if self.gradient_checkpointing and self.training else stack(x)
+        if self.gradient_checkpointing and self.training:
+            from timm.models import checkpoint_seq
+
+            return checkpoint_seq(stack, x)
+        return stack(x)
 
     def forward(self, bands: list[tuple[str, torch.Tensor]]) -> torch.Tensor:
         """[(kind, subbands (B,3n,t,H,W))...] in time order -> features."""
