@@ -59,7 +59,7 @@ def train_step_time(backbone: str, precision: str, batch: int, size: int, steps:
         with torch.autocast(DEV, dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
             out = model(x)
             terms = loss_fn(
-                x, out["x_hat"].float(), out["y_likelihoods"].float(), out["z_likelihoods"].float()
+                x, out["x_hat"].float(), out["likelihoods"]["y"].float(), out["likelihoods"]["z"].float()
             )
         opt.zero_grad(set_to_none=True)
         (terms.loss + model.codec.aux_loss()).backward()

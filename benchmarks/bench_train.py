@@ -55,7 +55,7 @@ def step_seconds(model: VideoCompressionModel, batch: int, crop: int, steps: int
     for i in range(steps + 1):
         t = time.perf_counter()
         out = model(x)
-        terms = loss_fn(x, out["x_hat"], out["y_likelihoods"], out["z_likelihoods"])
+        terms = loss_fn(x, out["x_hat"], out["likelihoods"]["y"], out["likelihoods"]["z"])
         opt.zero_grad(set_to_none=True)
         (terms.loss + model.codec.aux_loss()).backward()
         opt.step()

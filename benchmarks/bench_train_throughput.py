@@ -100,8 +100,8 @@ class Step:
             quality, lmbda = self.model.rate_point(True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled="bf16" in self.flags):
             out = self.model(x, rd=self.rd, quality=quality)
-            terms = self.loss_fn(x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"),
-                                 lmbda=lmbda)
+            lik = out.get("likelihoods", {})
+            terms = self.loss_fn(x, out["x_hat"], lik.get("y"), lik.get("z"), lmbda=lmbda)
             return terms.loss + self.model.codec.aux_loss()
 
     def run(self, x: torch.Tensor, times: dict[str, list[float]] | None, t0: float) -> None:

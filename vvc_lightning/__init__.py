@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from vvc_lightning.api import Codec
     from vvc_lightning.model import CompressionModel
 
-__all__ = ["Codec", "CompressionModel", "__version__", "load"]
+__all__ = ["Codec", "CompressionModel", "__version__", "create_backbone", "list_backbones", "load"]
 _LAZY = {"Codec": "vvc_lightning.api", "CompressionModel": "vvc_lightning.model"}
 
 
@@ -25,6 +25,26 @@ def load(spec: str, device: str = "cpu", **options: Any) -> Codec:
     from vvc_lightning.api import load as load_codec
 
     return load_codec(spec, device, **options)
+
+
+def create_backbone(name: str, **kwargs: Any) -> Any:
+    """A registered backbone (video VAE) built with `kwargs` as its constructor arguments (timm's
+    `create_model`): `create_backbone("lean_vae_lite", latent_channels=64)`; unknown names and keys are a
+    one-line error listing the known ones."""
+    from vvc_lightning.registry import BACKBONES
+
+    return BACKBONES.create(name, **kwargs)
+
+
+def list_backbones(pattern: str = "*", aliases: bool = False) -> list[str]:
+    """Names of the registered backbones (plugins included) that match the shell-style `pattern`, sorted
+    (timm's `list_models`); `aliases`: the deprecated names too."""
+    import fnmatch
+
+    from vvc_lightning.registry import BACKBONES
+
+    old = set() if aliases else set(BACKBONES.aliases())
+    return [n for n in BACKBONES.names() if n not in old and fnmatch.fnmatchcase(n, pattern)]
 
 
 def __getattr__(name: str) -> Any:

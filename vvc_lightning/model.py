@@ -13,8 +13,9 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf, open_dict
-from torch import nn
+from torch import Tensor, nn
 
 from vvc_lightning.codec.entropy.gain import lambda_to_quality, quality_to_lambda
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
@@ -145,6 +146,69 @@ class CompressionModel(nn.Module):
         if not (math.isfinite(q) and 0 <= q <= n - 1):
             raise VVCError(f"quality {quality} is outside this model's range [0, {n - 1}]")
         return q
+
+    # ------------------------------------------------------------- CompressAI's model contract
+    def _pad(self, x: Tensor) -> Tensor:
+        """Frames (B,3,T,H,W) padded at the bottom and right to the backbone stride by edge replication,
+        as the video codec pads them."""
+        if x.dim() != 5 or x.shape[1] != 3:
+            raise VVCError(f"expected GoPs shaped (B,3,T,H,W) in [-1, 1], got {tuple(x.shape)}")
+        s = int(self.backbone.spatial_stride)
+        ph, pw = -x.shape[-2] % s, -x.shape[-1] % s
+        return F.pad(x, (0, pw, 0, ph, 0, 0), mode="replicate") if ph or pw else x
+
+    def forward(self, x: Tensor, quality: float | None = None) -> dict[str, Any]:
+        """GoPs x (B,3,T,H,W) in [-1, 1] -> {"x_hat", "likelihoods": {"y", "z"}} at `quality` (None: the
+        highest; fixed rate: None), as CompressAI's models give: noise / STE in training, rounding in eval."""
+        h, w = x.shape[-2:]
+        out = self.codec(self.backbone.encode(self._pad(x)), self.codec.rate(self.check_quality(quality)))
+        x_hat = self.backbone.decode(out.latent_hat)[..., :h, :w]
+        return {"x_hat": x_hat, "likelihoods": {"y": out.y_likelihoods, "z": out.z_likelihoods}}
+
+    def update(self, force: bool = False) -> bool:
+        """Build the CDF tables from the weights when they are missing or stale (`force`: always); returns
+        whether they were built, as CompressAI's `update`."""
+        stale = force or not (self.codec.tables_ready() and self.codec._tables_fresh)
+        self.codec.update_tables(force=stale)
+        return stale
+
+    def aux_loss(self) -> Tensor:
+        """The entropy bottleneck's quantile loss (CompressAI's `aux_loss`)."""
+        return self.codec.aux_loss()
+
+    def compress(self, x: Tensor, quality: float | None = None) -> dict[str, Any]:
+        """GoPs x (B,3,T,H,W) in [-1, 1] -> {"strings": [one byte string per GoP], "shape": (T, H, W)}:
+        each string holds z then y, the bytes the video codec stores as that GoP's record (`bind_to_gop`
+        ties it to its index in the file)."""
+        from vvc_lightning.codec.pipeline.determinism import batch_invariant, float_codec_parts
+        from vvc_lightning.codec.pipeline.video_codec import _inference
+
+        gains = self.codec.rate(self.check_quality(quality), exact=True)
+        with _inference(self), batch_invariant(self.backbone):
+            latent = self.backbone.encode(self._pad(x))
+        with _inference(self), batch_invariant(*float_codec_parts(self.codec)):
+            strings = self.codec.compress(latent, gains, reconstruct=False)[0]
+        return {"strings": [strings], "shape": tuple(int(v) for v in x.shape[-3:])}
+
+    def decompress(self, strings: list[list[bytes]], shape: tuple[int, int, int],
+                   quality: float | None = None) -> dict[str, Tensor]:
+        """`compress`'s strings and shape (and the quality coded at) -> {"x_hat": (B,3,T,H,W) in [-1, 1]}."""
+        from vvc_lightning.codec.pipeline.determinism import batch_invariant, float_codec_parts
+        from vvc_lightning.codec.pipeline.video_codec import _inference
+
+        if (not isinstance(strings, (list, tuple)) or len(strings) != 1 or not strings[0]
+                or not all(isinstance(s, (bytes, bytearray)) for s in strings[0])):
+            raise VVCError("strings must be compress(x)['strings']: a list holding one list of byte strings "
+                           "(one per GoP)")
+        t, h, w = (int(v) for v in shape)
+        s = int(self.backbone.spatial_stride)
+        latent_shape = self.backbone.latent_shape(t, -(-h // s) * s, -(-w // s) * s)
+        gains = self.codec.rate(self.check_quality(quality), exact=True)
+        with _inference(self), batch_invariant(*float_codec_parts(self.codec)):
+            latent = self.codec.decompress([bytes(b) for b in strings[0]], latent_shape, gains)
+        with _inference(self), batch_invariant(self.backbone):
+            x_hat = self.backbone.decode(latent)
+        return {"x_hat": x_hat[..., :h, :w].clamp_(-1, 1)}
 
     # ---------------------------------------------------------------------------- identity
     def identity(self) -> str:

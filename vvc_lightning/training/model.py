@@ -84,25 +84,19 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
         return batch
 
     # ------------------------------------------------------------------------------- forward
-    def forward(self, x: Tensor, rd: bool = True, quality: float | None = None) -> dict[str, Tensor]:
-        """x (B,3,T,H,W) -> reconstruction (and likelihoods when going through the codec at `quality`)."""
+    def forward(self, x: Tensor, rd: bool = True, quality: float | None = None) -> dict[str, Any]:
+        """x (B,3,T,H,W) -> {"x_hat", "likelihoods": {"y", "z"}} through the codec at `quality`
+        (`CompressionModel.forward`), or {"x_hat"} through the backbone alone (rd=False)."""
         if not rd:
             return {"x_hat": self.backbone(x)}
-        latent = self.backbone.encode(x)
-        out = self.codec(latent, self.codec.rate(quality))
-        return {
-            "x_hat": self.backbone.decode(out.latent_hat),
-            "y_likelihoods": out.y_likelihoods,
-            "z_likelihoods": out.z_likelihoods,
-        }
+        return super().forward(x, quality)
 
     def _step(self, x: Tensor, prefix: str) -> Tensor:
         rd = self.stage.loss == "rd"
         quality, lmbda = self.rate_point(prefix == "train")
         out = self(x, rd=rd, quality=quality)
-        terms = self.loss_fn()(
-            x, out["x_hat"], out.get("y_likelihoods"), out.get("z_likelihoods"), lmbda=lmbda
-        )
+        lik = out.get("likelihoods", {})
+        terms = self.loss_fn()(x, out["x_hat"], lik.get("y"), lik.get("z"), lmbda=lmbda)
         logs = {
             "loss": terms.loss,
             "mse": terms.mse,
