@@ -13,6 +13,8 @@ EPILOG = """examples:
       -o results/
   python -m vvc_lightning evaluate --data clips/ --baselines x265 --points x265=22,27,32,37 \\
       --preset x265=medium
+  python -m vvc_lightning evaluate --data uvg,hevc --root ~/testsets --protocol 96f-ip32 \
+      --model vvc-lean-vr --qualities 0,2,4,7 --baselines x265 --anchor-file VTM-17.0=vtm_anchor.json
 Default rate points (x265 QP 19..35, vvenc QP 22..38, SVT-AV1 CRF 15..47, x264 QP 20..36) span about
 0.01 to 0.1 bpp on typical 8-bit content. A rerun with the same -o reuses every finished row."""
 
@@ -26,8 +28,20 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="folder / file / glob of videos and .yuv, or a config .yaml "
-                   "whose test split gives the sequences")
+    p.add_argument("--data", required=True, help="folder / file / glob of videos and .yuv (a class per first "
+                   "folder below it), a config .yaml whose test split gives the sequences, or dataset specs: "
+                   "shipped uvg, mcl-jcv, hevc or a spec .yaml, several joined by commas (needs --root)")
+    p.add_argument("--root", default=None, metavar="DIR", help="folder holding a dataset spec's files (found "
+                   "in DIR, DIR/CLASS or any folder below)")
+    p.add_argument("--protocol", default=None, help="frames coded and the classic codecs' intra period: "
+                   "96f-ip32 (96 frames, intra period 32; the default for a dataset spec), 96f-ip96, or "
+                   "all-ip-1 (all frames, one intra picture)")
+    p.add_argument("--classes", default=None, help="comma-separated classes of the dataset spec to evaluate, "
+                   "e.g. HEVC_B,HEVC_C (default: all)")
+    p.add_argument("--anchor-file", action="append", default=[], metavar="[NAME=]FILE",
+                   help="a curve read from an anchor file ({class: {sequence: {\"022\": {ave_all_frame_bpp, "
+                   "...}}}}, e.g. a published VTM table); the first is the per-class tables' anchor unless "
+                   "--anchor names another; repeatable")
     p.add_argument("--ckpt", nargs="+", default=[], metavar="CKPT", help="checkpoints (or shipped models as "
                    "zoo:NAME): one neural rate point each, or one per --qualities entry")
     p.add_argument(
@@ -166,6 +180,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
         codec=codec_options_from_args(args),
         progress=not args.no_progress,
         qualities=parse_qualities(args.qualities),
+        root=args.root,
+        protocol=args.protocol,
+        classes=[c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None,
+        anchor_files=list(args.anchor_file),
     )
 
 
@@ -208,4 +226,19 @@ def run(args: argparse.Namespace) -> int:
             v = float(r["bd_rate_pct"]) if r["bd_rate_pct"] else math.nan
             print(f"BD-rate {r['metric']:>12} {r['codec']:>8} vs {r['anchor']}: "
                   + (f"{v:+.2f} %" if math.isfinite(v) else f"n/a ({r['note'][:80]})"))
+    if "classes_md" in paths:
+        print_class_table(paths["classes_csv"])
+        print(f"tables:  {paths['classes_md']}  {paths['classes_tex']}  {paths['classes_csv']}")
     return 0
+
+
+def print_class_table(path: Any) -> None:
+    """The per-class BD-rates (and Average), a line per metric and codec."""
+    import csv
+
+    with open(path) as f:
+        reader = csv.DictReader(f)
+        classes = [c for c in reader.fieldnames or [] if c not in ("metric", "codec", "anchor", "notes")]
+        for r in reader:
+            cells = ", ".join(f"{c} {float(r[c]):+.2f} %" if r[c] else f"{c} n/a" for c in classes)
+            print(f"BD-rate {r['metric']:>12} {r['codec']:>8} vs {r['anchor']} per class: {cells}")

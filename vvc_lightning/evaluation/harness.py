@@ -23,7 +23,7 @@ import numpy as np
 
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.errors import VVCError
-from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, load_sequences, neural_spec
+from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, neural_spec
 from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
@@ -54,6 +54,10 @@ class EvalOptions:
     codec: CodecOptions = field(default_factory=CodecOptions)  # the neural codec's (matrix / rng: the above)
     progress: bool = True
     qualities: list[float] | None = None  # variable-rate models: one rate point per quality
+    root: str | None = None  # the folder holding a dataset spec's files (see evaluation.testsets)
+    protocol: str | None = None  # 96f-ip32 | 96f-ip96 | all-ip-1: coded frames and intra period
+    classes: list[str] | None = None  # a dataset spec's classes to evaluate (default: all)
+    anchor_files: list[str] = field(default_factory=list)  # curves read from anchor files: FILE or NAME=FILE
 
 
 def _digest(obj: Any) -> str:
@@ -343,9 +347,19 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
     from tqdm import tqdm
 
     from vvc_lightning.evaluation import report
+    from vvc_lightning.evaluation.classes import class_report, read_anchor_curves
+    from vvc_lightning.evaluation.testset_data import prepare
 
     out = make_dirs(opts.out)
+    data = prepare(opts.data, opts.root, opts.protocol, opts.classes, opts.max_frames, opts.intra_period)
+    external = read_anchor_curves(opts.anchor_files)
+    file_curves = list(dict.fromkeys(r["codec"] for r in external))
+    class_anchor = opts.anchor if opts.anchor in file_curves else None
+    opts = replace(opts, intra_period=data.intra_period, anchor=None if class_anchor else opts.anchor)
     specs = build_specs(opts)
+    if set(file_curves) & {s.name for s in specs}:
+        raise VVCError(f"--anchor-file curve names {', '.join(file_curves)} repeat a codec's; name them "
+                       "NAME=FILE")
     anchor = opts.anchor
     if anchor is None and opts.baselines:
         anchor = "vvenc" if "vvenc" in opts.baselines else opts.baselines[0]
@@ -353,7 +367,7 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
         raise VVCError(
             f"--anchor '{anchor}' is not one of the codecs evaluated ({', '.join(s.name for s in specs)})"
         )
-    seqs = load_sequences(opts.data, opts.max_frames, opts.matrix, opts.rng)
+    seqs = data.load(opts.matrix, opts.rng)
     harness = Harness(opts)
     jobs = [(s, p, q) for s in specs for p in s.points for q in seqs]
     rows = []
@@ -364,5 +378,8 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
             bar.update()
     summary = summarize(harness, specs, rows, seqs)
     bd = bd_table(harness, specs, rows, summary, anchor)
-    info = meta(harness, specs, opts)
-    return report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops")
+    info = {**meta(harness, specs, opts), "test_set": data.describe()}
+    paths = report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops")
+    class_anchor = class_anchor or (file_curves[0] if file_curves else anchor)
+    return {**paths, **class_report(out, rows, external, data.groups, data.files, class_anchor, harness.keys,
+                                    harness.info)}
