@@ -88,6 +88,13 @@ def test_the_cli_takes_anchor_files_as_the_anchor_and_as_curves_in_the_class_tab
     table = read_csv(base / "out" / "bdrate_classes.csv")
     assert float(table[0]["Average"]) == pytest.approx(2.5, abs=1e-9)
     assert "| x265 | -20.0 | 25.0 | 2.5 |" in (base / "out" / "bdrate_classes.md").read_text()
+    report = (base / "out" / "report.html").read_text()
+    assert "BD-rate (%) per class" in report
+    assert "<td>x265</td><td>-20.00</td><td>25.00</td><td>2.50</td>" in report
+    assert "<td>class UVG</td><td>Beauty, Jockey</td>" in report
+    doc = json.loads((base / "out" / "results.json").read_text())
+    assert {(e["codec"], e["class"]) for e in doc["meta"]["bd_rate_classes"]} == {
+        (c, k) for c in ("x265", "published") for k in ("HEVC_D", "UVG", "Average")}
 
 
 def test_missing_files_and_unknown_protocols_are_one_line_errors_from_the_cli(run, capsys, tmp_path):

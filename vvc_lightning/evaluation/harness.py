@@ -378,8 +378,10 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
             bar.update()
     summary = summarize(harness, specs, rows, seqs)
     bd = bd_table(harness, specs, rows, summary, anchor)
-    info = {**meta(harness, specs, opts), "test_set": data.describe()}
-    paths = report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops")
     class_anchor = class_anchor or (file_curves[0] if file_curves else anchor)
-    return {**paths, **class_report(out, rows, external, data.groups, data.files, class_anchor, harness.keys,
-                                    harness.info)}
+    class_paths, per_class, per_seq = class_report(out, rows, external, data.groups, data.files, class_anchor,
+                                                   harness.keys, harness.info)
+    info = {**meta(harness, specs, opts), "test_set": data.describe(), "bd_rate_classes": per_class,
+            "bd_rate_sequences": per_seq}
+    paths = report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops")
+    return {**paths, **class_paths}

@@ -192,6 +192,10 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
             "patches). Blank: not computable (see bdrate.csv notes).</p>",
             _table(cols, recs, {c: ".2f" for c in cols}),
         ]
+    if meta.get("test_set"):
+        from vvc_lightning.evaluation.tables import classes_html
+
+        parts.append(classes_html(meta["test_set"], meta.get("bd_rate_classes", [])))
     refs = present_references(rows)
     speed_cols = ["encode_fps", "decode_fps"] + ratio_columns(refs)
     parts += ["<h2>Summary (mean over sequences)</h2>",

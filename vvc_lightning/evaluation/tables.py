@@ -136,3 +136,25 @@ def write_tables(out: Path, per_class: list[dict], per_seq: list[dict]) -> dict[
     for k, p in paths.items():
         write_bytes_atomic(p, texts[k].encode())
     return paths
+
+
+def classes_html(test_set: dict[str, Any], per_class: list[dict]) -> str:
+    """The report's section on the test set (a table) and the per-class BD-rates (a table per metric)."""
+    import html
+
+    from vvc_lightning.evaluation.report import _table
+
+    about = [{"setting": k.replace("_", " "), "value": v} for k, v in test_set.items() if k != "classes"]
+    about += [{"setting": f"class {c}", "value": ", ".join(seqs)}
+              for c, seqs in test_set.get("classes", {}).items()]
+    parts = ["<h2>Test set</h2>", _table(["setting", "value"], about)]
+    if per_class:
+        cols = classes_of(per_class)
+        parts.append(f"<h2>BD-rate (%) per class</h2><p style='max-width:1000px;font-size:13px'>"
+                     f"{html.escape(METHOD)}.</p>")
+        for metric, recs in _by_metric(per_class).items():
+            parts += [f"<h3>{html.escape(label(metric))} against {html.escape(recs[0]['anchor'])}</h3>",
+                      _table(["codec", *cols], recs, {c: ".2f" for c in cols})]
+            parts += [f"<p style='font-size:12px;max-width:1000px'>{html.escape(r['codec'])}: "
+                      f"{html.escape(r['notes'])}</p>" for r in recs if r["notes"]]
+    return "\n".join(parts)
