@@ -88,6 +88,10 @@ def test_the_cli_takes_anchor_files_as_the_anchor_and_as_curves_in_the_class_tab
     table = read_csv(base / "out" / "bdrate_classes.csv")
     assert float(table[0]["Average"]) == pytest.approx(2.5, abs=1e-9)
     assert "| x265 | -20.0 | 25.0 | 2.5 |" in (base / "out" / "bdrate_classes.md").read_text()
+    svg = (base / "out" / "rd_classes" / "UVG_psnr_y.svg").read_text()
+    assert all(name in svg for name in ("x265", "scaled", "published", "PSNR-Y (dB)", "rate (bpp)"))
+    assert all((base / "out" / "rd_classes" / f"HEVC_D_psnr_y.{ext}").stat().st_size > 1000
+               for ext in ("png", "pdf"))
     report = (base / "out" / "report.html").read_text()
     assert "BD-rate (%) per class" in report
     assert "<td>x265</td><td>-20.00</td><td>25.00</td><td>2.50</td>" in report
