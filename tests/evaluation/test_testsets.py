@@ -162,7 +162,7 @@ def test_spec_frames_read_as_the_plain_reader_does_and_deeper_samples_round_to_8
     assert np.array_equal(np.stack(list(read_frames(d, 2))), read_video(eight).frames)
 
 
-def test_raw_files_are_understood_from_their_names_without_a_spec(tmp_path):
+def test_raw_files_are_understood_from_their_names_without_a_spec(tmp_path, monkeypatch):
     s = raw_sequence(yuv(tmp_path / "HEVC_C" / "RaceHorses_832x480_30.yuv", 832, 480, 2))
     assert (s.name, s.group, s.width, s.height, s.fps, s.frames, s.bit_depth) == (
         "RaceHorses", "HEVC_C", 832, 480, 30.0, 2, 8)
@@ -174,6 +174,9 @@ def test_raw_files_are_understood_from_their_names_without_a_spec(tmp_path):
     assert plain_class(tmp_path, tmp_path / "HEVC_C" / "RaceHorses_832x480_30.yuv") == "HEVC_C"
     assert plain_class(tmp_path, tmp_path / "x_16x8_30.yuv") == tmp_path.name
     assert not is_spec(str(tmp_path)) and is_spec("uvg") and is_spec("uvg,hevc")
+    (tmp_path / "uvg").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not is_spec("uvg")  # a folder of one's own clips named like a shipped spec is plain data
 
 
 def test_a_spec_with_a_bad_key_or_value_is_one_line(tmp_path):

@@ -121,10 +121,13 @@ def shipped_specs() -> list[str]:
 
 
 def _spec_path(name: str) -> Path | None:
-    """A spec by path, else a shipped spec by name (suffix optional); None if neither."""
+    """A spec by path, else a shipped spec by name (suffix optional); None if neither (or if `name` is an
+    existing folder or other file: plain data)."""
     path = Path(os.path.expanduser(name))
     if path.is_file() and path.suffix.lower() in SPEC_EXTS:
         return path
+    if path.exists():
+        return None
     stem = name.strip().lower().removesuffix(".yaml")
     packaged = resources.files("vvc_lightning.evaluation").joinpath("specs", f"{stem}.yaml")
     return Path(str(packaged)) if packaged.is_file() else None
