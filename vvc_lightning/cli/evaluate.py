@@ -13,7 +13,7 @@ EPILOG = """examples:
       -o results/
   python -m vvc_lightning evaluate --data clips/ --baselines x265 --points x265=22,27,32,37 \\
       --preset x265=medium
-  python -m vvc_lightning evaluate --data uvg,hevc --root ~/testsets --protocol 96f-ip32 \
+  python -m vvc_lightning evaluate --data uvg,hevc --root ~/testsets --protocol 96f-ip32 \\
       --model vvc-lean-vr --qualities 0,2,4,7 --baselines x265 --anchor-file VTM-17.0=vtm_anchor.json
 Default rate points (x265 QP 19..35, vvenc QP 22..38, SVT-AV1 CRF 15..47, x264 QP 20..36) span about
 0.01 to 0.1 bpp on typical 8-bit content. A rerun with the same -o reuses every finished row."""
