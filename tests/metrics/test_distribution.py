@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from tests.metrics.conftest import blur
 from vvc_lightning.metrics import build_metric
@@ -45,6 +46,36 @@ def test_kid_is_near_zero_for_one_distribution_and_positive_for_two():
     assert abs(kid_from_features(a, b, subsets=20, subset_size=100)) < 0.05
     assert kid_from_features(a, b + 1.0, subsets=20, subset_size=100) > 0.5
     assert np.isnan(kid_from_features(a[:1], b[:1]))
+
+
+class _Given(torch.nn.Module):
+    """A 'feature extractor' for torchmetrics that returns the features it is given."""
+
+    num_features = 64  # the statistics do not depend on the width; 2048 makes torchmetrics' eigvals slow
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+@pytest.mark.parametrize("n_ref, n_rec, subset", [(60, 60, 1000), (70, 50, 30)])
+def test_fid_and_kid_equal_torchmetrics_on_the_same_features(n_ref, n_rec, subset):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    rng = np.random.default_rng(0)
+    ref = np.maximum(rng.normal(0.3, 0.5, (n_ref, 64)), 0).astype(np.float32)  # ReLU-like pool features
+    rec = np.maximum(rng.normal(0.35, 0.55, (n_rec, 64)), 0).astype(np.float32)
+    fid = FrechetInceptionDistance(feature=_Given())
+    fid.update(torch.from_numpy(ref).double(), real=True)
+    fid.update(torch.from_numpy(rec).double(), real=False)
+    assert fid_from_features(ref, rec) == pytest.approx(float(fid.compute()), rel=1e-6)
+    size = min(n_ref, n_rec, subset)
+    kid = KernelInceptionDistance(feature=_Given(), subsets=10, subset_size=size)
+    kid.update(torch.from_numpy(ref).double(), real=True)
+    kid.update(torch.from_numpy(rec).double(), real=False)
+    torch.manual_seed(0)  # torchmetrics draws subsets from the global generator; ours seeds its own with 0
+    theirs = float(kid.compute()[0])
+    assert kid_from_features(ref, rec, subsets=10, subset_size=subset) == pytest.approx(theirs, rel=1e-9)
 
 
 def test_fid_on_inception_features_is_larger_for_blurred_frames(clip):

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from tests.conftest import small_clip
 from tests.metrics.conftest import add_noise
 from vvc_lightning.errors import VVCError
 from vvc_lightning.metrics import VideoMetrics, build_metric
@@ -51,13 +52,33 @@ def test_psnr_y_rejects_an_unknown_matrix():
         build_metric("psnr_y", matrix="bt2020")
 
 
-def test_ms_ssim_is_one_for_identical_frames_and_falls_with_noise(clip):
+def test_ms_ssim_with_the_standard_window_is_one_for_identical_frames_and_falls_with_noise(bikes_frames):
+    from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as tm_ms_ssim
+
+    clip = small_clip(bikes_frames, 3, 176, 192, y0=50)  # a side over 160 px: five scales, 11x11 window
     m = build_metric("ms_ssim")
     same = m.scores(frames_to_u8(clip), frames_to_u8(clip)).numpy()
-    light = m.scores(frames_to_u8(clip), frames_to_u8(add_noise(clip, 4))).mean()
-    heavy = m.scores(frames_to_u8(clip), frames_to_u8(add_noise(clip, 30))).mean()
+    light = m.scores(frames_to_u8(clip), frames_to_u8(add_noise(clip, 4))).numpy()
+    heavy = m.scores(frames_to_u8(clip), frames_to_u8(add_noise(clip, 30))).numpy()
     np.testing.assert_allclose(same, 1.0, atol=1e-6)
-    assert 1.0 > light > heavy
+    assert 1.0 > light.mean() > heavy.mean()
+    theirs = tm_ms_ssim(frames_to_u8(add_noise(clip, 30)).double(), frames_to_u8(clip).double(),
+                        data_range=255.0, kernel_size=11, sigma=1.5, reduction="none")
+    np.testing.assert_allclose(heavy, theirs.numpy(), rtol=1e-3)
+
+
+def test_ms_ssim_on_frames_too_small_for_five_scales_is_nan_and_said_in_one_line(clip, caplog, monkeypatch):
+    from vvc_lightning.metrics import base
+
+    monkeypatch.setattr(base, "_SAID", set())  # said once per process: forget what earlier tests said
+    m = build_metric("ms_ssim")
+    with caplog.at_level("WARNING", logger="vvc_lightning"):
+        values = m.scores(frames_to_u8(clip), frames_to_u8(add_noise(clip, 4))).numpy()
+        m.scores(frames_to_u8(clip), frames_to_u8(clip))
+    assert values.shape == (9,) and np.isnan(values).all()
+    said = [r.getMessage() for r in caplog.records if "ms_ssim" in r.getMessage()]
+    assert said == [m.note(96, 160)] and "160x96 frames are too small for five scales" in said[0]
+    assert m.note(161, 200) == ""
 
 
 def test_update_over_clips_averages_every_frame_and_rounds_to_8_bits(clip):

@@ -24,6 +24,19 @@ def test_lpips_falls_back_to_stlpips_and_says_so_in_its_key_and_protocol(no_alex
     assert VideoMetrics(["lpips", "tlp"]).keys == ["stlpips", "tlp_stlpips"]
 
 
+def test_the_fallback_to_stlpips_is_said_in_one_line_of_the_commands_output(no_alexnet, caplog, monkeypatch):
+    from vvc_lightning.metrics import base
+
+    monkeypatch.setattr(base, "_SAID", set())
+    with caplog.at_level("WARNING", logger="vvc_lightning"):
+        build_metric("lpips")
+        build_metric("lpips")
+        build_metric("stlpips")  # asked for by name: nothing to say
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith("lpips: AlexNet LPIPS weights not found")
+    assert "reported as 'stlpips'" in said[0]
+
+
 def test_explicit_alexnet_lpips_fails_with_the_fix_when_weights_are_absent(no_alexnet):
     with pytest.raises(WeightsError, match="alexnet-owt-7be5be79.pth"):
         build_metric("lpips_alex")

@@ -45,10 +45,10 @@ def test_decoded_video_of_another_size_is_a_clear_error(clip):
 
 def test_sequence_gives_per_frame_arrays_and_update_compute_their_mean(clip):
     rec = add_noise(clip, 5)
-    vm = VideoMetrics(["psnr", "ms_ssim"])
+    vm = VideoMetrics(["psnr", "psnr_y"])  # (ms_ssim is NaN on these 160x96 frames: too small for 5 scales)
     per_frame = vm.sequence(clip, rec)
-    assert {k: v.shape for k, v in per_frame.items()} == {"psnr": (9,), "ms_ssim": (9,)}
+    assert {k: v.shape for k, v in per_frame.items()} == {"psnr": (9,), "psnr_y": (9,)}
     vm.update(frames_to_tensor(clip)[None], frames_to_tensor(rec)[None])
     out = vm.compute()
     assert out["psnr"] == pytest.approx(per_frame["psnr"].mean())
-    assert out["ms_ssim"] == pytest.approx(per_frame["ms_ssim"].mean(), rel=1e-6)
+    assert out["psnr_y"] == pytest.approx(per_frame["psnr_y"].mean(), rel=1e-6)

@@ -20,6 +20,16 @@ from torchmetrics import Metric
 from vvc_lightning.errors import FrameCountError, VVCError
 
 CHUNK = 4  # frames converted to float at a time
+_SAID: set[str] = set()
+
+
+def say_once(message: str) -> None:
+    """Tell the user `message` in one line on the command's output, once per process."""
+    import logging
+
+    if message not in _SAID:
+        _SAID.add(message)
+        logging.getLogger("vvc_lightning").warning(message)
 
 
 @contextlib.contextmanager
@@ -110,6 +120,10 @@ class VideoMetric(Metric):
     def info(self) -> dict[str, Any]:
         """Protocol details recorded beside the results."""
         return {}
+
+    def note(self, height: int, width: int) -> str:
+        """What a user must know about this metric's values on frames of this size ('' when nothing)."""
+        return ""
 
     def frame_scores(self, ref: Tensor, rec: Tensor) -> Tensor:
         """Per-frame values (n,) of float frames (n,3,H,W) in [0,255] on `self.device`."""

@@ -126,19 +126,23 @@ def fid_from_features(ref: np.ndarray, rec: np.ndarray) -> float:
 
 def kid_from_features(ref: np.ndarray, rec: np.ndarray, subsets: int = 100, subset_size: int = 1000,
                       seed: int = 0) -> float:
-    """Kernel Inception Distance: unbiased MMD^2, kernel (x.y/d + 1)^3, mean over random subsets."""
+    """Kernel Inception Distance: unbiased MMD^2, kernel (x.y/d + 1)^3, mean over random subsets of
+    min(subset_size, n) patches; drawn as torchmetrics draws them (torch.randperm, reference then decoded,
+    per subset) from a generator seeded with `seed`, so equal to torchmetrics' KID after torch.manual_seed."""
     n = min(len(ref), len(rec), subset_size)
     if n < 2:
         return float("nan")
-    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    x_all = torch.from_numpy(np.asarray(ref, np.float64))
+    y_all = torch.from_numpy(np.asarray(rec, np.float64))
     d = ref.shape[1]
     vals = []
     for _ in range(subsets):
-        x = ref[rng.choice(len(ref), n, replace=False)].astype(np.float64)
-        y = rec[rng.choice(len(rec), n, replace=False)].astype(np.float64)
+        x = x_all[torch.randperm(len(ref), generator=gen)[:n]]
+        y = y_all[torch.randperm(len(rec), generator=gen)[:n]]
         kxx, kyy, kxy = ((x @ x.T) / d + 1) ** 3, ((y @ y.T) / d + 1) ** 3, ((x @ y.T) / d + 1) ** 3
-        mmd = ((kxx.sum() - np.trace(kxx)) + (kyy.sum() - np.trace(kyy))) / (n * (n - 1)) - 2 * kxy.mean()
-        vals.append(mmd)
+        mmd = ((kxx.sum() - kxx.trace()) + (kyy.sum() - kyy.trace())) / (n * (n - 1)) - 2 * kxy.mean()
+        vals.append(float(mmd))
     return float(np.mean(vals))
 
 
@@ -217,6 +221,10 @@ class KID(_SetMetric):
 
     name = "kid"
     label = "KID"
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "subsets": "100 of min(1000, n) patches, torch.randperm seeded 0 "
+                                             "(torchmetrics' draw)"}
 
     def from_features(self, ref: np.ndarray, rec: np.ndarray) -> float:
         return kid_from_features(ref, rec)

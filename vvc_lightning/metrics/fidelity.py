@@ -8,18 +8,19 @@ import torch
 from torch import Tensor
 
 from vvc_lightning.errors import VVCError
-from vvc_lightning.metrics.base import VideoMetric
+from vvc_lightning.metrics.base import VideoMetric, say_once
 from vvc_lightning.metrics.functional import (
     MSSSIM_DOWNSCALE,
     MSSSIM_SCALES,
     MSSSIM_WEIGHTS,
     MSSSIM_WINDOW,
     PSNR_CAP,
-    ms_ssim,
     psnr,
 )
 from vvc_lightning.metrics.registry import register_metric
 from vvc_lightning.video.colour import MATRICES, RANGES
+
+SMALLEST = (MSSSIM_WINDOW - 1) * MSSSIM_DOWNSCALE  # a side must exceed this for 5 scales and the 11x11 window
 
 
 def luma(x: Tensor, matrix: str = "bt709", rng: str = "limited") -> Tensor:
@@ -70,16 +71,30 @@ class PSNRY(VideoMetric):
 
 @register_metric("ms_ssim")
 class MSSSIM(VideoMetric):
-    """5-scale MS-SSIM (Wang et al. 2003) on RGB, mean over channels; window 11 (smaller below 161 px)."""
+    """5-scale MS-SSIM (Wang et al. 2003) on RGB, mean over channels, with the standard 11x11 Gaussian window
+    (sigma 1.5); NaN, said once, on frames too small for it (a side of 160 px or less)."""
 
     name = "ms_ssim"
     label = "MS-SSIM"
 
     def info(self) -> dict[str, Any]:
-        big = (MSSSIM_WINDOW - 1) * MSSSIM_DOWNSCALE
         return {"scales": MSSSIM_SCALES, "weights": list(MSSSIM_WEIGHTS),
-                "window": f"gaussian {MSSSIM_WINDOW}, sigma 1.5 (smaller on frames up to {big} px)",
+                "window": f"gaussian {MSSSIM_WINDOW}, sigma 1.5; NaN on frames with a side of {SMALLEST} px "
+                          "or less (too small for five scales)",
                 "channels": "RGB mean", "data_range": 255}
 
+    def note(self, height: int, width: int) -> str:
+        if min(height, width) > SMALLEST:
+            return ""
+        return (f"ms_ssim: {width}x{height} frames are too small for five scales with the 11x11 window (each "
+                f"side must exceed {SMALLEST} px); ms_ssim is NaN for them")
+
     def frame_scores(self, ref: Tensor, rec: Tensor) -> Tensor:
-        return ms_ssim(ref, rec, data_range=255.0)
+        from pytorch_msssim import ms_ssim as _ms_ssim
+
+        note = self.note(*ref.shape[-2:])
+        if note:
+            say_once(note)
+            return torch.full((ref.shape[0],), float("nan"), dtype=torch.float64)
+        return _ms_ssim(ref, rec, data_range=255.0, size_average=False, win_size=MSSSIM_WINDOW,
+                        weights=list(MSSSIM_WEIGHTS))

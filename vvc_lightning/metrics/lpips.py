@@ -8,7 +8,7 @@ from typing import Any
 from torch import Tensor
 
 from vvc_lightning.metrics import perceptual
-from vvc_lightning.metrics.base import VideoMetric
+from vvc_lightning.metrics.base import VideoMetric, say_once
 from vvc_lightning.metrics.registry import register_metric
 
 # variant -> (output key, distance name for `perceptual.build_perceptual`, trunk); "auto" resolves to
@@ -58,6 +58,8 @@ class _LPIPSBase(VideoMetric):
         self.weights = weights
         self.resolved = resolve_variant(self.variant, weights)
         self.hide("_net", perceptual_net(self.resolved, weights))
+        if self.note(0, 0):
+            say_once(self.note(0, 0))
 
     @property
     def key(self) -> str:
@@ -74,6 +76,13 @@ class _LPIPSBase(VideoMetric):
             out["note"] = ("AlexNet LPIPS weights not found (torchvision alexnet-owt-7be5be79.pth); "
                            "ST-LPIPS used instead and labelled 'stlpips'")
         return out
+
+    def note(self, height: int, width: int) -> str:
+        if self.variant != "auto" or self.resolved == "alex":
+            return ""
+        return (f"lpips: AlexNet LPIPS weights not found ({perceptual.ENV_VARS['alex']} unset, none in the "
+                "torch hub cache; --lpips-weights gives them); ST-LPIPS computed instead, reported as "
+                "'stlpips'")
 
     def frame_scores(self, ref: Tensor, rec: Tensor) -> Tensor:
         return self._net(to_unit(rec), to_unit(ref))
