@@ -15,6 +15,12 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from vvc_lightning.datamodules.clips import SequenceDataset, collate_sequences
 from vvc_lightning.datamodules.skips import SkippedVideoWarning
+from vvc_lightning.datamodules.workers import (
+    DEFAULT_TIMEOUT_S,
+    WatchedDataLoader,
+    check_timeout,
+    loader_options,
+)
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.video.video_sources import AVSource, ClipError, ClipSpec, YUVSource
 
@@ -139,7 +145,7 @@ def dist_info(trainer: Any = None) -> tuple[int, int]:
     return 0, 1
 
 
-class EpochDataLoader(DataLoader):
+class EpochDataLoader(WatchedDataLoader):
     """A DataLoader that tells its IterableDataset the epoch (the same on every rank) before each pass."""
 
     def __iter__(self):
@@ -160,6 +166,7 @@ class VideoDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         test_max_frames: int | None = None,
+        loader_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         super().__init__()
         for key, value, low in (("frames", frames, 1), ("frame_stride", frame_stride, 1),
@@ -175,6 +182,7 @@ class VideoDataModule(pl.LightningDataModule):
         self.frames, self.frame_stride, self.crop_size = frames, frame_stride, crop_size
         self.batch_size, self.num_workers, self.seed = batch_size, num_workers, seed
         self.test_max_frames = test_max_frames
+        self.loader_timeout = check_timeout(loader_timeout)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
         self._test: list | None = None
@@ -221,10 +229,13 @@ class VideoDataModule(pl.LightningDataModule):
             batch_size=self.batch_size,
             shuffle=shuffle,
             drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
             collate_fn=collate_clips,
+            **self.loader_options(),
         )
+
+    def loader_options(self, workers: int | None = None) -> dict[str, Any]:
+        """Worker count, start method, persistence and watchdog timeout of this datamodule's loaders."""
+        return loader_options(self.num_workers if workers is None else workers, self.loader_timeout)
 
     def train_dataloader(self) -> DataLoader:
         """(B,3,T,H,W) float clips in [-1,1], random position and crop."""
@@ -250,13 +261,15 @@ class VideoDataModule(pl.LightningDataModule):
         if not sources:
             raise ConfigError(f"datamodule '{self._name()}' has no test data: set data.test_dir")
         workers = min(self.num_workers, 1)  # whole sequences are large: decode one ahead at most
-        return DataLoader(
+        options = self.loader_options(workers)
+        options.pop("persistent_workers", None)  # one pass
+        return WatchedDataLoader(
             SequenceDataset(sources, self.test_max_frames),
             batch_size=1,
             collate_fn=collate_sequences,
             shuffle=False,
-            num_workers=workers,
             prefetch_factor=1 if workers else None,
+            **options,
         )
 
     def _test_sources(self) -> list:

@@ -24,6 +24,7 @@ from vvc_lightning.datamodules.openvid import ShardSpec, expand_shards
 from vvc_lightning.datamodules.skips import SkippedVideoWarning
 from vvc_lightning.datamodules.stills import PathSpec, StillsDataModule
 from vvc_lightning.datamodules.streaming import VIDEO_KEYS
+from vvc_lightning.datamodules.workers import DEFAULT_TIMEOUT_S
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import register_datamodule
 from vvc_lightning.video.video_sources import AVSource, ClipError, ClipSpec
@@ -184,6 +185,7 @@ class DeviceClipsDataModule(StillsDataModule):
         decode_threads: int = 0,
         bank_max_gb: float = 24.0,
         device: str | None = None,
+        loader_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         super().__init__(
             train_images,
@@ -208,6 +210,7 @@ class DeviceClipsDataModule(StillsDataModule):
             test_max_frames,
             seek,
             decode_threads,
+            loader_timeout,
         )
         if not isinstance(bank_max_gb, int | float) or bank_max_gb <= 0:
             raise ConfigError(f"data.bank_max_gb must be a number > 0, got {bank_max_gb!r}")

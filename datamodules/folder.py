@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vvc_lightning.datamodules.base import VIDEO_EXTS, VideoDataModule, resolve_paths, usable_sources
 from vvc_lightning.datamodules.clips import ClipDataset
+from vvc_lightning.datamodules.workers import DEFAULT_TIMEOUT_S
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import register_datamodule
 from vvc_lightning.video.video_sources import AV_MATRICES, AVSource
@@ -34,8 +35,10 @@ class FolderDataModule(VideoDataModule):
         val_clips_per_video: int = 1,
         seek: bool = True,
         matrix: str | None = None,
+        loader_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        super().__init__(frames, frame_stride, crop_size, batch_size, num_workers, seed, test_max_frames)
+        super().__init__(frames, frame_stride, crop_size, batch_size, num_workers, seed, test_max_frames,
+                         loader_timeout)
         if epoch_length is not None and (not isinstance(epoch_length, int) or epoch_length < 1):
             raise ConfigError(f"data.epoch_length must be a positive integer or null, got {epoch_length!r}")
         if not isinstance(val_clips_per_video, int) or val_clips_per_video < 1:

@@ -17,6 +17,7 @@ from vvc_lightning.datamodules.base import (
     resolve_paths,
 )
 from vvc_lightning.datamodules.streaming import ShardClipStream
+from vvc_lightning.datamodules.workers import DEFAULT_TIMEOUT_S
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import register_datamodule
 from vvc_lightning.video.video_sources import AVSource
@@ -80,8 +81,10 @@ class OpenVidDataModule(VideoDataModule):
         test_max_frames: int | None = None,
         seek: bool = True,
         decode_threads: int = 0,
+        loader_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        super().__init__(frames, frame_stride, crop_size, batch_size, num_workers, seed, test_max_frames)
+        super().__init__(frames, frame_stride, crop_size, batch_size, num_workers, seed, test_max_frames,
+                         loader_timeout)
         if not isinstance(epoch_length, int) or epoch_length < 1:
             raise ConfigError(f"data.epoch_length must be a positive integer, got {epoch_length!r}")
         if not isinstance(shuffle_buffer, int) or shuffle_buffer < 0:
@@ -126,9 +129,8 @@ class OpenVidDataModule(VideoDataModule):
         return EpochDataLoader(
             ds,
             batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
             collate_fn=collate_clips,
+            **self.loader_options(),
         )
 
 

@@ -14,6 +14,7 @@ from vvc_lightning.datamodules.clips import process_rng
 from vvc_lightning.datamodules.motion import IMAGE_EXTS, Motion, load_image, motion_clip, shrink
 from vvc_lightning.datamodules.openvid import OpenVidDataModule, ShardSpec
 from vvc_lightning.datamodules.streaming import ShardClipStream, worker_info
+from vvc_lightning.datamodules.workers import DEFAULT_TIMEOUT_S
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import register_datamodule
 
@@ -115,10 +116,11 @@ class StillsDataModule(OpenVidDataModule):
         test_max_frames: int | None = None,
         seek: bool = True,
         decode_threads: int = 0,
+        loader_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         super().__init__(train_shards, val_shards, test_dir, epoch_length, True, shuffle_buffer, frames,
                          frame_stride, crop_size, batch_size, num_workers, seed, test_max_frames, seek,
-                         decode_threads)
+                         decode_threads, loader_timeout)
         if crop_size is None:
             raise ConfigError("data.crop_size must be set for the stills datamodule (photos differ in size)")
         if not isinstance(video_fraction, int | float) or not 0 <= video_fraction <= 1:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from vvc_lightning.datamodules.base import VideoDataModule, resolve_paths, usable_sources
 from vvc_lightning.datamodules.clips import ClipDataset
+from vvc_lightning.datamodules.workers import DEFAULT_TIMEOUT_S
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.registry import register_datamodule
 from vvc_lightning.video.colour import MATRICES, RANGES
@@ -37,8 +38,10 @@ class YUVDataModule(VideoDataModule):
         test_max_frames: int | None = None,
         epoch_length: int | None = None,
         val_clips_per_video: int = 1,
+        loader_timeout: float = DEFAULT_TIMEOUT_S,
     ) -> None:
-        super().__init__(frames, frame_stride, crop_size, batch_size, num_workers, seed, test_max_frames)
+        super().__init__(frames, frame_stride, crop_size, batch_size, num_workers, seed, test_max_frames,
+                         loader_timeout)
         if matrix not in MATRICES:
             raise ConfigError(f"data.matrix must be one of {', '.join(MATRICES)}, got {matrix!r}")
         if range not in RANGES:

@@ -14,6 +14,7 @@ from vvc_lightning.datamodules.openvid import OpenVidDataModule, ShardWarning, e
 from vvc_lightning.datamodules.skips import SkippedVideoWarning
 from vvc_lightning.datamodules.streaming import ShardClipStream
 from vvc_lightning.datamodules.synthetic import read_index, write_index_video
+from vvc_lightning.datamodules.workers import loader_options
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import DATAMODULES
 from vvc_lightning.video.video_io import tensor_to_frames
@@ -26,7 +27,7 @@ PATTERN = "shard-{000000..000005}.tar"
 
 
 def keys_of(ds: ShardClipStream, num_workers: int) -> list[str]:
-    loader = DataLoader(ds, batch_size=None, num_workers=num_workers)
+    loader = DataLoader(ds, batch_size=None, **loader_options(num_workers, 120))
     return [key for _, key in loader]
 
 
@@ -49,7 +50,7 @@ def test_resampled_epoch_gives_the_same_whole_batches_on_every_rank(shard_dir):
     for rank in range(2):
         ds = ShardClipStream(urls, SPEC, train=True, resampled=True, epoch_length=10, batch_size=2,
                              shuffle_buffer=4, rank=rank, world_size=2)
-        batches = list(DataLoader(ds, batch_size=2, num_workers=2))
+        batches = list(DataLoader(ds, batch_size=2, **loader_options(2, 120)))
         assert len(batches) == len(DataLoader(ds, batch_size=2)) == 3  # ceil(10 / (2 ranks * 2))
         assert all(b.shape == (2, 3, 9, 32, 32) for b in batches)
         counts.append(len(batches))

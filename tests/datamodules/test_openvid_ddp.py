@@ -12,6 +12,7 @@ import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 from vvc_lightning.datamodules.openvid import OpenVidDataModule
+from vvc_lightning.datamodules.workers import loader_options
 
 
 def _rank_main(rank: int, world: int, init_file: str, shards: str, out: str) -> None:
@@ -22,7 +23,7 @@ def _rank_main(rank: int, world: int, init_file: str, shards: str, out: str) -> 
         )
         ds = dm.train_dataloader().dataset  # rank and world size read from torch.distributed
         ds.with_keys = True
-        keys = [k for _, k in DataLoader(ds, batch_size=None, num_workers=2)]
+        keys = [k for _, k in DataLoader(ds, batch_size=None, **loader_options(2, 120))]
         Path(out, f"rank{rank}.json").write_text(
             json.dumps({"rank": ds.rank, "world": ds.world_size, "keys": keys})
         )

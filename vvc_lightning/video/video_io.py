@@ -82,6 +82,17 @@ def iter_yuv(
             yield yuv420_to_rgb(y, u, v, matrix, rng)
 
 
+def rgb24(frame, src_colorspace: object = None) -> np.ndarray:
+    """A decoded PyAV frame as uint8 RGB (H, W, 3), converted on this thread alone.
+
+    FFmpeg's scaler otherwise keeps a thread pool in the process, whose locks a `fork`ed child (a
+    DataLoader worker) inherits without its threads: the child's first conversion then waits forever.
+    """
+    if src_colorspace is None:
+        return frame.to_ndarray(format="rgb24", threads=1)
+    return frame.reformat(format="rgb24", src_colorspace=src_colorspace, threads=1).to_ndarray()
+
+
 def _iter_av(source, path_label: str) -> Iterator[tuple[np.ndarray, float]]:
     import av
 
@@ -96,7 +107,7 @@ def _iter_av(source, path_label: str) -> Iterator[tuple[np.ndarray, float]]:
         fps = float(stream.average_rate or stream.guessed_rate or DEFAULT_FPS)
         try:
             for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24"), fps
+                yield rgb24(frame), fps
         except av.error.FFmpegError as exc:
             raise VVCError(f"'{path_label}' does not decode: {exc}") from exc
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.colour import yuv420_to_rgb
-from vvc_lightning.video.video_io import DEFAULT_FPS, parse_yuv_name
+from vvc_lightning.video.video_io import DEFAULT_FPS, parse_yuv_name, rgb24
 
 # Seek (instead of decoding from the first frame) only when the clip starts at least this far in.
 SEEK_MIN_FRAMES = 48
@@ -83,9 +83,7 @@ class AVSource:
         self.matrix = matrix  # None: the stream's tag (FFmpeg assumes BT.601 when untagged)
 
     def _rgb(self, frame) -> np.ndarray:
-        if self.matrix is None:
-            return frame.to_ndarray(format="rgb24")
-        return frame.reformat(format="rgb24", src_colorspace=AV_MATRICES[self.matrix]).to_ndarray()
+        return rgb24(frame, None if self.matrix is None else AV_MATRICES[self.matrix])
 
     @property
     def name(self) -> str:
