@@ -52,8 +52,8 @@ def test_trainer_default_root_dir_is_run_dir_and_other_dirs_point_to_it():
     )
     with pytest.raises(ConfigError, match=r"unknown config key 'trainer.root_dir'.*top-level key run_dir"):
         load_config(["quickstart_scratch.yaml"], ["trainer.root_dir=/tmp/elsewhere"])
-    with pytest.raises(ConfigError, match="'trainer.callbacks' is set by vvc-lightning"):
-        load_config(["quickstart_scratch.yaml"], ["trainer.callbacks=[]"])
+    with pytest.raises(ConfigError, match="'trainer.plugins' is set by vvc-lightning"):
+        load_config(["quickstart_scratch.yaml"], ["trainer.plugins=[]"])
 
 
 @pytest.mark.parametrize("override", ["model.backbone.width=abc", "trainer.max_steps=abc"])

@@ -26,7 +26,6 @@ ROOT_DIR_ALIAS = "trainer.default_root_dir"  # Lightning's name of the run folde
 TRAINER_OWNED = {  # (trainer.default_root_dir in a file or override becomes run_dir before these are checked)
     "default_root_dir": "the run's folder (checkpoints, logs) is the top-level key run_dir: "
     "run_dir=runs/NAME",
-    "callbacks": "the stage schedule and checkpoint callbacks come from the stages and checkpoint sections",
     "plugins": "checkpoints are always written atomically; the checkpoint section sets how often",
 }
 
@@ -105,7 +104,7 @@ def load_config(configs: list[str] | None = None, overrides: list[str] | None = 
         path = find_config(name)
         try:
             check_yaml_size(yaml.safe_load(path.read_text(encoding="utf-8")), f"config '{path}'")
-            loaded = OmegaConf.load(path)
+            loaded = _unwrap_hparams(OmegaConf.load(path))
         except ConfigError:
             raise
         except Exception as exc:
@@ -159,6 +158,14 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None,
         precheck(cfg)
     validate(cfg)
     return cfg
+
+
+def _unwrap_hparams(loaded: Any) -> Any:
+    """The config inside a run's logs/version_N/hparams.yaml (config:, version:, and the datamodule's
+    arguments, which the config's data section holds too); else `loaded`."""
+    if isinstance(loaded, DictConfig) and {"config", "version"} <= set(loaded):
+        return loaded.config if isinstance(loaded.config, DictConfig) else loaded
+    return loaded
 
 
 def _alias_root_dir(loaded: DictConfig, origin: str) -> None:

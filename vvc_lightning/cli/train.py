@@ -11,6 +11,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--config", action="append", default=[], help="config file or packaged name; repeatable")
     fit.add_argument("--ckpt", help="resume from this checkpoint (weights, optimizer, step, stage)")
     fit.add_argument("overrides", nargs="*", help="key.sub=value overrides, applied last")
+    _print_config_flag(fit)
     fit.set_defaults(func=run_fit)
     for name, text in (
         ("validate", "validation metrics"),
@@ -19,7 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         p = sub.add_parser(name, help=f"{text} of a checkpoint")
         p.add_argument("--ckpt", required=True, help="checkpoint written by fit (its config is stored in it)")
         p.add_argument("overrides", nargs="*", help="key.sub=value overrides of the stored config")
+        _print_config_flag(p)
         p.set_defaults(func=run_eval, split=name)
+
+
+def _print_config_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--print-config", "--print_config", action="store_true", dest="print_config",
+                        help="print the resolved config as YAML (fit --config takes it back) and exit")
 
 
 def run_fit(args: argparse.Namespace) -> int:
@@ -27,9 +34,14 @@ def run_fit(args: argparse.Namespace) -> int:
     from vvc_lightning.config import load_config
     from vvc_lightning.training.preflight import precheck_machine
 
-    cfg = load_config(
-        args.config, args.overrides, precheck=precheck_machine
-    )  # devices checked before the rest
+    cfg = load_config(  # devices checked before the rest (not when only printing the config)
+        args.config, args.overrides, precheck=None if args.print_config else precheck_machine
+    )
+    if args.print_config:
+        from vvc_lightning.config import to_yaml
+
+        print(to_yaml(cfg), end="")
+        return 0
     from vvc_lightning.training.trainer import fit
 
     trainer = fit(cfg, args.ckpt)
@@ -39,9 +51,14 @@ def run_fit(args: argparse.Namespace) -> int:
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    """Validate or test a checkpoint and print its metrics."""
-    from vvc_lightning.training.trainer import evaluate_split
+    """Validate or test a checkpoint and print its metrics (test: also written into the run folder)."""
+    from vvc_lightning.training.trainer import evaluate_split, stored_config
 
+    if args.print_config:
+        from vvc_lightning.config import to_yaml
+
+        print(to_yaml(stored_config(args.ckpt, args.overrides)[0]), end="")
+        return 0
     results = evaluate_split(args.split, args.ckpt, args.overrides)
     for i, res in enumerate(results):
         print(f"{args.split} results (dataloader {i}):")

@@ -32,6 +32,7 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
         )
         self.stage: DictConfig = cfg.stages[0]
         self._loss: list[RatePerceptionLoss] = []  # kept out of the state dict on purpose
+        self.test_rows: list[dict[str, Any]] = []  # `test`'s results per sequence and quality
 
     @classmethod
     def from_model(cls, model: CompressionModel, config: DictConfig) -> VideoCompressionModel:
@@ -132,6 +133,9 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
         from vvc_lightning.training.test_step import run_test_sequence
 
         run_test_sequence(self, self.frames(batch), batch_idx)
+
+    def on_test_start(self) -> None:
+        self.test_rows = []
 
     def on_fit_start(self) -> None:
         self.loss_fn()  # fail early (e.g. missing LPIPS weights) rather than at the first step

@@ -8,7 +8,13 @@ sequence given as a tensor (1,3,N,H,W) (uint8, or float in [-1,1]) is accepted t
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+import logging
+import math
 from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +26,8 @@ from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.codec.pipeline.gop import iter_gops
 from vvc_lightning.training.losses import bits
 from vvc_lightning.video.video_io import DEFAULT_FPS, frames_to_tensor, tensor_to_frames
+
+log = logging.getLogger("vvc_lightning")
 
 
 @torch.no_grad()
@@ -114,6 +122,42 @@ def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> di
         results.update(scores.means())
     finally:
         scores.close()
+    names = getattr(dm, "test_names", None) or []
+    name = names[index] if index < len(names) else f"sequence_{index}"
+    model.test_rows.append({"sequence": name, "quality": quality, **results})
     results = {f"{k}{suffix}": v for k, v in results.items()}
     model.log_dict({f"test/{k}": v for k, v in results.items()}, on_step=False, on_epoch=True, batch_size=1)
     return results
+
+
+def write_results(run_dir: Path, rows: list[dict[str, Any]], means: list[dict[str, float]], cfg: Any,
+                  ckpt: str) -> Path:
+    """Write the test results per sequence and quality (results.csv, results.json with the means, and the
+    config tested) into a new folder run_dir/test/version_N; returns that folder."""
+    from vvc_lightning.config import to_yaml
+    from vvc_lightning.video.atomic import OutputTaken, atomic_path, make_dirs
+
+    root = make_dirs(Path(run_dir) / "test")
+    keys = sorted({k for row in rows for k in row} - {"sequence", "quality"})
+    table = io.StringIO()
+    writer = csv.DictWriter(table, fieldnames=["sequence", "quality", *keys], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    def finite(row: dict[str, Any]) -> dict[str, Any]:  # strict JSON: NaN / inf as null
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()}
+
+    report = {"checkpoint": str(ckpt), "sequences": [finite(r) for r in rows],
+              "mean": finite(means[0]) if means else {}}
+    text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    while True:
+        taken = [int(p.name[8:]) for p in root.glob("version_*") if p.name[8:].isdigit()]
+        folder = root / f"version_{max(taken, default=-1) + 1}"
+        try:
+            with atomic_path(folder, is_dir=True) as tmp:
+                (tmp / "results.csv").write_text(table.getvalue(), encoding="utf-8")
+                (tmp / "results.json").write_text(text, encoding="utf-8")
+                (tmp / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
+        except OutputTaken:  # another test run took that version meanwhile: the next one
+            continue
+        log.info("test results per sequence in %s", folder)
+        return folder

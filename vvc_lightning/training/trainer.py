@@ -34,17 +34,24 @@ def _strategy(value: Any) -> Any:
 
 
 def build_trainer(
-    cfg: DictConfig, callbacks: list[pl.Callback] | None = None, **overrides: Any
+    cfg: DictConfig, callbacks: list[pl.Callback] | None = None, log_version: int | None = None,
+    **overrides: Any,
 ) -> pl.Trainer:
-    """A Trainer with the stage schedule, periodic + last checkpoints (atomic) and CSV logs in run_dir."""
+    """A Trainer with the stage schedule, periodic + last checkpoints (atomic), the config's callbacks
+    (`trainer.callbacks`) after ours, then `callbacks`, and the config's loggers (CSV by default) in
+    run_dir/logs/version_N (`log_version`: N; None: the next free one)."""
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
 
     from vvc_lightning.training.stages import StageSchedule
+    from vvc_lightning.training.trainer_parts import build_callbacks, build_loggers
 
     run_dir = Path(str(cfg.run_dir))
     kwargs = dict(cfg.trainer)
+    configured = build_callbacks(kwargs.pop("callbacks", None))
+    logger_spec = kwargs.pop("logger", None)
     kwargs.update(overrides)
+    if "logger" not in overrides:
+        kwargs["logger"] = build_loggers(logger_spec, run_dir, log_version)
     check_machine(kwargs)
     kwargs["strategy"] = _strategy(kwargs.get("strategy", "auto"))
     ckpt_cb = ModelCheckpoint(
@@ -59,8 +66,7 @@ def build_trainer(
     )
     o = cfg.optim
     schedule = StageSchedule(cfg.stages, o.lr, o.aux_lr, o.warmup_steps, o.decay, o.min_lr_ratio)
-    cbs = [schedule, ckpt_cb, *(callbacks or [])]
-    kwargs.setdefault("logger", CSVLogger(save_dir=str(run_dir), name="logs"))
+    cbs = [schedule, ckpt_cb, *configured, *(callbacks or [])]
     kwargs.setdefault("enable_model_summary", False)
     try:
         return pl.Trainer(
@@ -74,33 +80,52 @@ def build_trainer(
 
 def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
     """Train from `cfg` (resuming from `ckpt` when given: weights, optimizer, step and stage)."""
+    from vvc_lightning.training.trainer_parts import build_callbacks, build_loggers, log_version
     from vvc_lightning.training.warm_start import prepare_fit
 
     check_machine(cfg.trainer)  # before anything slow: fail in one line when the machine lacks the devices
     check_run_dir(cfg.run_dir)
+    version = log_version(cfg.run_dir, ckpt)
+    build_loggers(cfg.trainer.get("logger"), cfg.run_dir, version)  # a bad logger or callback: one line now
+    build_callbacks(cfg.trainer.get("callbacks"))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     # model.init (a shipped model's weights) and weights-only resumes; a Lightning checkpoint passes through
     cfg, model, ckpt, resume = prepare_fit(cfg, ckpt)
     datamodule = build_datamodule(cfg)
-    trainer = build_trainer(cfg, callbacks)
+    trainer = build_trainer(cfg, callbacks, version)
     trainer.callbacks[:0] = resume  # before the stage schedule, which reads the step
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     return trainer
 
 
-def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) -> list[dict[str, float]]:
-    """Run `validate` or `test` on a trained model (any spec the loader takes) with its stored config (plus
-    `overrides`), in the stage it was taken at, so validate uses that stage's loss."""
-    from vvc_lightning.config import apply_overrides, stage_index
-    from vvc_lightning.loader import build, resolve
-    from vvc_lightning.training.model import VideoCompressionModel
+def stored_config(ckpt: str, overrides: list[str] | None = None) -> tuple[DictConfig, Any]:
+    """(the stored config of a trained model (any spec the loader takes) plus `overrides`, its source)."""
+    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.loader import resolve
 
     source = resolve(ckpt)
-    cfg = apply_overrides(source.config.copy(), overrides) if overrides else source.config
+    return (apply_overrides(source.config.copy(), overrides) if overrides else source.config), source
+
+
+def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) -> list[dict[str, float]]:
+    """Run `validate` or `test` on a trained model (any spec the loader takes) with its stored config (plus
+    `overrides`), in the stage it was taken at, so validate uses that stage's loss. `test` writes its
+    results per sequence and quality into the run folder (`test_step.write_results`)."""
+    from vvc_lightning.config import stage_index
+    from vvc_lightning.loader import build
+    from vvc_lightning.training.model import VideoCompressionModel
+    from vvc_lightning.training.test_step import write_results
+
+    cfg, source = stored_config(ckpt, overrides)
     model = VideoCompressionModel.from_model(build(source), cfg)
     model.stage = cfg.stages[stage_index(cfg.stages, source.step, source.epoch)]
     model.eval()
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, logger=False, devices=1, strategy="auto")
-    run = trainer.validate if split == "validate" else trainer.test
-    return run(model, datamodule=datamodule, verbose=False)
+    if split == "validate":
+        return trainer.validate(model, datamodule=datamodule, verbose=False)
+    results = trainer.test(model, datamodule=datamodule, verbose=False)
+    if trainer.is_global_zero:
+        folder = Path(ckpt).parent if Path(ckpt).is_file() else Path(str(cfg.run_dir))
+        write_results(folder, model.test_rows, results, cfg, ckpt)
+    return results
