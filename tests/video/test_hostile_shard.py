@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
+import numpy as np
 import pytest
 
 from vvc_lightning.cli.main import main
 from vvc_lightning.datamodules.synthetic import write_index_video
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.shard import write_shards
+from vvc_lightning.video.video_io import write_video
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +68,59 @@ def test_a_run_that_writes_no_video_exits_non_zero(src, tmp_path, capsys):
     assert main(["shard", str(src), "-o", str(tmp_path / "o"), "--min-frames", "1000", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no video was written" in err and "too short" in err
+
+
+def _tree(folder) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_the_source_folder_as_output_is_named_and_nothing_is_written(src, tmp_path, capsys):
+    import shutil
+
+    v2 = tmp_path / "v2"
+    shutil.copytree(src, v2)
+    before = _tree(tmp_path)
+    for out, words in ((v2, "is the source folder"), (tmp_path, "holds the source folder")):
+        assert main(["shard", str(v2), "-o", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and words in err and "v2-shards" in err, err
+    assert _tree(tmp_path) == before
+    assert main(["shard", str(v2), "-o", str(v2 / "shards"), "--no-progress"]) == 0  # inside the source: fine
+    assert len(shard_files(v2 / "shards")) == 1
+
+
+@pytest.mark.parametrize("disk", ["file-size limit", "64 kB tmpfs"])
+@pytest.mark.parametrize("made", [True, False])
+def test_a_full_disk_leaves_no_plan_behind(src, tmp_path, capsys, disk, made):
+    from tests.video.test_output_failures import file_size_limit, tmpfs
+
+    with contextlib.ExitStack() as stack:
+        if disk == "64 kB tmpfs":
+            root = stack.enter_context(tmpfs(tmp_path / "disk", "size=64k"))
+            noise = np.random.default_rng(0).integers(0, 256, (30, 48, 64, 3), dtype=np.uint8)
+            (tmp_path / "more").mkdir()
+            write_video(tmp_path / "more" / "a.mp4", noise, 25.0)  # about 80 kB: more than the disk holds
+        else:
+            root = tmp_path
+            stack.enter_context(file_size_limit(8192))
+        out = root / "shards"
+        if not made:
+            out.mkdir()
+        code = main(["shard", str(src if disk != "64 kB tmpfs" else tmp_path / "more"), "-o", str(out),
+                     "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and len(err.splitlines()) == 1 and "nothing was written" in err, err
+        assert (not out.exists()) if made else list(out.iterdir()) == []
+
+
+def test_a_failed_rerun_keeps_the_plan_it_found(src, tmp_path):
+    from tests.video.test_output_failures import file_size_limit
+
+    out = tmp_path / "o"
+    assert main(["shard", str(src), "-o", str(out), "--no-progress"]) == 0
+    plan = (out / "shards.plan.json").read_bytes()
+    for shard in shard_files(out):
+        shard.unlink()
+    with file_size_limit(8192):
+        assert main(["shard", str(src), "-o", str(out), "--no-progress"]) == 2
+    assert (out / "shards.plan.json").read_bytes() == plan

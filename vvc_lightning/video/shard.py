@@ -27,6 +27,7 @@ from vvc_lightning.video.shard_sources import (
     find_inputs,
     load_and_probe,
     member_ext,
+    refuse_source_inside,
     sample_key,
     skip_record,
 )
@@ -36,6 +37,7 @@ from vvc_lightning.video.shard_state import (
     index_problem,
     load_doc,
     plan_problem,
+    start_undone_on_failure,
     verify_tar,
 )
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
@@ -269,17 +271,31 @@ def write_shards(
     progress: bool = True,
 ) -> Summary:
     """Shard the videos of `src` into `outdir`/shard-NNNNNN.tar; resumes a killed run of the same plan."""
-    from tqdm import tqdm
-
     outdir = Path(outdir).expanduser()
     max_bytes = parse_size(max_shard_size)
     _refuse_file(outdir)  # before the inputs are read
+    refuse_source_inside(Path(src).expanduser(), outdir)
     found = find_inputs(src, csv_path, exclude=outdir)
     items = found.items
     assign_keys(items)
     shards = plan_shards(items, max_bytes)
+    made_dir = not outdir.exists()
     _prepare_outdir(outdir)
     summary = Summary(outdir, [], notes=found.notes, not_videos=found.skipped)
+    with start_undone_on_failure(outdir, PLAN_FILE, made_dir, summary.shards):
+        _write_plan(src, outdir, shards, max_bytes, min_frames, workers, progress, summary)
+    if summary.videos == 0:
+        raise VVCError(f"no video was written from '{src}' ({_why_none(summary)}); "
+                       "check the source folder and --min-frames")
+    return summary
+
+
+def _write_plan(src: str | Path, outdir: Path, shards: list[list[VideoItem]], max_bytes: int, min_frames: int,
+                workers: int, progress: bool, summary: Summary) -> None:
+    """Write (or resume) the shards of `shards` into `outdir`, recording each in `summary`."""
+    from tqdm import tqdm
+
+    items = [it for group in shards for it in group]
     journal = TempJournal(outdir)
     summary.notes += journal.sweep()
     plan = _plan_doc(Path(src), shards, max_bytes, min_frames)
@@ -310,10 +326,6 @@ def write_shards(
         if pool is not None:
             pool.shutdown(cancel_futures=True)
     _write_index(index_path, summary, plan["digest"])
-    if summary.videos == 0:
-        raise VVCError(f"no video was written from '{src}' ({_why_none(summary)}); "
-                       "check the source folder and --min-frames")
-    return summary
 
 
 def _why_none(summary: Summary) -> str:

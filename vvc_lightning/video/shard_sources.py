@@ -229,6 +229,18 @@ def _file_item(p: Path, root: Path, skipped: list[dict[str, str]]) -> VideoItem 
     return VideoItem(p.name, origin, p.stat().st_size, str(p))
 
 
+def refuse_source_inside(src: Path, outdir: Path) -> None:
+    """The output folder must not be the source folder nor hold it: its files are never taken as inputs."""
+    root = src.parent if src.suffix.lower() == ".csv" else src
+    if not (root.is_dir() and outdir.exists()):
+        return
+    root_real, out_real = root.resolve(), outdir.resolve()
+    if root_real == out_real or root_real.is_relative_to(out_real):
+        what = "is the source folder" if root_real == out_real else f"holds the source folder '{root}'"
+        raise VVCError(f"-o '{outdir}' {what}; shards go to a folder of their own, outside the source (its "
+                       f"files are never read as inputs): name another one, e.g. -o '{root.name}-shards'")
+
+
 def find_inputs(src: str | Path, csv_path: str | Path | None = None, exclude: Path | None = None) -> Inputs:
     """The videos of SRC (a folder, a .zip, a video or a CSV) in a stable order, the files that are no video,
     and notes; files under `exclude` (the output folder) are left out."""

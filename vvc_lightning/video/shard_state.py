@@ -3,13 +3,14 @@ journal of the temporaries a run created, and the check that a finished shard is
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import socket
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,23 @@ def _alive(pid: int) -> bool:
     except (PermissionError, OverflowError):
         return True
     return True
+
+
+@contextlib.contextmanager
+def start_undone_on_failure(outdir: Path, plan_name: str, made_dir: bool, shards: list) -> Iterator[None]:
+    """A `shard` run that fails before any shard exists (`shards`: those it finished or found) leaves nothing
+    behind: not the plan it wrote, nor the output folder it made (a plan found there stays for the rerun)."""
+    plan = outdir / plan_name
+    fresh = not plan.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and not shards and not any(outdir.glob("shard-*.tar")):
+            with contextlib.suppress(OSError):
+                plan.unlink(missing_ok=True)
+                if made_dir:
+                    outdir.rmdir()  # only when empty: a temporary another run is writing keeps it
+        raise
 
 
 class TempJournal:
