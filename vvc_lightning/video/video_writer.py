@@ -16,6 +16,8 @@ from vvc_lightning.video.atomic import atomic_path
 from vvc_lightning.video.colour import rgb_to_yuv420
 from vvc_lightning.video.output_paths import PNG_SUFFIXES, VIDEO_SUFFIXES
 
+CONTAINERS = {".mp4": "mp4", ".mov": "mov", ".mkv": "matroska"}  # H.264 outputs: suffix -> FFmpeg muxer
+
 
 class VideoWriter:
     """Write RGB uint8 frames (H,W,3) one at a time as .mp4/.mov/.mkv (H.264), .y4m, .yuv, or a PNG folder.
@@ -107,11 +109,15 @@ class VideoWriter:
         if self.suffix in (".mp4", ".mov", ".mkv"):
             import av
 
-            container = av.open(str(self._tmp), "w", format="mp4")
+            # bitexact: no muxer version, creation time or random (Matroska) UIDs in the file
+            container = av.open(str(self._tmp), "w", format=CONTAINERS[self.suffix],
+                                options={"fflags": "+bitexact"})
             stream = container.add_stream("libx264", rate=Fraction(self.fps).limit_denominator(1001))
             stream.width, stream.height = w + (w % 2), h + (h % 2)
             stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(self.crf), "preset": "medium"}
+            # one encoder thread: x264's choices depend on its thread count, which would follow the machine
+            stream.codec_context.thread_count = 1
+            stream.options = {"crf": str(self.crf), "preset": "medium", "flags": "+bitexact"}
             self._av = (container, stream)
             return
         self._file = open(self._tmp, "wb")  # closed in _finish / _close_quietly
