@@ -5,7 +5,8 @@ other rate points by their index) with `frame_pixel_num`, `i_frame_num`, `p_fram
 `seq_name`, `test_time`, `ave_all_frame_bpp` and `ave_all_frame_<metric>`: `psnr` is the (6Y+U+V)/8
 combination, `psnr_y` / `_u` / `_v` and `msssim` / `msssim_y` / ... per plane; RGB PSNR and MS-SSIM are
 `psnr_rgb` / `msssim_rgb`, other metrics keep their names. Written records add `frame_num`,
-`rate_point` and `codec`; a published file (a VTM table, say) is read as a curve without re-encoding.
+`rate_point`, `codec` and what the codec was given and measured on (`source_format`, `codec_input`,
+`yuv_metrics_on`); a published file (a VTM table, say) is read as a curve without re-encoding.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ TO_FILE = {"psnr_yuv": "psnr", "psnr_y": "psnr_y", "psnr_u": "psnr_u", "psnr_v":
            "ms_ssim_yuv": "msssim", "ms_ssim_y": "msssim_y", "ms_ssim_u": "msssim_u", "ms_ssim_v": "msssim_v",
            "psnr": "psnr_rgb", "ms_ssim": "msssim_rgb"}
 FROM_FILE = {v: k for k, v in TO_FILE.items()}
+CONVERSION_KEYS = ("source_format", "codec_input", "yuv_metrics_on")  # what a codec got (evaluation.planes)
 NAME_EXTS = (".yuv", ".y4m", ".png", ".mp4", ".mkv", ".avi", ".mov", ".webm")
 
 
@@ -54,6 +56,7 @@ def anchor_doc(rows: list[dict], groups: dict[str, str], files: dict[str, str]) 
             "test_time": sum(t for t in times if _number(t) is not None) if any(_number(t) for t in times)
             else None,
             f"{ALL}bpp": float(r["bpp"]),
+            **{k: r[k] for k in CONVERSION_KEYS if k in r},
         }
         for k, v in r.get("metrics", {}).items():
             rec[f"{ALL}{TO_FILE.get(k, k)}"] = _number(v)

@@ -13,6 +13,7 @@ from vvc_lightning.video.video_io import write_bytes_atomic
 
 LABELS = {"psnr": "RGB PSNR", "psnr_y": "PSNR-Y", "psnr_u": "PSNR-U", "psnr_v": "PSNR-V",
           "psnr_yuv": "YUV-PSNR (6:1:1)", "ms_ssim": "MS-SSIM (RGB)", "ms_ssim_y": "MS-SSIM-Y",
+          "ms_ssim_u": "MS-SSIM-U", "ms_ssim_v": "MS-SSIM-V",
           "ms_ssim_yuv": "YUV-MS-SSIM (6:1:1)", "lpips": "LPIPS", "stlpips": "ST-LPIPS", "fid": "FID",
           "kid": "KID", "vmaf": "VMAF"}
 METHOD = ("BD-rate in %, negative = fewer bits at equal quality; PCHIP on log-rate over the overlapping "

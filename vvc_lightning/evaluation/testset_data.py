@@ -13,6 +13,7 @@ import numpy as np
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.evaluation.inputs import Sequence, load_sequences
+from vvc_lightning.evaluation.planes import plane_sequence, probe, spec_source
 from vvc_lightning.evaluation.testsets import (
     DEFAULT_PROTOCOL,
     Protocol,
@@ -25,6 +26,7 @@ from vvc_lightning.evaluation.testsets import (
     load_spec,
     locate,
 )
+from vvc_lightning.video.plane_source import PlaneSource
 
 PADDING = "inputs padded to each codec's multiple, never cropped; metrics on the original size"
 
@@ -49,8 +51,12 @@ class EvalData:
         out = []
         for seq, name in zip(self.spec.sequences, names, strict=True):
             n = coded_frames(seq, self.protocol or get_protocol(DEFAULT_PROTOCOL), self.max_frames)
-            frames = np.stack(list(read_frames(seq, n, matrix, rng)))
-            out.append(Sequence(name, frames, seq.fps, str(seq.path)))
+            src = _planes(seq, n)
+            if src is not None:  # 4:2:0: its planes as they are (see evaluation.planes)
+                out.append(plane_sequence(name, src, str(seq.path), matrix, rng))
+            else:
+                frames = np.stack(list(read_frames(seq, n, matrix, rng)))
+                out.append(Sequence(name, frames, seq.fps, str(seq.path)))
             self.groups[name], self.files[name] = seq.group, seq.file
         return out
 
@@ -97,6 +103,14 @@ def _names(seqs: list[SequenceSpec]) -> list[str]:
     for s in seqs:
         count[s.name] = count.get(s.name, 0) + 1
     return [s.name if count[s.name] == 1 else f"{s.name}-{s.group}" for s in seqs]
+
+
+def _planes(seq: SequenceSpec, n: int) -> PlaneSource | None:
+    """A located sequence's first `n` frames as 4:2:0 planes (None where it is not plain 4:2:0)."""
+    assert seq.path is not None
+    if not seq.is_raw:
+        return probe(seq.path, n)
+    return spec_source(seq.path, seq.width, seq.height, seq.bit_depth, min(n, seq.frames or n), seq.fps)
 
 
 def read_frames(seq: SequenceSpec, n: int, matrix: str = "bt709",
