@@ -84,3 +84,88 @@ def test_two_different_run_folders_are_refused(tmp_path):
     both.write_text("run_dir: a\ntrainer:\n  default_root_dir: b\n")
     with pytest.raises(ConfigError, match="two run folders"):
         load_config([str(both)])
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("trainer.accelerator=banana", "config key 'trainer.accelerator' must be one of auto, gpu, cpu"),
+        ("trainer.strategy=banana", "config key 'trainer.strategy' must be one of auto, ddp,"),
+        ("optim.decay=banana", "config key 'optim.decay' must be one of constant, cosine, got 'banana'"),
+        ("model.loss.lpips_net=vgg16", "config key 'model.loss.lpips_net' must be one of alex, vgg"),
+        ("optim.betas=[2,3]", "'optim.betas' must be two numbers in [0, 1) (e.g. [0.9, 0.999]), got [2, 3]"),
+        ("optim.betas=0.9", "config key 'optim.betas' must be a list (like [0.9, 0.999]), got 0.9"),
+        ("model=1", "config key 'model' must be a mapping of its keys (such as gop: 9), got 1 (override"),
+        ("stages={a: 1}", "config key 'stages' must be a list (like [{'name': 'vae'"),
+        ("trainer=[1,2]", "'trainer' must be a mapping of its keys (such as max_steps: 100000), got [1, 2]"),
+        ("model.loss=null", "'model.loss' must be a mapping of its keys (such as lmbda: 0.1), got null"),
+    ],
+)
+def test_wrong_names_and_shapes_are_one_config_error(override, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(["quickstart_scratch.yaml"], [override])
+    assert message in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("model: null\n", "'model' must be a mapping of its keys (such as gop: 9), got null (config"),
+        ("stages: {a: 1}\n", "config key 'stages' must be a list"),
+        ("trainer: [1, 2]\n", "config key 'trainer' must be a mapping"),
+        ("optim: {betas: [2, 3]}\n", "config key 'optim.betas' must be two numbers in [0, 1)"),
+        ("- model\n- data\n", "must be a mapping of config keys (model:, data:, trainer:, ...), got a list"),
+        ("7\n", "must be a mapping of config keys (model:, data:, trainer:, ...), got the single value 7"),
+    ],
+)
+def test_a_config_file_of_the_wrong_shape_is_one_config_error(tmp_path, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        load_config(["quickstart_scratch.yaml", str(bad)])
+    assert message in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_lightning_names_and_betas_in_range_are_accepted():
+    cfg = load_config(["quickstart_scratch.yaml"], ["trainer.strategy=DDP", "optim.betas=[0.5, 0.99]",
+                                                    "trainer.accelerator=cpu", "optim.decay=cosine"])
+    assert cfg.trainer.strategy == "DDP" and list(cfg.optim.betas) == [0.5, 0.99]
+
+
+_VARIABLE_RATE = ["model.codec.qualities=8", "model.loss.lmbda_range=[0.01,1.0]"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["test.qualities=[1]"], "'test.qualities' is for a variable-rate model, but model.codec.qualities"),
+        ([*_VARIABLE_RATE, "test.qualities=[99]"], "'test.qualities' must be a list of numbers in [0, 7]"),
+        ([*_VARIABLE_RATE, "test.qualities=[-1]"], "'test.qualities' must be a list of numbers in [0, 7]"),
+        ([*_VARIABLE_RATE, "test.qualities=[.nan]"], "'test.qualities' must be a list of numbers in [0, 7]"),
+        ([*_VARIABLE_RATE, "test.qualities=3"], "'test.qualities' must be a list of numbers in [0, 7]"),
+    ],
+)
+def test_test_qualities_outside_the_models_range_are_refused_at_fit(overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(["quickstart_scratch.yaml"], overrides)
+    assert message in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_test_qualities_in_range_pass_and_a_stored_config_still_loads():
+    from vvc_lightning.config import from_container, to_yaml
+
+    cfg = load_config(["quickstart_scratch.yaml"], [*_VARIABLE_RATE, "test.qualities=[0, 3.5, 7]"])
+    assert list(cfg.test.qualities) == [0, 3.5, 7]
+    import yaml
+
+    stored = yaml.safe_load(to_yaml(cfg))
+    stored["test"]["qualities"] = [99]  # written before fit checked it: the model still loads
+    assert list(from_container(stored).test.qualities) == [99]
+
+
+def test_test_qualities_are_checked_against_the_model_init_takes_over():
+    from vvc_lightning.training.warm_start import prepare_fit
+
+    cfg = load_config(["quickstart.yaml"], ["test.qualities=[99]"])  # model.init: vvc-lean-vr, 8 qualities
+    with pytest.raises(ConfigError, match=r"'test.qualities' must be a list of numbers in \[0, 7\]"):
+        prepare_fit(cfg, None)

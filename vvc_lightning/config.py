@@ -13,8 +13,14 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from vvc_lightning.config_ranges import check_gop, check_ranges, check_yaml_size
-from vvc_lightning.config_types import NUMBER, check_types
+from vvc_lightning.config_ranges import (
+    check_choices,
+    check_gop,
+    check_ranges,
+    check_test_qualities,
+    check_yaml_size,
+)
+from vvc_lightning.config_types import NUMBER, check_file_shape, check_shape, check_types
 from vvc_lightning.errors import ConfigError
 
 # sections whose keys are checked against the named constructor
@@ -103,7 +109,9 @@ def load_config(configs: list[str] | None = None, overrides: list[str] | None = 
     for name in configs or []:
         path = find_config(name)
         try:
-            check_yaml_size(yaml.safe_load(path.read_text(encoding="utf-8")), f"config '{path}'")
+            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+            check_yaml_size(raw, f"config '{path}'")
+            check_file_shape(raw, base, f"config '{path}'")
             loaded = _unwrap_hparams(OmegaConf.load(path))
         except ConfigError:
             raise
@@ -146,6 +154,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None,
                     "name two run folders; give one of them"
                 )
             key = "run_dir"
+        check_shape(parsed, _default_of(base, key.strip()), key.strip(), f"override '{item}'")
         if key.strip().endswith(".name") and key.strip()[: -len(".name")] in OPEN_SECTIONS[:2]:
             _reset_if_renamed(cfg, key.strip()[: -len(".name")], parsed)
         try:
@@ -166,6 +175,14 @@ def _unwrap_hparams(loaded: Any) -> Any:
     if isinstance(loaded, DictConfig) and {"config", "version"} <= set(loaded):
         return loaded.config if isinstance(loaded.config, DictConfig) else loaded
     return loaded
+
+
+def _default_of(base: DictConfig, key: str) -> Any:
+    """The default value of config key `key` (None when the defaults do not hold it)."""
+    try:
+        return OmegaConf.select(base, key, default=None)
+    except OmegaConfBaseException:  # e.g. an index into a mapping
+        return None
 
 
 def _alias_root_dir(loaded: DictConfig, origin: str) -> None:
@@ -212,8 +229,9 @@ def section_kwargs(node: DictConfig) -> dict[str, Any]:
     return kwargs
 
 
-def validate(cfg: DictConfig, warn_aliases: bool = True) -> None:
-    """Check names, keys and values; raise ConfigError naming the first problem and the fix."""
+def validate(cfg: DictConfig, warn_aliases: bool = True, stored: bool = False) -> None:
+    """Check names, keys and values; raise ConfigError naming the first problem and the fix (`stored`: a
+    checkpoint's config, whose test-only keys do not keep its model from loading)."""
     from vvc_lightning.metrics.perceptual import DISTANCES
     from vvc_lightning.registry import BACKBONES, DATAMODULES, check_kwargs
 
@@ -232,6 +250,9 @@ def validate(cfg: DictConfig, warn_aliases: bool = True) -> None:
             node[key] = number
     _check_trainer_keys(cfg.trainer)
     check_ranges(cfg)
+    check_choices(cfg)
+    if not stored and cfg.model.get("init") is None:  # model.init: the range of the model fit takes over
+        check_test_qualities(cfg)
     if cfg.model.loss.perceptual not in DISTANCES:
         raise ConfigError(
             f"model.loss.perceptual must be one of {', '.join(DISTANCES)}, got '{cfg.model.loss.perceptual}'"
@@ -407,7 +428,7 @@ def from_container(data: dict) -> DictConfig:
         cfg = OmegaConf.merge(cfg, OmegaConf.create(data))
     except OmegaConfBaseException as exc:
         raise _reword(exc, _defaults(), "the checkpoint's stored config") from exc
-    validate(cfg, warn_aliases=False)  # a stored alias was the user's choice then; it still loads silently
+    validate(cfg, warn_aliases=False, stored=True)  # a stored alias was the user's choice: it loads silently
     return cfg
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -35,6 +36,10 @@ RANGES: dict[str, tuple[Any, str]] = {
         lambda v: _whole(v) and 0 <= v <= 64,
         "a whole number from 0 to 64 (e.g. 2)",
     ),
+    "optim.betas": (
+        lambda v: isinstance(v, ListConfig) and len(v) == 2 and all(_number(b) and 0 <= b < 1 for b in v),
+        "two numbers in [0, 1) (e.g. [0.9, 0.999])",
+    ),
     "optim.lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 5e-6)"),
     "optim.aux_lr": (lambda v: _number(v) and v > 0, "a finite number above 0 (e.g. 1e-3)"),
     "optim.weight_decay": (lambda v: _number(v) and v >= 0, "a finite number >= 0 (e.g. 0.0)"),
@@ -55,6 +60,58 @@ RANGES: dict[str, tuple[Any, str]] = {
         "a whole number >= 1, -1 (no limit) or null",
     ),
 }
+
+
+def _accelerators() -> tuple[str, ...]:
+    from lightning.pytorch.accelerators import AcceleratorRegistry
+
+    return ("auto", "gpu", *sorted(AcceleratorRegistry.available_accelerators()))
+
+
+def _strategies() -> tuple[str, ...]:
+    from lightning.pytorch.strategies import StrategyRegistry
+
+    return ("auto", *StrategyRegistry.available_strategies())
+
+
+# key -> (the names it may hold, whether case is ignored as the consumer ignores it); absent keys are skipped
+CHOICES: dict[str, tuple[Callable[[], tuple[str, ...]], bool]] = {
+    "trainer.accelerator": (_accelerators, False),
+    "trainer.strategy": (_strategies, True),
+    "optim.decay": (lambda: ("constant", "cosine"), False),
+    "model.loss.lpips_net": (lambda: ("alex", "vgg"), False),
+}
+
+
+def check_choices(cfg: DictConfig) -> None:
+    """Raise ConfigError naming the first key of CHOICES whose text value is none of its names."""
+    for key, (names, fold) in CHOICES.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is None:
+            continue
+        allowed = names()
+        if not isinstance(value, str) or (value.lower() if fold else value) not in allowed:
+            shown = ", ".join(allowed[:8]) + (f", ... ({len(allowed)} names)" if len(allowed) > 8 else "")
+            raise ConfigError(f"config key '{key}' must be one of {shown}, got {value!r}")
+
+
+def check_test_qualities(cfg: DictConfig) -> None:
+    """test.qualities: null, or qualities within the model's range [0, model.codec.qualities - 1]."""
+    value = cfg.test.get("qualities")
+    if value is None:
+        return
+    n = cfg.model.codec.qualities
+    if not n:
+        raise ConfigError(f"config key 'test.qualities' is for a variable-rate model, but "
+                          f"model.codec.qualities is 0 (fixed rate); leave it null, got {_listed(value)}")
+    if not isinstance(value, ListConfig) or not all(_number(q) and 0 <= q <= n - 1 for q in value):
+        raise ConfigError(f"config key 'test.qualities' must be a list of numbers in [0, {n - 1}] (the "
+                          f"qualities of model.codec.qualities={n}, e.g. [0, {n - 1}]) or null, got "
+                          f"{_listed(value)}")
+
+
+def _listed(value: Any) -> Any:
+    return OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
 
 
 def check_ranges(cfg: DictConfig) -> None:

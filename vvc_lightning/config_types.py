@@ -11,6 +11,8 @@ import typing
 from pathlib import PurePath
 from typing import Any
 
+from omegaconf import DictConfig, ListConfig
+
 from vvc_lightning.errors import ConfigError
 
 NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
@@ -108,3 +110,47 @@ def check_types(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") ->
             f"config key '{prefix}{key}' must be {describe(hints[key])} for {what}, got {value!r}"
         )
     return numbers
+
+
+# how a section whose defaults hold no keys is described
+SECTION_WORDS = {"test.codec": "of codec options (e.g. {batch: 4, max_memory: 8G})"}
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    """A config value as the user would write it, cut to `limit` characters."""
+    if isinstance(value, (DictConfig, ListConfig)):
+        from omegaconf import OmegaConf
+
+        value = OmegaConf.to_container(value, resolve=False)
+    text = "null" if value is None else repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_shape(value: Any, default: Any, key: str, origin: str) -> None:
+    """ConfigError when `value` lacks the shape of its `default`: a section (mapping) of the defaults must be
+    given as a mapping and a list as a list, at any depth (the keys and values inside are checked later)."""
+    if isinstance(default, (dict, DictConfig)):
+        if not isinstance(value, (dict, DictConfig)):
+            first = next(iter(default.items()), None)
+            such = f" (such as {first[0]}: {_show(first[1])})" if first else ""
+            what = SECTION_WORDS.get(key, f"of its keys{such}")
+            raise ConfigError(f"config key '{key}' must be a mapping {what}, got {_show(value)} ({origin})")
+        for k, v in value.items():
+            if isinstance(k, str) and k in default:
+                check_shape(v, default[k], f"{key}.{k}", origin)
+    elif isinstance(default, (list, ListConfig)) and not isinstance(value, (list, ListConfig)):
+        raise ConfigError(f"config key '{key}' must be a list (like {_show(default)}), got {_show(value)} "
+                          f"({origin})")
+
+
+def check_file_shape(data: Any, defaults: DictConfig, origin: str) -> None:
+    """A parsed config file must be empty or a mapping of the defaults' shape (see `check_shape`)."""
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        kind = "a list" if isinstance(data, list) else f"the single value {_show(data)}"
+        raise ConfigError(f"{origin} must be a mapping of config keys (model:, data:, trainer:, ...), got "
+                          f"{kind}")
+    for key, value in data.items():
+        if isinstance(key, str) and key in defaults:
+            check_shape(value, defaults[key], str(key), origin)

@@ -59,6 +59,7 @@ def _adopt_architecture(
     """The config with the architecture (`vvc_lightning.model.architecture`) of a trained model's stored
     `model` section: its gop, backbone, codec, and its lmbda_range unless the config sets one."""
     from vvc_lightning.config import apply_overrides
+    from vvc_lightning.config_ranges import check_test_qualities
 
     stored = architecture(stored_model)
     _refuse_conflicts(cfg, stored, origin)
@@ -82,7 +83,9 @@ def _adopt_architecture(
                 stored["gop"],
             )
     OmegaConf.set_struct(cfg.model.backbone, False)
-    return apply_overrides(cfg, [])
+    cfg = apply_overrides(cfg, [])
+    check_test_qualities(cfg)  # against the qualities of the model taken over
+    return cfg
 
 
 def _user_value(cfg: DictConfig, key: str, stored: dict[str, Any]) -> Any:
