@@ -118,16 +118,21 @@ def test_crops_compare_each_codec_at_the_bpp_closest_to_the_neural_codec(tmp_pat
     assert picked == {"ours": "b", "x265": "a"}
 
 
-def test_the_rd_plot_axis_says_which_direction_is_better(tmp_path, monkeypatch):
+def test_the_rd_plot_axes_have_units_and_the_direction_and_curves_are_named(tmp_path, monkeypatch):
     rows, summary, bd, meta, seqs, crops = fake_results(tmp_path)
     seen = {}
     import matplotlib.axes
 
-    monkeypatch.setattr(
-        matplotlib.axes.Axes, "set_ylabel", lambda self, text, **k: seen.setdefault("y", text)
-    )
+    for axis in ("xlabel", "ylabel"):
+        monkeypatch.setattr(matplotlib.axes.Axes, f"set_{axis}",
+                            lambda self, text, axis=axis, **k: seen.setdefault(axis, text))
     report.plot_rd(tmp_path / "p.png", summary, "stlpips", {"higher_is_better": False}, "t")
-    assert seen["y"] == "stlpips (lower is better)"
+    assert (seen["xlabel"], seen["ylabel"]) == ("rate (bpp)", "ST-LPIPS, lower is better")
+    seen.clear()
+    monkeypatch.setattr(matplotlib.axes.Axes, "legend", lambda self, **k: seen.setdefault(
+        "legend", [line.get_label() for line in self.lines]))
+    report.plot_rd(tmp_path / "p.png", summary, "psnr", {"higher_is_better": True}, "t")
+    assert seen["ylabel"] == "RGB PSNR (dB), higher is better" and seen["legend"] == ["ours", "x265"]
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from tests.evaluation.test_harness import clips, options  # noqa: F401  (the module fixture)
+from tests.evaluation.test_harness import X265, clips, options  # noqa: F401  (the module fixture)
 from vvc_lightning.evaluation import speed
 from vvc_lightning.evaluation.harness import evaluate
 
@@ -59,7 +59,8 @@ def speed_run(clips, tmp_path_factory, tiny_ckpt):  # noqa: F811
     out = tmp_path_factory.mktemp("speed")
     paths = evaluate(
         options(
-            clips, out, ckpts=[str(tiny_ckpt)], baselines=["x265"], points={"x265": [30, 38]}, anchor="x265"
+            clips, out, ckpts=[str(tiny_ckpt)], ckpt_name="ours", baselines=["x265"],
+            points={"x265": [30, 38]}, anchor="x265"
         )
     )
     return out, paths
@@ -68,7 +69,7 @@ def speed_run(clips, tmp_path_factory, tiny_ckpt):  # noqa: F811
 def test_every_row_has_seconds_and_fps_and_speed_csv_ratios_follow_from_the_rows(speed_run):
     _, paths = speed_run
     rows = read_csv(paths["csv"])
-    assert {r["codec"] for r in rows} == {"ours", "x265"}
+    assert {r["codec"] for r in rows} == {"ours", X265}
     for r in rows:
         enc, dec, n = float(r["encode_seconds"]), float(r["decode_seconds"]), int(r["frames"])
         assert enc > 0 and dec > 0
@@ -79,7 +80,7 @@ def test_every_row_has_seconds_and_fps_and_speed_csv_ratios_follow_from_the_rows
     assert {(t["codec"], t["sequence"]) for t in table} == {(r["codec"], r["sequence"]) for r in rows}
     for t in table:
         mine = [r for r in rows if r["codec"] == t["codec"] and r["sequence"] == t["sequence"]]
-        ref = [r for r in rows if r["codec"] == "x265" and r["sequence"] == t["sequence"]]
+        ref = [r for r in rows if r["codec"] == X265 and r["sequence"] == t["sequence"]]
         for side in ("encode", "decode"):
             def fps(rs, side=side):
                 return sum(int(r["frames"]) for r in rs) / sum(float(r[f"{side}_seconds"]) for r in rs)
@@ -114,15 +115,21 @@ def test_streamed_neural_rows_score_as_the_whole_decoded_video(speed_run, clips,
     import numpy as np
 
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
+    from vvc_lightning.evaluation.inputs import load_sequences
     from vvc_lightning.loader import load
     from vvc_lightning.metrics import VideoMetrics
-    from vvc_lightning.video.video_io import read_video
+    from vvc_lightning.metrics.yuv import plane_scores
+    from vvc_lightning.video.chroma import rgb_to_planes
+    from vvc_lightning.video.video_io import Video
 
     _, paths = speed_run
     doc = json.loads(paths["json"].read_text())
     r = next(r for r in doc["rows"] if r["codec"] == "ours" and r["sequence"] == "bikesA")
-    video = read_video(clips / "bikesA.y4m")
+    seq = load_sequences(str(clips / "bikesA.y4m"))[0]  # 4:2:0: RGB made from its planes
+    video = Video(np.asarray(seq.frames), seq.fps)
     codec = VideoCodec(load(tiny_ckpt), gop=9, overlap=1, theta=0.5, batch=4)
-    whole = VideoMetrics(["psnr", "psnr_y"]).sequence(video.frames, codec.decode(codec.encode(video)).frames)
+    rec = codec.decode(codec.encode(video)).frames
+    whole = VideoMetrics(["psnr"]).sequence(video.frames, rec)
+    whole.update(plane_scores(seq.planes.read(0, 5), rgb_to_planes(rec, 8), 8, ["psnr_y"]))
     for k in ("psnr", "psnr_y"):
         np.testing.assert_allclose(r["per_frame"][k], whole[k], rtol=1e-9)

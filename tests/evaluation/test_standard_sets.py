@@ -25,6 +25,7 @@ classes:
       Jockey: {file: Jockey_96x64_120fps_420_8bit_YUV.yuv, frames: 5}
 """
 POINTS = [24, 30, 36, 42]
+X265 = "x265-ultrafast-ra"  # `--baselines x265 --preset x265=ultrafast`
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +57,7 @@ def test_a_spec_is_coded_under_its_protocol_and_each_codec_written_as_an_anchor_
     doc = json.loads(paths["json"].read_text())
     assert doc["meta"]["intra_period"] == 32 and "96f-ip32" in doc["meta"]["test_set"]["protocol"]
     assert doc["meta"]["test_set"]["classes"] == {"HEVC_D": ["BasketballPass"], "UVG": ["Beauty", "Jockey"]}
-    anchor = json.loads(paths["anchor_x265"].read_text())
+    anchor = json.loads(paths[f"anchor_{X265}"].read_text())
     assert set(anchor) == {"HEVC_D", "UVG"}
     beauty = anchor["UVG"]["Beauty_96x64_120fps_420_8bit_YUV.yuv"]
     assert set(beauty) == {"024", "030", "036", "042"}
@@ -70,7 +71,7 @@ def test_the_cli_takes_anchor_files_as_the_anchor_and_as_curves_in_the_class_tab
     """An anchor file with every bpp x1.25 in HEVC_D and x0.8 in UVG: x265 saves 20 % there and costs 25 %
     here, Average +2.5 %; the unscaled file read as a second curve gives the same."""
     base, root, paths = run
-    doc = json.loads(paths["anchor_x265"].read_text())
+    doc = json.loads(paths[f"anchor_{X265}"].read_text())
     for cls, factor in (("HEVC_D", 1.25), ("UVG", 0.8)):
         for points in doc[cls].values():
             for rec in points.values():
@@ -79,26 +80,26 @@ def test_the_cli_takes_anchor_files_as_the_anchor_and_as_curves_in_the_class_tab
     code = main(["evaluate", "--data", str(base / "tiny.yaml"), "--root", str(root), "-o", str(base / "out"),
                  "--baselines", "x265", "--points", "x265=24,30,36,42", "--preset", "x265=ultrafast",
                  "--metrics", "psnr_y", "--no-progress", "--anchor-file", f"{base / 'scaled.json'}",
-                 "--anchor-file", f"published={paths['anchor_x265']}"])
+                 "--anchor-file", f"published={paths[f'anchor_{X265}']}"])
     out = capsys.readouterr().out
     assert code == 0
-    for codec in ("x265", "published"):
+    for codec in (X265, "published"):
         assert (f"psnr_y {codec:>8} vs scaled per class: HEVC_D -20.00 %, UVG +25.00 %, Average +2.50 %"
                 in out)
     table = read_csv(base / "out" / "bdrate_classes.csv")
     assert float(table[0]["Average"]) == pytest.approx(2.5, abs=1e-9)
-    assert "| x265 | -20.0 | 25.0 | 2.5 |" in (base / "out" / "bdrate_classes.md").read_text()
+    assert f"| {X265} | -20.0 | 25.0 | 2.5 |" in (base / "out" / "bdrate_classes.md").read_text()
     svg = (base / "out" / "rd_classes" / "UVG_psnr_y.svg").read_text()
     assert all(name in svg for name in ("x265", "scaled", "published", "PSNR-Y (dB)", "rate (bpp)"))
     assert all((base / "out" / "rd_classes" / f"HEVC_D_psnr_y.{ext}").stat().st_size > 1000
                for ext in ("png", "pdf"))
     report = (base / "out" / "report.html").read_text()
     assert "BD-rate (%) per class" in report
-    assert "<td>x265</td><td>-20.00</td><td>25.00</td><td>2.50</td>" in report
+    assert f"<td>{X265}</td><td>-20.00</td><td>25.00</td><td>2.50</td>" in report
     assert "<td>class UVG</td><td>Beauty, Jockey</td>" in report
     doc = json.loads((base / "out" / "results.json").read_text())
     assert {(e["codec"], e["class"]) for e in doc["meta"]["bd_rate_classes"]} == {
-        (c, k) for c in ("x265", "published") for k in ("HEVC_D", "UVG", "Average")}
+        (c, k) for c in (X265, "published") for k in ("HEVC_D", "UVG", "Average")}
 
 
 def test_missing_files_and_unknown_protocols_are_one_line_errors_from_the_cli(run, capsys, tmp_path):

@@ -9,14 +9,22 @@ from typing import Any
 EPILOG = """examples:
   python -m vvc_lightning evaluate --data clips/ --ckpt a.ckpt b.ckpt --baselines x265,vvenc,svtav1 \\
       -o results/
+  python -m vvc_lightning evaluate --data clips/ --model vvc-lean-vr --qualities 0,4,7 --ckpt mine.ckpt \\
+      --ckpt-name mine vvc-lean-vr --baselines x265-medium-ld,x265-veryslow-ra,vvenc-ld,vvenc-ra
   python -m vvc_lightning evaluate --data test.yaml --baselines x265,vvenc --metrics all --max-frames 33 \\
       -o results/
   python -m vvc_lightning evaluate --data clips/ --baselines x265 --points x265=22,27,32,37 \\
       --preset x265=medium
   python -m vvc_lightning evaluate --data uvg,hevc --root ~/testsets --protocol 96f-ip32 \\
       --model vvc-lean-vr --qualities 0,2,4,7 --baselines x265 --anchor-file VTM-17.0=vtm_anchor.json
-Default rate points (x265 QP 19..35, vvenc QP 22..38, SVT-AV1 CRF 15..47, x264 QP 20..36) span about
-0.01 to 0.1 bpp on typical 8-bit content. A rerun with the same -o reuses every finished row."""
+One curve per --ckpt / --model, named after the model or the file (or --ckpt-name). Classic settings:
+ENCODER[-PRESET]-ld|ra (ld: low delay, no B-frames / vvenc's low-delay GOP; ra: the encoder's reordering),
+e.g. x265-medium-ld, x265-veryslow-ld, x265-medium-ra, vvenc-ld, vvenc-ra; a bare x265 / vvenc is
+x265-veryslow-ra / vvenc-ra. Without --points their QPs are searched so that at least 4 points lie inside
+every neural curve's rate range on every sequence (without a neural curve: x265 QP 19..35, vvenc QP 22..38,
+SVT-AV1 CRF 15..47, x264 QP 20..36). BD-rates are against x265 (its first setting) unless --anchor says
+otherwise. A rerun with the same -o reuses every finished row (by model weights, codec options and sequence
+content, whatever the names) and keeps the rows of curves it does not evaluate again."""
 
 
 def register(subparsers: Any) -> None:
@@ -56,12 +64,16 @@ def register(subparsers: Any) -> None:
         default=None,
         help="variable-rate models: comma-separated qualities, one rate point each, e.g. 0,2,4,6,7",
     )
-    p.add_argument("--ckpt-name", default="ours", help="name of the neural codec's curve (default: ours)")
-    p.add_argument("--baselines", default="", help="comma-separated classic codecs: x265,vvenc,svtav1,x264")
+    p.add_argument("--ckpt-name", nargs="+", default=None, metavar="NAME", help="curve names, one per --ckpt "
+                   "then per --model, in order (default: the model's name or the checkpoint's file name); "
+                   "models given one name join one curve, a rate point each")
+    p.add_argument("--baselines", default="", help="comma-separated classic codecs or named settings: x265, "
+                   "vvenc, svtav1, x264, or ENCODER[-PRESET]-ld|ra such as x265-medium-ld, vvenc-ra")
     p.add_argument(
         "--anchor",
         default=None,
-        help="BD-rate anchor codec (default: vvenc if given, else the first baseline)",
+        help="BD-rate anchor: a curve's name or an encoder's (default: x265, its first setting; "
+        "without x265 the first of --baselines)",
     )
     p.add_argument("-o", "--out", default="results", help="output folder (default: results/)")
     p.add_argument(
@@ -72,9 +84,11 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--max-frames", type=int, default=None, help="at most this many frames per sequence")
     p.add_argument(
-        "--points", action="append", metavar="CODEC=LIST", help="rate points, e.g. x265=22,27,32,37"
+        "--points", action="append", metavar="CODEC=LIST", help="rate points of a setting or encoder, e.g. "
+        "x265=22,27,32,37 (default: searched to meet the neural curves)"
     )
-    p.add_argument("--preset", action="append", metavar="CODEC=NAME", help="encoder preset, e.g. vvenc=slow")
+    p.add_argument("--preset", action="append", metavar="CODEC=NAME", help="preset of a bare encoder in "
+                   "--baselines, e.g. vvenc=slow (a named setting carries its own)")
     p.add_argument(
         "--intra-period",
         type=int,
@@ -225,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
         for r in csv.DictReader(f):
             v = float(r["bd_rate_pct"]) if r["bd_rate_pct"] else math.nan
             print(f"BD-rate {r['metric']:>12} {r['codec']:>8} vs {r['anchor']}: "
-                  + (f"{v:+.2f} %" if math.isfinite(v) else f"n/a ({r['note'][:80]})"))
+                  + (f"{v:+.2f} %" if math.isfinite(v) else f"n/a ({r['note']})"))
     if "classes_md" in paths:
         print_class_table(paths["classes_csv"])
         print(f"tables:  {paths['classes_md']}  {paths['classes_tex']}  {paths['classes_csv']}")

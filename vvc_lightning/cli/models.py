@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="store the curve of an `evaluate` summary.csv in the record of NAME",
     )
     m.add_argument(
-        "--codec", default="ours", help="the neural codec's name in that summary.csv (default: ours)"
+        "--codec", default=None, help="the curve's name in that summary.csv (default: the model's name)"
     )
     m.set_defaults(func=run_models)
 

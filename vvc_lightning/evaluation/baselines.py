@@ -109,9 +109,14 @@ class Encoder:
     default_preset: ClassVar[str] = ""
     bit_depth: ClassVar[int] = 8
     version_pattern: ClassVar[str] = ""
+    point_range: ClassVar[tuple[int, int]] = (0, 51)  # the lowest and highest rate point the encoder takes
+    default_structure: ClassVar[str] = "ra"
+    name_preset: ClassVar[bool] = True  # a setting's name spells its preset even when it is the default
 
-    def codec_args(self, point: int, intra_period: int | None, preset: str) -> list[str]:
-        """ffmpeg arguments after `-c:v CODEC` (rate point, intra period, preset)."""
+    def codec_args(self, point: int, intra_period: int | None, preset: str,
+                   structure: str = "ra") -> list[str]:
+        """ffmpeg arguments after `-c:v CODEC` (rate point, intra period, preset; structure 'ld': low delay,
+        no picture reordering; 'ra': the encoder's own reordering)."""
         raise NotImplementedError
 
     def count_intra(self, data: bytes) -> int:
@@ -132,7 +137,7 @@ class Encoder:
             )
 
     def encode_args(self, width: int, height: int, fps: float, point: int, intra_period: int | None,
-                    preset: str, matrix: str, rng: str) -> list[str]:
+                    preset: str, matrix: str, rng: str, structure: str = "ra") -> list[str]:
         """The full ffmpeg argument list, reading input.yuv and writing stream.EXT in the working folder."""
         # colour tags on the input side: as output options they make ffmpeg convert the samples
         return [
@@ -155,7 +160,7 @@ class Encoder:
             f"input{self.bit_depth}.yuv",
             "-c:v",
             self.ffmpeg_codec,
-            *self.codec_args(point, intra_period, preset),
+            *self.codec_args(point, intra_period, preset, structure),
             "-f",
             self.raw_format,
             f"stream.{self.extension}",
@@ -185,7 +190,8 @@ class Encoder:
             return self.version_from(log, (Path(tmp) / f"stream.{self.extension}").read_bytes())
 
     def run(self, video: Video, point: int, workdir: str | os.PathLike, intra_period: int | None = None,
-            preset: str | None = None, matrix: str = "bt709", rng: str = "limited") -> BaselineRun:
+            preset: str | None = None, matrix: str = "bt709", rng: str = "limited",
+            structure: str = "ra") -> BaselineRun:
         """Encode `video` at `point`, decode it back, and measure the raw stream."""
         self.check_available()
         if intra_period is not None and intra_period < 1:
@@ -197,7 +203,7 @@ class Encoder:
         ph, pw = h + h % 2, w + w % 2
         write_input(work, video.frames, self.bit_depth, matrix, rng)
         preset = preset or self.default_preset
-        args = self.encode_args(pw, ph, video.fps, point, intra_period, preset, matrix, rng)
+        args = self.encode_args(pw, ph, video.fps, point, intra_period, preset, matrix, rng, structure)
         log, enc_s = run_ffmpeg(args, work, f"{self.name} encode at {self.rate_option} {point}")
         stream = (work / f"stream.{self.extension}").read_bytes()
         dec_args = self.decode_args()
@@ -210,7 +216,8 @@ class Encoder:
             bpp=len(stream) * 8 / (n * w * h), command=shlex.join(["ffmpeg", *args]),
             decode_command=shlex.join(["ffmpeg", *dec_args]), version=self.version,
             intra_pictures=self.count_intra(stream), encode_seconds=enc_s, decode_seconds=dec_s,
-            extra={"preset": preset, "intra_period": intra_period, "padded_to": [pw, ph]},
+            extra={"preset": preset, "intra_period": intra_period, "padded_to": [pw, ph],
+                   "structure": structure},
         )
 
 
@@ -259,9 +266,11 @@ class X265(Encoder):
     default_preset = "veryslow"
     version_pattern = r"HEVC encoder version (\S+)"
 
-    def codec_args(self, point: int, intra_period: int | None, preset: str) -> list[str]:
+    def codec_args(self, point: int, intra_period: int | None, preset: str,
+                   structure: str = "ra") -> list[str]:
         gop = "keyint=-1" if intra_period is None else f"keyint={intra_period}:min-keyint={intra_period}"
-        return ["-preset", preset, "-x265-params", f"qp={point}:{gop}:scenecut=0:info=0"]
+        ld = ":bframes=0" if structure == "ld" else ""
+        return ["-preset", preset, "-x265-params", f"qp={point}:{gop}:scenecut=0{ld}:info=0"]
 
     def count_intra(self, data: bytes) -> int:
         return sum(1 for p in annexb_nals(data) if p + 2 < len(data) and 16 <= (data[p] >> 1) & 0x3F <= 23
@@ -277,10 +286,15 @@ class VVenC(Encoder):
     default_preset = "medium"
     bit_depth = 10
     version_pattern = r"libvvenc version: (\S+)"
+    point_range = (0, 63)
+    name_preset = False
 
-    def codec_args(self, point: int, intra_period: int | None, preset: str) -> list[str]:
+    def codec_args(self, point: int, intra_period: int | None, preset: str,
+                   structure: str = "ra") -> list[str]:
+        # low delay: vvenc's low-delay GOP of 8 without reordering (it takes no IDR/CRA refresh there)
+        ld = ":DecodingRefreshType=none:GOPSize=8:PicReordering=0" if structure == "ld" else ""
         return ["-preset", preset, "-qp", str(point), "-vvenc-params",
-                f"IntraPeriod={-1 if intra_period is None else intra_period}"]
+                f"IntraPeriod={-1 if intra_period is None else intra_period}{ld}"]
 
     def count_intra(self, data: bytes) -> int:
         return sum(1 for p in annexb_nals(data) if p + 1 < len(data) and 7 <= (data[p + 1] >> 3) & 0x1F <= 9)
@@ -296,10 +310,14 @@ class SvtAv1(Encoder):
     default_points = (15, 23, 31, 39, 47)
     default_preset = "4"
     version_pattern = r"SVT-AV1 Encoder Lib (\S+)"
+    point_range = (1, 63)
+    name_preset = False
 
-    def codec_args(self, point: int, intra_period: int | None, preset: str) -> list[str]:
+    def codec_args(self, point: int, intra_period: int | None, preset: str,
+                   structure: str = "ra") -> list[str]:
+        ld = ":pred-struct=1" if structure == "ld" else ""
         return ["-preset", preset, "-crf", str(point), "-svtav1-params",
-                f"keyint={-1 if intra_period is None else intra_period}:scd=0"]
+                f"keyint={-1 if intra_period is None else intra_period}:scd=0{ld}"]
 
     def count_intra(self, data: bytes) -> int:
         return av1_intra_frames(data)
@@ -314,11 +332,13 @@ class X264(Encoder):
     default_preset = "veryslow"
     version_pattern = r"x264 - (core \d+(?: r\d+ \w+)?)"
 
-    def codec_args(self, point: int, intra_period: int | None, preset: str) -> list[str]:
+    def codec_args(self, point: int, intra_period: int | None, preset: str,
+                   structure: str = "ra") -> list[str]:
         gop = (
             "keyint=infinite" if intra_period is None else f"keyint={intra_period}:min-keyint={intra_period}"
         )
-        return ["-preset", preset, "-x264-params", f"qp={point}:{gop}:scenecut=0",
+        ld = ":bframes=0" if structure == "ld" else ""
+        return ["-preset", preset, "-x264-params", f"qp={point}:{gop}:scenecut=0{ld}",
                 "-bsf:v", "filter_units=remove_types=6"]
 
     def version_from(self, log: str, stream: bytes) -> str:

@@ -1,11 +1,12 @@
 """The evaluation harness: codecs x rate points x sequences -> metrics, RD plots, BD-rates, an HTML report.
 
-Each row (codec, rate point, sequence) is cached under OUT/cache/ keyed by the codec's identity
-(encoder version, preset, intra period / checkpoint digest), the rate point, the sequence name and a
-hash of its frames, and the metric protocol; a rerun computes only what is missing. Outputs:
-results.csv / results.json (one row per codec x point x sequence, every metric, command lines),
-summary.csv (mean over sequences; FID/KID pooled over all sequences' patches), bdrate.csv,
-rd_<metric>.png, report.html.
+Each row (codec, rate point, sequence) is cached under OUT/cache/ keyed by what coded it (encoder version,
+preset, structure, intra period, QP / the model's weights digest, quality and coding options) and a hash of
+the sequence's frames, never by names, with the metric protocol; a rerun computes only what is missing and
+keeps earlier runs' rows of other curves (`ledger`). One curve per neural model; classic QPs searched to
+meet them (`comparison`). Outputs: results.csv / results.json (one row per codec x point x sequence, every
+metric, command lines), summary.csv (mean over sequences; FID/KID pooled over all sequences' patches),
+bdrate.csv, rd_<metric>.png, report.html.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import json
-import math
 import platform
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -23,7 +23,8 @@ import numpy as np
 
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.errors import VVCError
-from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, neural_spec
+from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, neural_specs
+from vvc_lightning.evaluation.planes import colour_path, colour_protocol
 from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
@@ -38,7 +39,7 @@ class EvalOptions:
     data: str
     out: str
     ckpts: list[str] = field(default_factory=list)
-    ckpt_name: str = "ours"
+    ckpt_name: str | list[str] | None = None  # a curve name per checkpoint (default: the model's / file's)
     baselines: list[str] = field(default_factory=list)
     anchor: str | None = None
     metrics: list[str] | None = None
@@ -90,11 +91,49 @@ class Harness:
         self.protocol = {k: _digest(v) for k, v in self.info.items()}
         first = next(iter(self.set_metrics.values()), None)
         self.feat_sig = _digest(first.info()) if first is not None else ""
+        self.metrics = [*(self.vm.metrics.values() if self.vm else []), *self.set_metrics.values()]
+        self.labels = {m.key: m.label or m.key for m in self.metrics}
+        self.yuv_keys: list[str] = []  # plane metrics of 4:2:0 sources (`use_planes`)
+
+    def use_planes(self, seqs: list[Sequence]) -> list[str]:
+        """Add the plane metrics where a sequence is 4:2:0 (`evaluation.planes`); their notes, said once."""
+        from vvc_lightning.evaluation.planes import plane_metrics
+        from vvc_lightning.metrics import resolve_names
+        from vvc_lightning.metrics.base import say_once
+        from vvc_lightning.metrics.yuv import LABELS
+
+        self.yuv_keys, info, notes = plane_metrics(resolve_names(self.opts.metrics), seqs, self.info)
+        self.keys += [k for k in self.yuv_keys if k not in self.keys]
+        self.info.update(info)
+        self.protocol.update({k: _digest(v) for k, v in info.items()})
+        self.labels.update({k: LABELS[k] for k in self.yuv_keys})
+        for n in notes:
+            say_once(n)
+        return notes
+
+    def notes(self, seqs: list[Sequence]) -> list[str]:
+        """What the metrics must say about these sequences (each said once on the command's output)."""
+        from vvc_lightning.metrics.base import say_once
+
+        sizes = dict.fromkeys(q.frames.shape[1:3] for q in seqs)
+        out = list(dict.fromkeys(n for m in self.metrics for h, w in sizes if (n := m.note(h, w))))
+        for n in out:
+            say_once(n)
+        return out
 
     # -------------------------------------------------------------------------------- cache
     def row_key(self, spec: CodecSpec, point: Any, seq: Sequence) -> str:
-        return _digest({"codec": spec.name, "id": spec.identity, "point": str(point), "seq": seq.name,
-                        "input": seq.digest, "colour": [self.opts.matrix, self.opts.rng], "v": 1})
+        """The cache key of a row: what coded it (model weights / encoder settings, point) and the sequence's
+        content, never the names they go by."""
+        return _digest({"id": spec.point_identity(point), "input": seq.digest,
+                        "colour": [self.opts.matrix, self.opts.rng], "v": 2})
+
+    @staticmethod
+    def named(row: dict, spec: CodecSpec, point: Any, seq: Sequence) -> dict:
+        """The row as this run names its curve, point and sequence."""
+        return {**row, "codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
+                "point_label": spec.point_label(point), "sequence": seq.name,
+                "identity": _digest(spec.identity)}
 
     def _load(self, key: str) -> dict | None:
         path = self.cache / "rows" / f"{key}.json"
@@ -132,7 +171,7 @@ class Harness:
             k for k in self.keys if row is None or k not in row["metrics"] or done.get(k) != self.protocol[k]
         ]
         if row is not None and not missing and (self.cache / "crops" / f"{key}.png").is_file():
-            return row
+            return self.named(row, spec, point, seq)
         work = self.cache / "work" / key
         coded = spec.run(seq, point, work)
         what = f"{spec.name} {point} {seq.name}"
@@ -143,7 +182,8 @@ class Harness:
         set_missing = [m for m in self.set_metrics.values() if m.key in missing]
         cached_f = self.rec_features(key) if set_missing else None
         per_frame, rec_f, middle = self._score_stream(key, coded, seq, frame_keys,
-                                                      bool(set_missing) and cached_f is None, what)
+                                                      bool(set_missing) and cached_f is None, what,
+                                                      [k for k in missing if k in self.yuv_keys])
         rec_f = cached_f if cached_f is not None else rec_f
         if row is None:
             row = {"key": key, "codec": spec.name, "label": spec.label, "kind": spec.kind,
@@ -151,6 +191,7 @@ class Harness:
                    "frames": n, "width": w, "height": h, "fps": seq.fps, "bytes": coded.size_bytes,
                    "bpp": coded.size_bytes * 8 / (n * w * h), "input_hash": seq.digest,
                    "matrix": self.opts.matrix, "range": self.opts.rng,
+                   **colour_path(seq, spec.kind, self.opts.matrix, self.opts.rng),
                    "metrics": {}, "per_frame": {}, "protocol": {}, **coded.info}
         for k, v in per_frame.items():
             row["per_frame"][k] = [float(x) for x in v]
@@ -167,21 +208,28 @@ class Harness:
         save_crop(self.cache / "crops" / f"ref-{seq.digest}.png", seq.frames)
         write_bytes_atomic(self.cache / "rows" / f"{key}.json", json.dumps(row).encode())
         _remove_tree(work)
-        return row
+        return self.named(row, spec, point, seq)
 
     def _score_stream(self, key: str, coded: Any, seq: Sequence, frame_keys: list[str], want_features: bool,
-                      what: str) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
-        """Read the decoded frames once, a GoP-sized chunk at a time: per-frame metric values, the decoded
-        frames' set-metric features (saved to the cache) when wanted, and the middle frame (for the crop)."""
+                      what: str, yuv_keys: list[str] = ()
+                      ) -> tuple[dict[str, np.ndarray], np.ndarray | None, np.ndarray | None]:
+        """Read the decoded frames once, a GoP-sized chunk at a time: per-frame metric values (plane metrics
+        `yuv_keys` on a 4:2:0 source's planes), the decoded frames' set-metric features (saved to the cache)
+        when wanted, and the middle frame (for the crop)."""
+        from vvc_lightning.evaluation.planes import plane_scores_for
         from vvc_lightning.metrics.stream import StreamingScores, score_decoded
 
-        metrics = [m for m in (self.vm.metrics.values() if self.vm else []) if m.key in frame_keys]
+        planes = plane_scores_for(seq, coded, list(yuv_keys), self.opts.matrix, self.opts.rng)
+        metrics = [m for m in (self.vm.metrics.values() if self.vm else [])
+                   if m.key in frame_keys and (planes is None or m.key not in planes.keys)]
         first_set = next(iter(self.set_metrics.values()), None)
         scores = StreamingScores(metrics + ([first_set] if want_features else []), set_ref=False, what=what)
         n = seq.frames.shape[0]
         middle: list[np.ndarray] = []
 
         def keep_middle(start: int, rec: np.ndarray) -> None:
+            if planes is not None:
+                planes.update(start, rec)
             if start <= n // 2 < start + len(rec):
                 middle.append(np.array(rec[n // 2 - start]))
 
@@ -191,7 +239,9 @@ class Harness:
             if want_features and first_set is not None:
                 rec_f = scores.rec_features(first_set.key)
                 _save_features(self.cache / "feats" / f"{key}-{self.feat_sig}.npz", rec_f)
-            return scores.values(), rec_f, middle[0] if middle else None
+            values = {**{k: np.zeros(0) for k in yuv_keys}, **scores.values(),
+                      **(planes.values() if planes is not None else {})}
+            return values, rec_f, middle[0] if middle else None
         finally:
             scores.close()
 
@@ -217,96 +267,42 @@ def crop_box(h: int, w: int, size: int = CROP) -> tuple[int, int, int, int]:
 
 def save_crop(path: Path, frames: np.ndarray) -> None:
     """The centre crop of the middle frame as PNG."""
-    import cv2
+    from vvc_lightning.video.images import encode_png
 
     if path.is_file():
         return
     f = frames[len(frames) // 2]
     t, lft, ch, cw = crop_box(*f.shape[:2])
-    ok, buf = cv2.imencode(".png", np.ascontiguousarray(f[t : t + ch, lft : lft + cw, ::-1]))
-    if ok:
-        write_bytes_atomic(path, buf.tobytes())
+    write_bytes_atomic(path, encode_png(f[t : t + ch, lft : lft + cw]))
 
 
-def build_specs(opts: EvalOptions) -> list[CodecSpec]:
-    """The codec curves to run: the neural checkpoints, then each baseline."""
+def build_specs(opts: EvalOptions, settings: list[Any] | None = None) -> list[CodecSpec]:
+    """The codec curves to run: one per neural model, then each classic setting (`settings.Setting`)."""
+    from vvc_lightning.evaluation.settings import parse_settings
+
+    settings = parse_settings(opts.baselines, opts.presets) if settings is None else settings
     specs = []
     if opts.ckpts:
         codec = replace(opts.codec, matrix=opts.matrix, rng=opts.rng)
-        specs.append(neural_spec(opts.ckpts, opts.ckpt_name, codec, opts.device, opts.qualities))
-    for name in opts.baselines:
-        specs.append(baseline_spec(name, opts.points.get(name), opts.presets.get(name), opts.intra_period,
-                                   opts.matrix, opts.rng))
+        names = [opts.ckpt_name] if isinstance(opts.ckpt_name, str) else opts.ckpt_name
+        specs += neural_specs(opts.ckpts, names, codec, opts.device, opts.qualities)
+    for st in settings:
+        specs.append(baseline_spec(st.encoder, _points_of(opts.points, st), st.preset, opts.intra_period,
+                                   opts.matrix, opts.rng, st.structure, st.name))
     if not specs:
         raise VVCError("nothing to evaluate: give --ckpt and/or --baselines (e.g. --baselines x265,vvenc)")
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
-        raise VVCError(f"codec names repeat ({names}); use --ckpt-name to rename the neural codec")
-    unknown = set(opts.points) - set(opts.baselines)
+        raise VVCError(f"codec names repeat ({names}); use --ckpt-name to rename a neural curve")
+    unknown = set(opts.points) - {n for st in settings for n in (st.name, st.alias)}
     if unknown:
         raise VVCError(f"--points names codecs not in --baselines: {', '.join(sorted(unknown))}")
     return specs
 
 
-def summarize(harness: Harness, specs: list[CodecSpec], rows: list[dict], seqs: list[Sequence]) -> list[dict]:
-    """Per codec x point: mean bpp and metrics over sequences; FID/KID on all sequences' patches pooled."""
-    out = []
-    for spec in specs:
-        for point in spec.points:
-            sel = [r for r in rows if r["codec"] == spec.name and r["point"] == str(point)]
-            if not sel:
-                continue
-            s = {"codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
-                 "point_label": spec.point_label(point), "sequences": len(sel),
-                 "bpp": float(np.mean([r["bpp"] for r in sel])), "bytes": int(sum(r["bytes"] for r in sel))}
-            for k in harness.keys:
-                s[k] = float(np.mean([r["metrics"][k] for r in sel]))
-            if harness.set_metrics:
-                recs = [harness.rec_features(r["key"]) for r in sel]
-                ref = np.concatenate([harness.ref_features(q) for q in seqs]).astype(np.float32)
-                for m in harness.set_metrics.values():
-                    s[m.key] = (m.from_features(ref, np.concatenate(recs).astype(np.float32))
-                                if all(f is not None for f in recs) else float("nan"))
-            out.append(s)
-    return out
-
-
-def bd_table(harness: Harness, specs: list[CodecSpec], rows: list[dict], summary: list[dict],
-             anchor: str | None) -> list[dict]:
-    """BD-rate of every codec against the anchor, per metric: mean of per-sequence values, and pooled."""
-    from vvc_lightning.metrics.bdrate import try_bd_rate
-
-    if anchor is None:
-        return []
-    table = []
-    seqs = sorted({r["sequence"] for r in rows})
-    for k in harness.keys:
-        hib = bool(harness.info[k]["higher_is_better"])
-        for spec in specs:
-            if spec.name == anchor:
-                continue
-
-            def curve(items: list[dict], codec: str, key: str = k) -> tuple[list[float], list[float]]:
-                pts = [r for r in items if r["codec"] == codec]
-                return [r["bpp"] for r in pts], [r["metrics"][key] if "metrics" in r else r[key] for r in pts]
-
-            per_seq, notes = [], []
-            for q in seqs:
-                sub = [r for r in rows if r["sequence"] == q]
-                v, why = try_bd_rate(*curve(sub, anchor), *curve(sub, spec.name), higher_is_better=hib)
-                per_seq.append(v)
-                if why:
-                    notes.append(f"{q}: {why}")
-            pooled, why = try_bd_rate(
-                *curve(summary, anchor), *curve(summary, spec.name), higher_is_better=hib
-            )
-            finite = [v for v in per_seq if math.isfinite(v)]
-            table.append({"metric": k, "codec": spec.name, "anchor": anchor,
-                          "bd_rate_pct": float(np.mean(finite)) if finite else float("nan"),
-                          "sequences_used": len(finite), "sequences": len(seqs),
-                          "bd_rate_pooled_pct": pooled,
-                          "note": "; ".join(notes + ([f"pooled: {why}"] if why else []))})
-    return table
+def _points_of(points: dict[str, list[int]], setting: Any) -> list[int] | None:
+    """The --points given for a setting, by its name or the bare encoder name it was asked for by."""
+    return points.get(setting.name) or (points.get(setting.alias) if setting.alias else None)
 
 
 def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
@@ -324,11 +320,12 @@ def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
         "colour": {
             "matrix": opts.matrix,
             "range": opts.rng,
-            "classic_codec_input": "yuv420p 8-bit from RGB via vvc_lightning.video.colour (vvenc: the same "
-                                   "samples x4 as yuv420p10le, "
+            "classic_codec_input": "RGB sources: yuv420p 8-bit from RGB via vvc_lightning.video.colour "
+                                   "(vvenc: the same samples x4 as yuv420p10le, "
             "output rounded back to 8 bits); decoded YUV -> RGB with the same matrix and range",
             "psnr": "RGB, peak 255",
-            "psnr_y": f"Y' from RGB, {opts.matrix} {opts.rng}, 8-bit rounded",
+            "psnr_y": f"Y' from RGB, {opts.matrix} {opts.rng}, 8-bit rounded (RGB sources); the Y plane "
+                      "(4:2:0 sources)",
         },
         "intra_period": "one intra picture per sequence" if opts.intra_period is None else opts.intra_period,
         "rate": "bpp = bytes of the raw elementary stream (classic) or .vvc bitstream (neural) x 8 / (frames "
@@ -346,9 +343,12 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
     """Run the whole evaluation and write every output; returns the output paths by name."""
     from tqdm import tqdm
 
-    from vvc_lightning.evaluation import report
+    from vvc_lightning.evaluation import ledger, report
     from vvc_lightning.evaluation.classes import class_report, read_anchor_curves
+    from vvc_lightning.evaluation.comparison import bd_table, classic_points, run_rows, summarize
+    from vvc_lightning.evaluation.settings import parse_settings, resolve_anchor
     from vvc_lightning.evaluation.testset_data import prepare
+    from vvc_lightning.metrics.base import say_once
 
     out = make_dirs(opts.out)
     data = prepare(opts.data, opts.root, opts.protocol, opts.classes, opts.max_frames, opts.intra_period)
@@ -356,32 +356,42 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
     file_curves = list(dict.fromkeys(r["codec"] for r in external))
     class_anchor = opts.anchor if opts.anchor in file_curves else None
     opts = replace(opts, intra_period=data.intra_period, anchor=None if class_anchor else opts.anchor)
-    specs = build_specs(opts)
+    settings = parse_settings(opts.baselines, opts.presets)
+    specs = build_specs(opts, settings)
     if set(file_curves) & {s.name for s in specs}:
         raise VVCError(f"--anchor-file curve names {', '.join(file_curves)} repeat a codec's; name them "
                        "NAME=FILE")
-    anchor = opts.anchor
-    if anchor is None and opts.baselines:
-        anchor = "vvenc" if "vvenc" in opts.baselines else opts.baselines[0]
+    anchor = resolve_anchor(opts.anchor, settings)
     if anchor is not None and anchor not in [s.name for s in specs]:
         raise VVCError(
             f"--anchor '{anchor}' is not one of the codecs evaluated ({', '.join(s.name for s in specs)})"
         )
     seqs = data.load(opts.matrix, opts.rng)
     harness = Harness(opts)
-    jobs = [(s, p, q) for s in specs for p in s.points for q in seqs]
-    rows = []
-    with tqdm(total=len(jobs), desc="evaluate", unit="row", disable=not opts.progress) as bar:
-        for spec, point, seq in jobs:
-            bar.set_postfix_str(f"{spec.name} {spec.point_label(point)} {seq.name}")
-            rows.append(harness.run_row(spec, point, seq))
-            bar.update()
-    summary = summarize(harness, specs, rows, seqs)
-    bd = bd_table(harness, specs, rows, summary, anchor)
+    notes = harness.notes(seqs) + harness.use_planes(seqs)
+    neural = [(s, p, q) for s in specs if s.kind == "neural" for p in s.points for q in seqs]
+    with tqdm(total=len(neural), desc="evaluate", unit="row", disable=not opts.progress) as bar:
+        rows = run_rows(harness, neural, bar)
+        given = {st.name for st in settings if _points_of(opts.points, st)}
+        searches = classic_points(harness, specs, rows, seqs, given, bar)
+        classic = [(s, p, q) for s in specs if s.kind != "neural" for p in s.points for q in seqs]
+        bar.total = (bar.total or 0) + len(classic)
+        rows += run_rows(harness, classic, bar)
+    for search in searches.values():
+        notes += [search.summary(), *search.notes]
+        say_once(search.summary())
+    rows += ledger.kept_rows(ledger.previous_rows(out), rows, specs)
+    current = ledger.on_sequences(rows, seqs)
+    summary = summarize(harness, specs, current, seqs)
+    bd = bd_table(harness, specs, current, summary, anchor)
     class_anchor = class_anchor or (file_curves[0] if file_curves else anchor)
-    class_paths, per_class, per_seq = class_report(out, rows, external, data.groups, data.files, class_anchor,
-                                                   harness.keys, harness.info)
+    class_paths, per_class, per_seq = class_report(out, current, external, data.groups, data.files,
+                                                   class_anchor, harness.keys, harness.info)
     info = {**meta(harness, specs, opts), "test_set": data.describe(), "bd_rate_classes": per_class,
-            "bd_rate_sequences": per_seq}
+            "bd_rate_sequences": per_seq, "anchor": anchor, "metric_labels": harness.labels,
+            "qp_search": {k: v.as_dict() for k, v in searches.items()}, "notes": notes}
+    info["colour"].update(colour_protocol(opts.matrix, opts.rng, seqs))
     paths = report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops")
-    return {**paths, **class_paths}
+    paths = {**paths, **class_paths}
+    ledger.tidy(out, paths.values())
+    return paths

@@ -25,13 +25,15 @@ VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".y4m", ".mov", ".webm", ".m4v", ".yuv")
 
 @dataclass
 class Sequence:
-    """One reference sequence: RGB uint8 frames (N,H,W,3), its frame rate, where it came from."""
+    """One reference sequence: RGB uint8 frames (N,H,W,3), its frame rate, where it came from; a 4:2:0
+    source also its planes (`video.plane_source.PlaneSource`, the frames then made from them on demand)."""
 
     name: str
     frames: np.ndarray
     fps: float
     source: str
     digest: str = ""
+    planes: Any = None
 
     def __post_init__(self) -> None:
         if not self.digest:
@@ -88,6 +90,12 @@ def load_sequences(data: str, max_frames: int | None = None, matrix: str = "bt70
     taken: set[str] = set()
     out = []
     for p in paths:
+        from vvc_lightning.evaluation.planes import plane_sequence, probe
+
+        src = probe(p, max_frames)
+        if src is not None:  # 4:2:0: its planes as they are
+            out.append(plane_sequence(_unique(p.stem, taken), src, str(p), matrix, rng))
+            continue
         kw = {"matrix": matrix, "rng": rng} if p.suffix.lower() == ".yuv" else {}
         v = read_video(p, max_frames=max_frames, **kw)
         out.append(Sequence(_unique(p.stem, taken), v.frames, v.fps, str(p)))
@@ -103,6 +111,7 @@ class Coded:
     size_bytes: int
     info: dict[str, Any] = field(default_factory=dict)
     stream: Iterable[np.ndarray] | None = None
+    planes: Any = None  # a classic codec's decoded 4:2:0 planes (`evaluation.planes.DecodedPlanes`)
 
     def iter_frames(self) -> Iterator[np.ndarray]:
         """The decoded RGB uint8 frames (H,W,3) in order (from the stream: read once)."""
@@ -120,32 +129,49 @@ class CodecSpec:
     run: Callable[[Sequence, Any, Path], Coded]
     identity: dict[str, Any]
     rate_option: str = ""
+    point_range: tuple[int, int] | None = None  # classic codecs: the lowest and highest point they take
+    point_ids: Callable[[Any], dict[str, Any]] | None = None  # what codes a point (default: identity + point)
 
     def point_label(self, point: Any) -> str:
         return f"{self.rate_option}{point}" if self.rate_option else str(point)
 
+    def point_identity(self, point: Any) -> dict[str, Any]:
+        """What the rows of one rate point depend on (never the curve's name)."""
+        return self.point_ids(point) if self.point_ids else {"codec": self.identity, "point": str(point)}
+
 
 def baseline_spec(name: str, points: list[int] | None = None, preset: str | None = None,
-                  intra_period: int | None = None, matrix: str = "bt709", rng: str = "limited") -> CodecSpec:
-    """A classic codec through ffmpeg (see `vvc_lightning.evaluation.baselines`)."""
+                  intra_period: int | None = None, matrix: str = "bt709", rng: str = "limited",
+                  structure: str | None = None, curve: str | None = None) -> CodecSpec:
+    """A classic codec through ffmpeg (see `vvc_lightning.evaluation.baselines`), as the curve `curve`
+    (default: the encoder's name); `structure` 'ld' (low delay) or 'ra' (see `settings`)."""
     from vvc_lightning.evaluation.baselines import ffmpeg_version, get_encoder
+    from vvc_lightning.evaluation.settings import STRUCTURES
 
     enc = get_encoder(name)
     enc.check_available()
     preset = preset or enc.default_preset
+    structure = structure or enc.default_structure
 
     def run(seq: Sequence, point: Any, work: Path) -> Coded:
-        r = enc.run(seq.video, int(point), work, intra_period, preset, matrix, rng)
+        if seq.planes is not None:  # a 4:2:0 source: its own planes (see evaluation.planes)
+            from vvc_lightning.evaluation.planes import run_classic
+
+            return run_classic(enc, seq.planes, int(point), work, intra_period, preset, matrix, rng,
+                               structure)
+        r = enc.run(seq.video, int(point), work, intra_period, preset, matrix, rng, structure)
         return Coded(r.frames, r.stream_bytes, {
             "command": r.command, "decode_command": r.decode_command, "version": r.version,
             "intra_pictures": r.intra_pictures, "encode_seconds": r.encode_seconds,
-            "decode_seconds": r.decode_seconds, "stream_format": enc.raw_format,
+            "decode_seconds": r.decode_seconds, "stream_format": enc.raw_format, "preset": preset,
+            "structure": structure,
         })
 
     identity = {"encoder": name, "preset": preset, "intra_period": intra_period, "ffmpeg": ffmpeg_version(),
-                "version": enc.version, "matrix": matrix, "range": rng, "protocol": 1}
+                "version": enc.version, "matrix": matrix, "range": rng, "structure": structure, "protocol": 1}
     pts = list(points) if points else list(enc.default_points)
-    return CodecSpec(name, enc.label, "baseline", pts, run, identity, enc.rate_option)
+    label = f"{enc.label} {preset}, {STRUCTURES[structure]}"
+    return CodecSpec(curve or name, label, "baseline", pts, run, identity, enc.rate_option, enc.point_range)
 
 
 def _file_digest(path: Path) -> str:
@@ -178,53 +204,78 @@ def _source_digest(src: Any) -> str:
     return _file_digest(src) if isinstance(src, Path) else _file_digest(get_entry(src).weights)
 
 
-def neural_spec(ckpts: list[str], name: str = "ours", options: CodecOptions | None = None,
-                device: str = "cpu", qualities: list[float] | None = None) -> CodecSpec:
-    """The neural codec: one rate point per checkpoint (or shipped model 'zoo:NAME') and per quality of a
-    variable-rate model, coded with `options` to real .vvc bytes on `device` and decoded back a few GoPs at
-    a time."""
+def neural_specs(ckpts: list[str], names: list[str] | None = None, options: CodecOptions | None = None,
+                 device: str = "cpu", qualities: list[float] | None = None) -> list[CodecSpec]:
+    """The neural curves: one per checkpoint or shipped model 'zoo:NAME', named after the model or the file
+    (or `names[i]`; entries given the same name join one curve, one rate point each), one rate point per
+    quality of a variable-rate model; coded with `options` to real .vvc bytes on `device` and decoded back
+    a few GoPs at a time. A point's rows depend on its weights, quality and coding options, not on names."""
+    import re
     import time
 
     options = options if options is not None else CodecOptions()
     sources = _neural_sources(ckpts)
-    labels: dict[str, tuple[str, float | None]] = {}
-    for src_label in sources:
-        for q in qualities or [None]:
-            labels[src_label if q is None else src_label + quality_label(q)] = (src_label, q)
+    entries = list(sources)
+    names = list(names) if names else entries
+    if len(names) != len(entries):
+        raise VVCError(f"{len(names)} --ckpt-name for {len(entries)} models (--ckpt, then --model): give one "
+                       "name per model in that order; repeat a name to join fixed-rate checkpoints in one "
+                       "curve")
+    bad = [n for n in names if not re.fullmatch(r"[\w.+@-]+", n)]
+    if bad:
+        raise VVCError(f"curve name '{bad[0]}': use letters, digits and . _ + @ - only")
+    digests = {k: _source_digest(p) for k, p in sources.items()}
+    groups: dict[str, list[str]] = {}
+    for entry, name in zip(entries, names, strict=True):
+        groups.setdefault(name, []).append(entry)
+    points: dict[tuple[str, str], tuple[str, float | None]] = {}  # (curve, point) -> (entry, quality)
+    for name, members in groups.items():
+        for entry in members:
+            for q in qualities or [None]:  # a one-model curve's points go by its name: NAME@q3, NAME
+                label = name if len(members) == 1 else entry
+                points[name, label if q is None else label + quality_label(q)] = (entry, q)
     codecs: dict[tuple[str, float | None], Any] = {}
+    coding = {"gop": options.gop, "overlap": options.overlap, "theta": options.theta, "tile": options.tile,
+              "matrix": options.matrix, "range": options.rng}
 
-    def codec_for(label: str) -> Any:
-        key = labels[label]
-        if key not in codecs:
+    def codec_for(entry: str, q: float | None) -> Any:
+        if (digests[entry], q) not in codecs:
             from vvc_lightning.codec.pipeline.video_codec import VideoCodec
             from vvc_lightning.loader import load
 
-            codec = VideoCodec(load(sources[key[0]]), options.replace(quality=key[1]))
+            codec = VideoCodec(load(sources[entry]), options.replace(quality=q))
             codec.model.to(device)
-            codecs[key] = codec
-        return codecs[key]
+            codecs[digests[entry], q] = codec
+        return codecs[digests[entry], q]
 
-    def run(seq: Sequence, point: Any, work: Path) -> Coded:
-        codec = codec_for(point)
-        t0 = time.perf_counter()
-        data = codec.encode_frames(iter(seq.frames), seq.fps, seq.frames.shape[0])
-        info = {
-            "command": f"VideoCodec(load('{sources[labels[point][0]]}'), {codec.options}); device {device}",
-            "version": "vvc-lightning", "quality": labels[point][1], "device": str(device),
-            "encode_seconds": time.perf_counter() - t0, "decode_seconds": None,
-            "stream_format": "vvc-lightning bitstream",
-        }
+    def curve(name: str) -> CodecSpec:
+        def run(seq: Sequence, point: Any, work: Path) -> Coded:
+            entry, q = points[name, str(point)]
+            codec = codec_for(entry, q)
+            t0 = time.perf_counter()
+            data = codec.encode_frames(iter(seq.frames), seq.fps, seq.frames.shape[0])
+            info = {
+                "command": f"VideoCodec(load('{sources[entry]}'), {codec.options}); device {device}",
+                "version": "vvc-lightning", "quality": q, "device": str(device),
+                "encode_seconds": time.perf_counter() - t0, "decode_seconds": None,
+                "stream_format": "vvc-lightning bitstream",
+            }
 
-        def decoded() -> Iterator[np.ndarray]:  # decodes a few GoPs at a time as the harness reads
-            yield from codec.decode_frames(data)
-            info["decode_seconds"] = codec.timings.get("total", 0.0)  # decoding only, not the reader's work
+            def decoded() -> Iterator[np.ndarray]:  # decodes a few GoPs at a time as the harness reads
+                yield from codec.decode_frames(data)
+                info["decode_seconds"] = codec.timings.get("total", 0.0)  # decoding only, not the reader's
 
-        return Coded(None, len(data), info, stream=decoded())
+            return Coded(None, len(data), info, stream=decoded())
 
-    identity = {"checkpoints": {k: _source_digest(p) for k, p in sources.items()}, "gop": options.gop,
-                "overlap": options.overlap, "theta": options.theta, "tile": options.tile,
-                "matrix": options.matrix, "range": options.rng}
-    return CodecSpec(name, f"{name} (neural)", "neural", list(labels), run, identity)
+        def point_ids(point: Any) -> dict[str, Any]:
+            entry, q = points[name, str(point)]
+            return {"weights": digests[entry], "quality": q, **coding}
+
+        identity = {"checkpoints": {e: digests[e] for e in groups[name]}, **coding}
+        return CodecSpec(name, f"{name} (neural)", "neural", [p for c, p in points if c == name], run,
+                         identity, point_ids=point_ids)
+
+    return [curve(name) for name in groups]
 
 
 def parse_mapping(items: list[str] | None, what: str) -> dict[str, str]:
@@ -255,7 +306,7 @@ __all__ = [
     "Sequence",
     "baseline_spec",
     "load_sequences",
-    "neural_spec",
+    "neural_specs",
     "parse_mapping",
     "parse_points",
 ]

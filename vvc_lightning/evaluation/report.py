@@ -84,25 +84,28 @@ def _json_safe(obj: Any) -> Any:
 
 
 def plot_rd(path: Path, summary: list[dict], key: str, info: dict, title: str) -> None:
-    """RD curve of metric `key` against bpp, one line per codec."""
+    """RD curve of metric `key` against bpp, one line per curve, named as the curve (model or setting)."""
     import matplotlib
+
+    from vvc_lightning.evaluation.class_plots import unit
+    from vvc_lightning.evaluation.tables import label
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     for codec in dict.fromkeys(s["codec"] for s in summary):
-        pts = sorted((s["bpp"], s[key]) for s in summary if s["codec"] == codec and s.get(key) is not None)
-        if not pts:
-            continue
-        label = next(s["label"] for s in summary if s["codec"] == codec)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+        pts = sorted((s["bpp"], s[key]) for s in summary
+                     if s["codec"] == codec and isinstance(s.get(key), int | float) and math.isfinite(s[key]))
+        if pts:
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=codec)
     arrow = "higher is better" if info.get("higher_is_better", True) else "lower is better"
-    ax.set_xlabel("bpp")
-    ax.set_ylabel(f"{key} ({arrow})")
+    ax.set_xlabel("rate (bpp)")
+    ax.set_ylabel(f"{label(key)}{unit(key)}, {arrow}")
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.lines:
+        ax.legend(fontsize=8)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -166,6 +169,8 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
         "<h2>Protocol</h2><ul>",
         f"<li>Rate: {esc(meta['rate'])}</li>",
         f"<li>Intra period of the classic codecs: {esc(str(meta['intra_period']))}</li>",
+        *([f"<li>BD-rate anchor: {esc(meta['anchor'])}</li>"] if meta.get("anchor") else []),
+        *(f"<li>Note: {esc(n)}</li>" for n in meta.get("notes", [])),
         *(f"<li>Colour — {esc(k)}: {esc(str(v))}</li>" for k, v in meta["colour"].items()),
         "</ul>",
         "<h3>Metrics</h3>",
@@ -213,8 +218,12 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
     parts.append("<h2>Codecs and command lines</h2>")
     for name, c in meta["codecs"].items():
         cmd = next((r.get("command", "") for r in rows if r["codec"] == name), "")
-        parts.append(f"<h3>{esc(c['label'])}</h3><p>points: {esc(', '.join(c['points']))}; identity: "
-                     f"<code>{esc(json.dumps(c['identity']))}</code></p><p><code>{esc(cmd)}</code></p>")
+        search = meta.get("qp_search", {}).get(name)
+        how = (f" (searched to put {search['inside']} points inside every neural curve's rate range)"
+               if search else "")
+        parts.append(f"<h3>{esc(name)}: {esc(c['label'])}</h3><p>points: {esc(', '.join(c['points']))}"
+                     f"{esc(how)}; identity: <code>{esc(json.dumps(c['identity']))}</code></p>"
+                     f"<p><code>{esc(cmd)}</code></p>")
     parts += [
         "<h2>Per sequence</h2>",
         _table(
@@ -250,7 +259,7 @@ def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], 
     plots = {}
     for k in keys:
         p = out / f"rd_{k}.png"
-        plot_rd(p, summary, k, meta["metrics"].get(k, {}), f"{k} vs bpp ({len(seqs)} sequence(s))")
+        plot_rd(p, summary, k, meta["metrics"].get(k, {}), f"mean over {len(seqs)} sequence(s)")
         plots[k], paths[f"rd_{k}"] = p.name, p
     crops: dict[str, list[tuple[str, str]]] = {}
     make_dirs(out / "crops")
@@ -260,13 +269,15 @@ def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], 
         if ref_src.is_file():
             dst = out / "crops" / f"{seq.name}_reference.png"
             _copy(ref_src, dst)
+            paths[f"crop_{dst.name}"] = dst
             items.append((f"crops/{dst.name}", "reference"))
         for r in pick_crops(rows, seq.name):
             src = crops_dir / f"{r['key']}.png"
             if src.is_file():
                 dst = out / "crops" / f"{seq.name}_{r['codec']}_{r['point_label']}.png"
                 _copy(src, dst)
-                items.append((f"crops/{dst.name}", f"{r['label']} {r['point_label']}: {r['bpp']:.4f} bpp"))
+                paths[f"crop_{dst.name}"] = dst
+                items.append((f"crops/{dst.name}", f"{r['codec']} {r['point_label']}: {r['bpp']:.4f} bpp"))
         crops[seq.name] = items
     write_html(paths["html"], rows, summary, bd, meta, keys, plots, crops)
     return paths

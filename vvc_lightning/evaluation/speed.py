@@ -45,14 +45,20 @@ def _pooled(rows: list[dict]) -> dict[str, float]:
 
 
 def ratio_columns(references: list[str]) -> list[str]:
-    """Names of the ratio columns against each reference codec present."""
-    return [f"{side}_vs_{ref}" for ref in references for side in ("encode", "decode")]
+    """Names of the ratio columns against each reference codec present (by encoder: encode_vs_x265, ...)."""
+    return [f"{side}_vs_{encoder(ref)}" for ref in references for side in ("encode", "decode")]
+
+
+def encoder(codec: str) -> str:
+    """The encoder of a classic setting's name (x265 for x265-veryslow-ra)."""
+    return codec.split("-")[0]
 
 
 def present_references(rows: list[dict]) -> list[str]:
-    """The reference codecs (x265, vvenc) that have rows."""
-    codecs = {r["codec"] for r in rows}
-    return [c for c in REFERENCES if c in codecs]
+    """The reference codecs that have rows: the first setting of x265 and of vvenc (e.g. x265-veryslow-ra)."""
+    codecs = dict.fromkeys(r["codec"] for r in rows if r.get("kind") != "neural")
+    found = [next((c for c in codecs if c == ref or c.startswith(f"{ref}-")), None) for ref in REFERENCES]
+    return [c for c in found if c is not None]
 
 
 def speed_table(rows: list[dict]) -> list[dict]:
@@ -73,7 +79,7 @@ def speed_table(rows: list[dict]) -> list[dict]:
             for ref in refs:
                 base = _pooled([r for r in rows if r["codec"] == ref and r["sequence"] == seq])
                 for side in ("encode", "decode"):
-                    rec[f"{side}_vs_{ref}"] = _ratio(rec[f"{side}_fps"], base[f"{side}_fps"])
+                    rec[f"{side}_vs_{encoder(ref)}"] = _ratio(rec[f"{side}_fps"], base[f"{side}_fps"])
             table.append(rec)
     return table
 
@@ -90,7 +96,7 @@ def summary_speed(summary: list[dict], rows: list[dict]) -> None:
         for ref in refs:
             base = _pooled([r for r in rows if r["codec"] == ref and r["sequence"] in seqs])
             for side in ("encode", "decode"):
-                s[f"{side}_vs_{ref}"] = _ratio(pooled[f"{side}_fps"], base[f"{side}_fps"])
+                s[f"{side}_vs_{encoder(ref)}"] = _ratio(pooled[f"{side}_fps"], base[f"{side}_fps"])
 
 
 def _ratio(a: float, b: float) -> float:
