@@ -229,10 +229,12 @@ def write_file(path: Path, data: bytes) -> None:
         ) from exc
 
 
-def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str = "ours", source: str = "") -> Path:
-    """Store the measured curve of zoo entry `name` (rows of `codec` in an `evaluate` summary.csv) in its
-    record."""
+def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str | None = None,
+                 source: str = "") -> Path:
+    """Store the measured curve of zoo entry `name` (rows of `codec`, default the model's own curve, in an
+    `evaluate` summary.csv) in its record."""
     entry = get_entry(name)
+    codec = codec or entry.name
     if "@" in entry.name:
         raise VVCError(f"'{name}': give the model's plain name")
     path = Path(summary_csv)
