@@ -220,3 +220,40 @@ def test_png_folders_get_the_usual_permissions(work, tmp_path):
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o777 & ~umask
     assert len(list(out.glob("*.png"))) == 5
+
+
+# ------------------------------------------------------------------------- Ctrl-C during start-up
+_CTRL_C_AT = textwrap.dedent(
+    """
+    import os, runpy, signal, sys
+
+    AT = sys.argv[1]
+
+    class CtrlCAt:  # a real SIGINT to this process when module AT is first imported
+        def find_spec(self, name, path, target=None):
+            if name == AT:
+                sys.meta_path.remove(self)
+                os.kill(os.getpid(), signal.SIGINT)
+
+    sys.meta_path.insert(0, CtrlCAt())
+    sys.argv = ["vvc_lightning", *sys.argv[2:]]
+    runpy.run_module("vvc_lightning", run_name="__main__", alter_sys=True)
+    """
+)
+
+
+@pytest.mark.parametrize("module", ["vvc_lightning.cli.main", "numpy", "vvc_lightning.cli.codec", "torch"])
+def test_ctrl_c_during_start_up_prints_interrupted(work, tmp_path, module):
+    out = tmp_path / "o.y4m"
+    argv = ["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"])]
+    proc = subprocess.run([sys.executable, "-c", _CTRL_C_AT, module, *argv], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr.strip()) == (130, "interrupted"), proc.stderr[-2000:]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_main_gives_the_sigint_handler_back(work, tmp_path):
+    before = signal.getsignal(signal.SIGINT)
+    out = tmp_path / "o.y4m"
+    assert main(["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"])]) == 0
+    assert signal.getsignal(signal.SIGINT) is before

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Iterator
+from types import FrameType
 
 from vvc_lightning.errors import VVCError
 
@@ -39,8 +45,59 @@ def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.A
     return parser
 
 
+def _exit_interrupted(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C before the command runs (imports, parsing): nothing is written yet, so leave at once."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+    os.write(2, b"interrupted\n")
+    os._exit(130)
+
+
+def _raise_interrupted(signum: int, frame: FrameType | None) -> None:
+    """Ctrl-C while the command runs: a KeyboardInterrupt, so its temporaries are removed on the way out."""
+    _INTERRUPTED.append(signum)
+    raise KeyboardInterrupt
+
+
+_INTERRUPTED: list[int] = []
+
+
+@contextlib.contextmanager
+def _sigint_policy() -> Iterator[None]:
+    """SIGINT leaves at once during start-up and raises KeyboardInterrupt once the command runs (see
+    `_command_starts`); the caller's handler is restored after. Only on the main thread (signals' rule)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, _exit_interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def _command_starts() -> None:
+    """From here on Ctrl-C raises KeyboardInterrupt (outputs in progress clean up after themselves)."""
+    if signal.getsignal(signal.SIGINT) is _exit_interrupted:
+        signal.signal(signal.SIGINT, _raise_interrupted)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print one line and return 2."""
+    """Run the CLI; user errors print one line and return 2; Ctrl-C (SIGINT) at any point prints
+    "interrupted" and returns 130 (whatever the interrupted code raised on the way out)."""
+    del _INTERRUPTED[:]
+    with _sigint_policy():
+        try:
+            return _main(argv)
+        except Exception:  # e.g. an import that a KeyboardInterrupt broke (ImportError) or a C++ error
+            if not _INTERRUPTED:
+                raise
+            print("interrupted", file=sys.stderr)
+            return 130
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the command; user errors print one line and return 2."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     warnings.filterwarnings("ignore", message=".*torch.jit.script.*is deprecated", category=FutureWarning)
     parser = build_parser()
@@ -50,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         unknown = [u for u in unknown if not ("=" in u and not u.startswith("-"))]
     if unknown:  # the command's own usage, not the top-level one
         _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+    _command_starts()
     try:
         return int(args.func(args) or 0)
     except VVCError as exc:
