@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -34,6 +35,7 @@ class Registry:
         self._entries: dict[str, Entry] = {}
         self._deprecated: dict[str, str] = {}  # alias -> current name (as timm register_model_deprecations)
         self._scanned = False
+        self._quiet = 0  # > 0: inside `stored_names()`
 
     def register(self, name: str) -> Callable[[Any], Any]:
         """Class decorator registering `obj` under `name`."""
@@ -83,6 +85,16 @@ class Registry:
                     f"{self.kind} alias '{old}' would hide the registered {self.kind} '{old}'"
                 )
             self._deprecated[old] = new
+
+    @contextlib.contextmanager
+    def stored_names(self) -> Iterator[None]:
+        """Within this block a deprecated alias resolves without a warning: the names met there come from
+        stored records (a shipped model's, a checkpoint's) or configs already checked, not from the user."""
+        self._quiet += 1
+        try:
+            yield
+        finally:
+            self._quiet -= 1
 
     def aliases(self) -> dict[str, str]:
         """Deprecated aliases and the current names they resolve to."""
@@ -136,7 +148,7 @@ class Registry:
         self._scan()
         if name not in self._entries and name in self._deprecated:
             current = self._deprecated[name]
-            if warn:
+            if warn and not self._quiet:
                 warn_deprecated(f"{self.kind} '{name}'", f"'{current}'", stacklevel=4)
             target = self.entry(current)
             origin = "built-in alias" if target.source == "built-in" else "alias"

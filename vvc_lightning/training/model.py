@@ -19,6 +19,8 @@ from vvc_lightning.training.losses import RatePerceptionLoss, build_perceptual
 from vvc_lightning.training.stages import AUX_GROUP
 from vvc_lightning.version import __version__
 
+BAR_METRICS = ("loss", "psnr", "bpp")  # what the training progress bar shows of each step's metrics
+
 
 class VideoCompressionModel(CompressionModel, pl.LightningModule):
     """The inference model trained with eq. 1 / eq. 2: losses, stages, optimizer and logging on top of
@@ -113,14 +115,15 @@ class VideoCompressionModel(CompressionModel, pl.LightningModule):
             aux = self.codec.aux_loss()
             logs["aux_loss"] = aux
             total = total + aux
-        self.log_dict(
-            {f"{prefix}/{k}": v.detach() for k, v in logs.items()},
-            prog_bar=prefix == "train",
-            on_step=prefix == "train",
-            on_epoch=prefix != "train",
-            batch_size=x.shape[0],
-            sync_dist=prefix != "train",
-        )
+        for bar in (True, False):  # the progress bar shows a few (BAR_METRICS), the logger gets them all
+            self.log_dict(
+                {f"{prefix}/{k}": v.detach() for k, v in logs.items() if (k in BAR_METRICS) == bar},
+                prog_bar=bar and prefix == "train",
+                on_step=prefix == "train",
+                on_epoch=prefix != "train",
+                batch_size=x.shape[0],
+                sync_dist=prefix != "train",
+            )
         return total
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,51 @@ from omegaconf import DictConfig
 
 from vvc_lightning.config import section_kwargs
 from vvc_lightning.errors import ConfigError
-from vvc_lightning.registry import DATAMODULES
+from vvc_lightning.registry import BACKBONES, DATAMODULES
 from vvc_lightning.training.checkpoint import AtomicCheckpointIO
 from vvc_lightning.training.preflight import check_machine, check_run_dir
 
 log = logging.getLogger("vvc_lightning")
+
+
+class _NoAdverts(logging.Filter):
+    """Drops Lightning's product tips ('💡 Tip: ... try installing litlogger ...')."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+def quiet_lightning() -> None:
+    """Lightning's log lines once each: through the root logger's handler when the application set one up
+    (Lightning's own console handler would print them a second time), and without its product tips."""
+    lightning = logging.getLogger("lightning")
+    if logging.getLogger().handlers:
+        for handler in list(lightning.handlers):
+            if type(handler) is logging.StreamHandler:
+                lightning.removeHandler(handler)
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    if not any(isinstance(f, _NoAdverts) for f in rank_zero.filters):
+        rank_zero.addFilter(_NoAdverts())
+    for handler in logging.getLogger().handlers:  # log lines never land at the end of a progress bar
+        if type(handler) is logging.StreamHandler and not isinstance(handler.stream, _BarSafeStream):
+            handler.setStream(_BarSafeStream(handler.stream))
+    # Lightning's own use of a torch API it does not control: nothing a user can act on
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+
+
+class _BarSafeStream:
+    """A text stream written through `tqdm.write`, which lifts any progress bar off its line first."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(text.removesuffix("\n"), file=self.stream)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def build_datamodule(cfg: DictConfig) -> pl.LightningDataModule:
@@ -45,6 +86,7 @@ def build_trainer(
     from vvc_lightning.training.stages import StageSchedule
     from vvc_lightning.training.trainer_parts import build_callbacks, build_loggers
 
+    quiet_lightning()
     run_dir = Path(str(cfg.run_dir))
     kwargs = dict(cfg.trainer)
     configured = build_callbacks(kwargs.pop("callbacks", None))
@@ -89,12 +131,17 @@ def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] |
     build_loggers(cfg.trainer.get("logger"), cfg.run_dir, version)  # a bad logger or callback: one line now
     build_callbacks(cfg.trainer.get("callbacks"))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    # model.init (a shipped model's weights) and weights-only resumes; a Lightning checkpoint passes through
-    cfg, model, ckpt, resume = prepare_fit(cfg, ckpt)
+    # model.init (a shipped model's weights) and weights-only resumes; a Lightning checkpoint passes through.
+    # The config was checked (with its warnings) when loaded: an alias a stored record names warns nothing.
+    with BACKBONES.stored_names():
+        cfg, model, ckpt, resume = prepare_fit(cfg, ckpt)
     datamodule = build_datamodule(cfg)
     trainer = build_trainer(cfg, callbacks, version)
     trainer.callbacks[:0] = resume  # before the stage schedule, which reads the step
-    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
+    with warnings.catch_warnings():
+        if not any(Path(str(cfg.run_dir)).glob("*.ckpt")):  # a new run: run_dir holds logs, not checkpoints
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
     return trainer
 
 

@@ -58,16 +58,18 @@ def _adopt_architecture(
 ) -> DictConfig:
     """The config with the architecture (`vvc_lightning.model.architecture`) of a trained model's stored
     `model` section: its gop, backbone, codec, and its lmbda_range unless the config sets one."""
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.config import apply_overrides, packaged_defaults
     from vvc_lightning.config_ranges import check_test_qualities
 
     stored = architecture(stored_model)
     _refuse_conflicts(cfg, stored, origin)
     keep_gop = _user_value(cfg, "gop", stored)
+    defaults = packaged_defaults().model
     cfg = cfg.copy()
     with open_dict(cfg):
-        for key in BUILT:
-            cfg.model[key] = OmegaConf.create(stored[key]) if isinstance(stored[key], dict) else stored[key]
+        for key in BUILT:  # a section's keys the record leaves out (a fixed-rate codec's) at their defaults
+            value = stored[key]
+            cfg.model[key] = OmegaConf.merge(defaults[key], value) if isinstance(value, dict) else value
         if (
             cfg.model.loss.get("lmbda_range") is None
             and stored.get("loss", {}).get("lmbda_range") is not None
