@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -134,6 +135,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--range", dest="rng", default=DEFAULTS.rng, choices=RANGES, help="YUV range")
     c.add_argument("--max-frames", type=int, default=None, help="encode only the first N frames")
     c.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    _add_quiet(c)
     c.set_defaults(func=run_compress)
 
     d = sub.add_parser(
@@ -151,6 +153,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file (never a folder)"
     )
+    _add_quiet(d)
     d.set_defaults(func=run_decompress)
 
 
@@ -164,6 +167,34 @@ def _add_pass_options(parser: argparse.ArgumentParser, tiles: str) -> None:
         help="memory budget of the backbone passes, e.g. 512M, 8G "
         f"or bytes (default {size_text(DEFAULTS.max_memory)}); {tiles}",
     )
+
+
+def _add_quiet(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors (no progress line, no summary)")
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """Print `text` unless --quiet."""
+    if not args.quiet:
+        print(text)
+
+
+def _progress(args: argparse.Namespace, label: str, total: int | None):  # noqa: ANN202
+    """Frames done, frames/s and ETA on stderr while it is a terminal (not with --quiet)."""
+    from vvc_lightning.cli.progress import FrameProgress
+
+    return FrameProgress(label, total, enabled=False if args.quiet else None).wrap
+
+
+def _note_lossy(args: argparse.Namespace) -> None:
+    """One line when the output container re-encodes the decoded frames with H.264, a second lossy codec."""
+    from vvc_lightning.video.video_writer import CONTAINERS
+
+    suffix = Path(args.output).suffix.lower()
+    if suffix in CONTAINERS and not args.quiet:
+        print(f"note: {suffix} re-encodes the decoded frames with H.264 (lossy); to measure this codec, "
+              "decode to .y4m, .yuv or a PNG folder (lossless)", file=sys.stderr)
 
 
 def _check_output(args: argparse.Namespace, kind: str) -> None:
@@ -190,10 +221,14 @@ def run_compress(args: argparse.Namespace) -> int:
         fps = args.fps or name_fps or DEFAULT_FPS
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=fps)
     model, entry = _model_to_compress(args)
+    from vvc_lightning.cli.progress import frames_in
+
+    read_kwargs["progress"] = _progress(args, "compress", frames_in(args.input, **read_kwargs))
     with cli_wording():
         codec = VideoCodec(model, options.replace(quality=_quality_of(model, entry, args)))
         st = compress_file(codec, args.input, args.output, **read_kwargs)
-    print(
+    _say(
+        args,
         f"compressed {args.input} -> {args.output}: {st['frames']} frames, {st['width']}x{st['height']}, "
         f"{st['bytes']} bytes, {st['bpp']:.5f} bpp, {st['fps']:.3f} frames/s"
         + (f", quality {codec.quality:g}" if codec.quality is not None else "")
@@ -284,6 +319,7 @@ def run_decompress(args: argparse.Namespace) -> int:
     """Decompress a .vvc file."""
     options = codec_options(batch=args.batch, max_memory=args.max_memory)
     _check_output(args, "video")
+    _note_lossy(args)
     from vvc_lightning.codec.pipeline.files import decompress_file, open_bitstream_file
     from vvc_lightning.codec.pipeline.gop import parse_frame_range
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
@@ -295,9 +331,12 @@ def run_decompress(args: argparse.Namespace) -> int:
     with cli_wording():
         frames = parse_frame_range(args.frames, header.frames) if args.frames else None
         codec = VideoCodec(load(ckpt), options)
-        st = decompress_file(codec, args.input, args.output, frames, stream=stream)
+        a, b = frames if frames is not None else (0, header.frames)
+        st = decompress_file(codec, args.input, args.output, frames, stream=stream,
+                             progress=_progress(args, "decompress", b - a))
     part = f"{st['decoded_frames']} of {st['frames']}" if frames else f"{st['frames']}"
-    print(
+    _say(
+        args,
         f"decompressed {args.input} -> {st['path']}: {part} frames, {st['width']}x{st['height']}, "
         f"{st['bytes']} bytes, {st['bpp']:.5f} bpp, {st['fps']:.3f} frames/s"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,9 @@ from vvc_lightning.errors import VVCError
 from vvc_lightning.video.output_paths import check_output_path
 from vvc_lightning.video.video_io import iter_video, video_fps, write_bytes_atomic
 from vvc_lightning.video.video_writer import VideoWriter
+
+# sees the frames go by, e.g. to show progress (`cli.progress.FrameProgress.wrap`)
+FrameHook = Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]
 
 
 def read_bitstream_file(path: str | os.PathLike) -> bytes:
@@ -38,6 +41,7 @@ def compress_file(
     dst: str | os.PathLike,
     max_frames: int | None = None,
     fps: float | None = None,
+    progress: FrameHook | None = None,
     **yuv_kwargs: Any,
 ) -> dict[str, Any]:
     """Compress a video file (streamed; .yuv takes width/height/matrix/rng) to a .vvc file, atomically;
@@ -47,7 +51,7 @@ def compress_file(
     frames: Iterable[np.ndarray] = iter_video(src, **yuv_kwargs)
     if max_frames is not None:
         frames = itertools.islice(frames, max_frames)
-    data = codec.encode_frames(frames, rate)
+    data = codec.encode_frames(frames if progress is None else progress(frames), rate)
     header, _ = container.unpack_header(data)
     write_bytes_atomic(dst, data)
     return run_stats(codec, len(data), header.frames, header.width, header.height, str(dst))
@@ -59,6 +63,7 @@ def decompress_file(
     dst: str | os.PathLike,
     frames: tuple[int, int] | None = None,
     stream: ParsedStream | None = None,
+    progress: FrameHook | None = None,
 ) -> dict[str, Any]:
     """Decompress the .vvc file `src` (`stream`: its contents already read with `open_bitstream_file`) to a
     video file / PNG folder, streamed a few GoPs at a time (memory does not grow with the length) and
@@ -71,7 +76,8 @@ def decompress_file(
     a, b = frames if frames is not None else (0, header.frames)
     size = (header.height, header.width) if b > a else None
     with VideoWriter(dst, header.fps, matrix=matrix, rng=header.range, size=size) as writer:
-        for frame in codec.decode_frames(stream, frames):
+        decoded = codec.decode_frames(stream, frames)
+        for frame in decoded if progress is None else progress(decoded):
             writer.write(frame)
     size = len(stream.data)
     stats = run_stats(codec, size, header.frames, header.width, header.height, str(writer.path))
