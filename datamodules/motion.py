@@ -42,13 +42,12 @@ class Motion:
 
 def load_image(path: str | Path) -> torch.Tensor:
     """A photo as float (3,H,W) in [0,1] (greyscale becomes 3 equal channels)."""
-    import cv2
+    from vvc_lightning.video.images import decode_image
 
-    data = np.fromfile(str(path), dtype=np.uint8)
-    img = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if img is None:
-        raise VVCError(f"image '{path}' cannot be read; give a PNG/JPEG/TIFF/BMP/WebP photo")
-    rgb = np.ascontiguousarray(img[..., ::-1])
+    try:
+        rgb = decode_image(path)
+    except VVCError as exc:
+        raise VVCError(f"image '{path}' cannot be read; give a PNG/JPEG/TIFF/BMP/WebP photo") from exc
     return torch.from_numpy(rgb).permute(2, 0, 1).float() / 255.0
 
 

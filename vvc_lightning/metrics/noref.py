@@ -11,6 +11,7 @@ from torch import Tensor
 from vvc_lightning.errors import VVCError
 from vvc_lightning.metrics.base import VideoMetric, check_sequences, u8_to_frames
 from vvc_lightning.metrics.registry import register_metric
+from vvc_lightning.video.images import METRICS_EXTRA
 
 _MODEL: list[Any] = []
 
@@ -21,7 +22,8 @@ def brisque_model() -> Any:
         try:
             from brisque import BRISQUE
         except ImportError as exc:
-            raise VVCError(f"BRISQUE needs the 'brisque' package (and numpy<2.4): {exc}") from exc
+            raise VVCError(f"BRISQUE needs the 'brisque' package, which the metrics extra installs: "
+                           f"{METRICS_EXTRA} ({exc})") from exc
         _MODEL.append(BRISQUE(url=False))
     return _MODEL[0]
 

@@ -24,13 +24,14 @@ from vvc_lightning.metrics.base import (
 )
 from vvc_lightning.metrics.lpips import VARIANTS, perceptual_net, resolve_variant, to_unit
 from vvc_lightning.metrics.registry import register_metric
+from vvc_lightning.video.images import opencv
 
 DIS_PRESETS = ("ultrafast", "fast", "medium")
 
 
 def dis_flow(preset: str = "medium"):
     """An OpenCV DIS optical-flow object."""
-    import cv2
+    cv2 = opencv("tOF (DIS optical flow)")
 
     code = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
             "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[preset]
@@ -39,7 +40,7 @@ def dis_flow(preset: str = "medium"):
 
 def grey(frames: np.ndarray) -> list[np.ndarray]:
     """uint8 RGB (N,H,W,3) -> list of uint8 grey frames."""
-    import cv2
+    cv2 = opencv("tOF (DIS optical flow)")
 
     return [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
 
@@ -65,6 +66,7 @@ class TOF(VideoMetric):
         if preset not in DIS_PRESETS:
             raise ValueError(f"DIS preset must be one of {DIS_PRESETS}")
         self.preset = preset
+        opencv("tOF (DIS optical flow)")  # missing: one line naming the extra, before any work
 
     def info(self) -> dict[str, Any]:
         return {

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vvc_lightning.video.images import opencv
+
 MEASURE_SIDE = 384
 
 
@@ -54,7 +56,7 @@ RULES = (
 
 def _downscale(rgb: np.ndarray, side: int) -> np.ndarray:
     """Area-downscale (H,W,3) uint8 so its long side is at most `side`."""
-    import cv2
+    cv2 = opencv("the photo filter")
 
     h, w = rgb.shape[:2]
     f = side / max(h, w)
@@ -66,7 +68,7 @@ def _downscale(rgb: np.ndarray, side: int) -> np.ndarray:
 def measure(rgb: np.ndarray, short_side: int | None = None, transparent: float = 0.0) -> dict[str, float]:
     """The traits of an (H,W,3) uint8 RGB image (see the module docstring); `short_side` is the original's
     when `rgb` was decoded reduced, `transparent` the share of its pixels that are not opaque."""
-    import cv2
+    cv2 = opencv("the photo filter")
 
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
         raise ValueError(f"measure needs an (H,W,3) uint8 image, got {rgb.shape} {rgb.dtype}")
@@ -98,7 +100,7 @@ def photo_verdict(traits: dict[str, float]) -> str | None:
 
 def dhash(rgb: np.ndarray, size: int = 16) -> int:
     """A difference hash of `size`*`size` bits: near-equal for the same picture at other sizes or codings."""
-    import cv2
+    cv2 = opencv("the photo filter")
 
     luma = cv2.cvtColor(_downscale(rgb, 4 * size), cv2.COLOR_RGB2GRAY)
     small = cv2.resize(luma, (size + 1, size), interpolation=cv2.INTER_AREA).astype(np.int16)
@@ -113,7 +115,7 @@ def hamming(a: int, b: int) -> int:
 
 def orb_features(rgb: np.ndarray, side: int = 512, n: int = 500) -> tuple[np.ndarray, np.ndarray | None]:
     """ORB keypoint positions (K,2) and descriptors of the luma downscaled to `side` px on its long side."""
-    import cv2
+    cv2 = opencv("the photo filter")
 
     luma = cv2.cvtColor(_downscale(rgb, side), cv2.COLOR_RGB2GRAY)
     keys, desc = cv2.ORB_create(n).detectAndCompute(luma, None)
@@ -123,7 +125,7 @@ def orb_features(rgb: np.ndarray, side: int = 512, n: int = 500) -> tuple[np.nda
 def shared_view(a: tuple[np.ndarray, np.ndarray | None], b: tuple[np.ndarray, np.ndarray | None]) -> int:
     """Matches of two `orb_features` that one epipolar geometry explains (RANSAC inliers): tens for two views
     of one scene (stereo pairs, another viewpoint or exposure), under ten for unrelated pictures."""
-    import cv2
+    cv2 = opencv("the photo filter")
 
     (pa, da), (pb, db) = a, b
     if da is None or db is None or len(da) < 2 or len(db) < 2:

@@ -115,16 +115,13 @@ def _iter_av(source, path_label: str) -> Iterator[tuple[np.ndarray, float]]:
 def iter_png_folder(path: str | Path) -> Iterator[np.ndarray]:
     """RGB uint8 frames of a folder of PNGs (as `decompress` writes them), in name order, read one at a
     time."""
-    import cv2
+    from vvc_lightning.video.images import decode_image
 
     names = sorted(Path(path).glob("*.png"))
     if not names:
         raise VVCError(f"folder '{path}' holds no .png frame; give a video file or a folder of PNG frames")
     for name in names:
-        bgr = cv2.imread(str(name), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise VVCError(f"'{name}' is not a readable PNG image")
-        yield np.ascontiguousarray(bgr[..., ::-1])
+        yield decode_image(name)
 
 
 def iter_video(path: str | Path, **yuv_kwargs) -> Iterator[np.ndarray]:

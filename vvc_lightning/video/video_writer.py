@@ -88,14 +88,11 @@ class VideoWriter:
             raise VVCError(f"frame {self.count} is {frame.shape[1]}x{frame.shape[0]}, the first was "
                            f"{self._shape[1]}x{self._shape[0]}")
         if self.png:
-            import cv2
+            from vvc_lightning.video.images import encode_png
 
-            ok, png = cv2.imencode(".png", np.ascontiguousarray(frame[..., ::-1]))
-            if not ok:
-                raise VVCError(f"could not encode frame {self.count} as PNG for '{self.path}'")
             # write errors are OSErrors (atomic_path)
             with open(self._tmp / f"{self.count:05d}.png", "wb") as f:
-                f.write(png.tobytes())
+                f.write(encode_png(frame))
         elif self._av is not None:
             self._write_av(frame)
         else:
