@@ -11,7 +11,7 @@ import sys
 
 from tests.conftest import small_clip
 from vvc_lightning.cli.main import main
-from vvc_lightning.cli.progress import FrameProgress
+from vvc_lightning.video.progress import FrameProgress
 from vvc_lightning.video.video_io import write_video
 
 

@@ -182,7 +182,7 @@ def _say(args: argparse.Namespace, text: str) -> None:
 
 def _progress(args: argparse.Namespace, label: str, total: int | None):  # noqa: ANN202
     """Frames done, frames/s and ETA on stderr while it is a terminal (not with --quiet)."""
-    from vvc_lightning.cli.progress import FrameProgress
+    from vvc_lightning.video.progress import FrameProgress
 
     return FrameProgress(label, total, enabled=False if args.quiet else None).wrap
 
@@ -221,7 +221,7 @@ def run_compress(args: argparse.Namespace) -> int:
         fps = args.fps or name_fps or DEFAULT_FPS
         read_kwargs.update(width=w, height=h, matrix=args.matrix, rng=args.rng, fps=fps)
     model, entry = _model_to_compress(args)
-    from vvc_lightning.cli.progress import frames_in
+    from vvc_lightning.video.progress import frames_in
 
     read_kwargs["progress"] = _progress(args, "compress", frames_in(args.input, **read_kwargs))
     with cli_wording():

@@ -94,6 +94,7 @@ def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> di
     from vvc_lightning.codec.pipeline.video_codec import FrameCounter, VideoCodec
     from vvc_lightning.metrics import VideoMetrics
     from vvc_lightning.metrics.stream import StreamingScores, score_decoded
+    from vvc_lightning.video.progress import FrameProgress
 
     cfg = model.cfg.test
     source = _frame_source(x)
@@ -104,7 +105,10 @@ def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> di
     if quality is not None:  # test.qualities
         options = options.replace(quality=quality)
     gop = options.gop if options.gop is not None else model.gop
-    counted = FrameCounter(source())
+    names = getattr(dm, "test_names", None) or []
+    name = names[index] if index < len(names) else f"sequence_{index}"
+    label = f"test {name}" + (f" at quality {quality:g}" if quality is not None else "")
+    counted = FrameCounter(FrameProgress(f"{label}, rate estimate").wrap(source()))
     estimate = estimated_bits(model, counted, gop, options.overlap, options.batch, options.quality)
     n, (h, w) = counted.count, counted.shape
     pixels = n * h * w
@@ -112,18 +116,16 @@ def _run_at(model, x: Any, index: int, quality: float | None, suffix: str) -> di
     decoded: Iterable[np.ndarray] = source()
     if cfg.real_bytes:
         codec = VideoCodec(model, options.replace(gop=gop))
-        data = codec.encode_frames(source(), fps, n)
+        data = codec.encode_frames(FrameProgress(f"{label}, encode", n).wrap(source()), fps, n)
         decoded = codec.decode_frames(data)
         results["bpp"] = len(data) * 8 / pixels
     metrics = VideoMetrics(list(cfg.metrics), device=model.device).metrics.values()
     scores = StreamingScores(metrics, what="test")
     try:
-        score_decoded(scores, source(), decoded, n, gop)
+        score_decoded(scores, source(), FrameProgress(f"{label}, decode and score", n).wrap(decoded), n, gop)
         results.update(scores.means())
     finally:
         scores.close()
-    names = getattr(dm, "test_names", None) or []
-    name = names[index] if index < len(names) else f"sequence_{index}"
     model.test_rows.append({"sequence": name, "quality": quality, **results})
     results = {f"{k}{suffix}": v for k, v in results.items()}
     model.log_dict({f"test/{k}": v for k, v in results.items()}, on_step=False, on_epoch=True, batch_size=1)

@@ -168,7 +168,9 @@ def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) ->
     model.stage = cfg.stages[stage_index(cfg.stages, source.step, source.epoch)]
     model.eval()
     datamodule = build_datamodule(cfg)
-    trainer = build_trainer(cfg, logger=False, devices=1, strategy="auto")
+    # test shows its own progress per sequence (frames of each pass), not Lightning's bar of sequences
+    bar = {"enable_progress_bar": False} if split == "test" else {}
+    trainer = build_trainer(cfg, logger=False, devices=1, strategy="auto", **bar)
     if split == "validate":
         return trainer.validate(model, datamodule=datamodule, verbose=False)
     results = trainer.test(model, datamodule=datamodule, verbose=False)

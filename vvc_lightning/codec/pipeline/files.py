@@ -18,7 +18,7 @@ from vvc_lightning.video.output_paths import check_output_path
 from vvc_lightning.video.video_io import iter_video, video_fps, write_bytes_atomic
 from vvc_lightning.video.video_writer import VideoWriter
 
-# sees the frames go by, e.g. to show progress (`cli.progress.FrameProgress.wrap`)
+# sees the frames go by, e.g. to show progress (`video.progress.FrameProgress.wrap`)
 FrameHook = Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]
 
 

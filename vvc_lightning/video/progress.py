@@ -1,5 +1,5 @@
-"""Progress of a command over frames: frames done, frames/s and time left, on one redrawn line of stderr when
-it is a terminal (nothing per frame otherwise: the command prints its one summary line)."""
+"""Progress over frames (compress, decompress, test): frames done, frames/s and time left, on one redrawn
+line of stderr when it is a terminal (nothing per frame otherwise: the command prints its summary)."""
 
 from __future__ import annotations
 
