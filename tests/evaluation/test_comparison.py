@@ -175,10 +175,14 @@ def test_a_rerun_under_other_names_recomputes_nothing_keeps_other_rows_and_remov
 
     monkeypatch.setattr(VideoCodec, "encode_frames", no_coding)
     again = evaluate(EvalOptions(**{**opts.__dict__, "ckpts": [str(copy)], "ckpt_name": ["renamed"],
-                                    "baselines": ["x264"], "presets": {"x264": "ultrafast"},
-                                    "points": {"x264": [30, 40]}}))
+                                    "baselines": ["x264-ultrafast-ld"], "presets": {},
+                                    "points": {"x264-ultrafast-ld": [30, 40]}}))
     rows = read_csv(again["csv"])
-    assert {r["codec"] for r in rows} == {"renamed", X265, "x264-ultrafast-ra"}
+    assert {r["codec"] for r in rows} == {"renamed", X265, "x264-ultrafast-ld"}
+    ld = [r for r in rows if r["codec"] == "x264-ultrafast-ld"]
+    assert len(ld) == 2 and all("-preset ultrafast" in r["command"] and ":bframes=0" in r["command"]
+                                for r in ld)
+    assert "<h3>x264-ultrafast-ld: AVC (x264) ultrafast, low delay</h3>" in again["html"].read_text()
     renamed = [r for r in json.loads(again["json"].read_text())["rows"] if r["codec"] == "renamed"]
     assert len(renamed) == 1 and renamed[0]["key"] in before
     kept = [r for r in rows if r["codec"] == X265]
