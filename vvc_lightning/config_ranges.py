@@ -13,6 +13,8 @@ from vvc_lightning.errors import ConfigError
 MAX_YAML_NODES = 100_000  # scalars + containers of one value, aliases expanded
 MAX_YAML_DEPTH = 64
 MAX_QUALITIES = 64
+MAX_MODEL_INT = 1 << 16  # any size in model.* (width, channels, blocks, gop) above this is refused
+MAX_LATENT_CHANNELS = 4096  # as the bitstream header stores them
 
 
 def _number(v: Any) -> bool:
@@ -114,8 +116,32 @@ def _listed(value: Any) -> Any:
     return OmegaConf.to_container(value) if isinstance(value, ListConfig) else value
 
 
+def model_size_problem(model: Any, where: str = "model") -> str | None:
+    """What is wrong with the first size in a plain `model` section (as a record or `to_container` holds it)
+    that no model this version builds has: a whole number beyond MAX_MODEL_INT, a non-finite number, or
+    backbone.latent_channels above MAX_LATENT_CHANNELS; None when every value is in range."""
+    latent = model.get("backbone", {}).get("latent_channels") if isinstance(model, dict) else None
+    if _whole(latent) and not 1 <= latent <= MAX_LATENT_CHANNELS:
+        return f"'{where}.backbone.latent_channels' is {latent}, not from 1 to {MAX_LATENT_CHANNELS}"
+    stack: list[tuple[str, Any]] = [(where, model)]
+    while stack:
+        key, node = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((f"{key}.{k}", v) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((f"{key}[{i}]", v) for i, v in enumerate(node))
+        elif isinstance(node, float) and not math.isfinite(node):
+            return f"'{key}' is {node!r}"
+        elif _whole(node) and abs(node) > MAX_MODEL_INT:
+            return f"'{key}' is {node}, beyond any model this version builds (at most {MAX_MODEL_INT})"
+    return None
+
+
 def check_ranges(cfg: DictConfig) -> None:
     """Raise ConfigError naming the first key whose (resolved) value is out of its range."""
+    problem = model_size_problem(OmegaConf.to_container(cfg.model, resolve=True))
+    if problem is not None:
+        raise ConfigError(f"config key {problem}; use a size a model of this kind has (see configs/)")
     for key, (ok, what) in RANGES.items():
         value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
         if value is None and key.startswith("trainer.") and key.rsplit(".", 1)[1] not in cfg.trainer:

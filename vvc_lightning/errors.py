@@ -44,3 +44,8 @@ class ModelMismatchError(BitstreamError):
     def __init__(self, problem: str) -> None:
         super().__init__(f"{problem}; load the checkpoint it was made with")
         self.problem = problem
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of `exc`'s message, or its type's name when it has none (EOFError(''))."""
+    return next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)

@@ -112,9 +112,9 @@ def export_model(
     blob = save(stored, metadata={"name": name, "identity": identity, "format": str(FORMAT)})
     record["sha256"] = hashlib.sha256(blob).hexdigest()
     existed = weights_path.exists()
-    write_file(weights_path, blob)
+    write_file(weights_path, blob, replace=overwrite)  # of two exports to one name, one wins here
     try:
-        write_file(record_path, (json.dumps(record, indent=1) + "\n").encode())
+        write_file(record_path, (json.dumps(record, indent=1) + "\n").encode(), replace=overwrite)
     except VVCError:
         if not existed:  # no weights without their record
             weights_path.unlink(missing_ok=True)

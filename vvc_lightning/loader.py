@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig
 
 from vvc_lightning.config import from_container, packaged_defaults
-from vvc_lightning.errors import VVCError, WeightsError
+from vvc_lightning.errors import VVCError, WeightsError, first_line
 from vvc_lightning.model import CompressionModel, for_stored_weights
 from vvc_lightning.version import __version__
 
@@ -65,14 +65,46 @@ def _torch_load(path: Path, what: str) -> Any:
             warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        kind = _foreign_kind(path)
+        if kind is not None:
+            raise _not_a_checkpoint(what, path, kind) from exc
         raise WeightsError(
             f"{what} '{path}' cannot be read as weights and plain data (truncated, not written by `fit`, or "
             "holding objects whose loading could run code: refused); pass a checkpoint written by `fit`"
         ) from exc
     except Exception as exc:
-        raise WeightsError(
-            f"{what} '{path}' cannot be read ({str(exc).splitlines()[0]}); is it truncated?"
-        ) from exc
+        kind = _foreign_kind(path)
+        if kind is not None:
+            raise _not_a_checkpoint(what, path, kind) from exc
+        raise WeightsError(f"{what} '{path}' cannot be read ({first_line(exc)}); is it truncated?") from exc
+
+
+def _not_a_checkpoint(what: str, path: Path, kind: str) -> WeightsError:
+    return WeightsError(
+        f"{what} '{path}' is {kind}, not a checkpoint; pass a checkpoint written by `fit` (e.g. "
+        "runs/NAME/last.ckpt)"
+    )
+
+
+def _foreign_kind(path: Path) -> str | None:
+    """What `path` is when torch cannot even start reading it (an empty file, text, neither a zip archive nor
+    a pickle), else None (a damaged checkpoint)."""
+    from vvc_lightning.video.safe_read import open_regular
+
+    try:
+        with open_regular(path) as f:
+            head = f.read(4096)
+    except (OSError, ValueError):
+        return None
+    if not head:
+        return "an empty file (0 bytes)"
+    if head.startswith(b"PK\x03\x04") or head[0] == 0x80:  # a zip archive (torch.save) or a pickle
+        return None
+    try:
+        text = b"\0" not in head and bool(head.decode("utf-8"))
+    except UnicodeDecodeError as exc:  # a character cut off at the end of what was read still counts
+        text = b"\0" not in head and len(head) == 4096 and exc.start >= len(head) - 3
+    return "a text file" if text else "a file that is neither a zip archive nor a pickle"
 
 
 def _is_fit_checkpoint(ckpt: Any) -> bool:
@@ -133,7 +165,7 @@ def _with_record(
     from vvc_lightning.zoo_record import RecordProblem, check_tensors
 
     def refused(problem: str, fix: str = "re-export it, or remove it from its folder") -> WeightsError:
-        return WeightsError(f"{label}: {problem}; {fix}")
+        return EntryRefused(label, problem, fix)
 
     try:
         size, most = weights.stat().st_size, 8 * int(record["params"]) + (64 << 20)
@@ -161,19 +193,38 @@ def _with_record(
     )
 
 
-def read_zoo(name: str) -> Source:
-    """The Source of zoo model `name` ('zoo:NAME' or NAME)."""
-    from vvc_lightning.zoo import PREFIX, get_entry
+class EntryRefused(WeightsError):
+    """The weights of a model with a record fail its checks; `problem` says how."""
 
-    entry = get_entry(name)
-    return _with_record(
-        "zoo",
-        entry.weights,
-        entry.record,
-        f"{PREFIX}{entry.name}",
-        f"model '{entry.name}' ({entry.weights})",
-        entry,
-    )
+    def __init__(self, label: str, problem: str, fix: str) -> None:
+        super().__init__(f"{label}: {problem}; {fix}")
+        self.problem = problem
+
+
+def read_zoo(name: str) -> Source:
+    """The Source of zoo model `name` ('zoo:NAME' or NAME). An entry whose weights are damaged is skipped with
+    a warning when a later folder holds one `name` also picks (a user's copy shadowing the installed
+    model)."""
+    from vvc_lightning.zoo import PREFIX, BadEntry, get_entries, warn_skipped
+
+    entries = get_entries(name)
+    first: EntryRefused | None = None
+    for entry in entries:
+        try:
+            return _with_record(
+                "zoo",
+                entry.weights,
+                entry.record,
+                f"{PREFIX}{entry.name}",
+                f"model '{entry.name}' ({entry.weights})",
+                entry,
+            )
+        except EntryRefused as exc:
+            first = first or exc
+            if entry is not entries[-1]:
+                warn_skipped(BadEntry(entry.name, entry.record_path, exc.problem))
+    assert first is not None
+    raise first
 
 
 def read_exported(path: str | os.PathLike) -> Source:

@@ -5,7 +5,10 @@ float weights of the backbone and transforms in float16, entropy models, gains a
 trained) and NAME.json (the record: identity, architecture, how it was trained, its measured curve).
 Folders searched, first match wins: each folder in $VVC_LIGHTNING_MODELS (os.pathsep-separated), then
 the packaged vvc_lightning/assets/models/. A folder is untrusted: a record that cannot be used is skipped
-with a one-line warning naming it (`zoo_record` says what is checked) and never hides another entry.
+with a one-line warning naming it (`zoo_record` says what is checked) and never hides another entry; only
+regular files are opened (a FIFO or a device link is such a record), and an entry whose weights fail their
+checksum when loaded gives way, with a warning, to the next entry of its name (the installed model under a
+damaged copy).
 
 `vvc_lightning.loader` loads an entry: its weights file is checked against the SHA-256 in its record,
 against its record's architecture before anything is built, and the built model's identity against the
@@ -29,10 +32,12 @@ from typing import Any
 import torch
 
 from vvc_lightning.deprecation import deprecated_alias
-from vvc_lightning.errors import VVCError, WeightsError
+from vvc_lightning.errors import VVCError, WeightsError, first_line
 from vvc_lightning.zoo_record import (
     FIX,
+    MAX_RECORD_BYTES,
     RecordProblem,
+    check_record,
     portable_path,
     read_curve,
     read_record,
@@ -116,7 +121,7 @@ class BadEntry:
 _warned: set[tuple[str, str]] = set()
 
 
-def _skip(bad: BadEntry) -> None:
+def warn_skipped(bad: BadEntry) -> None:
     """Warn once per process that `bad` is skipped."""
     key = (str(bad.record_path), bad.problem)
     if key not in _warned:
@@ -143,7 +148,7 @@ def scan_models() -> tuple[list[ZooEntry], list[BadEntry]]:
                     raise RecordProblem(f"its weights file '{weights.name}' is missing beside it")
             except RecordProblem as exc:
                 bad.append(BadEntry(name, rec_path, str(exc)))
-                _skip(bad[-1])
+                warn_skipped(bad[-1])
                 continue
             good.append(ZooEntry(name, weights, rec_path, rec))
     return good, bad
@@ -161,12 +166,19 @@ def list_models() -> list[ZooEntry]:
 def get_entry(name: str) -> ZooEntry:
     """The zoo entry called `name` (a leading 'zoo:' is allowed; 'NAME@ID' picks the entry of that name whose
     identity starts with ID), or one line naming the known ones."""
+    return get_entries(name)[0]
+
+
+def get_entries(name: str) -> list[ZooEntry]:
+    """Every usable entry `name` picks (as `get_entry`), in search order: the first is the one it names, the
+    others stand in for it when its weights turn out damaged. One line naming the known ones if none."""
     name = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     base, _, ident = name.partition("@")
     good, bad = scan_models()
-    for e in good:
-        if e.name == base and e.identity.startswith(ident):
-            return ZooEntry(name, e.weights, e.record_path, e.record) if ident else e
+    found = [ZooEntry(name, e.weights, e.record_path, e.record) if ident else e
+             for e in good if e.name == base and e.identity.startswith(ident)]
+    if found:
+        return found
     for b in bad:
         if b.name == base:
             raise b.error()
@@ -213,16 +225,17 @@ def load_state(model: Any, state: dict[str, torch.Tensor], origin: str, strict: 
     try:
         model.load_state_dict(state, strict=strict or not gains_only)
     except RuntimeError as exc:
-        raise WeightsError(f"'{origin}' does not fit the model: {str(exc).splitlines()[0]}") from exc
+        raise WeightsError(f"'{origin}' does not fit the model: {first_line(exc)}") from exc
     return missing if gains_only else []
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """`write_bytes_atomic`, a failure as one line naming the path and the cause."""
+def write_file(path: Path, data: bytes, replace: bool = True) -> None:
+    """`write_bytes_atomic` (a file at `path` replaced only when `replace`), a failure as one line naming the
+    path and the cause."""
     from vvc_lightning.video.video_io import write_bytes_atomic
 
     try:
-        write_bytes_atomic(path, data)
+        write_bytes_atomic(path, data, replace=replace)
     except OSError as exc:
         raise VVCError(
             f"cannot write '{path}' ({exc.strerror or exc}); free space or pick another folder"
@@ -240,7 +253,17 @@ def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str | None = 
     path = Path(summary_csv)
     curve = read_curve(path, codec)
     record = {**entry.record, "curve": curve, "curve_source": source or portable_path(path)}
-    write_file(entry.record_path, (json.dumps(record, indent=1, allow_nan=False) + "\n").encode())
+    blob = (json.dumps(record, indent=1, allow_nan=False) + "\n").encode()
+    try:  # the record as `read_record` will see it: never write one that makes the entry unusable
+        check_record(record)
+        if len(blob) > MAX_RECORD_BYTES:
+            raise RecordProblem(f"the record would be {len(blob)} bytes (at most {MAX_RECORD_BYTES})")
+    except RecordProblem as exc:
+        raise VVCError(
+            f"'{path}' cannot be stored in the record of '{name}': {exc}; pass the summary.csv of one "
+            "`evaluate` run (the record was not changed)"
+        ) from exc
+    write_file(entry.record_path, blob)
     return entry.record_path
 
 

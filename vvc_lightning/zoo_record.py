@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from vvc_lightning.codec.entropy.gain import parse_quality_label
+from vvc_lightning.errors import first_line
 
 FORMAT = 1  # the record format `export` writes
 
@@ -28,8 +29,8 @@ MAX_DEPTH = 64  # nesting of a record's JSON (export writes about 6)
 MAX_CHANNELS = 4096
 MAX_PARAMS = 2_000_000_000
 MAX_QUALITIES = 256
-MAX_CONFIG_INT = 1 << 16  # any size in config.model (width, channels, gop, blocks) above this is refused
 MAX_STEPS = 10**12
+MAX_CURVE_POINTS = 10_000  # points of a measured curve (`evaluate` writes one per quality and sequence set)
 HEX64 = re.compile(r"[0-9a-f]{64}")
 FIX = "fix or remove that file"
 
@@ -58,12 +59,16 @@ def _depth(obj: Any, limit: int) -> int:
 
 
 def read_record(path: Path) -> dict[str, Any]:
-    """The parsed record at `path`; RecordProblem if it cannot be one."""
+    """The parsed record at `path` (only a regular file is opened, at most MAX_RECORD_BYTES read);
+    RecordProblem if it cannot be one."""
+    from vvc_lightning.video.safe_read import NotRegularFile, TooLarge, read_regular
+
     try:
-        size = path.stat().st_size
-        if size > MAX_RECORD_BYTES:
-            raise RecordProblem(f"the record is {size} bytes (at most {MAX_RECORD_BYTES})")
-        raw = path.read_bytes()
+        raw = read_regular(path, MAX_RECORD_BYTES)
+    except NotRegularFile as exc:
+        raise RecordProblem(f"it is {exc}, not a record file") from exc
+    except TooLarge as exc:
+        raise RecordProblem(f"the record is {exc.size} bytes (at most {MAX_RECORD_BYTES})") from exc
     except OSError as exc:
         raise RecordProblem(f"it cannot be read ({exc.strerror or exc})") from exc
     try:
@@ -79,7 +84,7 @@ def read_record(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise RecordProblem(f"it is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
-        raise RecordProblem(f"it is not valid JSON ({str(exc).splitlines()[0][:80]})") from exc
+        raise RecordProblem(f"it is not valid JSON ({first_line(exc)[:80]})") from exc
     if _depth(rec, MAX_DEPTH) > MAX_DEPTH:
         raise RecordProblem(f"its JSON nests deeper than {MAX_DEPTH} levels")
     check_record(rec)
@@ -121,7 +126,9 @@ def check_record(rec: Any) -> None:
     _int(rec, "params", 1, MAX_PARAMS)
     qualities = _int(rec, "qualities", 0, MAX_QUALITIES) if rec.get("qualities") is not None else 0
     if rec.get("gop") is not None:
-        _int(rec, "gop", 1, MAX_CONFIG_INT)
+        from vvc_lightning.config_ranges import MAX_MODEL_INT
+
+        _int(rec, "gop", 1, MAX_MODEL_INT)
     lr = rec.get("lmbda_range")
     if lr is not None and not (
         isinstance(lr, list) and len(lr) == 2 and all(_finite(v) and v > 0 for v in lr)
@@ -166,18 +173,11 @@ def _check_config(cfg: Any, rec: dict, channels: int, qualities: int) -> None:
     model = cfg.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("backbone"), dict):
         raise RecordProblem("'config' has no 'model.backbone' section")
-    stack: list[tuple[str, Any]] = [("model", model)]
-    while stack:
-        where, node = stack.pop()
-        if isinstance(node, dict):
-            stack.extend((f"{where}.{k}", v) for k, v in node.items())
-        elif isinstance(node, list):
-            stack.extend((f"{where}[{i}]", v) for i, v in enumerate(node))
-        elif isinstance(node, float) and not math.isfinite(node):
-            raise RecordProblem(f"'config.{where}' is {node!r}")
-        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_CONFIG_INT:
-            raise RecordProblem(f"'config.{where}' is {node}, beyond any model this version builds "
-                                f"(at most {MAX_CONFIG_INT})")
+    from vvc_lightning.config_ranges import model_size_problem
+
+    problem = model_size_problem(model, "config.model")
+    if problem is not None:
+        raise RecordProblem(problem)
     bb = model["backbone"]
     if rec.get("backbone") is not None and bb.get("name") != rec["backbone"]:
         raise RecordProblem(
@@ -212,7 +212,7 @@ def check_tensors(state: dict[str, torch.Tensor], rec: dict[str, Any]) -> dict[s
         raise RecordProblem(f"its config is refused ({exc})") from exc
     except Exception as exc:  # a config no backbone can build: say so in one line
         raise RecordProblem(
-            f"its config builds no model ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+            f"its config builds no model ({type(exc).__name__}: {first_line(exc)})"
         ) from exc
     params = sum(p.numel() for p in skeleton.parameters())
     if params != rec["params"]:
@@ -260,7 +260,13 @@ def read_curve(path: Path, codec: str) -> list[dict[str, Any]]:
         raise VVCError(f"'{path}' does not exist; {fix}")
     try:
         with open(path, encoding="utf-8", newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("codec") == codec]
+            rows = []
+            for r in csv.DictReader(f):
+                if r.get("codec") == codec:
+                    rows.append(r)
+                    if len(rows) > MAX_CURVE_POINTS:
+                        raise VVCError(f"'{path}' holds more than {MAX_CURVE_POINTS} rows of codec '{codec}' "
+                                       f"(a curve has at most that many points); {fix}")
     except UnicodeDecodeError as exc:
         raise VVCError(f"'{path}' is not UTF-8 text (byte {exc.start}); {fix}") from exc
     except (csv.Error, OSError) as exc:
@@ -283,6 +289,8 @@ def read_curve(path: Path, codec: str) -> list[dict[str, Any]]:
                 continue
             if math.isinf(value) or (math.isnan(value) and k == "bpp"):
                 raise VVCError(f"'{path}' row {n} of '{codec}': '{k}' is {v}, not a finite number; {fix}")
+            if k == "bpp" and value < 0:
+                raise VVCError(f"'{path}' row {n} of '{codec}': 'bpp' is {v}, below 0; {fix}")
             if not math.isnan(value):
                 point[k] = value
         if (

@@ -226,7 +226,7 @@ def run_compress(args: argparse.Namespace) -> int:
     read_kwargs["progress"] = _progress(args, "compress", frames_in(args.input, **read_kwargs))
     with cli_wording():
         codec = VideoCodec(model, options.replace(quality=_quality_of(model, entry, args)))
-        st = compress_file(codec, args.input, args.output, **read_kwargs)
+        st = compress_file(codec, args.input, args.output, overwrite=args.overwrite, **read_kwargs)
     _say(
         args,
         f"compressed {args.input} -> {args.output}: {st['frames']} frames, {st['width']}x{st['height']}, "
@@ -333,7 +333,7 @@ def run_decompress(args: argparse.Namespace) -> int:
         codec = VideoCodec(load(ckpt), options)
         a, b = frames if frames is not None else (0, header.frames)
         st = decompress_file(codec, args.input, args.output, frames, stream=stream,
-                             progress=_progress(args, "decompress", b - a))
+                             progress=_progress(args, "decompress", b - a), overwrite=args.overwrite)
     part = f"{st['decoded_frames']} of {st['frames']}" if frames else f"{st['frames']}"
     _say(
         args,

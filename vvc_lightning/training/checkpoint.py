@@ -25,7 +25,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         path = Path(path)
         make_dirs(path.parent)
-        with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a full disk etc. ends in one line, no file
+        # a full disk etc. ends in one line, no file; last.ckpt replaces itself, but a new name that another
+        # run writes meanwhile is kept (`OutputTaken`)
+        with atomic_path(path, replace=path.exists()) as tmp, open(tmp, "wb") as f:
             try:
                 torch.save(checkpoint, f)
             except RuntimeError as exc:  # torch reports a failed write as "enforce fail ... unexpected pos"

@@ -1,18 +1,25 @@
 """Atomic outputs: a temporary beside the target, renamed onto it on success, removed on an error or signal.
 
 Every write, flush, close, fsync and rename is checked: a full disk, a quota, a file-size limit, a read-only
-file system or a folder without write permission ends in one `VVCError` line naming the path and the cause."""
+file system or a folder without write permission ends in one `VVCError` line naming the path and the cause.
+Unless the caller may replace the target (`replace=True`, e.g. --overwrite), the last step never replaces
+anything: a file is hard-linked to its name (or renamed with RENAME_NOREPLACE), so of two runs writing one
+output, exactly one wins and the other says so in one line."""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import errno
+import functools
 import hashlib
 import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from vvc_lightning.errors import VVCError
 from vvc_lightning.video.output_paths import cleanup_on_signals, refuse_special
@@ -78,6 +85,72 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
+class OutputTaken(VVCError):
+    """Another run wrote the output while this one was writing it; this run's copy was discarded."""
+
+
+def _taken(path: Path) -> OutputTaken:
+    return OutputTaken(
+        f"output '{path}' appeared while this run was writing it (another run?); it was kept and this run's "
+        "copy discarded: name another output"
+    )
+
+
+_NOREPLACE_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP,
+                          errno.EMLINK, errno.EXDEV}
+
+
+@functools.cache
+def _renameat2() -> Any:
+    """libc's renameat2, or None where there is none."""
+    name = ctypes.util.find_library("c")
+    try:
+        return getattr(ctypes.CDLL(name, use_errno=True), "renameat2", None) if name else None
+    except OSError:
+        return None
+
+
+def _rename_noreplace(src: Path, dst: Path) -> bool:
+    """renameat2(RENAME_NOREPLACE) of `src` onto `dst`: True when done, False where the system or the file
+    system lacks it; FileExistsError when `dst` exists."""
+    fn = _renameat2()
+    if fn is None:
+        return False
+    at_fdcwd, noreplace = -100, 1
+    if fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), noreplace) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err == errno.EEXIST:
+        raise FileExistsError(err, os.strerror(err), str(dst))
+    if err in _NOREPLACE_UNSUPPORTED:
+        return False
+    raise OSError(err, os.strerror(err), str(src), None, str(dst))
+
+
+def _place(tmp: Path, path: Path, is_dir: bool) -> None:
+    """Move the finished `tmp` to `path` without ever replacing what is there (`OutputTaken` if something is):
+    a hard link then an unlink for a file, else RENAME_NOREPLACE, else (neither supported) a check and a
+    rename."""
+    try:
+        if not is_dir:
+            try:
+                os.link(tmp, path, follow_symlinks=False)
+            except OSError as exc:
+                if isinstance(exc, FileExistsError) or exc.errno not in _NOREPLACE_UNSUPPORTED:
+                    raise
+            else:
+                with contextlib.suppress(OSError):  # the output is in place either way
+                    tmp.unlink()
+                return
+        if _rename_noreplace(tmp, path):
+            return
+        if path.exists() or path.is_symlink():
+            raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+        os.rename(tmp, path)
+    except FileExistsError as exc:
+        raise _taken(path) from exc
+
+
 def _remove(tmp: Path) -> None:
     if tmp.is_dir() and not tmp.is_symlink():
         shutil.rmtree(tmp, ignore_errors=True)
@@ -87,10 +160,11 @@ def _remove(tmp: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` on success, delete it on an error, Ctrl-C
+def atomic_path(path: str | Path, is_dir: bool = False, replace: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it to `path` on success, delete it on an error, Ctrl-C
     or SIGTERM. A folder is only ever created new: an existing one at `path` is refused, never emptied; a
-    device, FIFO or socket at `path` is refused, never replaced. Write failures become one-line
+    device, FIFO or socket at `path` is refused, never replaced. A file replaces one at `path` only when
+    `replace`; else one that appears meanwhile is kept (`OutputTaken`). Write failures become one-line
     `WriteError`s."""
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
@@ -116,12 +190,15 @@ def atomic_path(path: str | Path, is_dir: bool = False) -> Iterator[Path]:
             raise (write_error(path, exc, parent) or exc) from exc
         try:
             yield tmp
-            if is_dir and (path.exists() or path.is_symlink()):
-                raise VVCError(f"output '{path}' appeared while writing; the new copy was not moved onto it")
+            if (is_dir or not replace) and (path.exists() or path.is_symlink()):
+                raise _taken(path)
             if not is_dir:
                 _fsync(tmp)
             refuse_special(path)  # appeared while writing: never rename over a device, FIFO or socket
-            os.replace(tmp, path)
+            if is_dir or not replace:
+                _place(tmp, path, is_dir)
+            else:
+                os.replace(tmp, path)
         except BaseException as exc:
             _remove(tmp)
             err = write_error(path, exc, tmp)

@@ -344,7 +344,8 @@ def _write_one(path: Path, group: list[VideoItem], min_frames: int, pool, bar, m
     jobs = [(it, min_frames) for it in group]
     results = pool.map(load_and_probe, jobs) if pool is not None else map(load_and_probe, jobs)
     try:
-        with atomic_path(path) as tmp:
+        # a damaged shard is replaced; one that another run wrote meanwhile is kept (`OutputTaken`)
+        with atomic_path(path, replace=path.is_file()) as tmp:
             journal.add(tmp)
             try:
                 with tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:

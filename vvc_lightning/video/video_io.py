@@ -191,9 +191,10 @@ def decode_video_bytes(data: bytes, label: str = "<bytes>") -> Video:
 
 
 # ------------------------------------------------------------------------------------------- writing
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
-    """Write `data` to `path` so that no partial file is ever visible."""
-    with atomic_path(path) as tmp:
+def write_bytes_atomic(path: str | Path, data: bytes, replace: bool = True) -> None:
+    """Write `data` to `path` so that no partial file is ever visible (a file there is replaced only when
+    `replace`; see `atomic_path`)."""
+    with atomic_path(path, replace=replace) as tmp:
         tmp.write_bytes(data)
 
 

@@ -24,11 +24,12 @@ class VideoWriter:
 
     Use as a context manager: `with VideoWriter(path, fps) as w: w.write(frame)`. The output appears at
     `w.path` (the folder for PNGs) only when the block ends without an error. Colour as `write_video`;
-    `size` (H, W) opens the output before the first frame (else the first frame sets it).
+    `size` (H, W) opens the output before the first frame (else the first frame sets it); a file at `path` is
+    replaced only when `replace` (see `atomic_path`).
     """
 
     def __init__(self, path: str | Path, fps: float, crf: int = 12, matrix: str | None = None,
-                 rng: str = "limited", size: tuple[int, int] | None = None) -> None:
+                 rng: str = "limited", size: tuple[int, int] | None = None, replace: bool = True) -> None:
         path = Path(path)
         self.suffix = path.suffix.lower()
         if self.suffix not in VIDEO_SUFFIXES + PNG_SUFFIXES:
@@ -40,7 +41,7 @@ class VideoWriter:
         self.fps, self.crf, self.rng = float(fps), int(crf), rng
         # .y4m carries no matrix tag (players read it as BT.601); raw .yuv follows the test sets (BT.709)
         self.matrix = matrix or ("bt601" if self.suffix == ".y4m" else "bt709")
-        self.count = 0
+        self.count, self.replace = 0, replace
         self._stack: contextlib.ExitStack | None = None
         self._tmp: Path | None = None
         self._file: BinaryIO | None = None
@@ -49,7 +50,7 @@ class VideoWriter:
 
     def __enter__(self) -> VideoWriter:
         self._stack = contextlib.ExitStack()
-        self._tmp = self._stack.enter_context(atomic_path(self.path, is_dir=self.png))
+        self._tmp = self._stack.enter_context(atomic_path(self.path, is_dir=self.png, replace=self.replace))
         if self._shape is not None:
             try:
                 self._open(*self._shape)

@@ -49,6 +49,7 @@ MAX_PIXELS = 8192 * 8192  # pixels per frame
 MAX_GOP = 257  # frames per GoP
 MAX_FPS = 1000.0
 MAX_LATENT_CHANNELS = 4096
+MAX_BODY = _BODY.size + 3 * (_STR.size + 0xFFFF) + _QUALITY.size  # the longest header body any writer makes
 
 
 @dataclass(frozen=True)
@@ -170,9 +171,12 @@ def _read_str(data: bytes, pos: int, end: int, what: str) -> tuple[str, int]:
 
 
 def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
-    """Parse and verify the header; returns it and the offset of the first record."""
-    if len(data) < _PREFIX.size:
-        raise BitstreamError(f"{label} is {len(data)} bytes, too short to be a vvc-lightning bitstream")
+    """Parse and verify the header; returns it and the offset of the first record. Only the header's bytes
+    are read from `data` (bytes, or anything sliced like them, such as a file read on demand)."""
+    size = len(data)
+    data = bytes(data[: _PREFIX.size + MAX_BODY + _CRC.size])  # no header is longer
+    if size < _PREFIX.size:
+        raise BitstreamError(f"{label} is {size} bytes, too short to be a vvc-lightning bitstream")
     magic, version, body_len = _PREFIX.unpack_from(data, 0)
     if magic != MAGIC:
         raise BitstreamError(
@@ -193,10 +197,12 @@ def unpack_header(data: bytes, label: str = "bitstream") -> tuple[Header, int]:
     if version < 1:
         raise BitstreamError(f"{label} has an invalid container version {version}; the file is damaged")
     end = _PREFIX.size + body_len
-    if end + _CRC.size > len(data):
+    if body_len > MAX_BODY:
         raise BitstreamError(
-            f"{label} is truncated inside its header ({len(data)} bytes); the file is damaged"
+            f"{label} header claims a body of {body_len} bytes (at most {MAX_BODY}); the file is damaged"
         )
+    if end + _CRC.size > size:
+        raise BitstreamError(f"{label} is truncated inside its header ({size} bytes); the file is damaged")
     (crc,) = _CRC.unpack_from(data, end)
     if crc != zlib.crc32(data[:end]):
         raise BitstreamError(f"{label} header fails its CRC32 check; the file is damaged")
@@ -256,6 +262,7 @@ def index_records(
 
     The record count the header claims is checked against the bytes left (each record takes at least
     8 + `min_payload` bytes) before any per-record state exists, and each payload against `min_payload`.
+    Only the record prefixes are read from `data` (bytes, or a file read on demand), never the payloads.
     """
     n, left, least = header.num_gops, len(data) - start, _RECORD.size + min_payload
     if n * least > left:
@@ -264,14 +271,14 @@ def index_records(
             f"{max(left, 0) // least}; the file is truncated or damaged"
         )
     offsets, lengths, crcs = np.empty(n, np.uint64), np.empty(n, np.uint32), np.empty(n, np.uint32)
-    pos, end, unpack_from = start, len(data), _RECORD.unpack_from
+    pos, end, unpack = start, len(data), _RECORD.unpack
     for i in range(n):
         if pos + _RECORD.size > end:
             raise BitstreamError(
                 f"{label} is truncated: GoP record {i} of {n} is missing "
                 f"(file ends at byte {end}); re-create or re-download it"
             )
-        length, crc = unpack_from(data, pos)
+        length, crc = unpack(data[pos : pos + _RECORD.size])
         pos += _RECORD.size
         if length < min_payload:
             raise BitstreamError(

@@ -14,7 +14,8 @@ from vvc_lightning.codec.pipeline import container
 from vvc_lightning.codec.pipeline.parsed import ParsedStream, parse_stream
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
-from vvc_lightning.video.output_paths import check_output_path
+from vvc_lightning.video.output_paths import check_output_path, refuse_existing
+from vvc_lightning.video.safe_read import FileBytes, NotRegularFile
 from vvc_lightning.video.video_io import iter_video, video_fps, write_bytes_atomic
 from vvc_lightning.video.video_writer import VideoWriter
 
@@ -22,16 +23,22 @@ from vvc_lightning.video.video_writer import VideoWriter
 FrameHook = Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]
 
 
-def read_bitstream_file(path: str | os.PathLike) -> bytes:
-    """The bytes of a .vvc file, with a clear error when it is missing."""
+def read_bitstream_file(path: str | os.PathLike) -> FileBytes:
+    """A .vvc file as bytes read on demand (memory holds what is asked of it, never the whole file), with a
+    clear error when it is missing or not a regular file."""
     path = Path(path)
     if not path.is_file():
         raise VVCError(f"bitstream '{path}' does not exist")
-    return path.read_bytes()
+    try:
+        return FileBytes(path)
+    except NotRegularFile as exc:
+        raise VVCError(f"bitstream '{path}' is {exc}; pass a .vvc file") from exc
+    except OSError as exc:
+        raise VVCError(f"bitstream '{path}' cannot be read ({exc.strerror or exc})") from exc
 
 
 def open_bitstream_file(path: str | os.PathLike) -> ParsedStream:
-    """A .vvc file read once and its header and record index parsed once."""
+    """A .vvc file with its header and record index parsed once (payloads are read as they are decoded)."""
     return parse_stream(read_bitstream_file(path), f"'{path}'")
 
 
@@ -41,19 +48,22 @@ def compress_file(
     dst: str | os.PathLike,
     max_frames: int | None = None,
     fps: float | None = None,
+    overwrite: bool = False,
     progress: FrameHook | None = None,
     **yuv_kwargs: Any,
 ) -> dict[str, Any]:
     """Compress a video file (streamed; .yuv takes width/height/matrix/rng) to a .vvc file, atomically;
-    returns statistics."""
+    returns statistics. An existing `dst` (or one that appears meanwhile) is replaced only when
+    `overwrite`."""
     dst = check_output_path(dst, src, kind="bitstream")
+    refuse_existing(dst, overwrite)
     rate = fps if fps is not None else video_fps(src)
     frames: Iterable[np.ndarray] = iter_video(src, **yuv_kwargs)
     if max_frames is not None:
         frames = itertools.islice(frames, max_frames)
     data = codec.encode_frames(frames if progress is None else progress(frames), rate)
     header, _ = container.unpack_header(data)
-    write_bytes_atomic(dst, data)
+    write_bytes_atomic(dst, data, replace=overwrite)
     return run_stats(codec, len(data), header.frames, header.width, header.height, str(dst))
 
 
@@ -64,18 +74,23 @@ def decompress_file(
     frames: tuple[int, int] | None = None,
     stream: ParsedStream | None = None,
     progress: FrameHook | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Decompress the .vvc file `src` (`stream`: its contents already read with `open_bitstream_file`) to a
     video file / PNG folder, streamed a few GoPs at a time (memory does not grow with the length) and
-    written atomically; returns statistics."""
+    written atomically; returns statistics. An existing file at `dst` (or one that appears meanwhile) is
+    replaced only when `overwrite`."""
     dst = check_output_path(dst, src, kind="video")
+    refuse_existing(dst, overwrite)
     stream = stream if stream is not None else open_bitstream_file(src)
     header = stream.header
     # The header's matrix is that of the raw .yuv input; untagged .y4m keeps write_video's BT.601 default.
     matrix = header.matrix if Path(dst).suffix.lower() == ".yuv" else None
     a, b = frames if frames is not None else (0, header.frames)
     size = (header.height, header.width) if b > a else None
-    with VideoWriter(dst, header.fps, matrix=matrix, rng=header.range, size=size) as writer:
+    with VideoWriter(
+        dst, header.fps, matrix=matrix, rng=header.range, size=size, replace=overwrite
+    ) as writer:
         decoded = codec.decode_frames(stream, frames)
         for frame in decoded if progress is None else progress(decoded):
             writer.write(frame)

@@ -133,19 +133,22 @@ class Plan:
 
 
 def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: int, batch: int,
-                budget: int, overlap: int, per_gop: int = 0) -> Plan:
+                budget: int, overlap: int, per_gop: int = 0, limit: str = "") -> Plan:
     """Whole frames, `batch` (or fewer) per pass, when they fit `budget` bytes; else the largest tiles that
     fit.
 
     per_gop: bytes each GoP of a pass needs besides the backbone (`gop_bytes`); one GoP's worth is reserved
-    first, and the plan holds as many GoPs per pass as fit beside the backbone pass.
+    first, and the plan holds as many GoPs per pass as fit beside the backbone pass. limit: why `budget` is
+    less than max_memory (what the process may allocate, `allocatable.usable_budget`), '' when it is not.
     """
+    size = f"{budget / 2**20:.0f}M" + (f" ({limit})" if limit else "")
     if per_gop >= budget:  # refused before the backbone is probed (a long GoP's probe alone is costly)
+        grow = "let the process allocate more" if limit else f"raise max_memory above {size_text(per_gop)}"
         raise CodecOptionError(
             "max_memory",
-            f"{budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs of {width}x{height}: "
-            f"one GoP's frames and latent coding alone need about {size_text(per_gop)}; raise max_memory "
-            f"above {size_text(per_gop)}" + (" or use a smaller gop (e.g. 9)" if side == "encode" else ""),
+            f"{size} is too small to {side} {frames}-frame GoPs of {width}x{height}: one GoP's frames and "
+            f"latent coding alone need about {size_text(per_gop)}; {grow}"
+            + (" or use a smaller gop (e.g. 9)" if side == "encode" else ""),
             ("gop",),
         )
     stride = model.stride
@@ -172,7 +175,8 @@ def plan_budget(model: MemoryModel, side: str, frames: int, height: int, width: 
     need = model.peak(side, frames, low, low) + per_gop
     raise CodecOptionError(
         "max_memory",
-        f"{budget / 2**20:.0f}M is too small to {side} {frames}-frame GoPs even in {low}-pixel tiles "
-        f"(about {need / 2**20:.0f}M needed); raise max_memory or use a smaller gop",
+        f"{size} is too small to {side} {frames}-frame GoPs even in {low}-pixel tiles "
+        f"(about {need / 2**20:.0f}M needed); "
+        f"{'let the process allocate more' if limit else 'raise max_memory'} or use a smaller gop",
         ("gop",),
     )

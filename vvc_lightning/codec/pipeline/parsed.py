@@ -13,7 +13,7 @@ from vvc_lightning.codec.pipeline.container import Header, RecordIndex
 class ParsedStream:
     """The bytes of a bitstream with its parsed header and record index; `label` names it in errors."""
 
-    data: bytes
+    data: bytes  # or a .vvc file read on demand (`files.read_bitstream_file`), sliced the same way
     header: Header
     records: RecordIndex
     label: str = "bitstream"

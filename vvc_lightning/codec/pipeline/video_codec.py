@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from vvc_lightning.codec.entropy.gain import Gains
 from vvc_lightning.codec.entropy.symbol_check import SymbolCheckError, bind_to_gop
 from vvc_lightning.codec.pipeline import container as bitstream
+from vvc_lightning.codec.pipeline.allocatable import is_out_of_memory, out_of_memory_as_error, usable_budget
 from vvc_lightning.codec.pipeline.container import Header, RecordIndex
 from vvc_lightning.codec.pipeline.determinism import batch_invariant, float_codec_parts, model_identity
 from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
@@ -94,6 +95,7 @@ class VideoCodec:
         self.thread_history: list[int] = []  # threads each pass of the last run used (codec.threads)
         self.timings: dict[str, float] = {}
         self._plans: dict[tuple[str, int, int, int], Plan] = {}
+        self._budget = options.max_memory  # that of the last plan: less where the process may not allocate it
         GopPlan(1, self.gop, options.overlap, self.stride_t)  # the GoP length against the temporal stride
         if options.tile:
             check_tile_options(options.tile, self.tile_overlap, self.stride_s)
@@ -141,8 +143,9 @@ class VideoCodec:
             if self.tile is None:
                 latent = int(np.prod(self.backbone.latent_shape(frames, hp, wp)))
                 per_gop = gop_bytes(side, frames, hp, wp, latent)
+                self._budget, limit = usable_budget(self.options.max_memory)
                 plan = plan_budget(MemoryModel(self.backbone), side, frames, hp, wp, self.options.batch,
-                                   self.options.max_memory, self.tile_overlap, per_gop)
+                                   self._budget, self.tile_overlap, per_gop, limit)
             else:
                 tile = self.tile if self.tile and (hp > self.tile or wp > self.tile) else 0
                 grid = plan_tiles(hp, wp, tile, self.tile_overlap, self.stride_s)
@@ -184,7 +187,8 @@ class VideoCodec:
         payloads: list[bytes] = []
         state: _EncodeState | None = None
         model, opts = self.model, self.options
-        with _inference(model), ThreadGovernor(opts.threads) as threads:
+        with (_inference(model), ThreadGovernor(opts.threads) as threads,
+              out_of_memory_as_error("encode", lambda: self._budget)):
             identity = model_identity(model)
             chunk: list[np.ndarray] = []
             # the plan (or a refusal) comes with the first frame, before a whole GoP is read
@@ -315,7 +319,8 @@ class VideoCodec:
         """
         self.timings = {}
         t0 = time.perf_counter()
-        with _inference(self.model), ThreadGovernor(self.options.threads) as threads:
+        with (_inference(self.model), ThreadGovernor(self.options.threads) as threads,
+              out_of_memory_as_error("decode", lambda: self._budget)):
             self.thread_history = threads.history
             stream = self.open(data, label)
             header, records = stream.header, stream.records
@@ -350,7 +355,9 @@ class VideoCodec:
         try:
             with batch_invariant(*float_codec_parts(self.model.codec)):
                 latent = self.model.codec.decompress(payloads, header.latent_shape, gains)
-        except Exception:  # a damaged payload (or a codec bug): decode GoP by GoP to name the record
+        except Exception as exc:  # a damaged payload (or a codec bug): decode GoP by GoP to name the record
+            if is_out_of_memory(exc):
+                raise
             for r, payload in zip(records, payloads, strict=True):
                 try:
                     self.model.codec.decompress([payload], header.latent_shape, gains)
