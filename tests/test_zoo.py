@@ -467,7 +467,7 @@ def test_attach_curve_refuses_bad_csvs_in_one_line_and_keeps_the_record(
     csv_path = tmp_path / "summary.csv"
     csv_path.write_bytes(content)
     before = get_entry("tiny-vr").record_path.read_bytes()
-    assert main(["models", "tiny-vr", "--attach-curve", str(csv_path)]) == 2
+    assert main(["models", "tiny-vr", "--attach-curve", str(csv_path), "--codec", "ours"]) == 2
     assert problem in _one_line(capsys)
     assert get_entry("tiny-vr").record_path.read_bytes() == before
 
