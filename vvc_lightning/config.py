@@ -14,6 +14,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from vvc_lightning.config_ranges import (
+    PERCEPTUAL_DISTANCES,
     check_choices,
     check_gop,
     check_ranges,
@@ -231,8 +232,8 @@ def section_kwargs(node: DictConfig) -> dict[str, Any]:
 
 def validate(cfg: DictConfig, warn_aliases: bool = True, stored: bool = False) -> None:
     """Check names, keys and values; raise ConfigError naming the first problem and the fix (`stored`: a
-    checkpoint's config, whose test-only keys do not keep its model from loading)."""
-    from vvc_lightning.metrics.perceptual import DISTANCES
+    checkpoint's config, whose test-only keys do not keep its model from loading; its data and trainer
+    sections are checked where a run builds them, so loading a model imports no datamodule or trainer)."""
     from vvc_lightning.registry import BACKBONES, DATAMODULES, check_kwargs
 
     try:
@@ -241,22 +242,24 @@ def validate(cfg: DictConfig, warn_aliases: bool = True, stored: bool = False) -
         raise ConfigError(f"cannot resolve config: {str(exc).splitlines()[0]}") from exc
     _check_types(cfg, _defaults())
     check_gop(cfg.model.gop)
-    for node, registry, kind, prefix in ((cfg.model.backbone, BACKBONES, "backbone", "model.backbone."),
-                                         (cfg.data, DATAMODULES, "datamodule", "data.")):
+    sections = [(cfg.model.backbone, BACKBONES, "backbone", "model.backbone.")]
+    if not stored:
+        sections.append((cfg.data, DATAMODULES, "datamodule", "data."))
+    for node, registry, kind, prefix in sections:
         cls = registry.entry(str(node.name), warn=warn_aliases).obj
         what = f"{kind} '{node.name}'"
         check_kwargs(cls, section_kwargs(node), what, prefix)
         for key, number in check_types(cls, section_kwargs(node), what, prefix).items():
             node[key] = number
-    _check_trainer_keys(cfg.trainer)
     check_ranges(cfg)
-    check_choices(cfg)
-    if not stored and cfg.model.get("init") is None:  # model.init: the range of the model fit takes over
-        check_test_qualities(cfg)
-    if cfg.model.loss.perceptual not in DISTANCES:
-        raise ConfigError(
-            f"model.loss.perceptual must be one of {', '.join(DISTANCES)}, got '{cfg.model.loss.perceptual}'"
-        )
+    if not stored:
+        _check_trainer_keys(cfg.trainer)
+        check_choices(cfg)
+        if cfg.model.get("init") is None:  # model.init: the range of the model fit takes over, checked then
+            check_test_qualities(cfg)
+    if cfg.model.loss.perceptual not in PERCEPTUAL_DISTANCES:
+        raise ConfigError(f"model.loss.perceptual must be one of {', '.join(PERCEPTUAL_DISTANCES)}, got "
+                          f"'{cfg.model.loss.perceptual}'")
     _validate_stages(cfg.stages)
     _check_test_codec(cfg.test.codec)
 

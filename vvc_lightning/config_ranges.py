@@ -13,6 +13,7 @@ from vvc_lightning.errors import ConfigError
 MAX_YAML_NODES = 100_000  # scalars + containers of one value, aliases expanded
 MAX_YAML_DEPTH = 64
 MAX_QUALITIES = 64
+PERCEPTUAL_DISTANCES = ("lpips", "stlpips", "ms-ssim")  # model.loss.perceptual: metrics.perceptual.DISTANCES
 MAX_MODEL_INT = 1 << 16  # any size in model.* (width, channels, blocks, gop) above this is refused
 MAX_LATENT_CHANNELS = 4096  # as the bitstream header stores them
 

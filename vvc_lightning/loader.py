@@ -366,8 +366,12 @@ def load(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> C
 
     A released VAE gives its backbone and a freshly initialised latent codec (seeded, so reloading gives
     the same model): such a model must be trained (`fit` with model.backbone.pretrained) before it codes
-    well. Eval mode, CDF tables ready, no training stage or optimizer restored."""
-    return build(resolve(spec), map_location)
+    well. Eval mode, CDF tables ready, no training stage or optimizer restored. Reading and checking run at
+    the thread count the codec would choose beside the machine's load (`ThreadGovernor`)."""
+    from vvc_lightning.codec.pipeline.threads import ThreadGovernor
+
+    with ThreadGovernor():
+        return build(resolve(spec), map_location)
 
 
 def is_weights_only(spec: str | os.PathLike) -> bool:

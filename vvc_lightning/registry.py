@@ -28,12 +28,14 @@ class Entry:
 class Registry:
     """Maps short names to classes; third-party ones come from an entry-point group."""
 
-    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = ()) -> None:
+    def __init__(self, kind: str, group: str, builtin_modules: tuple[str, ...] = (),
+                 aliases: dict[str, str] | None = None) -> None:
         self.kind = kind
         self.group = group
         self.builtin_modules = builtin_modules
         self._entries: dict[str, Entry] = {}
-        self._deprecated: dict[str, str] = {}  # alias -> current name (as timm register_model_deprecations)
+        # alias -> current name (as timm register_model_deprecations); `aliases`: the built-in ones
+        self._deprecated: dict[str, str] = dict(aliases or {})
         self._scanned = False
         self._quiet = 0  # > 0: inside `stored_names()`
 
@@ -136,10 +138,11 @@ class Registry:
         self._scan()
         return sorted([*self._entries, *(a for a in self._deprecated if a not in self._entries)])
 
-    def canonical(self, name: str) -> str:
+    def canonical(self, name: str, scan: bool = True) -> str:
         """The registered name that `name` means: itself, or the current name of a deprecated alias (no
-        warning)."""
-        self._scan()
+        warning); `scan=False` imports nothing and knows the built-in aliases (plugins' once loaded)."""
+        if scan:
+            self._scan()
         return name if name in self._entries else self._deprecated.get(name, name)
 
     def entry(self, name: str, warn: bool = True) -> Entry:
@@ -205,7 +208,8 @@ def check_kwargs(fn: Any, kwargs: dict[str, Any], what: str, prefix: str = "") -
         )
 
 
-BACKBONES = Registry("backbone", "vvc_lightning.backbones", ("vvc_lightning.backbones",))
+BACKBONES = Registry("backbone", "vvc_lightning.backbones", ("vvc_lightning.backbones",),
+                     aliases={"cv_vae": "cv_vae_causal", "lean_vae": "lean_vae_lite"})
 DATAMODULES = Registry("datamodule", "vvc_lightning.datamodules", ("vvc_lightning.datamodules",))
 register_backbone = BACKBONES.register
 register_datamodule = DATAMODULES.register

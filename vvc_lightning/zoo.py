@@ -27,9 +27,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from vvc_lightning.deprecation import deprecated_alias
 from vvc_lightning.errors import VVCError, WeightsError, first_line
@@ -42,6 +40,9 @@ from vvc_lightning.zoo_record import (
     read_curve,
     read_record,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -100,10 +101,11 @@ class ZooEntry:
 
 
 def _current_name(backbone: Any) -> str:
-    """The registered name a record's backbone goes by now (a deprecated alias resolved, silently)."""
+    """The registered name a record's backbone goes by now (a built-in deprecated alias resolved, silently;
+    no backbone is imported)."""
     from vvc_lightning.registry import BACKBONES
 
-    return BACKBONES.canonical(backbone) if isinstance(backbone, str) else "?"
+    return BACKBONES.canonical(backbone, scan=False) if isinstance(backbone, str) else "?"
 
 
 @dataclass

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, RANGES
-from vvc_lightning.codec.pipeline.memory import size_text
 from vvc_lightning.codec.pipeline.options import CodecOptions
+from vvc_lightning.codec.pipeline.sizes import size_text
 from vvc_lightning.errors import BitstreamError, CodecOptionError, ModelMismatchError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
@@ -248,10 +248,12 @@ def _model_to_compress(args: argparse.Namespace):  # noqa: ANN202
         spec = args.model if args.model.startswith(PREFIX) else PREFIX + args.model
     else:
         spec = args.ckpt
+    from vvc_lightning.codec.pipeline.threads import ThreadGovernor
     from vvc_lightning.loader import build, resolve
 
-    source = resolve(spec)
-    return build(source), source.entry
+    with ThreadGovernor():  # as `loader.load`: the threads the load beside it leaves
+        source = resolve(spec)
+        return build(source), source.entry
 
 
 def default_quality(model, entry) -> tuple[float, str]:  # noqa: ANN001

@@ -12,7 +12,8 @@ from torch import nn
 from tests.conftest import small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.codec.pipeline.determinism import batch_invariant
-from vvc_lightning.codec.pipeline.memory import MemoryModel, gop_bytes, parse_bytes, plan_budget
+from vvc_lightning.codec.pipeline.memory import MemoryModel, gop_bytes, plan_budget
+from vvc_lightning.codec.pipeline.sizes import parse_bytes
 from vvc_lightning.codec.pipeline.tile_norm import FrameNorms, default_overlap, run_tiled, tiled_round_trip
 from vvc_lightning.codec.pipeline.tiling import plan_tiles
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec

@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from compressai.entropy_models import GaussianConditional
-from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
+from vvc_lightning.codec.entropy.compressai_parts import GaussianConditional, quantize_ste
 from vvc_lightning.codec.entropy.intnet import IntMaskedConv2d, IntReLU, int_conv
 
 # A sink takes (step, y - means or None, scales, means, positions) and returns the integer symbols that

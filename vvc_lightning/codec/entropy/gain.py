@@ -88,10 +88,13 @@ class GainUnits(nn.Module):
 
     @torch.no_grad()
     def init_from_lambdas(self, lmbdas: list[float], reference: float) -> None:
-        """Start y gains at sqrt(lambda_q / reference) (step ~ 1/sqrt(lambda)), inverse gains at 1/that."""
-        log_g = torch.tensor([0.5 * math.log(v / reference) for v in lmbdas], dtype=torch.float32)
-        self.y_gain.copy_(log_g[:, None].expand_as(self.y_gain))
-        self.y_inv.copy_(-log_g[:, None].expand_as(self.y_inv))
+        """Start y gains at sqrt(lambda_q / reference) (step ~ 1/sqrt(lambda)), inverse gains at 1/that.
+
+        Only factories and copies: on the meta device (`zoo_record.check_tensors`) arithmetic would run
+        torch's Python reference kernels, whose first use imports torch._dynamo (seconds)."""
+        log_g = [0.5 * math.log(v / reference) for v in lmbdas]
+        for param, values in ((self.y_gain, log_g), (self.y_inv, [-g for g in log_g])):
+            param.copy_(torch.tensor(values, dtype=torch.float32)[:, None].expand_as(param))
 
     def resolve(self, quality: float, exact: bool) -> Gains:
         """The four gain vectors of `quality` (a number in [0, N-1]), checked once."""

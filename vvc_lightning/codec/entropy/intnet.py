@@ -154,7 +154,8 @@ class IntMaskedConv2d(IntConv2d):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        mask = torch.ones_like(self.weight.data)
+        weight = self.weight  # a factory, not ones_like: on the meta device (zoo_record) it stays in C++
+        mask = torch.ones(weight.shape, dtype=weight.dtype, device=weight.device)
         mask[:, :, 0::2, 0::2] = 0
         mask[:, :, 1::2, 1::2] = 0
         _, _, h, w = mask.shape

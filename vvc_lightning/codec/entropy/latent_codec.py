@@ -22,12 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models.base import get_scale_table
-from compressai.models.utils import conv
-from compressai.ops import quantize_ste
 from torch import Tensor, nn
 
+from vvc_lightning.codec.entropy.compressai_parts import EntropyBottleneck, GaussianConditional, quantize_ste
 from vvc_lightning.codec.entropy.context_model import SpaceChannelContext, default_groups
 from vvc_lightning.codec.entropy.gain import Gains, GainUnits, apply_gain
 from vvc_lightning.codec.entropy.intnet import IntReLU, int_conv, int_deconv
@@ -102,11 +99,11 @@ class LatentCodec(nn.Module):
         self.g_a = LatentTransform(c, transform_blocks)
         self.g_s = LatentTransform(c, transform_blocks)
         self.h_a = nn.Sequential(
-            conv(c, c, kernel_size=3, stride=1),
+            nn.Conv2d(c, c, 3, stride=1, padding=1),
             nn.ReLU(inplace=True),
-            conv(c, c, kernel_size=5, stride=2),
+            nn.Conv2d(c, c, 5, stride=2, padding=2),
             nn.ReLU(inplace=True),
-            conv(c, c, kernel_size=5, stride=2),
+            nn.Conv2d(c, c, 5, stride=2, padding=2),
         )
         self.h_s = nn.Sequential(  # integer network: its output feeds the entropy coder
             int_deconv(c, c, 5, 2, relu=True),
@@ -179,9 +176,11 @@ class LatentCodec(nn.Module):
         """Zero the masked taps of the checkerboard convolutions (their forward does it lazily).
 
         An optimizer step moves masked taps off zero until the next forward masks them again; masking
-        before hashing or saving keeps a model's identity independent of whether a forward ran."""
+        before hashing or saving keeps a model's identity independent of whether a forward ran. A model on the
+        meta device (a skeleton, `zoo_record.check_tensors`) holds no values to mask."""
         for masked in self.context.spatial_context:
-            masked.weight.mul_(masked.mask)
+            if not masked.weight.is_meta:
+                masked.weight.mul_(masked.mask)
 
     # -------------------------------------------------------------------------------- tables
     def train(self, mode: bool = True) -> LatentCodec:
@@ -193,6 +192,8 @@ class LatentCodec(nn.Module):
         """Rebuild the CDF tables from the current weights (call after training, before coding)."""
         if self._tables_fresh and not force:
             return
+        from compressai.models.base import get_scale_table
+
         self.entropy_bottleneck.update(force=True)
         self.gaussian_conditional.update_scale_table(get_scale_table(), force=True)
         self._tables_fresh = True

@@ -18,17 +18,16 @@ else the largest stride-aligned tiles that fit, one or more per pass; and as man
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from vvc_lightning.codec.pipeline.sizes import size_text
 from vvc_lightning.codec.pipeline.tiling import TileGrid, plan_tiles
-from vvc_lightning.errors import CodecOptionError, VVCError
+from vvc_lightning.errors import CodecOptionError
 
-DEFAULT_MAX_MEMORY = 8 << 30  # the default budget of a pass (CodecOptions.max_memory)
 PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 # Bytes per pixel of a GoP held through a pass (resident) and briefly on top (transient): encode keeps the
@@ -37,21 +36,6 @@ PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 # frames.
 FRAME_BYTES = {"encode": (18, 24), "decode": (12, 6)}
 CODEC_BYTES = 320  # per latent element: the latent codec's working set on one GoP (compress or decompress)
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-def parse_bytes(text: str | int, name: str = "max_memory") -> int:
-    """Bytes of '512M', '8G', '1.5G', '1073741824' (K/M/G/T: powers of 1024), or VVCError naming `name`."""
-    if isinstance(text, int):
-        value = text
-    else:
-        m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*", str(text).upper())
-        if m is None:
-            raise VVCError(f"{name} takes a size like 512M, 8G or a number of bytes, got '{text}'")
-        value = int(float(m.group(1)) * _UNITS[m.group(2)])
-    if value < 1 << 20:
-        raise VVCError(f"{name} must be at least 1M (e.g. 8G), got '{text}'")
-    return value
 
 
 def _leaf_io_bytes(module: nn.Module, fn: Any, x: torch.Tensor) -> int:
@@ -108,11 +92,6 @@ class MemoryModel:
             4 * 4 * 3 * frames * pixels
         )  # float pixels: input, output, functional steps hooks miss (Haar)
         return int(PEAK_FACTOR * self._per_pixel(side, frames) * pixels) + frame_io
-
-
-def size_text(n: int) -> str:
-    """A byte count as `max_memory` takes it, rounded up: '700M', '5.7G'."""
-    return f"{-(-n // 2**20)}M" if n < 2**30 else f"{-(-n * 10 // 2**30) / 10:g}G"
 
 
 def gop_bytes(side: str, frames: int, height: int, width: int, latent_elements: int) -> int:

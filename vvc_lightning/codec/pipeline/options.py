@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from vvc_lightning.codec.pipeline.container import MATRICES, MAX_GOP, RANGES
-from vvc_lightning.codec.pipeline.memory import DEFAULT_MAX_MEMORY, parse_bytes
+from vvc_lightning.codec.pipeline.sizes import DEFAULT_MAX_MEMORY, parse_bytes
 from vvc_lightning.errors import CodecOptionError, VVCError
 
 # whole-number fields: (lowest, highest or None, what the value must be, None allowed)
