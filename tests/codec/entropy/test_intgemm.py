@@ -1,6 +1,9 @@
-"""The int8-digit path of the integer layers computes the float64 reference's integers, bit for bit."""
+"""The GEMM paths of the integer layers (int8 digits, float64 products) compute the float64 reference's
+integers, bit for bit."""
 
 from __future__ import annotations
+
+import contextlib
 
 import numpy as np
 import pytest
@@ -12,14 +15,18 @@ from vvc_lightning.codec.entropy.intnet import ACT_LIMIT, IntMaskedConv2d, int_c
 pytestmark = pytest.mark.skipif(not intgemm.int8_gemm_exact(), reason="no exact int8 GEMM in this build")
 
 
-def _both(layer: torch.nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _both(
+    layer: torch.nn.Module, x: torch.Tensor, backend: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the GEMM path's output on `backend` (None: the one chosen here), the float64 reference's)."""
     with torch.no_grad():
-        fast = layer(x)
+        with intgemm.gemm_backend(backend) if backend else contextlib.nullcontext():
+            fast = layer(x)
+            if intgemm.use_int8() and intgemm.karatsuba_exact():  # four products give the same integers
+                with intgemm.disabled(karatsuba_only=True):
+                    assert torch.equal(layer(x).nan_to_num(7.0), fast.nan_to_num(7.0))
         with intgemm.disabled():
             ref = layer(x)
-        if intgemm.karatsuba_exact():  # the four-product form gives the same integers
-            with intgemm.disabled(karatsuba_only=True):
-                assert torch.equal(layer(x).nan_to_num(7.0), fast.nan_to_num(7.0))
     return fast, ref
 
 
@@ -72,20 +79,23 @@ def _extreme_weights(layer: torch.nn.Module, scale: float, seed: int) -> None:
     ],
 )
 @pytest.mark.parametrize("scale", [0.05, 3.0, 60.0])
-def test_int8_path_equals_float64_reference_at_the_extremes(make, shape, scale):
-    """Every input kind x weight scales from tiny to near the exact-sum bound: identical outputs."""
+@pytest.mark.parametrize("backend", ["int8", "float64"])
+def test_gemm_paths_equal_float64_reference_at_the_extremes(make, shape, scale, backend):
+    """Every input kind x weight scales from tiny to near the exact-sum bound, on both GEMM backends:
+    identical outputs."""
     torch.manual_seed(0)
     layer = make().eval()
     _extreme_weights(layer, scale, seed=int(scale * 10))
     for kind, x in _inputs(shape, seed=len(shape) + int(scale)).items():
         for layout, xl in _layouts(x).items():
-            fast, ref = _both(layer, xl)
+            fast, ref = _both(layer, xl, backend)
             assert fast.shape == ref.shape and fast.dtype == ref.dtype == torch.float64
             assert torch.equal(fast, ref), f"{kind} inputs ({layout}) differ"
             assert not fast.isnan().any()
 
 
-def test_weights_near_the_bound_keep_float64_and_nan_inputs_propagate():
+@pytest.mark.parametrize("backend", ["int8", "float64"])
+def test_weights_near_the_bound_keep_float64_and_nan_inputs_propagate(backend):
     """A layer too wide for the scatter margin stays on float64; a NaN input goes the float64 way too."""
     layer = int_conv(64, 4, 5).eval()
     with torch.no_grad():
@@ -95,8 +105,18 @@ def test_weights_near_the_bound_keep_float64_and_nan_inputs_propagate():
     assert layer._digit_weights(layer._int_params()[0]) is None
     x = torch.randn(1, 64, 6, 6, dtype=torch.float64)
     x[0, 3, 2, 2] = float("nan")
-    fast, ref = _both(int_conv(64, 4, 5).eval(), x)
+    fast, ref = _both(int_conv(64, 4, 5).eval(), x, backend)
     assert torch.equal(fast.isnan(), ref.isnan()) and fast.isnan().any()
+
+
+def test_backend_choice():
+    """The chosen backend is one of the two, a forced one is used, and an unknown name is refused."""
+    assert isinstance(intgemm.use_int8(), bool)
+    for name, int8 in (("int8", True), ("float64", False)):
+        with intgemm.gemm_backend(name):
+            assert intgemm.use_int8() is int8
+    with pytest.raises(ValueError, match="'int8' or 'float64'"), intgemm.gemm_backend("int4"):
+        pass
 
 
 def test_scratch_made_in_inference_mode_serves_later_no_grad_calls():

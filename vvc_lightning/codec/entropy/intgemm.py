@@ -39,13 +39,17 @@ Hence the result equals the float64 convolution's to the bit, and the digit coun
 choice (both taken from the data) cannot change it. As defence in depth a one-time probe compares
 `_int_mm` with float64 on extreme digits and disables this path if it ever differs. Only CPU tensors
 take this path (`available`); on other devices the float64 convolution stays.
+
+Where three int8 products are slower than one float64 product (`intgemm_probe`: a CPU without an int8
+dot-product unit), the same layers run as float64 GEMMs instead: the same padded-width columns (live taps
+only), one float64 product each (every partial sum an integer below 2**53, exact in any order), the same
+fused rescaling. Both give the integers of the reference, so the choice never changes a symbol.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import functools
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -57,8 +61,8 @@ from torch import Tensor
 from vvc_lightning.codec.entropy import intgemm_kernels as kernels
 from vvc_lightning.codec.entropy.grid import ACT_BITS, ACT_LIMIT, EXACT_LIMIT
 from vvc_lightning.codec.entropy.intgemm_kernels import BASE, DIGIT_BITS, HALF
+from vvc_lightning.codec.entropy.intgemm_probe import MAX_K, exact_probe, int8_faster, onednn
 
-MAX_K = 1 << 17  # products per output sum: K * 2**12 < 2**29, far inside int32
 DENSE = 2  # activation digits computed at every position; a wider value's rest is scattered
 SPARSE_LIMIT = 0.01  # scatter the rests while at most this share of the values is wide, else go dense
 _SCRATCH_BYTES = 1 << 25  # GEMM rows at a time: their im2col and int32 products stay below ~32 MiB each
@@ -101,47 +105,42 @@ def to_digits(v: Tensor, n: int) -> Tensor:
 def int8_gemm_exact() -> bool:
     """Whether this build's CPU `_int_mm` gives exact int32 sums on extreme 7-bit digits (probed once per
     backend)."""
-    return _probe(_onednn())
+    return exact_probe(onednn())
 
 
 def karatsuba_exact() -> bool:
     """Whether `_int_mm` is also exact on digit sums (8-bit operands in [-128, 126]): three-GEMM products."""
-    return _karatsuba and int8_gemm_exact() and _probe(_onednn(), 2 * HALF)
-
-
-def _onednn() -> bool:
-    """Whether convolutions and matrix products may use oneDNN now (the probes are kept per setting)."""
-    return torch.backends.mkldnn.is_available() and torch._C._get_mkldnn_enabled()
-
-
-@functools.cache
-def _probe(onednn: bool, half: int = HALF) -> bool:
-    """`_int_mm` against float64 on operands in [-half, half - 1] (their extremes, all of one sign
-    included)."""
-    if not hasattr(torch, "_int_mm"):
-        return False
-    g = torch.Generator().manual_seed(0)
-    top = half - 1 if half < BASE else BASE - 2  # digit sums reach 126 at most
-    try:
-        for m, k, n in ((1, 3, 1), (37, 200, 24), (300, 3200, 256), (64, MAX_K - 1, 8)):
-            a = torch.randint(-half, top + 1, (m, k), generator=g, dtype=torch.int8)
-            b = torch.randint(-half, top + 1, (k, n), generator=g, dtype=torch.int8)
-            a[0], b[:, 0] = -half, -half  # the largest products, all of one sign
-            a[-1, ::2], b[::2, -1] = top, -half
-            if not torch.equal(torch._int_mm(a, b).double(), a.double() @ b.double()):
-                return False
-    except RuntimeError:
-        return False
-    return True
+    return _karatsuba and int8_gemm_exact() and exact_probe(onednn(), 2 * HALF)
 
 
 _enabled = True
 _karatsuba = True
+_forced: str | None = None  # "int8" / "float64": the GEMM backend `gemm_backend` imposes (tests)
 
 
 def available(x: Tensor) -> bool:
-    """Whether `x`'s layers may take the int8 path: a CPU tensor, and `_int_mm` probed exact here."""
-    return _enabled and x.device.type == "cpu" and int8_gemm_exact()
+    """Whether `x`'s layers may take the GEMM path (int8 digits or float64 products): a CPU tensor."""
+    return _enabled and x.device.type == "cpu" and (_forced != "int8" or int8_gemm_exact())
+
+
+def use_int8() -> bool:
+    """Whether the layers' products are int8 digit GEMMs (exact here and faster), else float64 GEMMs."""
+    if _forced is not None:
+        return _forced == "int8"
+    return int8_faster(onednn()) and int8_gemm_exact()
+
+
+@contextlib.contextmanager
+def gemm_backend(name: str) -> Iterator[None]:
+    """Run the GEMM path on `name` ('int8' or 'float64') whatever is faster here (tests, comparisons)."""
+    global _forced
+    if name not in ("int8", "float64"):
+        raise ValueError(f"GEMM backend must be 'int8' or 'float64', got {name!r}")
+    before, _forced = _forced, name
+    try:
+        yield
+    finally:
+        _forced = before
 
 
 @contextlib.contextmanager
@@ -177,6 +176,7 @@ class DigitWeights:
     ) -> None:
         k, n = w_mat.shape
         self.kernel, self.taps, self.per_tap, self.k, self.n = kernel, taps, per_tap, k, n
+        self.values = w_mat.double().contiguous()  # (K, N) for the float64 GEMM path
         w = w_mat.to(torch.int64)
         self.digits = digits_needed(int(w.abs().max()) if w.numel() else 0)
         digits = to_digits(w, self.digits)
@@ -204,10 +204,10 @@ def transposed_weights(w_int: Tensor) -> DigitWeights:
     return DigitWeights(mat, tuple(w_int.shape[2:]), None, [mat], l1)
 
 
-def _chunk_rows(nd: int, weights: DigitWeights, taps_c: int) -> int:
+def _chunk_rows(nd: int, weights: DigitWeights, taps_c: int, values: bool = False) -> int:
     """Rows per GEMM chunk: the (nd, rows, taps * c) int8 columns and (nd, rows, digits * N) int32 products
-    fit."""
-    per_row = nd * max(taps_c, 4 * weights.digits * weights.n)
+    fit (`values`: float64 columns and products)."""
+    per_row = 8 * max(taps_c, weights.n) if values else nd * max(taps_c, 4 * weights.digits * weights.n)
     return max(16, _SCRATCH_BYTES // per_row)
 
 
@@ -250,13 +250,19 @@ def split_rows(kernel: Callable[..., object], rows: int, *args: object) -> list[
 def exact_matmul(
     rows: Tensor, weights: DigitWeights, out: Tensor, epilogue: tuple | None = None, sums: bool = False
 ) -> None:
-    """out (M, N) float64 = the exact integer product of digit rows (nx, M, K) int8 and the weights.
+    """out (M, N) float64 = the exact integer product of digit rows (nx, M, K) int8 and the weights (or of
+    float64 integer rows (1, M, K): one float64 product).
 
     sums: rows are (X0, X1, X0 + X1) of two-digit activations and the weights have two digits too: the product
     takes three GEMMs instead of four (`kernels.karatsuba`).
     epilogue (bias, lo, hi): out gets intnet's rescaled output of that sum instead (`kernels.horner`)."""
     bias, lo, hi = epilogue if epilogue is not None else (_NO_BIAS, 0.0, 0.0)
     m = rows.shape[1]
+    if rows.dtype == torch.float64:  # float64 values (one plane): one exact product
+        torch.mm(rows[0], weights.values, out=out)
+        if epilogue is not None:
+            split_rows(kernels.rescale_rows, m, out.numpy(), bias, lo, hi)
+        return
     if sums:
         p = _buffer("products", (3, m, weights.n), torch.int32)
         for d in range(3):
@@ -285,7 +291,9 @@ def _activation_digits(
     dense past DENSE). None if x holds a NaN (float64 then)."""
     n, c, h, w = x.shape
     sums = weights.karatsuba is not None and karatsuba_exact()
-    buf = np.zeros((DENSE + int(sums), n, h + 2 * ph + extra, w + 2 * pw, c), np.int8)
+    buf_t = _buffer("digits", (DENSE + int(sums), n, h + 2 * ph + extra, w + 2 * pw, c), torch.int8)
+    _zero_border(buf_t, ph, pw, h, w)
+    buf = buf_t.numpy()
     rest = np.zeros((n, h, w, c), np.int32)  # calloc: pages materialise only where a rest is written
     xd = x.detach().double()
     if _channels_last(xd):
@@ -298,15 +306,48 @@ def _activation_digits(
     if nan:
         return None
     if wide_count == 0:
-        return torch.from_numpy(buf), None, sums
+        return buf_t, None, sums
     rest_t = torch.from_numpy(rest)
     if wide_count > SPARSE_LIMIT * rest.size:  # many wide values: their digits join the dense ones
         more = torch.zeros((digits_needed(top), n, h + 2 * ph + extra, w + 2 * pw, c), dtype=torch.int8)
         more[:, :, ph : ph + h, pw : pw + w] = to_digits(rest_t, more.shape[0])
-        return torch.cat([torch.from_numpy(buf[:DENSE]), more]), None, False
+        return torch.cat([buf_t[:DENSE], more]), None, False
     where = rest_t.nonzero()
     wide = (where, rest_t[tuple(where.t())].double().mul_(BASE**DENSE))
-    return torch.from_numpy(buf), wide, sums
+    return buf_t, wide, sums
+
+
+def _activation_values(x: Tensor, ph: int = 0, pw: int = 0, extra: int = 0) -> Tensor | None:
+    """Activations (n, c, h, w) -> their integers (quantised as intnet does) in float64, zero-padded
+    channels-last (1, n, h + 2ph + extra, w + 2pw, c), for the float64 products; None if x holds a NaN."""
+    n, c, h, w = x.shape
+    buf = _buffer("values", (1, n, h + 2 * ph + extra, w + 2 * pw, c), torch.float64)
+    _zero_border(buf, ph, pw, h, w)
+    xd, out = x.detach().double(), buf[0].numpy()
+    if _channels_last(xd):
+        nan = split_rows(kernels.quantize_values, n * h, _pixel_rows(xd), w, out, ph, pw, ACT_LIMIT_INT)
+    else:
+        nan = split_rows(kernels.quantize_planes, n * h, xd.numpy(), out, ph, pw, ACT_LIMIT_INT)
+    return None if any(nan) else buf
+
+
+def _zero_border(buf: Tensor, ph: int, pw: int, h: int, w: int) -> None:
+    """Zero what the quantisers leave unwritten in a reused buffer (..., H, W, c): all but the (h, w) image at
+    (ph, pw)."""
+    buf[..., :ph, :, :].zero_()
+    buf[..., ph + h :, :, :].zero_()
+    buf[..., :pw, :].zero_()
+    buf[..., pw + w :, :].zero_()
+
+
+def _activation_split(
+    x: Tensor, weights: DigitWeights, ph: int = 0, pw: int = 0, extra: int = 0
+) -> tuple[Tensor, tuple[Tensor, Tensor] | None, bool] | None:
+    """`_activation_digits` where the int8 products are used here, else the float64 values (`use_int8`)."""
+    if use_int8():
+        return _activation_digits(x, weights, ph, pw, extra)
+    values = _activation_values(x, ph, pw, extra)
+    return None if values is None else (values, None, False)
 
 
 def _pixel_rows(x: Tensor) -> np.ndarray:
@@ -332,17 +373,34 @@ def _channels_last(x: Tensor) -> bool:
     return x.stride(1) <= min(x.stride(2), x.stride(3)) or x.shape[2] * x.shape[3] == 1
 
 
+def _runs(offsets: list[int]) -> list[tuple[int, int, int]]:
+    """Taps in runs of consecutive offsets (a kernel row): (first tap, first offset, length) each."""
+    runs: list[tuple[int, int, int]] = []
+    for t, off in enumerate(offsets):
+        if runs and runs[-1][1] + runs[-1][2] == off:
+            runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((t, off, 1))
+    return runs
+
+
 def _im2col(flat: Tensor, offsets: list[int], rows: int, g0: int, g1: int) -> Tensor:
     """Columns (nd, g1 - g0, taps * c) of global output rows [g0, g1): row r of image i reads flat[:, i, r +
-    offset]."""
+    offset].
+
+    Consecutive taps of a kernel row are adjacent pixels, so row r's columns of such a run are one
+    contiguous stretch of flat (length * c values from r + offset): one copy per run, not per tap."""
     nd, _, _, c = flat.shape
-    cols = _buffer("cols", (nd, g1 - g0, len(offsets), c), torch.int8)
+    cols = _buffer(f"cols{flat.element_size()}", (nd, g1 - g0, len(offsets) * c), flat.dtype)
+    s0, s1 = flat.stride(0), flat.stride(1)
     for i in range(g0 // rows, (g1 - 1) // rows + 1):
         r0, r1 = max(g0 - i * rows, 0), min(g1 - i * rows, rows)
         dst = cols[:, i * rows + r0 - g0 : i * rows + r1 - g0]
-        for t, off in enumerate(offsets):
-            dst[:, :, t] = flat[:, i, r0 + off : r1 + off]
-    return cols.view(nd, g1 - g0, -1)
+        for t, off, length in _runs(offsets):
+            start = flat.storage_offset() + i * s1 + (r0 + off) * c
+            src = flat.as_strided((nd, r1 - r0, length * c), (s0, c, 1), start)  # rows overlap: read only
+            dst[:, :, t * c : (t + length) * c] = src
+    return cols
 
 
 def conv2d(
@@ -358,14 +416,14 @@ def conv2d(
     ho, wo = hp - kh + 1, wp - kw + 1
     rows = ho * wp  # outputs on the padded-width grid: output row r reads flat[r + tap offset]
     offsets = [i * wp + j for i, j in weights.taps]
-    split = _activation_digits(x, weights, ph, pw, int(kw > 1))  # + a row: the last taps overrun the image
+    split = _activation_split(x, weights, ph, pw, int(kw > 1))  # + a row: the last taps overrun the image
     if split is None:
         return None
     buf, wide, sums = split
-    nd = buf.shape[0]
+    nd, values = buf.shape[0], buf.dtype == torch.float64
     flat = buf.view(nd, n, -1, c)
     acc = torch.empty((n * rows, o), dtype=torch.float64)
-    chunk = _chunk_rows(nd, weights, len(offsets) * c)
+    chunk = _chunk_rows(nd, weights, len(offsets) * c, values)
     pointwise = offsets == [0] and flat.shape[2] == rows  # a 1x1 convolution: the digits are the columns
     for g0 in range(0, n * rows, chunk):  # global rows (image * rows + r) in chunks
         g1 = min(n * rows, g0 + chunk)
@@ -396,14 +454,15 @@ def conv_transpose2d(
     (kh, kw), o = weights.kernel, weights.n // (weights.kernel[0] * weights.kernel[1])
     ho = (h - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0]
     wo = (w - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1]
-    split = _activation_digits(x, weights)
+    split = _activation_split(x, weights)
     if split is None:
         return None
     digits, wide, sums = split
-    nd = digits.shape[0]
+    nd, values = digits.shape[0], digits.dtype == torch.float64
     digits = digits.view(nd, n * h * w, c)
     out = torch.zeros((n, ho, wo, o), dtype=torch.float64)
-    chunk = _chunk_rows(nd, weights, 2 * weights.n)  # + the float64 contributions, 8 bytes per column
+    # + the float64 contributions, 8 bytes per column
+    chunk = _chunk_rows(nd, weights, c if values else 2 * weights.n, values)
     if wide is not None:
         where, values = wide
         wide_rows = (where[:, 0] * h + where[:, 1]) * w + where[:, 2]

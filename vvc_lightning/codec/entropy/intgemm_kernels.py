@@ -11,7 +11,10 @@ rounds the same, as x * 4096 is exact), so the results are bit-identical:
 - `horner`: int32 digit products -> the exact float64 sums (each step an integer below 2**53);
 - `scatter_transposed`: a transposed convolution's per-position contributions added into its output
   (what F.fold does; integers with partial sums below 2**53, so exact in any order);
-- `finish`: acc -> clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, 1024), intnet's rescaling.
+- `finish`: acc -> clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, 1024), intnet's rescaling;
+  `rescale_rows`: the same on (m, o) rows;
+- `quantize_values` / `quantize_planes`: x -> the same integers as `quantize_digits`, whole, in float64
+  (the float64 GEMM path, where int8 products are not faster).
 """
 
 from __future__ import annotations
@@ -141,6 +144,46 @@ def quantize_pixels(
 
 
 @njit(cache=True, nogil=True)
+def quantize_values(
+    xl: np.ndarray, w: int, buf: np.ndarray, ph: int, pw: int, limit: float, first: int = 0, last: int = -1
+) -> bool:
+    """xl (n, h, W, c) float64, channels innermost (of which the pixels j < w are the image, as in
+    `quantize_pixels`) -> clamp(floor(x * 2**12 + 0.5), +-limit) in float64 into buf (n, ., ., c) at (i + ph,
+    j + pw). Image rows [first, last) of the n * h; returns whether a NaN was seen."""
+    n, h, _, c = xl.shape
+    last = n * h if last < 0 else last
+    nan = False
+    for g in range(first, last):
+        a, i = g // h, g % h
+        for j in range(w):
+            src, dst = xl[a, i, j], buf[a, i + ph, j + pw]
+            for k in range(c):
+                value = src[k]
+                nan |= value != value
+                dst[k] = _quantize_one(value, limit)
+    return nan
+
+
+@njit(cache=True, nogil=True)
+def quantize_planes(
+    x: np.ndarray, buf: np.ndarray, ph: int, pw: int, limit: float, first: int = 0, last: int = -1
+) -> bool:
+    """`quantize_values` of channels-first x (n, c, h, w), visited in its memory order."""
+    n, c, h, w = x.shape
+    last = n * h if last < 0 else last
+    nan = False
+    for g in range(first, last):
+        a, i = g // h, g % h
+        for k in range(c):
+            src = x[a, k, i]
+            for j in range(w):
+                value = src[j]
+                nan |= value != value
+                buf[a, i + ph, j + pw, k] = _quantize_one(value, limit)
+    return nan
+
+
+@njit(cache=True, nogil=True)
 def _finish_one(v: float, b: float, lo: float, hi: float) -> float:
     r = math.floor((v + b) / WEIGHT_SCALE + 0.5) / ACT_SCALE
     return min(max(r, lo), hi)
@@ -151,6 +194,17 @@ def _rescale(row: np.ndarray, bias: np.ndarray, lo: float, hi: float) -> None:
     """One output row in place: intnet's clamp(floor((acc + bias) / 2**14 + 0.5) / 2**12, lo, hi)."""
     for k in range(row.shape[0]):
         row[k] = _finish_one(row[k], bias[k], lo, hi)
+
+
+@njit(cache=True, nogil=True)
+def rescale_rows(
+    out: np.ndarray, bias: np.ndarray, lo: float, hi: float, first: int = 0, last: int = -1
+) -> None:
+    """Rows [first, last) of out (m, o) in place: intnet's clamp(floor((acc + bias) / 2**14 + 0.5) / 2**12,
+    lo, hi)."""
+    last = out.shape[0] if last < 0 else last
+    for r in range(first, last):
+        _rescale(out[r], bias, lo, hi)
 
 
 @njit(cache=True, nogil=True)
