@@ -293,6 +293,21 @@ class NAFBlock(nn.Module):
         h = torch._C._nn.gelu_(h) if not torch.is_grad_enabled() else F.gelu(h)
         return x + F.linear(h, self.fc2.weight.flatten(1), self.fc2.bias)
 
+    def mlp_rows_(self, rows: torch.Tensor, hidden: torch.Tensor, out: torch.Tensor) -> None:
+        """Contiguous rows (M, C) += their residual MLP of `forward_cl`, in place, hidden.shape[0] at a time.
+
+        Inference only. The same operations per row as `forward_cl` (LayerNorm, bias-initialised products,
+        GELU, the residual add), with the block's hidden activations in the scratch `hidden` (R, 4C) and
+        `out` (R, C), small enough to stay in cache, instead of whole (M, 4C) tensors."""
+        norm, w1, w2 = self.norm, self.fc1.weight.flatten(1).t(), self.fc2.weight.flatten(1).t()
+        step = hidden.shape[0]
+        for r0 in range(0, rows.shape[0], step):
+            x = rows[r0 : r0 + step]
+            m = x.shape[0]
+            xn = F.layer_norm(x, norm.normalized_shape, norm.weight, norm.bias, norm.eps)
+            h = torch._C._nn.gelu_(torch.addmm(self.fc1.bias, xn, w1, out=hidden[:m]))
+            x.add_(torch.addmm(self.fc2.bias, h, w2, out=out[:m]))
+
 
 class ZeroPadDepthwiseConv(nn.Module):
     """Depthwise 3x3x3 conv on (B,T,H,W,C), zero padding with both time pads on the past side."""

@@ -21,6 +21,8 @@ and a deterministic latent (no logvar branch), because the codec quantizes the l
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,6 +45,8 @@ from vvc_lightning.registry import register_backbone
 LOW_IMG, HIGH_IMG = 3, 9  # first frame: 2D Haar -> LL (3) + LH/HL/HH (9) channels
 LOW_VID, HIGH_VID = 3, 21  # frame pairs: 3D Haar -> LLL (3) + 7 other subbands (21) channels
 PATCH_IMG, PATCH_VID = (1, 4, 4), (2, 4, 4)  # on the half-resolution subbands -> stride 4x8x8 overall
+_MLP_BLOCK_BYTES = 1 << 20  # a row block's hidden MLP activations at inference: about a core's L2 cache
+_UNPATCH_BLOCK_BYTES = 1 << 20  # the pixels of a block of token rows before they are placed (inference)
 
 
 def _split_width(width: int) -> tuple[int, int]:
@@ -63,12 +67,57 @@ class NAFStack(nn.Module):
         return self.forward_cl(x.movedim(1, -1)).movedim(-1, 1)
 
     def forward_cl(self, x: torch.Tensor) -> torch.Tensor:
-        """Apply the blocks in order to a channels-last (B,T,H,W,C) tensor."""
+        """Apply the blocks in order to a channels-last (B,T,H,W,C) tensor (without autograd: `inference`,
+        unless under autocast, whose bfloat16 results its float32 buffers would not take)."""
+        if not torch.is_grad_enabled() and len(self.blocks) and not torch.is_autocast_enabled(x.device.type):
+            return self.inference(x)
         x = x.contiguous()
         ckpt = self.gradient_checkpointing and self.training
         for block in self.blocks:
             x = maybe_checkpoint(block.forward_cl, x, ckpt)
         return x
+
+
+    def inference(self, x: torch.Tensor) -> torch.Tensor:
+        """`forward_cl` without autograd, the same operations on less memory traffic: the activations live in
+        two buffers (B, past + T, H, W, C) used in turn, so the causal padding is a copy of the first frame
+        into the past slots, not a concatenation of the whole clip; each block's depthwise convolution reads
+        one buffer and its residual sum is written into the other's frames, where the MLP adds its output in
+        place, row block by row block (`NAFBlock.mlp_rows_`). Returns a view of the frames of a buffer."""
+        b, t, h, w, c = x.shape
+        past = self.blocks[0].dwconv.time_pad
+        bufs = [x.new_empty((b, past + t, h, w, c)) for _ in range(2)]
+        bufs[0][:, past:] = x
+        hidden = self.blocks[0].fc1.out_channels
+        rows = max(16, _MLP_BLOCK_BYTES // (x.element_size() * hidden))
+        scratch = (x.new_empty((rows, hidden)), x.new_empty((rows, c)))
+        for i, block in enumerate(self.blocks):
+            src, dst, dw = bufs[i % 2], bufs[1 - i % 2], block.dwconv
+            src[:, :past] = src[:, past : past + 1]  # the first frame, replicated on the past side
+            pad = (0, dw.kernel_size[1] // 2, dw.kernel_size[2] // 2)
+            mixed = F.conv3d(src.permute(0, 4, 1, 2, 3), dw.weight, dw.bias, dw.stride, pad, groups=dw.groups)
+            torch.add(src[:, past:], mixed.permute(0, 2, 3, 4, 1), out=dst[:, past:])
+            for item in dst[:, past:]:  # each item's frames are contiguous: its rows, whatever the batch
+                block.mlp_rows_(item.view(-1, c), *scratch)
+        return bufs[len(self.blocks) % 2][:, past:]
+
+
+def cached_maps(module: nn.Module, build: Callable[[], dict], sources: list[nn.Module]) -> dict:
+    """`build()` (patch maps made from the weights of `sources`), kept on `module` while those weights are
+    unchanged and no gradient is needed; built afresh where autograd may need them."""
+    params = [p for m in sources for p in m.parameters()]
+    if torch.is_grad_enabled() and any(p.requires_grad for p in params):
+        return build()
+    try:
+        key = tuple((p.data_ptr(), p._version, p.dtype, p.device) for p in params)
+    except RuntimeError:  # inference tensors (torch.inference_mode) have no version counter
+        return build()
+    cached = module.__dict__.get("_maps_cache")
+    if cached is None or cached[0] != key:
+        with torch.no_grad():
+            cached = (key, build())
+        module.__dict__["_maps_cache"] = cached
+    return cached[1]
 
 
 def _conv_pair(v: torch.Tensor, low: nn.Conv3d, high: nn.Conv3d, split: int) -> torch.Tensor:
@@ -121,7 +170,8 @@ class LiteEncoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode a clip."""
         x = x.contiguous()
-        maps = self.patch_maps()
+        embeds = [self.embed_low_img, self.embed_high_img, self.embed_low_vid, self.embed_high_vid]
+        maps = cached_maps(self, self.patch_maps, embeds)
         tokens = [F.linear(patches(x[:, :, :1], 1), *maps["img"])]
         if x.shape[2] > 1:
             tokens.append(F.linear(patches(x[:, :, 1:], 4), *maps["vid"]))
@@ -177,12 +227,24 @@ class LiteDecoder(nn.Module):
         lo = self.norm_low.forward_cl(self.sep_low.forward_cl(h[..., : self.low]))
         hi = self.norm_high.forward_cl(self.sep_high.forward_cl(h[..., self.low :]))
         tokens = torch.cat([lo, hi], dim=-1)
-        maps = self.patch_maps()
+        maps = cached_maps(self, self.patch_maps, [self.unembed_low_img, self.unembed_high_img,
+                                                   self.unembed_low_vid, self.unembed_high_vid])
         b, t, hh, ww, _ = tokens.shape
         out = tokens.new_empty(b, 3, 1 + 4 * (t - 1), 8 * hh, 8 * ww)
-        unpatch(F.linear(tokens[:, :1].contiguous(), *maps["img"]), out[:, :, :1], 1)
-        if t > 1:
-            unpatch(F.linear(tokens[:, 1:].contiguous(), *maps["vid"]), out[:, :, 1:], 4)
+        if torch.is_grad_enabled():
+            unpatch(F.linear(tokens[:, :1].contiguous(), *maps["img"]), out[:, :, :1], 1)
+            if t > 1:
+                unpatch(F.linear(tokens[:, 1:].contiguous(), *maps["vid"]), out[:, :, 1:], 4)
+            return out
+        # without autograd: token rows a few at a time, so the pixels of a block stay in cache until placed
+        rows = max(1, _UNPATCH_BLOCK_BYTES // (ww * 3 * 4 * 64 * tokens.element_size()))
+        for k in range(t):
+            weight, bias = maps["img" if k == 0 else "vid"]
+            first, frames = (0, 1) if k == 0 else (1 + 4 * (k - 1), 4)
+            for i in range(b):
+                for y in range(0, hh, rows):
+                    p = F.linear(tokens[i : i + 1, k : k + 1, y : y + rows], weight, bias)
+                    unpatch(p, out[i : i + 1, :, first : first + frames, 8 * y : 8 * (y + rows)], frames)
         return out
 
 
