@@ -114,3 +114,106 @@ def test_the_readme_example_runs(clip, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(block.group(1), "README.md", "exec"), {})
     assert (tmp_path / "input.vvc").is_file() and (tmp_path / "decoded.mp4").is_file()
+
+
+def _one_line(err: pytest.ExceptionInfo, *words: str) -> None:
+    text = str(err.value)
+    assert "\n" not in text and all(w in text for w in words), text
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        (None, ("spec must be a shipped model's name", "got NoneType")),
+        (5, ("spec must be a shipped model's name", "got int 5")),
+        (b"vvc-lean-vr", ("spec must be a model name or path as text, got bytes",)),
+        ("", ("spec is an empty string",)),
+        ("/dev/zero", ("cannot load '/dev/zero' (it is a character device",)),
+    ],
+)
+def test_load_of_what_names_no_model_is_one_vvc_error(spec, words):
+    with pytest.raises(VVCError) as err:
+        vvc_lightning.load(spec)
+    _one_line(err, *words)
+
+
+def test_load_of_a_fifo_or_a_run_folder_names_it(tmp_path):
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(VVCError) as err:
+        vvc_lightning.load(tmp_path / "pipe")
+    _one_line(err, "(it is a FIFO (named pipe), not a model file)")
+    (tmp_path / "last.ckpt").write_bytes(b"")
+    with pytest.raises(VVCError) as err:
+        vvc_lightning.load(tmp_path)
+    _one_line(err, f"'{tmp_path}' is a folder", f"'{tmp_path / 'last.ckpt'}'")
+
+
+def test_options_that_are_not_codec_options_are_one_line(codec):
+    with pytest.raises(VVCError) as err:
+        vvc_lightning.Codec(codec.model, options="x")
+    _one_line(err, "options must be a CodecOptions or None", "got str 'x'")
+
+
+@pytest.fixture(scope="module")
+def coded(codec, clip) -> bytes:
+    return codec.compress(clip, quality=0)
+
+
+@pytest.mark.parametrize(
+    ("frames", "words"),
+    [
+        ((1.5, 3), "frames must be a pair of whole numbers (a, b), e.g. (0, 9), got (1.5, 3)"),
+        (("a", "b"), "frames must be a pair of whole numbers"),
+        ((5,), "frames must be a pair of whole numbers"),
+        (7, "frames must be a pair of whole numbers"),
+        ((5, 3), "frames (5, 3) is outside the video's frames; use 0 <= a < b <= 9"),
+        ((0, 99), "frames (0, 99) is outside"),
+        ((-1, 4), "frames (-1, 4) is outside"),
+    ],
+)
+def test_a_bad_frame_range_is_one_vvc_error(codec, coded, tmp_path, frames, words):
+    for call in (codec.decompress, codec.decompress_iter):
+        with pytest.raises(VVCError) as err:
+            call(coded, frames=frames)
+        _one_line(err, words)
+    (tmp_path / "c.vvc").write_bytes(coded)
+    with pytest.raises(VVCError) as err:
+        codec.decompress_file(tmp_path / "c.vvc", tmp_path / "o.y4m", frames=frames)
+    _one_line(err, words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.vvc"]
+
+
+@pytest.mark.parametrize("fps", [1e-300, 0, -25, float("nan"), float("inf"), 1e6, True, "25"])
+def test_a_frame_rate_the_cli_refuses_is_refused(codec, clip, tmp_path, fps):
+    with pytest.raises(VVCError) as err:
+        codec.compress(clip, fps=fps)
+    _one_line(err, "fps must be 0.01 to 1000 frames per second")
+    src = write_video(tmp_path / "clip.y4m", clip[:1], 25.0)
+    with pytest.raises(VVCError) as err:
+        codec.compress_file(src, tmp_path / "o.vvc", fps=fps)
+    _one_line(err, "fps must be 0.01 to 1000 frames per second")
+
+
+@pytest.mark.parametrize("max_frames", [0, -1, 1.5, "3"])
+def test_a_bad_max_frames_is_refused(codec, clip, tmp_path, max_frames):
+    src = write_video(tmp_path / "clip.y4m", clip[:1], 25.0)
+    with pytest.raises(VVCError) as err:
+        codec.compress_file(src, tmp_path / "o.vvc", max_frames=max_frames)
+    _one_line(err, "max_frames must be a whole number >= 1")
+
+
+def test_files_are_not_replaced_unless_overwrite(codec, clip, coded, tmp_path):
+    src = write_video(tmp_path / "clip.y4m", clip, 25.0)
+    vvc, out = tmp_path / "c.vvc", tmp_path / "o.y4m"
+    vvc.write_bytes(b"mine")
+    out.write_bytes(b"mine too")
+    with pytest.raises(VVCError) as err:
+        codec.compress_file(src, vvc)
+    _one_line(err, f"output '{vvc}' already exists", "pass overwrite=True")
+    (tmp_path / "coded.vvc").write_bytes(coded)
+    with pytest.raises(VVCError) as err:
+        codec.decompress_file(tmp_path / "coded.vvc", out)
+    _one_line(err, f"output '{out}' already exists", "pass overwrite=True")
+    assert (vvc.read_bytes(), out.read_bytes()) == (b"mine", b"mine too")
+    codec.decompress_file(tmp_path / "coded.vvc", out, overwrite=True)
+    assert out.read_bytes().startswith(b"YUV4MPEG2")

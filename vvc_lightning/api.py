@@ -19,11 +19,14 @@ import numpy as np
 import torch
 
 from vvc_lightning.codec.pipeline import files
+from vvc_lightning.codec.pipeline.container import check_fps
+from vvc_lightning.codec.pipeline.gop import check_frame_range
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
 from vvc_lightning.loader import load as load_model
 from vvc_lightning.model import CompressionModel
+from vvc_lightning.video.output_paths import input_problem, refuse_existing
 from vvc_lightning.video.video_io import DEFAULT_FPS
 
 
@@ -43,6 +46,11 @@ class Codec:
     def __init__(
         self, model: CompressionModel, options: CodecOptions | None = None, **overrides: Any
     ) -> None:
+        if options is not None and not isinstance(options, CodecOptions):
+            raise VVCError(
+                f"options must be a CodecOptions or None (fields also go as keywords: batch=4, tile=256), "
+                f"got {type(options).__name__} {options!r:.40}"
+            )
         self.model = model
         self.options = (options or CodecOptions()).replace(**overrides)
         self._codecs: dict[float | None, VideoCodec] = {}
@@ -65,6 +73,7 @@ class Codec:
     ) -> bytes:
         """.vvc bytes of a uint8 (T,H,W,3) RGB array or a video file (fps: `fps`, the file's, DEFAULT_FPS)."""
         codec = self._codec(quality)
+        fps = None if fps is None else check_fps(fps)
         if isinstance(video, (str, os.PathLike)):
             from vvc_lightning.video.video_io import iter_video, video_fps
 
@@ -80,9 +89,18 @@ class Codec:
         quality: float | None = None,
         fps: float | None = None,
         max_frames: int | None = None,
+        overwrite: bool = False,
     ) -> dict[str, Any]:
-        """Compress a video file to a .vvc file, streamed (memory does not grow with its length)."""
-        return files.compress_file(self._codec(quality), _existing(src), dst, max_frames=max_frames, fps=fps)
+        """Compress a video file to a .vvc file, streamed (memory does not grow with its length); an existing
+        `dst` is replaced only when `overwrite`."""
+        codec = self._codec(quality)
+        fps = None if fps is None else check_fps(fps)
+        if max_frames is not None and not (_whole(max_frames) and max_frames >= 1):
+            raise VVCError(f"max_frames must be a whole number >= 1 (or None: all), got {max_frames!r}")
+        src = _existing(src)
+        refuse_existing(dst, overwrite, flag="overwrite=True")
+        limit = None if max_frames is None else int(max_frames)
+        return files.compress_file(codec, src, dst, max_frames=limit, fps=fps, overwrite=overwrite)
 
     # ---------------------------------------------------------------------------- decompress
     def decompress(
@@ -95,20 +113,33 @@ class Codec:
         self, data: bytes | str | os.PathLike, frames: tuple[int, int] | None = None
     ) -> Iterator[np.ndarray]:
         """The uint8 (H, W, 3) frames of .vvc bytes or a .vvc file, one by one, a few GoPs at a time."""
-        return self._codec(None).decode_frames(_bitstream(data), frames)
+        codec = self._codec(None)
+        stream = codec.open(_bitstream(data))
+        check_frame_range(frames, stream.header.frames)  # now, not at the first frame
+        return codec.decode_frames(stream, frames)
 
     def decompress_file(
-        self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None
+        self, src: str | os.PathLike, dst: str | os.PathLike, frames: tuple[int, int] | None = None,
+        overwrite: bool = False,
     ) -> dict[str, Any]:
-        """Decompress a .vvc file to a video file (.mp4, .mkv, .y4m, .yuv) or a PNG folder, streamed."""
-        return files.decompress_file(self._codec(None), src, dst, frames)
+        """Decompress a .vvc file to a video file (.mp4, .mkv, .y4m, .yuv) or a PNG folder, streamed; an
+        existing `dst` file is replaced only when `overwrite`."""
+        codec = self._codec(None)
+        stream = codec.open(files.read_bitstream_file(src), f"'{os.fspath(src)}'")
+        check_frame_range(frames, stream.header.frames)
+        refuse_existing(dst, overwrite, flag="overwrite=True")
+        return files.decompress_file(codec, src, dst, frames, stream=stream, overwrite=overwrite)
 
 
 def _existing(path: str | os.PathLike) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise VVCError(f"video '{p}' does not exist or is not a file")
-    return p
+    problem = input_problem(path)
+    if problem is not None:
+        raise VVCError(f"video '{os.fspath(path)}' {problem}; pass a video file")
+    return Path(path)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def _bitstream(data: bytes | str | os.PathLike) -> bytes:
@@ -140,4 +171,18 @@ def load(spec: str | os.PathLike, device: str | torch.device = "cpu", **options:
     """A Codec of the model `spec` names (any spec `vvc_lightning.loader.load` takes: a shipped model's name,
     zoo:NAME, a `fit` checkpoint, an exported .safetensors, a released VAE), on `device`; `options` go to
     the video codec (gop, overlap, theta, batch, tile, max_memory, threads, ...)."""
-    return Codec(load_model(spec, map_location=device), **options)
+    return Codec(load_model(_checked_spec(spec), map_location=device), **options)
+
+
+def _checked_spec(spec: Any) -> str | os.PathLike:
+    """`spec` when it is text or a path naming something; a one-line VVCError else."""
+    if isinstance(spec, (bytes, bytearray, memoryview)):
+        raise VVCError(f"spec must be a model name or path as text, got bytes {bytes(spec)[:40]!r}; pass a "
+                       "str (e.g. 'vvc-lean-vr'), or decode the bytes first")
+    if not isinstance(spec, (str, os.PathLike)) or not isinstance(os.fspath(spec), str):
+        raise VVCError(f"spec must be a shipped model's name (e.g. 'vvc-lean-vr'), zoo:NAME or the path of a "
+                       f"checkpoint or exported model, got {type(spec).__name__} {spec!r:.40}")
+    if not os.fspath(spec).strip():
+        raise VVCError("spec is an empty string; give a shipped model's name (e.g. 'vvc-lean-vr'), zoo:NAME "
+                       "or the path of a checkpoint or exported model")
+    return spec

@@ -25,6 +25,7 @@ from vvc_lightning.config import from_container, packaged_defaults
 from vvc_lightning.errors import VVCError, WeightsError, first_line
 from vvc_lightning.model import CompressionModel, for_stored_weights
 from vvc_lightning.version import __version__
+from vvc_lightning.video.output_paths import special_kind
 
 COMPATIBLE_MAJOR = __version__.split(".")[0]
 RELEASE_SEED = 0  # a released VAE's latent codec starts from this seed, so a reload gives the same model
@@ -288,8 +289,13 @@ def resolve(spec: str | os.PathLike) -> Source:
     if text.startswith(PREFIX):
         return read_zoo(text)
     path = Path(text)
+    if not text.strip():
+        raise _unknown(text, "an empty string names no model")
+    kind = special_kind(path)
+    if kind is not None:
+        raise _unknown(text, f"it is {kind}, not a model file")
     if path.is_dir():
-        return read_released(path)
+        return _read_folder(path, text)
     if not path.is_file():
         base = text.partition("@")[0]
         if NAME_RE.fullmatch(base) and any(e.name == base for found in scan_models() for e in found):
@@ -305,6 +311,22 @@ def resolve(spec: str | os.PathLike) -> Source:
     if _is_fit_checkpoint(raw):
         return _from_fit(_checked_fit_checkpoint(raw, path), path)
     return _released_or_unknown(path, text, "neither a `fit` checkpoint nor a released VAE")
+
+
+def _read_folder(path: Path, text: str) -> Source:
+    """A released VAE's folder (its diffusion_pytorch_model weights); any other folder named in one line."""
+    from vvc_lightning.backbones.pretrained import FOLDER_FILES
+
+    if any((path / name).is_file() for name in FOLDER_FILES):
+        return read_released(path)
+    models = sorted(p.name for p in path.glob("*.ckpt"))
+    models += sorted(p.name for p in path.glob("*.safetensors") if p.with_suffix(".json").is_file())
+    if models:
+        pick = "last.ckpt" if "last.ckpt" in models else models[-1]
+        raise VVCError(f"'{text}' is a folder (holding {len(models)} model file(s), e.g. a `fit` run's), not "
+                       f"a model; pass one of its files, e.g. '{path / pick}'")
+    weights = " / ".join(FOLDER_FILES)
+    raise _unknown(text, f"a folder holding no `fit` checkpoint, exported model or {weights}")
 
 
 def _released_or_unknown(path: Path, text: str, why: str) -> Source:

@@ -257,3 +257,52 @@ def test_main_gives_the_sigint_handler_back(work, tmp_path):
     out = tmp_path / "o.y4m"
     assert main(["decompress", str(work["vvc"]), "-o", str(out), "--ckpt", str(work["ckpt"])]) == 0
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# ------------------------------------------------------------- inputs that are not regular files
+def _unreadable(tmp_path: Path, data: bytes) -> Path:
+    """A .vvc whose open() fails with EACCES: chmod 000, or as root (who may read anything) a link to a
+    write-only sysfs file, which no one may open for reading."""
+    path = tmp_path / "locked.vvc"
+    if os.geteuid() != 0:
+        path.write_bytes(data)
+        path.chmod(0)
+        return path
+    for target in ("/sys/bus/pci/rescan", "/sys/bus/pci/drivers_probe", "/sys/kernel/uevent_seqnum"):
+        try:
+            open(target, "rb").close()
+        except PermissionError:
+            path.symlink_to(target)
+            return path
+        except OSError:
+            continue
+    pytest.skip("no file here that root may not read")
+
+
+def test_an_unreadable_bitstream_is_one_line(work, capsys, tmp_path):
+    locked = _unreadable(tmp_path, work["vvc"].read_bytes())
+    fails_in_one_line(capsys, ["decompress", locked, "-o", tmp_path / "o.y4m", "--ckpt", work["ckpt"]],
+                      f"bitstream '{locked}' cannot be read (Permission denied)")
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device", "empty"])
+def test_a_bitstream_that_is_no_file_is_named(work, capsys, tmp_path, kind):
+    path, words = {
+        "folder": (tmp_path, "is a folder"),
+        "fifo": (tmp_path / "pipe.vvc", "is a FIFO (named pipe)"),
+        "device": ("/dev/zero", "is a character device"),
+        "empty": ("", "is an empty string"),
+    }[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    fails_in_one_line(capsys, ["decompress", path, "-o", tmp_path / "o.y4m", "--ckpt", work["ckpt"]],
+                      f"bitstream '{path}' {words}")
+
+
+@pytest.mark.parametrize("command", ["validate", "compress"])
+def test_a_run_folder_as_ckpt_names_its_checkpoint(work, capsys, tmp_path, command):
+    run = work["ckpt"].parent
+    argv = (["validate", "--ckpt", run] if command == "validate"
+            else ["compress", work["src"], "-o", tmp_path / "o.vvc", "--ckpt", run])
+    fails_in_one_line(capsys, argv, f"'{run}' is a folder", f"'{run / 'last.ckpt'}'")
+    fails_in_one_line(capsys, [*argv[:-1], "/dev/zero"], "'/dev/zero' (it is a character device")

@@ -11,14 +11,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, RANGES
+from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, MIN_FPS, RANGES, check_fps
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.codec.pipeline.sizes import size_text
 from vvc_lightning.errors import BitstreamError, CodecOptionError, ModelMismatchError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, refuse_existing
 
 MAX_FRAMES = 1 << 31
-MIN_FPS = 0.01
 DEFAULTS = CodecOptions()
 FLAGS = {"rng": "--range"}  # CodecOptions fields whose flag is not --FIELD-NAME
 TARGET_BPP = 0.03  # the rates this codec is for: a default quality aims below this
@@ -78,10 +77,9 @@ def check_options(args: argparse.Namespace) -> CodecOptions:
     """One-line errors for out-of-range codec options, --fps, --max-frames, --size (before anything is read);
     returns the codec options."""
     options = _compress_options(args)
-    if args.fps is not None and not (math.isfinite(args.fps) and MIN_FPS <= args.fps <= MAX_FPS):
-        raise VVCError(
-            f"--fps must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {args.fps:g}"
-        )
+    if args.fps is not None:
+        with cli_wording():
+            check_fps(args.fps)
     if args.max_frames is not None and not 1 <= args.max_frames <= MAX_FRAMES:
         raise VVCError(f"--max-frames must be 1 to {MAX_FRAMES}, got {args.max_frames}")
     if args.size is not None:

@@ -35,6 +35,24 @@ def special_kind(path: str | os.PathLike) -> str | None:
     return next((name for test, name in kinds if test(mode)), None)
 
 
+def input_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` cannot be read as an input file ("is an empty string", "does not exist", "is a folder", "is
+    a FIFO (named pipe)", ...), or None when it is (after links) a regular file."""
+    if not os.fspath(path):
+        return "is an empty string"
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        if os.path.islink(path):
+            return f"is a link to '{os.readlink(path)}', which does not exist"
+        return "does not exist" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.strerror})"
+    except ValueError:  # a NUL character in the name
+        return "is not a valid path"
+    if stat.S_ISREG(mode):
+        return None
+    return "is a folder" if stat.S_ISDIR(mode) else f"is {special_kind(path) or 'not a regular file'}"
+
+
 def refuse_special(dst: str | os.PathLike) -> None:
     """Fail if `dst` is a device, FIFO or socket: outputs are never streamed into one nor renamed over it."""
     kind = special_kind(dst)
@@ -77,19 +95,19 @@ def check_output_path(
     return dst
 
 
-def refuse_existing(dst: str | os.PathLike, overwrite: bool) -> None:
+def refuse_existing(dst: str | os.PathLike, overwrite: bool, flag: str = "--overwrite") -> None:
     """Fail if `dst` exists (a file, or a link even to nothing), unless `overwrite` (folders, devices and
     pipes are refused by `check_output_path` in any case; --overwrite replaces a link itself, never its
-    target)."""
+    target); `flag` is how the message names the way to overwrite (the Python API's overwrite=True)."""
     dst = Path(dst)
     if overwrite:
         return
     if dst.is_file():
-        raise VVCError(f"output '{dst}' already exists; remove it, choose another name or pass --overwrite")
+        raise VVCError(f"output '{dst}' already exists; remove it, choose another name or pass {flag}")
     if dst.is_symlink():
         raise VVCError(
             f"output '{dst}' is a symbolic link to '{os.readlink(dst)}', which does not exist; remove "
-            "it, choose another name or pass --overwrite (to replace the link)"
+            f"it, choose another name or pass {flag} (to replace the link)"
         )
 
 

@@ -29,7 +29,7 @@ from typing import overload
 
 import numpy as np
 
-from vvc_lightning.errors import BitstreamError
+from vvc_lightning.errors import BitstreamError, CodecOptionError
 
 MAGIC = b"VVCL"
 VERSION = 2  # 2: integer entropy parameters (vvc_lightning.codec.entropy.intnet), exact on any machine
@@ -48,6 +48,7 @@ MAX_SIDE = 16384  # frame width / height in pixels
 MAX_PIXELS = 8192 * 8192  # pixels per frame
 MAX_GOP = 257  # frames per GoP
 MAX_FPS = 1000.0
+MIN_FPS = 0.01  # the lowest frame rate the codec takes (a header stores any in (0, MAX_FPS])
 MAX_LATENT_CHANNELS = 4096
 MAX_BODY = _BODY.size + 3 * (_STR.size + 0xFFFF) + _QUALITY.size  # the longest header body any writer makes
 
@@ -317,3 +318,13 @@ def iter_payloads(data: bytes, records: Sequence[Record], label: str = "bitstrea
     """Checked payloads of `records`, in order."""
     for r in records:
         yield read_payload(data, r, label)
+
+
+def check_fps(fps: object) -> float:
+    """`fps` as a float from MIN_FPS to MAX_FPS frames per second, or a CodecOptionError naming it."""
+    if isinstance(fps, (int, float, np.number)) and not isinstance(fps, bool) and math.isfinite(fps):
+        if MIN_FPS <= fps <= MAX_FPS:
+            return float(fps)
+    raise CodecOptionError(
+        "fps", f"must be {MIN_FPS:g} to {MAX_FPS:g} frames per second (e.g. 25 or 29.97), got {fps!r}"
+    )

@@ -14,7 +14,7 @@ from vvc_lightning.codec.pipeline import container
 from vvc_lightning.codec.pipeline.parsed import ParsedStream, parse_stream
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
-from vvc_lightning.video.output_paths import check_output_path, refuse_existing
+from vvc_lightning.video.output_paths import check_output_path, input_problem, refuse_existing
 from vvc_lightning.video.safe_read import FileBytes, NotRegularFile
 from vvc_lightning.video.video_io import iter_video, video_fps, write_bytes_atomic
 from vvc_lightning.video.video_writer import VideoWriter
@@ -26,9 +26,10 @@ FrameHook = Callable[[Iterable[np.ndarray]], Iterable[np.ndarray]]
 def read_bitstream_file(path: str | os.PathLike) -> FileBytes:
     """A .vvc file as bytes read on demand (memory holds what is asked of it, never the whole file), with a
     clear error when it is missing or not a regular file."""
+    problem = input_problem(path)
+    if problem is not None:
+        raise VVCError(f"bitstream '{os.fspath(path)}' {problem}; pass a .vvc file")
     path = Path(path)
-    if not path.is_file():
-        raise VVCError(f"bitstream '{path}' does not exist")
     try:
         return FileBytes(path)
     except NotRegularFile as exc:

@@ -86,6 +86,26 @@ def parse_frame_range(text: str, num_frames: int) -> tuple[int, int]:
     return a, b
 
 
+def check_frame_range(frames: object, num_frames: int) -> tuple[int, int]:
+    """`frames` (a, b) of a video of `num_frames` frames as two whole numbers with 0 <= a < b <= num_frames
+    ((0, num_frames) for None), or a CodecOptionError naming what is wrong."""
+    if frames is None:
+        return 0, num_frames
+    try:
+        a, b = frames  # type: ignore[misc]
+    except (TypeError, ValueError):
+        a = b = None
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (a, b)):
+        raise CodecOptionError(
+            "frames", f"must be a pair of whole numbers (a, b), e.g. (0, {num_frames}), got {frames!r}"
+        )
+    if not 0 <= a < b <= num_frames:
+        raise CodecOptionError(
+            "frames", f"{(int(a), int(b))} is outside the video's frames; use 0 <= a < b <= {num_frames}"
+        )
+    return int(a), int(b)
+
+
 def iter_gops(frames: Iterable[np.ndarray], gop: int, overlap: int) -> Iterator[tuple[np.ndarray, int]]:
     """(GoP frames (gop,H,W,3), real frame count) from a stream of frames, the last GoP padded in time."""
     buf: list[np.ndarray] = []

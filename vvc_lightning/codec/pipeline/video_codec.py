@@ -43,7 +43,7 @@ from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.codec.pipeline.allocatable import is_out_of_memory, out_of_memory_as_error, usable_budget
 from vvc_lightning.codec.pipeline.container import Header, RecordIndex
 from vvc_lightning.codec.pipeline.determinism import batch_invariant, float_codec_parts, model_identity
-from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
+from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, check_frame_range, iter_gops
 from vvc_lightning.codec.pipeline.memory import MemoryModel, Plan, gop_bytes, plan_budget
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.codec.pipeline.parsed import ParsedStream, parse_stream
@@ -290,7 +290,7 @@ class VideoCodec:
         """The video in a .vvc bitstream (or only frames [a, b) of it, decoding just the GoPs they need)."""
         stream = self.open(data, label)  # records checked against the file before any allocation
         header, label = stream.header, stream.label
-        a, b = frames if frames is not None else (0, header.frames)
+        a, b = check_frame_range(frames, header.frames)
         need, limit = max(b - a, 0) * header.height * header.width * 3, decoded_bytes_limit()
         if need > limit:
             raise VVCError(
@@ -326,7 +326,7 @@ class VideoCodec:
             header, records = stream.header, stream.records
             gains = self.model.codec.rate(header.quality, exact=True)  # what every GoP was coded at
             plan = GopPlan(header.frames, header.gop, header.overlap, self.stride_t)
-            a, b = frames if frames is not None else (0, header.frames)
+            a, b = check_frame_range(frames, header.frames)
             gops = plan.gops_for_frames(a, b)
             # the decoder's own tiles
             grid = self._plan("decode", header.height, header.width, header.gop).grid
