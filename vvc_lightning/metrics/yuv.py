@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from vvc_lightning.metrics.base import chunks
 from vvc_lightning.metrics.fidelity import SMALLEST
 from vvc_lightning.metrics.functional import MSSSIM_WEIGHTS, MSSSIM_WINDOW, PSNR_CAP, psnr
 
@@ -66,7 +67,13 @@ def _ms_ssim(a: np.ndarray, b: np.ndarray, peak: float) -> np.ndarray:
 
 def plane_scores(ref: tuple, rec: tuple, bit_depth: int, keys: list[str]) -> dict[str, np.ndarray]:
     """Per-frame values of the plane metrics `keys` of reference and decoded planes (Y, U, V), each with a
-    leading frame axis, at `bit_depth`."""
+    leading frame axis, at `bit_depth` (a few frames at a time, as the other metrics)."""
+    parts = [_scores(tuple(p[s] for p in ref), tuple(p[s] for p in rec), bit_depth, keys)
+             for s in chunks(ref[0].shape[0])]
+    return {k: np.concatenate([p[k] for p in parts]) if parts else np.zeros(0) for k in keys}
+
+
+def _scores(ref: tuple, rec: tuple, bit_depth: int, keys: list[str]) -> dict[str, np.ndarray]:
     peak = float(2**bit_depth - 1)
     out: dict[str, np.ndarray] = {}
     if any(k in PSNR_KEYS for k in keys):

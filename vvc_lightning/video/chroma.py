@@ -80,22 +80,31 @@ def from_8bit_scale(v: np.ndarray, bit_depth: int, rng: str, chroma: bool) -> np
 
 
 def planes_to_rgb(planes: Planes, bit_depth: int, matrix: str = "bt709", rng: str = "limited") -> np.ndarray:
-    """4:2:0 planes of n frames -> RGB uint8 (n,H,W,3): chroma upsampled bilinear (left siting)."""
+    """4:2:0 planes of n frames -> RGB uint8 (n,H,W,3): chroma upsampled bilinear (left siting); a frame at a
+    time (the float intermediates of a 1080p frame are 100 MB)."""
     y, u, v = planes
-    yuv = np.stack([to_8bit_scale(y, bit_depth, rng, False),
-                    upsample_chroma(to_8bit_scale(u, bit_depth, rng, True)),
-                    upsample_chroma(to_8bit_scale(v, bit_depth, rng, True))], -1)
-    return np.clip(np.round(yuv_to_rgb(yuv, matrix, rng)), 0, 255).astype(np.uint8)
+    out = np.empty((*y.shape, 3), np.uint8)
+    for i in range(y.shape[0]):
+        yuv = np.stack([to_8bit_scale(y[i], bit_depth, rng, False),
+                        upsample_chroma(to_8bit_scale(u[i], bit_depth, rng, True)),
+                        upsample_chroma(to_8bit_scale(v[i], bit_depth, rng, True))], -1)
+        out[i] = np.clip(np.round(yuv_to_rgb(yuv, matrix, rng)), 0, 255)
+    return out
 
 
 def rgb_to_planes(rgb: np.ndarray, bit_depth: int, matrix: str = "bt709", rng: str = "limited") -> Planes:
     """RGB uint8 (n,H,W,3), H and W even -> 4:2:0 planes at `bit_depth`, chroma [1,2,1]x[1,1] (left
     siting)."""
     check_even(rgb.shape[-2], rgb.shape[-3], "RGB to 4:2:0")
-    yuv = rgb_to_yuv(rgb, matrix, rng)
-    return (from_8bit_scale(yuv[..., 0], bit_depth, rng, False),
-            from_8bit_scale(downsample_chroma(yuv[..., 1]), bit_depth, rng, True),
-            from_8bit_scale(downsample_chroma(yuv[..., 2]), bit_depth, rng, True))
+    n, h, w = rgb.shape[:3]
+    dtype = np.uint8 if bit_depth <= 8 else np.uint16
+    y, u, v = (np.empty(shape, dtype) for shape in ((n, h, w), (n, h // 2, w // 2), (n, h // 2, w // 2)))
+    for i in range(n):  # a frame at a time, as planes_to_rgb
+        yuv = rgb_to_yuv(rgb[i], matrix, rng)
+        y[i] = from_8bit_scale(yuv[..., 0], bit_depth, rng, False)
+        u[i] = from_8bit_scale(downsample_chroma(yuv[..., 1]), bit_depth, rng, True)
+        v[i] = from_8bit_scale(downsample_chroma(yuv[..., 2]), bit_depth, rng, True)
+    return y, u, v
 
 
 def change_depth(planes: Planes, src: int, dst: int) -> Planes:
