@@ -44,7 +44,7 @@ def test_foreign_file_as_checkpoint_is_rejected(tmp_path, capsys):
     fake = tmp_path / "x.ckpt"
     fake.write_bytes(b"not a checkpoint")
     assert main(["test", "--ckpt", str(fake)]) == 2
-    assert "cannot be read" in capsys.readouterr().err
+    assert "is a text file, not a checkpoint" in capsys.readouterr().err
 
 
 def test_backbones_lists_builtins_with_source_and_size():

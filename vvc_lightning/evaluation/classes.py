@@ -10,9 +10,7 @@ class column, and the Average column is the plain mean of the class BD-rates.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 
@@ -121,31 +119,3 @@ def read_anchor_curves(args: list[str]) -> list[dict]:
             raise VVCError(f"two --anchor-file curves are named '{name}'; name them NAME=FILE")
         rows += read_anchor_file(file, name)
     return rows
-
-
-def class_report(out: Path, rows: list[dict], external: list[dict], groups: dict[str, str],
-                 files: dict[str, str], anchor: str | None, keys: list[str],
-                 info: dict) -> tuple[dict[str, Path], list[dict], list[dict]]:
-    """anchors/CODEC.json for every codec evaluated, rd_classes/CLASS_METRIC.{png,pdf,svg}, and with an
-    anchor BD-rate tables per class (the anchor-file curves in `external` matched to the sequences
-    evaluated) and per sequence. Returns the paths written and the (per class and Average, per sequence)
-    BD-rates."""
-    from vvc_lightning.evaluation.anchor_file import align, write_anchor_file
-    from vvc_lightning.evaluation.class_plots import plot_classes
-    from vvc_lightning.evaluation.tables import write_tables
-    from vvc_lightning.video.atomic import make_dirs
-
-    paths: dict[str, Path] = {}
-    make_dirs(out / "anchors")
-    for codec in dict.fromkeys(r["codec"] for r in rows):
-        path = out / "anchors" / f"{re.sub(r'[^A-Za-z0-9_.+-]', '_', codec)}.json"
-        paths[f"anchor_{codec}"] = write_anchor_file(path, [r for r in rows if r["codec"] == codec], groups,
-                                                     files)
-    curves = rows + align(external, groups, files)
-    hib = {k: bool(info.get(k, {}).get("higher_is_better", True)) for k in keys}
-    paths.update(plot_classes(out / "rd_classes", curves, groups, keys, hib))
-    if anchor is None:
-        return paths, [], []
-    per_class, per_seq = class_bd_rates(curves, anchor, groups, keys, hib)
-    paths.update(write_tables(out, per_class, per_seq))
-    return paths, per_class, per_seq

@@ -344,7 +344,8 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
     from tqdm import tqdm
 
     from vvc_lightning.evaluation import ledger, report
-    from vvc_lightning.evaluation.classes import class_report, read_anchor_curves
+    from vvc_lightning.evaluation.class_report import class_report
+    from vvc_lightning.evaluation.classes import read_anchor_curves
     from vvc_lightning.evaluation.comparison import bd_table, classic_points, run_rows, summarize
     from vvc_lightning.evaluation.settings import parse_settings, resolve_anchor
     from vvc_lightning.evaluation.testset_data import prepare

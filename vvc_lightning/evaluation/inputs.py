@@ -8,8 +8,8 @@ the real size of what was coded.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,32 +18,9 @@ import numpy as np
 from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.errors import VVCError
-from vvc_lightning.video.video_io import Video
+from vvc_lightning.evaluation.sequence import Coded, Sequence
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".y4m", ".mov", ".webm", ".m4v", ".yuv")
-
-
-@dataclass
-class Sequence:
-    """One reference sequence: RGB uint8 frames (N,H,W,3), its frame rate, where it came from; a 4:2:0
-    source also its planes (`video.plane_source.PlaneSource`, the frames then made from them on demand)."""
-
-    name: str
-    frames: np.ndarray
-    fps: float
-    source: str
-    digest: str = ""
-    planes: Any = None
-
-    def __post_init__(self) -> None:
-        if not self.digest:
-            h = hashlib.sha1(np.ascontiguousarray(self.frames).tobytes())
-            h.update(f"{self.frames.shape}|{self.fps:g}".encode())
-            self.digest = h.hexdigest()[:16]
-
-    @property
-    def video(self) -> Video:
-        return Video(self.frames, self.fps)
 
 
 def _unique(name: str, taken: set[str]) -> str:
@@ -100,22 +77,6 @@ def load_sequences(data: str, max_frames: int | None = None, matrix: str = "bt70
         v = read_video(p, max_frames=max_frames, **kw)
         out.append(Sequence(_unique(p.stem, taken), v.frames, v.fps, str(p)))
     return out
-
-
-@dataclass
-class Coded:
-    """A decoded sequence and what coding it cost: the frames as one array (classic codecs, decoded from
-    their raw output file) or as a stream that decodes as it is read (the neural codec)."""
-
-    frames: np.ndarray | None
-    size_bytes: int
-    info: dict[str, Any] = field(default_factory=dict)
-    stream: Iterable[np.ndarray] | None = None
-    planes: Any = None  # a classic codec's decoded 4:2:0 planes (`evaluation.planes.DecodedPlanes`)
-
-    def iter_frames(self) -> Iterator[np.ndarray]:
-        """The decoded RGB uint8 frames (H,W,3) in order (from the stream: read once)."""
-        yield from (self.stream if self.stream is not None else self.frames)
 
 
 @dataclass

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from vvc_lightning.errors import FrameCountError, VVCError
-from vvc_lightning.evaluation.inputs import Coded, Sequence
+from vvc_lightning.evaluation.sequence import Coded, Sequence
 from vvc_lightning.video.chroma import Planes, change_depth, conversion, rgb_to_planes
 from vvc_lightning.video.ffmpeg import ffmpeg_exe, run_ffmpeg
 from vvc_lightning.video.plane_source import (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import html
 import io
 import json
@@ -21,6 +20,8 @@ from vvc_lightning.evaluation.speed import (
     speed_table,
     summary_speed,
 )
+from vvc_lightning.evaluation.text_tables import csv_text as _csv_text
+from vvc_lightning.evaluation.text_tables import html_table as _table
 from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
@@ -55,15 +56,6 @@ ROW_INFO = (
 SUMMARY_COLUMNS = ("codec", "label", "kind", "point", "point_label", "sequences", "bytes", "bpp")
 BD_COLUMNS = ("metric", "codec", "anchor", "bd_rate_pct", "sequences_used", "sequences", "bd_rate_pooled_pct",
               "note")
-
-
-def _csv_text(columns: list[str], records: list[dict]) -> str:
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for r in records:
-        w.writerow({c: r.get(c, "") for c in columns})
-    return buf.getvalue()
 
 
 def flat_rows(rows: list[dict], keys: list[str]) -> list[dict]:
@@ -123,21 +115,6 @@ def pick_crops(rows: list[dict], seq: str) -> list[dict]:
         cand = [r for r in sub if r["codec"] == codec]
         out.append(min(cand, key=lambda r: abs(math.log(r["bpp"]) - math.log(target))))
     return out
-
-
-def _table(columns: list[str], records: list[dict], fmt: dict[str, str] | None = None) -> str:
-    fmt = fmt or {}
-
-    def cell(c: str, v: Any) -> str:
-        if isinstance(v, float):
-            return "" if not math.isfinite(v) else format(v, fmt.get(c, ".4g"))
-        return html.escape(str(v))
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{cell(c, r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in records
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def speed_html(speed: list[dict], refs: list[str]) -> str:

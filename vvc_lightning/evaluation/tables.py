@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.evaluation.classes import AVERAGE
-from vvc_lightning.evaluation.report import _csv_text
+from vvc_lightning.evaluation.text_tables import csv_text as _csv_text
 from vvc_lightning.video.video_io import write_bytes_atomic
 
 LABELS = {"psnr": "RGB PSNR", "psnr_y": "PSNR-Y", "psnr_u": "PSNR-U", "psnr_v": "PSNR-V",
@@ -143,7 +143,7 @@ def classes_html(test_set: dict[str, Any], per_class: list[dict]) -> str:
     """The report's section on the test set (a table) and the per-class BD-rates (a table per metric)."""
     import html
 
-    from vvc_lightning.evaluation.report import _table
+    from vvc_lightning.evaluation.text_tables import html_table as _table
 
     about = [{"setting": k.replace("_", " "), "value": v} for k, v in test_set.items() if k != "classes"]
     about += [{"setting": f"class {c}", "value": ", ".join(seqs)}
