@@ -251,9 +251,10 @@ def validate(cfg: DictConfig, warn_aliases: bool = True, stored: bool = False) -
         check_kwargs(cls, section_kwargs(node), what, prefix)
         for key, number in check_types(cls, section_kwargs(node), what, prefix).items():
             node[key] = number
+    if not stored:
+        _check_trainer_keys(cfg.trainer)  # before the ranges: it stores a number spelt as text as a number
     check_ranges(cfg)
     if not stored:
-        _check_trainer_keys(cfg.trainer)
         check_choices(cfg)
         if cfg.model.get("init") is None:  # model.init: the range of the model fit takes over, checked then
             check_test_qualities(cfg)
