@@ -8,8 +8,10 @@ the same operators alone (`limit_parts`: fp32 products and convolutions replayed
 layouts; an exact integer layer as the faster exact GEMM of its (M, K, N) here: int8 digit products by
 torch._int_mm, or one float64 product), the rates
 both give and `fraction_of_limit` (limit seconds over measured seconds), per part and in total (the total
-counts every second of the run against the limit of the multiply-add parts). Everything is measured in
-one process at the thread count the codec chose. Beside it: x265 and vvenc (preset medium) encoding the
+counts every second of the run against the limit of the multiply-add parts), in wall seconds and in CPU
+seconds of the process (`fraction_of_limit_cpu`: beside other busy processes a long run gets a smaller
+share of the CPU than short replays do, CPU seconds count only the time it ran). Everything is measured
+in one process at the thread count the codec chose. Beside it: x265 and vvenc (preset medium) encoding the
 same frames and ffmpeg's HEVC and VVC decoders decoding them (imageio-ffmpeg's binary), the CLI's wall
 time over the codec's own time (compress and decompress), the load average, threads and versions.
 
@@ -71,80 +73,92 @@ def _codec() -> tuple[Any, Any, float | None]:
 
 
 def _run(codec: Any, video: Video, side: str, data: bytes) -> tuple[Any, dict[str, float]]:
-    """Encode (returns bytes) or decode (returns frames) once; and the codec's timings."""
+    """Encode (returns bytes) or decode (returns frames) once; the codec's timings and the CPU seconds."""
+    c0 = time.process_time()
     out = codec.encode(video) if side == "encode" else codec.decode(data).frames
-    return out, dict(codec.timings)
+    return out, {**codec.timings, "total_cpu": time.process_time() - c0}
 
 
-def measure_side(model: Any, codec: Any, video: Video, side: str, data: bytes, repeats: int) -> dict:
-    """Parts, limits and fractions of one side ('encode' / 'decode'); best of `repeats` timed runs."""
+def _part_row(part: str, clock: PartClock, replays: dict, ints: dict, timed: tuple, frames: int) -> dict:
+    """One part's MACs per frame, seconds, limit seconds, rates and fractions (wall and CPU)."""
+    seconds, cpu_seconds = timed
+    if part in replays:
+        limit, limit_cpu, ops = replays[part]
+        macs, row = clock.macs[part], {"precision": "fp32", "operators": ops}
+    else:
+        r = ints.get(part, {})
+        limit, limit_cpu = r.get("limit_seconds", 0.0), r.get("limit_cpu_seconds", 0.0)
+        macs = r.get("macs", 0.0)
+        products, layer_s = r.get("int8_products", 0.0), r.get("layer_seconds", 0.0)
+        row = {"precision": "exact integer", "products_per_mac": r.get("products_per_mac"),
+               "int8_products_per_frame": products / frames, "layer_seconds": layer_s,
+               "layer_cpu_seconds": r.get("layer_cpu_seconds", 0.0),
+               "float64_calls": int(r.get("float64_calls", 0)), "int_mm_seconds": r.get("int_mm_seconds"),
+               "float64_mm_seconds": r.get("float64_mm_seconds"),
+               "int_mm_int8_gops": _rate(products, r.get("int_mm_seconds")),
+               "float64_mm_gmac_per_s": _rate(macs, r.get("float64_mm_seconds")),
+               "layers_int8_gops": _rate(products, layer_s)}
+    s, c = seconds.get(part, 0.0), cpu_seconds.get(part, 0.0)
+    row.update(macs_per_frame=macs / frames, seconds=s, cpu_seconds=c, limit_seconds=limit,
+               limit_cpu_seconds=limit_cpu, machine_gmac_per_s=_rate(macs, limit),
+               achieved_gmac_per_s=_rate(macs, s), fraction_of_limit=limit / s if s else None,
+               fraction_of_limit_cpu=limit_cpu / c if c else None)
+    return row
+
+
+def measure_side(model: Any, codec: Any, video: Video, side: str, data: bytes, repeats: int) -> tuple:
+    """(parts, limits and fractions of one side ('encode' / 'decode'), its output); best of `repeats` runs."""
     parts = part_modules(model, side)
     clock, ints = PartClock(parts, FLOAT_PARTS), IntLayers(parts)
     try:
-        best: tuple[float, dict, dict, list] | None = None
+        best: tuple | None = None
         for i in range(repeats):
             clock.reset(recording=i == 0)  # the first run also records the float parts' operators
             ints.reset()
             out, timings = _run(codec, video, side, data)
-            if best is None or timings["total"] < best[0]:
-                best = (timings["total"], timings, dict(clock.seconds), list(ints.calls))
+            if best is None or timings["total"] < best[0]["total"]:
+                best = (timings, (dict(clock.seconds), dict(clock.cpu_seconds)), list(ints.calls))
     finally:
         clock.remove()
         ints.remove()
-    total, timings, seconds, calls = best
+    timings, timed, calls = best
     threads = max(set(codec.thread_history), key=codec.thread_history.count) if codec.thread_history else 1
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        float_rows = {p: replay_seconds(clock.ops[p]) for p in clock.ops}
+        replays = {p: replay_seconds(clock.ops[p]) for p in clock.ops}
         int_rows = int_limits(calls)
     finally:
         torch.set_num_threads(before)
-    frames = video.num_frames
-    rows: dict[str, dict] = {}
-    for part in parts:
-        if part in float_rows:
-            limit, ops = float_rows[part]
-            macs = clock.macs[part]
-            rows[part] = {"precision": "fp32", "operators": ops}
-        else:
-            r = int_rows.get(part, {})
-            limit, macs = r.get("limit_seconds", 0.0), r.get("macs", 0.0)
-            layer_s = r.get("layer_seconds", 0.0)
-            products = r.get("int8_products", 0.0)
-            rows[part] = {"precision": "exact integer", "products_per_mac": r.get("products_per_mac"),
-                          "int8_products_per_frame": products / frames, "layer_seconds": layer_s,
-                          "float64_calls": int(r.get("float64_calls", 0)),
-                          "int_mm_seconds": r.get("int_mm_seconds"),
-                          "float64_mm_seconds": r.get("float64_mm_seconds"),
-                          "int_mm_int8_gops": _rate(products, r.get("int_mm_seconds")),
-                          "float64_mm_gmac_per_s": _rate(macs, r.get("float64_mm_seconds")),
-                          "layers_int8_gops": _rate(products, layer_s)}
-        s = seconds.get(part, 0.0)
-        rows[part].update(macs_per_frame=macs / frames, seconds=s, limit_seconds=limit,
-                          machine_gmac_per_s=macs / limit / 1e9 if limit else None,
-                          achieved_gmac_per_s=macs / s / 1e9 if s else None,
-                          fraction_of_limit=limit / s if s else None)
+    frames, total, total_cpu = video.num_frames, timings["total"], timings["total_cpu"]
+    rows = {part: _part_row(part, clock, replays, int_rows, timed, frames) for part in parts}
     codec_parts = [p for p in parts if p not in ("backbone_decoder", "backbone_encoder")]
-    glue = timings.get("latent_codec", 0.0) - sum(seconds.get(p, 0.0) for p in codec_parts)
+    glue = timings.get("latent_codec", 0.0) - sum(rows[p]["seconds"] for p in codec_parts)
     rows["entropy_coding_and_glue"] = {"macs_per_frame": 0, "seconds": glue}
     rows["frames_and_passes"] = {"macs_per_frame": 0, "seconds": total - timings.get("latent_codec", 0.0)
                                  - timings.get("backbone", 0.0)}
     limit = sum(r.get("limit_seconds", 0.0) for r in rows.values())
-    ints_all = [r for p, r in rows.items() if r.get("precision", "").startswith("exact")]
+    limit_cpu = sum(r.get("limit_cpu_seconds", 0.0) for r in rows.values())
+    ints_all = [r for r in rows.values() if r.get("precision", "").startswith("exact")]
     layer_s = sum(r["layer_seconds"] for r in ints_all)
+    layer_cpu = sum(r["layer_cpu_seconds"] for r in ints_all)
     products = sum(r["int8_products_per_frame"] for r in ints_all) * frames
     int_macs = sum(r["macs_per_frame"] for r in ints_all) * frames
     int_mm = sum(r["int_mm_seconds"] or 0.0 for r in ints_all)
     f64_mm = sum(r["float64_mm_seconds"] or 0.0 for r in ints_all)
     int_limit = sum(r["limit_seconds"] for r in ints_all)
+    int_limit_cpu = sum(r["limit_cpu_seconds"] for r in ints_all)
     return {
-        "frames": frames, "seconds": total, "frames_per_s": frames / total, "codec_timings": timings,
-        "threads": threads, "macs_per_frame": sum(r["macs_per_frame"] for r in rows.values()),
-        "limit_seconds": limit, "limit_frames_per_s": frames / limit if limit else None,
-        "fraction_of_limit": limit / total, "parts": rows,
-        "integer_layers": {"layer_seconds": layer_s, "limit_seconds": int_limit,
+        "frames": frames, "seconds": total, "cpu_seconds": total_cpu, "frames_per_s": frames / total,
+        "codec_timings": timings, "threads": threads,
+        "macs_per_frame": sum(r["macs_per_frame"] for r in rows.values()),
+        "limit_seconds": limit, "limit_cpu_seconds": limit_cpu,
+        "limit_frames_per_s": frames / limit if limit else None,
+        "fraction_of_limit": limit / total, "fraction_of_limit_cpu": limit_cpu / total_cpu, "parts": rows,
+        "integer_layers": {"layer_seconds": layer_s, "layer_cpu_seconds": layer_cpu,
+                           "limit_seconds": int_limit, "limit_cpu_seconds": int_limit_cpu,
                            "fraction_of_limit": int_limit / layer_s if layer_s else None,
+                           "fraction_of_limit_cpu": int_limit_cpu / layer_cpu if layer_cpu else None,
                            "achieved_gmac_per_s": _rate(int_macs, layer_s),
                            "int_mm_seconds": int_mm, "int_mm_int8_gops": _rate(products, int_mm),
                            "achieved_int8_gops": _rate(products, layer_s),
@@ -246,7 +260,8 @@ def main() -> None:
             result[side], _ = measure_side(model, codec, video, side, data, args.repeats)
             r = result[side]
             print(f"{side}: {r['frames_per_s']:.2f} frames/s, limit {r['limit_frames_per_s']:.2f}, "
-                  f"fraction {r['fraction_of_limit']:.3f}", flush=True)
+                  f"fraction {r['fraction_of_limit']:.3f} (CPU seconds: {r['fraction_of_limit_cpu']:.3f})",
+                  flush=True)
     if not args.no_classic:
         result["classic"] = classic(video)
         for side, key in (("decode", "decode_frames_per_s"), ("encode", "encode_frames_per_s")):

@@ -8,7 +8,9 @@ multiply-add, and their own seconds. The limit of a part is the time this machin
 operators alone, each replayed on random data of the same shape and layout (best of a few), or for the
 integer layers the faster exact GEMM of their (M, K, N) shapes: `products` int8 digit GEMMs (torch._int_mm)
 or one float64 GEMM (exact: every partial sum is an integer below 2**53); a part's fraction of the limit
-is that time over the part's measured seconds.
+is that time over the part's measured seconds. Every time is taken twice: wall seconds, and CPU seconds of
+the process (`time.process_time`), which beside other busy processes counts only the time this one ran
+(short replays otherwise catch quieter moments than a long run does).
 """
 
 from __future__ import annotations
@@ -89,6 +91,7 @@ class PartClock:
 
     def __init__(self, parts: dict[str, list[nn.Module]], float_parts: set[str]) -> None:
         self.seconds: dict[str, float] = defaultdict(float)
+        self.cpu_seconds: dict[str, float] = defaultdict(float)
         self.recorder, self.recording = _Recorder(), False
         self.float_parts, self.stack, self.handles = float_parts, [], []
         for name, modules in parts.items():
@@ -109,19 +112,21 @@ class PartClock:
             if self.recording and name in self.float_parts and not self.stack:
                 self.recorder.part = name
                 self.recorder.__enter__()
-            self.stack.append((name, time.perf_counter()))
+            self.stack.append((name, time.perf_counter(), time.process_time()))
         return hook
 
     def _leave(self, name: str):  # noqa: ANN202
         def hook(module: nn.Module, args: Any, out: Any) -> None:
-            part, t0 = self.stack.pop()
+            part, t0, c0 = self.stack.pop()
             self.seconds[part] += time.perf_counter() - t0
+            self.cpu_seconds[part] += time.process_time() - c0
             if self.recording and part in self.float_parts and not self.stack:
                 self.recorder.__exit__(None, None, None)
         return hook
 
     def reset(self, recording: bool) -> None:
         self.seconds.clear()
+        self.cpu_seconds.clear()
         self.recording = recording
 
     def remove(self) -> None:
@@ -140,30 +145,32 @@ def _random(meta: Any) -> Any:
     return torch.as_strided(flat.to(meta.dtype), meta.shape, meta.stride)
 
 
-def best_seconds(fn: Any, repeats: int = 3) -> float:
-    """Best wall time of `fn()` over `repeats` calls after one warm-up call."""
+def best_seconds(fn: Any, repeats: int = 3) -> tuple[float, float]:
+    """Best wall and best CPU seconds of `fn()` over `repeats` calls after one warm-up call."""
     fn()
-    best = float("inf")
+    wall = cpu = float("inf")
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+        wall, cpu = min(wall, time.perf_counter() - t0), min(cpu, time.process_time() - c0)
+    return wall, cpu
 
 
 @torch.no_grad()
-def replay_seconds(ops: Counter, repeats: int = 3) -> tuple[float, list[dict]]:
-    """Seconds this machine needs for `ops` alone (each replayed on random data, best of `repeats`)."""
-    total, rows = 0.0, []
+def replay_seconds(ops: Counter, repeats: int = 3) -> tuple[float, float, list[dict]]:
+    """Wall and CPU seconds this machine needs for `ops` alone (each replayed on random data, best of
+    `repeats`), and a row per operator."""
+    total, total_cpu, rows = 0.0, 0.0, []
     for (func, args, kwargs), calls in ops.items():
         a = [_random(m) for m in args]
         k = {name: _random(v) for name, v in kwargs}
-        seconds = best_seconds(lambda: func(*a, **k), repeats)  # noqa: B023
+        seconds, cpu = best_seconds(lambda: func(*a, **k), repeats)  # noqa: B023
         macs = flop_registry[func.overloadpacket](*a, **k, out_val=func(*a, **k)) / 2
-        total += calls * seconds
+        total, total_cpu = total + calls * seconds, total_cpu + calls * cpu
         rows.append({"op": str(func), "shapes": [list(m.shape) for m in args if isinstance(m, Meta)],
-                     "calls": calls, "seconds": seconds, "gmac_per_s": macs / seconds / 1e9})
-    return total, rows
+                     "calls": calls, "seconds": seconds, "cpu_seconds": cpu,
+                     "gmac_per_s": macs / seconds / 1e9})
+    return total, total_cpu, rows
 
 
 @dataclass
@@ -176,6 +183,7 @@ class IntCall:
     n: int
     products: int | None  # None: the float64 path (no int8 digits)
     seconds: float
+    cpu_seconds: float
 
 
 class IntLayers:
@@ -192,11 +200,12 @@ class IntLayers:
                         self.handles.append(layer.register_forward_hook(self._stop(name)))
 
     def _start(self, layer: nn.Module, args: Any) -> None:
-        self._t0[id(layer)] = time.perf_counter()
+        self._t0[id(layer)] = (time.perf_counter(), time.process_time())
 
     def _stop(self, part: str):  # noqa: ANN202
         def hook(layer: nn.Module, args: Any, out: torch.Tensor) -> None:
-            seconds = time.perf_counter() - self._t0.pop(id(layer))
+            t0, c0 = self._t0.pop(id(layer))
+            seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
             x = args[0]
             n, cin, h, w = x.shape
             cout, kh, kw = (layer.out_channels, *layer.kernel_size)
@@ -214,7 +223,7 @@ class IntLayers:
             if digits is not None:
                 karatsuba = digits.karatsuba is not None and intgemm.karatsuba_exact()
                 products = 3 if karatsuba else intgemm.DENSE * digits.digits
-            self.calls.append(IntCall(part, m, k, ncols, products, seconds))
+            self.calls.append(IntCall(part, m, k, ncols, products, seconds, cpu))
         return hook
 
     def reset(self) -> None:
@@ -228,41 +237,43 @@ class IntLayers:
 SAMPLE_ROWS = 2048  # GEMM rows timed per shape; the time of M rows is scaled from them (linear in M)
 
 
-def gemm_seconds(m: int, k: int, n: int, dtype: torch.dtype, repeats: int = 3) -> float:
-    """Seconds of an (m, k) x (k, n) product this machine takes: torch._int_mm on int8 digits, or torch.mm in
+def gemm_seconds(m: int, k: int, n: int, dtype: torch.dtype, repeats: int = 3) -> tuple[float, float]:
+    """Wall and CPU seconds of an (m, k) x (k, n) product here: torch._int_mm on int8 digits, or torch.mm in
     float64 (the two exact integer backends), timed on min(m, SAMPLE_ROWS) rows and scaled to m."""
     rows = min(max(m, 17), SAMPLE_ROWS)  # _int_mm takes 17 rows at least
     if dtype == torch.int8:
         a = torch.randint(-64, 64, (rows, k), dtype=torch.int8)
         b = torch.randint(-64, 64, (k, n), dtype=torch.int8)
         out = torch.empty((rows, n), dtype=torch.int32)
-        seconds = best_seconds(lambda: torch._int_mm(a, b, out=out), repeats)
+        best = best_seconds(lambda: torch._int_mm(a, b, out=out), repeats)
     else:
         a, b = torch.randn(rows, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
         out = torch.empty((rows, n), dtype=dtype)
-        seconds = best_seconds(lambda: torch.mm(a, b, out=out), repeats)
-    return seconds * m / rows
+        best = best_seconds(lambda: torch.mm(a, b, out=out), repeats)
+    return best[0] * m / rows, best[1] * m / rows
 
 
 def int_limits(calls: list[IntCall], repeats: int = 3) -> dict[str, dict[str, float]]:
     """Per part: multiply-adds, the layers' seconds, and the seconds of the faster exact backend per shape:
     `products` int8 digit GEMMs (torch._int_mm) or one float64 GEMM (every partial sum an integer < 2**53)."""
-    shapes: dict[tuple[int, int, int], tuple[float, float]] = {}
+    shapes: dict[tuple[int, int, int], tuple] = {}
     out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
     for c in calls:
         row = out[c.part]
         macs = c.m * c.k * c.n
         row["macs"] += macs
         row["layer_seconds"] += c.seconds
+        row["layer_cpu_seconds"] += c.cpu_seconds
         key = (c.m, c.k, c.n)
         if key not in shapes:
             shapes[key] = tuple(gemm_seconds(*key, dtype, repeats) for dtype in (torch.int8, torch.float64))
-        int8, f64 = shapes[key]
+        (int8, int8_cpu), (f64, f64_cpu) = shapes[key]
         products = c.products or 3
         row["int8_products"] += products * macs
         row["int_mm_seconds"] += products * int8
         row["float64_mm_seconds"] += f64
         row["limit_seconds"] += min(products * int8, f64)
+        row["limit_cpu_seconds"] += min(products * int8_cpu, f64_cpu)
         row["products_per_mac"] = products
         row["float64_calls"] += c.products is None
     return {k: dict(v) for k, v in out.items()}
