@@ -37,6 +37,10 @@ from vvc_lightning.errors import ConfigError
         ("stages={a: 1}", "config key 'stages' must be a list (like [{'name': 'vae'"),
         ("trainer=[1,2]", "'trainer' must be a mapping of its keys (such as max_steps: 100000), got [1, 2]"),
         ("model.loss=null", "'model.loss' must be a mapping of its keys (such as lmbda: 0.1), got null"),
+        ("trainer.accumulate_grad_batches=0", "'trainer.accumulate_grad_batches' must be a whole number"),
+        ("trainer.check_val_every_n_epoch=0", "'trainer.check_val_every_n_epoch' must be a whole number"),
+        ("trainer.num_nodes=0", "config key 'trainer.num_nodes' must be a whole number >= 1, got 0"),
+        ("trainer.num_sanity_val_steps=-5", "'trainer.num_sanity_val_steps' must be a whole number >= 0"),
     ],
 )
 def test_out_of_range_values_are_one_config_error(override, message):
@@ -158,3 +162,15 @@ def test_test_qualities_are_checked_against_the_model_init_takes_over():
     cfg = load_config(["quickstart.yaml"], ["test.qualities=[99]"])  # model.init: vvc-lean-vr, 8 qualities
     with pytest.raises(ConfigError, match=r"'test.qualities' must be a list of numbers in \[0, 7\]"):
         prepare_fit(cfg, None)
+
+
+@pytest.mark.parametrize("strategy", ["fsdp", "xla", "single_xla"])
+def test_a_strategy_lightning_cannot_build_here_is_one_config_error(tmp_path, strategy):
+    from vvc_lightning.training.trainer import build_trainer
+
+    cfg = load_config(["quickstart_scratch.yaml"], [f"trainer.strategy={strategy}", "trainer.accelerator=cpu",
+                                                    f"run_dir={tmp_path}"])
+    with pytest.raises(ConfigError) as err:
+        build_trainer(cfg)
+    assert "lightning's Trainer refuses the trainer.* settings: " in str(err.value)
+    assert len(str(err.value).splitlines()) == 1

@@ -58,6 +58,14 @@ RANGES: dict[str, tuple[Any, str]] = {
         lambda v: _whole(v) and (v >= 1 or v == -1),
         "a whole number >= 1 (or -1: no limit)",
     ),
+    "trainer.accumulate_grad_batches": (lambda v: _whole(v) and v >= 1, "a whole number >= 1 (e.g. 1)"),
+    "trainer.check_val_every_n_epoch": (
+        lambda v: v is None or (_whole(v) and v >= 1),
+        "a whole number >= 1, or null (validate by trainer.val_check_interval only)",
+    ),
+    "trainer.log_every_n_steps": (lambda v: _whole(v) and v >= 0, "a whole number >= 0 (e.g. 10; 0: none)"),
+    "trainer.num_nodes": (lambda v: _whole(v) and v >= 1, "a whole number >= 1"),
+    "trainer.num_sanity_val_steps": (lambda v: _whole(v) and v >= -1, "a whole number >= 0, or -1 (all)"),
     "trainer.max_epochs": (
         lambda v: v is None or (_whole(v) and (v >= 1 or v == -1)),
         "a whole number >= 1, -1 (no limit) or null",

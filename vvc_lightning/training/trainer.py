@@ -12,7 +12,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from vvc_lightning.config import section_kwargs
-from vvc_lightning.errors import ConfigError
+from vvc_lightning.errors import ConfigError, first_line
 from vvc_lightning.registry import BACKBONES, DATAMODULES
 from vvc_lightning.training.checkpoint import AtomicCheckpointIO
 from vvc_lightning.training.preflight import check_machine, check_run_dir
@@ -114,9 +114,11 @@ def build_trainer(
         return pl.Trainer(
             default_root_dir=str(run_dir), callbacks=cbs, plugins=[AtomicCheckpointIO()], **kwargs
         )
-    except MisconfigurationException as exc:
+    except (MisconfigurationException, ValueError, TypeError, ImportError) as exc:
+        # Lightning checks its arguments in its constructor with any of these (fsdp on a CPU: ValueError;
+        # xla without torch_xla: ModuleNotFoundError; single_xla without a device: TypeError)
         raise ConfigError(
-            f"lightning's Trainer refuses the trainer.* settings: {str(exc).splitlines()[0]}"
+            f"lightning's Trainer refuses the trainer.* settings: {first_line(exc)}"
         ) from exc
 
 
