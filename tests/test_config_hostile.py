@@ -40,6 +40,10 @@ from vvc_lightning.errors import ConfigError
         ("trainer.accumulate_grad_batches=0", "'trainer.accumulate_grad_batches' must be a whole number"),
         ("trainer.check_val_every_n_epoch=0", "'trainer.check_val_every_n_epoch' must be a whole number"),
         ("trainer.num_nodes=0", "config key 'trainer.num_nodes' must be a whole number >= 1, got 0"),
+        ("seed=-1", "config key 'seed' must be a whole number from 0 to 4294967295, got -1"),
+        ("model.codec.context_hidden=-1", "'model.codec.context_hidden' must be a whole number >= 1"),
+        ("model.codec.groups=[0,16]", "'model.codec.groups' must be a list of channel counts >= 1"),
+        ("test.metrics=[psnr,banana]", "config key 'test.metrics': unknown metric 'banana'. Known metrics: "),
         ("trainer.num_sanity_val_steps=-5", "'trainer.num_sanity_val_steps' must be a whole number >= 0"),
     ],
 )

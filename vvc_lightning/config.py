@@ -18,6 +18,7 @@ from vvc_lightning.config_ranges import (
     check_choices,
     check_gop,
     check_ranges,
+    check_test_metrics,
     check_test_qualities,
     check_yaml_size,
 )
@@ -256,6 +257,7 @@ def validate(cfg: DictConfig, warn_aliases: bool = True, stored: bool = False) -
     check_ranges(cfg)
     if not stored:
         check_choices(cfg)
+        check_test_metrics(cfg)
         if cfg.model.get("init") is None:  # model.init: the range of the model fit takes over, checked then
             check_test_qualities(cfg)
     if cfg.model.loss.perceptual not in PERCEPTUAL_DISTANCES:

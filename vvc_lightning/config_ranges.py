@@ -35,6 +35,15 @@ RANGES: dict[str, tuple[Any, str]] = {
         lambda v: _whole(v) and 0 <= v <= MAX_QUALITIES,
         f"a whole number from 0 (fixed rate) to {MAX_QUALITIES} (e.g. 8)",
     ),
+    "model.codec.context_hidden": (
+        lambda v: v is None or (_whole(v) and v >= 1),
+        "a whole number >= 1 (channels), or null (the latent channels)",
+    ),
+    "model.codec.groups": (
+        lambda v: v is None or (isinstance(v, ListConfig) and len(v) and all(_whole(c) and c > 0 for c in v)),
+        "a list of channel counts >= 1 that sum to the latent channels (e.g. [16, 16, 32]), or null",
+    ),
+    "seed": (lambda v: _whole(v) and 0 <= v < 2**32, "a whole number from 0 to 4294967295"),
     "model.codec.transform_blocks": (
         lambda v: _whole(v) and 0 <= v <= 64,
         "a whole number from 0 to 64 (e.g. 2)",
@@ -119,6 +128,17 @@ def check_test_qualities(cfg: DictConfig) -> None:
         raise ConfigError(f"config key 'test.qualities' must be a list of numbers in [0, {n - 1}] (the "
                           f"qualities of model.codec.qualities={n}, e.g. [0, {n - 1}]) or null, got "
                           f"{_listed(value)}")
+
+
+def check_test_metrics(cfg: DictConfig) -> None:
+    """test.metrics: names the metrics registry knows (checked before training, not when `test` runs)."""
+    from vvc_lightning.errors import VVCError
+    from vvc_lightning.metrics import resolve_names
+
+    try:
+        resolve_names([str(m) for m in cfg.test.metrics])
+    except VVCError as exc:
+        raise ConfigError(f"config key 'test.metrics': {exc}") from None
 
 
 def _listed(value: Any) -> Any:
