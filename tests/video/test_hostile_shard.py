@@ -124,3 +124,12 @@ def test_a_failed_rerun_keeps_the_plan_it_found(src, tmp_path):
     with file_size_limit(8192):
         assert main(["shard", str(src), "-o", str(out), "--no-progress"]) == 2
     assert (out / "shards.plan.json").read_bytes() == plan
+
+
+def test_more_workers_than_cores_is_refused_before_anything_starts(src, tmp_path, capsys):
+    cores = len(os.sched_getaffinity(0))
+    out = tmp_path / "o"
+    assert main(["shard", str(src), "-o", str(out), "--workers", str(cores + 1), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"--workers must be 1 to {cores}" in err, err
+    assert not out.exists()

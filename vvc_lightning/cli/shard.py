@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.min_frames < 1:
         raise VVCError(f"--min-frames must be >= 1, got {args.min_frames}")
-    if args.workers < 1:
-        raise VVCError(f"--workers must be >= 1, got {args.workers}")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if not 1 <= args.workers <= cores:  # each worker is a process that decodes: more only compete for cores
+        raise VVCError(f"--workers must be 1 to {cores} (the CPU cores this process may use), got "
+                       f"{args.workers}")
     summary = write_shards(
         args.src, args.outdir, args.max_shard_size, args.min_frames, args.csv, args.workers,
         progress=not args.no_progress,
