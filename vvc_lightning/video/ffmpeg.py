@@ -25,7 +25,8 @@ def ffmpeg_exe() -> str:
 
 @functools.cache
 def _listing(kind: str) -> str:
-    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", f"-{kind}"], capture_output=True, text=True)
+    proc = subprocess.run([ffmpeg_exe(), "-hide_banner", f"-{kind}"], capture_output=True, text=True,
+                          errors="replace")
     return proc.stdout
 
 
@@ -37,14 +38,15 @@ def ffmpeg_has(kind: str, name: str) -> bool:
 @functools.cache
 def ffmpeg_version() -> str:
     """First line of `ffmpeg -version`."""
-    out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True).stdout
+    out = subprocess.run([ffmpeg_exe(), "-version"], capture_output=True, text=True, errors="replace").stdout
     return out.splitlines()[0] if out else "unknown"
 
 
 def run_ffmpeg(args: list[str], cwd: Path, what: str) -> tuple[str, float]:
     """Run ffmpeg with `args` in `cwd`; (stderr, seconds); VVCError with ffmpeg's last words on failure."""
     start = time.perf_counter()
-    proc = subprocess.run([ffmpeg_exe(), *args], cwd=cwd, capture_output=True, text=True)
+    # errors="replace": ffmpeg echoes file names, which need not be UTF-8
+    proc = subprocess.run([ffmpeg_exe(), *args], cwd=cwd, capture_output=True, text=True, errors="replace")
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-4:])
