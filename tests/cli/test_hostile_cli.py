@@ -285,8 +285,9 @@ def test_an_unreadable_bitstream_is_one_line(work, capsys, tmp_path):
                       f"bitstream '{locked}' cannot be read (Permission denied)")
 
 
+@pytest.mark.parametrize("command", ["decompress", "compress"])
 @pytest.mark.parametrize("kind", ["folder", "fifo", "device", "empty"])
-def test_a_bitstream_that_is_no_file_is_named(work, capsys, tmp_path, kind):
+def test_an_input_that_is_no_file_is_named(work, capsys, tmp_path, command, kind):
     path, words = {
         "folder": (tmp_path, "is a folder"),
         "fifo": (tmp_path / "pipe.vvc", "is a FIFO (named pipe)"),
@@ -295,8 +296,9 @@ def test_a_bitstream_that_is_no_file_is_named(work, capsys, tmp_path, kind):
     }[kind]
     if kind == "fifo":
         os.mkfifo(path)
-    fails_in_one_line(capsys, ["decompress", path, "-o", tmp_path / "o.y4m", "--ckpt", work["ckpt"]],
-                      f"bitstream '{path}' {words}")
+    out = tmp_path / ("o.y4m" if command == "decompress" else "o.vvc")
+    what = "bitstream" if command == "decompress" else "video"
+    fails_in_one_line(capsys, [command, path, "-o", out, "--ckpt", work["ckpt"]], f"{what} '{path}' {words}")
 
 
 @pytest.mark.parametrize("command", ["validate", "compress"])
@@ -306,3 +308,4 @@ def test_a_run_folder_as_ckpt_names_its_checkpoint(work, capsys, tmp_path, comma
             else ["compress", work["src"], "-o", tmp_path / "o.vvc", "--ckpt", run])
     fails_in_one_line(capsys, argv, f"'{run}' is a folder", f"'{run / 'last.ckpt'}'")
     fails_in_one_line(capsys, [*argv[:-1], "/dev/zero"], "'/dev/zero' (it is a character device")
+

@@ -15,7 +15,7 @@ from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, 
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.codec.pipeline.sizes import size_text
 from vvc_lightning.errors import BitstreamError, CodecOptionError, ModelMismatchError, VVCError
-from vvc_lightning.video.output_paths import check_output_path, refuse_existing
+from vvc_lightning.video.output_paths import check_output_path, input_problem, refuse_existing
 
 MAX_FRAMES = 1 << 31
 DEFAULTS = CodecOptions()
@@ -203,8 +203,9 @@ def _check_output(args: argparse.Namespace, kind: str) -> None:
 def run_compress(args: argparse.Namespace) -> int:
     """Compress INPUT to a .vvc file."""
     options = check_options(args)
-    if not Path(args.input).is_file():
-        raise VVCError(f"video '{args.input}' does not exist or is not a file")
+    problem = input_problem(args.input)
+    if problem is not None:
+        raise VVCError(f"video '{args.input}' {problem}; pass a video file")
     _check_output(args, "bitstream")
     from vvc_lightning.codec.pipeline.files import compress_file
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
