@@ -308,4 +308,3 @@ def test_a_run_folder_as_ckpt_names_its_checkpoint(work, capsys, tmp_path, comma
             else ["compress", work["src"], "-o", tmp_path / "o.vvc", "--ckpt", run])
     fails_in_one_line(capsys, argv, f"'{run}' is a folder", f"'{run / 'last.ckpt'}'")
     fails_in_one_line(capsys, [*argv[:-1], "/dev/zero"], "'/dev/zero' (it is a character device")
-
