@@ -101,11 +101,12 @@ def test_a_bd_rate_that_is_not_defined_says_the_whole_reason_naming_the_curves()
     rows = [{"codec": c, "sequence": "s", "bpp": b, "metrics": {"psnr": v}}
             for c, pts in (("x265-medium-ld", [(0.1, 40.0), (0.2, 43.0)]),
                            ("mine", [(0.1, 25.0), (0.2, 28.0)]), ("one", [(0.1, 41.0)]),
-                           ("bumpy", [(0.1, 41.0), (0.2, 40.0), (0.3, 44.0)]))
+                           ("bumpy", [(0.1, 41.0), (0.2, 40.0), (0.3, 44.0)]),
+                           ("small", [(0.1, float("nan")), (0.2, float("nan"))]))
             for b, v in pts]
     summary = [{"codec": r["codec"], "bpp": r["bpp"], "psnr": r["metrics"]["psnr"]} for r in rows]
     harness = SimpleNamespace(keys=["psnr"], info={"psnr": {"higher_is_better": True}})
-    specs = [SimpleNamespace(name=n) for n in ("mine", "one", "bumpy", "x265-medium-ld")]
+    specs = [SimpleNamespace(name=n) for n in ("mine", "one", "bumpy", "small", "x265-medium-ld")]
     notes = {b["codec"]: b["note"] for b in bd_table(harness, specs, rows, summary, "x265-medium-ld")}
     assert notes["mine"].startswith("s: the two curves do not overlap in psnr (x265-medium-ld 40-43 at "
                                     "0.1-0.2 bpp; mine 25-28 at 0.1-0.2 bpp); pooled: the two curves do not "
@@ -113,6 +114,7 @@ def test_a_bd_rate_that_is_not_defined_says_the_whole_reason_naming_the_curves()
     assert notes["one"].startswith("s: one: needs at least 2 rate points, got 1")
     assert ("bumpy: not monotonic (quality must rise strictly with rate) (0.1 bpp 41, 0.2 bpp 40, 0.3 bpp "
             "44)") in notes["bumpy"]
+    assert notes["small"].startswith("s: small: no psnr value (NaN on every point; the notes say why)")
 
 
 # ------------------------------------------------------------------------------------------ own files

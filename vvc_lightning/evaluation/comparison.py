@@ -65,45 +65,58 @@ def extend_for_quality(search: Search, qp_range: tuple[int, int], neural_rows: l
                        info: dict[str, dict], row_at: Any) -> None:
     """Add QPs beyond the searched ones where, on a sequence, every classic point is better (or every one
     worse) in a metric than all of a neural curve, so that the quality ranges meet and a BD-rate is defined:
-    the nearest such QP (bisection) and two between; a note where even the last QP does not reach."""
+    on each side, up to the farthest QP some metric needs (bisection), spread at least 3 QPs apart; a note
+    where even the encoder's last QP does not reach."""
     qmin, qmax = qp_range
+    if not search.points:
+        return
+    edges = {1: max(search.points), -1: min(search.points)}
+    ends: dict[int, int] = {}
+    why: dict[int, list[str]] = {1: [], -1: []}
     for key in keys:
         hib = bool(info.get(key, {}).get("higher_is_better", True))
         for t in search.targets:
             mine = [r["metrics"].get(key, math.nan) for r in neural_rows
                     if r["codec"] == t.curve and r["sequence"] == t.sequence]
             mine = [v for v in mine if math.isfinite(v)]
-            if not mine or not search.points:
+            values = [float(row_at(t.sequence, q)["metrics"].get(key, math.nan)) for q in search.points]
+            if not mine or not all(math.isfinite(v) for v in values):
                 continue
             best, worst = (max(mine), min(mine)) if hib else (min(mine), max(mine))
-
-            def value(q: int, key: str = key, seq: str = t.sequence) -> float:
-                return float(row_at(seq, q)["metrics"].get(key, math.nan))
 
             def better(v: float, than: float, hib: bool = hib) -> bool:
                 return v > than if hib else v < than
 
-            values = [value(q) for q in search.points]
-            if not all(math.isfinite(v) for v in values):
-                continue
             if all(better(v, best) for v in values):  # classic better everywhere: coarser QPs meet it
-                edge, end, meets = max(search.points), qmax, lambda q, b=best: not better(value(q), b)
+                side, end = 1, qmax
+
+                def meets(q: int, key: str = key, seq: str = t.sequence, b: float = best) -> bool:
+                    return not better(float(row_at(seq, q)["metrics"].get(key, math.nan)), b)
             elif all(better(worst, v) for v in values):  # classic worse everywhere: finer QPs meet it
-                edge, end, meets = min(search.points), qmin, lambda q, w=worst: not better(w, value(q))
+                side, end = -1, qmin
+
+                def meets(q: int, key: str = key, seq: str = t.sequence, w: float = worst) -> bool:
+                    return not better(w, float(row_at(seq, q)["metrics"].get(key, math.nan)))
             else:
                 continue
-            where = f"{search.codec} on {t.sequence}: {key} of {t.curve}"
-            if edge == end or not meets(end):
-                search.notes.append(f"{where} is not reached even at QP {end}")
+            if side in ends and meets(ends[side]):
                 continue
-            step = 1 if end > edge else -1
-            lo, hi = edge, end  # meets(lo) False, meets(hi) True
+            if edges[side] == end or not meets(end):
+                search.notes.append(f"{search.codec} on {t.sequence}: {key} of {t.curve} is not reached even "
+                                    f"at QP {end}")
+                continue
+            lo, hi = ends.get(side, edges[side]), end  # meets(lo) False, meets(hi) True
             while abs(hi - lo) > 1:
-                mid = (lo + hi) // 2 if step > 0 else -((-lo - hi) // 2)
+                mid = (lo + hi) // 2 if side > 0 else -((-lo - hi) // 2)
                 lo, hi = (lo, mid) if meets(mid) else (mid, hi)
-            added = sorted({hi, *spread(min(edge, hi), max(edge, hi), 4)} - set(search.points))
-            search.points = sorted({*search.points, *added})
-            search.notes.append(f"{where}: QPs {','.join(map(str, added))} added so that the ranges meet")
+            ends[side] = hi
+            why[side].append(f"{key} of {t.curve} on {t.sequence}")
+    for side, end in ends.items():
+        k = max(2, min(4, abs(end - edges[side]) // 3 + 1))
+        added = sorted(set(spread(min(edges[side], end), max(edges[side], end), k)) - set(search.points))
+        search.points = sorted({*search.points, *added})
+        search.notes.append(f"{search.codec}: QPs {','.join(map(str, added))} added so that the quality "
+                            f"ranges meet ({'; '.join(why[side])})")
 
 
 def curve_names(specs: list[CodecSpec], rows: list[dict]) -> list[str]:
@@ -124,6 +137,8 @@ Curve = tuple[str, list[float], list[float]]  # name, rates, values
 def why_not(why: str, anchor: Curve, test: Curve, metric: str) -> str:
     """A BD-rate error made whole: the curves by name, and the ranges or points that make it undefined."""
     for role, (name, rates, values) in (("anchor: ", anchor), ("test: ", test)):
+        if why.startswith(role) and values and not any(math.isfinite(v) for v in values):
+            return f"{name}: no {metric} value (NaN on every point; the notes say why)"
         if why.startswith(role):
             pts = ", ".join(f"{b:.4g} bpp {v:.4g}" for b, v in sorted(zip(rates, values, strict=True)))
             detail = f" ({pts})" if "monotonic" in why or "finite" in why else ""

@@ -132,8 +132,7 @@ class Harness:
     def named(row: dict, spec: CodecSpec, point: Any, seq: Sequence) -> dict:
         """The row as this run names its curve, point and sequence."""
         return {**row, "codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
-                "point_label": spec.point_label(point), "sequence": seq.name,
-                "identity": _digest(spec.identity)}
+                "point_label": spec.point_label(point), "sequence": seq.name}
 
     def _load(self, key: str) -> dict | None:
         path = self.cache / "rows" / f"{key}.json"
@@ -373,15 +372,16 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
     neural = [(s, p, q) for s in specs if s.kind == "neural" for p in s.points for q in seqs]
     with tqdm(total=len(neural), desc="evaluate", unit="row", disable=not opts.progress) as bar:
         rows = run_rows(harness, neural, bar)
+        kept = ledger.kept_rows(ledger.previous_rows(out), rows, specs)  # earlier runs' other curves
         given = {st.name for st in settings if _points_of(opts.points, st)}
-        searches = classic_points(harness, specs, rows, seqs, given, bar)
+        searches = classic_points(harness, specs, rows + ledger.on_sequences(kept, seqs), seqs, given, bar)
         classic = [(s, p, q) for s in specs if s.kind != "neural" for p in s.points for q in seqs]
         bar.total = (bar.total or 0) + len(classic)
         rows += run_rows(harness, classic, bar)
     for search in searches.values():
         notes += [search.summary(), *search.notes]
         say_once(search.summary())
-    rows += ledger.kept_rows(ledger.previous_rows(out), rows, specs)
+    rows += kept
     current = ledger.on_sequences(rows, seqs)
     summary = summarize(harness, specs, current, seqs)
     bd = bd_table(harness, specs, current, summary, anchor)

@@ -1,10 +1,11 @@
 """What an `evaluate` output folder holds across runs: the rows of earlier runs, and the files it wrote.
 
-A rerun keeps the earlier runs' rows (from results.json) that it does not compute again: rows of other
-models and codecs, and rows of the same classic setting at other QPs; a row of the same model, codec
-options and sequence content is the same row whatever the model was called. The folder's files that the
-tool wrote are listed in MANIFEST; a rerun removes the listed files it does not write again (crops and plots
-of curves or metrics no longer there) and nothing else: a file the tool did not write is never touched.
+A rerun keeps the earlier runs' rows (from results.json) of the curves it does not evaluate again (other
+models and classic settings); a row of the same model, codec options and sequence content is the same row
+whatever the model was called, so a model evaluated again under another name replaces its old rows. The
+folder's files that the tool wrote are listed in MANIFEST; a rerun removes the listed files it does not
+write again (crops and plots of curves or metrics no longer there) and nothing else: a file the tool did not
+write is never touched.
 """
 
 from __future__ import annotations
@@ -37,20 +38,11 @@ def previous_rows(out: Path) -> list[dict]:
 
 
 def kept_rows(previous: list[dict], rows: list[dict], specs: list[Any]) -> list[dict]:
-    """Earlier rows to keep beside this run's `rows`: not computed again now, and of a curve this run does
-    not evaluate, or of a classic setting this run evaluates with the same identity (other QPs)."""
+    """Earlier rows to keep beside this run's `rows`: not computed again now (by key: the same model and
+    sequence under another name is the same row) and of a curve this run does not evaluate."""
     keys = {r["key"] for r in rows}
-    identity = {r["codec"]: r.get("identity") for r in rows}
-    kinds = {s.name: s.kind for s in specs}
-    out = []
-    for r in previous:
-        name = r.get("codec")
-        if r["key"] in keys:
-            continue
-        if name in kinds and not (kinds[name] == "baseline" and r.get("identity") == identity.get(name)):
-            continue
-        out.append(r)
-    return out
+    names = {s.name for s in specs}
+    return [r for r in previous if r["key"] not in keys and r.get("codec") not in names]
 
 
 def on_sequences(rows: list[dict], seqs: list[Any]) -> list[dict]:
