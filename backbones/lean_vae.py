@@ -54,6 +54,17 @@ def _split_width(width: int) -> tuple[int, int]:
     return low, width - low
 
 
+def _plain_device(x: torch.Tensor) -> bool:
+    """Whether `x` holds real numbers outside autocast (not on the meta device, which FLOP counting uses,
+    and whose type autocast does not know)."""
+    if x.device.type == "meta":
+        return False
+    try:
+        return not torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:  # a device type autocast does not know
+        return True
+
+
 class NAFStack(nn.Module):
     """A sequence of NAF blocks, optionally checkpointed."""
 
@@ -69,14 +80,13 @@ class NAFStack(nn.Module):
     def forward_cl(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the blocks in order to a channels-last (B,T,H,W,C) tensor (without autograd: `inference`,
         unless under autocast, whose bfloat16 results its float32 buffers would not take)."""
-        if not torch.is_grad_enabled() and len(self.blocks) and not torch.is_autocast_enabled(x.device.type):
+        if not torch.is_grad_enabled() and len(self.blocks) and _plain_device(x):
             return self.inference(x)
         x = x.contiguous()
         ckpt = self.gradient_checkpointing and self.training
         for block in self.blocks:
             x = maybe_checkpoint(block.forward_cl, x, ckpt)
         return x
-
 
     def inference(self, x: torch.Tensor) -> torch.Tensor:
         """`forward_cl` without autograd, the same operations on less memory traffic: the activations live in

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import small_clip
 from tests.metrics.conftest import add_noise
 from vvc_lightning.errors import VVCError
 from vvc_lightning.metrics import build_metric
@@ -45,12 +46,21 @@ def test_ms_ssim_window_shrinks_on_small_frames_and_is_standard_on_large_ones():
         msssim_window(32, 64)
 
 
-def test_the_loss_distance_is_one_minus_the_ms_ssim_metric(clip):
+def test_the_loss_distance_is_one_minus_the_ms_ssim_metric(bikes_frames):
+    # frames over 160 px a side: both use the standard 11x11 window (the metric is NaN below, the loss
+    # shrinks its window instead, see the test above)
+    clip = small_clip(bikes_frames, 3, 176, 192, y0=40, x0=100)
     rec = add_noise(clip, 10)
     metric = build_metric("ms_ssim").scores(frames_to_u8(clip), frames_to_u8(rec))
     to_unit = [torch.from_numpy(f).permute(0, 3, 1, 2).double() / 127.5 - 1 for f in (rec, clip)]
     distance = build_perceptual("ms-ssim")(*to_unit)
+    assert np.isfinite(metric.numpy()).all()
     np.testing.assert_allclose(distance.numpy(), 1 - metric.numpy(), atol=1e-5)  # metric in float32
+
+
+def test_the_ms_ssim_metric_is_nan_where_the_loss_shrinks_its_window(clip):
+    metric = build_metric("ms_ssim").scores(frames_to_u8(clip), frames_to_u8(add_noise(clip, 10)))
+    assert np.isnan(metric.numpy()).all()  # 96x160: too small for five scales of 11x11
 
 
 def test_the_loss_distance_falls_back_to_ssim_on_crops_too_small_for_ms_ssim(clip):
