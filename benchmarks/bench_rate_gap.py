@@ -95,8 +95,8 @@ class Recorder:
         def sink(step: int, residual: torch.Tensor, scales: torch.Tensor, means: torch.Tensor,
                  positions: torch.Tensor) -> torch.Tensor:
             symbols = _symbols(residual)
-            sel, sc = symbols[..., positions], scales[..., positions].double()
-            ind = _scale_indexes(gc, scales)[..., positions]
+            sel, sc = symbols, scales.double()  # (n, c, P): the step's positions only
+            ind = _scale_indexes(gc, scales)
             b, e = table_bits(sel.reshape(-1).numpy(), ind.reshape(-1).long().numpy(), *gc_tables)
             totals["y_table"] += b
             totals["y_escapes"] += e

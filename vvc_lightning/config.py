@@ -171,20 +171,20 @@ def apply_overrides(cfg: DictConfig, overrides: list[str] | None,
     return cfg
 
 
-def _unwrap_hparams(loaded: Any) -> Any:
-    """The config inside a run's logs/version_N/hparams.yaml (config:, version:, and the datamodule's
-    arguments, which the config's data section holds too); else `loaded`."""
-    if isinstance(loaded, DictConfig) and {"config", "version"} <= set(loaded):
-        return loaded.config if isinstance(loaded.config, DictConfig) else loaded
-    return loaded
-
-
 def _default_of(base: DictConfig, key: str) -> Any:
     """The default value of config key `key` (None when the defaults do not hold it)."""
     try:
         return OmegaConf.select(base, key, default=None)
     except OmegaConfBaseException:  # e.g. an index into a mapping
         return None
+
+
+def _unwrap_hparams(loaded: Any) -> Any:
+    """The config inside a run's logs/version_N/hparams.yaml (config:, version:, and the datamodule's
+    arguments, which the config's data section holds too); else `loaded`."""
+    if isinstance(loaded, DictConfig) and {"config", "version"} <= set(loaded):
+        return loaded.config if isinstance(loaded.config, DictConfig) else loaded
+    return loaded
 
 
 def _alias_root_dir(loaded: DictConfig, origin: str) -> None:

@@ -17,9 +17,10 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vvc_lightning.errors import first_line
+
 if TYPE_CHECKING:
     import torch
-from vvc_lightning.errors import first_line
 
 FORMAT = 1  # the record format `export` writes
 

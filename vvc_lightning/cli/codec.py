@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.codec.pipeline.container import MATRICES, MAX_FPS, MAX_SIDE, MIN_FPS, RANGES, check_fps
-from vvc_lightning.codec.pipeline.options import CodecOptions
+from vvc_lightning.codec.pipeline.options import SYNTHESES, CodecOptions
 from vvc_lightning.codec.pipeline.sizes import size_text
 from vvc_lightning.errors import BitstreamError, CodecOptionError, ModelMismatchError, VVCError
 from vvc_lightning.video.output_paths import check_output_path, input_problem, refuse_existing
@@ -148,11 +148,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--frames", default=None, help="decode only frames a:b (only the GoPs they need)")
     _add_pass_options(d, "the decoder tiles by its own budget")
+    add_synthesis_option(d)
     d.add_argument(
         "--overwrite", action="store_true", help="replace an existing output file (never a folder)"
     )
     _add_quiet(d)
     d.set_defaults(func=run_decompress)
+
+
+def add_synthesis_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """--synthesis (CodecOptions.synthesis)."""
+    parser.add_argument(
+        "--synthesis", default=None, choices=SYNTHESES,
+        help=f"precision of g_s and the backbone decoder (default {DEFAULTS.synthesis}): bf16 runs them "
+        "under bfloat16 autocast where the GPU or CPU (AVX512-BF16, AMX) has bfloat16 arithmetic, else fp32; "
+        "faster there, and the pixels differ slightly from fp32 while the decoded symbols stay exact",
+    )
 
 
 def _add_pass_options(parser: argparse.ArgumentParser, tiles: str) -> None:
@@ -318,7 +329,7 @@ def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
 
 def run_decompress(args: argparse.Namespace) -> int:
     """Decompress a .vvc file."""
-    options = codec_options(batch=args.batch, max_memory=args.max_memory)
+    options = codec_options(batch=args.batch, max_memory=args.max_memory, synthesis=args.synthesis)
     _check_output(args, "video")
     _note_lossy(args)
     from vvc_lightning.codec.pipeline.files import decompress_file, open_bitstream_file

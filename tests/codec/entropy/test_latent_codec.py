@@ -130,6 +130,25 @@ def test_wrong_channel_count_in_stream_is_rejected(trained_codec):
         trained_codec.decompress([b"\x00" * 8], (32, 3, 8, 8), None)
 
 
+def test_code_steps_hand_their_sink_only_their_positions():
+    torch.manual_seed(0)
+    codec = LatentCodec(channels=16, transform_blocks=1).eval()
+    hyper = torch.randint(-64, 64, (2, 32, 6, 10)).double() / 64
+    seen = []
+
+    def sink(step, residual, scales, means, positions):
+        seen.append((step, residual, scales.shape, means.shape, int(positions.sum())))
+        return torch.ones(scales.shape, dtype=torch.int32)
+
+    with torch.no_grad():
+        y_hat, lik = codec.context.run(None, hyper, codec.gaussian_conditional, "code", sink)
+    assert lik is None and [s[0] for s in seen] == list(range(2 * len(codec.groups)))
+    for (_, residual, scales, means, count), g in zip(seen, [g for g in codec.groups for _ in (0, 1)],
+                                                       strict=True):
+        assert residual is None and scales == means == (2, g, 30) and count == 30  # half of the 6x10 map
+    assert y_hat.shape == (2, 16, 6, 10) and y_hat.dtype == torch.float64
+
+
 def test_aux_parameters_are_only_the_quantiles():
     codec = LatentCodec(channels=16, transform_blocks=1)
     aux = codec.aux_parameters()

@@ -17,8 +17,9 @@ from torch import Tensor, nn
 from vvc_lightning.codec.entropy.compressai_parts import GaussianConditional, quantize_ste
 from vvc_lightning.codec.entropy.intnet import IntMaskedConv2d, IntReLU, int_conv
 
-# A sink takes (step, y - means or None, scales, means, positions) and returns the integer symbols that
-# the decoder will see at `positions` (encoder: round(y - means); decoder: decoded from the stream).
+# A sink takes (step, y - means or None, scales, means, positions), the first three at the (h, w) mask
+# `positions` only, (n, c, P), and returns the integer symbols (n, c, P) that the decoder will see there
+# (encoder: round(y - means); decoder: decoded from the stream).
 SymbolSink = Callable[[int, Tensor | None, Tensor, Tensor, Tensor], Tensor]
 
 
@@ -60,6 +61,15 @@ def _at(x: Tensor, positions: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1)[:, positions]
 
 
+def _put(x: Tensor, positions: Tensor, values: Tensor) -> Tensor:
+    """x (n, c, h, w) with `values` (n, c, P) at the (h, w) mask `positions`: written in place without
+    autograd, else into a copy (the pass before may have saved x for its backward)."""
+    if torch.is_grad_enabled():
+        x = x.clone()
+    x[..., positions] = values
+    return x
+
+
 class SpaceChannelContext(nn.Module):
     """Predicts Gaussian (scale, mean) of each latent element from hyper params and decoded context."""
 
@@ -88,17 +98,13 @@ class SpaceChannelContext(nn.Module):
             ]
         )
 
-    def _aggregate(self, k: int, parts: list[Tensor], positions: Tensor, shape: tuple[int, ...]) -> Tensor:
-        """aggregation[k] (eval) at `positions` only, zero elsewhere (only those are used).
+    def _aggregate(self, k: int, parts: list[Tensor]) -> Tensor:
+        """aggregation[k] (eval) at some positions only: their parameters (n, 2g, P).
 
         `parts` are the inputs at the positions, (n, P, C_i) with the channel innermost (`_at`); the ramp is
         pointwise (1x1 integer layers), so each position's parameters are the same as on the full map."""
-        n, _, h, w = shape
         sel = torch.cat(parts, 2).permute(0, 2, 1).unsqueeze(-1)  # (n, C, P, 1), channel stride 1
-        out = self.aggregation[k](sel).squeeze(-1)
-        params = out.new_zeros((n, out.shape[1], h, w))
-        params[..., positions] = out
-        return params
+        return self.aggregation[k](sel).squeeze(-1)
 
     def run(
         self,
@@ -128,28 +134,30 @@ class SpaceChannelContext(nn.Module):
             start += g
             chan = [self.channel_context[k - 1](torch.cat(decoded, 1))] if k > 0 else []
             y_hat_k = hyper.new_zeros((n, g, h, w))
-            params_k = hyper.new_zeros((n, 2 * g, h, w))
+            params_k = hyper.new_zeros((n, 2 * g, h, w)) if mode != "code" else None
             for p, positions in enumerate(passes):
-                if p == 0:
-                    spatial = hyper.new_zeros((n, 2 * g, h, w))
-                else:
-                    spatial = self.spatial_context[k](y_hat_k)
                 if mode == "train":
+                    spatial = self.spatial_context[k](y_hat_k) if p else hyper.new_zeros((n, 2 * g, h, w))
                     params = self.aggregation[k](torch.cat([spatial, *chan, hyper], 1))
+                    means = params.chunk(2, 1)[1]
+                    y_hat_k = torch.where(positions, quantize_ste(y_k - means) + means, y_hat_k)
+                    params_k = torch.where(positions, params, params_k)
+                    continue
+                # eval / code: the step at its positions only, (n, C, P), written into the group's maps
+                if p == 0:
+                    spatial = hyper.new_zeros((n, hyper_at[p].shape[1], 2 * g))  # nothing decoded yet
                 else:
-                    parts = [_at(spatial, positions), *(_at(c, positions) for c in chan), hyper_at[p]]
-                    params = self._aggregate(k, parts, positions, hyper.shape)
+                    spatial = _at(self.spatial_context[k](y_hat_k), positions)
+                params = self._aggregate(k, [spatial, *(_at(c, positions) for c in chan), hyper_at[p]])
                 scales, means = params.chunk(2, 1)
-                if mode == "train":
-                    step_hat = quantize_ste(y_k - means) + means
-                elif mode == "eval":
-                    step_hat = torch.round(y_k - means) + means
+                y_at = None if y_k is None else y_k[..., positions]
+                if mode == "eval":
+                    step_hat = torch.round(y_at - means) + means
+                    params_k = _put(params_k, positions, params)
                 else:
-                    residual = None if y_k is None else y_k - means
-                    symbols = sink(2 * k + p, residual, scales, means, positions)
-                    step_hat = symbols.to(means.dtype) + means
-                y_hat_k = torch.where(positions, step_hat, y_hat_k)
-                params_k = torch.where(positions, params, params_k)
+                    residual = None if y_at is None else y_at - means
+                    step_hat = sink(2 * k + p, residual, scales, means, positions).to(means.dtype) + means
+                y_hat_k = _put(y_hat_k, positions, step_hat)
             decoded.append(y_hat_k)
             if mode != "code":
                 scales_k, means_k = params_k.chunk(2, 1)

@@ -279,16 +279,23 @@ class LatentCodec(nn.Module):
 
     @torch.no_grad()
     def decompress(
-        self, strings: list[bytes], latent_shape: tuple[int, int, int, int], gains: Gains | None
+        self, strings: list[bytes], latent_shape: tuple[int, int, int, int], gains: Gains | None,
+        synthesis: torch.dtype | None = None,
     ) -> Tensor:
-        """Byte strings (one per batch item), (c,t,h,w) and the gains coded at -> L_hat (B,c,t,h,w)."""
+        """Byte strings (one per batch item), (c,t,h,w) and the gains coded at -> L_hat (B,c,t,h,w).
+
+        synthesis: None, or the autocast dtype of g_s alone (torch.bfloat16): y_hat is decoded exactly
+        first, outside autocast; L_hat comes back in the weights' dtype."""
         c, t, h, w = latent_shape
         if c != self.channels:
             raise BitstreamError(f"stream holds {c} latent channels but the model codes {self.channels}")
         self._check_gains(gains)
         p = next(self.parameters())
         y_hat = self.decode_y(strings, t, h, w, gains)
-        return self._synthesis(y_hat.to(p.dtype), gains, len(strings))
+        if synthesis is None:
+            return self._synthesis(y_hat.to(p.dtype), gains, len(strings))
+        with torch.autocast(p.device.type, dtype=synthesis):
+            return self._synthesis(y_hat.to(p.dtype), gains, len(strings)).to(p.dtype)
 
     @torch.no_grad()
     def encode_y(self, y: Tensor, gops: int, gains: Gains | None) -> tuple[Tensor, list[bytes]]:
@@ -315,9 +322,9 @@ class LatentCodec(nn.Module):
         gc_tables = _rans_tables(gc)
 
         def sink(step: int, residual: Tensor, scales: Tensor, means: Tensor, positions: Tensor) -> Tensor:
-            symbols = _symbols(residual)
-            sel = symbols[..., positions].cpu()
-            indexes = _scale_indexes(gc, scales)[..., positions].cpu()
+            symbols = _symbols(residual)  # (n, c, P): the step's positions only
+            sel = symbols.cpu()
+            indexes = _scale_indexes(gc, scales).cpu()
             for i, enc in enumerate(encoders):
                 part = sel[i * t : (i + 1) * t].reshape(-1).numpy()
                 digests[i].update(part)
@@ -351,15 +358,13 @@ class LatentCodec(nn.Module):
         def sink(
             step: int, residual: Tensor | None, scales: Tensor, means: Tensor, positions: Tensor
         ) -> Tensor:
-            indexes = _scale_indexes(gc, scales)[..., positions].cpu()
+            indexes = _scale_indexes(gc, scales).cpu()  # (n, c, P): the step's positions only
             per_gop = indexes.reshape(len(strings), -1).numpy()
             values = np.empty(per_gop.shape, dtype=np.int32)
             for i, (dec, digest) in enumerate(zip(decoders, digests, strict=True)):
                 values[i] = dec.decode_array(per_gop[i], gc_tables)
                 digest.update(values[i])
-            symbols = torch.zeros(scales.shape, dtype=torch.int32)
-            symbols[..., positions] = torch.from_numpy(values).reshape(indexes.shape)
-            return symbols.to(scales.device)
+            return torch.from_numpy(values).reshape(indexes.shape).to(scales.device)
 
         y_hat, _ = self.context.run(None, hyper, gc, "code", sink)
         for (expected, _), dec, digest in zip(opened, decoders, digests, strict=True):

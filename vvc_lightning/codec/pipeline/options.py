@@ -16,6 +16,7 @@ from vvc_lightning.codec.pipeline.container import MATRICES, MAX_GOP, RANGES
 from vvc_lightning.codec.pipeline.sizes import DEFAULT_MAX_MEMORY, parse_bytes
 from vvc_lightning.errors import CodecOptionError, VVCError
 
+SYNTHESES = ("fp32", "bf16")  # precisions of the synthesis side (g_s, the backbone decoder)
 # whole-number fields: (lowest, highest or None, what the value must be, None allowed)
 _WHOLE: dict[str, tuple[int, int | None, str, bool]] = {
     "gop": (1, MAX_GOP, f"1 + 4k frames between 1 and {MAX_GOP} (e.g. 9 or 17)", True),
@@ -47,7 +48,9 @@ class CodecOptions:
     .yuv; quality: rate of a variable-rate model (None: its highest); max_memory: budget in bytes of a pass
     (its GoPs' frames and latent coding, and the backbone), '8G' / '512M' accepted and stored as bytes;
     norm_passes: most whole-frame statistics passes of a tiled run (None: until exact, 0: per-tile
-    statistics); threads: torch threads (None: chosen from the load beside the run).
+    statistics); threads: torch threads (None: chosen from the load beside the run); synthesis: 'fp32', or
+    'bf16': g_s and the backbone decoder under bfloat16 autocast where the device has bfloat16 arithmetic
+    (faster there; pixels differ slightly from fp32, the decoded symbols and the bytes never do).
     Decoding takes gop/overlap/theta/quality/matrix/rng from the file.
     """
 
@@ -63,6 +66,7 @@ class CodecOptions:
     max_memory: int = DEFAULT_MAX_MEMORY
     norm_passes: int | None = None
     threads: int | None = None
+    synthesis: str = "fp32"
 
     def __post_init__(self) -> None:
         for name, (low, high, what, optional) in _WHOLE.items():
@@ -74,6 +78,7 @@ class CodecOptions:
             object.__setattr__(self, "quality", _number("quality", self.quality, math.inf, "a number >= 0"))
         _choice("matrix", self.matrix, MATRICES)
         _choice("rng", self.rng, RANGES)
+        _choice("synthesis", self.synthesis, SYNTHESES)
         object.__setattr__(self, "max_memory", _memory(self.max_memory))
         if self.gop is not None and 2 * self.overlap >= self.gop:
             half = f"must be less than half the GoP ({self.gop}), got {self.overlap}"

@@ -48,6 +48,7 @@ from vvc_lightning.codec.pipeline.memory import MemoryModel, Plan, gop_bytes, pl
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.codec.pipeline.parsed import ParsedStream, parse_stream
 from vvc_lightning.codec.pipeline.protocol import CodingBackbone, CodingModel
+from vvc_lightning.codec.pipeline.synthesis import in_precision, synthesis_dtype
 from vvc_lightning.codec.pipeline.threads import ThreadGovernor
 from vvc_lightning.codec.pipeline.tile_norm import default_overlap, run_on_tiles
 from vvc_lightning.codec.pipeline.tiling import TileGrid, check_tile_options, plan_tiles
@@ -96,6 +97,7 @@ class VideoCodec:
         self.timings: dict[str, float] = {}
         self._plans: dict[tuple[str, int, int, int], Plan] = {}
         self._budget = options.max_memory  # that of the last plan: less where the process may not allocate it
+        self.synthesis = synthesis_dtype(options.synthesis, self.device)  # None: fp32
         GopPlan(1, self.gop, options.overlap, self.stride_t)  # the GoP length against the temporal stride
         if options.tile:
             check_tile_options(options.tile, self.tile_overlap, self.stride_s)
@@ -354,7 +356,7 @@ class VideoCodec:
         payloads = [bind_to_gop(bitstream.read_payload(data, r, label), r.index) for r in records]
         try:
             with batch_invariant(*float_codec_parts(self.model.codec)):
-                latent = self.model.codec.decompress(payloads, header.latent_shape, gains)
+                latent = self.model.codec.decompress(payloads, header.latent_shape, gains, self.synthesis)
         except Exception as exc:  # a damaged payload (or a codec bug): decode GoP by GoP to name the record
             if is_out_of_memory(exc):
                 raise
@@ -373,7 +375,8 @@ class VideoCodec:
             raise
         self._tick("latent_codec", start)
         items = self._plan("decode", header.height, header.width, header.gop).items
-        return self._run_tiles(self.backbone.decode, latent, grid.scaled(self.stride_s), grid, items)
+        decode = in_precision(self.backbone.decode, self.synthesis, self.device)
+        return self._run_tiles(decode, latent, grid.scaled(self.stride_s), grid, items)
 
 
 @dataclass
