@@ -37,14 +37,15 @@ class LoaderStalled(VVCError):
     waits."""
 
 
-def worker_context() -> multiprocessing.context.BaseContext:
+def worker_context(extra: list[str] | tuple[str, ...] = ()) -> multiprocessing.context.BaseContext:
     """The start method of loader workers and of process pools that may decode video: the fork server
-    (torch, PyAV and our readers preloaded once), else spawn."""
+    (torch, PyAV, our readers and the modules `extra` preloaded once, by the call that starts it), else
+    spawn."""
     if "forkserver" in multiprocessing.get_all_start_methods():
         from multiprocessing import forkserver
 
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(PRELOAD)
+        ctx.set_forkserver_preload([*PRELOAD, *extra])
         forkserver.ensure_running()  # the server preloads while the caller goes on
         return ctx
     return multiprocessing.get_context("spawn")

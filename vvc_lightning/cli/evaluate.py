@@ -17,6 +17,10 @@ EPILOG = """examples:
       --preset x265=medium
   python -m vvc_lightning evaluate --data uvg,hevc --root ~/testsets --protocol 96f-ip32 \\
       --model vvc-lean-vr --qualities 0,2,4,7 --baselines x265 --anchor-file VTM-17.0=vtm_anchor.json
+  python -m vvc_lightning evaluate --data clips/ --baselines x265,vvenc --jobs 2 --log-rate -o results/
+  python -m vvc_lightning evaluate --data uvg --root ~/testsets --model vvc-lean-vr --baselines x265 \\
+      --points x265=22,27,32,37 --shard 3/8 -o shards/3   # one of 8 array-job tasks, then:
+  python -m vvc_lightning evaluate --merge shards/* -o results/
 One curve per --ckpt / --model, named after the model or the file (or --ckpt-name). Classic settings:
 ENCODER[-PRESET]-ld|ra (ld: low delay, no B-frames / vvenc's low-delay GOP; ra: the encoder's reordering),
 e.g. x265-medium-ld, x265-veryslow-ld, x265-medium-ra, vvenc-ld, vvenc-ra; a bare x265 / vvenc is
@@ -29,6 +33,8 @@ content, whatever the names) and keeps the rows of curves it does not evaluate a
 
 def register(subparsers: Any) -> None:
     """Add the `evaluate` sub-command."""
+    from vvc_lightning.cli.codec import add_synthesis_option
+
     p = subparsers.add_parser(
         "evaluate",
         help="rate / quality of checkpoints and classic codecs: CSV, JSON, RD plots, BD-rate, HTML",
@@ -36,7 +42,7 @@ def register(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--data", required=True, help="folder / file / glob of videos and .yuv (a class per first "
+    p.add_argument("--data", default=None, help="folder / file / glob of videos and .yuv (a class per first "
                    "folder below it), a config .yaml whose test split gives the sequences, or dataset specs: "
                    "shipped uvg, mcl-jcv, hevc or a spec .yaml, several joined by commas (needs --root)")
     p.add_argument("--root", default=None, metavar="DIR", help="folder holding a dataset spec's files (found "
@@ -115,6 +121,16 @@ def register(subparsers: Any) -> None:
     g.add_argument(
         "--max-memory", default=None, help="memory budget of the backbone passes, e.g. 512M, 8G or bytes"
     )
+    add_synthesis_option(g)
+    w = p.add_argument_group("spread work (cores, machines) and plots")
+    w.add_argument("--jobs", type=int, default=1, help="processes coding and measuring the classic-codec "
+                   "rows (neural rows stay in the main process); the same results as 1 (default 1)")
+    w.add_argument("--shard", default=None, metavar="I/N", help="only the I-th of N slices of the rows (a "
+                   "cluster array job): writes the rows' cache and shard.json into -o; classic points fixed "
+                   "with --points where neural curves are evaluated")
+    w.add_argument("--merge", nargs="+", default=None, metavar="SHARD_DIR", help="join the -o folders of all "
+                   "N shards into the new folder -o: the report of one run (settings from the shards)")
+    w.add_argument("--log-rate", action="store_true", help="RD plots with a logarithmic rate axis")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -124,7 +140,18 @@ def check_options(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from vvc_lightning.errors import VVCError
+    from vvc_lightning.evaluation.parallel import check_jobs
 
+    if args.merge is not None:
+        extra = [f for f, v in (("--data", args.data), ("--shard", args.shard), ("--ckpt", args.ckpt),
+                                ("--model", args.model), ("--baselines", args.baselines)) if v]
+        if extra:
+            raise VVCError(f"--merge takes the data and settings from the shards: leave {', '.join(extra)} "
+                           "out")
+        return
+    if args.data is None:
+        raise VVCError("evaluate needs --data (the sequences to evaluate), or --merge SHARD_DIR... -o OUT")
+    check_jobs(args.jobs)
     for flag, value in (("--frame-stride", args.frame_stride), ("--max-frames", args.max_frames),
                         ("--intra-period", args.intra_period)):
         if value is not None and value < 1:
@@ -143,7 +170,8 @@ def codec_options_from_args(args: argparse.Namespace) -> Any:
     from vvc_lightning.cli.codec import codec_options
 
     return codec_options(gop=args.gop, overlap=args.overlap, theta=args.theta, batch=args.batch,
-                         tile=args.tile, max_memory=args.max_memory, matrix=args.matrix, rng=args.rng)
+                         tile=args.tile, max_memory=args.max_memory, matrix=args.matrix, rng=args.rng,
+                         synthesis=args.synthesis)
 
 
 def check_device(device: str) -> None:
@@ -172,6 +200,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     """EvalOptions from parsed arguments."""
     from vvc_lightning.evaluation.harness import EvalOptions
     from vvc_lightning.evaluation.inputs import parse_mapping, parse_points
+    from vvc_lightning.evaluation.shards import parse_shard
 
     points = {k: parse_points(v, k) for k, v in parse_mapping(args.points, "--points").items()}
     return EvalOptions(
@@ -198,6 +227,9 @@ def options_from_args(args: argparse.Namespace) -> Any:
         protocol=args.protocol,
         classes=[c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None,
         anchor_files=list(args.anchor_file),
+        jobs=args.jobs,
+        shard=parse_shard(args.shard) if args.shard is not None else None,
+        log_rate=args.log_rate,
     )
 
 
@@ -227,10 +259,17 @@ def run(args: argparse.Namespace) -> int:
 
     from vvc_lightning.cli.codec import cli_wording
     from vvc_lightning.evaluation.harness import evaluate
+    from vvc_lightning.evaluation.merge import merge
 
     check_options(args)
     with cli_wording():
-        paths = evaluate(options_from_args(args))
+        if args.merge is not None:
+            paths = merge(args.merge, args.out, progress=not args.no_progress)
+        else:
+            paths = evaluate(options_from_args(args))
+    if "shard" in paths:
+        print(f"shard:   {paths['shard']} (join the folders of all shards: evaluate --merge DIR... -o OUT)")
+        return 0
     print(f"results: {paths['csv']}  {paths['json']}")
     print(f"report:  {paths['html']}")
     import csv

@@ -10,7 +10,7 @@ from vvc_lightning.evaluation.classes import class_bd_rates
 
 def class_report(out: Path, rows: list[dict], external: list[dict], groups: dict[str, str],
                  files: dict[str, str], anchor: str | None, keys: list[str],
-                 info: dict) -> tuple[dict[str, Path], list[dict], list[dict]]:
+                 info: dict, log_rate: bool = False) -> tuple[dict[str, Path], list[dict], list[dict]]:
     """anchors/CODEC.json for every codec evaluated, rd_classes/CLASS_METRIC.{png,pdf,svg}, and with an
     anchor BD-rate tables per class (the anchor-file curves in `external` matched to the sequences
     evaluated) and per sequence. Returns the paths written and the (per class and Average, per sequence)
@@ -28,7 +28,7 @@ def class_report(out: Path, rows: list[dict], external: list[dict], groups: dict
                                                      files)
     curves = rows + align(external, groups, files)
     hib = {k: bool(info.get(k, {}).get("higher_is_better", True)) for k in keys}
-    paths.update(plot_classes(out / "rd_classes", curves, groups, keys, hib))
+    paths.update(plot_classes(out / "rd_classes", curves, groups, keys, hib, log_rate))
     if anchor is None:
         return paths, [], []
     per_class, per_seq = class_bd_rates(curves, anchor, groups, keys, hib)

@@ -17,7 +17,10 @@ from vvc_lightning.evaluation.qp_search import Search, Target, search_points, sp
 
 
 def run_rows(harness: Any, jobs: list[tuple[CodecSpec, Any, Sequence]], bar: Any) -> list[dict]:
-    """The rows of (spec, point, sequence) jobs, cached or coded, counted on the progress bar."""
+    """The rows of (spec, point, sequence) jobs, cached or coded, counted on the progress bar (with
+    `--jobs`, the classic ones started at once in the worker processes, `parallel`)."""
+    if hasattr(harness, "prefetch"):
+        harness.prefetch(jobs)
     rows = []
     for spec, point, seq in jobs:
         bar.set_postfix_str(f"{spec.name} {spec.point_label(point)} {seq.name}")
@@ -54,7 +57,11 @@ def classic_points(harness: Any, specs: list[CodecSpec], neural_rows: list[dict]
             bar.total = (bar.total or 0) + 1
             return run_rows(harness, [(spec, qp, by_name[seq])], bar)[0]
 
+        if hasattr(harness, "probe_ahead"):  # --jobs: every sequence's probes at once
+            harness.probe_ahead(spec, targets, by_name)
         search = search_points(spec.name, spec.point_range, targets, lambda s, q: float(row_at(s, q)["bpp"]))
+        if hasattr(harness, "prefetch"):  # the points chosen, on every sequence, before they are extended
+            harness.prefetch([(spec, q, seq) for q in search.points for seq in seqs])
         extend_for_quality(search, spec.point_range, neural_rows, harness.keys, harness.info, row_at)
         spec.points = search.points
         searches[spec.name] = search

@@ -23,7 +23,7 @@ import numpy as np
 
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.errors import VVCError
-from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, baseline_spec, neural_specs
+from vvc_lightning.evaluation.inputs import CodecSpec, Sequence, build_specs, points_of
 from vvc_lightning.evaluation.planes import colour_path, colour_protocol
 from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
@@ -59,6 +59,10 @@ class EvalOptions:
     protocol: str | None = None  # 96f-ip32 | 96f-ip96 | all-ip-1: coded frames and intra period
     classes: list[str] | None = None  # a dataset spec's classes to evaluate (default: all)
     anchor_files: list[str] = field(default_factory=list)  # curves read from anchor files: FILE or NAME=FILE
+    jobs: int = 1  # processes coding and measuring the classic rows (`parallel`)
+    shard: tuple[int, int] | None = None  # (I, N): only the I-th of N slices of the rows (`shards`)
+    cached_only: bool = False  # every row must come from the cache (`shards.merge`)
+    log_rate: bool = False  # RD plots with a logarithmic rate axis
 
 
 def _digest(obj: Any) -> str:
@@ -134,6 +138,13 @@ class Harness:
         return {**row, "codec": spec.name, "label": spec.label, "kind": spec.kind, "point": str(point),
                 "point_label": spec.point_label(point), "sequence": seq.name}
 
+    def cached(self, key: str) -> tuple[dict | None, list[str]]:
+        """A row's cache entry (None: none) and the metrics it lacks under today's protocols."""
+        row = self._load(key)
+        done = {} if row is None else row.get("protocol", {})
+        return row, [k for k in self.keys
+                     if row is None or k not in row["metrics"] or done.get(k) != self.protocol[k]]
+
     def _load(self, key: str) -> dict | None:
         path = self.cache / "rows" / f"{key}.json"
         try:
@@ -164,13 +175,12 @@ class Harness:
         from vvc_lightning.metrics.base import check_sequences, frames_to_u8
 
         key = self.row_key(spec, point, seq)
-        row = self._load(key)
-        done = {} if row is None else row.get("protocol", {})
-        missing = [
-            k for k in self.keys if row is None or k not in row["metrics"] or done.get(k) != self.protocol[k]
-        ]
+        row, missing = self.cached(key)
         if row is not None and not missing and (self.cache / "crops" / f"{key}.png").is_file():
             return self.named(row, spec, point, seq)
+        if self.opts.cached_only:
+            raise VVCError(f"--merge: the shards hold no finished row {spec.name} {spec.point_label(point)} "
+                           f"of {seq.name} (its shard's cache is incomplete); run that shard again")
         work = self.cache / "work" / key
         coded = spec.run(seq, point, work)
         what = f"{spec.name} {point} {seq.name}"
@@ -275,35 +285,6 @@ def save_crop(path: Path, frames: np.ndarray) -> None:
     write_bytes_atomic(path, encode_png(f[t : t + ch, lft : lft + cw]))
 
 
-def build_specs(opts: EvalOptions, settings: list[Any] | None = None) -> list[CodecSpec]:
-    """The codec curves to run: one per neural model, then each classic setting (`settings.Setting`)."""
-    from vvc_lightning.evaluation.settings import parse_settings
-
-    settings = parse_settings(opts.baselines, opts.presets) if settings is None else settings
-    specs = []
-    if opts.ckpts:
-        codec = replace(opts.codec, matrix=opts.matrix, rng=opts.rng)
-        names = [opts.ckpt_name] if isinstance(opts.ckpt_name, str) else opts.ckpt_name
-        specs += neural_specs(opts.ckpts, names, codec, opts.device, opts.qualities)
-    for st in settings:
-        specs.append(baseline_spec(st.encoder, _points_of(opts.points, st), st.preset, opts.intra_period,
-                                   opts.matrix, opts.rng, st.structure, st.name))
-    if not specs:
-        raise VVCError("nothing to evaluate: give --ckpt and/or --baselines (e.g. --baselines x265,vvenc)")
-    names = [s.name for s in specs]
-    if len(set(names)) != len(names):
-        raise VVCError(f"codec names repeat ({names}); use --ckpt-name to rename a neural curve")
-    unknown = set(opts.points) - {n for st in settings for n in (st.name, st.alias)}
-    if unknown:
-        raise VVCError(f"--points names codecs not in --baselines: {', '.join(sorted(unknown))}")
-    return specs
-
-
-def _points_of(points: dict[str, list[int]], setting: Any) -> list[int] | None:
-    """The --points given for a setting, by its name or the bare encoder name it was asked for by."""
-    return points.get(setting.name) or (points.get(setting.alias) if setting.alias else None)
-
-
 def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
     """Versions, colour protocol, metric protocols, codec identities, hardware, options."""
     import torch
@@ -339,18 +320,34 @@ def meta(harness: Harness, specs: list[CodecSpec], opts: EvalOptions) -> dict:
 
 
 def evaluate(opts: EvalOptions) -> dict[str, Path]:
-    """Run the whole evaluation and write every output; returns the output paths by name."""
+    """Run the whole evaluation and write every output (with `opts.shard`: that slice's rows and cache,
+    `shards`); returns the output paths by name."""
+    import contextlib
+
+    from vvc_lightning.evaluation.parallel import check_jobs, start_server
+    from vvc_lightning.evaluation.shards import check_slice
+
+    check_slice(opts.shard)
+    start_server(check_jobs(opts.jobs))
+    with contextlib.ExitStack() as stack:
+        return _evaluate(opts, stack)
+
+
+def _evaluate(opts: EvalOptions, stack: Any) -> dict[str, Path]:
+    """`evaluate`, its worker processes (`--jobs`) stopped when `stack` closes."""
     from tqdm import tqdm
 
     from vvc_lightning.evaluation import ledger, report
     from vvc_lightning.evaluation.class_report import class_report
     from vvc_lightning.evaluation.classes import read_anchor_curves
     from vvc_lightning.evaluation.comparison import bd_table, classic_points, run_rows, summarize
+    from vvc_lightning.evaluation.parallel import pooled
     from vvc_lightning.evaluation.settings import parse_settings, resolve_anchor
+    from vvc_lightning.evaluation.shards import check_shardable, run_shard
     from vvc_lightning.evaluation.testset_data import prepare
     from vvc_lightning.metrics.base import say_once
 
-    out = make_dirs(opts.out)
+    asked, out = opts, make_dirs(opts.out)
     data = prepare(opts.data, opts.root, opts.protocol, opts.classes, opts.max_frames, opts.intra_period)
     external = read_anchor_curves(opts.anchor_files)
     file_curves = list(dict.fromkeys(r["codec"] for r in external))
@@ -366,14 +363,19 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
         raise VVCError(
             f"--anchor '{anchor}' is not one of the codecs evaluated ({', '.join(s.name for s in specs)})"
         )
+    given = {st.name for st in settings if points_of(opts.points, st)}
+    check_shardable(opts.shard, specs, given)
     seqs = data.load(opts.matrix, opts.rng)
-    harness = Harness(opts)
+    harness = stack.enter_context(pooled(Harness(opts), opts.jobs))
     notes = harness.notes(seqs) + harness.use_planes(seqs)
+    if opts.shard is not None:
+        return run_shard(harness, specs, seqs, asked)
+    if opts.jobs > 1:
+        harness.start_fixed(specs, seqs, given)
     neural = [(s, p, q) for s in specs if s.kind == "neural" for p in s.points for q in seqs]
     with tqdm(total=len(neural), desc="evaluate", unit="row", disable=not opts.progress) as bar:
         rows = run_rows(harness, neural, bar)
         kept = ledger.kept_rows(ledger.previous_rows(out), rows, specs)  # earlier runs' other curves
-        given = {st.name for st in settings if _points_of(opts.points, st)}
         searches = classic_points(harness, specs, rows + ledger.on_sequences(kept, seqs), seqs, given, bar)
         classic = [(s, p, q) for s in specs if s.kind != "neural" for p in s.points for q in seqs]
         bar.total = (bar.total or 0) + len(classic)
@@ -387,12 +389,13 @@ def evaluate(opts: EvalOptions) -> dict[str, Path]:
     bd = bd_table(harness, specs, current, summary, anchor)
     class_anchor = class_anchor or (file_curves[0] if file_curves else anchor)
     class_paths, per_class, per_seq = class_report(out, current, external, data.groups, data.files,
-                                                   class_anchor, harness.keys, harness.info)
+                                                   class_anchor, harness.keys, harness.info, opts.log_rate)
     info = {**meta(harness, specs, opts), "test_set": data.describe(), "bd_rate_classes": per_class,
             "bd_rate_sequences": per_seq, "anchor": anchor, "metric_labels": harness.labels,
             "qp_search": {k: v.as_dict() for k, v in searches.items()}, "notes": notes}
     info["colour"].update(colour_protocol(opts.matrix, opts.rng, seqs))
-    paths = report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops")
+    paths = report.write_all(out, rows, summary, bd, info, harness.keys, seqs, harness.cache / "crops",
+                             opts.log_rate)
     paths = {**paths, **class_paths}
     ledger.tidy(out, paths.values())
     return paths

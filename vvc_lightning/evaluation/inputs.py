@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -239,6 +239,36 @@ def neural_specs(ckpts: list[str], names: list[str] | None = None, options: Code
     return [curve(name) for name in groups]
 
 
+def build_specs(opts: Any, settings: list[Any] | None = None) -> list[CodecSpec]:
+    """The codec curves of `opts` (`harness.EvalOptions`) to run: one per neural model, then each classic
+    setting (`settings.Setting`)."""
+    from vvc_lightning.evaluation.settings import parse_settings
+
+    settings = parse_settings(opts.baselines, opts.presets) if settings is None else settings
+    specs = []
+    if opts.ckpts:
+        codec = replace(opts.codec, matrix=opts.matrix, rng=opts.rng)
+        names = [opts.ckpt_name] if isinstance(opts.ckpt_name, str) else opts.ckpt_name
+        specs += neural_specs(opts.ckpts, names, codec, opts.device, opts.qualities)
+    for st in settings:
+        specs.append(baseline_spec(st.encoder, points_of(opts.points, st), st.preset, opts.intra_period,
+                                   opts.matrix, opts.rng, st.structure, st.name))
+    if not specs:
+        raise VVCError("nothing to evaluate: give --ckpt and/or --baselines (e.g. --baselines x265,vvenc)")
+    names = [s.name for s in specs]
+    if len(set(names)) != len(names):
+        raise VVCError(f"codec names repeat ({names}); use --ckpt-name to rename a neural curve")
+    unknown = set(opts.points) - {n for st in settings for n in (st.name, st.alias)}
+    if unknown:
+        raise VVCError(f"--points names codecs not in --baselines: {', '.join(sorted(unknown))}")
+    return specs
+
+
+def points_of(points: dict[str, list[int]], setting: Any) -> list[int] | None:
+    """The --points given for a setting, by its name or the bare encoder name it was asked for by."""
+    return points.get(setting.name) or (points.get(setting.alias) if setting.alias else None)
+
+
 def parse_mapping(items: list[str] | None, what: str) -> dict[str, str]:
     """['x265=27,32', 'vvenc=30'] -> {'x265': '27,32', 'vvenc': '30'}."""
     out = {}
@@ -266,6 +296,7 @@ __all__ = [
     "CodecSpec",
     "Sequence",
     "baseline_spec",
+    "build_specs",
     "load_sequences",
     "neural_specs",
     "parse_mapping",

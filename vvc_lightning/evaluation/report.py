@@ -75,30 +75,18 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def plot_rd(path: Path, summary: list[dict], key: str, info: dict, title: str) -> None:
-    """RD curve of metric `key` against bpp, one line per curve, named as the curve (model or setting)."""
-    import matplotlib
-
-    from vvc_lightning.evaluation.class_plots import unit
-    from vvc_lightning.evaluation.tables import label
-
-    matplotlib.use("Agg")
+def plot_rd(path: Path, summary: list[dict], key: str, info: dict, title: str,
+            log_rate: bool = False) -> None:
+    """RD curve of metric `key` against bpp (a logarithmic axis with `log_rate`), one line per curve, named
+    as the curve (model or setting)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
-    for codec in dict.fromkeys(s["codec"] for s in summary):
-        pts = sorted((s["bpp"], s[key]) for s in summary
-                     if s["codec"] == codec and isinstance(s.get(key), int | float) and math.isfinite(s[key]))
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=codec)
-    arrow = "higher is better" if info.get("higher_is_better", True) else "lower is better"
-    ax.set_xlabel("rate (bpp)")
-    ax.set_ylabel(f"{label(key)}{unit(key)}, {arrow}")
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    if ax.lines:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
+    from vvc_lightning.evaluation.class_plots import rd_figure
+
+    curves = {codec: sorted((s["bpp"], s[key]) for s in summary if s["codec"] == codec
+                            and isinstance(s.get(key), int | float) and math.isfinite(s[key]))
+              for codec in dict.fromkeys(s["codec"] for s in summary)}
+    fig = rd_figure(curves, key, info.get("higher_is_better", True), title, log_rate)
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     plt.close(fig)
@@ -213,8 +201,9 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
 
 
 def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], meta: dict, keys: list[str],
-              seqs: list, crops_dir: Path) -> dict[str, Path]:
-    """Write every output of an evaluation into `out`; returns {name: path}."""
+              seqs: list, crops_dir: Path, log_rate: bool = False) -> dict[str, Path]:
+    """Write every output of an evaluation into `out` (RD plots on a log rate axis with `log_rate`); returns
+    {name: path}."""
     paths = {"csv": out / "results.csv", "json": out / "results.json", "summary": out / "summary.csv",
              "bdrate": out / "bdrate.csv", "speed": out / "speed.csv", "html": out / "report.html"}
     row_cols = list(ROW_COLUMNS) + keys + list(ROW_INFO)
@@ -236,7 +225,7 @@ def write_all(out: Path, rows: list[dict], summary: list[dict], bd: list[dict], 
     plots = {}
     for k in keys:
         p = out / f"rd_{k}.png"
-        plot_rd(p, summary, k, meta["metrics"].get(k, {}), f"mean over {len(seqs)} sequence(s)")
+        plot_rd(p, summary, k, meta["metrics"].get(k, {}), f"mean over {len(seqs)} sequence(s)", log_rate)
         plots[k], paths[f"rd_{k}"] = p.name, p
     crops: dict[str, list[tuple[str, str]]] = {}
     make_dirs(out / "crops")
