@@ -96,7 +96,7 @@ def test_plugin_backbone_is_listed_and_trains_a_step(tmp_path):
     site = make_plugin_distribution(tmp_path / "site")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
     listing = subprocess.run(
-        [sys.executable, "-m", "vvc_lightning", "backbones", "--size", "64x64"],
+        [sys.executable, "-m", "vvc_lightning", "backbones", "--no-macs"],  # MACs: tests/cli/test_main.py
         capture_output=True,
         text=True,
         env=env,

@@ -143,8 +143,8 @@ def test_coding_twice_gives_the_same_bytes_and_frames(tiny_config, bikes_frames,
     config = apply_overrides(tiny_config.copy(), [f"model.backbone.name={backbone}"])
     model = VideoCompressionModel(config).eval()
     video = Video(small_clip(bikes_frames, 9, 32, 48), 25)
-    codec = VideoCodec(model, tile=0)
+    codec = VideoCodec(model, tile=0, threads=1)  # float convolutions may round otherwise on other threads
     data = codec.encode(video)
     assert codec.encode(video) == data
     first = codec.decode(data).frames
-    assert np.array_equal(VideoCodec(model, tile=0, batch=1).decode(data).frames, first)
+    assert np.array_equal(VideoCodec(model, tile=0, batch=1, threads=1).decode(data).frames, first)

@@ -9,6 +9,7 @@ import sys
 import pytest
 import torch
 
+from tests.conftest import one_thread
 from vvc_lightning.codec.entropy.context_model import default_groups
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
 from vvc_lightning.errors import BitstreamError
@@ -27,10 +28,19 @@ def trained_codec() -> LatentCodec:
     """A small codec trained briefly (rate + latent MSE) on smooth latents."""
     torch.manual_seed(0)
     codec = LatentCodec(channels=16, transform_blocks=1)
+    with one_thread():  # small tensors: one thread is faster, and far faster beside another busy process
+        _train(codec)
+    codec.eval()
+    codec.update_tables(force=True)
+    return codec
+
+
+def _train(codec: LatentCodec) -> None:
+    """50 steps of rate + latent MSE on smooth latents (enough for the rate estimate to be meaningful)."""
     main = torch.optim.Adam(codec.main_parameters(), lr=2e-3)
     aux = torch.optim.Adam(codec.aux_parameters(), lr=1e-2)
     codec.train()
-    for step in range(150):
+    for step in range(50):
         latent = smooth_latent(4, 16, 3, 16, 16, seed=step)
         out = codec(latent, None)
         pixels = 4 * 9 * 128 * 128
@@ -41,9 +51,6 @@ def trained_codec() -> LatentCodec:
         (loss + codec.aux_loss()).backward()
         main.step()
         aux.step()
-    codec.eval()
-    codec.update_tables(force=True)
-    return codec
 
 
 def test_default_groups_follow_elic_and_sum_to_channels():

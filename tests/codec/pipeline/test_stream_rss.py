@@ -87,6 +87,7 @@ def assert_flat(short: int, long: int, what: str) -> None:
         f"({short / 2**20:.0f} -> {long / 2**20:.0f} MiB)")
 
 
+@pytest.mark.slow  # minutes on 2 cores; benchmarks/bench_stream_rss.py measures the same at 1080p
 def test_compress_and_decompress_peak_rss_is_flat_in_the_sequence_length(tmp_path):
     peaks: dict[str, list[int]] = {"compress": [], "decompress": []}
     for n in (SHORT, LONG):

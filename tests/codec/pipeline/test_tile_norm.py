@@ -58,6 +58,7 @@ def test_owned_boxes_partition_the_plane(scale):
 
 
 # ------------------------------------------------------------------------------- shared norms
+@pytest.mark.slow  # a minute on 2 cores; the lean backbone's tiled run is in the default suite
 @pytest.mark.parametrize("name, kw", [
     ("cv_vae_causal", dict(width=8, latent_channels=8, enc_blocks=1, dec_blocks=1)),  # GroupNorm, attention
 ])
