@@ -56,6 +56,7 @@ class Source:
     epoch: int = 0
     record: dict[str, Any] | None = None
     entry: Any = None  # the ZooEntry of a zoo model
+    init: str | None = None  # the model.init a `fit` checkpoint's run started from (its config holds null)
 
 
 # ------------------------------------------------------------------------------------------ reading
@@ -140,15 +141,17 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _from_fit(ckpt: dict[str, Any], path: Path) -> Source:
-    cfg = for_stored_weights(from_container(ckpt["hyper_parameters"]["config"]))
+    stored = from_container(ckpt["hyper_parameters"]["config"])
+    init = stored.model.get("init")
     return Source(
         "checkpoint",
-        cfg,
+        for_stored_weights(stored),
         ckpt["state_dict"],
         str(path.resolve()),
         f"checkpoint '{path}'",
         int(ckpt.get("global_step", 0)),
         int(ckpt.get("epoch", 0)),
+        init=str(init) if init else None,
     )
 
 

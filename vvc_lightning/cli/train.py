@@ -64,4 +64,18 @@ def run_eval(args: argparse.Namespace) -> int:
         print(f"{args.split} results (dataloader {i}):")
         for k, v in sorted(res.items()):
             print(f"  {k:28s} {v:.6g}")
+    if args.split == "test" and results:
+        _print_before_after(args.ckpt, args.overrides, results[0])
     return 0
+
+
+def _print_before_after(ckpt: str, overrides: list[str], after: dict[str, float]) -> None:
+    """A run that started from a trained model (model.init): that model's test figures beside these."""
+    from vvc_lightning.training.before_after import before_after_table, start_model, test_start_model
+    from vvc_lightning.training.trainer import stored_config
+
+    cfg, source = stored_config(ckpt, overrides)
+    spec = start_model(source, cfg)
+    before = test_start_model(cfg, spec) if spec else None
+    if before:
+        print(before_after_table(spec, ckpt, before, after))

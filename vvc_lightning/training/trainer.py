@@ -160,12 +160,24 @@ def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) ->
     """Run `validate` or `test` on a trained model (any spec the loader takes) with its stored config (plus
     `overrides`), in the stage it was taken at, so validate uses that stage's loss. `test` writes its
     results per sequence and quality into the run folder (`test_step.write_results`)."""
-    from vvc_lightning.config import stage_index
-    from vvc_lightning.loader import build
-    from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.training.test_step import write_results
 
     cfg, source = stored_config(ckpt, overrides)
+    if split == "validate":
+        return run_split(split, source, cfg)[0]
+    results, model, trainer = run_split(split, source, cfg)
+    if trainer.is_global_zero:
+        folder = Path(ckpt).parent if Path(ckpt).is_file() else Path(str(cfg.run_dir))
+        write_results(folder, model.test_rows, results, cfg, ckpt)
+    return results
+
+
+def run_split(split: str, source: Any, cfg: DictConfig) -> tuple[list[dict[str, float]], Any, pl.Trainer]:
+    """(results, module, trainer) of `validate` or `test` of the model a loader `source` holds, by `cfg`."""
+    from vvc_lightning.config import stage_index
+    from vvc_lightning.loader import build
+    from vvc_lightning.training.model import VideoCompressionModel
+
     model = VideoCompressionModel.from_model(build(source), cfg)
     model.stage = cfg.stages[stage_index(cfg.stages, source.step, source.epoch)]
     model.eval()
@@ -173,10 +185,5 @@ def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) ->
     # test shows its own progress per sequence (frames of each pass), not Lightning's bar of sequences
     bar = {"enable_progress_bar": False} if split == "test" else {}
     trainer = build_trainer(cfg, logger=False, devices=1, strategy="auto", **bar)
-    if split == "validate":
-        return trainer.validate(model, datamodule=datamodule, verbose=False)
-    results = trainer.test(model, datamodule=datamodule, verbose=False)
-    if trainer.is_global_zero:
-        folder = Path(ckpt).parent if Path(ckpt).is_file() else Path(str(cfg.run_dir))
-        write_results(folder, model.test_rows, results, cfg, ckpt)
-    return results
+    run = trainer.validate if split == "validate" else trainer.test
+    return run(model, datamodule=datamodule, verbose=False), model, trainer
