@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from vvc_lightning.codec.entropy.gain import quality_label
 from vvc_lightning.codec.pipeline.gop import GopBlender, GopPlan, iter_gops
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-from vvc_lightning.loader import load
 from vvc_lightning.metrics import VideoMetrics
+from vvc_lightning.store.loader import load
 from vvc_lightning.video.video_io import frames_to_tensor, read_video, tensor_to_frames
 
 VIDEO_SUFFIXES = (".y4m", ".mp4", ".mkv", ".avi", ".mov", ".yuv")

@@ -32,9 +32,9 @@ MODEL = "vvc-lean-vr"
 PROBE = """
 import json, time
 t0 = time.perf_counter()
-import vvc_lightning.cli.main, vvc_lightning.codec.pipeline.files, vvc_lightning.loader
+import vvc_lightning.cli.main, vvc_lightning.codec.pipeline.files, vvc_lightning.store.loader
 t1 = time.perf_counter()
-vvc_lightning.loader.load("zoo:MODEL")
+vvc_lightning.store.loader.load("zoo:MODEL")
 t2 = time.perf_counter()
 print(json.dumps({"imports_s": round(t1 - t0, 3), "load_model_s": round(t2 - t1, 3)}))
 """.replace("MODEL", MODEL)

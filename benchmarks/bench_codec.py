@@ -46,7 +46,7 @@ def _frames(n: int, h: int, w: int) -> np.ndarray:
 def _model(backbone: str):
     import torch
 
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(0)

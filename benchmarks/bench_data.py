@@ -119,7 +119,7 @@ def bench_model(root: Path, steps: int) -> dict:
     """Training steps/s of the quickstart config (as `fit --config quickstart_scratch.yaml` builds it)."""
     import lightning.pytorch as pl
 
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.training.trainer import fit
 
     class Timer(pl.Callback):

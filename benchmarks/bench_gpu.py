@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
 from vvc_lightning.training.model import VideoCompressionModel
 
 DEV = "cuda" if torch.cuda.is_available() else "cpu"

@@ -35,7 +35,7 @@ def _case(backbone: str, width: int, height: int, batch: int) -> dict:
 
     import vvc_lightning
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.video.video_io import Video, read_video
 

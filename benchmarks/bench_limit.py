@@ -64,7 +64,7 @@ def _codec() -> tuple[Any, Any, float | None]:
     from vvc_lightning.cli.codec import default_quality
     from vvc_lightning.codec.pipeline.options import CodecOptions
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.loader import build, resolve
+    from vvc_lightning.store.loader import build, resolve
 
     source = resolve(MODEL)
     model = build(source).eval()

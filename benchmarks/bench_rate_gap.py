@@ -32,7 +32,7 @@ from vvc_lightning.codec.entropy.latent_codec import _scale_indexes, _symbols
 from vvc_lightning.codec.entropy.symbol_check import DIGEST_SIZE
 from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-from vvc_lightning.loader import load
+from vvc_lightning.store.loader import load
 from vvc_lightning.video.video_io import read_video
 
 BYPASS_BITS = 4  # CompressAI's rANS codes escapes in 4-bit bypass digits

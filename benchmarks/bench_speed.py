@@ -54,11 +54,11 @@ def _frames(width: int, height: int, count: int):
 def _model(backbone: str):
     import torch
 
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.training.model import VideoCompressionModel
 
     if backbone == "zoo":
-        from vvc_lightning.loader import load
+        from vvc_lightning.store.loader import load
 
         return load("zoo:vvc-lean-vr").eval()
     torch.manual_seed(0)

@@ -33,7 +33,7 @@ ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_ARENA_MAX": "1"}
 
 CHILD = r"""
 import sys, torch
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
 from vvc_lightning.training.model import VideoCompressionModel
 from vvc_lightning.codec.pipeline.files import compress_file, decompress_file
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec

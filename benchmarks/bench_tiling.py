@@ -40,7 +40,7 @@ name, kw, side, size = sys.argv[1], eval(sys.argv[2]), sys.argv[3], int(sys.argv
 from vvc_lightning.codec.pipeline.memory import MemoryModel
 from vvc_lightning.registry import BACKBONES
 if name == "zoo":
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
     bb = load("zoo:vvc-lean-vr").backbone.eval()
 else:
     torch.manual_seed(0)
@@ -114,7 +114,7 @@ def agreement(quick: bool) -> list[dict]:
         rows.append(_row(f"{name} random {kw} {n}x{h}x{w} tile {tile}/{ov}", src, runs))
     if quick:
         return rows
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
 
     model = load("zoo:vvc-lean-vr").eval()
     for h, w, tile, ov in ZOO:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from vvc_lightning.complexity import count_parameters, macs_per_frame
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
 from vvc_lightning.training.model import VideoCompressionModel
 
 SETTINGS = {

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from throughput_env import chip_peaks, machine, write_smoke_data  # noqa: E402
 
 from vvc_lightning.complexity import count_parameters, macs_per_frame  # noqa: E402
-from vvc_lightning.config import load_config, section_kwargs  # noqa: E402
+from vvc_lightning.configuration.config import load_config, section_kwargs  # noqa: E402
 from vvc_lightning.errors import VVCError  # noqa: E402
 from vvc_lightning.registry import DATAMODULES  # noqa: E402
 from vvc_lightning.training.model import VideoCompressionModel  # noqa: E402

@@ -43,7 +43,7 @@ def gpu_train() -> Any:
 
 def default_models_dir() -> Path:
     """The repository's models folder when run from the repository root, else the installed package's."""
-    from vvc_lightning.zoo import packaged_dir
+    from vvc_lightning.store.zoo import packaged_dir
 
     here = Path("vvc_lightning/assets/models")
     return here if here.is_dir() else packaged_dir()
@@ -149,7 +149,7 @@ def train(
     """Continue the model inside the time left; (config, final checkpoint, global step reached, seconds)."""
     from omegaconf import OmegaConf
 
-    from vvc_lightning.config import apply_overrides, load_config
+    from vvc_lightning.configuration.config import apply_overrides, load_config
     from vvc_lightning.errors import VVCError
 
     rec_cfg = out / "record_config.yaml"
@@ -191,9 +191,9 @@ def train(
 def run(args: argparse.Namespace) -> int:
     """The whole campaign; returns the exit code."""
     from vvc_lightning.cli.evaluate import parse_qualities
-    from vvc_lightning.export import export_model
+    from vvc_lightning.store.export import export_model
+    from vvc_lightning.store.zoo import attach_curve
     from vvc_lightning.training import campaign as cp
-    from vvc_lightning.zoo import attach_curve
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -42,7 +42,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda", help="the second device (cpu here only tests the script)")
     args = ap.parse_args()
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
     from vvc_lightning.video.video_io import read_video
 
     cpu_model = load(args.ckpt).eval()

@@ -90,7 +90,7 @@ def seconds_per_step(cfg, steps: int, skip: int) -> float:
     """Median-free mean seconds per joint-stage step after `skip` warm-up steps (data loading included)."""
     from omegaconf import OmegaConf
 
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
 
     fit = fit_function()
     probe = apply_overrides(
@@ -232,7 +232,7 @@ def main() -> None:
 
     import torch
 
-    from vvc_lightning.config import apply_overrides, load_config, to_yaml
+    from vvc_lightning.configuration.config import apply_overrides, load_config, to_yaml
 
     fit = fit_function()
 

@@ -63,7 +63,7 @@ def small_clip(frames: np.ndarray, n: int, h: int, w: int, y0: int = 100, x0: in
 @pytest.fixture(scope="session")
 def tiny_config():
     """The quickstart config shrunk for tests (width 8, c=16, MS-SSIM loss so no perceptual weights)."""
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
 
     return load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES)
 
@@ -82,7 +82,7 @@ def tiny_model(tiny_config):
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory, tiny_config) -> Path:
     """A real checkpoint written by `fit` (4 steps of the tiny quickstart)."""
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
     from vvc_lightning.training.trainer import fit
 
     run_dir = tmp_path_factory.mktemp("tiny_run")

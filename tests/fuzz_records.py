@@ -37,9 +37,9 @@ def make_entry(folder: Path, name: str, seed: int = 0) -> Path:
 
     from tests.conftest import TINY_OVERRIDES
     from vvc_lightning import __version__
-    from vvc_lightning.config import load_config
-    from vvc_lightning.export import export_model
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.model import CompressionModel
+    from vvc_lightning.store.export import export_model
 
     torch.manual_seed(seed)
     cfg = load_config(["quickstart_scratch.yaml"], TINY_OVERRIDES + VR)
@@ -238,8 +238,8 @@ def _check_in_child(folder: Path, good_identity: str) -> tuple[str, str]:
     """(result, detail) of listing the folder and loading both entries."""
 
     from vvc_lightning.errors import VVCError
-    from vvc_lightning.loader import load
-    from vvc_lightning.zoo import ENV, find_for_header, get_entry, list_models
+    from vvc_lightning.store.loader import load
+    from vvc_lightning.store.zoo import ENV, find_for_header, get_entry, list_models
 
     os.environ[ENV] = str(folder)
     try:
@@ -297,7 +297,7 @@ def fuzz(count: int, seed: int = 0) -> list[Outcome]:
     import tests.conftest  # noqa: F401  (it sets the thread count on import)
 
     torch.set_num_threads(1)  # no OpenMP pool: forking stays safe
-    logging.getLogger("vvc_lightning.zoo").setLevel(logging.ERROR)  # the skip warnings: tested elsewhere
+    logging.getLogger("vvc_lightning.store.zoo").setLevel(logging.ERROR)  # skip warnings: tested elsewhere
     rng = random.Random(seed)
     outcomes = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -306,7 +306,7 @@ def fuzz(count: int, seed: int = 0) -> list[Outcome]:
         bad_rec = make_entry(source, "bad", seed=1)
         good_identity = json.loads(good_rec.read_bytes())["identity"]
         os.environ["VVC_LIGHTNING_MODELS"] = str(source)
-        from vvc_lightning.loader import load
+        from vvc_lightning.store.loader import load
 
         assert roundtrip(load("good"))  # compiles the coder's kernels once, before the children fork
         named = sorted(NAMED_RECORDS)

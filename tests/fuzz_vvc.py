@@ -47,7 +47,7 @@ def make_model_and_stream(seed: int = 0):
 
     from tests.conftest import TINY_OVERRIDES, bikes_path, small_clip
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.video.video_io import Video, read_video
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from vvc_lightning.config import find_config, load_config, packaged_configs
+from vvc_lightning.configuration.config import find_config, load_config, packaged_configs
 from vvc_lightning.errors import ConfigError, RegistryError
 
 
@@ -104,7 +104,7 @@ def test_test_codec_takes_the_codec_options_and_names_a_bad_one():
 
 
 def test_stored_configs_with_flat_test_codec_keys_still_load():
-    from vvc_lightning.config import from_container, to_yaml
+    from vvc_lightning.configuration.config import from_container, to_yaml
 
     stored = load_config(["quickstart.yaml"])
     data = yaml.safe_load(to_yaml(stored))

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
 from vvc_lightning.errors import ConfigError
 
 
@@ -149,7 +149,7 @@ def test_test_qualities_outside_the_models_range_are_refused_at_fit(overrides, m
 
 
 def test_test_qualities_in_range_pass_and_a_stored_config_still_loads():
-    from vvc_lightning.config import from_container, to_yaml
+    from vvc_lightning.configuration.config import from_container, to_yaml
 
     cfg = load_config(["quickstart_scratch.yaml"], [*_VARIABLE_RATE, "test.qualities=[0, 3.5, 7]"])
     assert list(cfg.test.qualities) == [0, 3.5, 7]

@@ -9,8 +9,8 @@ from typing import Literal
 import pytest
 
 from vvc_lightning.cli.main import main
-from vvc_lightning.config import load_config
-from vvc_lightning.config_types import check_types, conforms, describe
+from vvc_lightning.configuration.config import load_config
+from vvc_lightning.configuration.types import check_types, conforms, describe
 from vvc_lightning.errors import ConfigError
 
 

@@ -17,8 +17,8 @@ import pytest
 from tests.conftest import small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.errors import ConfigError, WeightsError
+from vvc_lightning.store.zoo import ENV, get_entry
 from vvc_lightning.video.video_io import write_video
-from vvc_lightning.zoo import ENV, get_entry
 
 SHIPPED = "vvc-lean-vr"
 GB3 = 3 << 30
@@ -188,7 +188,7 @@ def test_attach_curve_never_makes_a_record_unreadable(tmp_path, monkeypatch, cap
     ("model.backbone.width=70000", "model.backbone.width"),
 ])
 def test_backbone_sizes_no_model_has_are_refused_at_config_time(override, key, tmp_path, capsys):
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
 
     with pytest.raises(ConfigError, match=f"config key '{key}' is "):
         load_config(["quickstart_scratch.yaml"], [override])

@@ -3,7 +3,7 @@ lower layers never reach up.
 
 A concern is the innermost package (folder) that holds a module: `vvc_lightning.training`,
 `vvc_lightning.metrics`, `vvc_lightning.codec.entropy`, `vvc_lightning.codec.pipeline`, ...; each module at
-the top of the package (`vvc_lightning.zoo`, `vvc_lightning.config`, ...) is a concern of its own. Every
+the top of the package (`vvc_lightning.api`, `vvc_lightning.model`, ...) is a concern of its own. Every
 import in a file counts (module level and inside functions, relative ones resolved), except those under
 `if TYPE_CHECKING:`, which never run.
 """
@@ -27,20 +27,22 @@ PACKAGE_DIRS = {
 # A module under the key may not import anything under these (the codec is built from a model object;
 # turning a checkpoint, exported file or zoo name into a model is the loader's job, above both).
 FORBIDDEN = {
-    "vvc_lightning.video": ("codec", "training", "evaluation", "cli", "zoo", "backbones", "datamodules",
+    "vvc_lightning.video": ("codec", "training", "evaluation", "cli", "store.zoo", "backbones", "datamodules",
                             "metrics"),
-    "vvc_lightning.codec": ("training", "evaluation", "cli", "zoo", "datamodules", "metrics"),
+    "vvc_lightning.codec": ("training", "evaluation", "cli", "store.zoo", "datamodules", "metrics"),
     "vvc_lightning.codec.entropy": ("codec.pipeline",),
     "vvc_lightning.training": ("cli", "evaluation", "api"),
     # the inference model, its loader and the zoo sit below training: fit builds on them, never the reverse
-    "vvc_lightning.model": ("training", "evaluation", "cli", "api", "loader", "zoo"),
-    "vvc_lightning.loader": ("training", "evaluation", "cli", "api"),
-    "vvc_lightning.zoo": ("training", "evaluation", "cli", "api"),
-    "vvc_lightning.zoo_record": ("training", "evaluation", "cli", "api"),
-    "vvc_lightning.export": ("training", "evaluation", "cli", "api"),
-    "vvc_lightning.metrics": ("training", "evaluation", "cli", "zoo", "codec", "datamodules"),
-    "vvc_lightning.backbones": ("codec", "training", "evaluation", "cli", "zoo", "datamodules", "metrics"),
-    "vvc_lightning.datamodules": ("codec", "training", "evaluation", "cli", "zoo", "backbones", "metrics"),
+    "vvc_lightning.model": ("training", "evaluation", "cli", "api", "store.loader", "store.zoo"),
+    "vvc_lightning.store.loader": ("training", "evaluation", "cli", "api"),
+    "vvc_lightning.store.zoo": ("training", "evaluation", "cli", "api"),
+    "vvc_lightning.store.record": ("training", "evaluation", "cli", "api"),
+    "vvc_lightning.store.export": ("training", "evaluation", "cli", "api"),
+    "vvc_lightning.metrics": ("training", "evaluation", "cli", "store.zoo", "codec", "datamodules"),
+    "vvc_lightning.backbones": ("codec", "training", "evaluation", "cli", "store.zoo", "datamodules",
+                                "metrics"),
+    "vvc_lightning.datamodules": ("codec", "training", "evaluation", "cli", "store.zoo", "backbones",
+                                  "metrics"),
     "vvc_lightning.errors": ("",),
     "vvc_lightning.ops": ("",),
 }
@@ -227,7 +229,7 @@ def _write(root: Path, files: dict[str, str]) -> None:
 
 def test_the_graph_covers_the_package_and_sees_lazy_and_relative_imports():
     graph = import_graph()
-    assert {"vvc_lightning.cli.main", "vvc_lightning.zoo", "vvc_lightning.backbones.lean_vae",
+    assert {"vvc_lightning.cli.main", "vvc_lightning.store.zoo", "vvc_lightning.backbones.lean_vae",
             "vvc_lightning.datamodules.folder", "vvc_lightning.metrics.lpips"} <= set(graph)
     assert "vvc_lightning.metrics.perceptual" in graph["vvc_lightning.metrics.lpips"]
     # In-function imports count: the synthetic clips import their writer inside a function.
@@ -240,7 +242,8 @@ def test_concerns_are_innermost_packages_and_top_level_modules():
     assert concern_of("vvc_lightning.codec.pipeline", modules) == "vvc_lightning.codec.pipeline"
     assert concern_of("vvc_lightning.metrics.fidelity", modules) == "vvc_lightning.metrics"
     assert concern_of("vvc_lightning.backbones.lean_vae", modules) == "vvc_lightning.backbones"
-    assert concern_of("vvc_lightning.zoo", modules) == "vvc_lightning.zoo"
+    assert concern_of("vvc_lightning.store.zoo", modules) == "vvc_lightning.store"
+    assert concern_of("vvc_lightning.model", modules) == "vvc_lightning.model"
     assert concern_of("vvc_lightning", modules) == "vvc_lightning"
 
 
@@ -311,3 +314,21 @@ def test_lower_layers_never_import_upper_ones():
 def test_no_import_loops_between_modules():
     loops = find_cycles(import_graph())
     assert not loops, "import loops: " + "; ".join(" -> ".join(loop) for loop in loops)
+
+
+def test_the_top_level_shows_the_architecture_and_moved_modules_keep_their_old_names():
+    import importlib
+
+    import vvc_lightning
+
+    top = [p.name for p in (ROOT / "vvc_lightning").iterdir() if p.suffix == ".py"]
+    assert len(top) <= 12, sorted(top)
+    assert not any((ROOT / "vvc_lightning" / f"{old.split('.')[-1]}.py").exists()
+                   for old in vvc_lightning.MOVED)
+    for old, new in vvc_lightning.MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+    from vvc_lightning.config import load_config
+    from vvc_lightning.zoo import get_entry
+
+    assert load_config.__module__ == "vvc_lightning.configuration.config"
+    assert get_entry.__module__ == "vvc_lightning.store.zoo"

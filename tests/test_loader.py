@@ -10,8 +10,8 @@ import torch
 
 from tests.backbones.test_pretrained import random_state, write
 from vvc_lightning.errors import VVCError
-from vvc_lightning.loader import load, resolve
 from vvc_lightning.model import CompressionModel
+from vvc_lightning.store.loader import load, resolve
 
 
 def _ready(model: CompressionModel) -> None:
@@ -29,7 +29,7 @@ def test_a_fit_checkpoint_loads_at_its_step(tiny_ckpt):
 
 
 def test_an_exported_file_loads_checked_against_its_record(tiny_ckpt, tmp_path):
-    from vvc_lightning.export import export_model
+    from vvc_lightning.store.export import export_model
 
     record = export_model(tiny_ckpt, "tiny", tmp_path / "models")
     weights = record.with_suffix(".safetensors")
@@ -88,11 +88,12 @@ def test_a_file_that_is_no_model_lists_what_is_accepted(tmp_path):
 
 
 def test_deprecated_loader_names_warn_once_and_load(tiny_ckpt):
-    from vvc_lightning import deprecation, zoo
+    from vvc_lightning import deprecation
+    from vvc_lightning.store import zoo
     from vvc_lightning.training import checkpoint
 
     deprecation._WARNED.difference_update(
-        {"vvc_lightning.zoo.load_any_model", "vvc_lightning.training.checkpoint.load_model"}
+        {"vvc_lightning.store.zoo.load_any_model", "vvc_lightning.training.checkpoint.load_model"}
     )
     for old in (zoo.load_any_model, checkpoint.load_model):
         with warnings.catch_warnings(record=True) as caught:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from vvc_lightning.errors import VVCError
-from vvc_lightning.loader import load
 from vvc_lightning.model import CompressionModel, architecture
+from vvc_lightning.store.loader import load
 
 SHIPPED = Path(__file__).resolve().parents[1] / "vvc_lightning" / "assets" / "models" / "vvc-lean-vr.json"
 
@@ -83,7 +83,8 @@ def test_quality_for_lambda_inverts_the_training_range(shipped):
 
 def test_the_inference_model_imports_no_lightning():
     code = (
-        "import sys, vvc_lightning.model, vvc_lightning.loader, vvc_lightning.api, vvc_lightning.zoo;"
+        "import sys, vvc_lightning.model, vvc_lightning.store.loader, vvc_lightning.api, "
+        "vvc_lightning.store.zoo;"
         "bad = [m for m in sys.modules if m.split('.')[0] in ('lightning', 'pytorch_lightning')"
         " or m.startswith('vvc_lightning.training')]; print(bad); sys.exit(bool(bad))"
     )

@@ -158,7 +158,12 @@ def test_the_packaged_configs_name_no_deprecated_backbone(monkeypatch):
     from omegaconf import OmegaConf
 
     from vvc_lightning import deprecation
-    from vvc_lightning.config import find_config, load_config, packaged_configs, packaged_defaults
+    from vvc_lightning.configuration.config import (
+        find_config,
+        load_config,
+        packaged_configs,
+        packaged_defaults,
+    )
 
     aliases = BACKBONES.aliases()
     assert packaged_defaults().model.backbone.name not in aliases
@@ -196,9 +201,9 @@ def test_an_alias_cannot_hide_a_registered_name():
 
 
 def test_model_init_takes_a_current_name_for_the_alias_its_record_names():
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
+    from vvc_lightning.store.zoo import get_entry
     from vvc_lightning.training.warm_start import _adopt_architecture
-    from vvc_lightning.zoo import get_entry
 
     record = get_entry("vvc-lean-vr").record
     assert record["config"]["model"]["backbone"]["name"] == "lean_vae"  # the shipped record stays as it is

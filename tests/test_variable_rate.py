@@ -13,7 +13,7 @@ from vvc_lightning.codec.entropy.gain import GRID, GainUnits, lambda_to_quality,
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
 from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
 from vvc_lightning.errors import BitstreamError, ConfigError, VVCError
 from vvc_lightning.training.losses import bits
 from vvc_lightning.training.model import VideoCompressionModel
@@ -164,7 +164,7 @@ def test_variable_rate_needs_both_keys():
 
 
 def test_a_fixed_rate_models_identity_ignores_the_variable_rate_keys(tiny_config):
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
 
     torch.manual_seed(0)
     a = VideoCompressionModel(tiny_config).eval()

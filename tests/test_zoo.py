@@ -17,10 +17,10 @@ from tests.conftest import TINY_OVERRIDES, small_clip
 from vvc_lightning.cli.main import main
 from vvc_lightning.codec.pipeline import container as bitstream
 from vvc_lightning.errors import VVCError, WeightsError
-from vvc_lightning.export import export_model
-from vvc_lightning.loader import load
+from vvc_lightning.store.export import export_model
+from vvc_lightning.store.loader import load
+from vvc_lightning.store.zoo import ENV, attach_curve, get_entry, list_models
 from vvc_lightning.video.video_io import write_video
-from vvc_lightning.zoo import ENV, attach_curve, get_entry, list_models
 
 VR = ["model.codec.qualities=4", "model.loss.lmbda_range=[0.01,0.4]"]
 SHORT = ["trainer.limit_val_batches=1", "trainer.enable_progress_bar=false", "stages.1.start_step=1",
@@ -36,7 +36,7 @@ def _fit(
 ) -> Path:
     """A few steps of the tiny quickstart (one thread: tiny tensors, and a busy machine) -> last.ckpt."""
     from tests.conftest import one_thread
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.training.trainer import fit
 
     short = SHORT if stages else SHORT[:2]
@@ -491,7 +491,7 @@ def test_records_hold_no_absolute_paths(zoo):
 
 def test_fit_from_an_exported_file_with_a_malformed_record_is_one_line(tmp_path):
     from vvc_lightning.errors import VVCError
-    from vvc_lightning.loader import resolve
+    from vvc_lightning.store.loader import resolve
 
     weights = tmp_path / "m.safetensors"
     weights.write_bytes(b"\0" * 16)

@@ -24,8 +24,8 @@ from vvc_lightning.codec.pipeline.gop import check_frame_range
 from vvc_lightning.codec.pipeline.options import CodecOptions
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec
 from vvc_lightning.errors import VVCError
-from vvc_lightning.loader import load as load_model
 from vvc_lightning.model import CompressionModel
+from vvc_lightning.store.loader import load as load_model
 from vvc_lightning.video.output_paths import input_problem, refuse_existing
 from vvc_lightning.video.video_io import DEFAULT_FPS
 
@@ -168,9 +168,9 @@ def _checked_frames(video: Any) -> np.ndarray:
 
 
 def load(spec: str | os.PathLike, device: str | torch.device = "cpu", **options: Any) -> Codec:
-    """A Codec of the model `spec` names (any spec `vvc_lightning.loader.load` takes: a shipped model's name,
-    zoo:NAME, a `fit` checkpoint, an exported .safetensors, a released VAE), on `device`; `options` go to
-    the video codec (gop, overlap, theta, batch, tile, max_memory, threads, ...)."""
+    """A Codec of the model `spec` names (any spec `vvc_lightning.store.loader.load` takes: a shipped
+    model's name, zoo:NAME, a `fit` checkpoint, an exported .safetensors, a released VAE), on `device`;
+    `options` go to the video codec (gop, overlap, theta, batch, tile, max_memory, threads, ...)."""
     return Codec(load_model(_checked_spec(spec), map_location=device), **options)
 
 

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from vvc_lightning.codec.entropy.gain import lambda_to_quality, quality_to_lambda
 from vvc_lightning.codec.entropy.latent_codec import LatentCodec
-from vvc_lightning.config import from_container, section_kwargs
+from vvc_lightning.configuration.config import from_container, section_kwargs
 from vvc_lightning.errors import ConfigError, VVCError
 from vvc_lightning.registry import BACKBONES
 

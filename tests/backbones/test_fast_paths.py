@@ -135,7 +135,7 @@ def test_causal_conv_and_temporal_upsampling_keep_their_definitions():
 def test_coding_twice_gives_the_same_bytes_and_frames(tiny_config, bikes_frames, backbone):
     from tests.conftest import small_clip
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
     from vvc_lightning.training.model import VideoCompressionModel
     from vvc_lightning.video.video_io import Video
 

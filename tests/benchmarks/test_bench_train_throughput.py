@@ -76,7 +76,7 @@ def test_smoke_run_writes_before_and_after_with_every_field(bench, smoke_data, t
 
 
 def test_profile_names_where_a_step_spends_its_time(bench, smoke_data):
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.datamodules.device_clips import ClipBank, DeviceClipLoader
     from vvc_lightning.datamodules.motion import Motion
     from vvc_lightning.video.video_sources import ClipSpec

@@ -193,7 +193,7 @@ def test_missing_output_folder_fails_before_any_work(work, tmp_path, capsys, com
 def test_the_cli_and_a_video_codec_with_the_same_options_give_the_same_bytes(work, tmp_path):
     from vvc_lightning.codec.pipeline.options import CodecOptions
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.zoo import load_any_model
+    from vvc_lightning.store.zoo import load_any_model
 
     model = load_any_model(work["ckpt"])
     quality = 1.0 if model.codec.qualities else None

@@ -47,7 +47,7 @@ def test_compress_help_names_the_default_quality_and_its_rate(capsys):
 
 
 def test_the_default_is_the_highest_measured_quality_below_the_target():
-    from vvc_lightning.loader import build, resolve
+    from vvc_lightning.store.loader import build, resolve
 
     source = resolve("zoo:vvc-lean-vr")
     model, entry = build(source), source.entry

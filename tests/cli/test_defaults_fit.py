@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from vvc_lightning.cli.main import main
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
+from vvc_lightning.store.zoo import get_entry
 from vvc_lightning.training.warm_start import _adopt_architecture
-from vvc_lightning.zoo import get_entry
 
 
 def fit_fails_fast(capsys, tmp_path, *overrides: str, run_dir: str | None = None) -> str:

@@ -145,7 +145,7 @@ def test_lightning_fit_trains_from_the_bank(tmp_path, shard_dir, photos, tiny_co
     """A real fit: Lightning takes the loader's batches as they are (already on the device)."""
     from omegaconf import OmegaConf
 
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
     from vvc_lightning.training.trainer import fit
 
     cfg = tiny_config.copy()

@@ -105,7 +105,7 @@ def test_max_frames_caps_every_sequence(clips, tmp_path):
 def test_checkpoint_rows_are_coded_to_real_bitstreams(clips, tmp_path, tiny_ckpt):
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.evaluation.inputs import load_sequences
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
     from vvc_lightning.video.video_io import Video
 
     paths = evaluate(options(clips, tmp_path, ckpts=[str(tiny_ckpt)], baselines=["x264"],

@@ -149,7 +149,7 @@ def test_x265_rows_are_the_plane_psnrs_of_its_decoded_planes(source, tmp_path):
 
 def test_the_neural_codec_is_measured_on_its_rgb_output_made_420(source, tmp_path, tiny_ckpt):
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
 
     root, planes = source
     opts = EvalOptions(data=str(root), out=str(tmp_path / "out"), ckpts=[str(tiny_ckpt)], baselines=[],

@@ -116,9 +116,9 @@ def test_streamed_neural_rows_score_as_the_whole_decoded_video(speed_run, clips,
 
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.evaluation.inputs import load_sequences
-    from vvc_lightning.loader import load
     from vvc_lightning.metrics import VideoMetrics
     from vvc_lightning.metrics.yuv import plane_scores
+    from vvc_lightning.store.loader import load
     from vvc_lightning.video.chroma import rgb_to_planes
     from vvc_lightning.video.video_io import Video
 

@@ -15,7 +15,7 @@ TEST_ARGS = ["test.metrics=[psnr]", "data.test_max_frames=10"]
 @pytest.fixture(scope="module")
 def finetuned(tiny_ckpt, tiny_config, tmp_path_factory):
     """A run of one step that started from the tiny checkpoint (model.init)."""
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
     from vvc_lightning.training.trainer import fit
 
     run_dir = tmp_path_factory.mktemp("from_init")

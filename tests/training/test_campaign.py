@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from vvc_lightning.errors import WeightsError
+from vvc_lightning.store.zoo import packaged_dir
 from vvc_lightning.training.campaign import (
     Decision,
     commit,
@@ -24,7 +25,6 @@ from vvc_lightning.training.campaign import (
     history_entry,
     portable_path,
 )
-from vvc_lightning.zoo import packaged_dir
 
 ROOT = Path(__file__).resolve().parents[2]
 NAME = "vvc-lean-vr"
@@ -241,7 +241,7 @@ def test_script_names_a_missing_entry_in_one_line(tmp_path, capsys):
 
 def record_config_at_2535():
     """The shipped record's config with the stage list it had at step 2535."""
-    from vvc_lightning.config import from_container
+    from vvc_lightning.configuration.config import from_container
 
     return from_container({**SHIPPED["config"], "stages": STAGES_2535})
 
@@ -254,7 +254,7 @@ def test_continue_stage_restarts_the_last_stage_at_the_recorded_step():
 
 
 def test_switch_stage_keeps_the_begun_stages_and_starts_the_named_one_at_the_recorded_step():
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
     from vvc_lightning.errors import ConfigError
 
     cfg = record_config_at_2535()

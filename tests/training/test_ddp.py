@@ -13,7 +13,7 @@ SCRIPT = """
 import hashlib, sys
 import lightning.pytorch as pl
 import torch
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
 from vvc_lightning.training.trainer import fit
 
 out = sys.argv[1]

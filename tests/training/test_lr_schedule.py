@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import pytest
 
 from tests.conftest import THREE_STAGES_FAST
-from vvc_lightning.config import apply_overrides
+from vvc_lightning.configuration.config import apply_overrides
 from vvc_lightning.errors import ConfigError
 from vvc_lightning.training.stages import StageSchedule, stage_bounds, stage_lr_factor
 from vvc_lightning.training.trainer import fit

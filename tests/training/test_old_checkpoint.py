@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from vvc_lightning.loader import load, read_checkpoint
+from vvc_lightning.store.loader import load, read_checkpoint
 from vvc_lightning.training.trainer import evaluate_split
 
 OLD = Path(__file__).resolve().parents[1] / "data" / "pre_lightning_lean_vae.ckpt.gz"

@@ -6,7 +6,7 @@ import lightning.pytorch as pl
 import torch
 
 from tests.conftest import THREE_STAGES_FAST
-from vvc_lightning.config import apply_overrides
+from vvc_lightning.configuration.config import apply_overrides
 from vvc_lightning.training.trainer import fit
 
 # cv_vae has GroupNorm layers, to check that frozen norms stay in eval mode

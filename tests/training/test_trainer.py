@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from vvc_lightning.cli.main import main
-from vvc_lightning.loader import load
 from vvc_lightning.model import CompressionModel
+from vvc_lightning.store.loader import load
 
 
 def test_checkpoint_alone_rebuilds_the_model_with_cdf_tables(tiny_ckpt):

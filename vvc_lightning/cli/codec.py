@@ -253,13 +253,13 @@ def _model_to_compress(args: argparse.Namespace):  # noqa: ANN202
             "give --model NAME (a shipped model, see `python -m vvc_lightning models`) or --ckpt CKPT"
         )
     if args.model is not None:
-        from vvc_lightning.zoo import PREFIX
+        from vvc_lightning.store.zoo import PREFIX
 
         spec = args.model if args.model.startswith(PREFIX) else PREFIX + args.model
     else:
         spec = args.ckpt
     from vvc_lightning.codec.pipeline.threads import ThreadGovernor
-    from vvc_lightning.loader import build, resolve
+    from vvc_lightning.store.loader import build, resolve
 
     with ThreadGovernor():  # as `loader.load`: the threads the load beside it leaves
         source = resolve(spec)
@@ -307,7 +307,7 @@ def _quality_of(model, entry, args: argparse.Namespace) -> float | None:  # noqa
 
 def _checkpoint_for(header, label: str) -> str:  # noqa: ANN001
     """What decodes a file without --ckpt: the shipped model of the header's identity, else its checkpoint."""
-    from vvc_lightning.zoo import PREFIX, find_for_header
+    from vvc_lightning.store.zoo import PREFIX, find_for_header
 
     entry = find_for_header(header.identity, header.checkpoint)
     if entry is not None:
@@ -335,7 +335,7 @@ def run_decompress(args: argparse.Namespace) -> int:
     from vvc_lightning.codec.pipeline.files import decompress_file, open_bitstream_file
     from vvc_lightning.codec.pipeline.gop import parse_frame_range
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
 
     stream = open_bitstream_file(args.input)  # read once, parsed once
     header = stream.header

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_models(args: argparse.Namespace) -> int:
     """List the zoo, show one record, or attach a measured curve."""
-    from vvc_lightning.zoo import attach_curve, get_entry, list_models, model_dirs
+    from vvc_lightning.store.zoo import attach_curve, get_entry, list_models, model_dirs
 
     if args.attach_curve:
         if not args.name:
@@ -63,7 +63,7 @@ def run_models(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Export a checkpoint to the zoo."""
-    from vvc_lightning.export import export_model
+    from vvc_lightning.store.export import export_model
 
     path = export_model(
         args.ckpt, args.name, args.out, fp16=not args.fp32, overwrite=args.force, notes=args.notes

@@ -31,14 +31,14 @@ def _print_config_flag(parser: argparse.ArgumentParser) -> None:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Train."""
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.training.preflight import precheck_machine
 
     cfg = load_config(  # devices checked before the rest (not when only printing the config)
         args.config, args.overrides, precheck=None if args.print_config else precheck_machine
     )
     if args.print_config:
-        from vvc_lightning.config import to_yaml
+        from vvc_lightning.configuration.config import to_yaml
 
         print(to_yaml(cfg), end="")
         return 0
@@ -55,7 +55,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from vvc_lightning.training.trainer import evaluate_split, stored_config
 
     if args.print_config:
-        from vvc_lightning.config import to_yaml
+        from vvc_lightning.configuration.config import to_yaml
 
         print(to_yaml(stored_config(args.ckpt, args.overrides)[0]), end="")
         return 0

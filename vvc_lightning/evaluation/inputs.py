@@ -33,7 +33,7 @@ def _unique(name: str, taken: set[str]) -> str:
 
 
 def _from_config(path: str, max_frames: int | None) -> list[Sequence]:
-    from vvc_lightning.config import load_config
+    from vvc_lightning.configuration.config import load_config
     from vvc_lightning.registry import DATAMODULES
 
     cfg = load_config([path])
@@ -145,8 +145,8 @@ def _file_digest(path: Path) -> str:
 
 def _neural_sources(ckpts: list[str]) -> dict[str, Any]:
     """Label -> checkpoint path or 'zoo:NAME', each checked before any work."""
-    from vvc_lightning.loader import read_checkpoint
-    from vvc_lightning.zoo import PREFIX, get_entry
+    from vvc_lightning.store.loader import read_checkpoint
+    from vvc_lightning.store.zoo import PREFIX, get_entry
 
     labels: dict[str, Any] = {}
     for spec in ckpts:
@@ -160,7 +160,7 @@ def _neural_sources(ckpts: list[str]) -> dict[str, Any]:
 
 
 def _source_digest(src: Any) -> str:
-    from vvc_lightning.zoo import get_entry
+    from vvc_lightning.store.zoo import get_entry
 
     return _file_digest(src) if isinstance(src, Path) else _file_digest(get_entry(src).weights)
 
@@ -202,7 +202,7 @@ def neural_specs(ckpts: list[str], names: list[str] | None = None, options: Code
     def codec_for(entry: str, q: float | None) -> Any:
         if (digests[entry], q) not in codecs:
             from vvc_lightning.codec.pipeline.video_codec import VideoCodec
-            from vvc_lightning.loader import load
+            from vvc_lightning.store.loader import load
 
             codec = VideoCodec(load(sources[entry]), options.replace(quality=q))
             codec.model.to(device)

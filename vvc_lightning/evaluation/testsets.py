@@ -136,7 +136,7 @@ def _spec_path(name: str) -> Path | None:
 def _read(path: Path) -> Any:
     import yaml
 
-    from vvc_lightning.config_ranges import check_yaml_size
+    from vvc_lightning.configuration.ranges import check_yaml_size
 
     try:
         text = path.read_text(encoding="utf-8")

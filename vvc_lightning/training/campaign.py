@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from vvc_lightning.errors import VVCError, WeightsError
+from vvc_lightning.store.record import portable_path, portable_strings
 from vvc_lightning.video.atomic import sha256_file
-from vvc_lightning.zoo_record import portable_path, portable_strings
 
 METRIC = "stlpips"
 FIGURES = ("quality", "bpp", "psnr", "ms_ssim", "stlpips")  # kept per curve point in a history entry
@@ -171,7 +171,7 @@ def portable_record(record: dict[str, Any], root: str | os.PathLike | None = Non
 @contextlib.contextmanager
 def models_from(folder: str | os.PathLike) -> Iterator[None]:
     """Within the block, zoo names resolve to `folder` first ($VVC_LIGHTNING_MODELS set to it)."""
-    from vvc_lightning.zoo import ENV
+    from vvc_lightning.store.zoo import ENV
 
     old = os.environ.get(ENV)
     os.environ[ENV] = str(folder)
@@ -186,7 +186,7 @@ def models_from(folder: str | os.PathLike) -> Iterator[None]:
 
 def entry_in(folder: str | os.PathLike, name: str) -> Any:
     """The zoo entry `name` of `folder` (not of another folder), its weights checked against its record."""
-    from vvc_lightning.zoo import get_entry
+    from vvc_lightning.store.zoo import get_entry
 
     folder = Path(folder)
     with models_from(folder):

@@ -1,4 +1,4 @@
-"""Checkpoints written atomically by `fit`; reading them is `vvc_lightning.loader`'s job."""
+"""Checkpoints written atomically by `fit`; reading them is `vvc_lightning.store.loader`'s job."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from vvc_lightning.deprecation import deprecated_alias
-from vvc_lightning.loader import load, read_checkpoint
+from vvc_lightning.store.loader import load, read_checkpoint
 
 __all__ = ["AtomicCheckpointIO", "read_checkpoint"]
 
@@ -37,5 +37,5 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 load_model = deprecated_alias(
-    "vvc_lightning.training.checkpoint.load_model", "vvc_lightning.loader.load", load
+    "vvc_lightning.training.checkpoint.load_model", "vvc_lightning.store.loader.load", load
 )

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import Tensor
 
 from vvc_lightning.codec.entropy.gain import lambda_to_quality
-from vvc_lightning.config import from_container, to_yaml
+from vvc_lightning.configuration.config import from_container, to_yaml
 from vvc_lightning.errors import WeightsError
 from vvc_lightning.metrics.functional import psnr_from_mse
 from vvc_lightning.model import CompressionModel, for_stored_weights

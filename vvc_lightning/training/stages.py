@@ -17,7 +17,7 @@ import math
 import lightning.pytorch as pl
 from omegaconf import DictConfig, ListConfig
 
-from vvc_lightning.config import stage_index
+from vvc_lightning.configuration.config import stage_index
 from vvc_lightning.errors import ConfigError
 
 log = logging.getLogger("vvc_lightning")

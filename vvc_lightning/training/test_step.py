@@ -136,7 +136,7 @@ def write_results(run_dir: Path, rows: list[dict[str, Any]], means: list[dict[st
                   ckpt: str) -> Path:
     """Write the test results per sequence and quality (results.csv, results.json with the means, and the
     config tested) into a new folder run_dir/test/version_N; returns that folder."""
-    from vvc_lightning.config import to_yaml
+    from vvc_lightning.configuration.config import to_yaml
     from vvc_lightning.video.atomic import OutputTaken, atomic_path, make_dirs
 
     root = make_dirs(Path(run_dir) / "test")

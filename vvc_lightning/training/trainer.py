@@ -11,7 +11,7 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from vvc_lightning.config import section_kwargs
+from vvc_lightning.configuration.config import section_kwargs
 from vvc_lightning.errors import ConfigError, first_line
 from vvc_lightning.registry import BACKBONES, DATAMODULES
 from vvc_lightning.training.checkpoint import AtomicCheckpointIO
@@ -149,8 +149,8 @@ def fit(cfg: DictConfig, ckpt: str | None = None, callbacks: list[pl.Callback] |
 
 def stored_config(ckpt: str, overrides: list[str] | None = None) -> tuple[DictConfig, Any]:
     """(the stored config of a trained model (any spec the loader takes) plus `overrides`, its source)."""
-    from vvc_lightning.config import apply_overrides
-    from vvc_lightning.loader import resolve
+    from vvc_lightning.configuration.config import apply_overrides
+    from vvc_lightning.store.loader import resolve
 
     source = resolve(ckpt)
     return (apply_overrides(source.config.copy(), overrides) if overrides else source.config), source
@@ -174,8 +174,8 @@ def evaluate_split(split: str, ckpt: str, overrides: list[str] | None = None) ->
 
 def run_split(split: str, source: Any, cfg: DictConfig) -> tuple[list[dict[str, float]], Any, pl.Trainer]:
     """(results, module, trainer) of `validate` or `test` of the model a loader `source` holds, by `cfg`."""
-    from vvc_lightning.config import stage_index
-    from vvc_lightning.loader import build
+    from vvc_lightning.configuration.config import stage_index
+    from vvc_lightning.store.loader import build
     from vvc_lightning.training.model import VideoCompressionModel
 
     model = VideoCompressionModel.from_model(build(source), cfg)

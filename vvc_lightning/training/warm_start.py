@@ -1,6 +1,6 @@
 """`fit` from weights alone: start from a shipped model (`model.init`), or resume from a weights-only file.
 
-`model.init: zoo:NAME` (or any trained model `vvc_lightning.loader` reads: an exported NAME.safetensors
+`model.init: zoo:NAME` (or any trained model `vvc_lightning.store.loader` reads: an exported NAME.safetensors
 with NAME.json beside it, a `fit` checkpoint) takes the architecture (model.backbone, model.codec,
 model.gop, and model.loss.lmbda_range unless the config sets one) and the weights of that model, then trains
 from step 0 with the config's stages and data. A
@@ -21,9 +21,9 @@ import lightning.pytorch as pl
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from vvc_lightning.errors import VVCError
-from vvc_lightning.loader import Source, is_weights_only, read_checkpoint, resolve
 from vvc_lightning.model import architecture
-from vvc_lightning.zoo import load_state
+from vvc_lightning.store.loader import Source, is_weights_only, read_checkpoint, resolve
+from vvc_lightning.store.zoo import load_state
 
 log = logging.getLogger("vvc_lightning")
 BUILT = ("gop", "backbone", "codec")  # the architecture's sections that model.init takes over (not the loss)
@@ -58,8 +58,8 @@ def _adopt_architecture(
 ) -> DictConfig:
     """The config with the architecture (`vvc_lightning.model.architecture`) of a trained model's stored
     `model` section: its gop, backbone, codec, and its lmbda_range unless the config sets one."""
-    from vvc_lightning.config import apply_overrides, packaged_defaults
-    from vvc_lightning.config_ranges import check_test_qualities
+    from vvc_lightning.configuration.config import apply_overrides, packaged_defaults
+    from vvc_lightning.configuration.ranges import check_test_qualities
 
     stored = architecture(stored_model)
     _refuse_conflicts(cfg, stored, origin)
@@ -92,7 +92,7 @@ def _adopt_architecture(
 
 def _user_value(cfg: DictConfig, key: str, stored: dict[str, Any]) -> Any:
     """The config's model.KEY when set away from the packaged default and from the record's; else None."""
-    from vvc_lightning.config import packaged_defaults
+    from vvc_lightning.configuration.config import packaged_defaults
 
     mine, default = cfg.model.get(key), packaged_defaults().model.get(key)
     return None if mine == default or mine == stored.get(key) else mine
@@ -100,7 +100,7 @@ def _user_value(cfg: DictConfig, key: str, stored: dict[str, Any]) -> Any:
 
 def _refuse_conflicts(cfg: DictConfig, stored: dict[str, Any], origin: str) -> None:
     """model.backbone.* / model.codec.* set by the config or command line that model.init would replace."""
-    from vvc_lightning.config import packaged_defaults
+    from vvc_lightning.configuration.config import packaged_defaults
     from vvc_lightning.registry import BACKBONES
 
     canon = BACKBONES.canonical

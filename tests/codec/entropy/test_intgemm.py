@@ -199,8 +199,8 @@ def test_shipped_model_codes_identically_on_both_paths():
 
     from vvc_lightning.codec.entropy.gain import apply_gain
     from vvc_lightning.codec.entropy.latent_codec import _scale_indexes, _symbols
-    from vvc_lightning.loader import load
     from vvc_lightning.ops import fold_time
+    from vvc_lightning.store.loader import load
     from vvc_lightning.video.video_io import frames_to_tensor, read_video
 
     model = load("vvc-lean-vr").eval()

@@ -55,7 +55,7 @@ OOM_CHILD = textwrap.dedent(
     import numpy as np
     from vvc_lightning.codec.pipeline.video_codec import VideoCodec
     from vvc_lightning.errors import CodecOptionError
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
 
     codec = VideoCodec(load("vvc-lean-vr"), quality=0)
     frames = np.zeros((9, 512, 768, 3), np.uint8)

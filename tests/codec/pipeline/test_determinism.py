@@ -19,7 +19,7 @@ from vvc_lightning.video.video_io import Video
 
 @pytest.mark.parametrize("backbone", [pytest.param("cv_vae_causal", marks=pytest.mark.slow), "lean_vae_lite"])
 def test_each_item_gets_the_same_bits_alone_or_in_a_batch(tiny_config, backbone):
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
     from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(0)

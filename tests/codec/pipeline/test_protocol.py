@@ -9,7 +9,7 @@ from vvc_lightning.codec.pipeline.protocol import CodingBackbone, CodingModel
 
 
 def test_the_shipped_model_and_its_backbone_fulfil_the_protocol():
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
 
     model = load("zoo:vvc-lean-vr")
     assert isinstance(model, CodingModel) and isinstance(model.backbone, CodingBackbone)

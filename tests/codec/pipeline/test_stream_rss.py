@@ -45,7 +45,7 @@ def peak_rss(args: list[str], tmp_path) -> int:
 CHILD = r"""
 import sys, torch
 from tests.conftest import TINY_OVERRIDES
-from vvc_lightning.config import load_config
+from vvc_lightning.configuration.config import load_config
 from vvc_lightning.training.model import VideoCompressionModel
 from vvc_lightning.codec.pipeline.files import compress_file, decompress_file
 from vvc_lightning.codec.pipeline.video_codec import VideoCodec

@@ -176,7 +176,7 @@ def test_tiled_lean_backbone_agrees_with_untiled(clip96):
 
 @pytest.fixture(scope="module")
 def shipped():
-    from vvc_lightning.loader import load
+    from vvc_lightning.store.loader import load
 
     try:
         return load("zoo:vvc-lean-vr").eval()

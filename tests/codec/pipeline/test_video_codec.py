@@ -123,7 +123,7 @@ def test_tiled_decoding_agrees_closely_with_untiled(tiny_config, bikes_frames):
     """LeanVAE (a local backbone): the same bitstream decoded whole and in 2x3 tiles, blended seams.
 
     The decoder tiles by its own choice: a header recording the encoder's tiles decodes the same."""
-    from vvc_lightning.config import apply_overrides
+    from vvc_lightning.configuration.config import apply_overrides
     from vvc_lightning.training.model import VideoCompressionModel
 
     torch.manual_seed(0)

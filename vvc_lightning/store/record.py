@@ -126,7 +126,7 @@ def check_record(rec: Any) -> None:
     _int(rec, "params", 1, MAX_PARAMS)
     qualities = _int(rec, "qualities", 0, MAX_QUALITIES) if rec.get("qualities") is not None else 0
     if rec.get("gop") is not None:
-        from vvc_lightning.config_ranges import MAX_MODEL_INT
+        from vvc_lightning.configuration.ranges import MAX_MODEL_INT
 
         _int(rec, "gop", 1, MAX_MODEL_INT)
     lr = rec.get("lmbda_range")
@@ -173,7 +173,7 @@ def _check_config(cfg: Any, rec: dict, channels: int, qualities: int) -> None:
     model = cfg.get("model")
     if not isinstance(model, dict) or not isinstance(model.get("backbone"), dict):
         raise RecordProblem("'config' has no 'model.backbone' section")
-    from vvc_lightning.config_ranges import model_size_problem
+    from vvc_lightning.configuration.ranges import model_size_problem
 
     problem = model_size_problem(model, "config.model")
     if problem is not None:
@@ -199,7 +199,7 @@ def check_tensors(state: dict[str, torch.Tensor], rec: dict[str, Any]) -> dict[s
     import torch
 
     from vvc_lightning.codec.entropy.latent_codec import check_tables
-    from vvc_lightning.config import from_container
+    from vvc_lightning.configuration.config import from_container
     from vvc_lightning.errors import VVCError
     from vvc_lightning.model import CompressionModel, for_stored_weights
 

@@ -1,4 +1,5 @@
-"""`export`: a `fit` checkpoint as zoo entry NAME (NAME.safetensors + NAME.json; see `vvc_lightning.zoo`)."""
+"""`export`: a `fit` checkpoint as zoo entry NAME (NAME.safetensors + NAME.json; see
+`vvc_lightning.store.zoo`)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from pathlib import Path
 import torch
 
 from vvc_lightning.errors import VVCError
-from vvc_lightning.loader import build, read_fit_checkpoint
+from vvc_lightning.store.loader import build, read_fit_checkpoint
+from vvc_lightning.store.record import FORMAT, portable_path, portable_strings
+from vvc_lightning.store.zoo import NAME_RE, packaged_dir, write_file
 from vvc_lightning.version import __version__
 from vvc_lightning.video.atomic import make_dirs
-from vvc_lightning.zoo import NAME_RE, packaged_dir, write_file
-from vvc_lightning.zoo_record import FORMAT, portable_path, portable_strings
 
 # Kept in float32 when exporting: small, and they shape the entropy coder's tables and the rate.
 FP32_PARTS = ("codec.entropy_bottleneck.", "codec.gaussian_conditional.", "codec.gain.")
@@ -50,7 +51,7 @@ def export_model(
     from omegaconf import OmegaConf
     from safetensors.torch import save
 
-    from vvc_lightning.config import stage_index
+    from vvc_lightning.configuration.config import stage_index
 
     if not NAME_RE.fullmatch(name):
         raise VVCError(

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
-from vvc_lightning.config import from_container, packaged_defaults
+from vvc_lightning.configuration.config import from_container, packaged_defaults
 from vvc_lightning.errors import VVCError, WeightsError, first_line
 from vvc_lightning.model import CompressionModel, for_stored_weights
 from vvc_lightning.version import __version__
@@ -164,9 +164,9 @@ def _with_record(
     kind: str, weights: Path, record: dict[str, Any], origin: str, label: str, entry: Any = None
 ) -> Source:
     """The Source of a weights file described by a record, checked against it before anything is built."""
+    from vvc_lightning.store.record import RecordProblem, check_tensors
+    from vvc_lightning.store.zoo import read_weights
     from vvc_lightning.video.atomic import sha256_file
-    from vvc_lightning.zoo import read_weights
-    from vvc_lightning.zoo_record import RecordProblem, check_tensors
 
     def refused(problem: str, fix: str = "re-export it, or remove it from its folder") -> WeightsError:
         return EntryRefused(label, problem, fix)
@@ -209,7 +209,7 @@ def read_zoo(name: str) -> Source:
     """The Source of zoo model `name` ('zoo:NAME' or NAME). An entry whose weights are damaged is skipped with
     a warning when a later folder holds one `name` also picks (a user's copy shadowing the installed
     model)."""
-    from vvc_lightning.zoo import PREFIX, BadEntry, get_entries, warn_skipped
+    from vvc_lightning.store.zoo import PREFIX, BadEntry, get_entries, warn_skipped
 
     entries = get_entries(name)
     first: EntryRefused | None = None
@@ -233,7 +233,7 @@ def read_zoo(name: str) -> Source:
 
 def read_exported(path: str | os.PathLike) -> Source:
     """The Source of an exported NAME.safetensors and its record NAME.json beside it."""
-    from vvc_lightning.zoo_record import RecordProblem, read_record
+    from vvc_lightning.store.record import RecordProblem, read_record
 
     path = Path(path)
     rec_path = path.with_suffix(".json")
@@ -275,7 +275,7 @@ def read_released(path: str | os.PathLike, state: dict[str, torch.Tensor] | None
 
 # ------------------------------------------------------------------------------------------ resolving
 def _known_names() -> str:
-    from vvc_lightning.zoo import list_models
+    from vvc_lightning.store.zoo import list_models
 
     return ", ".join(e.name for e in list_models()) or "none installed"
 
@@ -286,7 +286,7 @@ def _unknown(spec: str, why: str) -> VVCError:
 
 def resolve(spec: str | os.PathLike) -> Source:
     """The Source a spec names (see the module docstring), or one line listing what is accepted."""
-    from vvc_lightning.zoo import NAME_RE, PREFIX, scan_models
+    from vvc_lightning.store.zoo import NAME_RE, PREFIX, scan_models
 
     text = os.fspath(spec)
     if text.startswith(PREFIX):
@@ -352,8 +352,8 @@ def build(source: Source, map_location: str | torch.device = "cpu") -> Compressi
     """The CompressionModel of a Source: its weights loaded, eval mode, CDF tables built, checked against
     its record when it has one."""
     from vvc_lightning.codec.pipeline.determinism import model_identity
-    from vvc_lightning.zoo import load_state
-    from vvc_lightning.zoo_record import RecordProblem, check_int_layers
+    from vvc_lightning.store.record import RecordProblem, check_int_layers
+    from vvc_lightning.store.zoo import load_state
 
     if source.state is None:
         with torch.random.fork_rng(devices=[]):
@@ -401,7 +401,7 @@ def load(spec: str | os.PathLike, map_location: str | torch.device = "cpu") -> C
 
 def is_weights_only(spec: str | os.PathLike) -> bool:
     """Whether `spec` names an exported weights-only model (zoo:NAME or a .safetensors file)."""
-    from vvc_lightning.zoo import PREFIX
+    from vvc_lightning.store.zoo import PREFIX
 
     text = os.fspath(spec)
     return text.startswith(PREFIX) or text.lower().endswith(".safetensors")

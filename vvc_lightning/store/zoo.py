@@ -10,7 +10,7 @@ regular files are opened (a FIFO or a device link is such a record), and an entr
 checksum when loaded gives way, with a warning, to the next entry of its name (the installed model under a
 damaged copy).
 
-`vvc_lightning.loader` loads an entry: its weights file is checked against the SHA-256 in its record,
+`vvc_lightning.store.loader` loads an entry: its weights file is checked against the SHA-256 in its record,
 against its record's architecture before anything is built, and the built model's identity against the
 record's. A bitstream it wrote decodes anywhere the package is installed: `decompress` finds the entry whose
 identity the header holds (the one the header names first, even where a same-named entry in an earlier folder
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from vvc_lightning.deprecation import deprecated_alias
 from vvc_lightning.errors import VVCError, WeightsError, first_line
-from vvc_lightning.zoo_record import (
+from vvc_lightning.store.record import (
     FIX,
     MAX_RECORD_BYTES,
     RecordProblem,
@@ -271,14 +271,15 @@ def attach_curve(name: str, summary_csv: str | os.PathLike, codec: str | None = 
 
 # Deprecated names, imported on first use (the loader and the API sit above the zoo).
 _DEPRECATED = {
-    "load_any_model": ("vvc_lightning.loader", "load", "vvc_lightning.loader.load"),
+    "load_any_model": ("vvc_lightning.store.loader", "load", "vvc_lightning.store.loader.load"),
     "load_codec": ("vvc_lightning.api", "load_video_codec", "vvc_lightning.load"),
-    "export_model": ("vvc_lightning.export", "export_model", "vvc_lightning.export.export_model"),
+    "export_model": ("vvc_lightning.store.export", "export_model", "vvc_lightning.store.export.export_model"),
 }
 
 
 def __getattr__(name: str) -> Any:
     if name not in _DEPRECATED:
-        raise AttributeError(f"module 'vvc_lightning.zoo' has no attribute '{name}'")
+        raise AttributeError(f"module 'vvc_lightning.store.zoo' has no attribute '{name}'")
     module, attr, new = _DEPRECATED[name]
-    return deprecated_alias(f"vvc_lightning.zoo.{name}", new, getattr(importlib.import_module(module), attr))
+    target = getattr(importlib.import_module(module), attr)
+    return deprecated_alias(f"vvc_lightning.store.zoo.{name}", new, target)

@@ -13,7 +13,7 @@ import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
-from vvc_lightning.config_ranges import (
+from vvc_lightning.configuration.ranges import (
     PERCEPTUAL_DISTANCES,
     check_choices,
     check_gop,
@@ -22,7 +22,7 @@ from vvc_lightning.config_ranges import (
     check_test_qualities,
     check_yaml_size,
 )
-from vvc_lightning.config_types import NUMBER, check_file_shape, check_shape, check_types
+from vvc_lightning.configuration.types import NUMBER, check_file_shape, check_shape, check_types
 from vvc_lightning.errors import ConfigError
 
 # sections whose keys are checked against the named constructor
