@@ -4,7 +4,7 @@ allows.
 The peak memory of running the backbone encoder or decoder on one item of T frames of h x w pixels is
 estimated from one probe run on a small input: forward hooks record the largest input + output bytes of
 any leaf module, which scales with the pixel count; the peak is that times `PEAK_FACTOR` (calibrated
-against the peak RSS of real runs, see the README) plus four float copies of the item's pixels (input,
+against the peak RSS of real runs, see docs/memory.md) plus four float copies of the item's pixels (input,
 output, and the temporaries of pixel-level functional steps such as a Haar transform, which hooks miss). The
 probe runs once per backbone, side and frame count (cached on the backbone).
 
@@ -28,7 +28,7 @@ from vvc_lightning.codec.pipeline.sizes import size_text
 from vvc_lightning.codec.pipeline.tiling import TileGrid, plan_tiles
 from vvc_lightning.errors import CodecOptionError
 
-PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (README)
+PEAK_FACTOR = 3.5  # peak / largest leaf input+output; estimate / measured peak RSS 0.78-1.29 (docs/memory.md)
 PROBE = 64  # probe side in pixels (a multiple of every backbone stride)
 # Bytes per pixel of a GoP held through a pass (resident) and briefly on top (transient): encode keeps the
 # uint8 frames twice (reader buffer, GoP stack) and the padded float copy (3+3+12), and briefly the float
