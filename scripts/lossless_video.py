@@ -16,7 +16,7 @@ from vvc_lightning.video.atomic import atomic_path
 from vvc_lightning.video.colour import rgb_to_yuv420
 
 SUFFIX = ".mkv"
-CODEC, OPTIONS = "libx264", {"qp": "0", "preset": "veryslow"}  # smallest lossless coder measured (docs/data.md)
+CODEC, OPTIONS = "libx264", {"qp": "0", "preset": "veryslow"}  # smallest lossless coder (docs/data.md)
 MATRIX, RANGE = "bt601", "limited"
 _SMPTE170M, _MPEG_RANGE = 6, 1  # AVColorSpace / AVColorRange values of BT.601 and limited range
 
