@@ -84,6 +84,7 @@ def build_trainer(
     from lightning.pytorch.callbacks import ModelCheckpoint
 
     from vvc_lightning.training.stages import StageSchedule
+    from vvc_lightning.training.step_bar import with_step_bar
     from vvc_lightning.training.trainer_parts import build_callbacks, build_loggers
 
     quiet_lightning()
@@ -108,7 +109,7 @@ def build_trainer(
     )
     o = cfg.optim
     schedule = StageSchedule(cfg.stages, o.lr, o.aux_lr, o.warmup_steps, o.decay, o.min_lr_ratio)
-    cbs = [schedule, ckpt_cb, *configured, *(callbacks or [])]
+    cbs = with_step_bar([schedule, ckpt_cb, *configured, *(callbacks or [])], kwargs)
     kwargs.setdefault("enable_model_summary", False)
     try:
         return pl.Trainer(
