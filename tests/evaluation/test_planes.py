@@ -7,16 +7,19 @@ from __future__ import annotations
 import json
 import shlex
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from vvc_lightning.evaluation.baselines import X265
 from vvc_lightning.evaluation.harness import EvalOptions, evaluate
-from vvc_lightning.evaluation.planes import probe, run_classic
+from vvc_lightning.evaluation.planes import plane_metrics, probe, run_classic
+from vvc_lightning.evaluation.sequence import Sequence
 from vvc_lightning.metrics.functional import PSNR_CAP
 from vvc_lightning.video.chroma import downsample_chroma, planes_to_rgb, rgb_to_planes, upsample_chroma
 from vvc_lightning.video.ffmpeg import ffmpeg_exe
+from vvc_lightning.video.plane_source import PlaneSource
 from vvc_lightning.video.video_io import write_video
 
 N, H, W = 9, 64, 64
@@ -181,3 +184,22 @@ def test_the_chroma_filters_are_the_stated_ones():
         assert np.array_equal(a, b)
     flat = tuple(np.full(s, v, np.uint16) for s, v in (((1, 4, 4), 192), ((1, 2, 2), 512), ((1, 2, 2), 512)))
     assert np.all(planes_to_rgb(flat, 10) == round((48 - 16) * 255 / 219))  # 10-bit code 192 = 8-bit 48
+
+
+def _planar(name: str, w: int, h: int) -> Sequence:
+    """A 4:2:0 sequence of w x h frames (only its size matters here)."""
+    src = PlaneSource(Path(f"{name}_{w}x{h}_25.yuv"), w, h, 8, 1, 25.0)
+    return Sequence(name, np.zeros((1, 2, 2, 3), np.uint8), 25.0, name, "d", planes=src)
+
+
+def test_plane_ms_ssim_too_small_on_every_sequence_is_left_out_in_one_note():
+    names = ["psnr", "psnr_y", "ms_ssim"]
+    keys, info, notes = plane_metrics(names, [_planar("bikes", 640, 272)], {})
+    assert keys == ["psnr_y", "psnr_u", "psnr_v", "psnr_yuv", "ms_ssim_y"] and set(info) == set(keys)
+    assert notes == ["ms_ssim_u, ms_ssim_v, ms_ssim_yuv left out: the chroma planes of 640x272 frames are "
+                     "too small for five scales with the 11x11 window (each side must exceed 160 px)"]
+    keys, _, notes = plane_metrics(names, [_planar("a", 640, 272), _planar("b", 1920, 1080)], {})
+    assert "ms_ssim_u" in keys and "ms_ssim_yuv" in keys  # one sequence has them: NaN only on the other
+    assert any(n.startswith("ms_ssim_u: the chroma planes of 640x272") for n in notes)
+    keys, _, notes = plane_metrics(names, [_planar("tiny", 64, 64)], {})
+    assert not any(k.startswith("ms_ssim") for k in keys) and "luma and chroma planes of 64x64" in notes[-1]

@@ -204,19 +204,27 @@ def run_classic(enc: Any, src: PlaneSource, point: int, work: Path, intra_period
 def plane_metrics(names: list[str], seqs: list[Sequence],
                   rgb_info: dict[str, dict]) -> tuple[list[str], dict[str, dict], list[str]]:
     """The plane metric keys to add where a sequence is 4:2:0 (none otherwise), their protocol (psnr_y
-    saying both meanings) and the notes on frame sizes."""
+    saying both meanings) and the notes on frame sizes; an MS-SSIM plane metric that no sequence's planes
+    are large enough for is left out (said in one note), not added as NaN."""
     from vvc_lightning.metrics import yuv
 
     planar = [q for q in seqs if getattr(q, "planes", None) is not None]
     if not planar:
         return [], {}, []
-    keys = yuv.keys_for(names)
+    sizes = dict.fromkeys((q.planes.height, q.planes.width) for q in planar)
+    wanted = yuv.keys_for(names)
+    keys = [k for k in wanted if not all(yuv.note(k, h, w) for h, w in sizes)]
     info = {k: yuv.info(k) for k in keys}
     if "psnr_y" in info and "psnr_y" in rgb_info:
         info["psnr_y"] = {"name": "psnr_y", "higher_is_better": True, "4:2:0 sources": info["psnr_y"],
                           "RGB sources": rgb_info["psnr_y"]}
-    sizes = dict.fromkeys((q.planes.height, q.planes.width) for q in planar)
     notes = list(dict.fromkeys(n for k in keys for h, w in sizes if (n := yuv.note(k, h, w))))
+    left = [k for k in wanted if k not in keys]
+    if left:
+        frames = ", ".join(f"{w}x{h}" for h, w in sizes)
+        planes = "luma and chroma" if "ms_ssim_y" in left else "chroma"
+        notes.append(f"{', '.join(left)} left out: the {planes} planes of {frames} frames are too small for "
+                     f"five scales with the 11x11 window (each side must exceed {yuv.SMALLEST} px)")
     return keys, info, notes
 
 
