@@ -97,6 +97,10 @@ def test_the_cli_takes_anchor_files_as_the_anchor_and_as_curves_in_the_class_tab
     assert "BD-rate (%) per class" in report
     assert f"<td>{X265}</td><td>-20.00</td><td>25.00</td><td>2.50</td>" in report
     assert "<td>class UVG</td><td>Beauty, Jockey</td>" in report
+    # the protocol reads as words, wide tables scroll in their own box (the page fits a 1400-px window)
+    assert "{&quot;" not in report and '{"' not in report
+    assert "<td>psnr_y</td><td>higher is better; " in report
+    assert report.count("<div style='overflow-x:auto'><table>") == report.count("<table>")
     doc = json.loads((base / "out" / "results.json").read_text())
     assert {(e["codec"], e["class"]) for e in doc["meta"]["bd_rate_classes"]} == {
         (c, k) for c in (X265, "published") for k in ("HEVC_D", "UVG", "Average")}

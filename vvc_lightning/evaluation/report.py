@@ -22,6 +22,7 @@ from vvc_lightning.evaluation.speed import (
 )
 from vvc_lightning.evaluation.text_tables import csv_text as _csv_text
 from vvc_lightning.evaluation.text_tables import html_table as _table
+from vvc_lightning.evaluation.text_tables import readable
 from vvc_lightning.video.atomic import make_dirs
 from vvc_lightning.video.video_io import atomic_path, write_bytes_atomic
 
@@ -54,6 +55,7 @@ ROW_INFO = (
     "range",
 )
 SUMMARY_COLUMNS = ("codec", "label", "kind", "point", "point_label", "sequences", "bytes", "bpp")
+HTML_LEFT_OUT = ("label", "point")  # the report's summary: the label heads each codec's section below
 BD_COLUMNS = ("metric", "codec", "anchor", "bd_rate_pct", "sequences_used", "sequences", "bd_rate_pooled_pct",
               "note")
 
@@ -124,7 +126,8 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
     esc = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>vvc-lightning evaluation</title><style>"
-        "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0;"
+        "body{font-family:sans-serif;margin:2em;max-width:1300px}img{max-width:100%}"
+        "table{border-collapse:collapse;margin:1em 0;"
         "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px}th{background:#eee}"
         "figure{display:inline-block;margin:4px;text-align:center}figcaption{font-size:12px}"
         "code{font-size:12px;word-break:break-all}</style></head><body>",
@@ -136,12 +139,13 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
         f"<li>Intra period of the classic codecs: {esc(str(meta['intra_period']))}</li>",
         *([f"<li>BD-rate anchor: {esc(meta['anchor'])}</li>"] if meta.get("anchor") else []),
         *(f"<li>Note: {esc(n)}</li>" for n in meta.get("notes", [])),
-        *(f"<li>Colour — {esc(k)}: {esc(str(v))}</li>" for k, v in meta["colour"].items()),
+        *(f"<li>Colour — {esc(k.replace('_', ' '))}: {esc(readable(v))}</li>"
+          for k, v in meta["colour"].items()),
         "</ul>",
         "<h3>Metrics</h3>",
         _table(
             ["metric", "protocol"],
-            [{"metric": k, "protocol": json.dumps(v)} for k, v in meta["metrics"].items()],
+            [{"metric": k, "protocol": readable(v)} for k, v in meta["metrics"].items()],
         ),
     ]
     if bd:
@@ -169,8 +173,10 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
     refs = present_references(rows)
     speed_cols = ["encode_fps", "decode_fps"] + ratio_columns(refs)
     parts += ["<h2>Summary (mean over sequences)</h2>",
-              _table(list(SUMMARY_COLUMNS) + keys + speed_cols, summary), "<h2>RD curves and speed</h2><div>"]
-    parts += [f"<img src='{esc(p)}' alt='{esc(k)}' style='vertical-align:top'>" for k, p in plots.items()]
+              _table([c for c in SUMMARY_COLUMNS if c not in HTML_LEFT_OUT] + keys + speed_cols, summary),
+              "<h2>RD curves and speed</h2><div>"]
+    parts += [f"<img src='{esc(p)}' alt='{esc(k)}' style='vertical-align:top;max-width:49%'>"
+              for k, p in plots.items()]
     parts += [speed_html(speed_table(rows), refs), "</div>"]
     parts.append("<h2>Decoded crops (centre of the middle frame, rate points of similar bpp)</h2>")
     for seq, items in crops.items():
@@ -187,7 +193,7 @@ def write_html(path: Path, rows: list[dict], summary: list[dict], bd: list[dict]
         how = (f" (searched to put {search['inside']} points inside every neural curve's rate range)"
                if search else "")
         parts.append(f"<h3>{esc(name)}: {esc(c['label'])}</h3><p>points: {esc(', '.join(c['points']))}"
-                     f"{esc(how)}; identity: <code>{esc(json.dumps(c['identity']))}</code></p>"
+                     f"{esc(how)}; identity: {esc(readable(c['identity']))}</p>"
                      f"<p><code>{esc(cmd)}</code></p>")
     parts += [
         "<h2>Per sequence</h2>",

@@ -32,4 +32,26 @@ def html_table(columns: list[str], records: list[dict], fmt: dict[str, str] | No
     body = "".join(
         "<tr>" + "".join(f"<td>{cell(c, r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in records
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    # a table wider than the page scrolls in its own box; the page keeps the window's width
+    return f"<div style='overflow-x:auto'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def readable(value: Any) -> str:
+    """A protocol value (dicts, lists, flags) as words for a reader, not JSON: 'key: value; ...', nested
+    dicts in parentheses, higher_is_better as 'higher (lower) is better', lists joined by commas."""
+    if isinstance(value, dict):
+        words = []
+        for k, v in value.items():
+            if k == "higher_is_better":
+                words.append("higher is better" if v else "lower is better")
+            elif k != "name":
+                text = f"({readable(v)})" if isinstance(v, dict) else readable(v)
+                words.append(f"{str(k).replace('_', ' ')}: {text}")
+        return "; ".join(words)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(readable(v) for v in value)
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "none"
+    return str(value)
