@@ -9,8 +9,6 @@ def _interrupted(signum: int, frame: object) -> None:
 
 signal.signal(signal.SIGINT, _interrupted)  # Ctrl-C while starting: nothing is written yet, leave at once
 
-from vvc_lightning.cli.main import main  # noqa: E402
+from vvc_lightning.cli.main import run  # noqa: E402
 
-code = main()
-signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is done: Ctrl-C during shutdown changes nothing
-raise SystemExit(code)
+run()  # main(), then leave(): Ctrl-C during shutdown changes nothing

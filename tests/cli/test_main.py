@@ -53,3 +53,25 @@ def test_backbones_lists_builtins_with_source_and_size():
     rows = {ln.split()[0]: ln for ln in proc.stdout.splitlines()[1:]}
     assert "built-in" in rows["cv_vae"] and "built-in" in rows["lean_vae"]
     assert rows["cv_vae"].split()[-1][-1] in "KMGT" and rows["lean_vae"].split()[-1][-1] in "KMGT"
+
+
+@pytest.mark.parametrize(("command", "fast"),
+                         [(["models"], True), (["fit", "--config", "missing.yaml"], False)])
+def test_leave_runs_atexit_and_keeps_the_exit_code(tmp_path, command, fast):
+    """A FAST_EXIT command leaves without the interpreter's teardown but after the atexit handlers and with
+    its own exit code and output; another command exits normally (its code too)."""
+    mark = tmp_path / "atexit.txt"
+    code = (f"import atexit, sys\n"
+            f"atexit.register(lambda: open({str(mark)!r}, 'w').write('ran'))\n"
+            f"sys.argv = ['vvc-lightning', *{command!r}]\n"
+            f"from vvc_lightning.cli import main as m\n"
+            f"try:\n    m.run()\nfinally:\n"
+            f"    fast = m._RAN and m._RAN[0] in m.FAST_EXIT\n"
+            f"    print('normal' if fast else 'teardown', file=sys.stderr)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert mark.read_text() == "ran"
+    assert proc.returncode == (0 if fast else 2), proc.stderr
+    if fast:
+        assert "vvc-lean-vr" in proc.stdout and "normal" not in proc.stderr  # no finally: os._exit
+    else:
+        assert "not found" in proc.stderr and "teardown" in proc.stderr
