@@ -94,6 +94,24 @@ def test_gemm_paths_equal_float64_reference_at_the_extremes(make, shape, scale, 
             assert not fast.isnan().any()
 
 
+@pytest.mark.parametrize("row_bytes", [1, 1 << 23])
+def test_float64_whole_kernels_by_kernel_rows_equal_the_reference(monkeypatch, row_bytes):
+    """Whole 5x5 / 3x3 kernels on the float64 backend go by kernel rows (a kw-wide im2col, kh products added
+    up; row_bytes=1: chunks of 256 output rows, several per image): the reference's values, and the kh * kw
+    im2col path's."""
+    monkeypatch.setattr(intgemm, "_ROW_COLS_BYTES", row_bytes)
+    for make, shape in ((lambda: int_conv(24, 16, 5, relu=True), (3, 24, 30, 21)),
+                        (lambda: int_conv(12, 20, 3), (2, 12, 40, 17))):
+        layer = make().eval()
+        _extreme_weights(layer, 3.0, seed=1)
+        for kind, x in _inputs(shape, seed=5).items():
+            fast, ref = _both(layer, x, "float64")
+            with monkeypatch.context() as m, torch.no_grad(), intgemm.gemm_backend("float64"):
+                m.setattr(intgemm, "ROW_GEMMS", False)
+                im2col = layer(x)
+            assert torch.equal(fast, ref) and torch.equal(im2col, ref), kind
+
+
 @pytest.mark.parametrize("backend", ["int8", "float64"])
 def test_weights_near_the_bound_keep_float64_and_nan_inputs_propagate(backend):
     """A layer too wide for the scatter margin stays on float64; a NaN input goes the float64 way too."""

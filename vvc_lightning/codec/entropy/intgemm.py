@@ -73,6 +73,9 @@ ACT_LIMIT_INT = ACT_LIMIT * 2**ACT_BITS  # 2**22: intnet's activation clamp as a
 _DENSE_MARGIN = 2.0**15
 _scratch = threading.local()
 _MIN_ROWS = 64  # rows of work below which a kernel is not split among threads
+# float64 products of whole kernels by kernel rows (`_conv_values_by_rows`): a kw-wide im2col, kh products
+ROW_GEMMS = True
+_ROW_COLS_BYTES = 1 << 23  # its columns per chunk of output rows (about 8 MiB: in cache beside the product)
 
 
 def digits_needed(max_abs: int) -> int:
@@ -403,6 +406,42 @@ def _im2col(flat: Tensor, offsets: list[int], rows: int, g0: int, g1: int) -> Te
     return cols
 
 
+def _whole_rows(weights: DigitWeights) -> bool:
+    """Whether every tap of the kernel is live (no mask), with more than one tap per kernel row."""
+    kh, kw = weights.kernel
+    return kw > 1 and weights.taps == [(i, j) for i in range(kh) for j in range(kw)]
+
+
+def _conv_values_by_rows(
+    flat: Tensor, weights: DigitWeights, acc: Tensor, rows: int, wp: int, epilogue: tuple | None
+) -> None:
+    """The float64 products of a whole-kernel convolution without a kh * kw im2col: one kw-wide row of
+    columns per padded pixel (z[r] = flat[r .. r + kw - 1], kw * c values), and for kernel row i the
+    output rows r read z[r + i * wp], a plain row slice of z: kh products of K = kw * c added into acc.
+
+    flat (n, L, c) float64 integers on the padded grid, acc (n * rows, o); every product and partial sum is
+    an integer below 2**53 (the layer's bound), so the sums are exact in any order: the same integers as
+    one product over all kh * kw taps. epilogue (bias, lo, hi): acc gets intnet's rescaled output."""
+    n, _, c = flat.shape
+    kh, kw = weights.kernel
+    kc, halo = kw * c, (kh - 1) * wp
+    w_rows = [weights.values[i * kc : (i + 1) * kc] for i in range(kh)]  # rows ordered (tap, cin)
+    chunk = max(256, _ROW_COLS_BYTES // (8 * kc) - halo)
+    for b in range(n):
+        for r0 in range(0, rows, chunk):
+            r1 = min(rows, r0 + chunk)
+            span = r1 - r0 + halo
+            z = _buffer("row_cols", (span, kc), torch.float64)
+            for j in range(kw):
+                z[:, j * c : (j + 1) * c] = flat[b, r0 + j : r0 + j + span]
+            out = acc[b * rows + r0 : b * rows + r1]
+            torch.mm(z[: r1 - r0], w_rows[0], out=out)
+            for i in range(1, kh):
+                out.addmm_(z[i * wp : i * wp + r1 - r0], w_rows[i])
+            if epilogue is not None:
+                split_rows(kernels.rescale_rows, r1 - r0, out.numpy(), *epilogue)
+
+
 def conv2d(
     x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue: tuple | None = None
 ) -> Tensor | None:
@@ -423,8 +462,11 @@ def conv2d(
     nd, values = buf.shape[0], buf.dtype == torch.float64
     flat = buf.view(nd, n, -1, c)
     acc = torch.empty((n * rows, o), dtype=torch.float64)
-    chunk = _chunk_rows(nd, weights, len(offsets) * c, values)
     pointwise = offsets == [0] and flat.shape[2] == rows  # a 1x1 convolution: the digits are the columns
+    if values and ROW_GEMMS and not pointwise and _whole_rows(weights):
+        _conv_values_by_rows(flat[0], weights, acc, rows, wp, epilogue)
+        return acc.view(n, ho, wp, o)[:, :, :wo].permute(0, 3, 1, 2)
+    chunk = _chunk_rows(nd, weights, len(offsets) * c, values)
     for g0 in range(0, n * rows, chunk):  # global rows (image * rows + r) in chunks
         g1 = min(n * rows, g0 + chunk)
         cols = flat.view(nd, n * rows, c)[:, g0:g1] if pointwise else _im2col(flat, offsets, rows, g0, g1)
