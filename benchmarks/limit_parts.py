@@ -215,8 +215,8 @@ class IntLayers:
                 m, k, ncols = n * h * w, cin, cout * kh * kw
             else:
                 taps = len(digits.taps) if digits is not None else kh * kw
-                m = n * out.shape[2] * out.shape[3]
-                if isinstance(layer, IntMaskedConv2d):  # used at the non-anchor positions only
+                m = n * out.shape[2] * out.shape[3] if out.dim() == 4 else out.shape[0] * out.shape[1]
+                if isinstance(layer, IntMaskedConv2d) and out.dim() == 4:  # used at the non-anchors only
                     m = n * (out.shape[2] * out.shape[3] // 2)
                 k, ncols = cin * taps, cout
             products = None

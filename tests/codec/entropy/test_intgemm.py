@@ -113,6 +113,25 @@ def test_float64_whole_kernels_by_kernel_rows_equal_the_reference(monkeypatch, r
 
 
 @pytest.mark.parametrize("backend", ["int8", "float64"])
+@pytest.mark.parametrize("shape", [(3, 8, 10, 12), (1, 16, 7, 9), (2, 4, 2, 2)])
+def test_masked_conv_at_the_non_anchors_equals_the_whole_map_there(backend, shape):
+    """IntMaskedConv2d(non_anchors=True) (the checkerboard's second pass: computed at those positions alone
+    on the float64 backend, even sizes) gives the whole map's values at the (i + j) odd positions, in
+    row-major order; odd sizes and the int8 backend take the whole map."""
+    n, c, h, w = shape
+    layer = IntMaskedConv2d(c, 2 * c, kernel_size=5, padding=2).eval()
+    _extreme_weights(layer, 3.0, seed=3)
+    odd = (torch.arange(h)[:, None] + torch.arange(w)[None, :]) % 2 == 1
+    for kind, x in _inputs(shape, seed=7).items():
+        with torch.no_grad():
+            with intgemm.disabled():
+                ref = layer(x).permute(0, 2, 3, 1)[:, odd]
+            with intgemm.gemm_backend(backend):
+                got = layer(x, non_anchors=True)
+        assert got.shape == ref.shape == (n, int(odd.sum()), 2 * c) and torch.equal(got, ref), kind
+
+
+@pytest.mark.parametrize("backend", ["int8", "float64"])
 def test_weights_near_the_bound_keep_float64_and_nan_inputs_propagate(backend):
     """A layer too wide for the scatter margin stays on float64; a NaN input goes the float64 way too."""
     layer = int_conv(64, 4, 5).eval()

@@ -147,7 +147,7 @@ class SpaceChannelContext(nn.Module):
                 if p == 0:
                     spatial = hyper.new_zeros((n, hyper_at[p].shape[1], 2 * g))  # nothing decoded yet
                 else:
-                    spatial = _at(self.spatial_context[k](y_hat_k), positions)
+                    spatial = self.spatial_context[k](y_hat_k, non_anchors=True)  # (n, P, 2g) there
                 params = self._aggregate(k, [spatial, *(_at(c, positions) for c in chan), hyper_at[p]])
                 scales, means = params.chunk(2, 1)
                 y_at = None if y_k is None else y_k[..., positions]

@@ -484,6 +484,42 @@ def conv2d(
     return acc.view(n, ho, wp, o)[:, :, :wo].permute(0, 3, 1, 2)
 
 
+def checkerboard_conv2d(
+    x: Tensor, weights: DigitWeights, padding: tuple[int, int], epilogue: tuple
+) -> Tensor | None:
+    """intnet's output of a 'same' convolution (stride 1, kernel 2 * padding + 1) at the checkerboard's
+    non-anchor positions only ((i + j) odd), as (n, h * w / 2, N) in row-major order, on the float64 products
+    (exact, as `conv2d`'s); None where it does not apply (odd h or w, NaN in x).
+
+    The positions of one row parity form a lattice of stride 2 in both directions, so each tap's columns
+    are one strided copy per parity and image: half the rows of the whole map's GEMM, and no gather after."""
+    n, c, h, w = x.shape
+    (kh, kw), (ph, pw) = weights.kernel, padding
+    if h % 2 or w % 2 or (kh, kw) != (2 * ph + 1, 2 * pw + 1):
+        return None
+    buf = _activation_values(x, ph, pw)
+    if buf is None:
+        return None
+    flat = buf[0]  # (n, h + 2ph, w + 2pw, c)
+    half, k = w // 2, len(weights.taps) * c
+    s = flat.stride()
+    out = torch.empty((n, h * half, weights.n), dtype=torch.float64)
+    step = max(1, _SCRATCH_BYTES // (8 * h * half * max(k, weights.n)))  # images per GEMM
+    for b0 in range(0, n, step):
+        b1 = min(n, b0 + step)
+        cols = _buffer("checker_cols", (b1 - b0, h, half, k), torch.float64)
+        for q in (0, 1):  # rows y = q + 2a hold their non-anchors at x = 1 - q + 2b
+            rows = cols[:, q::2]
+            for t, (i, j) in enumerate(weights.taps):
+                start = flat.storage_offset() + b0 * s[0] + (q + i) * s[1] + (1 - q + j) * s[2]
+                src = flat.as_strided((b1 - b0, h // 2, half, c), (s[0], 2 * s[1], 2 * s[2], s[3]), start)
+                rows[..., t * c : (t + 1) * c] = src
+        dst = out[b0:b1].view(-1, weights.n)
+        torch.mm(cols.view(-1, k), weights.values, out=dst)
+        split_rows(kernels.rescale_rows, dst.shape[0], dst.numpy(), *epilogue)
+    return out
+
+
 def conv_transpose2d(
     x: Tensor, weights: DigitWeights, stride: tuple[int, int], padding: tuple[int, int],
     output_padding: tuple[int, int],

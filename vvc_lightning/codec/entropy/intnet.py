@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -164,6 +165,27 @@ class IntMaskedConv2d(IntConv2d):
 
     def _weight(self) -> Tensor:
         return self.weight * self.mask
+
+    def forward(self, x: Tensor, non_anchors: bool = False) -> Tensor:
+        """The output map; non_anchors: the output at the checkerboard's non-anchor positions ((i + j) odd)
+        only, (n, P, C) in row-major order (what the second pass of the context model uses), computed at
+        those positions alone where the float64 GEMMs apply (the same values as the whole map's there)."""
+        if not non_anchors:
+            return super().forward(x)
+        if not self.training and intgemm.available(x) and not intgemm.use_int8():
+            w_int, b_int = self._int_params()
+            digits = self._digit_weights(w_int)
+            if digits is not None and isinstance(self.padding, tuple):
+                bias = b_int.numpy() if b_int is not None else np.zeros(digits.n)
+                with exact_kernels(x.device):
+                    out = intgemm.checkerboard_conv2d(x, digits, self.padding,
+                                                      (bias, 0.0 if self.relu else -ACT_LIMIT, ACT_LIMIT))
+                if out is not None:
+                    return out
+        full = super().forward(x)
+        h, w = full.shape[-2:]
+        odd = (torch.arange(h, device=x.device)[:, None] + torch.arange(w, device=x.device)[None, :]) % 2 == 1
+        return full.permute(0, 2, 3, 1)[:, odd]
 
 
 class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
