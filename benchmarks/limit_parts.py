@@ -145,6 +145,9 @@ def _random(meta: Any) -> Any:
     return torch.as_strided(flat.to(meta.dtype), meta.shape, meta.stride)
 
 
+FLOAT_REPEATS = 9  # timed replays of a float operator or GEMM shape (the best is kept)
+
+
 def best_seconds(fn: Any, repeats: int = 3) -> tuple[float, float]:
     """Best wall and best CPU seconds of `fn()` over `repeats` calls after one warm-up call."""
     fn()
@@ -157,7 +160,7 @@ def best_seconds(fn: Any, repeats: int = 3) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def replay_seconds(ops: Counter, repeats: int = 3) -> tuple[float, float, list[dict]]:
+def replay_seconds(ops: Counter, repeats: int = FLOAT_REPEATS) -> tuple[float, float, list[dict]]:
     """Wall and CPU seconds this machine needs for `ops` alone (each replayed on random data, best of
     `repeats`), and a row per operator."""
     total, total_cpu, rows = 0.0, 0.0, []
@@ -266,7 +269,10 @@ def int_limits(calls: list[IntCall], repeats: int = 3) -> dict[str, dict[str, fl
         row["layer_cpu_seconds"] += c.cpu_seconds
         key = (c.m, c.k, c.n)
         if key not in shapes:
-            shapes[key] = tuple(gemm_seconds(*key, dtype, repeats) for dtype in (torch.int8, torch.float64))
+            # float64 replays are short: best of more (the rate here swings up to 2x between calls), int8 ones
+            # are slow where _int_mm is a plain loop (and steady there)
+            shapes[key] = (gemm_seconds(*key, torch.int8, repeats),
+                           gemm_seconds(*key, torch.float64, FLOAT_REPEATS))
         (int8, int8_cpu), (f64, f64_cpu) = shapes[key]
         products = c.products or 3
         row["int8_products"] += products * macs
