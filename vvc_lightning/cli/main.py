@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import logging
@@ -128,12 +129,8 @@ def _main(argv: list[str] | None = None) -> int:
 def leave(code: int) -> None:
     """End the process with `code` after `main`: a FAST_EXIT command runs the atexit handlers, flushes the
     standard streams and leaves without the interpreter's teardown; any other command exits normally."""
-    import signal as _signal
-
-    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)  # the command is done: Ctrl-C now changes nothing
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the command is done: Ctrl-C now changes nothing
     if _RAN and _RAN[0] in FAST_EXIT and threading.current_thread() is threading.main_thread():
-        import atexit
-
         atexit._run_exitfuncs()
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(Exception):

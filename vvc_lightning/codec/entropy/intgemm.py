@@ -563,8 +563,11 @@ def layer_forward(
     """An integer layer's eval output: clamp(floor((acc + b) / 2**14 + 0.5) / 2**12, lo, hi), exactly as
     intnet.
 
-    `conv` holds padding (and stride, output_padding for a transposed layer). None if x holds a NaN."""
+    `conv` holds padding (and stride, output_padding for a transposed layer; or non_anchors: the output at
+    the checkerboard's non-anchor positions only, float64 products). None if x holds a NaN."""
     b = bias.numpy() if bias is not None else np.zeros(weights.n)
+    if conv.get("non_anchors"):
+        return checkerboard_conv2d(x, weights, conv["padding"], (b, lo, hi))
     if "stride" not in conv:
         return conv2d(x, weights, conv["padding"], (b, lo, hi))
     acc = conv_transpose2d(x, weights, conv["stride"], conv["padding"], conv["output_padding"])

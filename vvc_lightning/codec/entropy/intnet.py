@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -95,15 +94,16 @@ class _IntConvMixin:
             extra["digits"] = digits
         return extra["digits"]
 
-    def _fast_forward(self, x: Tensor, lo: float) -> Tensor | None:
-        """The eval output by int8 digit GEMMs (`intgemm`, the same integers) where it applies, else None."""
+    def _fast_forward(self, x: Tensor, lo: float, non_anchors: bool = False) -> Tensor | None:
+        """The eval output by int8 digit GEMMs (`intgemm`, the same integers) where it applies, else None;
+        non_anchors: at the checkerboard's non-anchor positions only (`intgemm.checkerboard_conv2d`)."""
         if not intgemm.available(x):
             return None
         w_int, b_int = self._int_params()
         digits = self._digit_weights(w_int)
         if digits is None:
             return None
-        conv = {"padding": self.padding}
+        conv = {"padding": self.padding, "non_anchors": non_anchors}
         if self.transposed:
             conv.update(stride=self.stride, output_padding=self.output_padding)
         return intgemm.layer_forward(x, digits, b_int, lo, ACT_LIMIT, conv)
@@ -172,20 +172,15 @@ class IntMaskedConv2d(IntConv2d):
         those positions alone where the float64 GEMMs apply (the same values as the whole map's there)."""
         if not non_anchors:
             return super().forward(x)
-        if not self.training and intgemm.available(x) and not intgemm.use_int8():
-            w_int, b_int = self._int_params()
-            digits = self._digit_weights(w_int)
-            if digits is not None and isinstance(self.padding, tuple):
-                bias = b_int.numpy() if b_int is not None else np.zeros(digits.n)
-                with exact_kernels(x.device):
-                    out = intgemm.checkerboard_conv2d(x, digits, self.padding,
-                                                      (bias, 0.0 if self.relu else -ACT_LIMIT, ACT_LIMIT))
-                if out is not None:
-                    return out
+        if not self.training and not intgemm.use_int8():  # its columns are float64 values
+            with exact_kernels(x.device):
+                out = self._fast_forward(x, 0.0 if self.relu else -ACT_LIMIT, non_anchors=True)
+            if out is not None:
+                return out
+        from vvc_lightning.codec.entropy.context_model import anchor_mask  # (it imports this module)
+
         full = super().forward(x)
-        h, w = full.shape[-2:]
-        odd = (torch.arange(h, device=x.device)[:, None] + torch.arange(w, device=x.device)[None, :]) % 2 == 1
-        return full.permute(0, 2, 3, 1)[:, odd]
+        return full.permute(0, 2, 3, 1)[:, ~anchor_mask(*full.shape[-2:], x.device)]
 
 
 class IntTransposedConv2d(_IntConvMixin, nn.ConvTranspose2d):
