@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from vvc_lightning.codec.entropy.compressai_parts import GaussianConditional, quantize_ste
-from vvc_lightning.codec.entropy.intnet import IntMaskedConv2d, IntReLU, int_conv
+from vvc_lightning.codec.entropy.intnet import IntMaskedConv2d, IntReLU, anchor_mask, int_conv
 
 # A sink takes (step, y - means or None, scales, means, positions), the first three at the (h, w) mask
 # `positions` only, (n, c, P), and returns the integer symbols (n, c, P) that the decoder will see there
@@ -34,13 +34,6 @@ def default_groups(channels: int) -> list[int]:
     groups = [unit, unit, 2 * unit]
     groups.append(channels - sum(groups))
     return [g for g in groups if g > 0]
-
-
-def anchor_mask(h: int, w: int, device: torch.device | None = None) -> Tensor:
-    """Boolean (h, w) mask of checkerboard anchors: positions with (i + j) even."""
-    i = torch.arange(h, device=device)[:, None]
-    j = torch.arange(w, device=device)[None, :]
-    return (i + j) % 2 == 0
 
 
 def _ramp(in_ch: int, out_ch: int) -> nn.Sequential:

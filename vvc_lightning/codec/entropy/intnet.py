@@ -150,6 +150,13 @@ class IntConv2d(_IntConvMixin, nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+def anchor_mask(h: int, w: int, device: torch.device | None = None) -> Tensor:
+    """Boolean (h, w) mask of checkerboard anchors: positions with (i + j) even."""
+    i = torch.arange(h, device=device)[:, None]
+    j = torch.arange(w, device=device)[None, :]
+    return (i + j) % 2 == 0
+
+
 class IntMaskedConv2d(IntConv2d):
     """IntConv2d with ELIC's checkerboard mask (type A: the centre and the anchors' own parity are unseen)."""
 
@@ -177,8 +184,6 @@ class IntMaskedConv2d(IntConv2d):
                 out = self._fast_forward(x, 0.0 if self.relu else -ACT_LIMIT, non_anchors=True)
             if out is not None:
                 return out
-        from vvc_lightning.codec.entropy.context_model import anchor_mask  # (it imports this module)
-
         full = super().forward(x)
         return full.permute(0, 2, 3, 1)[:, ~anchor_mask(*full.shape[-2:], x.device)]
 
@@ -225,6 +230,7 @@ __all__ = [
     "IntMaskedConv2d",
     "IntReLU",
     "IntTransposedConv2d",
+    "anchor_mask",
     "exact_kernels",
     "int_conv",
     "int_deconv",
